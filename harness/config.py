@@ -1,0 +1,110 @@
+"""The effective configuration of a trial, and named benchmark definitions.
+
+A benchmark (a module in `benchmarks/`) names a dataset, a model and training
+settings; flags given on the command line override single fields. The result
+is a frozen `TrialConfig`: everything a trial needs besides its seeds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from typing import Any
+
+from harness.errors import UsageError
+
+MODELS = ("mlp", "regression", "cnn", "embedding")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialConfig:
+    """Everything that defines a trial except its seeds."""
+
+    benchmark: str
+    dataset: str = "digits"
+    data_dir: str | None = None
+    # Examples of the training pool used, 0 for all: keeps tests and quick
+    # runs small without changing the data set's definition.
+    max_train_examples: int = 0
+    # Share of the training pool held out for validation, chosen by the
+    # `split` seed. 0 means no validation set and the split seed is unused.
+    validation_fraction: float = 0.0
+    augment: bool = False
+    model: str = "mlp"
+    hidden_units: int = 128
+    dropout_rate: float = 0.8
+    epochs: int = 10
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    steps_per_loop: int = 50
+    # Implementation sources of variation (not seeds).
+    determinism: bool = True
+    xla: bool = False
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+    # Flat index of the initial weight whose lowest mantissa bit is flipped
+    # (Summers & Dinneen 2021); -1 flips nothing.
+    flip_bit: int = -1
+
+    def __post_init__(self) -> None:
+        self._check()
+
+    def _check(self) -> None:
+        if self.model not in MODELS:
+            raise UsageError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}.")
+        positive = ("epochs", "batch_size", "steps_per_loop", "hidden_units")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}.")
+        if not 0.0 <= self.dropout_rate < 1.0:
+            raise UsageError(f"--dropout_rate must be in [0, 1), got {self.dropout_rate}.")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise UsageError(
+                f"--validation_fraction must be in [0, 1), got {self.validation_fraction}."
+            )
+        if not self.learning_rate > 0:
+            raise UsageError(f"--learning_rate must be positive, got {self.learning_rate}.")
+        for name in ("max_train_examples", "intra_op_threads", "inter_op_threads"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name} must be 0 or more, got {getattr(self, name)}.")
+        if self.flip_bit < -1:
+            raise UsageError(f"--flip_bit must be -1 (off) or a weight index, got {self.flip_bit}.")
+
+    def replace(self, **changes: Any) -> TrialConfig:
+        return dataclasses.replace(self, **changes)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig))
+
+
+def benchmark_names() -> list[str]:
+    """Names of the benchmark definitions shipped in `benchmarks/`."""
+    import benchmarks
+
+    return sorted(
+        m.name
+        for m in pkgutil.iter_modules(benchmarks.__path__)
+        if not m.ispkg and not m.name.startswith("_") and _is_definition(m.name)
+    )
+
+
+def _is_definition(name: str) -> bool:
+    module = importlib.import_module(f"benchmarks.{name}")
+    return callable(getattr(module, "get_config", None))
+
+
+def load_benchmark(name: str, **overrides: Any) -> TrialConfig:
+    """The benchmark's config with `overrides` (fields set on the command line) applied."""
+    names = benchmark_names()
+    if name not in names:
+        raise UsageError(f"unknown benchmark {name!r}; choose one of {', '.join(names)}.")
+    fields = importlib.import_module(f"benchmarks.{name}").get_config()
+    unknown = (set(fields) | set(overrides)) - set(CONFIG_FIELDS)
+    if unknown:
+        raise UsageError(f"benchmark {name!r} sets unknown fields: {', '.join(sorted(unknown))}.")
+    fields.update(overrides)
+    return TrialConfig(benchmark=name, **fields)

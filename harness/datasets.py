@@ -1,0 +1,248 @@
+"""Data sets and `tf.data` pipelines that are deterministic by construction.
+
+Every data set is held in memory as a training pool and a fixed test set. The
+`split` seed picks the validation share of the pool; the `shuffle` seed picks
+each epoch's order; the `augment` seed picks each batch's random shifts. All of
+them go through stateless ops keyed by (seed, epoch or batch index), so the
+batches a trial sees are a pure function of its seeds: no shuffle buffer, no
+iterator state, the same in a fresh process as in a long-lived one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import gzip
+import hashlib
+from importlib import resources
+
+import numpy as np
+import tensorflow as tf
+
+from harness.errors import UsageError, first_line
+from harness.seeds import SeedSet
+
+DIGITS_SHA256 = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"
+# The digits file has no official split; its last 360 images (20%) are the
+# fixed test set, so the split seed only ever moves examples within the pool.
+DIGITS_TEST_EXAMPLES = 360
+# Fixed seed of the synthetic data sets: they are part of the benchmark's
+# definition, not a source of run-to-run variation.
+SYNTHETIC_DATA_SEED = 20211
+BUILTIN_DATASETS = ("digits", "synthetic", "random_regression")
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A training pool and a test set in memory. Images are NHWC float32 in [0, 1]."""
+
+    name: str
+    train_x: np.ndarray
+    train_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
+    num_classes: int  # 0 for regression
+
+    @property
+    def is_classification(self) -> bool:
+        return self.num_classes > 0
+
+    @property
+    def is_image(self) -> bool:
+        return self.train_x.ndim == 4
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """What one trial trains, validates and tests on."""
+
+    dataset: Dataset
+    train_x: np.ndarray
+    train_y: np.ndarray
+    validation_x: np.ndarray
+    validation_y: np.ndarray
+
+
+def dataset_names() -> str:
+    return ", ".join(BUILTIN_DATASETS) + ", tfds:NAME"
+
+
+@functools.lru_cache(maxsize=4)
+def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
+    """Loads a data set by name; cached, since loading is pure and trials share it."""
+    if name == "digits":
+        return _digits()
+    if name == "synthetic":
+        return _synthetic_mnist()
+    if name == "random_regression":
+        return _random_regression()
+    if name.startswith("tfds:") and len(name) > len("tfds:"):
+        return _tfds(name[len("tfds:"):], data_dir)
+    raise UsageError(f"unknown dataset {name!r}; choose one of {dataset_names()}.")
+
+
+def _digits() -> Dataset:
+    raw = resources.files("harness").joinpath("data/digits.csv.gz").read_bytes()
+    if hashlib.sha256(raw).hexdigest() != DIGITS_SHA256:
+        raise UsageError("the embedded digits file is damaged (SHA-256 mismatch); reinstall the package.")
+    table = np.loadtxt(gzip.decompress(raw).decode().splitlines(), delimiter=",", dtype=np.int64)
+    images = (table[:, :64].reshape(-1, 8, 8, 1) / 16.0).astype(np.float32)
+    labels = table[:, 64].astype(np.int32)
+    cut = len(labels) - DIGITS_TEST_EXAMPLES
+    return Dataset("digits", images[:cut], labels[:cut], images[cut:], labels[cut:], 10)
+
+
+def _synthetic_mnist() -> Dataset:
+    """MNIST-shaped (60,000 + 10,000 x 28x28x1, 10 classes) and learnable, from a fixed seed.
+
+    Each class has a random prototype image; an example is its class's
+    prototype blended with uniform noise, so a linear model gets most of it
+    right and an MLP a little more, like MNIST.
+    """
+    rng = np.random.default_rng(SYNTHETIC_DATA_SEED)
+    prototypes = rng.random((10, 28, 28, 1), dtype=np.float32)
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        labels = rng.integers(0, 10, size=n).astype(np.int32)
+        noise = rng.random((n, 28, 28, 1), dtype=np.float32)
+        return 0.25 * prototypes[labels] + 0.75 * noise, labels
+
+    train_x, train_y = make(60_000)
+    test_x, test_y = make(10_000)
+    return Dataset("synthetic", train_x, train_y, test_x, test_y, 10)
+
+
+def _random_regression() -> Dataset:
+    """100x10 uniform random inputs, targets linear in them plus noise; a test set of 100 more."""
+    rng = np.random.default_rng(SYNTHETIC_DATA_SEED)
+    weights = rng.normal(size=(10, 1)).astype(np.float32)
+
+    def make(n: int) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.random((n, 10), dtype=np.float32)
+        y = x @ weights + 0.1 * rng.normal(size=(n, 1)).astype(np.float32)
+        return x, y.astype(np.float32)
+
+    train_x, train_y = make(100)
+    test_x, test_y = make(100)
+    return Dataset("random_regression", train_x, train_y, test_x, test_y, 0)
+
+
+def _tfds(name: str, data_dir: str | None) -> Dataset:
+    """A TFDS image classification data set with `train` and `test` splits, read whole into memory."""
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as error:  # TFDS raises several types for unknown names.
+        raise UsageError(f"TFDS does not know a dataset called {name!r} ({first_line(error)}).") from None
+    try:
+        (train_x, train_y), (test_x, test_y) = (_read_split(name, split, data_dir) for split in ("train", "test"))
+    except UsageError:
+        raise
+    except Exception as error:
+        where = data_dir or builder.data_dir
+        raise UsageError(
+            f"TFDS dataset {name!r} is not prepared in {where}; run `tfds build {name}` "
+            f"on a machine with network access, then pass --data_dir ({first_line(error)})."
+        ) from None
+    label_feature = builder.info.features["label"]
+    return Dataset(f"tfds:{name}", train_x, train_y, test_x, test_y, int(label_feature.num_classes))
+
+
+def _read_split(name: str, split: str, data_dir: str | None) -> tuple[np.ndarray, np.ndarray]:
+    """One split as (images, labels) arrays; read in batches, since some sources have no known size."""
+    import tensorflow_datasets as tfds
+
+    pieces = tfds.load(name, split=split, data_dir=data_dir, as_supervised=True, download=False)
+    images, labels = [], []
+    for batch_images, batch_labels in tfds.as_numpy(pieces.batch(4096)):
+        images.append(batch_images)
+        labels.append(batch_labels)
+    if not images:
+        raise UsageError(f"TFDS dataset {name!r} has no examples in its {split!r} split.")
+    return _images(np.concatenate(images)), np.concatenate(labels).astype(np.int32)
+
+
+def _images(images: np.ndarray) -> np.ndarray:
+    if images.ndim != 4:
+        raise UsageError(f"expected images of shape (N, H, W, C), got {images.shape}.")
+    return (images.astype(np.float32) / 255.0).astype(np.float32)
+
+
+def split_pool(dataset: Dataset, seeds: SeedSet, validation_fraction: float,
+               max_train_examples: int = 0) -> Split:
+    """Holds out `validation_fraction` of the training pool, chosen by the split seed."""
+    pool_x, pool_y = dataset.train_x, dataset.train_y
+    if max_train_examples:
+        pool_x, pool_y = pool_x[:max_train_examples], pool_y[:max_train_examples]
+    n_validation = int(round(validation_fraction * len(pool_y)))
+    if n_validation == 0:
+        return Split(dataset, pool_x, pool_y, pool_x[:0], pool_y[:0])
+    order = tf.random.experimental.stateless_shuffle(
+        tf.range(len(pool_y), dtype=tf.int64), seed=[seeds.split, 0]).numpy()
+    # Sorted so examples keep their pool order: the split seed decides which
+    # examples are held out, and the shuffle seed alone decides the order.
+    held_out, kept = np.sort(order[:n_validation]), np.sort(order[n_validation:])
+    if len(kept) == 0:
+        raise UsageError("the training pool is empty after holding out the validation share.")
+    return Split(dataset, pool_x[kept], pool_y[kept], pool_x[held_out], pool_y[held_out])
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    return -(-num_examples // batch_size)
+
+
+def training_batches(x: np.ndarray, y: np.ndarray, seeds: SeedSet, *, batch_size: int,
+                     epochs: int, augment: bool) -> tf.data.Dataset:
+    """All training batches of all epochs, in an order fixed by the shuffle seed.
+
+    Index-based: each epoch's permutation comes from a stateless shuffle keyed
+    by (shuffle seed, epoch), and each batch is gathered from the in-memory
+    arrays. The last batch of an epoch may be short, as in Keras `fit`.
+    """
+    features, labels = tf.constant(x), tf.constant(y)
+    n = len(y)
+
+    def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seeds.shuffle, tf.int64), epoch]))
+        return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
+
+    def gather(batch_index: tf.Tensor, indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        batch_x = tf.gather(features, indices)
+        if augment:
+            batch_x = random_shift(batch_x, tf.stack([tf.constant(seeds.augment, tf.int64), batch_index]))
+        return batch_x, tf.gather(labels, indices)
+
+    batches = (
+        tf.data.Dataset.range(epochs)
+        .flat_map(epoch_batches)
+        .enumerate()
+        .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    options = tf.data.Options()
+    options.deterministic = True
+    return batches.with_options(options)
+
+
+def random_shift(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Shifts each image by up to 1/8 of its size in x and y (at least 1 pixel), zero-filled.
+
+    The augmentation is a stateless function of (augment seed, batch index), so
+    it is the same in every process and independent of every other source.
+    """
+    height, width = images.shape[1], images.shape[2]
+    max_shift = max(1, height // 8)
+    batch = tf.shape(images)[0]
+    shifts = tf.random.stateless_uniform(
+        tf.stack([batch, 2]), seed=seed, minval=-max_shift, maxval=max_shift + 1, dtype=tf.int32)
+    shifts = tf.cast(shifts, tf.float32)
+    zeros, ones = tf.zeros([batch, 1]), tf.ones([batch, 1])
+    # Projective transform rows map output to input pixels: a shift by (dx, dy)
+    # reads from (x - dx, y - dy).
+    transforms = tf.concat(
+        [ones, zeros, -shifts[:, :1], zeros, ones, -shifts[:, 1:], zeros, zeros], axis=1)
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images, transforms=transforms, output_shape=tf.constant([height, width]),
+        fill_value=0.0, interpolation="NEAREST", fill_mode="CONSTANT")

@@ -1,0 +1,31 @@
+"""SHA-256 fingerprints: the bitwise answer to "did these two runs give the same result?".
+
+One place defines how weights, predictions and loss traces are hashed, so
+fingerprints from any two records are comparable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+
+import numpy as np
+import tensorflow as tf
+
+
+def weights_sha256(variables: Iterable[tf.Variable]) -> str:
+    """Hash of every variable's name, dtype, shape and raw bytes, in the model's order."""
+    digest = hashlib.sha256()
+    for variable in variables:
+        value = variable.numpy()
+        digest.update(f"{variable.name}|{value.dtype.str}|{value.shape}|".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    return digest.hexdigest()
+
+
+def array_sha256(values: np.ndarray) -> str:
+    """Hash of an array's dtype, shape and raw bytes (predictions, loss traces)."""
+    values = np.ascontiguousarray(values)
+    digest = hashlib.sha256(f"{values.dtype.str}|{values.shape}|".encode())
+    digest.update(values.tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,185 @@
+"""Models as `tf.Module`s whose initial weights are a pure function of the init seed.
+
+Every variable is drawn by a stateless op keyed by (init seed, variable
+number), so building the same model twice, in any process, gives the same
+bits, and no global or op-level seed is involved. Dropout masks come from
+stateless ops keyed by a per-step key (dropout seed, step) the caller passes.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from harness.config import TrialConfig
+from harness.datasets import Dataset
+from harness.errors import UsageError
+
+# Pixel intensities become this many token levels in the embedding model.
+EMBEDDING_LEVELS = 8
+EMBEDDING_DIM = 32
+
+
+class _SeededModule(tf.Module):
+    """Creates variables from stateless initializers, numbered in creation order."""
+
+    def __init__(self, init_seed: int, name: str) -> None:
+        super().__init__(name=name)
+        self._init_seed = init_seed
+        self._variable_count = 0
+
+    def _glorot(self, shape: tuple[int, ...], name: str) -> tf.Variable:
+        receptive = math.prod(shape[:-2]) if len(shape) > 2 else 1
+        fan_in, fan_out = shape[-2] * receptive, shape[-1] * receptive
+        limit = math.sqrt(6.0 / (fan_in + fan_out))
+        value = tf.random.stateless_uniform(
+            shape, seed=[self._init_seed, self._variable_count], minval=-limit, maxval=limit)
+        self._variable_count += 1
+        return tf.Variable(value, name=name)
+
+    def _uniform(self, shape: tuple[int, ...], name: str, scale: float) -> tf.Variable:
+        value = tf.random.stateless_uniform(
+            shape, seed=[self._init_seed, self._variable_count], minval=-scale, maxval=scale)
+        self._variable_count += 1
+        return tf.Variable(value, name=name)
+
+    @staticmethod
+    def _zeros(size: int, name: str) -> tf.Variable:
+        return tf.Variable(tf.zeros([size]), name=name)
+
+
+def dropout(x: tf.Tensor, rate: float, key: tf.Tensor, layer: int) -> tf.Tensor:
+    """Inverted dropout with a mask keyed by (dropout seed, step, layer)."""
+    if rate == 0.0:
+        return x
+    seed = tf.random.experimental.stateless_fold_in(key, layer)
+    keep = tf.random.stateless_uniform(tf.shape(x), seed=seed) >= rate
+    return tf.where(keep, x / (1.0 - rate), tf.zeros_like(x))
+
+
+class MLP(_SeededModule):
+    """Flatten, Dense(hidden)-relu, Dropout(rate), Dense(outputs): the original question's model."""
+
+    def __init__(self, input_shape: tuple[int, ...], hidden: int, outputs: int,
+                 dropout_rate: float, init_seed: int) -> None:
+        super().__init__(init_seed, name="mlp")
+        inputs = math.prod(input_shape)
+        self.dense1_kernel = self._glorot((inputs, hidden), "dense1/kernel")
+        self.dense1_bias = self._zeros(hidden, "dense1/bias")
+        self.dense2_kernel = self._glorot((hidden, outputs), "dense2/kernel")
+        self.dense2_bias = self._zeros(outputs, "dense2/bias")
+        self.dropout_rate = dropout_rate
+
+    def __call__(self, x: tf.Tensor, dropout_key: tf.Tensor | None = None) -> tf.Tensor:
+        x = tf.reshape(x, [tf.shape(x)[0], -1])
+        h = tf.nn.relu(tf.matmul(x, self.dense1_kernel) + self.dense1_bias)
+        if dropout_key is not None:
+            h = dropout(h, self.dropout_rate, dropout_key, layer=0)
+        return tf.matmul(h, self.dense2_kernel) + self.dense2_bias
+
+
+class CNN(_SeededModule):
+    """Conv3x3(32)-relu-maxpool, Conv3x3(64)-relu-maxpool, Dropout, Dense(hidden)-relu, Dense(classes).
+
+    On a GPU the convolutions run through cuDNN, whose algorithm choice and
+    backprop kernels are nondeterministic unless op determinism is on.
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], hidden: int, outputs: int,
+                 dropout_rate: float, init_seed: int) -> None:
+        super().__init__(init_seed, name="cnn")
+        height, width, channels = input_shape
+        self.conv1_kernel = self._glorot((3, 3, channels, 32), "conv1/kernel")
+        self.conv1_bias = self._zeros(32, "conv1/bias")
+        self.conv2_kernel = self._glorot((3, 3, 32, 64), "conv2/kernel")
+        self.conv2_bias = self._zeros(64, "conv2/bias")
+        flat = math.ceil(height / 4) * math.ceil(width / 4) * 64
+        self.dense1_kernel = self._glorot((flat, hidden), "dense1/kernel")
+        self.dense1_bias = self._zeros(hidden, "dense1/bias")
+        self.dense2_kernel = self._glorot((hidden, outputs), "dense2/kernel")
+        self.dense2_bias = self._zeros(outputs, "dense2/bias")
+        self.dropout_rate = dropout_rate
+
+    def __call__(self, x: tf.Tensor, dropout_key: tf.Tensor | None = None) -> tf.Tensor:
+        for kernel, bias in ((self.conv1_kernel, self.conv1_bias), (self.conv2_kernel, self.conv2_bias)):
+            x = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "SAME"), bias))
+            x = tf.nn.max_pool2d(x, 2, 2, "SAME")
+        x = tf.reshape(x, [tf.shape(x)[0], -1])
+        if dropout_key is not None:
+            x = dropout(x, self.dropout_rate, dropout_key, layer=0)
+        h = tf.nn.relu(tf.matmul(x, self.dense1_kernel) + self.dense1_bias)
+        return tf.matmul(h, self.dense2_kernel) + self.dense2_bias
+
+
+class Embedding(_SeededModule):
+    """Pixels as tokens (position, quantized intensity), embedding lookup, segment-sum pooling, MLP.
+
+    On a GPU the gather's backprop (an unsorted segment sum into the embedding
+    table) and the segment-sum pooling use atomics unless op determinism is on.
+    """
+
+    def __init__(self, input_shape: tuple[int, ...], hidden: int, outputs: int,
+                 dropout_rate: float, init_seed: int) -> None:
+        super().__init__(init_seed, name="embedding")
+        self.positions = math.prod(input_shape)
+        self.table = self._uniform((self.positions * EMBEDDING_LEVELS, EMBEDDING_DIM), "table", 0.05)
+        self.dense1_kernel = self._glorot((EMBEDDING_DIM, hidden), "dense1/kernel")
+        self.dense1_bias = self._zeros(hidden, "dense1/bias")
+        self.dense2_kernel = self._glorot((hidden, outputs), "dense2/kernel")
+        self.dense2_bias = self._zeros(outputs, "dense2/bias")
+        self.dropout_rate = dropout_rate
+
+    def __call__(self, x: tf.Tensor, dropout_key: tf.Tensor | None = None) -> tf.Tensor:
+        batch = tf.shape(x)[0]
+        pixels = tf.reshape(x, [batch, self.positions])
+        levels = tf.minimum(tf.cast(pixels * EMBEDDING_LEVELS, tf.int32), EMBEDDING_LEVELS - 1)
+        tokens = tf.range(self.positions) * EMBEDDING_LEVELS + levels
+        vectors = tf.gather(self.table, tf.reshape(tokens, [-1]))
+        example = tf.repeat(tf.range(batch), self.positions)
+        pooled = tf.math.unsorted_segment_sum(vectors, example, batch) / self.positions
+        if dropout_key is not None:
+            pooled = dropout(pooled, self.dropout_rate, dropout_key, layer=0)
+        h = tf.nn.relu(tf.matmul(pooled, self.dense1_kernel) + self.dense1_bias)
+        return tf.matmul(h, self.dense2_kernel) + self.dense2_bias
+
+
+_MODELS = {"mlp": MLP, "regression": MLP, "cnn": CNN, "embedding": Embedding}
+
+
+def build_model(config: TrialConfig, dataset: Dataset, init_seed: int) -> tf.Module:
+    """The benchmark's model for this data set, its weights drawn from `init_seed`."""
+    input_shape = dataset.train_x.shape[1:]
+    if config.model in ("cnn", "embedding") and not dataset.is_image:
+        raise UsageError(f"the {config.model} model needs an image dataset, not {dataset.name!r}.")
+    if config.model == "regression" and dataset.is_classification:
+        raise UsageError(f"the regression model needs a regression dataset, not {dataset.name!r}.")
+    if config.model != "regression" and not dataset.is_classification:
+        raise UsageError(f"the {config.model} model needs a classification dataset, not {dataset.name!r}.")
+    outputs = dataset.num_classes or 1
+    # The regression model is the MLP with one output; it has no dropout layer in the question.
+    rate = 0.0 if config.model == "regression" else config.dropout_rate
+    return _MODELS[config.model](tuple(input_shape), config.hidden_units, outputs, rate, init_seed)
+
+
+def flip_lowest_bit(model: tf.Module, index: int) -> str:
+    """Flips the lowest mantissa bit of the `index`-th weight (all variables, in order, flattened).
+
+    Returns the variable's name. This is Summers & Dinneen's instability probe:
+    a change of one ulp in one weight, the smallest change a run can have.
+    """
+    offset = 0
+    for variable in model.trainable_variables:
+        size = int(np.prod(variable.shape))
+        if index < offset + size:
+            values = variable.numpy().reshape(-1).copy()
+            values.view(np.uint32)[index - offset] ^= np.uint32(1)
+            variable.assign(values.reshape(variable.shape))
+            return variable.name
+        offset += size
+    raise UsageError(f"--flip_bit={index} is past the model's {offset} weights.")
+
+
+def count_weights(model: tf.Module) -> int:
+    return sum(int(np.prod(v.shape)) for v in model.trainable_variables)

@@ -1,0 +1,174 @@
+"""Trial records: how they are identified, written, read and validated.
+
+The one place that writes records. A record is appended as one whole line
+with a single `write`, then fsync'ed, under an exclusive lock, so parallel
+writers never interleave and a kill never loses a record already written. A
+kill mid-write can leave a torn last line; the next append cuts it off and
+readers ignore it, so `trials.jsonl` only ever holds whole, valid lines.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fcntl
+import functools
+import hashlib
+import json
+import math
+import os
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from harness.config import TrialConfig
+from harness.errors import UsageError
+from harness.seeds import SeedSet
+
+TRIAL_SCHEMA = "harness.trial/1"
+TRIALS_FILE = "trials.jsonl"
+_SCHEMA_FILES = {TRIAL_SCHEMA: "trial.schema.json"}
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def trial_key(config: TrialConfig, seeds: SeedSet, condition: str, repeat: int) -> str:
+    """A stable name for a trial: the same config, seeds, condition and repeat give the same key."""
+    identity = {"config": config.as_dict(), "seeds": seeds.as_dict(), "condition": condition,
+                "repeat": repeat}
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:20]
+
+
+def make_trial_record(*, config: TrialConfig, seeds: SeedSet, condition: str, repeat: int,
+                      study_id: str, result: Any, environment: dict[str, Any]) -> dict[str, Any]:
+    """A `harness.trial/1` record from a trial's inputs and its `TrialResult`."""
+    return {
+        "schema": TRIAL_SCHEMA,
+        "trial_key": trial_key(config, seeds, condition, repeat),
+        "study_id": study_id,
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": config.benchmark,
+        "condition": condition,
+        "repeat": repeat,
+        "config": config.as_dict(),
+        "seeds": seeds.as_dict(),
+        "environment": environment,
+        "status": result.status,
+        "metrics": result.metrics,
+        "fingerprints": result.fingerprints,
+        "outputs": result.outputs,
+        "timing": result.timing,
+    }
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or Infinity: non-finite floats are recorded as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Appends one record as one line, durably, safe against kills and concurrent writers."""
+    line = (json.dumps(_finite(record), sort_keys=True, allow_nan=False) + "\n").encode()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    created = not path.exists()
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        _cut_torn_tail(fd)
+        view = memoryview(line)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # Closing releases the lock.
+    if created:
+        _fsync_directory(path.parent)
+
+
+def _cut_torn_tail(fd: int) -> None:
+    """Truncates a last line that has no newline: a write that a kill interrupted."""
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        block = os.pread(fd, end - start, start)
+        newline = block.rfind(b"\n")
+        if newline >= 0:
+            os.ftruncate(fd, start + newline + 1)
+            return
+        end = start
+    os.ftruncate(fd, 0)
+
+
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Every whole record in a JSON-lines file; a torn last line (no newline) is ignored.
+
+    A complete line that is not a JSON object is damage nobody expected, and
+    is reported with its line number rather than skipped silently.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}.") from None
+    lines = data.split(b"\n")
+    # After the last newline is either nothing or a torn line.
+    records = []
+    for number, line in enumerate(lines[:-1], start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise UsageError(f"{path} line {number} is not valid JSON.") from None
+        if not isinstance(record, dict):
+            raise UsageError(f"{path} line {number} is not a JSON object.")
+        records.append(record)
+    return records
+
+
+@functools.lru_cache(maxsize=None)
+def load_schema(schema_id: str) -> dict[str, Any]:
+    if schema_id not in _SCHEMA_FILES:
+        raise UsageError(f"unknown record schema {schema_id!r}; this version knows {', '.join(_SCHEMA_FILES)}.")
+    text = resources.files("harness").joinpath("schema", _SCHEMA_FILES[schema_id]).read_text()
+    return json.loads(text)
+
+
+def schema_errors(record: dict[str, Any]) -> list[str]:
+    """Problems that make `record` invalid against the schema its `schema` field names; [] if valid."""
+    schema_id = record.get("schema")
+    if schema_id not in _SCHEMA_FILES:
+        return [f"unknown or missing schema field {schema_id!r}"]
+    validator = _validator(schema_id)
+    return [f"{'/'.join(map(str, e.absolute_path)) or '(record)'}: {e.message}"
+            for e in sorted(validator.iter_errors(record), key=lambda e: list(e.absolute_path))]
+
+
+@functools.lru_cache(maxsize=None)
+def _validator(schema_id: str) -> jsonschema.Draft202012Validator:
+    schema = load_schema(schema_id)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)

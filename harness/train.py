@@ -1,0 +1,231 @@
+"""One trial: build data and model from seeds, train with a hand-written loop, evaluate.
+
+The train step is a `tf.function` with `tf.GradientTape` and Adam applied by
+`ResourceApplyAdam`; an outer `tf.function` runs `steps_per_loop` steps per
+call so Python overhead does not dominate small models. No Keras.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import time
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from harness import determinism
+from harness.config import TrialConfig
+from harness.errors import UsageError, first_line
+from harness.datasets import Split, load_dataset, split_pool, steps_per_epoch, training_batches
+from harness.fingerprints import array_sha256, weights_sha256
+from harness.models import build_model, count_weights, flip_lowest_bit
+from harness.seeds import SeedSet
+
+EVAL_BATCH = 1024
+
+
+class TrialFailed(Exception):
+    """The trial ran but cannot produce a result (status code and message go in its record)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclasses.dataclass
+class TrialResult:
+    """What a trial produced; `status["code"] == "ok"` when metrics and fingerprints are filled."""
+
+    status: dict[str, Any]
+    metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
+    fingerprints: dict[str, Any] = dataclasses.field(default_factory=dict)
+    outputs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    timing: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class Adam:
+    """Adam through TF's fused `ResourceApplyAdam` kernel, with Keras's defaults.
+
+    The slots are created eagerly here so the train step only reads and
+    updates variables, as `tf.function` requires.
+    """
+
+    def __init__(self, variables: list[tf.Variable], learning_rate: float,
+                 beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-7) -> None:
+        self.variables = variables
+        self.slots = [(tf.Variable(tf.zeros_like(v), trainable=False),
+                       tf.Variable(tf.zeros_like(v), trainable=False)) for v in variables]
+        self.learning_rate, self.beta1, self.beta2, self.epsilon = learning_rate, beta1, beta2, epsilon
+
+    def apply(self, gradients: list[tf.Tensor], step: tf.Tensor) -> None:
+        t = tf.cast(step + 1, tf.float32)
+        beta1_power, beta2_power = tf.pow(self.beta1, t), tf.pow(self.beta2, t)
+        for variable, gradient, (m, v) in zip(self.variables, gradients, self.slots):
+            # Embedding gradients arrive as IndexedSlices; densifying them is the
+            # unsorted segment sum that is nondeterministic on GPUs without op determinism.
+            gradient = tf.convert_to_tensor(gradient)
+            tf.raw_ops.ResourceApplyAdam(
+                var=variable.handle, m=m.handle, v=v.handle, beta1_power=beta1_power,
+                beta2_power=beta2_power, lr=self.learning_rate, beta1=self.beta1,
+                beta2=self.beta2, epsilon=self.epsilon, grad=gradient)
+
+
+def loss_fn(classification: bool):
+    if classification:
+        def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        return cross_entropy
+
+    def mean_squared_error(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_mean(tf.square(outputs - targets))
+    return mean_squared_error
+
+
+def make_train_loop(model: tf.Module, optimizer: Adam, loss, dropout_seed: int, xla: bool):
+    """An outer `tf.function` running `num_steps` train steps from an iterator, returning their losses."""
+    variables = optimizer.variables
+    seed = tf.constant(dropout_seed, tf.int64)
+
+    @tf.function(jit_compile=xla)
+    def train_step(x: tf.Tensor, y: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            # Dropout masks are keyed by (dropout seed, step): no RNG state to carry.
+            loss_value = loss(y, model(x, dropout_key=tf.stack([seed, step])))
+        optimizer.apply(tape.gradient(loss_value, variables), step)
+        return loss_value
+
+    @tf.function
+    def train_loop(iterator, num_steps: tf.Tensor, first_step: tf.Tensor) -> tf.Tensor:
+        losses = tf.TensorArray(tf.float32, size=tf.cast(num_steps, tf.int32))
+        for i in tf.range(num_steps):
+            x, y = next(iterator)
+            losses = losses.write(tf.cast(i, tf.int32), train_step(x, y, first_step + i))
+        return losses.stack()
+
+    return train_loop
+
+
+def run_trial(config: TrialConfig, seeds: SeedSet) -> TrialResult:
+    """Trains and evaluates one model; failures become a status, bad input raises UsageError."""
+    start = time.perf_counter()
+    determinism.set_thread_pools(config.intra_op_threads, config.inter_op_threads)
+    determinism.set_op_determinism(config.determinism)
+    dataset = load_dataset(config.dataset, config.data_dir)
+    split = split_pool(dataset, seeds, config.validation_fraction, config.max_train_examples)
+    if config.augment and not dataset.is_image:
+        raise UsageError(f"--augment needs an image dataset, not {dataset.name!r}.")
+    model = build_model(config, dataset, seeds.init)
+    outputs: dict[str, Any] = {"num_weights": count_weights(model)}
+    if config.flip_bit >= 0:
+        outputs["flipped_variable"] = flip_lowest_bit(model, config.flip_bit)
+    try:
+        return _train_and_evaluate(config, seeds, split, model, outputs, start)
+    except TrialFailed as failure:
+        return _failed(failure.code, str(failure), start)
+    except tf.errors.UnimplementedError as error:
+        # Under op determinism TF raises this for ops with no deterministic kernel.
+        return _failed("nondeterministic_op", first_line(error.message), start)
+    except tf.errors.ResourceExhaustedError as error:
+        return _failed("out_of_memory", first_line(error.message), start)
+    except (tf.errors.OpError, ValueError, ArithmeticError) as error:
+        return _failed("error", f"{type(error).__name__}: {first_line(error)}", start)
+
+
+def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, model: tf.Module,
+                        outputs: dict[str, Any], start: float) -> TrialResult:
+    classification = split.dataset.is_classification
+    optimizer = Adam(list(model.trainable_variables), config.learning_rate)
+    loss = loss_fn(classification)
+    train_loop = make_train_loop(model, optimizer, loss, seeds.dropout, config.xla)
+    per_epoch = steps_per_epoch(len(split.train_y), config.batch_size)
+    total_steps = per_epoch * config.epochs
+    iterator = iter(training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size,
+                                     epochs=config.epochs, augment=config.augment))
+    setup_s = time.perf_counter() - start
+
+    chunks, call_seconds, call_steps = [], [], []
+    done = 0
+    while done < total_steps:
+        n = min(config.steps_per_loop, total_steps - done)
+        began = time.perf_counter()
+        chunk = train_loop(iterator, tf.constant(n, tf.int64), tf.constant(done, tf.int64)).numpy()
+        call_seconds.append(time.perf_counter() - began)
+        call_steps.append(n)
+        bad = np.flatnonzero(~np.isfinite(chunk))
+        if bad.size:
+            raise TrialFailed("nan_loss", f"the training loss became {chunk[bad[0]]} at step {done + bad[0]}.")
+        chunks.append(chunk)
+        done += n
+    losses = np.concatenate(chunks)
+    train_s = time.perf_counter() - start - setup_s
+
+    predict = tf.function(model.__call__, input_signature=[
+        tf.TensorSpec([None, *split.train_x.shape[1:]], tf.float32)])
+    test_out = _predict(predict, split.dataset.test_x)
+    metrics = _metrics(loss, test_out, split.dataset.test_y, split.dataset.num_classes, "test")
+    if len(split.validation_y):
+        validation_out = _predict(predict, split.validation_x)
+        metrics.update(_metrics(loss, validation_out, split.validation_y, split.dataset.num_classes,
+                                "validation", per_class=False))
+    epoch_losses = losses.reshape(config.epochs, per_epoch).mean(axis=1)
+    metrics["train_loss"] = float(epoch_losses[-1])
+    metrics["epoch_train_loss"] = [float(v) for v in epoch_losses]
+    if classification:
+        outputs["test_predicted_classes_b64"] = base64.b64encode(
+            np.argmax(test_out, axis=1).astype(np.uint8).tobytes()).decode()
+    fingerprints = {
+        "weights_sha256": weights_sha256(model.trainable_variables),
+        "predictions_sha256": array_sha256(test_out),
+        "loss_trace_sha256": array_sha256(losses.astype(np.float32)),
+    }
+    timing = _timing(config, call_seconds, call_steps, setup_s, train_s, start)
+    return TrialResult({"code": "ok", "message": None}, metrics, fingerprints, outputs, timing)
+
+
+def _predict(predict, x: np.ndarray) -> np.ndarray:
+    return np.concatenate([predict(tf.constant(x[i:i + EVAL_BATCH])).numpy()
+                           for i in range(0, len(x), EVAL_BATCH)])
+
+
+def _metrics(loss, outputs: np.ndarray, targets: np.ndarray, num_classes: int, prefix: str,
+             per_class: bool = True) -> dict[str, Any]:
+    metrics = {f"{prefix}_loss": float(loss(tf.constant(targets), tf.constant(outputs)))}
+    if num_classes:
+        predicted = np.argmax(outputs, axis=1)
+        metrics[f"{prefix}_accuracy"] = float(np.mean(predicted == targets))
+        if per_class:
+            metrics[f"{prefix}_per_class_accuracy"] = [
+                float(np.mean(predicted[targets == c] == c)) if np.any(targets == c) else None
+                for c in range(num_classes)]
+        metrics[f"{prefix}_examples"] = int(len(targets))
+    else:
+        metrics[f"{prefix}_accuracy"] = None
+        metrics[f"{prefix}_examples"] = int(len(targets))
+    return metrics
+
+
+def _timing(config: TrialConfig, call_seconds: list[float], call_steps: list[int], setup_s: float,
+            train_s: float, start: float) -> dict[str, Any]:
+    # The first call traces and compiles the loop; steady state starts after it.
+    steady = np.array([s / n for s, n in zip(call_seconds[1:], call_steps[1:])])
+    step_ms = None
+    if steady.size:
+        step_ms = {"median": float(np.median(steady) * 1e3), "mean": float(steady.mean() * 1e3),
+                   "p10": float(np.percentile(steady, 10) * 1e3),
+                   "p90": float(np.percentile(steady, 90) * 1e3), "calls": int(steady.size)}
+    return {
+        "wall_s": time.perf_counter() - start,
+        "setup_s": setup_s,
+        "first_call_s": call_seconds[0],
+        "train_s": train_s,
+        "steps": int(sum(call_steps)),
+        "steady_step_ms": step_ms,
+        "examples_per_s": config.batch_size / (step_ms["median"] / 1e3) if step_ms else None,
+    }
+
+
+def _failed(code: str, message: str, start: float) -> TrialResult:
+    return TrialResult({"code": code, "message": message}, timing={"wall_s": time.perf_counter() - start})
+
