@@ -9,6 +9,7 @@ pool sizes cannot: TF fixes them when its runtime starts.
 from __future__ import annotations
 
 import tensorflow as tf
+
 # The public API only has enable_op_determinism; the module it comes from
 # also has the switch back and the getter, which studies need to interleave.
 from tensorflow.python.framework import config as tf_config

@@ -149,7 +149,7 @@ def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     return records
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_schema(schema_id: str) -> dict[str, Any]:
     if schema_id not in _SCHEMA_FILES:
         raise UsageError(f"unknown record schema {schema_id!r}; this version knows {', '.join(_SCHEMA_FILES)}.")
@@ -167,7 +167,7 @@ def schema_errors(record: dict[str, Any]) -> list[str]:
             for e in sorted(validator.iter_errors(record), key=lambda e: list(e.absolute_path))]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _validator(schema_id: str) -> jsonschema.Draft202012Validator:
     schema = load_schema(schema_id)
     jsonschema.Draft202012Validator.check_schema(schema)

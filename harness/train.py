@@ -17,8 +17,8 @@ import tensorflow as tf
 
 from harness import determinism
 from harness.config import TrialConfig
-from harness.errors import UsageError, first_line
 from harness.datasets import Split, load_dataset, split_pool, steps_per_epoch, training_batches
+from harness.errors import UsageError, first_line
 from harness.fingerprints import array_sha256, weights_sha256
 from harness.models import build_model, count_weights, flip_lowest_bit
 from harness.seeds import SeedSet
@@ -62,7 +62,7 @@ class Adam:
     def apply(self, gradients: list[tf.Tensor], step: tf.Tensor) -> None:
         t = tf.cast(step + 1, tf.float32)
         beta1_power, beta2_power = tf.pow(self.beta1, t), tf.pow(self.beta2, t)
-        for variable, gradient, (m, v) in zip(self.variables, gradients, self.slots):
+        for variable, gradient, (m, v) in zip(self.variables, gradients, self.slots, strict=True):
             # Embedding gradients arrive as IndexedSlices; densifying them is the
             # unsorted segment sum that is nondeterministic on GPUs without op determinism.
             gradient = tf.convert_to_tensor(gradient)
@@ -209,7 +209,7 @@ def _metrics(loss, outputs: np.ndarray, targets: np.ndarray, num_classes: int, p
 def _timing(config: TrialConfig, call_seconds: list[float], call_steps: list[int], setup_s: float,
             train_s: float, start: float) -> dict[str, Any]:
     # The first call traces and compiles the loop; steady state starts after it.
-    steady = np.array([s / n for s, n in zip(call_seconds[1:], call_steps[1:])])
+    steady = np.array([s / n for s, n in zip(call_seconds[1:], call_steps[1:], strict=True)])
     step_ms = None
     if steady.size:
         step_ms = {"median": float(np.median(steady) * 1e3), "mean": float(steady.mean() * 1e3),

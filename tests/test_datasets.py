@@ -1,0 +1,71 @@
+"""Data: the embedded digits, synthetic sets, the real TFDS loading code under mock data."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from harness import datasets
+from harness.config import load_benchmark
+from harness.errors import UsageError
+from harness.seeds import SeedSet
+from harness.train import run_trial
+
+
+def test_embedded_digits_are_the_uci_test_set():
+    digits = datasets.load_dataset("digits")
+    assert digits.train_x.shape == (1437, 8, 8, 1) and digits.test_x.shape == (360, 8, 8, 1)
+    assert digits.train_x.min() == 0.0 and digits.train_x.max() == 1.0
+    assert set(np.unique(digits.train_y)) == set(range(10))
+
+
+def test_synthetic_mnist_has_mnist_shapes_and_is_fixed():
+    synthetic = datasets.load_dataset("synthetic")
+    assert synthetic.train_x.shape == (60_000, 28, 28, 1) and synthetic.test_x.shape == (10_000, 28, 28, 1)
+    assert synthetic.num_classes == 10
+    assert datasets._synthetic_mnist().train_x[:3].tobytes() == synthetic.train_x[:3].tobytes()
+
+
+def test_split_seed_picks_the_validation_share():
+    digits = datasets.load_dataset("digits")
+    a = datasets.split_pool(digits, SeedSet.from_base(0), 0.1)
+    b = datasets.split_pool(digits, SeedSet.from_base(0), 0.1)
+    c = datasets.split_pool(digits, SeedSet.from_base(0, split=99), 0.1)
+    assert len(a.validation_y) == 144 and len(a.train_y) == 1437 - 144
+    assert np.array_equal(a.validation_x, b.validation_x)
+    assert not np.array_equal(a.validation_x, c.validation_x)
+
+
+def test_batches_depend_on_the_shuffle_seed_only_through_order():
+    x = np.arange(10, dtype=np.float32).reshape(10, 1)
+    y = np.arange(10, dtype=np.int32)
+
+    def labels(seeds):
+        batches = datasets.training_batches(x, y, seeds, batch_size=4, epochs=2, augment=False)
+        return [b[1].numpy().tolist() for b in batches]
+
+    first = labels(SeedSet.from_base(0))
+    assert [len(b) for b in first] == [4, 4, 2, 4, 4, 2]
+    assert sorted(sum(first[:3], [])) == list(range(10))  # every example once per epoch
+    assert first[:3] != first[3:]  # and a different order in each epoch
+    assert first == labels(SeedSet.from_base(0))
+    assert first != labels(SeedSet.from_base(0, shuffle=1))
+
+
+def test_tfds_path_loads_and_trains_under_mock_data():
+    datasets.load_dataset.cache_clear()
+    try:
+        with tfds.testing.mock_data(num_examples=96):
+            mnist = datasets.load_dataset("tfds:mnist")
+            config = load_benchmark("mnist_mlp", epochs=1, steps_per_loop=2)
+            result = run_trial(config, SeedSet.from_base(0))
+    finally:
+        datasets.load_dataset.cache_clear()
+    assert mnist.train_x.shape == (96, 28, 28, 1) and mnist.num_classes == 10
+    assert mnist.train_x.dtype == np.float32 and mnist.train_x.max() <= 1.0
+    assert result.status["code"] == "ok"
+    assert result.metrics["test_examples"] == 96
+
+
+def test_unknown_tfds_name_is_a_usage_error():
+    with pytest.raises(UsageError, match="does not know"):
+        datasets.load_dataset("tfds:no_such_dataset_anywhere")

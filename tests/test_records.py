@@ -1,0 +1,120 @@
+"""Records: schema-valid, written whole, never lost or torn by a kill."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO
+
+from harness import environment
+from harness.errors import UsageError
+from harness.records import (
+    append_record,
+    make_trial_record,
+    read_records,
+    schema_errors,
+    trial_key,
+)
+from harness.seeds import SeedSet
+from harness.train import run_trial
+
+
+@pytest.fixture(scope="module")
+def record():
+    from harness.config import load_benchmark
+
+    config = load_benchmark("digits_mlp", epochs=2, max_train_examples=300, flip_bit=3)
+    seeds = SeedSet.from_base(0)
+    return make_trial_record(config=config, seeds=seeds, condition="control", repeat=0, study_id="s",
+                             result=run_trial(config, seeds), environment=environment.capture())
+
+
+def test_a_real_record_is_schema_valid_and_complete(record):
+    assert schema_errors(record) == []
+    assert record["schema"] == "harness.trial/1"
+    env = record["environment"]
+    assert env["tensorflow"]["version"] and env["tensorflow"]["git_version"]
+    assert env["cpu"]["logical_cores"] >= 1 and env["gpus"] == []
+    assert env["op_determinism"] is True
+    assert record["outputs"]["flipped_variable"]
+
+
+def test_schema_catches_a_broken_record(record):
+    broken = json.loads(json.dumps(record))
+    broken["fingerprints"]["weights_sha256"] = "not-a-hash"
+    del broken["seeds"]["dropout"]
+    errors = schema_errors(broken)
+    assert any("weights_sha256" in e for e in errors) and any("dropout" in e for e in errors)
+    assert schema_errors({**record, "schema": "harness.trial/99"}) != []
+
+
+def test_a_failed_trial_record_is_valid_without_results(record):
+    from harness.train import TrialResult
+
+    failed = {**record, "status": {"code": "nan_loss", "message": "loss became nan at step 3."},
+              "metrics": {}, "fingerprints": {}, "timing": {"wall_s": 0.1}}
+    assert schema_errors(failed) == []
+    assert TrialResult(failed["status"]).status["code"] == "nan_loss"
+
+
+def test_trial_keys_are_stable_and_distinct(small_config):
+    seeds = SeedSet.from_base(0)
+    key = trial_key(small_config, seeds, "control", 0)
+    assert key == trial_key(small_config, seeds, "control", 0)
+    assert len({key, trial_key(small_config, seeds, "control", 1),
+                trial_key(small_config, seeds, "kernels", 0),
+                trial_key(small_config, seeds.replace(init=1), "control", 0)}) == 4
+
+
+def test_append_cuts_a_torn_last_line_and_keeps_whole_ones(tmp_path):
+    path = tmp_path / "trials.jsonl"
+    append_record(path, {"n": 1})
+    with open(path, "ab") as handle:
+        handle.write(b'{"n": 2, "torn')  # A write a kill interrupted.
+    assert read_records(path) == [{"n": 1}]
+    append_record(path, {"n": 3})
+    assert read_records(path) == [{"n": 1}, {"n": 3}]
+    assert path.read_bytes().endswith(b"\n")
+
+
+def test_a_damaged_whole_line_is_reported_with_its_number(tmp_path):
+    path = tmp_path / "trials.jsonl"
+    path.write_text('{"n": 1}\nnot json\n')
+    with pytest.raises(UsageError, match="line 2"):
+        read_records(path)
+
+
+def test_non_finite_numbers_are_written_as_null(tmp_path):
+    path = tmp_path / "trials.jsonl"
+    append_record(path, {"loss": float("nan"), "curve": [1.0, float("inf")]})
+    assert read_records(path) == [{"loss": None, "curve": [1.0, None]}]
+
+
+def test_a_killed_run_leaves_only_whole_valid_lines(tmp_path):
+    """SIGKILL a real bench run mid-study, then resume: every line stays whole and valid."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = [sys.executable, "-m", "harness.bench", "--repeats=40", "--epochs=1",
+            "--max_train_examples=200", f"--output_dir={tmp_path}"]
+    process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = tmp_path / "trials.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not path.exists() or path.read_bytes().count(b"\n") < 2):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    survivors = read_records(path)
+    assert 2 <= len(survivors) < 40
+    assert all(schema_errors(r) == [] for r in survivors)
+    assert path.read_bytes().endswith(b"\n")
+
+    # Resuming finishes the rest, one record per trial, and keeps the survivors as they were.
+    resumed = subprocess.run(args[:3] + ["--repeats=4"] + args[4:], cwd=REPO, env=env, capture_output=True,
+                             text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    records = read_records(path)
+    assert records[:len(survivors)] == survivors
+    assert sorted(r["repeat"] for r in records) == list(range(max(4, len(survivors))))

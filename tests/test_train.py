@@ -1,0 +1,95 @@
+"""Real trials in this process: a trial is a pure function of its config and seeds."""
+
+import numpy as np
+import pytest
+
+from harness.config import load_benchmark
+from harness.seeds import SOURCES, SeedSet
+from harness.train import run_trial
+
+
+def _weights(config, seeds):
+    result = run_trial(config, seeds)
+    assert result.status["code"] == "ok", result.status
+    return result.fingerprints["weights_sha256"]
+
+
+def test_same_trial_twice_gives_identical_fingerprints(small_config):
+    seeds = SeedSet.from_base(3)
+    first, second = run_trial(small_config, seeds), run_trial(small_config, seeds)
+    assert first.fingerprints == second.fingerprints
+    assert first.metrics == second.metrics
+
+
+def test_changing_any_single_source_seed_changes_the_weights(small_config):
+    seeds = SeedSet.from_base(3)
+    baseline = _weights(small_config, seeds)
+    changed = {source: _weights(small_config, seeds.replace(**{source: getattr(seeds, source) + 1}))
+               for source in SOURCES}
+    assert all(h != baseline for h in changed.values()), changed
+    assert len(set(changed.values())) == len(SOURCES)
+
+
+def test_flipping_one_bit_of_one_weight_changes_the_result(small_config):
+    seeds = SeedSet.from_base(3)
+    flipped = run_trial(small_config.replace(flip_bit=500), seeds)
+    # Variables count in tf.Module order (by name): dense1/bias holds the first 128 weights.
+    assert flipped.outputs["flipped_variable"].startswith("dense1/kernel")
+    assert flipped.fingerprints["weights_sha256"] != _weights(small_config, seeds)
+
+
+def test_a_seed_a_source_does_not_use_changes_nothing(small_config):
+    # Without a validation share the split seed picks nothing.
+    config = small_config.replace(validation_fraction=0.0)
+    seeds = SeedSet.from_base(3)
+    assert _weights(config, seeds) == _weights(config, seeds.replace(split=seeds.split + 1))
+
+
+def test_result_reports_metrics_timing_and_a_loss_curve(small_config):
+    result = run_trial(small_config, SeedSet.from_base(0))
+    metrics, timing = result.metrics, result.timing
+    assert 0.0 <= metrics["test_accuracy"] <= 1.0
+    assert len(metrics["test_per_class_accuracy"]) == 10
+    assert len(metrics["epoch_train_loss"]) == small_config.epochs
+    assert metrics["validation_examples"] == 80
+    assert timing["steady_step_ms"]["median"] > 0 and timing["examples_per_s"] > 0
+    assert timing["first_call_s"] > 0
+
+
+def test_training_learns_the_embedded_digits():
+    config = load_benchmark("digits_mlp", epochs=5, dropout_rate=0.2)
+    result = run_trial(config, SeedSet.from_base(0))
+    assert result.metrics["test_accuracy"] > 0.8  # chance is 0.1
+
+
+def test_non_finite_loss_stops_the_trial_with_a_clear_status():
+    config = load_benchmark("random_regression", learning_rate=1e38, epochs=3)
+    result = run_trial(config, SeedSet.from_base(0))
+    assert result.status["code"] == "nan_loss"
+    assert "at step" in result.status["message"]
+    assert not result.fingerprints
+
+
+@pytest.mark.parametrize("benchmark,overrides", [
+    ("random_regression", {}),
+    ("embedding", {"epochs": 1}),
+    ("digits_mlp", {"model": "cnn", "epochs": 1, "dropout_rate": 0.25}),
+    ("digits_mlp", {"xla": True, "epochs": 1}),
+])
+def test_every_model_trains_reproducibly(benchmark, overrides):
+    config = load_benchmark(benchmark, **overrides)
+    seeds = SeedSet.from_base(1)
+    first, second = run_trial(config, seeds), run_trial(config, seeds)
+    assert first.status["code"] == "ok", first.status
+    assert first.fingerprints["weights_sha256"] == second.fingerprints["weights_sha256"]
+    loss = first.metrics["test_loss"]
+    assert np.isfinite(loss)
+
+
+def test_determinism_switch_is_applied_per_trial(small_config):
+    from harness.determinism import op_determinism_enabled
+
+    run_trial(small_config.replace(determinism=False, epochs=1), SeedSet.from_base(0))
+    assert not op_determinism_enabled()
+    run_trial(small_config.replace(epochs=1), SeedSet.from_base(0))
+    assert op_determinism_enabled()
