@@ -7,8 +7,8 @@ PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 BENCHMARK ?= digits_mlp
 OUTPUT_DIR ?= results/$(BENCHMARK)
-REPEATS ?= 3
-# Extra harness flags, e.g. make bench ARGS="--determinism=off --epochs=5"
+REPEATS ?= 10
+# Extra harness flags, e.g. make bench ARGS="--conditions=control,kernels,all --epochs=5"
 ARGS ?=
 
 .PHONY: bench test lint clean

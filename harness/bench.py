@@ -1,12 +1,12 @@
-"""`python -m harness.bench`: run a benchmark's trials and write records.
+"""`python -m harness.bench`: run a study and answer "why does my accuracy vary?".
 
-    python -m harness.bench --benchmark=digits_mlp --repeats=3 --output_dir=results/digits_mlp
+    python -m harness.bench --benchmark=digits_mlp --conditions=control,kernels,init,all \\
+        --repeats=10 --output_dir=results/digits_mlp
 
-Every trial is appended to OUTPUT_DIR/trials.jsonl as it finishes; a re-run
-into the same directory skips trials whose records are already there. Repeats of
-one configuration share their seeds, so with op determinism on (condition
-`control`) they must agree bit for bit; with it off (condition `kernels`) they
-differ only where kernels are nondeterministic (on GPUs).
+For each condition, N trials that vary exactly what the condition names
+(`harness/conditions.py`). Every trial is appended to OUTPUT_DIR/trials.jsonl
+as it finishes; OUTPUT_DIR/summary.json and a table follow. Re-running into the
+same directory skips trials already recorded, so a killed study resumes.
 """
 
 from __future__ import annotations
@@ -15,67 +15,54 @@ import hashlib
 import time
 from pathlib import Path
 
-from absl import flags, logging
+from absl import flags
 
-from harness import cli, environment, trial_flags
-from harness.records import (
-    TRIALS_FILE,
-    append_record,
-    canonical_json,
-    make_trial_record,
-    read_records,
-    trial_key,
-)
-from harness.table import format_table
-from harness.train import run_trial
+from harness import cli, conditions, determinism, environment, study, trial_flags
+from harness.errors import UsageError
+from harness.records import canonical_json
+from harness.summary import SUMMARY_FILE, build_summary, format_summary, write_summary
 
 FLAGS = flags.FLAGS
-flags.DEFINE_integer("repeats", 3, "Trials of the configuration.", lower_bound=1)
+flags.DEFINE_string("conditions", ",".join(conditions.DEFAULT_CONDITIONS),
+                    "Comma-separated conditions: control, kernels, init, shuffle, dropout, augment, split, "
+                    "all, bit, env:threads=N, env:onednn=0|1, env:xla=0|1.")
+flags.DEFINE_integer("repeats", 10, "Trials per condition.", lower_bound=1)
 flags.DEFINE_string("output_dir", None, "Where records go (default: results/BENCHMARK).")
+flags.DEFINE_enum("isolation", "inprocess", list(study.ISOLATIONS),
+                  "inprocess: trials share this process (results match fresh processes); "
+                  "process: a fresh process per trial.")
+flags.DEFINE_integer("workers", 1, "Worker processes running trials in parallel.", lower_bound=1)
 
 
 def main(argv: list[str]) -> int:
     del argv
-    config = trial_flags.config_from_flags()
+    if FLAGS["determinism"].present:
+        raise UsageError("bench sets op determinism per condition; use --conditions=control (on) "
+                         "or --conditions=kernels (off) instead of --determinism")
+    base = trial_flags.config_from_flags()
     seeds = trial_flags.seeds_from_flags()
-    output_dir = Path(FLAGS.output_dir or f"results/{config.benchmark}")
-    condition = "control" if config.determinism else "kernels"
+    # Before any op runs: trials with these thread pools can then share this process.
+    determinism.set_thread_pools(base.intra_op_threads, base.inter_op_threads)
+    chosen = conditions.parse_conditions(FLAGS.conditions)
+    output_dir = Path(FLAGS.output_dir or f"results/{base.benchmark}")
+    # The study is its base config and seeds: adding conditions or repeats later
+    # extends the same study, and its records are reused.
     study_id = hashlib.sha256(canonical_json(
-        {"config": config.as_dict(), "seeds": seeds.as_dict(), "repeats": FLAGS.repeats}).encode()
-    ).hexdigest()[:12]
-    trials_path = output_dir / TRIALS_FILE
-    existing = {record.get("trial_key"): record for record in read_records(trials_path)}
-    rows, ran = [], 0
+        {"config": base.replace(determinism=True).as_dict(), "base_seed": FLAGS.seed,
+         "seeds": seeds.as_dict()}).encode()).hexdigest()[:12]
     started = time.perf_counter()
-    for repeat in range(FLAGS.repeats):
-        record = existing.get(trial_key(config, seeds, condition, repeat))
-        if record is None:
-            result = run_trial(config, seeds)
-            record = make_trial_record(config=config, seeds=seeds, condition=condition, repeat=repeat,
-                                       study_id=study_id, result=result, environment=environment.capture())
-            append_record(trials_path, record)
-            ran += 1
-            elapsed = time.perf_counter() - started
-            logging.info("trial %d/%d (%s) %s in %.1fs; ETA %.0fs", repeat + 1, FLAGS.repeats, condition,
-                         result.status["code"], result.timing["wall_s"],
-                         elapsed / ran * (FLAGS.repeats - repeat - 1))
-        rows.append(_row(record))
-    print(f"{config.benchmark}: {config.dataset}, {config.model}, {config.epochs} epochs, "
-          f"batch {config.batch_size}, determinism {'on' if config.determinism else 'off'}")
-    print(format_table(
-        ["repeat", "status", "test_acc", "test_loss", "weights_sha256", "step_ms", "examples/s"], rows))
-    hashes = {row[4] for row in rows if row[1] == "ok"}
-    print(f"{len(hashes)} unique weight hash(es) over {len(rows)} trial(s); {ran} ran now, "
-          f"{len(rows) - ran} already recorded; records in {trials_path}")
+    specs = study.plan(base, FLAGS.seed, seeds, chosen, FLAGS.repeats, study_id)
+    ran = study.execute(specs, output_dir, isolation=FLAGS.isolation, workers=FLAGS.workers)
+    wall_s = time.perf_counter() - started
+    summary = build_summary(
+        study_id=study_id, base_config=base.as_dict(), base_seeds=seeds.as_dict(), conditions=chosen,
+        repeats=FLAGS.repeats, records=study.study_records(specs, output_dir),
+        environment=environment.capture(), wall_s=wall_s)
+    write_summary(output_dir / SUMMARY_FILE, summary)
+    print(format_summary(summary))
+    print(f"\n{ran} trial(s) ran now in {wall_s:.0f}s, {len(specs) - ran} already recorded; "
+          f"records in {output_dir}/ (trials.jsonl, summary.json, tb/)")
     return 0
-
-
-def _row(record: dict) -> list:
-    metrics, timing = record["metrics"], record["timing"]
-    step_ms = (timing.get("steady_step_ms") or {}).get("median")
-    weights = record["fingerprints"].get("weights_sha256", "")
-    return [record["repeat"], record["status"]["code"], metrics.get("test_accuracy"),
-            metrics.get("test_loss"), weights[:16], step_ms, timing.get("examples_per_s")]
 
 
 if __name__ == "__main__":

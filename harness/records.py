@@ -28,7 +28,8 @@ from harness.seeds import SeedSet
 
 TRIAL_SCHEMA = "harness.trial/1"
 TRIALS_FILE = "trials.jsonl"
-_SCHEMA_FILES = {TRIAL_SCHEMA: "trial.schema.json"}
+# Every record kind and its JSON Schema in harness/schema/.
+_SCHEMA_FILES = {TRIAL_SCHEMA: "trial.schema.json", "harness.summary/1": "summary.schema.json"}
 
 
 def canonical_json(value: Any) -> str:
@@ -64,20 +65,20 @@ def make_trial_record(*, config: TrialConfig, seeds: SeedSet, condition: str, re
     }
 
 
-def _finite(value: Any) -> Any:
+def finite_json(value: Any) -> Any:
     """JSON has no NaN or Infinity: non-finite floats are recorded as null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: finite_json(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [finite_json(v) for v in value]
     return value
 
 
 def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
     """Appends one record as one line, durably, safe against kills and concurrent writers."""
-    line = (json.dumps(_finite(record), sort_keys=True, allow_nan=False) + "\n").encode()
+    line = (json.dumps(finite_json(record), sort_keys=True, allow_nan=False) + "\n").encode()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     created = not path.exists()

@@ -8,12 +8,13 @@ from conftest import run_program
 from harness.records import read_records, schema_errors
 
 TINY = ["--epochs=2", "--max_train_examples=300"]
+CONTROL = ["--conditions=control"]
 
 
 def test_two_fresh_processes_give_identical_weights(tmp_path):
     hashes = []
     for run in ("a", "b"):
-        result = run_program("harness.bench", "--repeats=1", *TINY, f"--output_dir={tmp_path / run}")
+        result = run_program("harness.bench", "--repeats=1", *CONTROL, *TINY, f"--output_dir={tmp_path / run}")
         assert result.returncode == 0, result.stderr
         (record,) = read_records(tmp_path / run / "trials.jsonl")
         assert schema_errors(record) == []
@@ -26,26 +27,31 @@ def test_a_fresh_process_matches_a_trial_run_in_this_process(tmp_path):
     from harness.seeds import SeedSet
     from harness.train import run_trial
 
-    result = run_program("harness.bench", "--repeats=1", "--seed=5", *TINY, f"--output_dir={tmp_path}")
+    result = run_program("harness.bench", "--repeats=1", "--seed=5", *CONTROL, *TINY, f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     (record,) = read_records(tmp_path / "trials.jsonl")
     here = run_trial(load_benchmark("digits_mlp", epochs=2, max_train_examples=300), SeedSet.from_base(5))
     assert record["fingerprints"] == here.fingerprints
 
 
-def test_bench_prints_a_table_and_the_hash_count(tmp_path):
-    result = run_program("harness.bench", "--repeats=2", "--init_seed=11", *TINY, f"--output_dir={tmp_path}")
+def test_bench_prints_the_study_table_and_writes_a_valid_summary(tmp_path):
+    result = run_program("harness.bench", "--repeats=2", "--init_seed=11", "--conditions=control,init",
+                         *TINY, f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
-    assert "weights_sha256" in result.stdout and "examples/s" in result.stdout
-    assert "1 unique weight hash(es) over 2 trial(s)" in result.stdout
+    header = next(line for line in result.stdout.splitlines() if line.startswith("condition"))
+    for column in ("acc % mean", "SD 95% CI", "of all", "hashes", "step ms", "vs control"):
+        assert column in header
+    assert "all 2 control runs gave bitwise-identical weights" in result.stdout
     records = read_records(tmp_path / "trials.jsonl")
-    assert [r["seeds"]["init"] for r in records] == [11, 11]
-    assert {r["condition"] for r in records} == {"control"}
+    assert sorted(r["condition"] for r in records) == ["control", "control", "init", "init"]
+    assert [r["seeds"]["init"] for r in records if r["condition"] == "control"] == [11, 11]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert schema_errors(summary) == []
 
 
 def test_flagfile_works(tmp_path):
     flagfile = tmp_path / "trial.flags"
-    flagfile.write_text("\n".join(["--repeats=1", "--determinism=off", *TINY, f"--output_dir={tmp_path}"]))
+    flagfile.write_text("\n".join(["--repeats=1", "--conditions=kernels", *TINY, f"--output_dir={tmp_path}"]))
     result = run_program("harness.bench", f"--flagfile={flagfile}")
     assert result.returncode == 0, result.stderr
     (record,) = read_records(tmp_path / "trials.jsonl")
@@ -62,6 +68,11 @@ def test_flagfile_works(tmp_path):
     (["--flip_bit=100000000"], "past the model's"),
     (["--benchmark=random_regression", "--augment"], "--augment needs an image dataset"),
     (["--determinism=maybe"], "determinism"),
+    (["--determinism=on"], "bench sets op determinism per condition"),
+    (["--conditions=control,nope"], "unknown condition 'nope'"),
+    (["--conditions=env:gpus=2"], "bad environment variant"),
+    (["--conditions=control,control"], "names a condition twice"),
+    (["--isolation=docker"], "isolation"),
     (["--no_such_flag=1"], "no_such_flag"),
     (["stray"], "unexpected arguments"),
 ])

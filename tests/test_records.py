@@ -97,7 +97,7 @@ def test_non_finite_numbers_are_written_as_null(tmp_path):
 def test_a_killed_run_leaves_only_whole_valid_lines(tmp_path):
     """SIGKILL a real bench run mid-study, then resume: every line stays whole and valid."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    args = [sys.executable, "-m", "harness.bench", "--repeats=40", "--epochs=1",
+    args = [sys.executable, "-m", "harness.bench", "--repeats=40", "--conditions=control,init", "--epochs=1",
             "--max_train_examples=200", f"--output_dir={tmp_path}"]
     process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     path = tmp_path / "trials.jsonl"
@@ -107,7 +107,7 @@ def test_a_killed_run_leaves_only_whole_valid_lines(tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     survivors = read_records(path)
-    assert 2 <= len(survivors) < 40
+    assert 2 <= len(survivors) < 80
     assert all(schema_errors(r) == [] for r in survivors)
     assert path.read_bytes().endswith(b"\n")
 
@@ -117,4 +117,6 @@ def test_a_killed_run_leaves_only_whole_valid_lines(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     records = read_records(path)
     assert records[:len(survivors)] == survivors
-    assert sorted(r["repeat"] for r in records) == list(range(max(4, len(survivors))))
+    keys = [r["trial_key"] for r in records]
+    assert len(keys) == len(set(keys))  # exactly one record per trial
+    assert {(r["condition"], r["repeat"]) for r in records} >= {(c, i) for c in ("control", "init") for i in range(4)}

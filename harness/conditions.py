@@ -1,0 +1,116 @@
+"""Study conditions: what each of a study's N repeats varies, and nothing else.
+
+The names are a contract (DESIGN.md, "Conditions of a study"); CI keys on them.
+A condition turns (base config, base seed, repeat) into one trial's config,
+seeds and process environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from harness.config import TrialConfig
+from harness.errors import UsageError
+from harness.seeds import SOURCES, SeedSet, derive_seed
+
+SEED_CONDITIONS = SOURCES  # init, shuffle, dropout, augment, split: that one seed varies.
+CONDITIONS = ("control", "kernels", *SEED_CONDITIONS, "all", "bit")
+DEFAULT_CONDITIONS = ("control", "kernels", *SEED_CONDITIONS, "all", "bit",
+                      "env:threads=1", "env:onednn=0", "env:xla=1")
+
+# Environment variants run with determinism on and every seed fixed, and are
+# judged against `control`: same bits or not. Each maps a value to what it sets.
+ENV_VARIANTS = {
+    "threads": "intra- and inter-op thread pools of this size (e.g. env:threads=1)",
+    "onednn": "TF_ENABLE_ONEDNN_OPTS=0|1: oneDNN kernels off or on (CPU)",
+    "xla": "train step compiled with XLA (jit_compile) when 1",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Condition:
+    name: str
+    varies: str  # For people: what differs across the repeats.
+    determinism: bool
+    varied_sources: tuple[str, ...] = ()
+    flips_a_bit: bool = False
+    config_changes: tuple[tuple[str, object], ...] = ()
+    env_vars: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def is_env_variant(self) -> bool:
+        return self.name.startswith("env:")
+
+    @property
+    def seeds_fixed(self) -> bool:
+        """Every repeat has control's seeds and weights: its bits can be compared with control's."""
+        return not self.varied_sources and not self.flips_a_bit
+
+    @property
+    def expects_identical_repeats(self) -> bool:
+        """Determinism on and nothing varied: every repeat must give the same bits."""
+        return self.determinism and self.seeds_fixed
+
+    def trial(self, base: TrialConfig, base_seed: int, seeds: SeedSet, repeat: int,
+              flippable: list[int]) -> tuple[TrialConfig, SeedSet]:
+        """The config and seeds of this condition's repeat number `repeat`.
+
+        `flippable` lists the flat indices of the nonzero initial weights: a
+        zero (a bias) with its lowest bit set is a denormal that CPUs flush
+        to zero, which would make the flip a no-op.
+        """
+        # Varied seeds are derived from (base seed, source, repeat), so repeat r
+        # of `init` and repeat r of `all` share their init seed.
+        varied = {s: derive_seed(base_seed, f"{s}#{repeat}") for s in self.varied_sources}
+        changes = dict(self.config_changes, determinism=self.determinism)
+        if self.flips_a_bit:
+            changes["flip_bit"] = flippable[derive_seed(base_seed, f"bit#{repeat}") % len(flippable)]
+        return base.replace(**changes), seeds.replace(**varied)
+
+
+def parse_conditions(text: str) -> list[Condition]:
+    """Parses `--conditions=control,init,env:threads=1,...`; one sentence on bad input."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise UsageError("--conditions is empty; name at least one condition.")
+    if len(set(names)) != len(names):
+        raise UsageError(f"--conditions names a condition twice: {text}.")
+    return [condition(name) for name in names]
+
+
+def condition(name: str) -> Condition:
+    if name == "control":
+        return Condition(name, "nothing", determinism=True)
+    if name == "kernels":
+        return Condition(name, "nothing (op determinism off)", determinism=False)
+    if name in SEED_CONDITIONS:
+        return Condition(name, f"{name} seed", determinism=True, varied_sources=(name,))
+    if name == "all":
+        return Condition(name, "every seed (op determinism off)", determinism=False, varied_sources=SOURCES)
+    if name == "bit":
+        return Condition(name, "which weight gets its lowest bit flipped", determinism=True, flips_a_bit=True)
+    if name.startswith("env:"):
+        return _env_variant(name)
+    raise UsageError(
+        f"unknown condition {name!r}; choose from {', '.join(CONDITIONS)} or env:NAME=VALUE "
+        f"with NAME one of {', '.join(ENV_VARIANTS)}.")
+
+
+def _env_variant(name: str) -> Condition:
+    match = re.fullmatch(r"env:([a-z]+)=([0-9]+)", name)
+    if not match or match.group(1) not in ENV_VARIANTS:
+        raise UsageError(f"bad environment variant {name!r}; use env:NAME=VALUE with NAME one of "
+                         f"{', '.join(ENV_VARIANTS)} and a whole-number VALUE.")
+    key, value = match.group(1), int(match.group(2))
+    if key == "threads":
+        if value < 1:
+            raise UsageError(f"{name}: the thread count must be at least 1.")
+        return Condition(name, f"{value} intra/inter-op thread(s)", True,
+                         config_changes=(("intra_op_threads", value), ("inter_op_threads", value)))
+    if value not in (0, 1):
+        raise UsageError(f"{name}: the value must be 0 or 1.")
+    if key == "onednn":
+        return Condition(name, f"oneDNN {'on' if value else 'off'}", True,
+                         env_vars=(("TF_ENABLE_ONEDNN_OPTS", str(value)),))
+    return Condition(name, f"XLA {'on' if value else 'off'}", True, config_changes=(("xla", bool(value)),))

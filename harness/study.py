@@ -1,0 +1,232 @@
+"""A study: every condition's N trials, planned with stable keys, run once, resumable.
+
+Trials are planned up front (one `TrialSpec` each, keyed by config, seeds,
+condition and repeat), so a re-run into the same directory runs only the
+trials that have no record yet. Repeats are the outer loop and conditions the
+inner one, so deterministic and nondeterministic trials interleave and machine
+noise hits both alike.
+
+Where a trial runs: by default in this process (every random op is stateless
+and op determinism is switched per trial, so results match a fresh process).
+Trials that need another process environment (thread pools other than this
+process's, an environment variable such as TF_ENABLE_ONEDNN_OPTS) run in a
+fresh worker process per environment. `isolation="process"` gives every trial
+a fresh process; `workers=K` spreads trials over K worker processes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from absl import logging
+
+from harness import environment, tensorboard_curves
+from harness.conditions import Condition
+from harness.config import TrialConfig
+from harness.datasets import load_dataset
+from harness.models import build_model
+from harness.records import TRIALS_FILE, append_record, make_trial_record, read_records, trial_key
+from harness.seeds import SeedSet
+from harness.train import TrialResult, run_trial
+
+ISOLATIONS = ("inprocess", "process")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrialSpec:
+    """Everything needed to run one trial of a study, in any process."""
+
+    study_id: str
+    condition: str
+    repeat: int
+    config: TrialConfig
+    seeds: SeedSet
+    env_vars: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def key(self) -> str:
+        return trial_key(self.config, self.seeds, self.condition, self.repeat)
+
+    @property
+    def process_environment(self) -> tuple:
+        """Trials with equal values can share a process; others cannot."""
+        return (self.env_vars, self.config.intra_op_threads, self.config.inter_op_threads)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"study_id": self.study_id, "condition": self.condition, "repeat": self.repeat,
+                "config": self.config.as_dict(), "seeds": self.seeds.as_dict(),
+                "env_vars": [list(pair) for pair in self.env_vars]}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TrialSpec:
+        return cls(data["study_id"], data["condition"], data["repeat"], TrialConfig(**data["config"]),
+                   SeedSet(**data["seeds"]), tuple(tuple(pair) for pair in data["env_vars"]))
+
+
+def plan(base: TrialConfig, base_seed: int, seeds: SeedSet, conditions: list[Condition], repeats: int,
+         study_id: str) -> list[TrialSpec]:
+    """Every trial of the study, repeats outermost so conditions interleave."""
+    flippable = _nonzero_weights(base, seeds) if any(c.flips_a_bit for c in conditions) else []
+    specs = []
+    for repeat in range(repeats):
+        for condition in conditions:
+            config, trial_seeds = condition.trial(base, base_seed, seeds, repeat, flippable)
+            specs.append(TrialSpec(study_id, condition.name, repeat, config, trial_seeds, condition.env_vars))
+    return specs
+
+
+def _nonzero_weights(config: TrialConfig, seeds: SeedSet) -> list[int]:
+    """Flat indices (over all variables, in order) of the model's nonzero initial weights."""
+    model = build_model(config, load_dataset(config.dataset, config.data_dir), seeds.init)
+    values = np.concatenate([v.numpy().reshape(-1) for v in model.trainable_variables])
+    return np.flatnonzero(values).tolist()
+
+
+def run_and_record(spec: TrialSpec, output_dir: Path) -> dict[str, Any]:
+    """Runs one trial in this process, appends its record, writes its TensorBoard curves."""
+    result = run_trial(spec.config, spec.seeds)
+    record = make_trial_record(config=spec.config, seeds=spec.seeds, condition=spec.condition,
+                               repeat=spec.repeat, study_id=spec.study_id, result=result,
+                               environment=environment.capture())
+    append_record(output_dir / TRIALS_FILE, record)
+    tensorboard_curves.write_trial(output_dir / "tb", record)
+    return record
+
+
+class Progress:
+    """Done/total, the current condition and an ETA, through absl logging."""
+
+    def __init__(self, total: int, already: int, concurrency: int) -> None:
+        self.total, self.done, self.ran, self.concurrency = total, already, 0, concurrency
+        self.started = time.perf_counter()
+
+    def finished(self, condition: str, status: str, wall_s: float) -> None:
+        self.done += 1
+        self.ran += 1
+        elapsed = time.perf_counter() - self.started
+        eta = elapsed / self.ran * (self.total - self.done)
+        logging.info("[%d/%d] %s: %s in %.1fs; ETA %s", self.done, self.total, condition, status, wall_s,
+                     _duration(eta))
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.1f}min"
+
+
+def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inprocess",
+            workers: int = 1) -> int:
+    """Runs every spec without a record in `output_dir`; returns how many ran."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    recorded = {r.get("trial_key") for r in read_records(output_dir / TRIALS_FILE)}
+    pending = [s for s in specs if s.key not in recorded]
+    progress = Progress(len(specs), len(specs) - len(pending), workers)
+    if not pending:
+        return 0
+    here = _this_process_environment()
+    local = [s for s in pending if isolation == "inprocess" and workers == 1 and s.process_environment == here]
+    jobs = _jobs([s for s in pending if s not in local], isolation, workers)
+    for spec in local:
+        record = run_and_record(spec, output_dir)
+        progress.finished(spec.condition, record["status"]["code"], record["timing"]["wall_s"])
+    _run_jobs(jobs, output_dir, workers, progress)
+    return len(pending)
+
+
+def _this_process_environment() -> tuple:
+    import tensorflow as tf
+
+    return ((), tf.config.threading.get_intra_op_parallelism_threads(),
+            tf.config.threading.get_inter_op_parallelism_threads())
+
+
+def _jobs(specs: list[TrialSpec], isolation: str, workers: int) -> list[list[TrialSpec]]:
+    """Groups specs into worker-process jobs: one environment per job, order kept within it."""
+    if isolation == "process":
+        return [[spec] for spec in specs]
+    groups: dict[tuple, list[TrialSpec]] = {}
+    for spec in specs:
+        groups.setdefault(spec.process_environment, []).append(spec)
+    jobs = []
+    for group in groups.values():
+        # Round-robin keeps each worker's share interleaved across conditions.
+        parts = min(workers, len(group))
+        jobs.extend(group[i::parts] for i in range(parts))
+    return jobs
+
+
+def _run_jobs(jobs: list[list[TrialSpec]], output_dir: Path, workers: int, progress: Progress) -> None:
+    """Runs jobs in fresh worker processes, at most `workers` at once."""
+    events: queue.Queue = queue.Queue()
+    waiting = list(jobs)
+    running: dict[int, tuple[subprocess.Popen, list[TrialSpec]]] = {}
+    try:
+        while waiting or running:
+            while waiting and len(running) < workers:
+                job = waiting.pop(0)
+                process = _start_worker(job, output_dir, events)
+                running[process.pid] = (process, job)
+            kind, pid, payload = events.get()
+            if kind == "trial":
+                progress.finished(payload["condition"], payload["status"], payload["wall_s"])
+            elif kind == "exit":
+                process, job = running.pop(pid)
+                if process.wait() != 0:
+                    _record_lost_trials(job, output_dir, process.returncode, payload)
+    finally:
+        for process, _ in running.values():
+            process.kill()
+
+
+def _start_worker(job: list[TrialSpec], output_dir: Path, events: queue.Queue) -> subprocess.Popen:
+    env = {**os.environ, **dict(job[0].env_vars)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness.worker", f"--output_dir={output_dir}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    process.stdin.write(json.dumps([spec.to_json() for spec in job]))
+    process.stdin.close()
+
+    def read() -> None:
+        for line in process.stdout:
+            if line.startswith("{"):
+                events.put(("trial", process.pid, json.loads(line)))
+        events.put(("exit", process.pid, process.stderr.read()))
+
+    threading.Thread(target=read, daemon=True).start()
+    return process
+
+
+def _record_lost_trials(job: list[TrialSpec], output_dir: Path, returncode: int, stderr: str) -> None:
+    """A worker that died takes its unfinished trials with it: record them as failed, with why."""
+    recorded = {r.get("trial_key") for r in read_records(output_dir / TRIALS_FILE)}
+    last = [line for line in stderr.strip().splitlines() if line.strip()][-1:] or ["no message"]
+    message = f"worker process exited with code {returncode}: {last[0][:300]}"
+    logging.warning("%s", message)
+    for spec in job:
+        if spec.key not in recorded:
+            result = TrialResult({"code": "error", "message": message}, timing={"wall_s": 0.0})
+            record = make_trial_record(config=spec.config, seeds=spec.seeds, condition=spec.condition,
+                                       repeat=spec.repeat, study_id=spec.study_id, result=result,
+                                       environment=environment.capture())
+            append_record(output_dir / TRIALS_FILE, record)
+
+
+def study_records(specs: Iterable[TrialSpec], output_dir: Path) -> list[dict[str, Any]]:
+    """The records of exactly these specs, one per trial (the first, should a key repeat)."""
+    wanted = {spec.key for spec in specs}
+    found: dict[str, dict[str, Any]] = {}
+    for record in read_records(output_dir / TRIALS_FILE):
+        key = record.get("trial_key")
+        if key in wanted and key not in found:
+            found[key] = record
+    return list(found.values())

@@ -1,0 +1,230 @@
+"""A study's summary: per condition, how much results vary and whether bits repeat.
+
+Built from trial records alone, so it can be rebuilt from `trials.jsonl` at
+any time. Written atomically (temporary file, fsync, rename): a kill leaves
+the old summary or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness import stats
+from harness.conditions import Condition
+from harness.records import finite_json
+from harness.table import format_table
+
+SUMMARY_SCHEMA = "harness.summary/1"  # Its JSON Schema: harness/schema/summary.schema.json.
+SUMMARY_FILE = "summary.json"
+
+
+def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dict[str, int],
+                  conditions: list[Condition], repeats: int, records: list[dict[str, Any]],
+                  environment: dict[str, Any], wall_s: float | None) -> dict[str, Any]:
+    by_condition: dict[str, list[dict[str, Any]]] = {c.name: [] for c in conditions}
+    for record in records:
+        if record["condition"] in by_condition:
+            by_condition[record["condition"]].append(record)
+    classification = any(r["metrics"].get("test_accuracy") is not None for r in records)
+    metric = "test_accuracy" if classification else "test_loss"
+    rows = [_condition_summary(c, sorted(by_condition[c.name], key=lambda r: r["repeat"]), repeats, metric)
+            for c in conditions]
+    _compare_with_reference_rows(rows, metric)
+    summary = {
+        "schema": SUMMARY_SCHEMA,
+        "study_id": study_id,
+        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": base_config["benchmark"],
+        "config": base_config,
+        "base_seeds": base_seeds,
+        "repeats": repeats,
+        "primary_metric": metric,
+        "environment": environment,
+        "wall_s": wall_s,
+        "conditions": rows,
+    }
+    summary["findings"] = findings(summary)
+    return summary
+
+
+def _condition_summary(condition: Condition, records: list[dict[str, Any]], repeats: int,
+                       metric: str) -> dict[str, Any]:
+    ok = [r for r in records if r["status"]["code"] == "ok"]
+    hashes = [r["fingerprints"]["weights_sha256"] for r in ok]
+    accuracy = stats.describe([r["metrics"].get("test_accuracy") for r in ok])
+    predictions = [np.frombuffer(base64.b64decode(r["outputs"]["test_predicted_classes_b64"]), np.uint8)
+                   for r in ok if "test_predicted_classes_b64" in r["outputs"]]
+    steps = [(r["timing"].get("steady_step_ms") or {}).get("median") for r in ok]
+    steps = [s for s in steps if s is not None]
+    n_test = ok[0]["metrics"].get("test_examples") if ok else None
+    return {
+        "name": condition.name,
+        "varies": condition.varies,
+        "determinism": condition.determinism,
+        "expects_identical_repeats": condition.expects_identical_repeats,
+        "seeds_fixed": condition.seeds_fixed,
+        "n_planned": repeats,
+        "n_ok": len(ok),
+        "n_failed": len(records) - len(ok),
+        "failures": dict(Counter(r["status"]["code"] for r in records if r["status"]["code"] != "ok")),
+        "test_accuracy": accuracy,
+        "test_loss": stats.describe([r["metrics"].get("test_loss") for r in ok]),
+        "unique_weight_hashes": len(set(hashes)),
+        "weight_hashes": sorted(set(hashes)),
+        "bitwise_reproducible": len(set(hashes)) == 1 if len(ok) >= 2 else None,
+        "mean_pairwise_disagreement": stats.mean_pairwise_disagreement(predictions),
+        "max_per_class_accuracy_diff": stats.max_per_class_difference(
+            [r["metrics"]["test_per_class_accuracy"] for r in ok if r["metrics"].get("test_per_class_accuracy")]),
+        "noise_floor": stats.noise_floor(accuracy["mean"], n_test) if accuracy and n_test else None,
+        "step_ms_median": float(np.median(steps)) if steps else None,
+        "step_ms": steps,
+        # Filled in against the reference rows (`all`, `control`) afterwards.
+        "sd_share_of_all": None,
+        "step_time_ratio_vs_control": None,
+        "matches_control_bitwise": None,
+        "metric_delta_vs_control": None,
+    }
+
+
+def _compare_with_reference_rows(rows: list[dict[str, Any]], metric: str) -> None:
+    named = {row["name"]: row for row in rows}
+    all_row, control = named.get("all"), named.get("control")
+    all_sd = (all_row or {}).get(metric, None) and all_row[metric]["sd"]
+    for row in rows:
+        if row[metric] and all_sd:
+            row["sd_share_of_all"] = row[metric]["sd"] / all_sd
+        if control is None or row is control:
+            continue
+        row["step_time_ratio_vs_control"] = stats.ratio_of_medians(row["step_ms"], control["step_ms"])
+        if row[metric] and control[metric]:
+            row["metric_delta_vs_control"] = row[metric]["mean"] - control[metric]["mean"]
+        if row["seeds_fixed"] and row["weight_hashes"]:
+            row["matches_control_bitwise"] = row["weight_hashes"] == control["weight_hashes"]
+
+
+def findings(summary: dict[str, Any]) -> list[str]:
+    """One or two plain sentences per question the study answers, from its numbers."""
+    metric = summary["primary_metric"]
+    rows = {row["name"]: row for row in summary["conditions"]}
+    said = []
+    control = rows.get("control")
+    if control and control["n_ok"]:
+        if control["bitwise_reproducible"]:
+            said.append(f"With every seed fixed and op determinism on, all {control['n_ok']} control runs "
+                        "gave bitwise-identical weights: this configuration is reproducible here.")
+        elif control["unique_weight_hashes"] > 1:
+            said.append(f"Control runs are NOT bitwise reproducible: {control['unique_weight_hashes']} "
+                        f"different weight hashes over {control['n_ok']} runs with identical seeds.")
+    sources = [r for r in summary["conditions"] if r["sd_share_of_all"] is not None
+               and r["name"] not in ("all", "control")]
+    if rows.get("all") and rows["all"][metric] and sources:
+        all_sd = rows["all"][metric]["sd"]
+        ranked = sorted(sources, key=lambda r: -r["sd_share_of_all"])
+        top = ", ".join(f"{r['name']} {r['sd_share_of_all']:.0%}" for r in ranked[:4])
+        unit = "points" if metric == "test_accuracy" else "(loss)"
+        scale = 100 if metric == "test_accuracy" else 1
+        said.append(f"Across runs with every seed varied, {metric} has SD {all_sd * scale:.3g} {unit}; "
+                    f"each source alone gives this share of it: {top}.")
+    kernels = rows.get("kernels")
+    if kernels and kernels["n_ok"]:
+        cost = _overhead_sentence(kernels["step_time_ratio_vs_control"])
+        same = "gave the same bits as control" if kernels["matches_control_bitwise"] else \
+            "gave different bits from control"
+        repeat = "reproducible among themselves" if kernels["bitwise_reproducible"] else \
+            f"{kernels['unique_weight_hashes']} different hashes among themselves"
+        said.append(f"With op determinism off, runs {same} and were {repeat}.{cost}")
+    bit = rows.get("bit")
+    if bit and bit["n_ok"] and bit["test_loss"]:
+        moved = "changed" if bit[metric]["sd"] > 0 else "changed no"
+        said.append(f"Flipping the lowest bit of one initial weight gave {bit['unique_weight_hashes']} different "
+                    f"final weights in {bit['n_ok']} runs and {moved} {metric.replace('_', ' ')} "
+                    f"(test loss SD {bit['test_loss']['sd']:.2g}).")
+    for row in summary["conditions"]:
+        if row["name"].startswith("env:") and row["matches_control_bitwise"] is not None:
+            verdict = "matches control bit for bit" if row["matches_control_bitwise"] else \
+                "does NOT match control's bits"
+            delta = row["metric_delta_vs_control"]
+            change = f"{delta * 100:+.2f} points" if metric == "test_accuracy" else f"{delta:+.4g}"
+            moved = f" ({metric.replace('_', ' ')} moves {change} on average)" if delta else ""
+            said.append(f"{row['name']} ({row['varies']}) {verdict}{moved}.")
+    return said
+
+
+def _overhead_sentence(ratio: dict[str, Any] | None) -> str:
+    """Op determinism's cost in step time, from the kernels/control ratio and its interval."""
+    if not ratio:
+        return ""
+    overhead = 1 / ratio["ratio"] - 1
+    interval = ratio["ci95"]
+    if interval is None:
+        return f" Deterministic kernels took {overhead:+.1%} step time against nondeterministic ones " \
+               "(too few runs for an interval)."
+    low, high = 1 / interval[1] - 1, 1 / interval[0] - 1
+    if low <= 0 <= high:
+        return f" Deterministic kernels cost no measurable step time here ({overhead:+.1%}, 95% CI " \
+               f"[{low:+.1%}, {high:+.1%}])."
+    return f" Deterministic kernels cost {overhead:+.1%} step time (95% CI [{low:+.1%}, {high:+.1%}])."
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The terminal table: a row per condition, then the findings."""
+    metric = summary["primary_metric"]
+    scale, label = (100.0, "acc %") if metric == "test_accuracy" else (1.0, "test loss")
+    rows = []
+    for row in summary["conditions"]:
+        described = row[metric]
+        ci = described and described["sd_ci95"]
+        ratio = row["step_time_ratio_vs_control"]
+        rows.append([
+            row["name"], row["varies"], "on" if row["determinism"] else "off",
+            f"{row['n_ok']}/{row['n_planned']}",
+            f"{described['mean'] * scale:.2f}" if described else "-",
+            f"{described['sd'] * scale:.3f}" if described else "-",
+            f"[{ci[0] * scale:.3f}, {ci[1] * scale:.3f}]" if ci else "-",
+            f"{row['test_loss']['sd']:.2g}" if metric == "test_accuracy" and row["test_loss"] else None,
+            f"{row['sd_share_of_all']:.0%}" if row["sd_share_of_all"] is not None else "-",
+            f"{row['unique_weight_hashes']}/{row['n_ok']}",
+            f"{row['step_ms_median']:.3f}" if row["step_ms_median"] else "-",
+            _ratio_text(ratio),
+        ])
+    headers = ["condition", "varies", "det", "ok", label + " mean", "SD", "SD 95% CI", "loss SD", "of all",
+               "hashes", "step ms", "vs control"]
+    if metric != "test_accuracy":  # The loss is already the metric.
+        headers.remove("loss SD")
+        rows = [row[:7] + row[8:] for row in rows]
+    text = format_table(headers, rows)
+    return "\n".join([f"{summary['benchmark']}: {summary['repeats']} repeats per condition, study "
+                      f"{summary['study_id']}", text, "", *summary["findings"]])
+
+
+def _ratio_text(ratio: dict[str, Any] | None) -> str:
+    if not ratio:
+        return "-"
+    if not ratio["ci95"]:
+        return f"{ratio['ratio']:.2f}x"
+    return f"{ratio['ratio']:.2f}x [{ratio['ci95'][0]:.2f}, {ratio['ci95'][1]:.2f}]"
+
+
+def write_summary(path: Path, summary: dict[str, Any]) -> None:
+    """Atomic replace: readers see the old summary or the new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".summary-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(finite_json(summary), handle, indent=1, sort_keys=True, allow_nan=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,150 @@
+"""Studies: conditions vary what they name, isolation and workers do not change results, kills resume."""
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO
+
+from harness import conditions, study
+from harness.config import load_benchmark
+from harness.errors import UsageError
+from harness.records import read_records, schema_errors
+from harness.seeds import SOURCES, SeedSet
+from harness.summary import build_summary
+
+TINY = dict(epochs=2, max_train_examples=300, validation_fraction=0.2, augment=True, dropout_rate=0.5,
+            steps_per_loop=5)
+
+
+def _plan(names, repeats=2, **overrides):
+    base = load_benchmark("digits_mlp", **{**TINY, **overrides})
+    seeds = SeedSet.from_base(0)
+    return base, seeds, study.plan(base, 0, seeds, conditions.parse_conditions(names), repeats, "test")
+
+
+def test_each_condition_varies_exactly_what_it_names():
+    base, seeds, specs = _plan("control,kernels,init,shuffle,dropout,augment,split,all,bit", repeats=3)
+    by = {name: [s for s in specs if s.condition == name] for name in conditions.CONDITIONS}
+    for spec in by["control"]:
+        assert spec.seeds == seeds and spec.config == base
+    for spec in by["kernels"]:
+        assert spec.seeds == seeds and spec.config == base.replace(determinism=False)
+    for source in SOURCES:
+        varied = [s.seeds for s in by[source]]
+        assert len({getattr(v, source) for v in varied}) == 3
+        assert all(v.replace(**{source: getattr(seeds, source)}) == seeds for v in varied)
+    assert all(s.config.determinism is False for s in by["all"])
+    assert all(s.seeds.init != seeds.init and s.seeds.shuffle != seeds.shuffle for s in by["all"])
+    flips = [s.config.flip_bit for s in by["bit"]]
+    assert len(set(flips)) == 3 and all(f >= 0 for f in flips)
+    assert all(s.seeds == seeds for s in by["bit"])
+    # Repeats are the outer loop, so conditions interleave.
+    assert [s.condition for s in specs[:3]] == ["control", "kernels", "init"]
+    assert len({s.key for s in specs}) == len(specs)
+
+
+def test_bit_flips_only_nonzero_initial_weights():
+    _, _, specs = _plan("bit", repeats=20)
+    # Biases start at zero; the MLP's first 128 weights (dense1/bias) are never picked.
+    assert all(not 0 <= s.config.flip_bit < 128 for s in specs)
+
+
+def test_environment_variants():
+    threads, onednn, xla = conditions.parse_conditions("env:threads=1,env:onednn=0,env:xla=1")
+    assert dict(threads.config_changes) == {"intra_op_threads": 1, "inter_op_threads": 1}
+    assert dict(onednn.env_vars) == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert dict(xla.config_changes) == {"xla": True}
+    assert all(c.determinism and c.seeds_fixed for c in (threads, onednn, xla))
+    for bad in ("env:threads=0", "env:onednn=2", "env:nothing=1", "env:threads", "bogus", ""):
+        with pytest.raises(UsageError):
+            conditions.parse_conditions(bad)
+
+
+def _fingerprints(output_dir):
+    return {r["trial_key"]: r["fingerprints"] for r in read_records(output_dir / "trials.jsonl")}
+
+
+def _results(output_dir):
+    # Everything but timing and time of day.
+    return {r["trial_key"]: (r["fingerprints"], r["metrics"], r["status"], r["seeds"], r["config"])
+            for r in read_records(output_dir / "trials.jsonl")}
+
+
+def test_inprocess_and_process_isolation_give_identical_weights(tmp_path):
+    _, _, specs = _plan("control,kernels,init", repeats=2)
+    study.execute(specs, tmp_path / "inprocess")
+    study.execute(specs, tmp_path / "process", isolation="process", workers=2)
+    inprocess, process = _fingerprints(tmp_path / "inprocess"), _fingerprints(tmp_path / "process")
+    assert len(inprocess) == len(specs) and inprocess == process
+    workers = {r["environment"]["op_determinism"] for r in read_records(tmp_path / "process" / "trials.jsonl")}
+    assert workers == {True, False}
+
+
+def test_two_workers_give_the_same_records_as_one(tmp_path):
+    _, _, specs = _plan("control,init,all", repeats=2)
+    study.execute(specs, tmp_path / "one", workers=1)
+    study.execute(specs, tmp_path / "two", workers=2)
+    assert _results(tmp_path / "one") == _results(tmp_path / "two")
+    lines = (tmp_path / "two" / "trials.jsonl").read_text().splitlines()
+    assert len(lines) == len(specs) and all(json.loads(line) for line in lines)
+
+
+def test_environment_variant_runs_in_its_own_process_and_is_compared_with_control(tmp_path):
+    chosen = conditions.parse_conditions("control,env:threads=1")
+    base, seeds, specs = _plan("control,env:threads=1", repeats=2)
+    study.execute(specs, tmp_path)
+    records = study.study_records(specs, tmp_path)
+    threads = [r for r in records if r["condition"] == "env:threads=1"]
+    assert [r["environment"]["threads"] for r in threads] == [{"intra_op": 1, "inter_op": 1}] * 2
+    summary = build_summary(study_id="test", base_config=base.as_dict(), base_seeds=seeds.as_dict(),
+                            conditions=chosen, repeats=2, records=records, environment={}, wall_s=1.0)
+    row = summary["conditions"][1]
+    assert row["matches_control_bitwise"] in (True, False)
+    assert any(line.startswith("env:threads=1") for line in summary["findings"])
+
+
+def test_summary_of_a_real_study_is_valid_and_says_what_varied(tmp_path):
+    names = "control,kernels,init,dropout,all,bit"
+    base, seeds, specs = _plan(names, repeats=3)
+    study.execute(specs, tmp_path)
+    summary = build_summary(study_id="test", base_config=base.as_dict(), base_seeds=seeds.as_dict(),
+                            conditions=conditions.parse_conditions(names), repeats=3,
+                            records=study.study_records(specs, tmp_path), environment={}, wall_s=1.0)
+    assert schema_errors(summary) == []
+    rows = {row["name"]: row for row in summary["conditions"]}
+    control = rows["control"]
+    assert control["n_ok"] == 3 and control["unique_weight_hashes"] == 1
+    assert control["bitwise_reproducible"] is True and control["test_accuracy"]["sd"] == 0.0
+    assert control["mean_pairwise_disagreement"] == 0.0
+    for name in ("init", "dropout", "all"):
+        assert rows[name]["test_loss"]["sd"] > 0 and rows[name]["unique_weight_hashes"] == 3
+        assert rows[name]["sd_share_of_all"] is not None
+    assert rows["bit"]["unique_weight_hashes"] == 3
+    assert rows["kernels"]["step_time_ratio_vs_control"]["ci95"] is not None
+    assert rows["kernels"]["matches_control_bitwise"] in (True, False)
+    assert rows["init"]["matches_control_bitwise"] is None
+    assert 0 < rows["all"]["noise_floor"] < 0.1
+
+
+def test_a_killed_study_resumes_to_exactly_one_record_per_trial(tmp_path):
+    args = [sys.executable, "-m", "harness.bench", "--conditions=control,init,kernels", "--repeats=6",
+            "--epochs=1", "--max_train_examples=200", f"--output_dir={tmp_path}"]
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    path = tmp_path / "trials.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and (not path.exists() or path.read_bytes().count(b"\n") < 3):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    before = len(read_records(path))
+    assert 3 <= before < 18
+    resumed = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    records = read_records(path)
+    assert len(records) == 18 and len({r["trial_key"] for r in records}) == 18
+    assert f"{18 - before} trial(s) ran now" in resumed.stdout
+    assert schema_errors(json.loads((tmp_path / "summary.json").read_text())) == []
