@@ -82,19 +82,15 @@ CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig))
 
 
 def benchmark_names() -> list[str]:
-    """Names of the benchmark definitions shipped in `benchmarks/`."""
+    """Names of the benchmark definitions: the top-level modules of `benchmarks/`.
+
+    Found by listing, not importing: subpackages (like `benchmarks/speed/`, which
+    holds programs with flags of their own) are not definitions.
+    """
     import benchmarks
 
-    return sorted(
-        m.name
-        for m in pkgutil.iter_modules(benchmarks.__path__)
-        if not m.ispkg and not m.name.startswith("_") and _is_definition(m.name)
-    )
-
-
-def _is_definition(name: str) -> bool:
-    module = importlib.import_module(f"benchmarks.{name}")
-    return callable(getattr(module, "get_config", None))
+    return sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__)
+                  if not m.ispkg and not m.name.startswith("_"))
 
 
 def load_benchmark(name: str, **overrides: Any) -> TrialConfig:
@@ -102,7 +98,10 @@ def load_benchmark(name: str, **overrides: Any) -> TrialConfig:
     names = benchmark_names()
     if name not in names:
         raise UsageError(f"unknown benchmark {name!r}; choose one of {', '.join(names)}.")
-    fields = importlib.import_module(f"benchmarks.{name}").get_config()
+    module = importlib.import_module(f"benchmarks.{name}")
+    if not callable(getattr(module, "get_config", None)):
+        raise UsageError(f"benchmarks/{name}.py has no get_config(); it is not a benchmark definition.")
+    fields = module.get_config()
     unknown = (set(fields) | set(overrides)) - set(CONFIG_FIELDS)
     if unknown:
         raise UsageError(f"benchmark {name!r} sets unknown fields: {', '.join(sorted(unknown))}.")

@@ -82,3 +82,13 @@ def test_bad_input_gets_one_sentence_and_a_nonzero_exit(tmp_path, args, message)
     assert message in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
     assert not (tmp_path / "trials.jsonl").exists()
+
+
+def test_every_listed_benchmark_is_a_loadable_definition():
+    from harness.config import benchmark_names, load_benchmark
+
+    names = benchmark_names()
+    assert {"digits_mlp", "mnist_mlp", "random_regression", "synthetic_mlp", "cifar10_cnn", "embedding"} <= set(names)
+    assert "speed" not in names
+    for name in names:
+        assert load_benchmark(name).benchmark == name

@@ -1,0 +1,51 @@
+"""What fresh processes cost: the same study run in-process and one process per trial, side by side.
+
+    python -m benchmarks.speed.isolation_cost [--repeats=5] [--conditions=control,init]
+
+Runs `harness.bench` twice on the embedded digits and prints wall time,
+seconds per trial, and whether the two runs gave identical weight hashes
+(they must: every random op is stateless, so isolation changes no bits).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from absl import app, flags
+
+from harness.records import read_records
+from harness.table import format_table
+
+flags.DEFINE_integer("repeats", 5, "Repeats per condition.")
+flags.DEFINE_string("conditions", "control,init", "Conditions of the study.")
+
+
+def _run(isolation: str, output_dir: Path) -> float:
+    args = [sys.executable, "-m", "harness.bench", f"--isolation={isolation}", f"--repeats={flags.FLAGS.repeats}",
+            f"--conditions={flags.FLAGS.conditions}", f"--output_dir={output_dir}"]
+    started = time.perf_counter()
+    subprocess.run(args, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    with tempfile.TemporaryDirectory() as tmp:
+        rows, hashes = [], {}
+        for isolation in ("inprocess", "process"):
+            wall = _run(isolation, Path(tmp) / isolation)
+            records = read_records(Path(tmp) / isolation / "trials.jsonl")
+            hashes[isolation] = {r["trial_key"]: r["fingerprints"].get("weights_sha256") for r in records}
+            rows.append([isolation, len(records), wall, wall / len(records)])
+    print(format_table(["isolation", "trials", "wall s", "s per trial"], rows))
+    same = hashes["inprocess"] == hashes["process"]
+    print(f"weight hashes identical across isolation modes: {'yes' if same else 'NO'}; "
+          f"process isolation costs {rows[1][2] / rows[0][2]:.1f}x the wall time.")
+
+
+if __name__ == "__main__":
+    app.run(main)
