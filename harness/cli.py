@@ -10,11 +10,14 @@ from absl import app
 from harness.errors import UsageError
 
 
-def run(main: Callable[[list[str]], int | None]) -> None:
-    """`absl.app.run(main)`, with bad input reported as one sentence and exit code 2."""
+def run(main: Callable[[list[str]], int | None], positional_args: bool = False) -> None:
+    """`absl.app.run(main)`, with bad input reported as one sentence and exit code 2.
+
+    Programs take only --flags unless `positional_args` (e.g. a list of files).
+    """
 
     def guarded(argv: list[str]) -> int | None:
-        if len(argv) > 1:
+        if len(argv) > 1 and not positional_args:
             _fail(f"unexpected arguments {' '.join(argv[1:])!r}; every option is a --flag.")
         try:
             return main(argv)

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -128,26 +129,45 @@ def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
     is reported with its line number rather than skipped silently.
     """
     path = Path(path)
+    records = []
+    for number, record, problem in scan_lines(_read_bytes(path)):
+        if problem:
+            raise UsageError(f"{path} line {number} {problem}.")
+        records.append(record)
+    return records
+
+
+def _read_bytes(path: Path) -> bytes:
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
-        return []
+        return b""
     except OSError as error:
         raise UsageError(f"cannot read {path}: {error.strerror}.") from None
-    lines = data.split(b"\n")
-    # After the last newline is either nothing or a torn line.
-    records = []
-    for number, line in enumerate(lines[:-1], start=1):
+
+
+def scan_lines(data: bytes) -> Iterator[tuple[int, dict[str, Any] | None, str | None]]:
+    """(line number, record, problem) for every non-blank whole line; problem is None when it parsed.
+
+    Only whole lines count: after the last newline is either nothing or a
+    line a kill tore, which readers ignore (`has_torn_tail` tells which).
+    """
+    for number, line in enumerate(data.split(b"\n")[:-1], start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise UsageError(f"{path} line {number} is not valid JSON.") from None
+            yield number, None, "is not valid JSON"
+            continue
         if not isinstance(record, dict):
-            raise UsageError(f"{path} line {number} is not a JSON object.")
-        records.append(record)
-    return records
+            yield number, None, "is not a JSON object"
+            continue
+        yield number, record, None
+
+
+def has_torn_tail(data: bytes) -> bool:
+    return bool(data) and not data.endswith(b"\n")
 
 
 @functools.cache

@@ -19,8 +19,9 @@ from typing import Any
 import numpy as np
 
 from harness import stats
-from harness.conditions import Condition
-from harness.records import finite_json
+from harness.conditions import Condition, condition
+from harness.errors import UsageError
+from harness.records import TRIAL_SCHEMA, TRIALS_FILE, finite_json, read_records, schema_errors
 from harness.table import format_table
 
 SUMMARY_SCHEMA = "harness.summary/1"  # Its JSON Schema: harness/schema/summary.schema.json.
@@ -54,6 +55,67 @@ def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dic
     }
     summary["findings"] = findings(summary)
     return summary
+
+
+def summary_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """A summary rebuilt from trial records alone (no study flags at hand).
+
+    Conditions come in the order the study ran them, repeats from the highest
+    repeat seen; the base config, seeds and environment are control's (or the
+    first record's, without a control condition).
+    """
+    if not records:
+        raise UsageError("there are no trial records to summarize")
+    studies = sorted({r["study_id"] for r in records})
+    if len(studies) > 1:
+        raise UsageError(f"the records come from {len(studies)} different studies ({', '.join(studies)}); "
+                         "summarize one study at a time")
+    ordered = sorted(records, key=lambda r: r["repeat"])
+    names = list(dict.fromkeys(r["condition"] for r in ordered))
+    reference = next((r for r in ordered if r["condition"] == "control"), ordered[0])
+    return build_summary(
+        study_id=studies[0], base_config=reference["config"], base_seeds=reference["seeds"],
+        conditions=[condition(name) for name in names], repeats=ordered[-1]["repeat"] + 1, records=records,
+        environment=reference["environment"], wall_s=None)
+
+
+def load_summary(path: str | os.PathLike) -> dict[str, Any]:
+    """A study summary from `summary.json`, a trial-records file, or a study directory holding either.
+
+    Anything that is not a valid record of a known schema is bad input: one
+    sentence naming the file and the problem.
+    """
+    path = Path(path)
+    if path.is_dir():
+        summary_path, trials_path = path / SUMMARY_FILE, path / TRIALS_FILE
+        path = summary_path if summary_path.exists() else trials_path
+    if not path.is_file():
+        raise UsageError(f"{path}: no such file")
+    text = path.read_text(errors="replace")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        if path.suffix == ".json":
+            raise UsageError(f"{path} is not valid JSON") from None
+        document = None  # Not one JSON document: JSON lines of trial records, or damage.
+    if isinstance(document, dict) and document.get("schema") != TRIAL_SCHEMA:
+        _check_schema(path, document, SUMMARY_SCHEMA)
+        return document
+    records = [document] if isinstance(document, dict) else read_records(path)
+    if not records:
+        raise UsageError(f"{path} holds no records")
+    for number, record in enumerate(records, start=1):
+        _check_schema(path, record, TRIAL_SCHEMA, f" (record {number})")
+    return summary_from_records(records)
+
+
+def _check_schema(path: Path, record: dict[str, Any], expected: str, where: str = "") -> None:
+    found = record.get("schema")
+    if found != expected:
+        raise UsageError(f"{path}{where} has schema {found!r}, but this harness reads {expected!r} here")
+    errors = schema_errors(record)
+    if errors:
+        raise UsageError(f"{path}{where} is not a valid {expected} record: {errors[0]}")
 
 
 def _condition_summary(condition: Condition, records: list[dict[str, Any]], repeats: int,

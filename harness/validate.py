@@ -1,0 +1,66 @@
+"""`python -m harness.validate FILE...`: check records against the JSON Schemas shipped in the package.
+
+    python -m harness.validate results/digits_mlp/trials.jsonl results/digits_mlp/summary.json
+
+A `.json` file holds one record; any other file is JSON lines, one record per
+line. Every invalid record is reported with its file and line number. A torn
+last line (a write a kill interrupted) is reported but is not an error:
+readers ignore it and the next append cuts it off.
+
+Exit 0 when every record is valid, 1 when any is not, 2 when a file cannot be read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness import cli
+from harness.errors import UsageError
+from harness.records import has_torn_tail, scan_lines, schema_errors
+
+
+def validate_file(path: Path) -> tuple[int, list[str]]:
+    """(records checked, problems) of one file; each problem names the file and line."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
+    if path.suffix == ".json":
+        try:
+            record = json.loads(data)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            return 1, [f"{path}: not valid JSON ({error})"]
+        if not isinstance(record, dict):
+            return 1, [f"{path}: not a JSON object"]
+        return 1, [f"{path}: {e}" for e in schema_errors(record)]
+    checked, problems = 0, []
+    for number, record, problem in scan_lines(data):
+        checked += 1
+        errors = [problem] if problem else schema_errors(record)
+        problems += [f"{path} line {number}: {e}" for e in errors]
+    return checked, problems
+
+
+def main(argv: list[str]) -> int:
+    paths = [Path(p) for p in argv[1:]]
+    if not paths:
+        raise UsageError("name at least one record file, e.g. python -m harness.validate results/x/trials.jsonl")
+    total, invalid = 0, 0
+    for path in paths:
+        checked, problems = validate_file(path)
+        total += checked
+        invalid += len({p.split(":", 1)[0] for p in problems})
+        for problem in problems:
+            print(problem)
+        if path.suffix != ".json" and has_torn_tail(path.read_bytes()):
+            print(f"{path}: the last line is torn (no newline; a killed write), ignored by readers")
+    files = f"{len(paths)} file{'s' if len(paths) > 1 else ''}"
+    print(f"{total} record(s) in {files}: {'all valid' if not invalid else f'{invalid} invalid'}")
+    return 1 if invalid else 0
+
+
+if __name__ == "__main__":
+    cli.run(main, positional_args=True)

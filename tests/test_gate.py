@@ -1,0 +1,184 @@
+"""The CI gate: each rule passes and fails on real and constructed summaries; unusable input exits 2."""
+
+import copy
+import json
+
+import pytest
+from conftest import run_program
+
+from harness import gate
+from harness.summary import load_summary
+
+
+@pytest.fixture
+def summary(small_study):
+    return load_summary(small_study / "summary.json")
+
+
+def _row(summary, name):
+    return next(row for row in summary["conditions"] if row["name"] == name)
+
+
+def _verdicts(baseline, candidate, **thresholds):
+    values = {**gate.DEFAULT_THRESHOLDS, **thresholds}
+    return {(v.rule, v.condition): v for v in gate.evaluate(baseline, candidate, values)}
+
+
+def test_a_study_against_itself_passes_every_rule(summary):
+    verdicts = _verdicts(summary, copy.deepcopy(summary))
+    assert all(v.passed is not False for v in verdicts.values()), verdicts
+    rules = {rule for rule, _ in verdicts}
+    assert rules == {"failures", "determinism", "accuracy", "variance", "speed", "overhead"}
+    assert verdicts[("determinism", "control")].passed is True
+
+
+def test_two_hashes_in_control_fail_the_determinism_rule_whatever_the_accuracy(summary):
+    candidate = copy.deepcopy(summary)
+    control = _row(candidate, "control")
+    control["weight_hashes"] = ["a" * 64, "b" * 64]
+    control["unique_weight_hashes"], control["bitwise_reproducible"] = 2, False
+    control["test_accuracy"]["mean"] += 0.05  # better accuracy does not excuse lost determinism
+    verdicts = _verdicts(summary, candidate)
+    assert verdicts[("determinism", "control")].passed is False
+    assert verdicts[("accuracy", "control")].passed is True
+
+
+def test_a_variant_that_matched_control_must_keep_matching(summary):
+    baseline, candidate = copy.deepcopy(summary), copy.deepcopy(summary)
+    _row(baseline, "kernels")["matches_control_bitwise"] = True
+    _row(candidate, "kernels")["matches_control_bitwise"] = False
+    assert _verdicts(baseline, candidate)[("determinism", "kernels = control")].passed is False
+    assert _verdicts(baseline, baseline)[("determinism", "kernels = control")].passed is True
+
+
+def test_a_slower_candidate_fails_the_speed_rule(summary):
+    candidate = copy.deepcopy(summary)
+    control = _row(candidate, "control")
+    control["step_ms"] = [t * 2 for t in control["step_ms"]]
+    control["step_ms_median"] *= 2
+    verdict = _verdicts(summary, candidate)[("speed", "control")]
+    assert verdict.passed is False and "2.00x" in verdict.detail
+    # Within a generous enough limit it passes.
+    assert _verdicts(summary, candidate, max_slowdown=1.5)[("speed", "control")].passed is True
+
+
+def _set_accuracy(row, mean, sd, n=10):
+    row["test_accuracy"] = {**row["test_accuracy"], "mean": mean, "sd": sd, "n": n}
+
+
+def test_accuracy_rule_fails_a_real_drop_and_forgives_noise(summary):
+    baseline, candidate = copy.deepcopy(summary), copy.deepcopy(summary)
+    _set_accuracy(_row(baseline, "all"), 0.870, 0.006)
+    _set_accuracy(_row(candidate, "all"), 0.840, 0.006)  # 3 points down, tight spread
+    assert _verdicts(baseline, candidate)[("accuracy", "all")].passed is False
+    _set_accuracy(_row(candidate, "all"), 0.855, 0.03)  # 1.5 points down, but within the noise
+    assert _verdicts(baseline, candidate)[("accuracy", "all")].passed is True
+    # Bitwise-identical runs have SD 0: the difference is exact.
+    _set_accuracy(_row(baseline, "control"), 0.87, 0.0)
+    _set_accuracy(_row(candidate, "control"), 0.85, 0.0)
+    assert _verdicts(baseline, candidate)[("accuracy", "control")].passed is False
+
+
+def test_variance_rule_fails_when_all_sd_grows_beyond_the_factor(summary):
+    baseline, candidate = copy.deepcopy(summary), copy.deepcopy(summary)
+    _set_accuracy(_row(baseline, "all"), 0.87, 0.005, n=10)
+    _set_accuracy(_row(candidate, "all"), 0.87, 0.02, n=10)
+    verdict = _verdicts(baseline, candidate)[("variance", "all")]
+    assert verdict.passed is False and "4.00x" in verdict.detail
+    _set_accuracy(_row(candidate, "all"), 0.87, 0.006, n=10)
+    assert _verdicts(baseline, candidate)[("variance", "all")].passed is True
+
+
+def test_overhead_rule_bounds_the_cost_of_deterministic_kernels(summary):
+    candidate = copy.deepcopy(summary)
+    # kernels/control = 0.3: deterministic kernels take 3.3x the step time of nondeterministic ones.
+    _row(candidate, "kernels")["step_time_ratio_vs_control"] = {"ratio": 0.3, "ci95": [0.28, 0.32]}
+    verdict = _verdicts(summary, candidate)[("overhead", "kernels vs control")]
+    assert verdict.passed is False and verdict.candidate == "+233.3%"
+    assert _verdicts(summary, candidate, max_determinism_overhead=3.0)[("overhead", "kernels vs control")].passed
+
+
+def test_newly_failing_trials_fail_the_failures_rule(summary):
+    candidate = copy.deepcopy(summary)
+    row = _row(candidate, "init")
+    row["n_failed"], row["failures"] = 2, {"nan_loss": 2}
+    verdict = _verdicts(summary, candidate)[("failures", "init")]
+    assert verdict.passed is False and "nan_loss x2" in verdict.detail
+
+
+def test_rules_file_and_flags_override_thresholds(tmp_path):
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"max_slowdown": 1.0, "skip": ["speed"]}))
+    values, skipped = gate.thresholds_from(str(rules), {"alpha": 0.01, "max_slowdown": None}, ["overhead"])
+    assert values["max_slowdown"] == 1.0 and values["alpha"] == 0.01 and skipped == {"speed", "overhead"}
+
+
+def _write(path, summary):
+    path.write_text(json.dumps(summary))
+    return str(path)
+
+
+def test_the_program_exits_0_on_pass_and_1_on_fail_with_a_table(small_study, summary, tmp_path):
+    passed = run_program("harness.gate", f"--baseline={small_study / 'summary.json'}",
+                         f"--candidate={small_study / 'trials.jsonl'}")
+    assert passed.returncode == 0, passed.stdout + passed.stderr
+    assert "PASS" in passed.stdout and "rule" in passed.stdout and "verdict" in passed.stdout
+
+    slower = copy.deepcopy(summary)
+    for name in ("control", "kernels"):
+        _row(slower, name)["step_ms"] = [t * 3 for t in _row(slower, name)["step_ms"]]
+        _row(slower, name)["step_ms_median"] *= 3
+    candidate = _write(tmp_path / "slower.json", slower)
+    failed = run_program("harness.gate", f"--baseline={small_study}", f"--candidate={candidate}")
+    assert failed.returncode == 1
+    assert "FAIL" in failed.stdout and "speed" in failed.stdout
+
+    as_json = run_program("harness.gate", f"--baseline={small_study}", f"--candidate={candidate}", "--format=json")
+    assert as_json.returncode == 1
+    verdicts = json.loads(as_json.stdout)
+    assert verdicts["verdict"] == "fail" and any(not r["passed"] and r["rule"] == "speed" for r in verdicts["rules"])
+    markdown = run_program("harness.gate", f"--baseline={small_study}", f"--candidate={candidate}",
+                           "--format=markdown")
+    assert "| rule |" in markdown.stdout and "**FAIL**" in markdown.stdout
+
+
+def _unusable_inputs(tmp_path, summary):
+    other_benchmark = {**copy.deepcopy(summary), "benchmark": "embedding"}
+    no_common = copy.deepcopy(summary)
+    for row in no_common["conditions"]:
+        row["name"] = "env:threads=" + str(len(row["name"]))
+    no_common["conditions"] = no_common["conditions"][:1]
+    broken = copy.deepcopy(summary)
+    del broken["conditions"][0]["n_ok"]
+    (tmp_path / "bad.json").write_text('{"schema": "harness.summary/1", ')
+    (tmp_path / "rules.json").write_text('{"max_speedup": 2}')
+    return [
+        ([f"--candidate={tmp_path / 'missing.json'}"], "missing.json: no such file"),
+        ([f"--candidate={tmp_path / 'bad.json'}"], "bad.json is not valid JSON"),
+        ([f"--candidate={_write(tmp_path / 'v2.json', {**summary, 'schema': 'harness.summary/2'})}"],
+         "has schema 'harness.summary/2'"),
+        ([f"--candidate={_write(tmp_path / 'broken.json', broken)}"], "is not a valid harness.summary/1 record"),
+        ([f"--candidate={_write(tmp_path / 'other.json', other_benchmark)}"], "cannot be compared"),
+        ([f"--candidate={_write(tmp_path / 'nocommon.json', no_common)}"], "share no condition"),
+        ([f"--rules={tmp_path / 'rules.json'}"], "unknown thresholds max_speedup"),
+        (["--skip=colour"], "unknown rule(s) to skip: colour"),
+    ]
+
+
+def test_unusable_input_exits_2_with_one_sentence(small_study, summary, tmp_path):
+    for args, message in _unusable_inputs(tmp_path, summary):
+        if not any(a.startswith("--candidate") for a in args):
+            args = [*args, f"--candidate={small_study / 'summary.json'}"]
+        result = run_program("harness.gate", f"--baseline={small_study / 'summary.json'}", *args)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert message in result.stderr, (message, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_notes_name_conditions_the_candidate_lacks(summary):
+    candidate = copy.deepcopy(summary)
+    candidate["conditions"] = [row for row in candidate["conditions"] if row["name"] != "bit"]
+    notes = gate.check_comparable(summary, candidate, ("b", "c"))
+    assert notes == ["not in the candidate, so not compared: bit"]
+    assert gate.check_comparable(summary, summary, ("b", "c")) == []

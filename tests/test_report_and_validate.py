@@ -1,0 +1,67 @@
+"""`harness.validate` names bad records by line; `harness.report` renders real plots from a real study."""
+
+import json
+import shutil
+
+from conftest import run_program
+from PIL import Image
+
+from harness.report import build_report
+
+
+def test_validate_passes_a_real_study(small_study):
+    result = run_program("harness.validate", str(small_study / "trials.jsonl"), str(small_study / "summary.json"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "16 record(s) in 2 files: all valid" in result.stdout
+
+
+def test_validate_flags_a_corrupted_record_with_its_line_number(small_study, tmp_path):
+    lines = (small_study / "trials.jsonl").read_text().splitlines()
+    damaged = json.loads(lines[3])
+    damaged["fingerprints"]["weights_sha256"] = "zz"
+    lines[3] = json.dumps(damaged)
+    lines[6] = lines[6][: len(lines[6]) // 2]  # a line cut in half, then more lines after it
+    path = tmp_path / "trials.jsonl"
+    path.write_text("\n".join(lines) + "\n" + '{"schema": "harness.trial/1", "torn')
+    result = run_program("harness.validate", str(path))
+    assert result.returncode == 1
+    assert f"{path} line 4: fingerprints/weights_sha256" in result.stdout
+    assert f"{path} line 7: is not valid JSON" in result.stdout
+    assert "the last line is torn" in result.stdout
+    assert "15 record(s) in 1 file: 2 invalid" in result.stdout
+
+
+def test_validate_on_a_missing_file_exits_2_with_one_sentence(tmp_path):
+    result = run_program("harness.validate", str(tmp_path / "nope.jsonl"))
+    assert result.returncode == 2 and "nope.jsonl: no such file" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_report_renders_real_pngs_referenced_by_the_html(small_study, tmp_path):
+    study = tmp_path / "study"
+    shutil.copytree(small_study, study)
+    written = build_report(study, study)
+    pngs = [p for p in written if p.suffix == ".png"]
+    assert {p.name for p in pngs} == {"accuracy.png", "sd_by_source.png", "step_time.png", "loss_curves.png"}
+    html = (study / "report.html").read_text()
+    markdown = (study / "report.md").read_text()
+    for png in pngs:
+        with Image.open(png) as image:
+            image.verify()  # a complete, valid PNG
+        with Image.open(png) as image:
+            assert image.format == "PNG" and image.width > 300 and image.height > 200
+            # Not a blank canvas: a real plot has many colours.
+            assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 50
+        assert f'src="{png.name}"' in html and f"]({png.name})" in markdown
+    assert "bitwise-identical" in html and "TensorFlow" in html
+
+
+def test_report_program_and_its_bad_input(small_study, tmp_path):
+    study = tmp_path / "study"
+    shutil.copytree(small_study, study)
+    result = run_program("harness.report", f"--input_dir={study}", f"--output_dir={tmp_path / 'out'}")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "report.html").exists() and (tmp_path / "out" / "accuracy.png").exists()
+    missing = run_program("harness.report", f"--input_dir={tmp_path / 'nothing'}")
+    assert missing.returncode == 2 and "no such study directory" in missing.stderr
+    assert "Traceback" not in missing.stderr
