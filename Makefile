@@ -11,13 +11,26 @@ REPEATS ?= 10
 # Extra harness flags, e.g. make bench ARGS="--conditions=control,kernels,all --epochs=5"
 ARGS ?=
 
+# Containers: `make bench GPU=1` runs the study in the pinned CUDA image on this host's GPUs.
+GPU ?=
+FLAVOUR := $(if $(GPU),gpu,cpu)
+IMAGE ?= tf-determinism-harness:$(FLAVOUR)
+# TFDS data sets prepared inside the image at build time, e.g. DATASETS=mnist,cifar10
+DATASETS ?=
+DOCKER_RUN_GPUS := $(if $(GPU),--gpus all,)
+# Rebuilt when anything the image holds changes; docker's layer cache makes that cheap.
+IMAGE_STAMP := build/image-$(FLAVOUR).stamp
+IMAGE_INPUTS := docker/$(FLAVOUR).Dockerfile docker/requirements-$(FLAVOUR).lock docker/entrypoint.sh \
+	$(shell find harness benchmarks -type f \( -name '*.py' -o -name '*.json' -o -name '*.gz' \) 2>/dev/null)
+LOCK_FLAGS := --generate-hashes --python-version 3.12 --python-platform x86_64-manylinux_2_28 --no-header
+
 # The study CI runs after the tests, and the committed summary it is gated against.
 GATE_DIR := results/ci_gate
 GATE_BASELINE := benchmarks/baselines/digits_mlp_ci.json
 GATE_RULES := benchmarks/baselines/ci_rules.json
 GATE_STUDY := --benchmark=digits_mlp --conditions=control,kernels,init,all --repeats=5 --epochs=10
 
-.PHONY: bench test gate gate-baseline report lint clean
+.PHONY: bench test gate gate-baseline report image locks lint clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,8 +38,28 @@ $(INSTALLED): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet -e ".[cpu,dev]"
 	touch $(INSTALLED)
 
+ifeq ($(GPU),)
 bench: $(INSTALLED)
 	$(PY) -m harness.bench --benchmark=$(BENCHMARK) --repeats=$(REPEATS) --output_dir=$(OUTPUT_DIR) $(ARGS)
+else
+# The image's id goes into every record (environment.container.digest).
+bench: $(IMAGE_STAMP)
+	mkdir -p results
+	docker run --rm $(DOCKER_RUN_GPUS) --user "$$(id -u):$$(id -g)" -v "$(CURDIR)/results:/results" \
+		-e HARNESS_IMAGE=$(IMAGE) -e HARNESS_IMAGE_DIGEST="$$(docker image inspect --format '{{.Id}}' $(IMAGE))" \
+		$(IMAGE) bench --benchmark=$(BENCHMARK) --repeats=$(REPEATS) --output_dir=/results/$(BENCHMARK) $(ARGS)
+endif
+
+image: $(IMAGE_STAMP)
+
+$(IMAGE_STAMP): $(IMAGE_INPUTS)
+	docker build -f docker/$(FLAVOUR).Dockerfile -t $(IMAGE) --build-arg DATASETS=$(DATASETS) .
+	mkdir -p build && touch $@
+
+# Regenerates the images' lock files (exact versions and hashes) from setup.cfg.
+locks: $(INSTALLED)
+	$(VENV)/bin/uv pip compile setup.cfg --extra cpu $(LOCK_FLAGS) -o docker/requirements-cpu.lock
+	$(VENV)/bin/uv pip compile setup.cfg --extra gpu $(LOCK_FLAGS) -o docker/requirements-gpu.lock
 
 test: $(INSTALLED)
 	$(PY) -m pytest -q
@@ -48,6 +81,7 @@ report: $(INSTALLED)
 
 lint: $(INSTALLED)
 	$(PY) -m ruff check .
+	$(VENV)/bin/hadolint docker/cpu.Dockerfile docker/gpu.Dockerfile
 
 clean:
 	rm -rf results .pytest_cache

@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.errors import UsageError
 
-MODELS = ("mlp", "regression", "cnn", "embedding")
+MODELS = ("mlp", "regression", "cnn", "embedding", "sparse")
 
 
 @dataclasses.dataclass(frozen=True)

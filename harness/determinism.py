@@ -8,6 +8,8 @@ pool sizes cannot: TF fixes them when its runtime starts.
 
 from __future__ import annotations
 
+import re
+
 import tensorflow as tf
 
 # The public API only has enable_op_determinism; the module it comes from
@@ -43,3 +45,23 @@ def set_thread_pools(intra_op_threads: int, inter_op_threads: int) -> None:
             f"process; a trial with intra={intra_op_threads}, inter={inter_op_threads} needs a "
             "fresh process."
         ) from None
+
+
+def explain_op_error(error: tf.errors.OpError) -> tuple[str | None, str]:
+    """(op name, one-line reason) from a TF op error, e.g. an op with no deterministic kernel.
+
+    Errors raised inside a `tf.function` start with "Graph execution error:" and
+    a Python traceback; the op is named in "[[{{node NAME}}]]" or "Detected at
+    node NAME", and the kernel's own sentence is the line that says why.
+    """
+    text = error.message or str(error)
+    match = re.search(r"\{\{node ([^}]+)\}\}", text) or re.search(r"Detected at node '?([\w./-]+)", text)
+    op = match.group(1) if match else (error.op.name if getattr(error, "op", None) is not None else None)
+    # The kernel's own lines: not the header, not the traceback of where the op was defined.
+    lines = [line.strip() for line in text.splitlines() if line.strip()
+             and not line.strip().startswith(("Graph execution error", "File ", "Detected at", "[["))]
+    reason = next((line for line in lines if "determinis" in line.lower()), lines[0] if lines else
+                  type(error).__name__)
+    reason = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", reason)
+    reason = re.sub(r"\s*\[\[.*$", "", reason).rstrip(".")
+    return op, reason

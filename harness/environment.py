@@ -21,7 +21,9 @@ from harness.determinism import op_determinism_enabled
 
 # Variables that change what TF computes or how fast; recorded when set.
 ENV_PREFIXES = ("TF_", "CUDA_", "NVIDIA_", "CUBLAS_", "XLA_", "OMP_", "KMP_", "MKL_", "HARNESS_")
-NVIDIA_SMI_FIELDS = ("name", "driver_version", "memory.total", "compute_cap", "uuid")
+# Queried with a header row and parsed by column name, so any field order (and
+# a driver that lacks a field) parses. compute_cap needs driver 510 or newer.
+NVIDIA_SMI_FIELDS = ("index", "name", "driver_version", "memory.total", "compute_cap", "uuid")
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,6 +41,9 @@ def static_environment() -> dict[str, Any]:
         "cpu": {"model": cpu_model(), "logical_cores": os.cpu_count(),
                 "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
         "gpus": gpus(),
+        # Absence is recorded as absence: a CPU-only build, or a CUDA build that found no GPU.
+        "gpu_visible": bool(tf.config.list_physical_devices("GPU")),
+        "nvidia_smi": shutil.which("nvidia-smi") is not None,
         "container": {"image": os.environ.get("HARNESS_IMAGE"),
                       "digest": os.environ.get("HARNESS_IMAGE_DIGEST")},
         "env_vars": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
@@ -73,7 +78,7 @@ def cpu_model() -> str:
 def gpus() -> list[dict[str, Any]]:
     """Every GPU TF sees, with details from TF and, where present, nvidia-smi. None is an empty list."""
     devices = tf.config.list_physical_devices("GPU")
-    smi = parse_nvidia_smi(_run_nvidia_smi()) if devices else []
+    smi = parse_nvidia_smi(run_nvidia_smi()) if devices else []
     found = []
     for index, device in enumerate(devices):
         details = tf.config.experimental.get_device_details(device)
@@ -85,32 +90,49 @@ def gpus() -> list[dict[str, Any]]:
     return found
 
 
-def _run_nvidia_smi() -> str:
+def run_nvidia_smi() -> str:
+    """`nvidia-smi --query-gpu` output with a header row; "" where nvidia-smi is absent or fails.
+
+    Drivers older than 510 reject the whole query when it names compute_cap, so
+    it is asked again without it (TF still reports the compute capability).
+    """
     if shutil.which("nvidia-smi") is None:
         return ""
-    query = ",".join(NVIDIA_SMI_FIELDS)
-    try:
-        return subprocess.run(
-            ["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=20, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ""
+    for fields in (NVIDIA_SMI_FIELDS, tuple(f for f in NVIDIA_SMI_FIELDS if f != "compute_cap")):
+        try:
+            return subprocess.run(
+                ["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,nounits"],
+                capture_output=True, text=True, timeout=20, check=True).stdout
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return ""
 
 
 def parse_nvidia_smi(text: str) -> list[dict[str, Any]]:
-    """Parses `nvidia-smi --query-gpu=<NVIDIA_SMI_FIELDS> --format=csv,noheader,nounits`."""
+    """Rows of `nvidia-smi --query-gpu=... --format=csv[,nounits]` output (header row first), by column name.
+
+    Values nvidia-smi cannot give ("[N/A]", "[Not Supported]") are recorded as None.
+    """
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    if not lines or "," not in lines[0]:
+        return []
+    # "memory.total [MiB]" -> "memory.total": units go with csv headers, nounits or not.
+    header = [re.sub(r"\s*\[.*\]$", "", cell.strip()) for cell in lines[0].split(",")]
     rows = []
-    for line in text.strip().splitlines():
+    for line in lines[1:]:
         cells = [cell.strip() for cell in line.split(",")]
-        if len(cells) != len(NVIDIA_SMI_FIELDS):
+        if len(cells) != len(header):
             continue
-        name, driver, memory, capability, uuid = cells
+        values = {name: (None if value.startswith("[") else value) for name, value in zip(header, cells, strict=True)}
+        memory = values.get("memory.total")
         rows.append({
-            "smi_name": name,
-            "driver_version": driver,
-            "memory_mib": int(memory) if re.fullmatch(r"\d+", memory) else None,
-            "smi_compute_capability": capability,
-            "uuid": uuid,
+            "smi_index": int(values["index"]) if (values.get("index") or "").isdigit() else None,
+            "smi_name": values.get("name"),
+            "driver_version": values.get("driver_version"),
+            "memory_mib": int(re.sub(r"\s*MiB$", "", memory)) if memory and re.fullmatch(r"\d+(\s*MiB)?", memory)
+            else None,
+            "smi_compute_capability": values.get("compute_cap"),
+            "uuid": values.get("uuid"),
         })
     return rows
 

@@ -74,10 +74,25 @@ class MLP(_SeededModule):
 
     def __call__(self, x: tf.Tensor, dropout_key: tf.Tensor | None = None) -> tf.Tensor:
         x = tf.reshape(x, [tf.shape(x)[0], -1])
-        h = tf.nn.relu(tf.matmul(x, self.dense1_kernel) + self.dense1_bias)
+        h = tf.nn.relu(self._first_layer(x) + self.dense1_bias)
         if dropout_key is not None:
             h = dropout(h, self.dropout_rate, dropout_key, layer=0)
         return tf.matmul(h, self.dense2_kernel) + self.dense2_bias
+
+    def _first_layer(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.matmul(x, self.dense1_kernel)
+
+
+class SparseMLP(MLP):
+    """The MLP with its first layer as a sparse-dense matmul over the (mostly zero) pixels.
+
+    TF has no deterministic GPU kernel for SparseTensorDenseMatMul: on a GPU
+    with op determinism on it raises UnimplementedError, so this model shows
+    how a study reports such an op. On CPU it trains like the MLP.
+    """
+
+    def _first_layer(self, x: tf.Tensor) -> tf.Tensor:
+        return tf.sparse.sparse_dense_matmul(tf.sparse.from_dense(x), self.dense1_kernel)
 
 
 class CNN(_SeededModule):
@@ -145,13 +160,13 @@ class Embedding(_SeededModule):
         return tf.matmul(h, self.dense2_kernel) + self.dense2_bias
 
 
-_MODELS = {"mlp": MLP, "regression": MLP, "cnn": CNN, "embedding": Embedding}
+_MODELS = {"mlp": MLP, "regression": MLP, "cnn": CNN, "embedding": Embedding, "sparse": SparseMLP}
 
 
 def build_model(config: TrialConfig, dataset: Dataset, init_seed: int) -> tf.Module:
     """The benchmark's model for this data set, its weights drawn from `init_seed`."""
     input_shape = dataset.train_x.shape[1:]
-    if config.model in ("cnn", "embedding") and not dataset.is_image:
+    if config.model in ("cnn", "embedding", "sparse") and not dataset.is_image:
         raise UsageError(f"the {config.model} model needs an image dataset, not {dataset.name!r}.")
     if config.model == "regression" and dataset.is_classification:
         raise UsageError(f"the regression model needs a regression dataset, not {dataset.name!r}.")

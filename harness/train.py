@@ -141,7 +141,10 @@ def run_trial(config: TrialConfig, seeds: SeedSet) -> TrialResult:
         return _failed(failure.code, str(failure), start)
     except tf.errors.UnimplementedError as error:
         # Under op determinism TF raises this for ops with no deterministic kernel.
-        return _failed("nondeterministic_op", first_line(error.message), start)
+        op, reason = determinism.explain_op_error(error)
+        return _failed("nondeterministic_op", f"{op or 'an op'} has no deterministic kernel here: {reason}. "
+                       "The `kernels` condition (op determinism off) still runs it; a deterministic "
+                       "replacement op removes the failure", start, op=op)
     except tf.errors.ResourceExhaustedError as error:
         return _failed("out_of_memory", first_line(error.message), start)
     except (tf.errors.OpError, ValueError, ArithmeticError) as error:
@@ -243,6 +246,7 @@ def _timing(config: TrialConfig, call_seconds: list[float], call_steps: list[int
     }
 
 
-def _failed(code: str, message: str, start: float) -> TrialResult:
-    return TrialResult({"code": code, "message": message}, timing={"wall_s": time.perf_counter() - start})
+def _failed(code: str, message: str, start: float, op: str | None = None) -> TrialResult:
+    status = {"code": code, "message": message, **({"op": op} if op else {})}
+    return TrialResult(status, timing={"wall_s": time.perf_counter() - start})
 

@@ -1,0 +1,14 @@
+#!/bin/sh
+# The images' entrypoint: `docker run IMAGE [PROGRAM] [--flags...]`.
+# PROGRAM is one of the harness programs below; without one, `bench` runs.
+set -eu
+case "${1:-}" in
+  bench|gate|report|validate|merge)
+    program="$1"
+    shift
+    ;;
+  *)
+    program=bench
+    ;;
+esac
+exec python -m "harness.${program}" "$@"

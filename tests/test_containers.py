@@ -1,0 +1,89 @@
+"""Containers without a Docker engine: the Dockerfiles lint clean, make prints the right commands,
+the locks pin every package by hash, and the entrypoint the images run works here."""
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from harness.records import read_records
+
+BIN = Path(sys.executable).parent
+
+
+def _make_n(*args: str) -> str:
+    # -B: print every command as on a fresh clone, whatever this checkout has built.
+    result = subprocess.run(["make", "-n", "-B", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_make_bench_gpu_builds_the_pinned_image_and_runs_it_on_all_gpus():
+    commands = _make_n("bench", "GPU=1", "BENCHMARK=cifar10_cnn", "REPEATS=3")
+    build = commands.index("docker build -f docker/gpu.Dockerfile -t tf-determinism-harness:gpu")
+    run = commands.index("docker run --rm --gpus all")
+    assert build < run
+    assert f'-v "{REPO}/results:/results"' in commands
+    assert "-e HARNESS_IMAGE=tf-determinism-harness:gpu" in commands
+    assert "-e HARNESS_IMAGE_DIGEST=\"$(docker image inspect --format '{{.Id}}' tf-determinism-harness:gpu)\"" \
+        in commands
+    assert "bench --benchmark=cifar10_cnn --repeats=3 --output_dir=/results/cifar10_cnn" in commands
+
+
+def test_make_bench_without_gpu_stays_local_and_image_takes_datasets():
+    local = _make_n("bench")
+    assert "docker" not in local and "-m harness.bench --benchmark=digits_mlp" in local
+    image = _make_n("image", "DATASETS=mnist,cifar10")
+    assert "docker build -f docker/cpu.Dockerfile -t tf-determinism-harness:cpu --build-arg DATASETS=mnist,cifar10" \
+        in image
+
+
+def test_both_dockerfiles_pass_hadolint():
+    result = subprocess.run([str(BIN / "hadolint"), "docker/cpu.Dockerfile", "docker/gpu.Dockerfile"], cwd=REPO,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("flavour,base,tensorflow", [
+    ("cpu", "python:3.12.8-slim-bookworm", "tensorflow-cpu==2.21.0"),
+    # TF 2.21's GPU build was made with CUDA 12.5.1 (tf.sysconfig.get_build_info()).
+    ("gpu", "nvidia/cuda:12.5.1-base-ubuntu24.04", "tensorflow==2.21.0"),
+])
+def test_images_pin_their_base_and_every_package_by_hash(flavour, base, tensorflow):
+    dockerfile = (REPO / "docker" / f"{flavour}.Dockerfile").read_text()
+    assert f"ARG BASE_IMAGE={base}" in dockerfile and "FROM ${BASE_IMAGE}${BASE_DIGEST}" in dockerfile
+    assert "--require-hashes" in dockerfile and re.search(r"^USER \d+$", dockerfile, re.M)
+    lock = (REPO / "docker" / f"requirements-{flavour}.lock").read_text()
+    pins = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+) \\\n((?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+)", lock, re.M)
+    names = {name.lower() for name, _, _ in pins}
+    assert tensorflow.split("==")[0] in names and any(f"{n}=={v}" == tensorflow for n, v, _ in pins)
+    assert {"absl-py", "numpy", "tensorflow-datasets", "jsonschema", "scipy", "matplotlib"} <= names
+    # Every requirement line of the lock is one of the hashed pins.
+    assert len(pins) == len(re.findall(r"^[A-Za-z0-9_.-]+==", lock, re.M)) > 40
+    if flavour == "gpu":
+        assert {"nvidia-cudnn-cu12", "nvidia-cublas-cu12", "nvidia-cuda-runtime-cu12"} <= names
+
+
+def _entrypoint(*args: str, **env_vars: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "PYTHONPATH": str(REPO), **env_vars}
+    return subprocess.run(["sh", str(REPO / "docker" / "entrypoint.sh"), *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_the_entrypoint_runs_bench_by_default_and_other_programs_by_name(small_study, tmp_path):
+    bad = _entrypoint("--benchmark=nope")
+    assert bad.returncode == 2 and "unknown benchmark 'nope'" in bad.stderr
+    validated = _entrypoint("validate", str(small_study / "trials.jsonl"))
+    assert validated.returncode == 0 and "all valid" in validated.stdout
+    # As `make bench GPU=1` runs it: the image and its id go into every record.
+    bench = _entrypoint("bench", "--conditions=control", "--repeats=1", "--epochs=1", "--max_train_examples=100",
+                        f"--output_dir={tmp_path}", HARNESS_IMAGE="tf-determinism-harness:gpu",
+                        HARNESS_IMAGE_DIGEST="sha256:" + "0" * 64)
+    assert bench.returncode == 0, bench.stderr
+    (record,) = read_records(tmp_path / "trials.jsonl")
+    assert record["environment"]["container"] == {"image": "tf-determinism-harness:gpu",
+                                                  "digest": "sha256:" + "0" * 64}
