@@ -12,15 +12,16 @@ same directory skips trials already recorded, so a killed study resumes.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
-from pathlib import Path
 
 from absl import flags
 
 from harness import cli, conditions, determinism, environment, study, trial_flags
 from harness.errors import UsageError
-from harness.records import canonical_json
-from harness.summary import SUMMARY_FILE, build_summary, format_summary, write_summary
+from harness.records import STUDY_FILE, STUDY_SCHEMA, canonical_json, write_json
+from harness.storage import StudyDir, shard_dir_name
+from harness.summary import SUMMARY_FILE, format_summary, summarize_study, write_summary
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("conditions", ",".join(conditions.DEFAULT_CONDITIONS),
@@ -32,6 +33,28 @@ flags.DEFINE_enum("isolation", "inprocess", list(study.ISOLATIONS),
                   "inprocess: trials share this process (results match fresh processes); "
                   "process: a fresh process per trial.")
 flags.DEFINE_integer("workers", 1, "Worker processes running trials in parallel.", lower_bound=1)
+flags.DEFINE_integer("shard_index", None, "Run only this shard of the study (default: $JOB_COMPLETION_INDEX, "
+                     "as a Kubernetes Indexed Job sets it, else 0).")
+flags.DEFINE_integer("num_shards", None, "Shards the study is split into (default: $HARNESS_NUM_SHARDS, else 1).")
+
+
+def shard_from_flags() -> tuple[int, int]:
+    """(shard index, shard count): flags first, then a Kubernetes Indexed Job's environment."""
+    def number(flag: str, variable: str, default: int) -> int:
+        if FLAGS[flag].value is not None:
+            return FLAGS[flag].value
+        text = os.environ.get(variable)
+        if text is None:
+            return default
+        if not text.isdigit():
+            raise UsageError(f"${variable} must be a whole number, got {text!r}")
+        return int(text)
+
+    index = number("shard_index", "JOB_COMPLETION_INDEX", 0)
+    count = number("num_shards", "HARNESS_NUM_SHARDS", 1)
+    if count < 1 or not 0 <= index < count:
+        raise UsageError(f"shard index {index} is not one of {count} shard(s) (0 to {count - 1})")
+    return index, count
 
 
 def main(argv: list[str]) -> int:
@@ -44,24 +67,34 @@ def main(argv: list[str]) -> int:
     # Before any op runs: trials with these thread pools can then share this process.
     determinism.set_thread_pools(base.intra_op_threads, base.inter_op_threads)
     chosen = conditions.parse_conditions(FLAGS.conditions)
-    output_dir = Path(FLAGS.output_dir or f"results/{base.benchmark}")
+    shard_index, num_shards = shard_from_flags()
+    study_dir = StudyDir(FLAGS.output_dir or f"results/{base.benchmark}")
+    if num_shards > 1:
+        # Every shard writes its own records; `harness.merge` builds the study's summary.
+        study_dir = study_dir.child(shard_dir_name(shard_index, num_shards))
     # The study is its base config and seeds: adding conditions or repeats later
     # extends the same study, and its records are reused.
     study_id = hashlib.sha256(canonical_json(
         {"config": base.replace(determinism=True).as_dict(), "base_seed": FLAGS.seed,
          "seeds": seeds.as_dict()}).encode()).hexdigest()[:12]
     started = time.perf_counter()
-    specs = study.plan(base, FLAGS.seed, seeds, chosen, FLAGS.repeats, study_id)
-    ran = study.execute(specs, output_dir, isolation=FLAGS.isolation, workers=FLAGS.workers)
+    planned = study.plan(base, FLAGS.seed, seeds, chosen, FLAGS.repeats, study_id)
+    specs = study.shard(planned, shard_index, num_shards)
+    manifest = {"schema": STUDY_SCHEMA, "study_id": study_id, "benchmark": base.benchmark,
+                "base_config": base.as_dict(), "base_seed": FLAGS.seed, "base_seeds": seeds.as_dict(),
+                "conditions": [c.name for c in chosen], "repeats": FLAGS.repeats, "shard_index": shard_index,
+                "num_shards": num_shards, "trials_planned": len(planned), "trials_in_shard": len(specs)}
+    write_json(study_dir.local / STUDY_FILE, manifest)
+    ran = study.execute(specs, study_dir.local, isolation=FLAGS.isolation, workers=FLAGS.workers,
+                        after_each=study_dir.push)
     wall_s = time.perf_counter() - started
-    summary = build_summary(
-        study_id=study_id, base_config=base.as_dict(), base_seeds=seeds.as_dict(), conditions=chosen,
-        repeats=FLAGS.repeats, records=study.study_records(specs, output_dir),
-        environment=environment.capture(), wall_s=wall_s)
-    write_summary(output_dir / SUMMARY_FILE, summary)
+    summary = summarize_study(manifest, study.study_records(specs, study_dir.local), environment.capture(), wall_s)
+    write_summary(study_dir.local / SUMMARY_FILE, summary)
+    study_dir.push(with_curves=True)
     print(format_summary(summary))
+    shard_note = f" (shard {shard_index} of {num_shards}: merge with harness.merge)" if num_shards > 1 else ""
     print(f"\n{ran} trial(s) ran now in {wall_s:.0f}s, {len(specs) - ran} already recorded; "
-          f"records in {output_dir}/ (trials.jsonl, summary.json, tb/)")
+          f"records in {study_dir}/ (trials.jsonl, summary.json, tb/){shard_note}")
     return 0
 
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import tempfile
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -29,8 +30,12 @@ from harness.seeds import SeedSet
 
 TRIAL_SCHEMA = "harness.trial/1"
 TRIALS_FILE = "trials.jsonl"
+# A study's manifest: what it planned (conditions, repeats, shards), so its summary can be rebuilt.
+STUDY_SCHEMA = "harness.study/1"
+STUDY_FILE = "study.json"
 # Every record kind and its JSON Schema in harness/schema/.
-_SCHEMA_FILES = {TRIAL_SCHEMA: "trial.schema.json", "harness.summary/1": "summary.schema.json"}
+_SCHEMA_FILES = {TRIAL_SCHEMA: "trial.schema.json", "harness.summary/1": "summary.schema.json",
+                 STUDY_SCHEMA: "study.schema.json"}
 
 
 def canonical_json(value: Any) -> str:
@@ -95,6 +100,32 @@ def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
         os.close(fd)  # Closing releases the lock.
     if created:
         _fsync_directory(path.parent)
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    """Writes a whole JSON document atomically: readers see the old file or the new one, never half."""
+    _replace_atomically(path, json.dumps(finite_json(document), indent=1, sort_keys=True, allow_nan=False) + "\n")
+
+
+def write_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """Writes a whole JSON-lines file of records atomically (e.g. a merge of shards)."""
+    _replace_atomically(path, "".join(json.dumps(finite_json(r), sort_keys=True, allow_nan=False) + "\n"
+                                      for r in records))
+
+
+def _replace_atomically(path: Path, text: str) -> None:
+    """Temporary file, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _cut_torn_tail(fd: int) -> None:

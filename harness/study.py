@@ -24,7 +24,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -107,8 +107,9 @@ def run_and_record(spec: TrialSpec, output_dir: Path) -> dict[str, Any]:
 class Progress:
     """Done/total, the current condition and an ETA, through absl logging."""
 
-    def __init__(self, total: int, already: int, concurrency: int) -> None:
-        self.total, self.done, self.ran, self.concurrency = total, already, 0, concurrency
+    def __init__(self, total: int, already: int, after_each: Callable[[], None] | None = None) -> None:
+        self.total, self.done, self.ran = total, already, 0
+        self.after_each = after_each
         self.started = time.perf_counter()
 
     def finished(self, condition: str, status: str, wall_s: float) -> None:
@@ -118,6 +119,8 @@ class Progress:
         eta = elapsed / self.ran * (self.total - self.done)
         logging.info("[%d/%d] %s: %s in %.1fs; ETA %s", self.done, self.total, condition, status, wall_s,
                      _duration(eta))
+        if self.after_each:
+            self.after_each()
 
 
 def _duration(seconds: float) -> str:
@@ -125,12 +128,15 @@ def _duration(seconds: float) -> str:
 
 
 def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inprocess",
-            workers: int = 1) -> int:
-    """Runs every spec without a record in `output_dir`; returns how many ran."""
+            workers: int = 1, after_each: Callable[[], None] | None = None) -> int:
+    """Runs every spec without a record in `output_dir`; returns how many ran.
+
+    `after_each` runs after every finished trial (e.g. publishing records to a remote study directory).
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     recorded = {r.get("trial_key") for r in read_records(output_dir / TRIALS_FILE)}
     pending = [s for s in specs if s.key not in recorded]
-    progress = Progress(len(specs), len(specs) - len(pending), workers)
+    progress = Progress(len(specs), len(specs) - len(pending), after_each)
     if not pending:
         return 0
     here = _this_process_environment()
@@ -219,6 +225,11 @@ def _record_lost_trials(job: list[TrialSpec], output_dir: Path, returncode: int,
                                        repeat=spec.repeat, study_id=spec.study_id, result=result,
                                        environment=environment.capture())
             append_record(output_dir / TRIALS_FILE, record)
+
+
+def shard(specs: list[TrialSpec], shard_index: int, num_shards: int) -> list[TrialSpec]:
+    """This shard's trials: every num_shards-th in plan order, so each shard interleaves all conditions."""
+    return specs[shard_index::num_shards]
 
 
 def study_records(specs: Iterable[TrialSpec], output_dir: Path) -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ import base64
 import datetime
 import json
 import os
-import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 from harness import stats
 from harness.conditions import Condition, condition
 from harness.errors import UsageError
-from harness.records import TRIAL_SCHEMA, TRIALS_FILE, finite_json, read_records, schema_errors
+from harness.records import TRIAL_SCHEMA, TRIALS_FILE, read_records, schema_errors, write_json
 from harness.table import format_table
 
 SUMMARY_SCHEMA = "harness.summary/1"  # Its JSON Schema: harness/schema/summary.schema.json.
@@ -55,6 +54,15 @@ def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dic
     }
     summary["findings"] = findings(summary)
     return summary
+
+
+def summarize_study(manifest: dict[str, Any], records: list[dict[str, Any]], environment: dict[str, Any],
+                    wall_s: float | None) -> dict[str, Any]:
+    """The summary of the study a `harness.study/1` manifest planned, from its trial records."""
+    return build_summary(
+        study_id=manifest["study_id"], base_config=manifest["base_config"], base_seeds=manifest["base_seeds"],
+        conditions=[condition(name) for name in manifest["conditions"]], repeats=manifest["repeats"],
+        records=records, environment=environment, wall_s=wall_s)
 
 
 def summary_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -278,15 +286,4 @@ def _ratio_text(ratio: dict[str, Any] | None) -> str:
 
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     """Atomic replace: readers see the old summary or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".summary-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(finite_json(summary), handle, indent=1, sort_keys=True, allow_nan=False)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, summary)

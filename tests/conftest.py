@@ -16,9 +16,10 @@ SMALL = dict(epochs=2, max_train_examples=400, validation_fraction=0.2, augment=
              dropout_rate=0.5, steps_per_loop=5)
 
 
-def run_program(module: str, *args: str, timeout: float = 300, **popen) -> subprocess.CompletedProcess:
+def run_program(module: str, *args: str, timeout: float = 300, env_vars: dict[str, str] | None = None,
+                **popen) -> subprocess.CompletedProcess:
     """`python -m module args...` in a fresh process, from the repository root."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), **(env_vars or {})}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout, **popen)
 

@@ -87,3 +87,18 @@ def test_the_entrypoint_runs_bench_by_default_and_other_programs_by_name(small_s
     (record,) = read_records(tmp_path / "trials.jsonl")
     assert record["environment"]["container"] == {"image": "tf-determinism-harness:gpu",
                                                   "digest": "sha256:" + "0" * 64}
+
+
+def test_the_kubernetes_job_runs_one_shard_per_pod_of_the_pinned_image():
+    import yaml
+
+    job = yaml.safe_load((REPO / "docker" / "k8s" / "study-job.yaml").read_text())
+    spec = job["spec"]
+    assert job["kind"] == "Job" and spec["completionMode"] == "Indexed"
+    (container,) = spec["template"]["spec"]["containers"]
+    env = {item["name"]: item["value"] for item in container["env"]}
+    # Kubernetes sets JOB_COMPLETION_INDEX per pod; the shard count must match the completions.
+    assert int(env["HARNESS_NUM_SHARDS"]) == spec["completions"]
+    assert "@sha256:" in container["image"] and env["HARNESS_IMAGE_DIGEST"].startswith("sha256:")
+    assert container["args"][0] == "bench" and any(a.startswith("--output_dir=gs://") for a in container["args"])
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1

@@ -1,0 +1,98 @@
+"""`python -m harness.merge --input_dir=DIR`: one study from the shards that ran it.
+
+    python -m harness.merge --input_dir=results/digits_mlp
+
+A sharded study (`--num_shards=N`, e.g. one pod of a Kubernetes Indexed Job per
+shard) leaves DIR/shard-IIIII-of-NNNNN/ directories, each with its own
+trials.jsonl and study.json. The merge checks they are shards of one study,
+writes DIR/trials.jsonl, DIR/study.json and DIR/summary.json as one unsharded
+run would have, and prints the study's table.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from absl import flags
+
+from harness import cli
+from harness.errors import UsageError
+from harness.records import (
+    STUDY_FILE,
+    STUDY_SCHEMA,
+    TRIALS_FILE,
+    read_records,
+    schema_errors,
+    write_json,
+    write_records,
+)
+from harness.storage import StudyDir
+from harness.summary import SUMMARY_FILE, format_summary, summarize_study, write_summary
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("input_dir", None, "Study directory holding shard-*-of-* directories (local or a gfile URL).")
+flags.DEFINE_string("output_dir", None, "Where the merged study goes (default: the input directory).")
+
+
+def merge(shards: list[StudyDir], where: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """(manifest of the whole study, its records, one per trial) from its shard directories."""
+    if not shards:
+        raise UsageError(f"{where} has no shard-*-of-* directories to merge")
+    manifests = [_manifest(shard) for shard in shards]
+    first = manifests[0]
+    for shard, manifest in zip(shards, manifests, strict=True):
+        for key in ("study_id", "conditions", "repeats", "num_shards", "base_config", "base_seeds"):
+            if manifest[key] != first[key]:
+                raise UsageError(f"{shard} is not a shard of the same study as {shards[0]} ({key} differs)")
+    missing = sorted(set(range(first["num_shards"])) - {m["shard_index"] for m in manifests})
+    if missing:
+        raise UsageError(f"{where} lacks shard(s) {', '.join(map(str, missing))} of {first['num_shards']}; "
+                         "run them before merging")
+    records: dict[str, dict[str, Any]] = {}
+    for shard in shards:
+        for record in read_records(shard.local / TRIALS_FILE):
+            if record.get("study_id") == first["study_id"]:
+                records.setdefault(record["trial_key"], record)
+    manifest = {**first, "shard_index": 0, "num_shards": 1, "trials_in_shard": first["trials_planned"]}
+    return manifest, list(records.values())
+
+
+def _manifest(shard: StudyDir) -> dict[str, Any]:
+    path = shard.local / STUDY_FILE
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{shard} has no {STUDY_FILE}; it was not written by harness.bench") from None
+    except json.JSONDecodeError:
+        raise UsageError(f"{shard}/{STUDY_FILE} is not valid JSON") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != STUDY_SCHEMA or schema_errors(manifest):
+        raise UsageError(f"{shard}/{STUDY_FILE} is not a valid {STUDY_SCHEMA} record")
+    return manifest
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    if not FLAGS.input_dir:
+        raise UsageError("give --input_dir=DIR, the directory the shards wrote under")
+    source = StudyDir(FLAGS.input_dir)
+    shards = source.shards()
+    shard_count = len(shards)
+    manifest, records = merge(shards, FLAGS.input_dir)
+    target = StudyDir(FLAGS.output_dir) if FLAGS.output_dir else source
+    # Written whole, replacing any earlier merge: re-running a merge is safe.
+    write_records(target.local / TRIALS_FILE, sorted(records, key=lambda r: (r["repeat"], r["trial_key"])))
+    write_json(target.local / STUDY_FILE, manifest)
+    environment = records[0]["environment"] if records else {}
+    summary = summarize_study(manifest, records, environment, wall_s=None)
+    write_summary(target.local / SUMMARY_FILE, summary)
+    target.push()
+    print(format_summary(summary))
+    absent = manifest["trials_planned"] - len(records)
+    print(f"\nmerged {len(records)} trial record(s) from {shard_count} shard(s) into {target}/"
+          + (f"; {absent} planned trial(s) have no record yet" if absent else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
