@@ -15,6 +15,8 @@ from typing import Any
 from harness.errors import UsageError
 
 MODELS = ("mlp", "regression", "cnn", "embedding", "sparse")
+# "mirrored": tf.distribute.MirroredStrategy over every local GPU (or logical CPU device).
+STRATEGIES = ("none", "mirrored")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +48,7 @@ class TrialConfig:
     # Flat index of the initial weight whose lowest mantissa bit is flipped
     # (Summers & Dinneen 2021); -1 flips nothing.
     flip_bit: int = -1
+    strategy: str = "none"
 
     def __post_init__(self) -> None:
         self._check()
@@ -68,6 +71,10 @@ class TrialConfig:
         for name in ("max_train_examples", "intra_op_threads", "inter_op_threads"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name} must be 0 or more, got {getattr(self, name)}.")
+        if self.strategy not in STRATEGIES:
+            raise UsageError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}.")
+        if self.strategy != "none" and self.xla:
+            raise UsageError("--xla with a tf.distribute strategy is not supported by the harness loop.")
         if self.flip_bit < -1:
             raise UsageError(f"--flip_bit must be -1 (off) or a weight index, got {self.flip_bit}.")
 

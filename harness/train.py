@@ -8,6 +8,7 @@ call so Python overhead does not dominate small models. No Keras.
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import logging
 import time
@@ -122,6 +123,46 @@ def make_train_loop(model: tf.Module, optimizer: Adam, loss, dropout_seed: int, 
     return train_loop
 
 
+def make_distributed_train_loop(strategy: tf.distribute.Strategy, model: tf.Module, optimizer: Adam, loss,
+                                dropout_seed: int):
+    """The train loop under a tf.distribute strategy: each replica takes a slice of every batch.
+
+    Each replica's loss is its share of the global batch's mean, so the all-reduced
+    (summed) gradient is the gradient of that mean, and every replica applies
+    the same update to its copy of the variables.
+    """
+    variables = optimizer.variables
+    seed = tf.constant(dropout_seed, tf.int64)
+
+    def replica_step(x: tf.Tensor, y: tf.Tensor, step: tf.Tensor, global_count: tf.Tensor) -> tf.Tensor:
+        local_count = tf.cast(tf.shape(y)[0], tf.float32)
+        with tf.GradientTape() as tape:
+            local_mean = loss(y, model(x, dropout_key=tf.stack([seed, step])))
+            # A replica can get no examples of a short last batch: its share is 0, not NaN.
+            share = tf.math.multiply_no_nan(local_mean, local_count / global_count)
+        gradients = [tf.convert_to_tensor(g) for g in tape.gradient(share, variables)]
+        gradients = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+        optimizer.apply(gradients, step)
+        return share
+
+    @tf.function
+    def train_loop(iterator, num_steps: tf.Tensor, first_step: tf.Tensor) -> tf.Tensor:
+        losses = tf.TensorArray(tf.float32, size=tf.cast(num_steps, tf.int32))
+        for i in tf.range(num_steps):
+            x, y = next(iterator)
+            counts = strategy.run(lambda labels: tf.cast(tf.shape(labels)[0], tf.float32), args=(y,))
+            global_count = strategy.reduce(tf.distribute.ReduceOp.SUM, counts, axis=None)
+            shares = strategy.run(replica_step, args=(x, y, first_step + i, global_count))
+            losses = losses.write(tf.cast(i, tf.int32), strategy.reduce(tf.distribute.ReduceOp.SUM, shares, axis=None))
+        return losses.stack()
+
+    return train_loop
+
+
+def distribution_strategy(name: str) -> tf.distribute.Strategy | None:
+    return tf.distribute.MirroredStrategy() if name == "mirrored" else None
+
+
 def run_trial(config: TrialConfig, seeds: SeedSet) -> TrialResult:
     """Trains and evaluates one model; failures become a status, bad input raises UsageError."""
     start = time.perf_counter()
@@ -131,12 +172,19 @@ def run_trial(config: TrialConfig, seeds: SeedSet) -> TrialResult:
     split = split_pool(dataset, seeds, config.validation_fraction, config.max_train_examples)
     if config.augment and not dataset.is_image:
         raise UsageError(f"--augment needs an image dataset, not {dataset.name!r}.")
-    model = build_model(config, dataset, seeds.init)
-    outputs: dict[str, Any] = {"num_weights": count_weights(model)}
-    if config.flip_bit >= 0:
-        outputs["flipped_variable"] = flip_lowest_bit(model, config.flip_bit)
+    strategy = distribution_strategy(config.strategy)
+    # Under a strategy, every variable (weights and optimizer slots) is created in its scope.
+    scope = strategy.scope() if strategy else contextlib.nullcontext()
     try:
-        return _train_and_evaluate(config, seeds, split, model, outputs, start)
+        with scope:
+            model = build_model(config, dataset, seeds.init)
+            outputs: dict[str, Any] = {"num_weights": count_weights(model)}
+            if strategy:
+                outputs["strategy"] = config.strategy
+                outputs["replicas"] = int(strategy.num_replicas_in_sync)
+            if config.flip_bit >= 0:
+                outputs["flipped_variable"] = flip_lowest_bit(model, config.flip_bit)
+            return _train_and_evaluate(config, seeds, split, model, outputs, start, strategy)
     except TrialFailed as failure:
         return _failed(failure.code, str(failure), start)
     except tf.errors.UnimplementedError as error:
@@ -152,15 +200,21 @@ def run_trial(config: TrialConfig, seeds: SeedSet) -> TrialResult:
 
 
 def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, model: tf.Module,
-                        outputs: dict[str, Any], start: float) -> TrialResult:
+                        outputs: dict[str, Any], start: float,
+                        strategy: tf.distribute.Strategy | None = None) -> TrialResult:
     classification = split.dataset.is_classification
     optimizer = Adam(list(model.trainable_variables), config.learning_rate)
     loss = loss_fn(classification)
-    train_loop = make_train_loop(model, optimizer, loss, seeds.dropout, config.xla)
     per_epoch = steps_per_epoch(len(split.train_y), config.batch_size)
     total_steps = per_epoch * config.epochs
-    iterator = iter(training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size,
-                                     epochs=config.epochs, augment=config.augment))
+    batches = training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size,
+                               epochs=config.epochs, augment=config.augment)
+    if strategy:
+        train_loop = make_distributed_train_loop(strategy, model, optimizer, loss, seeds.dropout)
+        iterator = iter(strategy.experimental_distribute_dataset(batches))
+    else:
+        train_loop = make_train_loop(model, optimizer, loss, seeds.dropout, config.xla)
+        iterator = iter(batches)
     setup_s = time.perf_counter() - start
 
     chunks, call_seconds, call_steps = [], [], []

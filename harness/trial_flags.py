@@ -36,6 +36,8 @@ flags.DEFINE_boolean("xla", None, "Compile the train step with XLA (jit_compile)
 flags.DEFINE_integer("intra_op_threads", None, "TF intra-op threads (0: TF's default).")
 flags.DEFINE_integer("inter_op_threads", None, "TF inter-op threads (0: TF's default).")
 flags.DEFINE_integer("flip_bit", None, "Flip the lowest bit of this initial weight (-1: none).")
+flags.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES),
+                  "mirrored: train under tf.distribute.MirroredStrategy over every local GPU.")
 
 _CONFIG_FLAGS = tuple(name for name in config_lib.CONFIG_FIELDS if name != "benchmark")
 
