@@ -30,7 +30,7 @@ GATE_BASELINE := benchmarks/baselines/digits_mlp_ci.json
 GATE_RULES := benchmarks/baselines/ci_rules.json
 GATE_STUDY := --benchmark=digits_mlp --conditions=control,kernels,init,all --repeats=5 --epochs=10
 
-.PHONY: bench test gate gate-baseline report image locks lint clean
+.PHONY: bench test speed gate gate-baseline report image locks lint clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -63,6 +63,10 @@ locks: $(INSTALLED)
 
 test: $(INSTALLED)
 	$(PY) -m pytest -q
+
+# The harness loop against Keras fit, and vectorized replicas, side by side (writes results/speed/speed.json).
+speed: $(INSTALLED)
+	$(PY) -m harness.bench_speed $(ARGS)
 
 # A fresh tiny study, gated against the committed baseline (exit 1 on a regression).
 gate: $(INSTALLED)

@@ -33,6 +33,9 @@ flags.DEFINE_enum("isolation", "inprocess", list(study.ISOLATIONS),
                   "inprocess: trials share this process (results match fresh processes); "
                   "process: a fresh process per trial.")
 flags.DEFINE_integer("workers", 1, "Worker processes running trials in parallel.", lower_bound=1)
+flags.DEFINE_string("replicas", "1", "Train each condition's repeats K at a time as vectorized replicas in one "
+                    "graph (a number, or auto for up to 16); 1 runs trials one by one. Conditions that cannot be "
+                    "vectorized (environment variants, XLA, models other than the MLPs) run one by one.")
 flags.DEFINE_integer("shard_index", None, "Run only this shard of the study (default: $JOB_COMPLETION_INDEX, "
                      "as a Kubernetes Indexed Job sets it, else 0).")
 flags.DEFINE_integer("num_shards", None, "Shards the study is split into (default: $HARNESS_NUM_SHARDS, else 1).")
@@ -57,6 +60,14 @@ def shard_from_flags() -> tuple[int, int]:
     return index, count
 
 
+def replicas_from_flags() -> int | str:
+    if FLAGS.replicas == "auto":
+        return "auto"
+    if not FLAGS.replicas.isdigit() or int(FLAGS.replicas) < 1:
+        raise UsageError(f"--replicas must be a whole number of at least 1, or auto; got {FLAGS.replicas!r}")
+    return int(FLAGS.replicas)
+
+
 def main(argv: list[str]) -> int:
     del argv
     if FLAGS["determinism"].present:
@@ -78,7 +89,7 @@ def main(argv: list[str]) -> int:
         {"config": base.replace(determinism=True).as_dict(), "base_seed": FLAGS.seed,
          "seeds": seeds.as_dict()}).encode()).hexdigest()[:12]
     started = time.perf_counter()
-    planned = study.plan(base, FLAGS.seed, seeds, chosen, FLAGS.repeats, study_id)
+    planned = study.plan(base, FLAGS.seed, seeds, chosen, FLAGS.repeats, study_id, replicas_from_flags())
     specs = study.shard(planned, shard_index, num_shards)
     manifest = {"schema": STUDY_SCHEMA, "study_id": study_id, "benchmark": base.benchmark,
                 "base_config": base.as_dict(), "base_seed": FLAGS.seed, "base_seeds": seeds.as_dict(),

@@ -49,6 +49,9 @@ class TrialConfig:
     # (Summers & Dinneen 2021); -1 flips nothing.
     flip_bit: int = -1
     strategy: str = "none"
+    # Trials trained together as vectorized replicas (harness/replicas.py); 1: alone. Part of the
+    # config because it changes the bits: a vectorized trial is compared with vectorized reruns.
+    replicas: int = 1
 
     def __post_init__(self) -> None:
         self._check()
@@ -56,7 +59,7 @@ class TrialConfig:
     def _check(self) -> None:
         if self.model not in MODELS:
             raise UsageError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}.")
-        positive = ("epochs", "batch_size", "steps_per_loop", "hidden_units")
+        positive = ("epochs", "batch_size", "steps_per_loop", "hidden_units", "replicas")
         for name in positive:
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name} must be at least 1, got {getattr(self, name)}.")

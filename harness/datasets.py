@@ -172,20 +172,27 @@ def _images(images: np.ndarray) -> np.ndarray:
 def split_pool(dataset: Dataset, seeds: SeedSet, validation_fraction: float,
                max_train_examples: int = 0) -> Split:
     """Holds out `validation_fraction` of the training pool, chosen by the split seed."""
-    pool_x, pool_y = dataset.train_x, dataset.train_y
+    kept, held_out = split_indices(len(dataset.train_y), seeds, validation_fraction, max_train_examples)
+    return Split(dataset, dataset.train_x[kept], dataset.train_y[kept], dataset.train_x[held_out],
+                 dataset.train_y[held_out])
+
+
+def split_indices(pool_size: int, seeds: SeedSet, validation_fraction: float,
+                  max_train_examples: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out) indices into the training pool; the split seed picks the held-out share."""
     if max_train_examples:
-        pool_x, pool_y = pool_x[:max_train_examples], pool_y[:max_train_examples]
-    n_validation = int(round(validation_fraction * len(pool_y)))
+        pool_size = min(pool_size, max_train_examples)
+    n_validation = int(round(validation_fraction * pool_size))
     if n_validation == 0:
-        return Split(dataset, pool_x, pool_y, pool_x[:0], pool_y[:0])
+        return np.arange(pool_size), np.arange(0)
     order = tf.random.experimental.stateless_shuffle(
-        tf.range(len(pool_y), dtype=tf.int64), seed=[seeds.split, 0]).numpy()
+        tf.range(pool_size, dtype=tf.int64), seed=[seeds.split, 0]).numpy()
     # Sorted so examples keep their pool order: the split seed decides which
     # examples are held out, and the shuffle seed alone decides the order.
     held_out, kept = np.sort(order[:n_validation]), np.sort(order[n_validation:])
     if len(kept) == 0:
         raise UsageError("the training pool is empty after holding out the validation share.")
-    return Split(dataset, pool_x[kept], pool_y[kept], pool_x[held_out], pool_y[held_out])
+    return kept, held_out
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:

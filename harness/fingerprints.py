@@ -15,10 +15,14 @@ import tensorflow as tf
 
 def weights_sha256(variables: Iterable[tf.Variable]) -> str:
     """Hash of every variable's name, dtype, shape and raw bytes, in the model's order."""
+    return named_arrays_sha256((variable.name, variable.numpy()) for variable in variables)
+
+
+def named_arrays_sha256(named: Iterable[tuple[str, np.ndarray]]) -> str:
+    """`weights_sha256` of (variable name, value) pairs: the same bytes give the same hash."""
     digest = hashlib.sha256()
-    for variable in variables:
-        value = variable.numpy()
-        digest.update(f"{variable.name}|{value.dtype.str}|{value.shape}|".encode())
+    for name, value in named:
+        digest.update(f"{name}|{value.dtype.str}|{value.shape}|".encode())
         digest.update(np.ascontiguousarray(value).tobytes())
     return digest.hexdigest()
 

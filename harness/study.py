@@ -32,9 +32,11 @@ import numpy as np
 from absl import logging
 
 from harness import environment, tensorboard_curves
+from harness import replicas as replicas_lib
 from harness.conditions import Condition
 from harness.config import TrialConfig
 from harness.datasets import load_dataset
+from harness.errors import UsageError
 from harness.models import build_model
 from harness.records import TRIALS_FILE, append_record, make_trial_record, read_records, trial_key
 from harness.seeds import SeedSet
@@ -53,6 +55,8 @@ class TrialSpec:
     config: TrialConfig
     seeds: SeedSet
     env_vars: tuple[tuple[str, str], ...] = ()
+    # Trials of one condition with the same group number train together as vectorized replicas.
+    group: int | None = None
 
     @property
     def key(self) -> str:
@@ -66,24 +70,50 @@ class TrialSpec:
     def to_json(self) -> dict[str, Any]:
         return {"study_id": self.study_id, "condition": self.condition, "repeat": self.repeat,
                 "config": self.config.as_dict(), "seeds": self.seeds.as_dict(),
-                "env_vars": [list(pair) for pair in self.env_vars]}
+                "env_vars": [list(pair) for pair in self.env_vars], "group": self.group}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TrialSpec:
         return cls(data["study_id"], data["condition"], data["repeat"], TrialConfig(**data["config"]),
-                   SeedSet(**data["seeds"]), tuple(tuple(pair) for pair in data["env_vars"]))
+                   SeedSet(**data["seeds"]), tuple(tuple(pair) for pair in data["env_vars"]), data.get("group"))
 
 
 def plan(base: TrialConfig, base_seed: int, seeds: SeedSet, conditions: list[Condition], repeats: int,
-         study_id: str) -> list[TrialSpec]:
-    """Every trial of the study, repeats outermost so conditions interleave."""
+         study_id: str, replicas: int | str = 1) -> list[TrialSpec]:
+    """Every trial of the study, repeats outermost so conditions interleave.
+
+    `replicas` (a number, or "auto" for up to MAX_AUTO_REPLICAS) groups each
+    condition's repeats into vectorized replica groups where the condition can
+    run that way; elsewhere trials run one by one.
+    """
     flippable = _nonzero_weights(base, seeds) if any(c.flips_a_bit for c in conditions) else []
+    sizes = {c.name: _group_size(replicas, repeats, base, c) for c in conditions}
     specs = []
     for repeat in range(repeats):
         for condition in conditions:
             config, trial_seeds = condition.trial(base, base_seed, seeds, repeat, flippable)
-            specs.append(TrialSpec(study_id, condition.name, repeat, config, trial_seeds, condition.env_vars))
+            size, group = sizes[condition.name], None
+            if size > 1:
+                group = repeat // size
+                config = config.replace(replicas=min(size, repeats - group * size))
+            specs.append(TrialSpec(study_id, condition.name, repeat, config, trial_seeds, condition.env_vars, group))
     return specs
+
+
+MAX_AUTO_REPLICAS = 16
+
+
+def _group_size(replicas: int | str, repeats: int, base: TrialConfig, condition: Condition) -> int:
+    """Replicas per group for this condition: 1 where it cannot be vectorized."""
+    config = base.replace(**dict(condition.config_changes))
+    # Conditions whose repeats are identical runs (control, kernels, environment variants) run one
+    # at a time: within a replica group a trial's bits depend on its position in the batched
+    # matmul, so identical seeds there would not be identical runs. Environment variants also
+    # need processes of their own.
+    if condition.seeds_fixed or not replicas_lib.supports(config):
+        return 1
+    wanted = MAX_AUTO_REPLICAS if replicas == "auto" else int(replicas)
+    return max(1, min(wanted, repeats))
 
 
 def _nonzero_weights(config: TrialConfig, seeds: SeedSet) -> list[int]:
@@ -102,6 +132,22 @@ def run_and_record(spec: TrialSpec, output_dir: Path) -> dict[str, Any]:
     append_record(output_dir / TRIALS_FILE, record)
     tensorboard_curves.write_trial(output_dir / "tb", record)
     return record
+
+
+def run_group_and_record(members: list[TrialSpec], output_dir: Path, recorded: set) -> list[dict[str, Any]]:
+    """Trains a replica group in this process; appends the records of members not yet recorded."""
+    results = replicas_lib.run_replicas([m.config for m in members], [m.seeds for m in members])
+    records = []
+    for spec, result in zip(members, results, strict=True):
+        if spec.key in recorded:
+            continue
+        record = make_trial_record(config=spec.config, seeds=spec.seeds, condition=spec.condition,
+                                   repeat=spec.repeat, study_id=spec.study_id, result=result,
+                                   environment=environment.capture())
+        append_record(output_dir / TRIALS_FILE, record)
+        tensorboard_curves.write_trial(output_dir / "tb", record)
+        records.append(record)
+    return records
 
 
 class Progress:
@@ -140,11 +186,22 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
     if not pending:
         return 0
     here = _this_process_environment()
+    if any(s.group is not None for s in pending) and (isolation != "inprocess" or workers != 1):
+        raise UsageError("vectorized replicas train in this process; use --replicas with --isolation=inprocess "
+                         "and --workers=1")
     local = [s for s in pending if isolation == "inprocess" and workers == 1 and s.process_environment == here]
     jobs = _jobs([s for s in pending if s not in local], isolation, workers)
+    done_groups = set()
     for spec in local:
-        record = run_and_record(spec, output_dir)
-        progress.finished(spec.condition, record["status"]["code"], record["timing"]["wall_s"])
+        if spec.group is None:
+            record = run_and_record(spec, output_dir)
+            progress.finished(spec.condition, record["status"]["code"], record["timing"]["wall_s"])
+        elif (spec.condition, spec.group) not in done_groups:
+            done_groups.add((spec.condition, spec.group))
+            members = [s for s in specs if (s.condition, s.group) == (spec.condition, spec.group)]
+            # The whole group reruns (its bits depend on it), but only missing records are written.
+            for record in run_group_and_record(members, output_dir, recorded):
+                progress.finished(spec.condition, record["status"]["code"], record["timing"]["wall_s"])
     _run_jobs(jobs, output_dir, workers, progress)
     return len(pending)
 

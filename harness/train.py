@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from harness import determinism
 from harness.config import TrialConfig
-from harness.datasets import Split, load_dataset, split_pool, steps_per_epoch, training_batches
+from harness.datasets import Dataset, Split, load_dataset, split_pool, steps_per_epoch, training_batches
 from harness.errors import UsageError, first_line
 from harness.fingerprints import array_sha256, weights_sha256
 from harness.models import build_model, count_weights, flip_lowest_bit
@@ -238,23 +238,31 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, model
     predict = tf.function(lambda x: model(x), input_signature=[
         tf.TensorSpec([None, *split.train_x.shape[1:]], tf.float32)])
     test_out = _predict(predict, split.dataset.test_x)
-    metrics = _metrics(loss, test_out, split.dataset.test_y, split.dataset.num_classes, "test")
-    if len(split.validation_y):
-        validation_out = _predict(predict, split.validation_x)
-        metrics.update(_metrics(loss, validation_out, split.validation_y, split.dataset.num_classes,
-                                "validation", per_class=False))
-    epoch_losses = losses.reshape(config.epochs, per_epoch).mean(axis=1)
+    validation = (_predict(predict, split.validation_x), split.validation_y) if len(split.validation_y) else None
+    timing = timing_from_calls(config, call_seconds, call_steps, setup_s, train_s, start)
+    return trial_result(config, loss, split.dataset, test_out, validation, losses,
+                        weights_sha256(model.trainable_variables), outputs, timing)
+
+
+def trial_result(config: TrialConfig, loss, dataset: Dataset, test_out: np.ndarray,
+                 validation: tuple[np.ndarray, np.ndarray] | None, losses: np.ndarray, weights_hash: str,
+                 outputs: dict[str, Any], timing: dict[str, Any]) -> TrialResult:
+    """An ok trial's result from its model's outputs, per-step losses and weight hash."""
+    metrics = output_metrics(loss, test_out, dataset.test_y, dataset.num_classes, "test")
+    if validation is not None:
+        metrics.update(output_metrics(loss, validation[0], validation[1], dataset.num_classes, "validation",
+                                      per_class=False))
+    epoch_losses = losses.reshape(config.epochs, -1).mean(axis=1)
     metrics["train_loss"] = float(epoch_losses[-1])
     metrics["epoch_train_loss"] = [float(v) for v in epoch_losses]
-    if classification:
+    if dataset.is_classification:
         outputs["test_predicted_classes_b64"] = base64.b64encode(
             np.argmax(test_out, axis=1).astype(np.uint8).tobytes()).decode()
     fingerprints = {
-        "weights_sha256": weights_sha256(model.trainable_variables),
+        "weights_sha256": weights_hash,
         "predictions_sha256": array_sha256(test_out),
         "loss_trace_sha256": array_sha256(losses.astype(np.float32)),
     }
-    timing = _timing(config, call_seconds, call_steps, setup_s, train_s, start)
     return TrialResult({"code": "ok", "message": None}, metrics, fingerprints, outputs, timing)
 
 
@@ -263,7 +271,7 @@ def _predict(predict, x: np.ndarray) -> np.ndarray:
                            for i in range(0, len(x), EVAL_BATCH)])
 
 
-def _metrics(loss, outputs: np.ndarray, targets: np.ndarray, num_classes: int, prefix: str,
+def output_metrics(loss, outputs: np.ndarray, targets: np.ndarray, num_classes: int, prefix: str,
              per_class: bool = True) -> dict[str, Any]:
     metrics = {f"{prefix}_loss": float(loss(tf.constant(targets), tf.constant(outputs)))}
     if num_classes:
@@ -280,8 +288,8 @@ def _metrics(loss, outputs: np.ndarray, targets: np.ndarray, num_classes: int, p
     return metrics
 
 
-def _timing(config: TrialConfig, call_seconds: list[float], call_steps: list[int], setup_s: float,
-            train_s: float, start: float) -> dict[str, Any]:
+def timing_from_calls(config: TrialConfig, call_seconds: list[float], call_steps: list[int], setup_s: float,
+                      train_s: float, start: float, examples_per_step: int | None = None) -> dict[str, Any]:
     # The first call traces and compiles the loop; steady state starts after it.
     steady = np.array([s / n for s, n in zip(call_seconds[1:], call_steps[1:], strict=True)])
     step_ms = None
@@ -296,7 +304,7 @@ def _timing(config: TrialConfig, call_seconds: list[float], call_steps: list[int
         "train_s": train_s,
         "steps": int(sum(call_steps)),
         "steady_step_ms": step_ms,
-        "examples_per_s": config.batch_size / (step_ms["median"] / 1e3) if step_ms else None,
+        "examples_per_s": (examples_per_step or config.batch_size) / (step_ms["median"] / 1e3) if step_ms else None,
     }
 
 

@@ -39,7 +39,8 @@ flags.DEFINE_integer("flip_bit", None, "Flip the lowest bit of this initial weig
 flags.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES),
                   "mirrored: train under tf.distribute.MirroredStrategy over every local GPU.")
 
-_CONFIG_FLAGS = tuple(name for name in config_lib.CONFIG_FIELDS if name != "benchmark")
+# `replicas` in a config is set by the study when it groups trials (bench's --replicas), not by a flag.
+_CONFIG_FLAGS = tuple(name for name in config_lib.CONFIG_FIELDS if name not in ("benchmark", "replicas"))
 
 
 def config_from_flags() -> config_lib.TrialConfig:

@@ -1,0 +1,198 @@
+"""Vectorized replicas: K trials of one condition trained together in one graph.
+
+A study needs many trainings of a small model, and one small model leaves
+most of a CPU's (or GPU's) arithmetic idle. Here the K replicas' weights are
+stacked on a leading replica axis and every layer is a batched matmul
+(`einsum`), so one step trains all K. Each replica keeps everything that makes
+it its own trial, drawn exactly as the sequential trial draws it:
+- initial weights from its init seed (and its flipped bit, for `bit`);
+- its training examples (split seed) and their order (shuffle seed), as
+  indices gathered in-graph from one copy of the data;
+- its augmentation and dropout masks, keyed by its own seeds and the step.
+
+The bits are not those of the same seeds run alone: a batched matmul sums in
+a different order than K single ones. So a vectorized trial is compared with
+vectorized reruns (its config says `replicas=K`, so its key differs), never
+with a sequential trial. Supported for the MLP models (mlp, regression).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from harness import determinism
+from harness.config import TrialConfig
+from harness.datasets import augment_images, load_dataset, split_indices, steps_per_epoch
+from harness.fingerprints import named_arrays_sha256
+from harness.models import build_model, flip_lowest_bit
+from harness.seeds import SeedSet
+from harness.train import EVAL_BATCH, Adam, TrialResult, loss_fn, timing_from_calls, trial_result
+
+SUPPORTED_MODELS = ("mlp", "regression")
+
+
+def supports(config: TrialConfig) -> bool:
+    """Whether trials of this config can run as vectorized replicas."""
+    return config.model in SUPPORTED_MODELS and config.strategy == "none" and not config.xla
+
+
+def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[TrialResult]:
+    """Trains len(configs) trials as one vectorized group; one result per trial, in order.
+
+    The configs may differ only in `flip_bit` (the `bit` condition); each must
+    have `replicas` equal to the group's size.
+    """
+    start = time.perf_counter()
+    config = configs[0]
+    k = len(configs)
+    if any(c.replace(flip_bit=-1) != config.replace(flip_bit=-1) for c in configs) or config.replicas != k:
+        raise ValueError("a replica group shares one config (apart from flip_bit) with replicas == group size")
+    determinism.set_thread_pools(config.intra_op_threads, config.inter_op_threads)
+    determinism.set_op_determinism(config.determinism)
+    dataset = load_dataset(config.dataset, config.data_dir)
+    splits = [split_indices(len(dataset.train_y), s, config.validation_fraction, config.max_train_examples)
+              for s in seed_sets]
+    names, stacked, outputs = _initial_weights(configs, seed_sets, dataset)
+    variables = [tf.Variable(value, name=name.split(":")[0]) for name, value in zip(names, stacked, strict=True)]
+    optimizer = Adam(variables, config.learning_rate)
+    loss = loss_fn(dataset.is_classification)
+    per_epoch = steps_per_epoch(len(splits[0][0]), config.batch_size)
+    total_steps = per_epoch * config.epochs
+    train_loop = _make_train_loop(variables, optimizer, loss, config, seed_sets, dataset)
+    iterator = iter(_index_batches(splits, seed_sets, config))
+    setup_s = time.perf_counter() - start
+
+    chunks, call_seconds, call_steps, done = [], [], [], 0
+    while done < total_steps:
+        n = min(config.steps_per_loop, total_steps - done)
+        began = time.perf_counter()
+        chunks.append(train_loop(iterator, tf.constant(n, tf.int64), tf.constant(done, tf.int64)).numpy())
+        call_seconds.append(time.perf_counter() - began)
+        call_steps.append(n)
+        done += n
+    losses = np.concatenate(chunks)  # [steps, K]
+    train_s = time.perf_counter() - start - setup_s
+    timing = timing_from_calls(config, call_seconds, call_steps, setup_s, train_s, start,
+                               examples_per_step=k * config.batch_size)
+    timing["vectorized"] = True  # step times and examples/s are the whole group's
+
+    predict = tf.function(lambda x: _forward(variables, x, config))
+    test_out = _predict(predict, dataset.test_x, k)
+    results = []
+    for r in range(k):
+        bad = np.flatnonzero(~np.isfinite(losses[:, r]))
+        if bad.size:
+            message = f"the training loss became {losses[bad[0], r]} at step {bad[0]}."
+            results.append(TrialResult({"code": "nan_loss", "message": message}, timing={"wall_s": timing["wall_s"]}))
+            continue
+        held_out = splits[r][1]
+        validation = None
+        if len(held_out):
+            validation = (_predict(predict, dataset.train_x[held_out], k)[r], dataset.train_y[held_out])
+        weights = [(name, value.numpy()[r]) for name, value in zip(names, variables, strict=True)]
+        replica_outputs = {**outputs[r], "vectorized": {"replicas": k, "index": r}}
+        results.append(trial_result(configs[r], loss, dataset, test_out[r], validation, losses[:, r],
+                                    named_arrays_sha256(weights), replica_outputs, dict(timing)))
+    return results
+
+
+def _initial_weights(configs: list[TrialConfig], seed_sets: list[SeedSet], dataset):
+    """Each replica's initial weights, built as its sequential trial builds them, stacked on axis 0."""
+    per_replica, outputs = [], []
+    for config, seeds in zip(configs, seed_sets, strict=True):
+        model = build_model(config, dataset, seeds.init)
+        extra = {"num_weights": sum(int(np.prod(v.shape)) for v in model.trainable_variables)}
+        if config.flip_bit >= 0:
+            extra["flipped_variable"] = flip_lowest_bit(model, config.flip_bit)
+        per_replica.append([(v.name, v.numpy()) for v in model.trainable_variables])
+        outputs.append(extra)
+    names = [name for name, _ in per_replica[0]]
+    stacked = [np.stack([weights[i][1] for weights in per_replica]) for i in range(len(names))]
+    return names, stacked, outputs
+
+
+def _index_batches(splits, seed_sets: list[SeedSet], config: TrialConfig) -> tf.data.Dataset:
+    """[K, batch] indices into the training pool per step: each replica's examples in its own order.
+
+    The same stateless shuffle keyed by (shuffle seed, epoch) as the sequential
+    pipeline, applied to each replica's kept examples; gathers happen in-graph.
+    """
+    kept = tf.constant(np.stack([s[0] for s in splits]), tf.int64)  # [K, n]
+    n = int(kept.shape[1])
+    shuffle_seeds = [tf.constant(s.shuffle, tf.int64) for s in seed_sets]
+
+    def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
+        orders = tf.stack([tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
+                                                                    seed=tf.stack([seed, epoch]))
+                           for seed in shuffle_seeds])
+        pool_indices = tf.gather(kept, orders, batch_dims=1)  # [K, n]
+        return tf.data.Dataset.from_tensor_slices(tf.transpose(pool_indices)).batch(config.batch_size)
+
+    batches = (tf.data.Dataset.range(config.epochs).flat_map(epoch_batches)
+               .map(tf.transpose).enumerate().prefetch(tf.data.AUTOTUNE))
+    options = tf.data.Options()
+    options.deterministic = True
+    return batches.with_options(options)
+
+
+def _forward(variables: list[tf.Variable], x: tf.Tensor, config: TrialConfig,
+             dropout_keys: list[tf.Tensor] | None = None) -> tf.Tensor:
+    """The K MLPs: per-replica inputs [K, batch, ...] when training (with dropout keys), or one
+    input set [batch, ...] shared by every replica when evaluating. Returns [K, batch, outputs]."""
+    bias1, kernel1, bias2, kernel2 = variables  # tf.Module orders variables by name
+    if dropout_keys is not None:
+        h = tf.einsum("kbd,kdh->kbh", tf.reshape(x, [tf.shape(x)[0], tf.shape(x)[1], -1]), kernel1)
+    else:
+        h = tf.einsum("bd,kdh->kbh", tf.reshape(x, [tf.shape(x)[0], -1]), kernel1)
+    h = tf.nn.relu(h + bias1[:, None, :])
+    rate = 0.0 if config.model == "regression" else config.dropout_rate
+    if dropout_keys is not None and rate > 0.0:
+        # Per replica, the mask its sequential trial draws: keyed by (its dropout seed, step), layer 0.
+        masks = [tf.random.stateless_uniform(tf.shape(h)[1:], seed=tf.random.experimental.stateless_fold_in(key, 0))
+                 >= rate for key in dropout_keys]
+        h = tf.where(tf.stack(masks), h / (1.0 - rate), tf.zeros_like(h))
+    return tf.einsum("kbh,kho->kbo", h, kernel2) + bias2[:, None, :]
+
+
+def _make_train_loop(variables, optimizer: Adam, loss, config: TrialConfig, seed_sets: list[SeedSet], dataset):
+    pool_x, pool_y = tf.constant(dataset.train_x), tf.constant(dataset.train_y)
+    dropout_seeds = [tf.constant(s.dropout, tf.int64) for s in seed_sets]
+    augment_seeds = [tf.constant(s.augment, tf.int64) for s in seed_sets]
+
+    def replica_losses(y: tf.Tensor, out: tf.Tensor) -> tf.Tensor:
+        """Each replica's mean batch loss, [K], in one op rather than K."""
+        if dataset.is_classification:
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, out), axis=1)
+        return tf.reduce_mean(tf.square(out - y), axis=[1, 2])
+
+    @tf.function
+    def train_step(batch_index: tf.Tensor, indices: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+        x, y = tf.gather(pool_x, indices), tf.gather(pool_y, indices)  # [K, batch, ...]
+        if config.augment:
+            x = tf.stack([augment_images(x[r], tf.stack([seed, batch_index])) for r, seed in enumerate(augment_seeds)])
+        keys = [tf.stack([seed, step]) for seed in dropout_seeds]
+        with tf.GradientTape() as tape:
+            per_replica = replica_losses(y, _forward(variables, x, config, keys))
+            # Replicas share no weights: the gradient of the sum is each replica's own gradient.
+            total = tf.reduce_sum(per_replica)
+        optimizer.apply(tape.gradient(total, variables), step)
+        return per_replica
+
+    @tf.function
+    def train_loop(iterator, num_steps: tf.Tensor, first_step: tf.Tensor) -> tf.Tensor:
+        losses = tf.TensorArray(tf.float32, size=tf.cast(num_steps, tf.int32))
+        for i in tf.range(num_steps):
+            batch_index, indices = next(iterator)
+            losses = losses.write(tf.cast(i, tf.int32), train_step(batch_index, indices, first_step + i))
+        return losses.stack()
+
+    return train_loop
+
+
+def _predict(predict, x: np.ndarray, k: int) -> np.ndarray:
+    """[K, n, outputs] for one input set shared by every replica."""
+    return np.concatenate([predict(tf.constant(x[i:i + EVAL_BATCH])).numpy() for i in range(0, len(x), EVAL_BATCH)],
+                          axis=1) if len(x) else np.zeros((k, 0, 1), np.float32)
