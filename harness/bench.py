@@ -17,7 +17,7 @@ import time
 
 from absl import flags
 
-from harness import cli, conditions, determinism, environment, study, trial_flags
+from harness import cli, conditions, determinism, environment, scan, study, trial_flags
 from harness.errors import UsageError
 from harness.records import STUDY_FILE, STUDY_SCHEMA, canonical_json, write_json
 from harness.storage import StudyDir, shard_dir_name
@@ -79,6 +79,7 @@ def main(argv: list[str]) -> int:
     determinism.set_thread_pools(base.intra_op_threads, base.inter_op_threads)
     chosen = conditions.parse_conditions(FLAGS.conditions)
     shard_index, num_shards = shard_from_flags()
+    scan.warn_at_study_start(base)
     study_dir = StudyDir(FLAGS.output_dir or f"results/{base.benchmark}")
     if num_shards > 1:
         # Every shard writes its own records; `harness.merge` builds the study's summary.

@@ -25,6 +25,9 @@ EMBEDDING_DIM = 32
 class _SeededModule(tf.Module):
     """Creates variables from stateless initializers, numbered in creation order."""
 
+    # The model's layers in forward order (variable name prefixes): backprop visits them reversed.
+    LAYERS: tuple[str, ...] = ()
+
     def __init__(self, init_seed: int, name: str) -> None:
         super().__init__(name=name)
         self._init_seed = init_seed
@@ -61,6 +64,8 @@ def dropout(x: tf.Tensor, rate: float, key: tf.Tensor, layer: int) -> tf.Tensor:
 
 class MLP(_SeededModule):
     """Flatten, Dense(hidden)-relu, Dropout(rate), Dense(outputs): the original question's model."""
+
+    LAYERS = ("dense1", "dense2")
 
     def __init__(self, input_shape: tuple[int, ...], hidden: int, outputs: int,
                  dropout_rate: float, init_seed: int) -> None:
@@ -102,6 +107,8 @@ class CNN(_SeededModule):
     backprop kernels are nondeterministic unless op determinism is on.
     """
 
+    LAYERS = ("conv1", "conv2", "dense1", "dense2")
+
     def __init__(self, input_shape: tuple[int, ...], hidden: int, outputs: int,
                  dropout_rate: float, init_seed: int) -> None:
         super().__init__(init_seed, name="cnn")
@@ -134,6 +141,8 @@ class Embedding(_SeededModule):
     On a GPU the gather's backprop (an unsorted segment sum into the embedding
     table) and the segment-sum pooling use atomics unless op determinism is on.
     """
+
+    LAYERS = ("table", "dense1", "dense2")
 
     def __init__(self, input_shape: tuple[int, ...], hidden: int, outputs: int,
                  dropout_rate: float, init_seed: int) -> None:

@@ -29,7 +29,7 @@ from harness.datasets import augment_images, load_dataset, split_indices, steps_
 from harness.fingerprints import named_arrays_sha256
 from harness.models import build_model, flip_lowest_bit
 from harness.seeds import SeedSet
-from harness.train import EVAL_BATCH, Adam, TrialResult, loss_fn, timing_from_calls, trial_result
+from harness.train import Adam, TrialResult, loss_fn, predict_in_batches, timing_from_calls, trial_result
 
 SUPPORTED_MODELS = ("mlp", "regression")
 
@@ -80,7 +80,7 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
     timing["vectorized"] = True  # step times and examples/s are the whole group's
 
     predict = tf.function(lambda x: _forward(variables, x, config))
-    test_out = _predict(predict, dataset.test_x, k)
+    test_out = predict_in_batches(predict, dataset.test_x, axis=1)
     results = []
     for r in range(k):
         bad = np.flatnonzero(~np.isfinite(losses[:, r]))
@@ -91,7 +91,8 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
         held_out = splits[r][1]
         validation = None
         if len(held_out):
-            validation = (_predict(predict, dataset.train_x[held_out], k)[r], dataset.train_y[held_out])
+            replica_view = predict_in_batches(predict, dataset.train_x[held_out], axis=1)[r]
+            validation = (replica_view, dataset.train_y[held_out])
         weights = [(name, value.numpy()[r]) for name, value in zip(names, variables, strict=True)]
         replica_outputs = {**outputs[r], "vectorized": {"replicas": k, "index": r}}
         results.append(trial_result(configs[r], loss, dataset, test_out[r], validation, losses[:, r],
@@ -190,9 +191,3 @@ def _make_train_loop(variables, optimizer: Adam, loss, config: TrialConfig, seed
         return losses.stack()
 
     return train_loop
-
-
-def _predict(predict, x: np.ndarray, k: int) -> np.ndarray:
-    """[K, n, outputs] for one input set shared by every replica."""
-    return np.concatenate([predict(tf.constant(x[i:i + EVAL_BATCH])).numpy() for i in range(0, len(x), EVAL_BATCH)],
-                          axis=1) if len(x) else np.zeros((k, 0, 1), np.float32)

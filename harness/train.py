@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from harness import determinism
+from harness import determinism, known_ops
 from harness.config import TrialConfig
 from harness.datasets import Dataset, Split, load_dataset, split_pool, steps_per_epoch, training_batches
 from harness.errors import UsageError, first_line
@@ -59,6 +59,8 @@ class TrialResult:
     fingerprints: dict[str, Any] = dataclasses.field(default_factory=dict)
     outputs: dict[str, Any] = dataclasses.field(default_factory=dict)
     timing: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Per-step fingerprints when run with trace=True (not part of the record).
+    trace: dict[str, Any] | None = None
 
 
 class Adam:
@@ -99,28 +101,47 @@ def loss_fn(classification: bool):
     return mean_squared_error
 
 
-def make_train_loop(model: tf.Module, optimizer: Adam, loss, dropout_seed: int, xla: bool):
-    """An outer `tf.function` running `num_steps` train steps from an iterator, returning their losses."""
+def make_train_loop(model: tf.Module, optimizer: Adam, loss, dropout_seed: int, xla: bool, trace: bool = False):
+    """An outer `tf.function` running `num_steps` train steps from an iterator, returning their losses.
+
+    With `trace`, it also returns per step the fingerprints (`fingerprint_rows`) of the loss, of
+    every gradient and of every variable after its update: what `harness.diverge` compares.
+    """
     variables = optimizer.variables
     seed = tf.constant(dropout_seed, tf.int64)
 
     @tf.function(jit_compile=xla)
-    def train_step(x: tf.Tensor, y: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+    def train_step(x: tf.Tensor, y: tf.Tensor, step: tf.Tensor):
         with tf.GradientTape() as tape:
             # Dropout masks are keyed by (dropout seed, step): no RNG state to carry.
             loss_value = loss(y, model(x, dropout_key=tf.stack([seed, step])))
-        optimizer.apply(tape.gradient(loss_value, variables), step)
-        return loss_value
+        gradients = tape.gradient(loss_value, variables)
+        optimizer.apply(gradients, step)
+        if not trace:
+            return loss_value
+        with tf.control_dependencies([loss_value]):
+            updated = [v.read_value() for v in variables]
+        return loss_value, fingerprint_rows([loss_value, *map(tf.convert_to_tensor, gradients), *updated])
 
     @tf.function
-    def train_loop(iterator, num_steps: tf.Tensor, first_step: tf.Tensor) -> tf.Tensor:
+    def train_loop(iterator, num_steps: tf.Tensor, first_step: tf.Tensor):
         losses = tf.TensorArray(tf.float32, size=tf.cast(num_steps, tf.int32))
+        traces = tf.TensorArray(tf.uint8, size=tf.cast(num_steps, tf.int32))
         for i in tf.range(num_steps):
             x, y = next(iterator)
-            losses = losses.write(tf.cast(i, tf.int32), train_step(x, y, first_step + i))
-        return losses.stack()
+            out = train_step(x, y, first_step + i)
+            losses = losses.write(tf.cast(i, tf.int32), out[0] if trace else out)
+            if trace:
+                traces = traces.write(tf.cast(i, tf.int32), out[1])
+        return (losses.stack(), traces.stack()) if trace else losses.stack()
 
+    train_loop.train_step = train_step  # for the op scan
     return train_loop
+
+
+def fingerprint_rows(tensors: list[tf.Tensor]) -> tf.Tensor:
+    """[len(tensors), 8] farmhash64 fingerprints of each tensor's bytes, computed in-graph."""
+    return tf.stack([tf.fingerprint(tf.reshape(t, [1, -1]))[0] for t in tensors])
 
 
 def make_distributed_train_loop(strategy: tf.distribute.Strategy, model: tf.Module, optimizer: Adam, loss,
@@ -163,8 +184,11 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy | None:
     return tf.distribute.MirroredStrategy() if name == "mirrored" else None
 
 
-def run_trial(config: TrialConfig, seeds: SeedSet) -> TrialResult:
-    """Trains and evaluates one model; failures become a status, bad input raises UsageError."""
+def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> TrialResult:
+    """Trains and evaluates one model; failures become a status, bad input raises UsageError.
+
+    With `trace`, the result's `trace` holds per-step fingerprints for `harness.diverge`.
+    """
     start = time.perf_counter()
     determinism.set_thread_pools(config.intra_op_threads, config.inter_op_threads)
     determinism.set_op_determinism(config.determinism)
@@ -184,15 +208,16 @@ def run_trial(config: TrialConfig, seeds: SeedSet) -> TrialResult:
                 outputs["replicas"] = int(strategy.num_replicas_in_sync)
             if config.flip_bit >= 0:
                 outputs["flipped_variable"] = flip_lowest_bit(model, config.flip_bit)
-            return _train_and_evaluate(config, seeds, split, model, outputs, start, strategy)
+            return _train_and_evaluate(config, seeds, split, model, outputs, start, strategy, trace)
     except TrialFailed as failure:
         return _failed(failure.code, str(failure), start)
     except tf.errors.UnimplementedError as error:
         # Under op determinism TF raises this for ops with no deterministic kernel.
         op, reason = determinism.explain_op_error(error)
+        alternative = known_ops.alternative_for(f"{op} {reason}")
+        remedy = f"use {alternative} instead" if alternative else "a deterministic replacement op removes the failure"
         return _failed("nondeterministic_op", f"{op or 'an op'} has no deterministic kernel here: {reason}. "
-                       "The `kernels` condition (op determinism off) still runs it; a deterministic "
-                       "replacement op removes the failure", start, op=op)
+                       f"The `kernels` condition (op determinism off) still runs it; {remedy}", start, op=op)
     except tf.errors.ResourceExhaustedError as error:
         return _failed("out_of_memory", first_line(error.message), start)
     except (tf.errors.OpError, ValueError, ArithmeticError) as error:
@@ -201,7 +226,7 @@ def run_trial(config: TrialConfig, seeds: SeedSet) -> TrialResult:
 
 def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, model: tf.Module,
                         outputs: dict[str, Any], start: float,
-                        strategy: tf.distribute.Strategy | None = None) -> TrialResult:
+                        strategy: tf.distribute.Strategy | None = None, trace: bool = False) -> TrialResult:
     classification = split.dataset.is_classification
     optimizer = Adam(list(model.trainable_variables), config.learning_rate)
     loss = loss_fn(classification)
@@ -209,20 +234,27 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, model
     total_steps = per_epoch * config.epochs
     batches = training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size,
                                epochs=config.epochs, augment=config.augment)
+    if strategy and trace:
+        raise UsageError("per-step tracing does not support --strategy")
     if strategy:
         train_loop = make_distributed_train_loop(strategy, model, optimizer, loss, seeds.dropout)
         iterator = iter(strategy.experimental_distribute_dataset(batches))
     else:
-        train_loop = make_train_loop(model, optimizer, loss, seeds.dropout, config.xla)
+        train_loop = make_train_loop(model, optimizer, loss, seeds.dropout, config.xla, trace)
         iterator = iter(batches)
+    initial = fingerprint_rows(optimizer.variables).numpy() if trace else None
     setup_s = time.perf_counter() - start
 
-    chunks, call_seconds, call_steps = [], [], []
+    chunks, call_seconds, call_steps, trace_chunks = [], [], [], []
     done = 0
     while done < total_steps:
         n = min(config.steps_per_loop, total_steps - done)
         began = time.perf_counter()
-        chunk = train_loop(iterator, tf.constant(n, tf.int64), tf.constant(done, tf.int64)).numpy()
+        chunk = train_loop(iterator, tf.constant(n, tf.int64), tf.constant(done, tf.int64))
+        if trace:
+            chunk, traced = chunk
+            trace_chunks.append(traced.numpy())
+        chunk = chunk.numpy()
         call_seconds.append(time.perf_counter() - began)
         call_steps.append(n)
         bad = np.flatnonzero(~np.isfinite(chunk))
@@ -237,11 +269,18 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, model
     # function, and a study builds many models of one class.
     predict = tf.function(lambda x: model(x), input_signature=[
         tf.TensorSpec([None, *split.train_x.shape[1:]], tf.float32)])
-    test_out = _predict(predict, split.dataset.test_x)
-    validation = (_predict(predict, split.validation_x), split.validation_y) if len(split.validation_y) else None
+    test_out = predict_in_batches(predict, split.dataset.test_x)
+    validation = None
+    if len(split.validation_y):
+        validation = (predict_in_batches(predict, split.validation_x), split.validation_y)
     timing = timing_from_calls(config, call_seconds, call_steps, setup_s, train_s, start)
-    return trial_result(config, loss, split.dataset, test_out, validation, losses,
-                        weights_sha256(model.trainable_variables), outputs, timing)
+    result = trial_result(config, loss, split.dataset, test_out, validation, losses,
+                          weights_sha256(model.trainable_variables), outputs, timing)
+    if trace:
+        result.trace = {"initial": initial, "steps": np.concatenate(trace_chunks),
+                        "variables": [v.name for v in optimizer.variables],
+                        "layers": list(getattr(model, "LAYERS", ()))}
+    return result
 
 
 def trial_result(config: TrialConfig, loss, dataset: Dataset, test_out: np.ndarray,
@@ -266,9 +305,10 @@ def trial_result(config: TrialConfig, loss, dataset: Dataset, test_out: np.ndarr
     return TrialResult({"code": "ok", "message": None}, metrics, fingerprints, outputs, timing)
 
 
-def _predict(predict, x: np.ndarray) -> np.ndarray:
+def predict_in_batches(predict, x: np.ndarray, axis: int = 0) -> np.ndarray:
+    """`predict` over `x` in batches of EVAL_BATCH, joined along the examples' axis of its output."""
     return np.concatenate([predict(tf.constant(x[i:i + EVAL_BATCH])).numpy()
-                           for i in range(0, len(x), EVAL_BATCH)])
+                           for i in range(0, len(x), EVAL_BATCH)], axis=axis)
 
 
 def output_metrics(loss, outputs: np.ndarray, targets: np.ndarray, num_classes: int, prefix: str,

@@ -1,0 +1,126 @@
+"""`python -m harness.diverge`: where do two runs of the same trial part?
+
+    python -m harness.diverge --benchmark=digits_mlp --b_env=TF_ENABLE_ONEDNN_OPTS=0
+    python -m harness.diverge --traces=a.npz,b.npz
+
+Runs the trial twice, each in a fresh process (run B may differ on purpose:
+`--b_flip_bit`, `--b_env`), with per-step tracing: fingerprints, computed
+in-graph, of the loss, of every gradient and of every variable after its
+update. Then it names the first step where anything differs and, at that
+step, what differed first: the initial weights, the forward pass (the loss),
+a gradient (the first in backprop order, with its layer), or an update.
+Writes OUTPUT_DIR/divergence.json (`harness.divergence/1`) and both traces.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from absl import flags
+
+from harness import cli, trial_flags
+from harness.divergence import compare, format_divergence, load_trace
+from harness.errors import UsageError
+from harness.records import write_json
+
+DIVERGENCE_SCHEMA = "harness.divergence/1"
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output_dir", "results/diverge", "Where divergence.json and the two traces go.")
+flags.DEFINE_list("traces", None, "Compare these two trace files (a.npz,b.npz) instead of running the trial.")
+flags.DEFINE_integer("b_flip_bit", None, "Run B only: flip the lowest bit of this initial weight.")
+flags.DEFINE_list("b_env", [], "Run B only: environment variables NAME=VALUE, e.g. TF_ENABLE_ONEDNN_OPTS=0.")
+flags.DEFINE_string("trace_to", None, "Internal: run the trial in this process and write its trace here.")
+
+
+def write_trace(path: Path) -> None:
+    """Runs the trial given by the flags with tracing and saves its fingerprints."""
+    from harness import environment
+    from harness.train import run_trial
+
+    config = trial_flags.config_from_flags()
+    result = run_trial(config, trial_flags.seeds_from_flags(), trace=True)
+    if result.status["code"] != "ok":
+        raise UsageError(f"the trial did not finish ({result.status['code']}: {result.status['message']})")
+    env = environment.capture()
+    np.savez(path, initial=result.trace["initial"], steps=result.trace["steps"],
+             variables=np.array(result.trace["variables"]), layers=np.array(result.trace["layers"]),
+             weights_sha256=np.array(result.fingerprints["weights_sha256"]),
+             context=np.array(json.dumps({"config": config.as_dict(),
+                                          "seeds": trial_flags.seeds_from_flags().as_dict(),
+                                          "onednn": env["onednn_enabled"], "threads": env["threads"]})))
+
+
+
+
+
+
+
+
+def _run_side(side: str, argv: list[str], output_dir: Path, extra: list[str], env_vars: dict[str, str]) -> Path:
+    path = output_dir / f"trace_{side}.npz"
+    args = [sys.executable, "-m", "harness.diverge", f"--trace_to={path}", *extra, *argv]
+    result = subprocess.run(args, env={**os.environ, **env_vars}, capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
+        raise UsageError(f"run {side} failed: {(lines or ['see its output'])[-1].removeprefix('error: ')}")
+    return path
+
+
+def _trial_argv() -> list[str]:
+    """The command line's trial flags, passed on to both runs (diverge's own flags stay here)."""
+    own = ("--output_dir", "--traces", "--b_flip_bit", "--b_env", "--trace_to")
+    return [a for a in sys.argv[1:] if not a.startswith(own)]
+
+
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    if FLAGS.trace_to:
+        write_trace(Path(FLAGS.trace_to))
+        return 0
+    output_dir = Path(FLAGS.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if FLAGS.traces:
+        if len(FLAGS.traces) != 2:
+            raise UsageError("--traces takes two files: --traces=a.npz,b.npz")
+        paths = [Path(p) for p in FLAGS.traces]
+        b_differs = {}
+        description = f"comparing traces {paths[0]} (A) and {paths[1]} (B)"
+    else:
+        env_vars = {}
+        for item in FLAGS.b_env:
+            name, sep, value = item.partition("=")
+            if not sep or not name:
+                raise UsageError(f"--b_env takes NAME=VALUE pairs, got {item!r}")
+            env_vars[name] = value
+        trial_flags.config_from_flags()  # bad trial flags: one sentence here, not from both runs
+        b_extra = [f"--flip_bit={FLAGS.b_flip_bit}"] if FLAGS.b_flip_bit is not None else []
+        b_differs = {"flip_bit": FLAGS.b_flip_bit, "env": env_vars}
+        shared = _trial_argv()
+        paths = [_run_side("a", shared, output_dir, [], {}), _run_side("b", shared, output_dir, b_extra, env_vars)]
+        changes = ", ".join([*(f"flip_bit={FLAGS.b_flip_bit}" for _ in b_extra),
+                             *(f"{k}={v}" for k, v in env_vars.items())])
+        description = (f"{FLAGS.benchmark}: run A as given; run B " + (f"with {changes}" if changes else "identical")
+                       + " (each in a fresh process)")
+    a, b = (load_trace(p) for p in paths)
+    found = compare(a, b)
+    record = {"schema": DIVERGENCE_SCHEMA,
+              "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "traces": [str(p) for p in paths], "run_b_differs_by": b_differs,
+              "context": [json.loads(str(t["context"])) if "context" in t else None for t in (a, b)],
+              "final_weights_equal": str(a.get("weights_sha256")) == str(b.get("weights_sha256")), **found}
+    write_json(output_dir / "divergence.json", record)
+    print(format_divergence(found, description))
+    print(f"record: {output_dir / 'divergence.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)

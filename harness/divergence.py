@@ -1,0 +1,88 @@
+"""Comparing two runs' per-step traces: where did they first part, and in what?
+
+Traces come from `run_trial(..., trace=True)`: per step, fingerprints of the
+loss, of every gradient and of every variable after its update, plus the
+initial weights. `harness.diverge` is the program around this.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.errors import UsageError
+from harness.table import format_table
+
+
+def load_trace(path: str | Path) -> dict[str, Any]:
+    try:
+        with np.load(path) as data:
+            trace = {key: data[key] for key in data.files}
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such trace file") from None
+    except (OSError, ValueError):
+        raise UsageError(f"{path} is not a trace file written by harness.diverge") from None
+    if not {"initial", "steps", "variables", "layers"} <= set(trace):
+        raise UsageError(f"{path} is not a trace file written by harness.diverge")
+    return trace
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """The first divergence between two traces; `diverged` False when every compared step matches."""
+    names = [str(n) for n in a["variables"]]
+    if names != [str(n) for n in b["variables"]]:
+        raise UsageError("the two traces are of different models; they cannot be compared step by step")
+    layers = [str(layer) for layer in a["layers"]]
+    steps = min(len(a["steps"]), len(b["steps"]))
+    found: dict[str, Any] = {"steps_compared": steps, "diverged": False, "first_step": None, "stage": None,
+                             "variables": [], "layer": None, "differing": None}
+    differs_initially = [n for n, x, y in zip(names, a["initial"], b["initial"], strict=True)
+                         if not np.array_equal(x, y)]
+    if differs_initially:
+        return {**found, "diverged": True, "first_step": 0, "stage": "initial weights",
+                "variables": differs_initially, "layer": _layer(differs_initially[0]),
+                "differing": {"loss": None, "gradients": [], "updated": differs_initially}}
+    v = len(names)
+    for step in range(steps):
+        row_a, row_b = a["steps"][step], b["steps"][step]
+        if np.array_equal(row_a, row_b):
+            continue
+        loss = not np.array_equal(row_a[0], row_b[0])
+        gradients = [n for i, n in enumerate(names) if not np.array_equal(row_a[1 + i], row_b[1 + i])]
+        updated = [n for i, n in enumerate(names) if not np.array_equal(row_a[1 + v + i], row_b[1 + v + i])]
+        # Backprop visits layers last to first: the first differing gradient in that order is
+        # where the difference entered the backward pass.
+        in_backprop = sorted(gradients, key=lambda n: -layers.index(_layer(n)) if _layer(n) in layers else 0)
+        if loss:
+            stage, first = "forward pass (loss)", in_backprop
+        elif gradients:
+            stage, first = "backward pass (gradient)", in_backprop[:1]
+        else:
+            stage, first = "update (optimizer)", updated[:1]
+        return {**found, "diverged": True, "first_step": step, "stage": stage, "variables": first,
+                "layer": _layer(first[0]) if first else None,
+                "differing": {"loss": loss, "gradients": in_backprop, "updated": updated}}
+    return found
+
+
+def _layer(variable: str) -> str:
+    return variable.split(":")[0].split("/")[0]
+
+
+def format_divergence(found: dict[str, Any], description: str) -> str:
+    lines = [description]
+    if not found["diverged"]:
+        lines.append(f"No divergence: all {found['steps_compared']} steps (loss, every gradient, every updated "
+                     "variable) and the initial weights are bitwise identical.")
+        return "\n".join(lines)
+    where = "before the first step" if found["stage"] == "initial weights" else f"at step {found['first_step']}"
+    differing = found["differing"]
+    rows = [["loss", "-" if differing["loss"] is None else ("DIFFERS" if differing["loss"] else "same")]]
+    rows += [[f"gradient {n}", "DIFFERS"] for n in differing["gradients"]]
+    updated = "initial" if found["stage"] == "initial weights" else "updated"
+    rows += [[f"{updated} {n}", "DIFFERS"] for n in differing["updated"]]
+    lines += [f"First divergence {where} of {found['steps_compared']}, in the {found['stage']}: "
+              f"{', '.join(found['variables'])} (layer {found['layer']}).", format_table(["what", "A vs B"], rows)]
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""Finding the source: the divergence locator names the first step and variable; the op scan flags known ops."""
+
+import json
+
+import pytest
+from conftest import run_program
+
+from harness import divergence, scan
+from harness.config import load_benchmark
+from harness.known_ops import alternative_for
+from harness.records import schema_errors
+from harness.seeds import SeedSet
+from harness.train import run_trial
+
+TRIAL = ["--epochs=2", "--max_train_examples=300"]
+
+
+def _trace(**overrides):
+    config = load_benchmark("digits_mlp", epochs=2, max_train_examples=300, **overrides)
+    return run_trial(config, SeedSet.from_base(0), trace=True)
+
+
+def test_tracing_does_not_change_the_bits():
+    traced, plain = _trace(), run_trial(load_benchmark("digits_mlp", epochs=2, max_train_examples=300),
+                                        SeedSet.from_base(0))
+    assert traced.fingerprints == plain.fingerprints
+    steps = traced.trace["steps"]
+    assert steps.shape == (18, 1 + 2 * 4, 8)  # loss, 4 gradients, 4 updated variables, 8 bytes each
+
+
+@pytest.mark.parametrize("flip,variable", [(500, "dense1/kernel:0"), (8500, "dense2/kernel:0")])
+def test_a_bit_flipped_in_one_run_is_named_exactly(flip, variable):
+    a, b = _trace().trace, _trace(flip_bit=flip).trace
+    found = divergence.compare(a, b)
+    assert found["diverged"] and found["first_step"] == 0 and found["stage"] == "initial weights"
+    assert found["variables"] == [variable] and found["layer"] == variable.split("/")[0]
+
+
+def test_two_identical_runs_in_fresh_processes_never_diverge(tmp_path):
+    result = run_program("harness.diverge", *TRIAL, f"--output_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "No divergence: all 18 steps" in result.stdout
+    record = json.loads((tmp_path / "divergence.json").read_text())
+    assert schema_errors(record) == [] and record["diverged"] is False and record["final_weights_equal"]
+    # Comparing the two saved traces again gives the same answer.
+    again = run_program("harness.diverge", f"--traces={tmp_path / 'trace_a.npz'},{tmp_path / 'trace_b.npz'}",
+                        f"--output_dir={tmp_path / 'again'}")
+    assert again.returncode == 0 and "No divergence" in again.stdout
+
+
+def test_a_real_onednn_difference_on_cpu_is_located(tmp_path):
+    result = run_program("harness.diverge", *TRIAL, "--b_env=TF_ENABLE_ONEDNN_OPTS=0", f"--output_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((tmp_path / "divergence.json").read_text())
+    assert schema_errors(record) == []
+    assert record["diverged"] and not record["final_weights_equal"]
+    assert record["context"][0]["onednn"] is True and record["context"][1]["onednn"] is False
+    assert isinstance(record["first_step"], int) and record["variables"] and record["layer"] in ("dense1", "dense2")
+    assert f"First divergence at step {record['first_step']} of 18" in result.stdout
+
+
+def test_bad_diverge_input_is_one_sentence(tmp_path):
+    for args, message in ((["--traces=only_one.npz"], "--traces takes two files"),
+                          ([f"--traces={tmp_path}/a.npz,{tmp_path}/b.npz"], "no such trace file"),
+                          (["--b_env=NOEQUALS"], "--b_env takes NAME=VALUE pairs")):
+        result = run_program("harness.diverge", *args, f"--output_dir={tmp_path}")
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def _flagged(benchmark, **overrides):
+    return {f["op"]: f for f in scan.scan(load_benchmark(benchmark, **overrides))["flagged"]}
+
+
+def test_the_scan_flags_gather_and_segment_ops_of_the_embedding_model():
+    flagged = _flagged("embedding")
+    assert flagged["UnsortedSegmentSum"]["kind"] == "fixed" and flagged["UnsortedSegmentSum"]["since"] == "2.7"
+
+
+def test_the_scan_flags_the_cnns_convolution_backprop():
+    flagged = _flagged("digits_mlp", model="cnn", dropout_rate=0.25)
+    assert {"Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput", "BiasAddGrad"} <= set(flagged)
+
+
+def test_the_scan_stays_quiet_on_ops_without_known_issues():
+    found = scan.scan(load_benchmark("random_regression"))
+    assert found["flagged"] == [] and found["op_types"] > 10
+    assert scan.summary_line(found) is None
+    raises = _flagged("unimplemented_ops")["SparseTensorDenseMatMul"]
+    assert raises["kind"] == "raises" and "dense matmul" in raises["alternative"]
+
+
+def test_a_study_warns_in_one_line_at_start(tmp_path):
+    result = run_program("harness.bench", "--benchmark=embedding", "--conditions=control", "--repeats=1",
+                         "--epochs=1", "--max_train_examples=100", f"--output_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    warnings = [line for line in result.stderr.splitlines() if "op scan of embedding" in line]
+    assert len(warnings) == 1 and "UnsortedSegmentSum" in warnings[0]
+
+
+def test_failures_suggest_the_documented_alternative():
+    assert alternative_for("SparseTensorDenseMatMul/SparseTensorDenseMatMul A deterministic GPU "
+                           "implementation of SparseTensorDenseMatmulOp is not currently available") == \
+        "a dense matmul (tf.sparse.to_dense first)"
+    assert alternative_for("Conv2D") is None  # deterministic with op determinism: nothing to replace
