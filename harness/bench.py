@@ -80,10 +80,11 @@ def main(argv: list[str]) -> int:
     chosen = conditions.parse_conditions(FLAGS.conditions)
     shard_index, num_shards = shard_from_flags()
     scan.warn_at_study_start(base)
-    study_dir = StudyDir(FLAGS.output_dir or f"results/{base.benchmark}")
+    location = (FLAGS.output_dir or f"results/{base.benchmark}").rstrip("/")
     if num_shards > 1:
         # Every shard writes its own records; `harness.merge` builds the study's summary.
-        study_dir = study_dir.child(shard_dir_name(shard_index, num_shards))
+        location = f"{location}/{shard_dir_name(shard_index, num_shards)}"
+    study_dir = StudyDir(location)
     # The study is its base config and seeds: adding conditions or repeats later
     # extends the same study, and its records are reused.
     study_id = hashlib.sha256(canonical_json(

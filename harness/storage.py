@@ -12,7 +12,10 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-MIRRORED_FILES = ("trials.jsonl", "summary.json", "study.json")
+from harness.records import STUDY_FILE, TRIALS_FILE
+from harness.summary import SUMMARY_FILE
+
+MIRRORED_FILES = (TRIALS_FILE, SUMMARY_FILE, STUDY_FILE)
 
 
 def shard_dir_name(shard_index: int, num_shards: int) -> str:

@@ -124,8 +124,12 @@ def _nonzero_weights(config: TrialConfig, seeds: SeedSet) -> list[int]:
 
 
 def run_and_record(spec: TrialSpec, output_dir: Path) -> dict[str, Any]:
-    """Runs one trial in this process, appends its record, writes its TensorBoard curves."""
-    result = run_trial(spec.config, spec.seeds)
+    """Runs one trial in this process and records it."""
+    return _record(spec, run_trial(spec.config, spec.seeds), output_dir)
+
+
+def _record(spec: TrialSpec, result: TrialResult, output_dir: Path) -> dict[str, Any]:
+    """Appends a trial's record and writes its TensorBoard curves: every record of a study goes through here."""
     record = make_trial_record(config=spec.config, seeds=spec.seeds, condition=spec.condition,
                                repeat=spec.repeat, study_id=spec.study_id, result=result,
                                environment=environment.capture())
@@ -137,17 +141,8 @@ def run_and_record(spec: TrialSpec, output_dir: Path) -> dict[str, Any]:
 def run_group_and_record(members: list[TrialSpec], output_dir: Path, recorded: set) -> list[dict[str, Any]]:
     """Trains a replica group in this process; appends the records of members not yet recorded."""
     results = replicas_lib.run_replicas([m.config for m in members], [m.seeds for m in members])
-    records = []
-    for spec, result in zip(members, results, strict=True):
-        if spec.key in recorded:
-            continue
-        record = make_trial_record(config=spec.config, seeds=spec.seeds, condition=spec.condition,
-                                   repeat=spec.repeat, study_id=spec.study_id, result=result,
-                                   environment=environment.capture())
-        append_record(output_dir / TRIALS_FILE, record)
-        tensorboard_curves.write_trial(output_dir / "tb", record)
-        records.append(record)
-    return records
+    return [_record(spec, result, output_dir)
+            for spec, result in zip(members, results, strict=True) if spec.key not in recorded]
 
 
 class Progress:
@@ -277,16 +272,22 @@ def _record_lost_trials(job: list[TrialSpec], output_dir: Path, returncode: int,
     logging.warning("%s", message)
     for spec in job:
         if spec.key not in recorded:
-            result = TrialResult({"code": "error", "message": message}, timing={"wall_s": 0.0})
-            record = make_trial_record(config=spec.config, seeds=spec.seeds, condition=spec.condition,
-                                       repeat=spec.repeat, study_id=spec.study_id, result=result,
-                                       environment=environment.capture())
-            append_record(output_dir / TRIALS_FILE, record)
+            _record(spec, TrialResult({"code": "error", "message": message}, timing={"wall_s": 0.0}), output_dir)
 
 
 def shard(specs: list[TrialSpec], shard_index: int, num_shards: int) -> list[TrialSpec]:
-    """This shard's trials: every num_shards-th in plan order, so each shard interleaves all conditions."""
-    return specs[shard_index::num_shards]
+    """This shard's trials: every num_shards-th unit in plan order, so each shard interleaves all conditions.
+
+    A unit is one trial, or a whole replica group: a group's bits depend on all
+    its members training together, so it is never split across shards.
+    """
+    units = list(dict.fromkeys(_unit(spec) for spec in specs))
+    mine = set(units[shard_index::num_shards])
+    return [spec for spec in specs if _unit(spec) in mine]
+
+
+def _unit(spec: TrialSpec) -> tuple:
+    return (spec.condition, "group", spec.group) if spec.group is not None else ("trial", spec.key)
 
 
 def study_records(specs: Iterable[TrialSpec], output_dir: Path) -> list[dict[str, Any]]:

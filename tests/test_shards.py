@@ -75,3 +75,17 @@ def test_a_study_in_a_gfile_url_publishes_whole_files_and_resumes(tmp_path):
     assert again.local != remote.local
     assert study.execute(specs, again.local, after_each=again.push) == 2
     assert [r["trial_key"] for r in read_records(tmp_path / "remote" / "trials.jsonl")] == [s.key for s in specs]
+
+
+def test_shards_never_split_a_replica_group():
+    base, seeds = load_benchmark("digits_mlp", epochs=1, max_train_examples=200), SeedSet.from_base(0)
+    specs = study.plan(base, 0, seeds, conditions.parse_conditions("control,init,all"), 6, "s", replicas=3)
+    shards = [study.shard(specs, i, 2) for i in range(2)]
+    assert sorted(s.key for part in shards for s in part) == sorted(s.key for s in specs)
+    for part in shards:
+        groups = {}
+        for spec in part:
+            if spec.group is not None:
+                groups.setdefault((spec.condition, spec.group), []).append(spec)
+        # Every group in a shard has all its members, as many as its config says it trains together.
+        assert all(len(members) == members[0].config.replicas for members in groups.values())
