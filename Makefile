@@ -35,7 +35,7 @@ GATE_STUDY := --benchmark=digits_mlp --conditions=control,kernels,init,all --rep
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23.1"
-	$(PY) -m pip install --quiet -e ".[cpu,dev]"
+	$(PY) -m pip install --quiet -e ".[cpu,dev,tune]"
 	touch $(INSTALLED)
 
 ifeq ($(GPU),)

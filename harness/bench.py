@@ -60,14 +60,6 @@ def shard_from_flags() -> tuple[int, int]:
     return index, count
 
 
-def replicas_from_flags() -> int | str:
-    if FLAGS.replicas == "auto":
-        return "auto"
-    if not FLAGS.replicas.isdigit() or int(FLAGS.replicas) < 1:
-        raise UsageError(f"--replicas must be a whole number of at least 1, or auto; got {FLAGS.replicas!r}")
-    return int(FLAGS.replicas)
-
-
 def main(argv: list[str]) -> int:
     del argv
     if FLAGS["determinism"].present:
@@ -91,7 +83,8 @@ def main(argv: list[str]) -> int:
         {"config": base.replace(determinism=True).as_dict(), "base_seed": FLAGS.seed,
          "seeds": seeds.as_dict()}).encode()).hexdigest()[:12]
     started = time.perf_counter()
-    planned = study.plan(base, FLAGS.seed, seeds, chosen, FLAGS.repeats, study_id, replicas_from_flags())
+    planned = study.plan(base, FLAGS.seed, seeds, chosen, FLAGS.repeats, study_id,
+                         study.parse_replicas(FLAGS.replicas))
     specs = study.shard(planned, shard_index, num_shards)
     manifest = {"schema": STUDY_SCHEMA, "study_id": study_id, "benchmark": base.benchmark,
                 "base_config": base.as_dict(), "base_seed": FLAGS.seed, "base_seeds": seeds.as_dict(),

@@ -103,6 +103,15 @@ def plan(base: TrialConfig, base_seed: int, seeds: SeedSet, conditions: list[Con
 MAX_AUTO_REPLICAS = 16
 
 
+def parse_replicas(text: str) -> int | str:
+    """A --replicas value: a whole number of at least 1, or "auto"."""
+    if text == "auto":
+        return "auto"
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"--replicas must be a whole number of at least 1, or auto; got {text!r}")
+    return int(text)
+
+
 def _group_size(replicas: int | str, repeats: int, base: TrialConfig, condition: Condition) -> int:
     """Replicas per group for this condition: 1 where it cannot be vectorized."""
     config = base.replace(**dict(condition.config_changes))

@@ -43,12 +43,17 @@ flags.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES),
 _CONFIG_FLAGS = tuple(name for name in config_lib.CONFIG_FIELDS if name not in ("benchmark", "replicas"))
 
 
-def config_from_flags() -> config_lib.TrialConfig:
-    """The benchmark's config with every config flag given on the command line applied."""
+def config_overrides() -> dict:
+    """The config fields given on the command line, as config values."""
     overrides = {name: FLAGS[name].value for name in _CONFIG_FLAGS if FLAGS[name].value is not None}
     if "determinism" in overrides:
         overrides["determinism"] = overrides["determinism"] == "on"
-    return config_lib.load_benchmark(FLAGS.benchmark, **overrides)
+    return overrides
+
+
+def config_from_flags() -> config_lib.TrialConfig:
+    """The benchmark's config with every config flag given on the command line applied."""
+    return config_lib.load_benchmark(FLAGS.benchmark, **config_overrides())
 
 
 def seeds_from_flags() -> SeedSet:

@@ -1,0 +1,115 @@
+"""`python -m harness.compare_configs`: is configuration A really better than B, or was it the seed?
+
+    python -m harness.compare_configs --config=A:learning_rate=0.001 --config=B:learning_rate=0.003 --seeds=20
+    python -m harness.compare_configs --config=best.json --config=baseline:
+
+Each --config is LABEL:NAME=VALUE,... (fields over the benchmark's config; an
+empty list is the benchmark itself) or a JSON file of hyperparameters (its
+name is the label). Every configuration trains over the same N seeds of the
+study condition `all`, so seed r of A and seed r of B are a pair. For every
+two configurations the verdict is P(A beats B) over the paired seeds with a
+95% interval (Bouthillier et al. 2021) and the mean paired difference, said in
+one sentence. Records go to OUTPUT_DIR/trials.jsonl and the verdicts to
+OUTPUT_DIR/compare.json (`harness.compare/1`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import time
+from pathlib import Path
+from typing import Any
+
+from absl import flags
+
+from harness import cli, environment, hyperparameters, robust, seed_flags, stats, trial_flags
+from harness.errors import UsageError
+from harness.records import write_json
+from harness.table import format_table
+
+FLAGS = flags.FLAGS
+flags.DEFINE_multi_string("config", None, "A configuration to compare: LABEL:NAME=VALUE,... or a JSON file of "
+                          "hyperparameters; give two or more.")
+flags.DEFINE_integer("seeds", 20, "Paired seeds per configuration.", lower_bound=2)
+flags.DEFINE_string("output_dir", None, "Where records go (default: results/compare/BENCHMARK).")
+
+COMPARE_SCHEMA = "harness.compare/1"
+COMPARE_FILE = "compare.json"
+
+
+def configs_from_flags() -> list[tuple[str, dict[str, Any]]]:
+    """(label, config fields) per --config, in the order given."""
+    given = FLAGS.config or []
+    if len(given) < 2:
+        raise UsageError("give at least two configurations to compare, e.g. --config=A:learning_rate=0.001 "
+                         "--config=B:learning_rate=0.01")
+    found = []
+    for text in given:
+        if text.endswith(".json") and ":" not in text:
+            found.append((Path(text).stem, hyperparameters.params_from_json(text)[0]))
+            continue
+        label, colon, assignments = text.partition(":")
+        if not colon or not label.strip():
+            raise UsageError(f"--config={text}: write LABEL:NAME=VALUE,... (or a .json file of hyperparameters)")
+        found.append((label.strip(), hyperparameters.parse_assignments(assignments, f"--config={text}")))
+    labels = [label for label, _ in found]
+    if len(set(labels)) != len(labels):
+        raise UsageError(f"two configurations share a label ({', '.join(labels)}); labels must differ")
+    return found
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    base = trial_flags.config_from_flags()
+    candidates = [(label, fields, hyperparameters.apply(base, fields)) for label, fields in configs_from_flags()]
+    metric = seed_flags.metric_from_flags(base)
+    for _, _, config in candidates:
+        robust.check_metric(metric, config)
+    output_dir = Path(FLAGS.output_dir or f"results/compare/{base.benchmark}")
+    replicas = seed_flags.replicas_from_flags()
+    started = time.perf_counter()
+    configs = []
+    for label, fields, config in candidates:
+        records = robust.run_seeds(config, FLAGS.seed, FLAGS.seeds, output_dir, replicas)
+        values = robust.scores(records, metric)
+        ok = [v for v in values if v is not None]
+        distribution = stats.describe(ok)
+        if distribution:
+            distribution["mean_ci95"] = robust.mean_interval(ok)
+        configs.append({"label": label, "fields": fields, "config": config.as_dict(),
+                        "study_id": records[0]["study_id"], "scores": values, "distribution": distribution})
+    pairs = []
+    for a, b in itertools.combinations(configs, 2):
+        comparison = robust.paired_comparison(a["scores"], b["scores"], metric)
+        pairs.append({"a": a["label"], "b": b["label"], **comparison,
+                      "sentence": robust.verdict_sentence(a["label"], b["label"], comparison)})
+    document = {"schema": COMPARE_SCHEMA,
+                "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                "benchmark": base.benchmark, "metric": metric, "higher_is_better": robust.higher_is_better(metric),
+                "base_seed": FLAGS.seed, "n_seeds": FLAGS.seeds, "environment": environment.capture(),
+                "wall_s": time.perf_counter() - started, "configs": configs, "pairs": pairs}
+    write_json(output_dir / COMPARE_FILE, document)
+    print(format_comparison(document))
+    print(f"\nrecords in {output_dir}/ (trials.jsonl, {COMPARE_FILE}); {document['wall_s']:.0f}s")
+    return 0
+
+
+def format_comparison(document: dict[str, Any]) -> str:
+    metric = document["metric"]
+    fmt = lambda v: robust.format_score(v, metric)  # noqa: E731
+    rows = []
+    for entry in document["configs"]:
+        d = entry["distribution"]
+        ci = d and d["mean_ci95"]
+        rows.append([entry["label"], hyperparameters.describe(entry["fields"]),
+                     f"{d['n'] if d else 0}/{len(entry['scores'])}", fmt(d and d["mean"]), fmt(d and d["sd"]),
+                     f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "-"])
+    table = format_table(["config", "settings", "ok", f"{metric} mean", "SD", "mean 95% CI"], rows)
+    header = f"{document['benchmark']}: {len(document['configs'])} configurations over the same " \
+             f"{document['n_seeds']} seeds each (base seed {document['base_seed']})"
+    return "\n".join([header, table, "", *(pair["sentence"] for pair in document["pairs"])])
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,186 @@
+"""Seed-robust evaluation: a configuration's score is a distribution over seeds, not one number.
+
+The library behind `harness.reeval`, `harness.compare_configs` and `harness.tune`:
+- `run_seeds` trains a config over N seeds as the study condition `all` (every
+  source's seed varied, op determinism off: the everyday experience), through
+  the study machinery, so records, resumption and vectorized replicas are the
+  same as `harness.bench`'s. Repeat r of any config gets the same seeds, so two
+  configs run with one base seed are paired seed by seed.
+- `against_tuned_score` says where a tuner's reported score falls in that
+  distribution (percentile) and how much it is expected to drop on re-running
+  (the winner's curse: the best of many noisy scores is biased upwards).
+- `paired_comparison` gives P(A beats B) over paired seeds with an interval and
+  the verdict rule of Bouthillier et al. 2021.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import stats as scipy_stats
+
+from harness import conditions, study
+from harness.config import TrialConfig
+from harness.errors import UsageError
+from harness.records import canonical_json
+from harness.seeds import SeedSet
+from harness.stats import CONFIDENCE
+
+METRICS = ("validation_accuracy", "validation_loss", "test_accuracy", "test_loss")
+# Bouthillier et al. 2021: A's improvement is meaningful when P(A beats B) exceeds this,
+# and significant when the interval of P excludes 0.5.
+MEANINGFUL_PROBABILITY = 0.75
+
+
+def higher_is_better(metric: str) -> bool:
+    return metric.endswith("accuracy")
+
+
+def check_metric(metric: str, config: TrialConfig) -> None:
+    if metric not in METRICS:
+        raise UsageError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if metric.startswith("validation_") and config.validation_fraction == 0:
+        raise UsageError(f"--metric={metric} needs a validation set, and benchmark {config.benchmark!r} holds none "
+                         "out; pass --validation_fraction=0.1 (or --metric=test_accuracy)")
+
+
+def seeds_study_id(config: TrialConfig, base_seed: int) -> str:
+    """One id per (config, base seed): the same config re-run later extends the same records."""
+    identity = {"config": config.replace(replicas=1).as_dict(), "base_seed": base_seed, "condition": "all"}
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:12]
+
+
+def run_seeds(config: TrialConfig, base_seed: int, n: int, output_dir: Path,
+              replicas: int | str = "auto") -> list[dict[str, Any]]:
+    """Trains `config` over seeds 0..n-1 of condition `all` (trials already recorded are reused).
+
+    Returns the n records in repeat order. Vectorized replicas where the model
+    supports them (`replicas`: a number or "auto"), else one trial at a time.
+    """
+    all_seeds = conditions.condition("all")
+    study_id = seeds_study_id(config, base_seed)
+    specs = study.plan(config, base_seed, SeedSet.from_base(base_seed), [all_seeds], n, study_id, replicas)
+    study.execute(specs, output_dir)
+    records = study.study_records(specs, output_dir)
+    return sorted(records, key=lambda r: r["repeat"])
+
+
+def scores(records: Sequence[dict[str, Any]], metric: str) -> list[float | None]:
+    """Each record's metric, None where the trial failed (e.g. its loss became NaN)."""
+    return [r["metrics"].get(metric) if r["status"]["code"] == "ok" else None for r in records]
+
+
+def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> list[float] | None:
+    """Student-t interval of the mean; None for fewer than two values."""
+    data = np.asarray(values, dtype=np.float64)
+    if data.size < 2:
+        return None
+    half = scipy_stats.t.ppf(0.5 + confidence / 2, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size)
+    return [float(data.mean() - half), float(data.mean() + half)]
+
+
+def pessimistic_bound(values: Sequence[float], metric: str, confidence: float) -> float:
+    """One-sided bound of the mean on the bad side: a lower bound for accuracy, an upper one for loss.
+
+    With one value there is no spread to penalize, and the bound is the value.
+    """
+    data = np.asarray(values, dtype=np.float64)
+    if data.size < 2:
+        return float(data.mean())
+    margin = scipy_stats.t.ppf(confidence, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size)
+    return float(data.mean() - margin if higher_is_better(metric) else data.mean() + margin)
+
+
+def against_tuned_score(values: Sequence[float], tuned: float | None, metric: str) -> dict[str, Any]:
+    """Where a tuner's reported score falls among re-evaluation scores, and the expected drop.
+
+    `better_than_share`: the share of re-evaluation runs the tuned score beats
+    (ties count half). `expected_drop`: tuned score minus the re-evaluation mean,
+    signed so that positive means "re-running does worse than the tuner said",
+    with the mean's t interval carried over.
+    """
+    data = np.asarray(values, dtype=np.float64)
+    interval = mean_interval(data)
+    result: dict[str, Any] = {"tuned_score": tuned, "better_than_share": None, "expected_drop": None,
+                              "expected_drop_ci95": None, "tuned_z": None}
+    if tuned is None or data.size == 0:
+        return result
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    beaten = np.sum(sign * (tuned - data) > 0) + 0.5 * np.sum(tuned == data)
+    result["better_than_share"] = float(beaten / data.size)
+    result["expected_drop"] = float(sign * (tuned - data.mean()))
+    if interval:
+        drops = sorted(sign * (tuned - bound) for bound in interval)
+        result["expected_drop_ci95"] = [float(d) for d in drops]
+    sd = float(data.std(ddof=1)) if data.size > 1 else 0.0
+    result["tuned_z"] = float(sign * (tuned - data.mean()) / sd) if sd > 0 else None
+    return result
+
+
+def paired_comparison(a: Sequence[float | None], b: Sequence[float | None], metric: str,
+                      confidence: float = CONFIDENCE) -> dict[str, Any]:
+    """P(A beats B) over seeds both ran, with an interval, and the paired mean difference.
+
+    Pair r is A and B trained with the same seeds. A tie counts half a win to
+    each. The interval is the exact (Clopper-Pearson) binomial interval of the
+    win share among the pairs that did not tie, mapped back to all pairs: it
+    stays honest at small N, where a bootstrap of 4 wins out of 4 would claim
+    [1, 1]. Verdict (Bouthillier et al. 2021): a difference is detected when
+    the interval excludes 0.5, and meaningful when P also exceeds 0.75.
+    """
+    pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
+    n = len(pairs)
+    if n == 0:
+        raise UsageError("no seed gave a score for both configurations, so they cannot be compared")
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    diffs = np.array([sign * (x - y) for x, y in pairs])  # > 0: A did better on this seed
+    wins, ties = int(np.sum(diffs > 0)), int(np.sum(diffs == 0))
+    decided = n - ties
+    probability = (wins + 0.5 * ties) / n
+    if decided:
+        ci = scipy_stats.binomtest(wins, decided).proportion_ci(confidence_level=confidence, method="exact")
+        interval = [(ci.low * decided + 0.5 * ties) / n, (ci.high * decided + 0.5 * ties) / n]
+    else:
+        interval = [0.5, 0.5]
+    raw = np.array([x - y for x, y in pairs])
+    mean_ci = mean_interval(raw, confidence) if np.any(raw != raw[0]) else [float(raw[0])] * 2
+    detected = interval[0] > 0.5 or interval[1] < 0.5
+    return {"n_pairs": n, "wins": wins, "ties": ties, "losses": decided - wins,
+            "p_a_beats_b": float(probability), "p_ci95": [float(v) for v in interval],
+            "mean_difference": float(raw.mean()), "mean_difference_ci95": mean_ci,
+            "detected": bool(detected),
+            "meaningful": bool(detected and max(probability, 1 - probability) > MEANINGFUL_PROBABILITY)}
+
+
+def verdict_sentence(name_a: str, name_b: str, comparison: dict[str, Any]) -> str:
+    """The comparison in one plain sentence."""
+    n, p = comparison["n_pairs"], comparison["p_a_beats_b"]
+    low, high = comparison["p_ci95"]
+    if comparison["ties"] == n:
+        return (f"{name_a} and {name_b} scored the same on all {n} paired seeds: no detectable difference.")
+    better, worse, share = (name_a, name_b, p) if p >= 0.5 else (name_b, name_a, 1 - p)
+    head = f"{better} is better than {worse} in {share:.0%} of {n} paired seeds (P({name_a} beats {name_b}) " \
+           f"= {p:.2f}, 95% CI [{low:.2f}, {high:.2f}])"
+    if not comparison["detected"]:
+        return f"{head}; the difference is within run-to-run noise at this N: no detectable difference."
+    if not comparison["meaningful"]:
+        return f"{head}; the difference is detectable but small next to run-to-run noise " \
+               f"(P below {MEANINGFUL_PROBABILITY})."
+    return f"{head}: {better} is reliably better."
+
+
+def format_score(value: float | None, metric: str) -> str:
+    """Accuracy in percent points, loss as is."""
+    if value is None:
+        return "-"
+    return f"{value * 100:.2f}" if higher_is_better(metric) else f"{value:.4g}"
+
+
+def format_amount(value: float, metric: str) -> str:
+    """A difference or spread: "1.25 points" of accuracy, or a loss difference as is."""
+    return f"{value * 100:.2f} points" if higher_is_better(metric) else f"{value:.4g}"

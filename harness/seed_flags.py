@@ -1,0 +1,26 @@
+"""Flags shared by the programs that score configurations over many seeds (reeval, compare_configs, tune)."""
+
+from __future__ import annotations
+
+from absl import flags
+
+from harness import robust, study
+from harness.config import TrialConfig
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_enum("metric", None, list(robust.METRICS),
+                  "The score: validation_accuracy by default (tuning on the test set overfits it).")
+flags.DEFINE_string("replicas", "auto", "Train a configuration's seeds K at a time as vectorized replicas "
+                    "(a number, or auto for up to 16); 1 trains them one by one. Models other than the MLPs "
+                    "always train one by one.")
+
+
+def metric_from_flags(config: TrialConfig, default: str = "validation_accuracy") -> str:
+    metric = FLAGS.metric or default
+    robust.check_metric(metric, config)
+    return metric
+
+
+def replicas_from_flags() -> int | str:
+    return study.parse_replicas(FLAGS.replicas)

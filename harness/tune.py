@@ -1,0 +1,159 @@
+"""`python -m harness.tune`: an Optuna study that scores every candidate over k seeds, not one.
+
+    python -m harness.tune --n_trials=20 --seeds_per_trial=5 --objective=lcb
+    python -m harness.tune --n_trials=20 --seeds_per_trial=1        # the single-seed habit, for contrast
+
+Each candidate (hyperparameters drawn from --space) trains over the same k
+seeds of the study condition `all`, in one call as vectorized replicas where
+the model supports it, and the tuner optimizes their mean or a pessimistic
+confidence bound (`lcb`: a lower bound for accuracy, an upper one for loss),
+which prefers candidates that are good on every seed over one lucky run.
+Every training is a normal trial record in OUTPUT_DIR/trials.jsonl. The Optuna
+study lives in a real SQLite file (--storage), so re-running the command
+resumes it up to --n_trials finished candidates, and Optuna's own tools
+(optuna-dashboard, `optuna trials`) can inspect it. Then:
+
+    python -m harness.reeval --optuna_storage=sqlite:///results/tune/digits_mlp/optuna.db --optuna_study=NAME
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from absl import flags, logging
+
+from harness import cli, hyperparameters, optuna_storage, robust, seed_flags, trial_flags
+from harness.errors import UsageError
+from harness.seeds import derive_seed
+from harness.table import format_table
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("n_trials", 20, "Candidates the study should have finished; a resumed study runs the rest.",
+                     lower_bound=1)
+flags.DEFINE_integer("seeds_per_trial", 5, "k: seeds each candidate trains over.", lower_bound=1)
+flags.DEFINE_enum("objective", "mean", ["mean", "lcb"], "What the tuner optimizes over a candidate's k scores: "
+                  "their mean, or a one-sided confidence bound on the bad side of the mean (lcb).")
+flags.DEFINE_float("lcb_confidence", 0.9, "One-sided confidence of the lcb objective's bound.")
+flags.DEFINE_string("space", hyperparameters.DEFAULT_SPACE, "Search space: NAME=LOW..HIGH[:log] or NAME=A|B|C, "
+                    f"comma-separated; NAME one of {', '.join(hyperparameters.TUNABLE)}.")
+flags.DEFINE_string("output_dir", None, "Where records and the Optuna database go (default: results/tune/BENCHMARK).")
+flags.DEFINE_string("storage", None, "Optuna storage URL (default: sqlite:///OUTPUT_DIR/optuna.db).")
+flags.DEFINE_string("study_name", None, "Optuna study name (default: BENCHMARK-METRIC-kSEEDS-OBJECTIVE).")
+
+
+def settings_from_flags(metric: str, base) -> dict[str, Any]:
+    """What defines the tuning study: stored in it, and checked again when it is resumed."""
+    if not 0.5 <= FLAGS.lcb_confidence < 1:
+        raise UsageError(f"--lcb_confidence must be in [0.5, 1), got {FLAGS.lcb_confidence}")
+    return {"config": base.as_dict(), "metric": metric, "base_seed": FLAGS.seed,
+            "seeds_per_trial": FLAGS.seeds_per_trial, "objective": FLAGS.objective,
+            "lcb_confidence": FLAGS.lcb_confidence if FLAGS.objective == "lcb" else None,
+            "space": FLAGS.space, "replicas": FLAGS.replicas}
+
+
+def open_study(storage_url: str, name: str, settings: dict[str, Any]):
+    """Creates the study, or resumes it when its stored settings match these."""
+    optuna = optuna_storage.import_optuna()
+    storage = optuna_storage.open_storage(storage_url, create=True)
+    direction = "maximize" if robust.higher_is_better(settings["metric"]) else "minimize"
+    study = optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True)
+    stored = optuna_storage.harness_settings(study)
+    if stored is None and study.trials:
+        raise UsageError(f"study {name!r} in {storage_url} was not made by harness.tune; choose another --study_name")
+    if stored is None:
+        study.set_user_attr(optuna_storage.HARNESS_ATTR, settings)
+    elif stored != settings:
+        changed = sorted(key for key in settings if stored.get(key) != settings[key])
+        raise UsageError(f"study {name!r} in {storage_url} was made with other settings ({', '.join(changed)}); "
+                         "resume it with the same flags, or choose another --study_name")
+    # Re-seeded per session from the trials so far: a resumed study does not redraw its first candidates.
+    sampler_seed = derive_seed(settings["base_seed"], f"tpe#{len(study.trials)}")
+    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed)
+    return study
+
+
+def make_objective(base, settings: dict[str, Any], space, output_dir: Path, replicas):
+    metric, k = settings["metric"], settings["seeds_per_trial"]
+
+    def objective(trial) -> float:
+        params = {d.name: d.suggest(trial) for d in space}
+        config = hyperparameters.apply(base, params)
+        records = robust.run_seeds(config, settings["base_seed"], k, output_dir, replicas)
+        values = robust.scores(records, metric)
+        trial.set_user_attr("study_id", records[0]["study_id"])
+        trial.set_user_attr("scores", values)
+        failed = [r["repeat"] for r in records if r["status"]["code"] != "ok"]
+        if failed or any(v is None for v in values):
+            # Failed by the harness (e.g. NaN loss), not by a lost heartbeat: counted as finished.
+            trial.set_user_attr(optuna_storage.FAILED_SEEDS_ATTR, failed)
+            logging.info("candidate %d (%s) failed on seed(s) %s", trial.number, hyperparameters.describe(params),
+                         failed)
+            return float("nan")
+        mean = float(np.mean(values))
+        trial.set_user_attr("mean", mean)
+        trial.set_user_attr("sd", float(np.std(values, ddof=1)) if k > 1 else None)
+        if settings["objective"] == "lcb":
+            return robust.pessimistic_bound(values, metric, settings["lcb_confidence"])
+        return mean
+
+    return objective
+
+
+def results_table(study, metric: str, top: int = 10) -> str:
+    """The best candidates so far: hyperparameters, objective, mean and SD over their seeds."""
+    best_first = robust.higher_is_better(metric)
+    ordered = sorted(optuna_storage.completed(study), key=lambda t: t.value, reverse=best_first)[:top]
+    names = list(dict.fromkeys(name for t in ordered for name in t.params))
+    fmt = lambda v: robust.format_score(v, metric)  # noqa: E731
+    rows = [[t.number, *[t.params.get(n) for n in names], fmt(t.value), fmt(t.user_attrs.get("mean")),
+             fmt(t.user_attrs.get("sd")) if t.user_attrs.get("sd") is not None else "-"] for t in ordered]
+    return format_table(["trial", *names, "objective", "mean", "SD"], rows)
+
+
+def main(argv: list[str]) -> int:
+    del argv
+    base = trial_flags.config_from_flags()
+    metric = seed_flags.metric_from_flags(base)
+    space = hyperparameters.parse_space(FLAGS.space)
+    hyperparameters.check_space(space, base)
+    replicas = seed_flags.replicas_from_flags()
+    settings = settings_from_flags(metric, base)
+    output_dir = Path(FLAGS.output_dir or f"results/tune/{base.benchmark}")
+    storage_url = FLAGS.storage or optuna_storage.sqlite_url(output_dir / "optuna.db")
+    name = FLAGS.study_name or f"{base.benchmark}-{metric}-k{FLAGS.seeds_per_trial}-{FLAGS.objective}"
+    study = open_study(storage_url, name, settings)
+    done = optuna_storage.finished_count(study)
+    remaining = max(0, FLAGS.n_trials - done)
+    started = time.perf_counter()
+    if remaining:
+        logging.info("study %s: %d candidate(s) finished, running %d more", name, done, remaining)
+
+        def progress(study, trial) -> None:
+            value = "failed" if trial.value is None else robust.format_score(trial.value, metric)
+            logging.info("[candidate %d] %s: objective %s; best so far %s", trial.number,
+                         hyperparameters.describe(trial.params), value,
+                         robust.format_score(study.best_value, metric) if optuna_storage.completed(study) else "-")
+
+        study.optimize(make_objective(base, settings, space, output_dir, replicas), n_trials=remaining,
+                       callbacks=[progress])
+    if not optuna_storage.completed(study):
+        raise UsageError(f"no candidate of study {name!r} finished with a score; see {output_dir}/trials.jsonl")
+    best = study.best_trial
+    objective = "mean" if FLAGS.objective == "mean" else f"{FLAGS.lcb_confidence:.0%} pessimistic bound"
+    print(f"{name}: {optuna_storage.finished_count(study)} candidates, each over {FLAGS.seeds_per_trial} seed(s); "
+          f"objective: the {objective} of {metric}")
+    print(results_table(study, metric))
+    print(f"\nBest: trial {best.number} ({hyperparameters.describe(best.params)}), objective "
+          f"{robust.format_score(best.value, metric)}.")
+    print(f"Ran {remaining} candidate(s) now in {time.perf_counter() - started:.0f}s; records in {output_dir}/"
+          f"trials.jsonl, study in {storage_url}")
+    print(f"Re-evaluate it on fresh seeds: python -m harness.reeval --optuna_storage={storage_url} "
+          f"--optuna_study={name}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run(main)
