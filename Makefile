@@ -30,7 +30,12 @@ GATE_BASELINE := benchmarks/baselines/digits_mlp_ci.json
 GATE_RULES := benchmarks/baselines/ci_rules.json
 GATE_STUDY := --benchmark=digits_mlp --conditions=control,kernels,init,all --repeats=5 --epochs=10
 
-.PHONY: bench test speed gate gate-baseline report image locks lint clean
+# The README's worked example: single-seed tuning, its re-evaluation, and the seed-robust tuner's pick.
+TUNE_DIR := results/tune/$(BENCHMARK)
+TUNE_STORAGE := sqlite:///$(TUNE_DIR)/optuna.db
+TUNE_TRIALS ?= 30
+
+.PHONY: bench test speed gate gate-baseline report tune-example image locks lint clean
 
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,8 +63,8 @@ $(IMAGE_STAMP): $(IMAGE_INPUTS)
 
 # Regenerates the images' lock files (exact versions and hashes) from setup.cfg.
 locks: $(INSTALLED)
-	$(VENV)/bin/uv pip compile setup.cfg --extra cpu $(LOCK_FLAGS) -o docker/requirements-cpu.lock
-	$(VENV)/bin/uv pip compile setup.cfg --extra gpu $(LOCK_FLAGS) -o docker/requirements-gpu.lock
+	$(VENV)/bin/uv pip compile setup.cfg --extra cpu --extra tune $(LOCK_FLAGS) -o docker/requirements-cpu.lock
+	$(VENV)/bin/uv pip compile setup.cfg --extra gpu --extra tune $(LOCK_FLAGS) -o docker/requirements-gpu.lock
 
 test: $(INSTALLED)
 	$(PY) -m pytest -q
@@ -79,6 +84,17 @@ gate-baseline: $(INSTALLED)
 	rm -rf $(GATE_DIR)
 	$(PY) -m harness.bench $(GATE_STUDY) --output_dir=$(GATE_DIR)
 	cp $(GATE_DIR)/summary.json $(GATE_BASELINE)
+
+# Re-running resumes both tuning studies (up to TUNE_TRIALS candidates) and reuses every recorded trial.
+tune-example: $(INSTALLED)
+	$(PY) -m harness.tune --benchmark=$(BENCHMARK) --n_trials=$(TUNE_TRIALS) --seeds_per_trial=1 \
+		--study_name=single-seed --output_dir=$(TUNE_DIR)
+	$(PY) -m harness.reeval --optuna_storage=$(TUNE_STORAGE) --optuna_study=single-seed
+	$(PY) -m harness.tune --benchmark=$(BENCHMARK) --n_trials=$(TUNE_TRIALS) --seeds_per_trial=5 --objective=lcb \
+		--study_name=seed-robust --output_dir=$(TUNE_DIR)
+	$(PY) -m harness.reeval --optuna_storage=$(TUNE_STORAGE) --optuna_study=seed-robust
+	$(PY) -m harness.compare_configs --benchmark=$(BENCHMARK) --seed=1 --config=single:$(TUNE_DIR)/single-seed.best.json \
+		--config=robust:$(TUNE_DIR)/seed-robust.best.json --config=default:
 
 report: $(INSTALLED)
 	$(PY) -m harness.report --input_dir=$(OUTPUT_DIR)

@@ -1,12 +1,13 @@
 """`python -m harness.compare_configs`: is configuration A really better than B, or was it the seed?
 
     python -m harness.compare_configs --config=A:learning_rate=0.001 --config=B:learning_rate=0.003 --seeds=20
-    python -m harness.compare_configs --config=best.json --config=baseline:
+    python -m harness.compare_configs --config=tuned:results/tune/digits_mlp/NAME.best.json --config=default:
 
 Each --config is LABEL:NAME=VALUE,... (fields over the benchmark's config; an
-empty list is the benchmark itself) or a JSON file of hyperparameters (its
-name is the label). Every configuration trains over the same N seeds of the
-study condition `all`, so seed r of A and seed r of B are a pair. For every
+empty list is the benchmark itself), or LABEL:FILE.json or FILE.json (a file of
+hyperparameters, as `harness.tune` writes its best one; FILE is the label).
+Every configuration trains over the same N seeds of the study condition
+`all`, so seed r of A and seed r of B are a pair. For every
 two configurations the verdict is P(A beats B) over the paired seeds with a
 95% interval (Bouthillier et al. 2021) and the mean paired difference, said in
 one sentence. Records go to OUTPUT_DIR/trials.jsonl and the verdicts to
@@ -16,6 +17,7 @@ OUTPUT_DIR/compare.json (`harness.compare/1`).
 from __future__ import annotations
 
 import datetime
+import hashlib
 import itertools
 import time
 from pathlib import Path
@@ -25,14 +27,15 @@ from absl import flags
 
 from harness import cli, environment, hyperparameters, robust, seed_flags, stats, trial_flags
 from harness.errors import UsageError
-from harness.records import write_json
+from harness.records import canonical_json, write_json
 from harness.table import format_table
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_string("config", None, "A configuration to compare: LABEL:NAME=VALUE,... or a JSON file of "
-                          "hyperparameters; give two or more.")
+flags.DEFINE_multi_string("config", None, "A configuration to compare: LABEL:NAME=VALUE,..., LABEL:FILE.json "
+                          "or FILE.json (hyperparameters); give two or more.")
 flags.DEFINE_integer("seeds", 20, "Paired seeds per configuration.", lower_bound=2)
-flags.DEFINE_string("output_dir", None, "Where records go (default: results/compare/BENCHMARK).")
+flags.DEFINE_string("output_dir", None, "Where records go (default: results/compare/BENCHMARK/ID, ID naming the "
+                    "configurations and seeds).")
 
 COMPARE_SCHEMA = "harness.compare/1"
 COMPARE_FILE = "compare.json"
@@ -49,10 +52,13 @@ def configs_from_flags() -> list[tuple[str, dict[str, Any]]]:
         if text.endswith(".json") and ":" not in text:
             found.append((Path(text).stem, hyperparameters.params_from_json(text)[0]))
             continue
-        label, colon, assignments = text.partition(":")
-        if not colon or not label.strip():
-            raise UsageError(f"--config={text}: write LABEL:NAME=VALUE,... (or a .json file of hyperparameters)")
-        found.append((label.strip(), hyperparameters.parse_assignments(assignments, f"--config={text}")))
+        label, colon, rest = (part.strip() for part in text.partition(":"))
+        if not colon or not label:
+            raise UsageError(f"--config={text}: write LABEL:NAME=VALUE,..., LABEL:FILE.json or FILE.json")
+        if rest.endswith(".json") and "=" not in rest:
+            found.append((label, hyperparameters.params_from_json(rest)[0]))
+        else:
+            found.append((label, hyperparameters.parse_assignments(rest, f"--config={text}")))
     labels = [label for label, _ in found]
     if len(set(labels)) != len(labels):
         raise UsageError(f"two configurations share a label ({', '.join(labels)}); labels must differ")
@@ -66,7 +72,10 @@ def main(argv: list[str]) -> int:
     metric = seed_flags.metric_from_flags(base)
     for _, _, config in candidates:
         robust.check_metric(metric, config)
-    output_dir = Path(FLAGS.output_dir or f"results/compare/{base.benchmark}")
+    # A directory per comparison (its configurations and seeds), so one never overwrites another's verdicts.
+    identity = [[label, config.as_dict()] for label, _, config in candidates] + [FLAGS.seed, FLAGS.seeds]
+    comparison_id = hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:12]
+    output_dir = Path(FLAGS.output_dir or f"results/compare/{base.benchmark}/{comparison_id}")
     replicas = seed_flags.replicas_from_flags()
     started = time.perf_counter()
     configs = []

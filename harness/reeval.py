@@ -1,7 +1,7 @@
 """`python -m harness.reeval`: was the tuned result luck? Re-run tuned hyperparameters over fresh seeds.
 
     python -m harness.reeval --optuna_storage=sqlite:///results/tune/digits_mlp/optuna.db
-    python -m harness.reeval --params=best.json --tuned_score=0.981
+    python -m harness.reeval --params=results/tune/digits_mlp/NAME.best.json
     python -m harness.reeval --learning_rate=0.01 --hidden_units=64 --tuned_score=0.981
 
 Hyperparameters come from an Optuna study's best trial (any Optuna storage
@@ -9,9 +9,10 @@ URL), a JSON file, or plain config flags. They are trained over N seeds as the
 study condition `all` (every seed varied, op determinism off), and the score's
 distribution is set against the score the tuner reported: where it falls
 (percentile) and how much it is expected to drop (the winner's curse). Records
-go to OUTPUT_DIR/trials.jsonl; OUTPUT_DIR/summary.json carries a `comparison`
-block. For a study made by `harness.tune`, the seeds are fresh: the base seed
-is the tuner's plus one unless --seed says otherwise.
+go to OUTPUT_DIR/trials.jsonl; OUTPUT_DIR/summary.json (a study summary, so
+gate, report and validate read it) carries a `comparison` block. For a study
+made by `harness.tune` the seeds are fresh: the base seed is the tuner's plus
+one unless --seed says otherwise.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ flags.DEFINE_string("optuna_study", None, "Study name in --optuna_storage (neede
 flags.DEFINE_integer("optuna_trial", None, "Re-evaluate this trial number instead of the best one.")
 flags.DEFINE_float("tuned_score", None, "The score the tuner reported (overrides the one in the study or file).")
 flags.DEFINE_integer("seeds", 20, "Seeds to re-evaluate over.", lower_bound=2)
-flags.DEFINE_string("output_dir", None, "Where records go (default: results/reeval/BENCHMARK).")
+flags.DEFINE_string("output_dir", None, "Where records go (default: results/reeval/BENCHMARK/ID, ID naming the "
+                    "config and seeds).")
 
 
 def hyperparameters_from_flags() -> dict[str, Any]:
@@ -162,16 +164,18 @@ def main(argv: list[str]) -> int:
                          f"{'higher' if robust.higher_is_better(metric) else 'lower'}-is-better; "
                          "pass the --metric the study optimized")
     base_seed, reused = base_seed_from_flags(found)
-    output_dir = Path(FLAGS.output_dir or f"results/reeval/{config.benchmark}")
+    study_id = robust.seeds_study_id(config, base_seed)
+    # A directory per re-evaluation (config and seeds), so one never overwrites another's summary.
+    output_dir = Path(FLAGS.output_dir or f"results/reeval/{config.benchmark}/{study_id}")
     started = time.perf_counter()
     records = robust.run_seeds(config, base_seed, FLAGS.seeds, output_dir, seed_flags.replicas_from_flags())
     wall_s = time.perf_counter() - started
-    summary = build_summary(study_id=robust.seeds_study_id(config, base_seed), base_config=config.as_dict(),
+    summary = build_summary(study_id=study_id, base_config=config.as_dict(),
                             base_seeds=SeedSet.from_base(base_seed).as_dict(), conditions=[condition("all")],
                             repeats=FLAGS.seeds, records=records, environment=environment.capture(), wall_s=wall_s)
     summary["comparison"] = comparison_block(found, metric, robust.scores(records, metric), base_seed, reused)
     write_summary(output_dir / SUMMARY_FILE, summary)
-    print(format_summary(summary))
+    print(format_summary(summary).rstrip())
     print(f"\nRe-evaluating {hyperparameters.describe(found['params'])} ({_source_text(found['source'])}):")
     print("\n".join(summary["comparison"]["findings"]))
     print(f"\nrecords in {output_dir}/ (trials.jsonl, summary.json); {wall_s:.0f}s")

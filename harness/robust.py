@@ -158,20 +158,24 @@ def paired_comparison(a: Sequence[float | None], b: Sequence[float | None], metr
 
 
 def verdict_sentence(name_a: str, name_b: str, comparison: dict[str, Any]) -> str:
-    """The comparison in one plain sentence."""
+    """The comparison in one plain sentence, told from the side of the configuration that did better."""
     n, p = comparison["n_pairs"], comparison["p_a_beats_b"]
-    low, high = comparison["p_ci95"]
     if comparison["ties"] == n:
-        return (f"{name_a} and {name_b} scored the same on all {n} paired seeds: no detectable difference.")
-    better, worse, share = (name_a, name_b, p) if p >= 0.5 else (name_b, name_a, 1 - p)
-    head = f"{better} is better than {worse} in {share:.0%} of {n} paired seeds (P({name_a} beats {name_b}) " \
-           f"= {p:.2f}, 95% CI [{low:.2f}, {high:.2f}])"
+        return f"{name_a} and {name_b} scored the same on all {n} paired seeds: no detectable difference."
+    low, high = comparison["p_ci95"]
+    wins, losses = comparison["wins"], comparison["losses"]
+    if p < 0.5:  # Say it as "B is better", with B's probability and interval.
+        name_a, name_b, p, low, high, wins, losses = name_b, name_a, 1 - p, 1 - high, 1 - low, losses, wins
+    ties = comparison["ties"]
+    counts = f"{wins} win{'s' * (wins != 1)}, {ties} tie{'s' * (ties != 1)}, {losses} loss{'es' * (losses != 1)}"
+    head = (f"{name_a} is better in {p:.0%} of {n} paired seeds ({counts}; 95% CI of P({name_a} beats {name_b}): "
+            f"{low:.0%} to {high:.0%})")
     if not comparison["detected"]:
         return f"{head}; the difference is within run-to-run noise at this N: no detectable difference."
     if not comparison["meaningful"]:
         return f"{head}; the difference is detectable but small next to run-to-run noise " \
                f"(P below {MEANINGFUL_PROBABILITY})."
-    return f"{head}: {better} is reliably better."
+    return f"{head}: {name_a} is reliably better than {name_b}."
 
 
 def format_score(value: float | None, metric: str) -> str:

@@ -27,6 +27,7 @@ from absl import flags, logging
 
 from harness import cli, hyperparameters, optuna_storage, robust, seed_flags, trial_flags
 from harness.errors import UsageError
+from harness.records import write_json
 from harness.seeds import derive_seed
 from harness.table import format_table
 
@@ -142,6 +143,10 @@ def main(argv: list[str]) -> int:
     if not optuna_storage.completed(study):
         raise UsageError(f"no candidate of study {name!r} finished with a score; see {output_dir}/trials.jsonl")
     best = study.best_trial
+    best_file = output_dir / f"{name}.best.json"
+    # What reeval --params and compare_configs --config=LABEL:FILE read (an Optuna trial's shape).
+    write_json(best_file, {"params": best.params, "value": best.value, "mean": best.user_attrs.get("mean"),
+                           "study": name, "trial": best.number, "storage": storage_url})
     objective = "mean" if FLAGS.objective == "mean" else f"{FLAGS.lcb_confidence:.0%} pessimistic bound"
     print(f"{name}: {optuna_storage.finished_count(study)} candidates, each over {FLAGS.seeds_per_trial} seed(s); "
           f"objective: the {objective} of {metric}")
@@ -150,8 +155,8 @@ def main(argv: list[str]) -> int:
           f"{robust.format_score(best.value, metric)}.")
     print(f"Ran {remaining} candidate(s) now in {time.perf_counter() - started:.0f}s; records in {output_dir}/"
           f"trials.jsonl, study in {storage_url}")
-    print(f"Re-evaluate it on fresh seeds: python -m harness.reeval --optuna_storage={storage_url} "
-          f"--optuna_study={name}")
+    print(f"Its hyperparameters are in {best_file}. Re-evaluate it on fresh seeds:\n"
+          f"  python -m harness.reeval --optuna_storage={storage_url} --optuna_study={name}")
     return 0
 
 

@@ -39,7 +39,9 @@ def test_consistent_wins_over_enough_seeds_are_detected_for_either_direction_of_
     # For a loss, lower wins: A's higher losses make B the better one.
     worse = robust.paired_comparison([0.5] * 10, [0.3] * 10, "validation_loss")
     assert worse["p_a_beats_b"] == 0.0 and worse["detected"]
-    assert robust.verdict_sentence("A", "B", worse).startswith("B is better than A")
+    assert robust.verdict_sentence("A", "B", worse).startswith("B is better in 100% of 10 paired seeds")
+    assert "(10 wins, 0 ties, 0 losses; 95% CI of P(B beats A): 69% to 100%)" in \
+        robust.verdict_sentence("A", "B", worse)
 
 
 def test_a_tuned_score_above_every_rerun_is_a_winners_curse():
@@ -121,7 +123,7 @@ def test_compare_configs_finds_no_difference_between_twins_and_detects_a_far_off
     pairs = {(p["a"], p["b"]): p for p in document["pairs"]}
     assert not pairs["A", "B"]["detected"] and "no detectable difference" in pairs["A", "B"]["sentence"]
     assert pairs["A", "slow"]["detected"] and pairs["A", "slow"]["p_a_beats_b"] > 0.9
-    assert "A is reliably better" in pairs["A", "slow"]["sentence"]
+    assert "A is reliably better than slow" in pairs["A", "slow"]["sentence"]
     # Paired seeds: every configuration ran the same 8 seed sets.
     records = read_records(tmp_path / "trials.jsonl")
     seeds_by_config = {}
