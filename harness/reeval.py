@@ -83,7 +83,11 @@ def _from_optuna(overrides: dict[str, Any]) -> dict[str, Any]:
     if FLAGS["benchmark"].present and FLAGS.benchmark != settings["config"]["benchmark"]:
         raise UsageError(f"study {study.study_name!r} tuned benchmark {settings['config']['benchmark']!r}, "
                          f"not {FLAGS.benchmark!r}")
-    found["base"] = TrialConfig(**settings["config"]).replace(**overrides)
+    try:
+        found["base"] = TrialConfig(**settings["config"]).replace(**overrides)
+    except TypeError:
+        raise UsageError(f"study {study.study_name!r} was made by another version of the harness; its config "
+                         "does not fit this one (re-evaluate with --params and the trial's hyperparameters)") from None
     found["metric"] = settings["metric"]
     found["tuning"] = {"base_seed": settings["base_seed"], "seeds_per_trial": settings["seeds_per_trial"],
                        "objective": settings["objective"]}

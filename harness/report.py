@@ -188,12 +188,17 @@ def environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
     return [(name, str(value)) for name, value in rows]
 
 
+def answer(summary: dict[str, Any]) -> list[str]:
+    """The summary's findings, then a re-evaluation's (harness.reeval) against the tuned score."""
+    return summary["findings"] + (summary.get("comparison") or {}).get("findings", [])
+
+
 def _html(summary: dict[str, Any], captions: list[tuple[str, str]], environment: list[tuple[str, str]]) -> str:
     esc = html.escape
     figures = "\n".join(f'<figure><img src="{name}" alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption>'
                         "</figure>" for name, caption in captions)
     env_rows = "\n".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in environment)
-    findings = "\n".join(f"<li>{esc(line)}</li>" for line in summary["findings"])
+    findings = "\n".join(f"<li>{esc(line)}</li>" for line in answer(summary))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{esc(summary['benchmark'])}: why does the accuracy vary?</title>
@@ -227,7 +232,7 @@ def _markdown(summary: dict[str, Any], captions: list[tuple[str, str]], environm
     lines = [f"# {summary['benchmark']}: why does the accuracy vary?", "",
              f"Study {summary['study_id']}, {summary['repeats']} repeats per condition, "
              f"created {summary['created_at']}.", "", "## Answer", ""]
-    lines += [f"- {line}" for line in summary["findings"]]
+    lines += [f"- {line}" for line in answer(summary)]
     lines += ["", "## Per condition", "", "```", format_summary(summary), "```", "", "## Plots", ""]
     for name, caption in captions:
         lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
