@@ -132,8 +132,10 @@ def comparison_findings(block: dict[str, Any]) -> list[str]:
     fmt = lambda v: robust.format_score(v, metric)  # noqa: E731
     amount = lambda v: robust.format_amount(v, metric)  # noqa: E731
     ci = d["mean_ci95"]
+    sd_ci = d["sd_ci95"]
+    spread = f"SD {amount(d['sd'])}" + (f" (95% CI {fmt(sd_ci[0])} to {fmt(sd_ci[1])})" if sd_ci else "")
     said = [f"Over {d['n']} fresh seeds, {metric} is {fmt(d['mean'])} on average (95% CI {fmt(ci[0])} to "
-            f"{fmt(ci[1])}), SD {amount(d['sd'])}, from {fmt(d['min'])} to {fmt(d['max'])}."]
+            f"{fmt(ci[1])}), {spread}, from {fmt(d['min'])} to {fmt(d['max'])}."]
     if block["n_failed"]:
         said.append(f"{block['n_failed']} of {block['n_seeds']} runs failed and are left out.")
     if block["tuned_score"] is None:
@@ -141,7 +143,7 @@ def comparison_findings(block: dict[str, Any]) -> list[str]:
         return said
     share, drop, drop_ci = block["better_than_share"], block["expected_drop"], block["expected_drop_ci95"]
     said.append(f"The tuner reported {fmt(block['tuned_score'])} ({block['tuned_score_is']}): better than "
-                f"{share:.0%} of the re-evaluation runs.")
+                f"{share:.0%} of the re-evaluation runs (its percentile among them).")
     if drop_ci and drop_ci[0] > 0:
         said.append(f"Expect {amount(drop)} worse on re-running (95% CI {fmt(drop_ci[0])} to {fmt(drop_ci[1])}): "
                     "the tuned score was partly a lucky seed (the winner's curse).")
