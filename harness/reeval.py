@@ -134,8 +134,9 @@ def comparison_findings(block: dict[str, Any]) -> list[str]:
     ci = d["mean_ci95"]
     sd_ci = d["sd_ci95"]
     spread = f"SD {amount(d['sd'])}" + (f" (95% CI {fmt(sd_ci[0])} to {fmt(sd_ci[1])})" if sd_ci else "")
-    said = [f"Over {d['n']} fresh seeds, {metric} is {fmt(d['mean'])} on average (95% CI {fmt(ci[0])} to "
-            f"{fmt(ci[1])}), {spread}, from {fmt(d['min'])} to {fmt(d['max'])}."]
+    mean = fmt(d["mean"]) + (f" on average (95% CI {fmt(ci[0])} to {fmt(ci[1])})" if ci else "")
+    said = [f"Over {d['n']} {'fresh ' * (not block['tuning_seeds_reused'])}seeds, {metric} is {mean}, {spread}, "
+            f"from {fmt(d['min'])} to {fmt(d['max'])}."]
     if block["n_failed"]:
         said.append(f"{block['n_failed']} of {block['n_seeds']} runs failed and are left out.")
     if block["tuned_score"] is None:
@@ -144,10 +145,12 @@ def comparison_findings(block: dict[str, Any]) -> list[str]:
     share, drop, drop_ci = block["better_than_share"], block["expected_drop"], block["expected_drop_ci95"]
     said.append(f"The tuner reported {fmt(block['tuned_score'])} ({block['tuned_score_is']}): better than "
                 f"{share:.0%} of the re-evaluation runs (its percentile among them).")
-    if drop_ci and drop_ci[0] > 0:
+    if drop_ci is None:
+        said.append("Too few runs succeeded for an interval on the expected drop.")
+    elif drop_ci[0] > 0:
         said.append(f"Expect {amount(drop)} worse on re-running (95% CI {fmt(drop_ci[0])} to {fmt(drop_ci[1])}): "
                     "the tuned score was partly a lucky seed (the winner's curse).")
-    elif drop_ci and drop_ci[1] < 0:
+    elif drop_ci[1] < 0:
         said.append(f"Re-running does better than the tuner reported, by {amount(-drop)} (95% CI "
                     f"{fmt(-drop_ci[1])} to {fmt(-drop_ci[0])}).")
     else:
