@@ -211,8 +211,7 @@ def training_batches(x: np.ndarray, y: np.ndarray, seeds: SeedSet, *, batch_size
     n = len(y)
 
     def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(n, dtype=tf.int64), seed=tf.stack([tf.constant(seeds.shuffle, tf.int64), epoch]))
+        order = epoch_order(n, tf.constant(seeds.shuffle, tf.int64), epoch)
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
     def gather(batch_index: tf.Tensor, indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -231,6 +230,11 @@ def training_batches(x: np.ndarray, y: np.ndarray, seeds: SeedSet, *, batch_size
     options = tf.data.Options()
     options.deterministic = True
     return batches.with_options(options)
+
+
+def epoch_order(n: int, shuffle_seed: tf.Tensor, epoch: tf.Tensor) -> tf.Tensor:
+    """One epoch's order of n examples: a stateless permutation keyed by (shuffle seed, epoch)."""
+    return tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([shuffle_seed, epoch]))
 
 
 def augment_images(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

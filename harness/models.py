@@ -57,9 +57,13 @@ def dropout(x: tf.Tensor, rate: float, key: tf.Tensor, layer: int) -> tf.Tensor:
     """Inverted dropout with a mask keyed by (dropout seed, step, layer)."""
     if rate == 0.0:
         return x
+    return tf.where(dropout_keep(tf.shape(x), rate, key, layer), x / (1.0 - rate), tf.zeros_like(x))
+
+
+def dropout_keep(shape: tf.Tensor, rate: float, key: tf.Tensor, layer: int) -> tf.Tensor:
+    """Dropout's keep mask, a stateless function of (dropout seed, step) = `key` and the layer."""
     seed = tf.random.experimental.stateless_fold_in(key, layer)
-    keep = tf.random.stateless_uniform(tf.shape(x), seed=seed) >= rate
-    return tf.where(keep, x / (1.0 - rate), tf.zeros_like(x))
+    return tf.random.stateless_uniform(shape, seed=seed) >= rate
 
 
 class MLP(_SeededModule):

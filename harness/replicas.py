@@ -25,11 +25,20 @@ import tensorflow as tf
 
 from harness import determinism
 from harness.config import TrialConfig
-from harness.datasets import augment_images, load_dataset, split_indices, steps_per_epoch
+from harness.datasets import augment_images, epoch_order, load_dataset, split_indices, steps_per_epoch
 from harness.fingerprints import named_arrays_sha256
-from harness.models import build_model, flip_lowest_bit
+from harness.models import build_model, dropout_keep, flip_lowest_bit
 from harness.seeds import SeedSet
-from harness.train import Adam, TrialResult, loss_fn, predict_in_batches, timing_from_calls, trial_result
+from harness.train import (
+    Adam,
+    TrialResult,
+    loss_fn,
+    outer_loop,
+    predict_in_batches,
+    run_loop,
+    timing_from_calls,
+    trial_result,
+)
 
 SUPPORTED_MODELS = ("mlp", "regression")
 
@@ -65,14 +74,11 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
     iterator = iter(_index_batches(splits, seed_sets, config))
     setup_s = time.perf_counter() - start
 
-    chunks, call_seconds, call_steps, done = [], [], [], 0
-    while done < total_steps:
-        n = min(config.steps_per_loop, total_steps - done)
-        began = time.perf_counter()
-        chunks.append(train_loop(iterator, tf.constant(n, tf.int64), tf.constant(done, tf.int64)).numpy())
-        call_seconds.append(time.perf_counter() - began)
+    chunks, call_seconds, call_steps = [], [], []
+    for _, n, chunk, seconds in run_loop(train_loop, iterator, total_steps, config.steps_per_loop):
+        chunks.append(chunk)
+        call_seconds.append(seconds)
         call_steps.append(n)
-        done += n
     losses = np.concatenate(chunks)  # [steps, K]
     train_s = time.perf_counter() - start - setup_s
     timing = timing_from_calls(config, call_seconds, call_steps, setup_s, train_s, start,
@@ -126,9 +132,7 @@ def _index_batches(splits, seed_sets: list[SeedSet], config: TrialConfig) -> tf.
     shuffle_seeds = [tf.constant(s.shuffle, tf.int64) for s in seed_sets]
 
     def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
-        orders = tf.stack([tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64),
-                                                                    seed=tf.stack([seed, epoch]))
-                           for seed in shuffle_seeds])
+        orders = tf.stack([epoch_order(n, seed, epoch) for seed in shuffle_seeds])
         pool_indices = tf.gather(kept, orders, batch_dims=1)  # [K, n]
         return tf.data.Dataset.from_tensor_slices(tf.transpose(pool_indices)).batch(config.batch_size)
 
@@ -152,8 +156,7 @@ def _forward(variables: list[tf.Variable], x: tf.Tensor, config: TrialConfig,
     rate = 0.0 if config.model == "regression" else config.dropout_rate
     if dropout_keys is not None and rate > 0.0:
         # Per replica, the mask its sequential trial draws: keyed by (its dropout seed, step), layer 0.
-        masks = [tf.random.stateless_uniform(tf.shape(h)[1:], seed=tf.random.experimental.stateless_fold_in(key, 0))
-                 >= rate for key in dropout_keys]
+        masks = [dropout_keep(tf.shape(h)[1:], rate, key, layer=0) for key in dropout_keys]
         h = tf.where(tf.stack(masks), h / (1.0 - rate), tf.zeros_like(h))
     return tf.einsum("kbh,kho->kbo", h, kernel2) + bias2[:, None, :]
 
@@ -182,12 +185,4 @@ def _make_train_loop(variables, optimizer: Adam, loss, config: TrialConfig, seed
         optimizer.apply(tape.gradient(total, variables), step)
         return per_replica
 
-    @tf.function
-    def train_loop(iterator, num_steps: tf.Tensor, first_step: tf.Tensor) -> tf.Tensor:
-        losses = tf.TensorArray(tf.float32, size=tf.cast(num_steps, tf.int32))
-        for i in tf.range(num_steps):
-            batch_index, indices = next(iterator)
-            losses = losses.write(tf.cast(i, tf.int32), train_step(batch_index, indices, first_step + i))
-        return losses.stack()
-
-    return train_loop
+    return outer_loop(lambda batch, step: train_step(*batch, step))

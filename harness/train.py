@@ -102,7 +102,7 @@ def loss_fn(classification: bool):
 
 
 def make_train_loop(model: tf.Module, optimizer: Adam, loss, dropout_seed: int, xla: bool, trace: bool = False):
-    """An outer `tf.function` running `num_steps` train steps from an iterator, returning their losses.
+    """The outer loop (`outer_loop`) over this model's train step; it returns the steps' losses.
 
     With `trace`, it also returns per step the fingerprints (`fingerprint_rows`) of the loss, of
     every gradient and of every variable after its update: what `harness.diverge` compares.
@@ -123,18 +123,8 @@ def make_train_loop(model: tf.Module, optimizer: Adam, loss, dropout_seed: int, 
             updated = [v.read_value() for v in variables]
         return loss_value, fingerprint_rows([loss_value, *map(tf.convert_to_tensor, gradients), *updated])
 
-    @tf.function
-    def train_loop(iterator, num_steps: tf.Tensor, first_step: tf.Tensor):
-        losses = tf.TensorArray(tf.float32, size=tf.cast(num_steps, tf.int32))
-        traces = tf.TensorArray(tf.uint8, size=tf.cast(num_steps, tf.int32))
-        for i in tf.range(num_steps):
-            x, y = next(iterator)
-            out = train_step(x, y, first_step + i)
-            losses = losses.write(tf.cast(i, tf.int32), out[0] if trace else out)
-            if trace:
-                traces = traces.write(tf.cast(i, tf.int32), out[1])
-        return (losses.stack(), traces.stack()) if trace else losses.stack()
-
+    train_loop = outer_loop(lambda batch, step: train_step(*batch, step),
+                            (tf.float32, tf.uint8) if trace else (tf.float32,))
     train_loop.train_step = train_step  # for the op scan
     return train_loop
 
@@ -166,18 +156,52 @@ def make_distributed_train_loop(strategy: tf.distribute.Strategy, model: tf.Modu
         optimizer.apply(gradients, step)
         return share
 
+    def step(batch, step_number: tf.Tensor) -> tf.Tensor:
+        x, y = batch
+        counts = strategy.run(lambda labels: tf.cast(tf.shape(labels)[0], tf.float32), args=(y,))
+        global_count = strategy.reduce(tf.distribute.ReduceOp.SUM, counts, axis=None)
+        shares = strategy.run(replica_step, args=(x, y, step_number, global_count))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, shares, axis=None)
+
+    return outer_loop(step)
+
+
+def outer_loop(step, dtypes: tuple = (tf.float32,)):
+    """The outer `tf.function`: `num_steps` calls of `step(element, step number)` on an iterator's elements.
+
+    One Python call runs many train steps, so Python overhead does not dominate
+    small models. Each step's outputs (one tensor, or one per dtype) are stacked
+    over the steps: the per-step losses, and per-step fingerprints when tracing.
+    """
+
     @tf.function
-    def train_loop(iterator, num_steps: tf.Tensor, first_step: tf.Tensor) -> tf.Tensor:
-        losses = tf.TensorArray(tf.float32, size=tf.cast(num_steps, tf.int32))
+    def train_loop(iterator, num_steps: tf.Tensor, first_step: tf.Tensor):
+        arrays = tuple(tf.TensorArray(dtype, size=tf.cast(num_steps, tf.int32)) for dtype in dtypes)
         for i in tf.range(num_steps):
-            x, y = next(iterator)
-            counts = strategy.run(lambda labels: tf.cast(tf.shape(labels)[0], tf.float32), args=(y,))
-            global_count = strategy.reduce(tf.distribute.ReduceOp.SUM, counts, axis=None)
-            shares = strategy.run(replica_step, args=(x, y, first_step + i, global_count))
-            losses = losses.write(tf.cast(i, tf.int32), strategy.reduce(tf.distribute.ReduceOp.SUM, shares, axis=None))
-        return losses.stack()
+            outputs = step(next(iterator), first_step + i)
+            outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+            arrays = tuple(array.write(tf.cast(i, tf.int32), output)
+                           for array, output in zip(arrays, outputs, strict=True))
+        stacked = tuple(array.stack() for array in arrays)
+        return stacked if len(stacked) > 1 else stacked[0]
 
     return train_loop
+
+
+def run_loop(train_loop, iterator, total_steps: int, steps_per_loop: int):
+    """Calls the outer loop until `total_steps` steps ran.
+
+    Yields, per call: its first step, its step count, its outputs as NumPy, and
+    its seconds (the conversion to NumPy included: it waits for the work).
+    """
+    done = 0
+    while done < total_steps:
+        n = min(steps_per_loop, total_steps - done)
+        began = time.perf_counter()
+        outputs = train_loop(iterator, tf.constant(n, tf.int64), tf.constant(done, tf.int64))
+        outputs = tf.nest.map_structure(lambda tensor: tensor.numpy(), outputs)
+        yield done, n, outputs, time.perf_counter() - began
+        done += n
 
 
 def distribution_strategy(name: str) -> tf.distribute.Strategy | None:
@@ -246,22 +270,16 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, model
     setup_s = time.perf_counter() - start
 
     chunks, call_seconds, call_steps, trace_chunks = [], [], [], []
-    done = 0
-    while done < total_steps:
-        n = min(config.steps_per_loop, total_steps - done)
-        began = time.perf_counter()
-        chunk = train_loop(iterator, tf.constant(n, tf.int64), tf.constant(done, tf.int64))
+    for first, n, chunk, seconds in run_loop(train_loop, iterator, total_steps, config.steps_per_loop):
         if trace:
             chunk, traced = chunk
-            trace_chunks.append(traced.numpy())
-        chunk = chunk.numpy()
-        call_seconds.append(time.perf_counter() - began)
+            trace_chunks.append(traced)
+        call_seconds.append(seconds)
         call_steps.append(n)
         bad = np.flatnonzero(~np.isfinite(chunk))
         if bad.size:
-            raise TrialFailed("nan_loss", f"the training loss became {chunk[bad[0]]} at step {done + bad[0]}.")
+            raise TrialFailed("nan_loss", f"the training loss became {chunk[bad[0]]} at step {first + bad[0]}.")
         chunks.append(chunk)
-        done += n
     losses = np.concatenate(chunks)
     train_s = time.perf_counter() - start - setup_s
 
