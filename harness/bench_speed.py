@@ -12,7 +12,6 @@ machine's dense-matmul peak, measured in the same run. Writes OUTPUT_DIR/speed.j
 
 from __future__ import annotations
 
-import datetime
 import time
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from absl import flags
 from harness import cli, environment
 from harness.config import load_benchmark
 from harness.errors import UsageError
-from harness.records import write_json
+from harness.records import utc_timestamp, write_json
 from harness.seeds import SeedSet
 from harness.table import format_table
 
@@ -146,8 +145,8 @@ def main(argv: list[str]) -> int:
           f"{figures['model_flops_per_example']:,} training FLOPs/example")
     print(f"fixed in-process cost per trial (setup and tracing): {figures['fixed_trial_cost_s']:.2f} s; "
           f"the process's first trial: {figures['first_trial_fixed_cost_s']:.2f} s (TF runtime warm-up)")
-    record = {"schema": SPEED_SCHEMA, "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
-        timespec="seconds"), "examples": FLAGS.examples, "epochs": FLAGS.epochs, "environment": env, **figures}
+    record = {"schema": SPEED_SCHEMA, "created_at": utc_timestamp(), "examples": FLAGS.examples,
+              "epochs": FLAGS.epochs, "environment": env, **figures}
     write_json(Path(FLAGS.output_dir) / "speed.json", record)
     print(f"wrote {FLAGS.output_dir}/speed.json")
     return 0

@@ -16,7 +16,6 @@ OUTPUT_DIR/compare.json (`harness.compare/1`).
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import itertools
 import time
@@ -27,7 +26,7 @@ from absl import flags
 
 from harness import cli, environment, hyperparameters, robust, seed_flags, stats, trial_flags
 from harness.errors import UsageError
-from harness.records import canonical_json, write_json
+from harness.records import canonical_json, utc_timestamp, write_json
 from harness.table import format_table
 
 FLAGS = flags.FLAGS
@@ -82,20 +81,17 @@ def main(argv: list[str]) -> int:
     for label, fields, config in candidates:
         records = robust.run_seeds(config, FLAGS.seed, FLAGS.seeds, output_dir, replicas)
         values = robust.scores(records, metric)
-        ok = [v for v in values if v is not None]
-        distribution = stats.describe(ok)
-        if distribution:
-            distribution["mean_ci95"] = robust.mean_interval(ok)
         configs.append({"label": label, "fields": fields, "config": config.as_dict(),
-                        "study_id": records[0]["study_id"], "scores": values, "distribution": distribution})
+                        "study_id": records[0]["study_id"], "scores": values,
+                        "distribution": robust.describe_scores(values)})
     pairs = []
     for a, b in itertools.combinations(configs, 2):
         comparison = robust.paired_comparison(a["scores"], b["scores"], metric)
         pairs.append({"a": a["label"], "b": b["label"], **comparison,
                       "sentence": robust.verdict_sentence(a["label"], b["label"], comparison)})
     document = {"schema": COMPARE_SCHEMA,
-                "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                "benchmark": base.benchmark, "metric": metric, "higher_is_better": robust.higher_is_better(metric),
+                "created_at": utc_timestamp(),
+                "benchmark": base.benchmark, "metric": metric, "higher_is_better": stats.higher_is_better(metric),
                 "base_seed": FLAGS.seed, "n_seeds": FLAGS.seeds, "environment": environment.capture(),
                 "wall_s": time.perf_counter() - started, "configs": configs, "pairs": pairs}
     write_json(output_dir / COMPARE_FILE, document)
@@ -106,7 +102,7 @@ def main(argv: list[str]) -> int:
 
 def format_comparison(document: dict[str, Any]) -> str:
     metric = document["metric"]
-    fmt = lambda v: robust.format_score(v, metric)  # noqa: E731
+    fmt = lambda v: stats.format_score(v, metric)  # noqa: E731
     rows = []
     for entry in document["configs"]:
         d = entry["distribution"]

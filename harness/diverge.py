@@ -14,7 +14,6 @@ Writes OUTPUT_DIR/divergence.json (`harness.divergence/1`) and both traces.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import subprocess
@@ -27,7 +26,7 @@ from absl import flags
 from harness import cli, trial_flags
 from harness.divergence import compare, format_divergence, load_trace
 from harness.errors import UsageError
-from harness.records import write_json
+from harness.records import utc_timestamp, write_json
 
 DIVERGENCE_SCHEMA = "harness.divergence/1"
 FLAGS = flags.FLAGS
@@ -56,12 +55,6 @@ def write_trace(path: Path) -> None:
                                           "onednn": env["onednn_enabled"], "threads": env["threads"]})))
 
 
-
-
-
-
-
-
 def _run_side(side: str, argv: list[str], output_dir: Path, extra: list[str], env_vars: dict[str, str]) -> Path:
     path = output_dir / f"trace_{side}.npz"
     args = [sys.executable, "-m", "harness.diverge", f"--trace_to={path}", *extra, *argv]
@@ -76,8 +69,6 @@ def _trial_argv() -> list[str]:
     """The command line's trial flags, passed on to both runs (diverge's own flags stay here)."""
     own = ("--output_dir", "--traces", "--b_flip_bit", "--b_env", "--trace_to")
     return [a for a in sys.argv[1:] if not a.startswith(own)]
-
-
 
 
 def main(argv: list[str]) -> int:
@@ -112,7 +103,7 @@ def main(argv: list[str]) -> int:
     a, b = (load_trace(p) for p in paths)
     found = compare(a, b)
     record = {"schema": DIVERGENCE_SCHEMA,
-              "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "created_at": utc_timestamp(),
               "traces": [str(p) for p in paths], "run_b_differs_by": b_differs,
               "context": [json.loads(str(t["context"])) if "context" in t else None for t in (a, b)],
               "final_weights_equal": str(a.get("weights_sha256")) == str(b.get("weights_sha256")), **found}

@@ -173,7 +173,7 @@ def _determinism(common: Pairs, *_) -> list[Verdict]:
 def _accuracy(common: Pairs, baseline: dict[str, Any], _, thresholds: dict[str, float]) -> list[Verdict]:
     """Welch's one-sided test: is the candidate worse than the baseline by more than the tolerance?"""
     metric = baseline["primary_metric"]
-    higher_is_better = metric == "test_accuracy"
+    higher_is_better = stats.higher_is_better(metric)
     out = []
     for base, cand in common:
         b, c = base[metric], cand[metric]
@@ -281,7 +281,7 @@ def _dig(value: dict[str, Any], path: tuple[str, ...]) -> Any:
 
 
 def _metric_text(value: float, metric: str) -> str:
-    return f"{value * 100:.2f} pt" if metric == "test_accuracy" else f"{value:.4g}"
+    return f"{value * 100:.2f} pt" if stats.higher_is_better(metric) else f"{value:.4g}"
 
 
 def _change_text(worse_by: float, metric: str) -> str:
@@ -291,12 +291,12 @@ def _change_text(worse_by: float, metric: str) -> str:
 
 
 def _mean_text(described: dict[str, Any], metric: str) -> str:
-    scale = 100 if metric == "test_accuracy" else 1
+    scale = stats.display_scale(metric)
     return f"{described['mean'] * scale:.4g} ± {described['sd'] * scale:.2g} (n={described['n']})"
 
 
 def _sd_text(described: dict[str, Any], metric: str) -> str:
-    scale = 100 if metric == "test_accuracy" else 1
+    scale = stats.display_scale(metric)
     return f"SD {described['sd'] * scale:.3g} (n={described['n']})"
 
 

@@ -9,6 +9,7 @@ and knows which seeds the tuner already used.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ HEARTBEAT_S = 20
 GRACE_S = 60
 
 
+@functools.cache
 def import_optuna():
     try:
         import optuna

@@ -43,6 +43,11 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def utc_timestamp() -> str:
+    """When a record is made: UTC, to the second (every record's `created_at`)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
 def trial_key(config: TrialConfig, seeds: SeedSet, condition: str, repeat: int) -> str:
     """A stable name for a trial: the same config, seeds, condition and repeat give the same key."""
     identity = {"config": config.as_dict(), "seeds": seeds.as_dict(), "condition": condition,
@@ -57,7 +62,7 @@ def make_trial_record(*, config: TrialConfig, seeds: SeedSet, condition: str, re
         "schema": TRIAL_SCHEMA,
         "trial_key": trial_key(config, seeds, condition, repeat),
         "study_id": study_id,
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": utc_timestamp(),
         "benchmark": config.benchmark,
         "condition": condition,
         "repeat": repeat,

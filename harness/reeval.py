@@ -113,11 +113,9 @@ def base_seed_from_flags(found: dict[str, Any]) -> tuple[int, int]:
 def comparison_block(found: dict[str, Any], metric: str, values: list[float | None], base_seed: int,
                      reused: int) -> dict[str, Any]:
     ok = [v for v in values if v is not None]
-    distribution = stats.describe(ok)
-    if distribution:
-        distribution["mean_ci95"] = robust.mean_interval(ok)
+    distribution = robust.describe_scores(ok)
     block = {"source": found["source"], "hyperparameters": found["params"], "metric": metric,
-             "higher_is_better": robust.higher_is_better(metric), "tuned_score_is": found["tuned_score_is"],
+             "higher_is_better": stats.higher_is_better(metric), "tuned_score_is": found["tuned_score_is"],
              "base_seed": base_seed, "tuning_seeds_reused": reused, "n_seeds": len(values),
              "n_failed": len(values) - len(ok), "distribution": distribution,
              **robust.against_tuned_score(ok, found["tuned_score"], metric)}
@@ -129,8 +127,8 @@ def comparison_findings(block: dict[str, Any]) -> list[str]:
     metric, d = block["metric"], block["distribution"]
     if not d:
         return [f"No re-evaluation run gave a {metric} ({block['n_failed']} failed)."]
-    fmt = lambda v: robust.format_score(v, metric)  # noqa: E731
-    amount = lambda v: robust.format_amount(v, metric)  # noqa: E731
+    fmt = lambda v: stats.format_score(v, metric)  # noqa: E731
+    amount = lambda v: stats.format_amount(v, metric)  # noqa: E731
     ci = d["mean_ci95"]
     sd_ci = d["sd_ci95"]
     spread = f"SD {amount(d['sd'])}" + (f" (95% CI {fmt(sd_ci[0])} to {fmt(sd_ci[1])})" if sd_ci else "")
@@ -167,10 +165,10 @@ def main(argv: list[str]) -> int:
     found = hyperparameters_from_flags()
     config = hyperparameters.apply(found["base"], found["params"])
     metric = seed_flags.metric_from_flags(config, found.get("metric", "validation_accuracy"))
-    if "maximize" in found and found["maximize"] != robust.higher_is_better(metric):
+    if "maximize" in found and found["maximize"] != stats.higher_is_better(metric):
         direction = "maximizes" if found["maximize"] else "minimizes"
         raise UsageError(f"the Optuna study {direction} its objective but {metric} is "
-                         f"{'higher' if robust.higher_is_better(metric) else 'lower'}-is-better; "
+                         f"{'higher' if stats.higher_is_better(metric) else 'lower'}-is-better; "
                          "pass the --metric the study optimized")
     base_seed, reused = base_seed_from_flags(found)
     study_id = robust.seeds_study_id(config, base_seed)

@@ -21,7 +21,7 @@ matplotlib.use("Agg")  # Files only: no display on CI or in containers.
 import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 from absl import flags  # noqa: E402
 
-from harness import cli  # noqa: E402
+from harness import cli, stats  # noqa: E402
 from harness.errors import UsageError  # noqa: E402
 from harness.records import TRIALS_FILE, read_records  # noqa: E402
 from harness.summary import format_summary, load_summary  # noqa: E402
@@ -61,7 +61,7 @@ def build_report(input_dir: Path, output_dir: Path) -> list[Path]:
 
 def _metric_scale(summary: dict[str, Any]) -> tuple[str, float]:
     metric = summary["primary_metric"]
-    return metric, 100.0 if metric == "test_accuracy" else 1.0
+    return metric, stats.display_scale(metric)
 
 
 def _label(summary: dict[str, Any]) -> str:

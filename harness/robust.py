@@ -29,16 +29,12 @@ from harness.config import TrialConfig
 from harness.errors import UsageError
 from harness.records import canonical_json
 from harness.seeds import SeedSet
-from harness.stats import CONFIDENCE
+from harness.stats import CONFIDENCE, describe, higher_is_better, sample_sd
 
 METRICS = ("validation_accuracy", "validation_loss", "test_accuracy", "test_loss")
 # Bouthillier et al. 2021: A's improvement is meaningful when P(A beats B) exceeds this,
 # and significant when the interval of P excludes 0.5.
 MEANINGFUL_PROBABILITY = 0.75
-
-
-def higher_is_better(metric: str) -> bool:
-    return metric.endswith("accuracy")
 
 
 def check_metric(metric: str, config: TrialConfig) -> None:
@@ -75,13 +71,27 @@ def scores(records: Sequence[dict[str, Any]], metric: str) -> list[float | None]
     return [r["metrics"].get(metric) if r["status"]["code"] == "ok" else None for r in records]
 
 
+def _t_margin(data: np.ndarray, quantile: float) -> float:
+    """Student-t quantile times the standard error of the mean (n >= 2)."""
+    return scipy_stats.t.ppf(quantile, data.size - 1) * sample_sd(data) / math.sqrt(data.size)
+
+
 def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> list[float] | None:
     """Student-t interval of the mean; None for fewer than two values."""
     data = np.asarray(values, dtype=np.float64)
     if data.size < 2:
         return None
-    half = scipy_stats.t.ppf(0.5 + confidence / 2, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size)
+    half = _t_margin(data, 0.5 + confidence / 2)
     return [float(data.mean() - half), float(data.mean() + half)]
+
+
+def describe_scores(values: Sequence[float | None]) -> dict[str, Any] | None:
+    """`stats.describe` of the scores that exist, with the t interval of their mean."""
+    ok = [v for v in values if v is not None]
+    described = describe(ok)
+    if described:
+        described["mean_ci95"] = mean_interval(ok)
+    return described
 
 
 def pessimistic_bound(values: Sequence[float], metric: str, confidence: float) -> float:
@@ -92,7 +102,7 @@ def pessimistic_bound(values: Sequence[float], metric: str, confidence: float) -
     data = np.asarray(values, dtype=np.float64)
     if data.size < 2:
         return float(data.mean())
-    margin = scipy_stats.t.ppf(confidence, data.size - 1) * data.std(ddof=1) / math.sqrt(data.size)
+    margin = _t_margin(data, confidence)
     return float(data.mean() - margin if higher_is_better(metric) else data.mean() + margin)
 
 
@@ -148,7 +158,7 @@ def paired_comparison(a: Sequence[float | None], b: Sequence[float | None], metr
     else:
         interval = [0.5, 0.5]
     raw = np.array([x - y for x, y in pairs])
-    mean_ci = mean_interval(raw, confidence) if np.any(raw != raw[0]) else [float(raw[0])] * 2
+    mean_ci = mean_interval(raw, confidence)
     detected = interval[0] > 0.5 or interval[1] < 0.5
     return {"n_pairs": n, "wins": wins, "ties": ties, "losses": decided - wins,
             "p_a_beats_b": float(probability), "p_ci95": [float(v) for v in interval],
@@ -178,13 +188,3 @@ def verdict_sentence(name_a: str, name_b: str, comparison: dict[str, Any]) -> st
     return f"{head}: {name_a} is reliably better than {name_b}."
 
 
-def format_score(value: float | None, metric: str) -> str:
-    """Accuracy in percent points, loss as is."""
-    if value is None:
-        return "-"
-    return f"{value * 100:.2f}" if higher_is_better(metric) else f"{value:.4g}"
-
-
-def format_amount(value: float, metric: str) -> str:
-    """A difference or spread: "1.25 points" of accuracy, or a loss difference as is."""
-    return f"{value * 100:.2f} points" if higher_is_better(metric) else f"{value:.4g}"

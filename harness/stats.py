@@ -19,6 +19,28 @@ BOOTSTRAP_SEED = 0
 BOOTSTRAP_RESAMPLES = 2000
 
 
+def higher_is_better(metric: str) -> bool:
+    """Accuracy metrics grow as results improve; losses shrink."""
+    return metric.endswith("accuracy")
+
+
+def display_scale(metric: str) -> float:
+    """The factor a metric is shown with: accuracy in percent points, a loss as it is."""
+    return 100.0 if higher_is_better(metric) else 1.0
+
+
+def format_score(value: float | None, metric: str) -> str:
+    """A score as people read it: accuracy in percent points, a loss as it is."""
+    if value is None:
+        return "-"
+    return f"{value * 100:.2f}" if higher_is_better(metric) else f"{value:.4g}"
+
+
+def format_amount(value: float, metric: str) -> str:
+    """A difference or spread: "1.25 points" of accuracy, or a loss difference as is."""
+    return f"{value * 100:.2f} points" if higher_is_better(metric) else f"{value:.4g}"
+
+
 def sd_interval(sd: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
     """Chi-square interval of a standard deviation from n normal samples; None for n < 2."""
     if n < 2:
@@ -30,13 +52,20 @@ def sd_interval(sd: float, n: int, confidence: float = CONFIDENCE) -> tuple[floa
     return low, high
 
 
+def sample_sd(data: np.ndarray) -> float:
+    """The sample SD (n - 1); 0 for one value.
+
+    Identical values have an SD of exactly 0; numpy's two-pass formula can leave ~1e-16.
+    """
+    return float(data.std(ddof=1)) if data.size > 1 and data.max() > data.min() else 0.0
+
+
 def describe(values: Sequence[float]) -> dict[str, Any] | None:
     """n, mean, sample SD with its 95% interval, min, max and range; None without values."""
     data = np.asarray([v for v in values if v is not None], dtype=np.float64)
     if data.size == 0:
         return None
-    # Identical values have an SD of exactly 0; numpy's two-pass formula can leave ~1e-16.
-    sd = float(data.std(ddof=1)) if data.size > 1 and data.max() > data.min() else 0.0
+    sd = sample_sd(data)
     interval = sd_interval(sd, int(data.size))
     return {"n": int(data.size), "mean": float(data.mean()), "sd": sd,
             "sd_ci95": list(interval) if interval else None,

@@ -8,7 +8,6 @@ the old summary or the new one, never half of one.
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import os
 from collections import Counter
@@ -20,7 +19,7 @@ import numpy as np
 from harness import stats
 from harness.conditions import Condition, condition
 from harness.errors import UsageError
-from harness.records import TRIAL_SCHEMA, TRIALS_FILE, read_records, schema_errors, write_json
+from harness.records import TRIAL_SCHEMA, TRIALS_FILE, read_records, schema_errors, utc_timestamp, write_json
 from harness.table import format_table
 
 SUMMARY_SCHEMA = "harness.summary/1"  # Its JSON Schema: harness/schema/summary.schema.json.
@@ -42,7 +41,7 @@ def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dic
     summary = {
         "schema": SUMMARY_SCHEMA,
         "study_id": study_id,
-        "created_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created_at": utc_timestamp(),
         "benchmark": base_config["benchmark"],
         "config": base_config,
         "base_seeds": base_seeds,
@@ -201,7 +200,7 @@ def findings(summary: dict[str, Any]) -> list[str]:
         ranked = sorted(sources, key=lambda r: -r["sd_share_of_all"])
         top = ", ".join(f"{r['name']} {r['sd_share_of_all']:.0%}" for r in ranked[:4])
         unit = "points" if metric == "test_accuracy" else "(loss)"
-        scale = 100 if metric == "test_accuracy" else 1
+        scale = stats.display_scale(metric)
         said.append(f"Across runs with every seed varied, {metric} has SD {all_sd * scale:.3g} {unit}; "
                     f"each source alone gives this share of it: {top}.")
     kernels = rows.get("kernels")
@@ -248,7 +247,7 @@ def _overhead_sentence(ratio: dict[str, Any] | None) -> str:
 def format_summary(summary: dict[str, Any]) -> str:
     """The terminal table: a row per condition, then the findings."""
     metric = summary["primary_metric"]
-    scale, label = (100.0, "acc %") if metric == "test_accuracy" else (1.0, "test loss")
+    scale, label = stats.display_scale(metric), "acc %" if metric == "test_accuracy" else "test loss"
     rows = []
     for row in summary["conditions"]:
         described = row[metric]

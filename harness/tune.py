@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from absl import flags, logging
 
-from harness import cli, hyperparameters, optuna_storage, robust, seed_flags, trial_flags
+from harness import cli, hyperparameters, optuna_storage, robust, seed_flags, stats, trial_flags
 from harness.errors import UsageError
 from harness.records import write_json
 from harness.seeds import derive_seed
@@ -59,7 +59,7 @@ def open_study(storage_url: str, name: str, settings: dict[str, Any]):
     """Creates the study, or resumes it when its stored settings match these."""
     optuna = optuna_storage.import_optuna()
     storage = optuna_storage.open_storage(storage_url, create=True)
-    direction = "maximize" if robust.higher_is_better(settings["metric"]) else "minimize"
+    direction = "maximize" if stats.higher_is_better(settings["metric"]) else "minimize"
     study = optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True)
     stored = optuna_storage.harness_settings(study)
     if stored is None and study.trials:
@@ -105,10 +105,10 @@ def make_objective(base, settings: dict[str, Any], space, output_dir: Path, repl
 
 def results_table(study, metric: str, top: int = 10) -> str:
     """The best candidates so far: hyperparameters, objective, mean and SD over their seeds."""
-    best_first = robust.higher_is_better(metric)
+    best_first = stats.higher_is_better(metric)
     ordered = sorted(optuna_storage.completed(study), key=lambda t: t.value, reverse=best_first)[:top]
     names = list(dict.fromkeys(name for t in ordered for name in t.params))
-    fmt = lambda v: robust.format_score(v, metric)  # noqa: E731
+    fmt = lambda v: stats.format_score(v, metric)  # noqa: E731
     rows = [[t.number, *[t.params.get(n) for n in names], fmt(t.value), fmt(t.user_attrs.get("mean")),
              fmt(t.user_attrs.get("sd")) if t.user_attrs.get("sd") is not None else "-"] for t in ordered]
     return format_table(["trial", *names, "objective", "mean", "SD"], rows)
@@ -133,10 +133,10 @@ def main(argv: list[str]) -> int:
         logging.info("study %s: %d candidate(s) finished, running %d more", name, done, remaining)
 
         def progress(study, trial) -> None:
-            value = "failed" if trial.value is None else robust.format_score(trial.value, metric)
+            value = "failed" if trial.value is None else stats.format_score(trial.value, metric)
             logging.info("[candidate %d] %s: objective %s; best so far %s", trial.number,
                          hyperparameters.describe(trial.params), value,
-                         robust.format_score(study.best_value, metric) if optuna_storage.completed(study) else "-")
+                         stats.format_score(study.best_value, metric) if optuna_storage.completed(study) else "-")
 
         study.optimize(make_objective(base, settings, space, output_dir, replicas), n_trials=remaining,
                        callbacks=[progress])
@@ -152,7 +152,7 @@ def main(argv: list[str]) -> int:
           f"objective: the {objective} of {metric}")
     print(results_table(study, metric))
     print(f"\nBest: trial {best.number} ({hyperparameters.describe(best.params)}), objective "
-          f"{robust.format_score(best.value, metric)}.")
+          f"{stats.format_score(best.value, metric)}.")
     print(f"Ran {remaining} candidate(s) now in {time.perf_counter() - started:.0f}s; records in {output_dir}/"
           f"trials.jsonl, study in {storage_url}")
     print(f"Its hyperparameters are in {best_file}. Re-evaluate it on fresh seeds:\n"

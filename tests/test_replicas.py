@@ -1,6 +1,7 @@
 """Vectorized replicas: K trials in one graph, each its own trial, reproducible when rerun vectorized."""
 
 import pytest
+from conftest import SMALL
 from scipy import stats as scipy_stats
 
 from harness import conditions, environment, study
@@ -8,9 +9,6 @@ from harness.config import load_benchmark
 from harness.records import make_trial_record, read_records, schema_errors
 from harness.replicas import run_replicas
 from harness.seeds import SeedSet
-
-SMALL = dict(epochs=2, max_train_examples=400, validation_fraction=0.2, augment=True, dropout_rate=0.5,
-             steps_per_loop=5)
 
 
 def test_four_replicas_are_distinct_trials_and_rerun_bit_for_bit():
