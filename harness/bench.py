@@ -11,7 +11,6 @@ same directory skips trials already recorded, so a killed study resumes.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 
@@ -19,7 +18,7 @@ from absl import flags
 
 from harness import cli, conditions, determinism, environment, scan, study, trial_flags
 from harness.errors import UsageError
-from harness.records import STUDY_FILE, STUDY_SCHEMA, canonical_json, write_json
+from harness.records import STUDY_FILE, STUDY_SCHEMA, content_id, write_json
 from harness.storage import StudyDir, shard_dir_name
 from harness.summary import SUMMARY_FILE, format_summary, summarize_study, write_summary
 
@@ -79,9 +78,8 @@ def main(argv: list[str]) -> int:
     study_dir = StudyDir(location)
     # The study is its base config and seeds: adding conditions or repeats later
     # extends the same study, and its records are reused.
-    study_id = hashlib.sha256(canonical_json(
-        {"config": base.replace(determinism=True).as_dict(), "base_seed": FLAGS.seed,
-         "seeds": seeds.as_dict()}).encode()).hexdigest()[:12]
+    study_id = content_id({"config": base.replace(determinism=True).as_dict(), "base_seed": FLAGS.seed,
+                           "seeds": seeds.as_dict()})
     started = time.perf_counter()
     planned = study.plan(base, FLAGS.seed, seeds, chosen, FLAGS.repeats, study_id,
                          study.parse_replicas(FLAGS.replicas))

@@ -16,7 +16,6 @@ OUTPUT_DIR/compare.json (`harness.compare/1`).
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ from absl import flags
 
 from harness import cli, environment, hyperparameters, robust, seed_flags, stats, trial_flags
 from harness.errors import UsageError
-from harness.records import canonical_json, utc_timestamp, write_json
+from harness.records import content_id, utc_timestamp, write_json
 from harness.table import format_table
 
 FLAGS = flags.FLAGS
@@ -67,13 +66,13 @@ def configs_from_flags() -> list[tuple[str, dict[str, Any]]]:
 def main(argv: list[str]) -> int:
     del argv
     base = trial_flags.config_from_flags()
-    candidates = [(label, fields, hyperparameters.apply(base, fields)) for label, fields in configs_from_flags()]
+    candidates = [(label, fields, base.replace(**fields)) for label, fields in configs_from_flags()]
     metric = seed_flags.metric_from_flags(base)
     for _, _, config in candidates:
         robust.check_metric(metric, config)
     # A directory per comparison (its configurations and seeds), so one never overwrites another's verdicts.
     identity = [[label, config.as_dict()] for label, _, config in candidates] + [FLAGS.seed, FLAGS.seeds]
-    comparison_id = hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:12]
+    comparison_id = content_id(identity)
     output_dir = Path(FLAGS.output_dir or f"results/compare/{base.benchmark}/{comparison_id}")
     replicas = seed_flags.replicas_from_flags()
     started = time.perf_counter()

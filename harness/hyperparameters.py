@@ -73,11 +73,6 @@ def _typed(name: str, text: str, default: Any, source: str) -> Any:
                          f"got {text!r}") from None
 
 
-def apply(config: TrialConfig, params: dict[str, Any]) -> TrialConfig:
-    """The config with these hyperparameters; the config's own checks give the sentence on bad values."""
-    return config.replace(**params)
-
-
 def params_from_json(path: str) -> tuple[dict[str, Any], float | None]:
     """(hyperparameters, tuned score or None) from a JSON file.
 
@@ -171,4 +166,4 @@ def check_space(dimensions: list[Dimension], base: TrialConfig) -> None:
     for dimension in dimensions:
         values = dimension.choices or (dimension.low, dimension.high)
         for value in values:
-            apply(base, {dimension.name: TUNABLE[dimension.name](value)})
+            base.replace(**{dimension.name: TUNABLE[dimension.name](value)})  # The config's checks say why.

@@ -43,6 +43,11 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
+def content_id(identity: Any, length: int = 12) -> str:
+    """A short name derived from what something is: the same identity always gives the same id."""
+    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:length]
+
+
 def utc_timestamp() -> str:
     """When a record is made: UTC, to the second (every record's `created_at`)."""
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
@@ -52,7 +57,7 @@ def trial_key(config: TrialConfig, seeds: SeedSet, condition: str, repeat: int) 
     """A stable name for a trial: the same config, seeds, condition and repeat give the same key."""
     identity = {"config": config.as_dict(), "seeds": seeds.as_dict(), "condition": condition,
                 "repeat": repeat}
-    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:20]
+    return content_id(identity, length=20)
 
 
 def make_trial_record(*, config: TrialConfig, seeds: SeedSet, condition: str, repeat: int,

@@ -113,7 +113,7 @@ def base_seed_from_flags(found: dict[str, Any]) -> tuple[int, int]:
 def comparison_block(found: dict[str, Any], metric: str, values: list[float | None], base_seed: int,
                      reused: int) -> dict[str, Any]:
     ok = [v for v in values if v is not None]
-    distribution = robust.describe_scores(ok)
+    distribution = robust.describe_scores(values)
     block = {"source": found["source"], "hyperparameters": found["params"], "metric": metric,
              "higher_is_better": stats.higher_is_better(metric), "tuned_score_is": found["tuned_score_is"],
              "base_seed": base_seed, "tuning_seeds_reused": reused, "n_seeds": len(values),
@@ -163,7 +163,7 @@ def comparison_findings(block: dict[str, Any]) -> list[str]:
 def main(argv: list[str]) -> int:
     del argv
     found = hyperparameters_from_flags()
-    config = hyperparameters.apply(found["base"], found["params"])
+    config = found["base"].replace(**found["params"])
     metric = seed_flags.metric_from_flags(config, found.get("metric", "validation_accuracy"))
     if "maximize" in found and found["maximize"] != stats.higher_is_better(metric):
         direction = "maximizes" if found["maximize"] else "minimizes"

@@ -15,7 +15,6 @@ The library behind `harness.reeval`, `harness.compare_configs` and `harness.tune
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,7 @@ from scipy import stats as scipy_stats
 from harness import conditions, study
 from harness.config import TrialConfig
 from harness.errors import UsageError
-from harness.records import canonical_json
+from harness.records import content_id
 from harness.seeds import SeedSet
 from harness.stats import CONFIDENCE, describe, higher_is_better, sample_sd
 
@@ -48,7 +47,7 @@ def check_metric(metric: str, config: TrialConfig) -> None:
 def seeds_study_id(config: TrialConfig, base_seed: int) -> str:
     """One id per (config, base seed): the same config re-run later extends the same records."""
     identity = {"config": config.replace(replicas=1).as_dict(), "base_seed": base_seed, "condition": "all"}
-    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:12]
+    return content_id(identity)
 
 
 def run_seeds(config: TrialConfig, base_seed: int, n: int, output_dir: Path,
@@ -127,7 +126,7 @@ def against_tuned_score(values: Sequence[float], tuned: float | None, metric: st
     if interval:
         drops = sorted(sign * (tuned - bound) for bound in interval)
         result["expected_drop_ci95"] = [float(d) for d in drops]
-    sd = float(data.std(ddof=1)) if data.size > 1 else 0.0
+    sd = sample_sd(data)
     result["tuned_z"] = float(sign * (tuned - data.mean()) / sd) if sd > 0 else None
     return result
 

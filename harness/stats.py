@@ -52,11 +52,12 @@ def sd_interval(sd: float, n: int, confidence: float = CONFIDENCE) -> tuple[floa
     return low, high
 
 
-def sample_sd(data: np.ndarray) -> float:
+def sample_sd(values: Sequence[float] | np.ndarray) -> float:
     """The sample SD (n - 1); 0 for one value.
 
     Identical values have an SD of exactly 0; numpy's two-pass formula can leave ~1e-16.
     """
+    data = np.asarray(values, dtype=np.float64)
     return float(data.std(ddof=1)) if data.size > 1 and data.max() > data.min() else 0.0
 
 

@@ -199,7 +199,7 @@ def findings(summary: dict[str, Any]) -> list[str]:
         all_sd = rows["all"][metric]["sd"]
         ranked = sorted(sources, key=lambda r: -r["sd_share_of_all"])
         top = ", ".join(f"{r['name']} {r['sd_share_of_all']:.0%}" for r in ranked[:4])
-        unit = "points" if metric == "test_accuracy" else "(loss)"
+        unit = "points" if stats.higher_is_better(metric) else "(loss)"
         scale = stats.display_scale(metric)
         said.append(f"Across runs with every seed varied, {metric} has SD {all_sd * scale:.3g} {unit}; "
                     f"each source alone gives this share of it: {top}.")
@@ -247,7 +247,7 @@ def _overhead_sentence(ratio: dict[str, Any] | None) -> str:
 def format_summary(summary: dict[str, Any]) -> str:
     """The terminal table: a row per condition, then the findings."""
     metric = summary["primary_metric"]
-    scale, label = stats.display_scale(metric), "acc %" if metric == "test_accuracy" else "test loss"
+    scale, label = stats.display_scale(metric), "acc %" if stats.higher_is_better(metric) else "test loss"
     rows = []
     for row in summary["conditions"]:
         described = row[metric]

@@ -81,7 +81,7 @@ def make_objective(base, settings: dict[str, Any], space, output_dir: Path, repl
 
     def objective(trial) -> float:
         params = {d.name: d.suggest(trial) for d in space}
-        config = hyperparameters.apply(base, params)
+        config = base.replace(**params)
         records = robust.run_seeds(config, settings["base_seed"], k, output_dir, replicas)
         values = robust.scores(records, metric)
         trial.set_user_attr("study_id", records[0]["study_id"])
@@ -95,7 +95,7 @@ def make_objective(base, settings: dict[str, Any], space, output_dir: Path, repl
             return float("nan")
         mean = float(np.mean(values))
         trial.set_user_attr("mean", mean)
-        trial.set_user_attr("sd", float(np.std(values, ddof=1)) if k > 1 else None)
+        trial.set_user_attr("sd", stats.sample_sd(values) if k > 1 else None)
         if settings["objective"] == "lcb":
             return robust.pessimistic_bound(values, metric, settings["lcb_confidence"])
         return mean
