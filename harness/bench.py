@@ -2,6 +2,7 @@
 
     python -m harness.bench --benchmark=digits_mlp --conditions=control,kernels,init,all \\
         --repeats=10 --output_dir=results/digits_mlp
+    python -m harness.bench --model=my_model.py:create_model --data=npz:my_data.npz --epochs=20
 
 For each condition, N trials that vary exactly what the condition names
 (`harness/conditions.py`). Every trial is appended to OUTPUT_DIR/trials.jsonl
@@ -12,23 +13,21 @@ same directory skips trials already recorded, so a killed study resumes.
 from __future__ import annotations
 
 import os
-import time
 
 from absl import flags
 
-from harness import cli, conditions, determinism, environment, scan, study, trial_flags
+from harness import api, cli, conditions, scan, study_runner, trial_flags
 from harness.errors import UsageError
-from harness.records import STUDY_FILE, STUDY_SCHEMA, content_id, write_json
-from harness.storage import StudyDir, shard_dir_name
-from harness.summary import SUMMARY_FILE, format_summary, summarize_study, write_summary
+from harness.summary import format_summary
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("conditions", ",".join(conditions.DEFAULT_CONDITIONS),
+flags.DEFINE_string("conditions", None,
                     "Comma-separated conditions: control, kernels, init, shuffle, dropout, augment, split, "
-                    "all, bit, env:threads=N, env:onednn=0|1, env:xla=0|1.")
+                    "all, bit, env:threads=N, env:onednn=0|1, env:xla=0|1. Default: all of them, less augment "
+                    "without --augment and split without a validation share.")
 flags.DEFINE_integer("repeats", 10, "Trials per condition.", lower_bound=1)
 flags.DEFINE_string("output_dir", None, "Where records go (default: results/BENCHMARK).")
-flags.DEFINE_enum("isolation", "inprocess", list(study.ISOLATIONS),
+flags.DEFINE_enum("isolation", "inprocess", list(study_runner.ISOLATIONS),
                   "inprocess: trials share this process (results match fresh processes); "
                   "process: a fresh process per trial.")
 flags.DEFINE_integer("workers", 1, "Worker processes running trials in parallel.", lower_bound=1)
@@ -66,39 +65,17 @@ def main(argv: list[str]) -> int:
                          "or --conditions=kernels (off) instead of --determinism")
     base = trial_flags.config_from_flags()
     seeds = trial_flags.seeds_from_flags()
-    # Before any op runs: trials with these thread pools can then share this process.
-    determinism.set_thread_pools(base.intra_op_threads, base.inter_op_threads)
-    chosen = conditions.parse_conditions(FLAGS.conditions)
+    chosen = (conditions.parse_conditions(FLAGS.conditions) if FLAGS.conditions is not None
+              else conditions.default_conditions(base))
     shard_index, num_shards = shard_from_flags()
     scan.warn_at_study_start(base)
-    location = (FLAGS.output_dir or f"results/{base.benchmark}").rstrip("/")
-    if num_shards > 1:
-        # Every shard writes its own records; `harness.merge` builds the study's summary.
-        location = f"{location}/{shard_dir_name(shard_index, num_shards)}"
-    study_dir = StudyDir(location)
-    # The study is its base config and seeds: adding conditions or repeats later
-    # extends the same study, and its records are reused.
-    study_id = content_id({"config": base.replace(determinism=True).as_dict(), "base_seed": FLAGS.seed,
-                           "seeds": seeds.as_dict()})
-    started = time.perf_counter()
-    planned = study.plan(base, FLAGS.seed, seeds, chosen, FLAGS.repeats, study_id,
-                         study.parse_replicas(FLAGS.replicas))
-    specs = study.shard(planned, shard_index, num_shards)
-    manifest = {"schema": STUDY_SCHEMA, "study_id": study_id, "benchmark": base.benchmark,
-                "base_config": base.as_dict(), "base_seed": FLAGS.seed, "base_seeds": seeds.as_dict(),
-                "conditions": [c.name for c in chosen], "repeats": FLAGS.repeats, "shard_index": shard_index,
-                "num_shards": num_shards, "trials_planned": len(planned), "trials_in_shard": len(specs)}
-    write_json(study_dir.local / STUDY_FILE, manifest)
-    ran = study.execute(specs, study_dir.local, isolation=FLAGS.isolation, workers=FLAGS.workers,
-                        after_each=study_dir.push)
-    wall_s = time.perf_counter() - started
-    summary = summarize_study(manifest, study.study_records(specs, study_dir.local), environment.capture(), wall_s)
-    write_summary(study_dir.local / SUMMARY_FILE, summary)
-    study_dir.push(with_curves=True)
-    print(format_summary(summary))
+    run = api.run_study(base, FLAGS.seed, seeds, chosen, FLAGS.repeats, FLAGS.output_dir or f"results/{base.benchmark}",
+                        replicas=study_runner.parse_replicas(FLAGS.replicas), isolation=FLAGS.isolation,
+                        workers=FLAGS.workers, shard_index=shard_index, num_shards=num_shards)
+    print(format_summary(run.summary))
     shard_note = f" (shard {shard_index} of {num_shards}: merge with harness.merge)" if num_shards > 1 else ""
-    print(f"\n{ran} trial(s) ran now in {wall_s:.0f}s, {len(specs) - ran} already recorded; "
-          f"records in {study_dir}/ (trials.jsonl, summary.json, tb/){shard_note}")
+    print(f"\n{run.ran} trial(s) ran now in {run.wall_s:.0f}s, {run.trials_in_shard - run.ran} already recorded; "
+          f"records in {run.directory}/ (trials.jsonl, summary.json, tb/){shard_note}")
     return 0
 
 

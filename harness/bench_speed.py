@@ -2,16 +2,23 @@
 
 The original question's workload (MNIST-shaped synthetic data, Dense128-relu,
 Dropout(0.8), Dense10, Adam, batch 32), measured in one run:
-- Keras `model.fit` with the same model, seeded, with op determinism: what users would otherwise run;
-- the harness loop with op determinism on and off;
+- Keras `model.fit` of the model in `examples/mnist_mlp.py` (a user's file), seeded, with op
+  determinism: what users would otherwise run;
+- the harness loop on that same user model (`--model=examples/mnist_mlp.py:create_model`);
+- the harness loop on the built-in MLP with op determinism on and off;
 - vectorized replicas (K trials in one graph) for each --replicas value;
 each as steady-state examples/s (the first epoch or loop call, which traces, is
 excluded; the median of the rest), its ratio to Keras, and its share of this
-machine's dense-matmul peak, measured in the same run. Writes OUTPUT_DIR/speed.json.
+machine's dense-matmul peak, measured in the same run. Then the memory one
+trial adds to a process (peak RSS, in a fresh process each), for the built-in
+MLP and the user model. Writes OUTPUT_DIR/speed.json.
 """
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +27,7 @@ import numpy as np
 from absl import flags
 
 from harness import cli, environment
-from harness.config import load_benchmark
+from harness.config import TrialConfig, load_benchmark
 from harness.errors import UsageError
 from harness.records import utc_timestamp, write_json
 from harness.seeds import SeedSet
@@ -32,7 +39,11 @@ flags.DEFINE_integer("examples", 16384, "Training examples per epoch (of the 60,
 flags.DEFINE_integer("epochs", 3, "Epochs per measurement; the first is warm-up.", lower_bound=2)
 flags.DEFINE_list("replicas", ["4", "16"], "Vectorized replica counts to measure.")
 flags.DEFINE_string("output_dir", "results/speed", "Where speed.json goes.")
+flags.DEFINE_enum("memory_probe", None, ["builtin", "user"], "Internal: run one trial of this model in this process "
+                  "and print the memory it added.")
 
+# The user's model of the comparison: the examples' MLP, as a user's file.
+USER_MODEL = "examples/mnist_mlp.py:create_model"
 
 def model_flops_per_example(inputs: int = 784, hidden: int = 128, outputs: int = 10) -> int:
     """Training FLOPs per example of the MLP: forward matmuls x3 (forward, and backward for weights and inputs)."""
@@ -64,17 +75,15 @@ def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
 
 
 def keras_fit_examples_per_s(x: np.ndarray, y: np.ndarray, epochs: int) -> float:
-    """Keras `fit` of the same model, seeded, with op determinism: the median epoch after the first."""
+    """Keras `fit` of the examples' MLP, seeded, with op determinism: the median epoch after the first."""
     import keras
     import tensorflow as tf
 
+    from harness import user_code
+
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()
-    model = keras.Sequential([keras.Input(x.shape[1:]), keras.layers.Flatten(),
-                              keras.layers.Dense(128, activation="relu"), keras.layers.Dropout(0.8),
-                              keras.layers.Dense(10)])
-    model.compile(optimizer=keras.optimizers.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = user_code.resolve_function(USER_MODEL, "model")()
     seconds: list[float] = []
 
     class EpochTimer(keras.callbacks.Callback):
@@ -97,11 +106,13 @@ def measure(examples: int, epochs: int, replica_counts: list[int]) -> dict[str, 
     peak = matmul_peak_flops()
     flops = model_flops_per_example()
     data = load_dataset("synthetic")
-    rows = [{"name": "keras model.fit (determinism on)",
+    rows = [{"name": f"keras model.fit of {USER_MODEL} (determinism on)",
              "examples_per_s": keras_fit_examples_per_s(data.train_x[:examples], data.train_y[:examples], epochs)}]
     # At least a few loop calls per epoch, so the steady state (every call after the first) has samples.
     steps_per_loop = max(1, min(128, examples // 32 // 4))
     base = load_benchmark("synthetic_mlp", epochs=epochs, max_train_examples=examples, steps_per_loop=steps_per_loop)
+    user = run_trial(_user_config(base), SeedSet.from_base(0))
+    rows.append({"name": f"harness loop on --model={USER_MODEL}", "examples_per_s": user.timing["examples_per_s"]})
     # In-process fixed cost of a trial: data split, model, pipeline, and the first (tracing) call
     # less its steps' steady time. The process's first trial also warms up TF's runtime.
     fixed = [_fixed_cost(run_trial(base, SeedSet.from_base(i)).timing, base.steps_per_loop) for i in range(3)]
@@ -122,6 +133,56 @@ def measure(examples: int, epochs: int, replica_counts: list[int]) -> dict[str, 
             "first_trial_fixed_cost_s": fixed[0], "fixed_trial_cost_s": float(np.median(fixed[1:]))}
 
 
+def _user_config(base: TrialConfig) -> TrialConfig:
+    """The built-in MLP's study settings with the user's model in its place."""
+    return base.replace(model=USER_MODEL, learning_rate=None)
+
+
+def memory_of_one_trial(which: str, examples: int, epochs: int) -> dict[str, float]:
+    """Peak RSS one trial adds to a process that has TF, Keras and the data loaded and has run one
+    trial of the model already (MiB)."""
+    import keras  # noqa: F401  Imported first for both models: the trial's own cost is what is compared.
+
+    from harness.datasets import load_dataset
+    from harness.train import run_trial
+
+    load_dataset("synthetic")
+    base = load_benchmark("synthetic_mlp", epochs=epochs, max_train_examples=examples)
+    config = _user_config(base) if which == "user" else base
+    # A study's first trial also starts TF's runtime (thread pools, kernel caches), whatever the model:
+    # it runs before the measured one, which costs what every further trial of a study costs.
+    run_trial(config, SeedSet.from_base(1))
+    before = _rss_mib("VmRSS")
+    # The peak so far (data generation) would hide the trial's own: Linux resets the peak to the
+    # current RSS when "5" is written to clear_refs.
+    Path("/proc/self/clear_refs").write_text("5")
+    result = run_trial(config, SeedSet.from_base(0))
+    after = _rss_mib("VmHWM")
+    if result.status["code"] != "ok":
+        raise UsageError(f"the {which} trial failed: {result.status['message']}")
+    return {"process_before_mib": before, "peak_mib": after, "trial_mib": after - before}
+
+
+def _rss_mib(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak since the last reset) of this process, from /proc/self/status."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise UsageError(f"/proc/self/status has no {field}; the memory probe needs Linux")
+
+
+def measure_memory(examples: int, epochs: int) -> dict[str, dict[str, float]]:
+    """Each model's one-trial memory, each in a fresh process (peak RSS only ever grows)."""
+    figures = {}
+    for which in ("builtin", "user"):
+        probe = subprocess.run([sys.executable, "-m", "harness.bench_speed", f"--memory_probe={which}",
+                                f"--examples={examples}", f"--epochs={epochs}"], capture_output=True, text=True)
+        if probe.returncode != 0:
+            raise UsageError(f"the {which} memory probe failed: {probe.stderr.strip().splitlines()[-1:]}")
+        figures[which] = json.loads(probe.stdout.strip().splitlines()[-1])
+    return figures
+
+
 def _fixed_cost(timing: dict[str, Any], steps_per_loop: int) -> float:
     return timing["setup_s"] + timing["first_call_s"] - timing["steady_step_ms"]["median"] / 1e3 * steps_per_loop
 
@@ -134,7 +195,11 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"--replicas takes whole numbers, got {','.join(FLAGS.replicas)}") from None
     if any(k < 1 for k in counts):
         raise UsageError("--replicas values must be at least 1")
+    if FLAGS.memory_probe:
+        print(json.dumps(memory_of_one_trial(FLAGS.memory_probe, FLAGS.examples, FLAGS.epochs)))
+        return 0
     figures = measure(FLAGS.examples, FLAGS.epochs, counts)
+    figures["memory"] = measure_memory(FLAGS.examples, FLAGS.epochs)
     env = environment.capture()
     print(f"{env['cpu']['model']}, {env['cpu']['usable_cores']} cores; TensorFlow {env['tensorflow']['version']}; "
           f"{FLAGS.examples} examples x {FLAGS.epochs} epochs, batch 32, first epoch/call excluded")
@@ -145,6 +210,13 @@ def main(argv: list[str]) -> int:
           f"{figures['model_flops_per_example']:,} training FLOPs/example")
     print(f"fixed in-process cost per trial (setup and tracing): {figures['fixed_trial_cost_s']:.2f} s; "
           f"the process's first trial: {figures['first_trial_fixed_cost_s']:.2f} s (TF runtime warm-up)")
+    memory = figures["memory"]
+    print(format_table(["one trial in a fresh process", "memory added (peak RSS)", "vs built-in MLP"],
+                       [[f"built-in MLP ({name})" if name == "builtin" else f"--model={USER_MODEL}",
+                         f"{memory[name]['trial_mib']:.0f} MiB",
+                         f"{memory[name]['trial_mib'] / memory['builtin']['trial_mib']:.2f}x"
+                         if memory["builtin"]["trial_mib"] > 0 else "-"]
+                        for name in ("builtin", "user")]))
     record = {"schema": SPEED_SCHEMA, "created_at": utc_timestamp(), "examples": FLAGS.examples,
               "epochs": FLAGS.epochs, "environment": env, **figures}
     write_json(Path(FLAGS.output_dir) / "speed.json", record)

@@ -66,7 +66,7 @@ def configs_from_flags() -> list[tuple[str, dict[str, Any]]]:
 def main(argv: list[str]) -> int:
     del argv
     base = trial_flags.config_from_flags()
-    candidates = [(label, fields, base.replace(**fields)) for label, fields in configs_from_flags()]
+    candidates = [(label, fields, hyperparameters.configured(base, fields)) for label, fields in configs_from_flags()]
     metric = seed_flags.metric_from_flags(base)
     for _, _, config in candidates:
         robust.check_metric(metric, config)

@@ -43,6 +43,11 @@ class Condition:
         return self.name.startswith("env:")
 
     @property
+    def needs_own_process(self) -> bool:
+        """Thread pools and environment variables are fixed when a process starts."""
+        return bool(self.env_vars) or any(name.endswith("_threads") for name, _ in self.config_changes)
+
+    @property
     def seeds_fixed(self) -> bool:
         """Every repeat has control's seeds and weights: its bits can be compared with control's."""
         return not self.varied_sources and not self.flips_a_bit
@@ -67,6 +72,26 @@ class Condition:
         if self.flips_a_bit:
             changes["flip_bit"] = flippable[derive_seed(base_seed, f"bit#{repeat}") % len(flippable)]
         return base.replace(**changes), seeds.replace(**varied)
+
+
+def default_conditions(config: TrialConfig) -> list[Condition]:
+    """Every condition that can show something for this config.
+
+    `augment` varies nothing without augmentation, nor `split` without a
+    validation share. Environment variants that need a fresh process are left
+    out when the model or data was handed over in Python (another process
+    cannot see it).
+    """
+    from harness.user_code import is_in_process
+
+    names = list(DEFAULT_CONDITIONS)
+    if not config.augment:
+        names.remove("augment")
+    if config.validation_fraction == 0:
+        names.remove("split")
+    if is_in_process(config.model) or is_in_process(config.dataset):
+        names = [name for name in names if not condition(name).needs_own_process]
+    return [condition(name) for name in names]
 
 
 def parse_conditions(text: str) -> list[Condition]:

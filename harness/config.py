@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import json
 import pkgutil
 from typing import Any
 
 from harness.errors import UsageError
 
+# The built-in models (harness/models.py). Any other model is a user's Keras model, named by a
+# spec: `path/to/file.py:function` or `package.module:function` (harness/user_code.py).
 MODELS = ("mlp", "regression", "cnn", "embedding", "sparse")
 # "mirrored": tf.distribute.MirroredStrategy over every local GPU (or logical CPU device).
 STRATEGIES = ("none", "mirrored")
@@ -24,8 +27,11 @@ class TrialConfig:
     """Everything that defines a trial except its seeds."""
 
     benchmark: str
+    # A built-in name, tfds:NAME, npz:PATH, csv:PATH, or a function spec returning arrays (harness/user_data.py).
     dataset: str = "digits"
     data_dir: str | None = None
+    # csv data only: the column holding the label (empty: the last column).
+    label_column: str = ""
     # Examples of the training pool used, 0 for all: keeps tests and quick
     # runs small without changing the data set's definition.
     max_train_examples: int = 0
@@ -34,11 +40,19 @@ class TrialConfig:
     validation_fraction: float = 0.0
     augment: bool = False
     model: str = "mlp"
+    # Keyword arguments of a user's model function, e.g. {"units": 64} (JSON values).
+    model_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Built-in models only: a user's model has its own layers.
     hidden_units: int = 128
     dropout_rate: float = 0.8
     epochs: int = 10
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    # None: a compiled user model keeps its optimizer's own learning rate.
+    learning_rate: float | None = 1e-3
+    # A user model not compiled trains with these Keras names (e.g. adam, sparse_categorical_crossentropy);
+    # empty: from the model's compile(), else Adam and a loss chosen from the data.
+    optimizer: str = ""
+    loss: str = ""
     steps_per_loop: int = 50
     # Implementation sources of variation (not seeds).
     determinism: bool = True
@@ -56,9 +70,19 @@ class TrialConfig:
     def __post_init__(self) -> None:
         self._check()
 
+    @property
+    def is_user_model(self) -> bool:
+        return self.model not in MODELS
+
     def _check(self) -> None:
-        if self.model not in MODELS:
-            raise UsageError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}.")
+        if self.is_user_model and ":" not in self.model:
+            raise UsageError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}, or name your own "
+                             "Keras model as path/to/file.py:function or package.module:function.")
+        if not self.is_user_model and (self.model_args or self.optimizer or self.loss):
+            raise UsageError(f"--model_args, --optimizer and --loss are for your own Keras model, not the built-in "
+                             f"{self.model!r}.")
+        if not self.is_user_model and self.learning_rate is None:
+            raise UsageError(f"the built-in model {self.model!r} needs a --learning_rate.")
         positive = ("epochs", "batch_size", "steps_per_loop", "hidden_units", "replicas")
         for name in positive:
             if getattr(self, name) < 1:
@@ -69,7 +93,7 @@ class TrialConfig:
             raise UsageError(
                 f"--validation_fraction must be in [0, 1), got {self.validation_fraction}."
             )
-        if not self.learning_rate > 0:
+        if self.learning_rate is not None and not self.learning_rate > 0:
             raise UsageError(f"--learning_rate must be positive, got {self.learning_rate}.")
         for name in ("max_train_examples", "intra_op_threads", "inter_op_threads"):
             if getattr(self, name) < 0:
@@ -78,6 +102,8 @@ class TrialConfig:
             raise UsageError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}.")
         if self.strategy != "none" and self.xla:
             raise UsageError("--xla with a tf.distribute strategy is not supported by the harness loop.")
+        if self.strategy != "none" and self.is_user_model:
+            raise UsageError("--strategy=mirrored trains the built-in models; a user's Keras model trains alone.")
         if self.flip_bit < -1:
             raise UsageError(f"--flip_bit must be -1 (off) or a weight index, got {self.flip_bit}.")
 
@@ -87,8 +113,14 @@ class TrialConfig:
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def __hash__(self) -> int:
+        # model_args is a dict; configs are equal when their JSON is, so hash that.
+        return hash(json.dumps(self.as_dict(), sort_keys=True))
+
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig))
+# Fields that shape the built-in models only; a user's model is shaped by its own function.
+BUILTIN_MODEL_FIELDS = ("hidden_units", "dropout_rate")
 
 
 def benchmark_names() -> list[str]:
@@ -101,6 +133,20 @@ def benchmark_names() -> list[str]:
 
     return sorted(m.name for m in pkgutil.iter_modules(benchmarks.__path__)
                   if not m.ispkg and not m.name.startswith("_"))
+
+
+def user_model_config(model: str, **overrides: Any) -> TrialConfig:
+    """The config of a study of a user's model with no benchmark named: the config's own defaults,
+    the compiled optimizer's learning rate, and a name taken from the model spec."""
+    fields = {"learning_rate": None, **overrides, "model": model}
+    return TrialConfig(benchmark=user_benchmark_name(model), **fields)
+
+
+def user_benchmark_name(model: str) -> str:
+    """`examples/mnist_mlp.py:create_model` -> `mnist_mlp.create_model`: readable, and safe as a directory name."""
+    where, _, function = model.rpartition(":")
+    stem = where.rsplit("/", 1)[-1].removesuffix(".py")
+    return f"{stem}.{function}"
 
 
 def load_benchmark(name: str, **overrides: Any) -> TrialConfig:

@@ -19,7 +19,10 @@ from importlib import resources
 import numpy as np
 import tensorflow as tf
 
+from harness import user_data
+from harness.config import TrialConfig
 from harness.errors import UsageError, first_line
+from harness.fingerprints import named_arrays_sha256
 from harness.seeds import SeedSet
 
 DIGITS_SHA256 = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"
@@ -42,6 +45,8 @@ class Dataset:
     test_x: np.ndarray
     test_y: np.ndarray
     num_classes: int  # 0 for regression
+    # SHA-256 of the four arrays (names, dtypes, shapes, bytes): which data a record was made on.
+    sha256: str = ""
 
     @property
     def is_classification(self) -> bool:
@@ -64,12 +69,26 @@ class Split:
 
 
 def dataset_names() -> str:
-    return ", ".join(BUILTIN_DATASETS) + ", tfds:NAME"
+    return ", ".join(BUILTIN_DATASETS) + ", tfds:NAME, npz:PATH, csv:PATH, or path/to/file.py:function"
 
 
 @functools.lru_cache(maxsize=4)
-def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
-    """Loads a data set by name; cached, since loading is pure and trials share it."""
+def load_dataset(name: str, data_dir: str | None = None, label_column: str = "") -> Dataset:
+    """Loads a data set by name or spec; cached, since loading is pure and trials share it."""
+    dataset = _load(name, data_dir, label_column)
+    arrays = zip(("train_x", "train_y", "test_x", "test_y"),
+                 (dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y), strict=True)
+    return dataclasses.replace(dataset, sha256=named_arrays_sha256(arrays))
+
+
+def dataset_of(config: TrialConfig) -> Dataset:
+    """The data set a trial config names."""
+    return load_dataset(config.dataset, config.data_dir, config.label_column)
+
+
+def _load(name: str, data_dir: str | None, label_column: str) -> Dataset:
+    if label_column and not name.startswith("csv:"):
+        raise UsageError("--label_column is for csv:PATH data.")
     if name == "digits":
         return _digits()
     if name == "synthetic":
@@ -78,6 +97,9 @@ def load_dataset(name: str, data_dir: str | None = None) -> Dataset:
         return _random_regression()
     if name.startswith("tfds:") and len(name) > len("tfds:"):
         return _tfds(name[len("tfds:"):], data_dir)
+    if name.startswith(("npz:", "csv:", "arrays:")) or ":" in name:
+        spec, train_x, train_y, test_x, test_y = user_data.load(name, label_column)
+        return Dataset(spec, train_x, train_y, test_x, test_y, user_data.class_count(train_y, test_y))
     raise UsageError(f"unknown dataset {name!r}; choose one of {dataset_names()}.")
 
 

@@ -91,14 +91,14 @@ def main(argv: list[str]) -> int:
             if not sep or not name:
                 raise UsageError(f"--b_env takes NAME=VALUE pairs, got {item!r}")
             env_vars[name] = value
-        trial_flags.config_from_flags()  # bad trial flags: one sentence here, not from both runs
+        config = trial_flags.config_from_flags()  # bad trial flags: one sentence here, not from both runs
         b_extra = [f"--flip_bit={FLAGS.b_flip_bit}"] if FLAGS.b_flip_bit is not None else []
         b_differs = {"flip_bit": FLAGS.b_flip_bit, "env": env_vars}
         shared = _trial_argv()
         paths = [_run_side("a", shared, output_dir, [], {}), _run_side("b", shared, output_dir, b_extra, env_vars)]
         changes = ", ".join([*(f"flip_bit={FLAGS.b_flip_bit}" for _ in b_extra),
                              *(f"{k}={v}" for k, v in env_vars.items())])
-        description = (f"{FLAGS.benchmark}: run A as given; run B " + (f"with {changes}" if changes else "identical")
+        description = (f"{config.benchmark}: run A as given; run B " + (f"with {changes}" if changes else "identical")
                        + " (each in a fresh process)")
     a, b = (load_trace(p) for p in paths)
     found = compare(a, b)

@@ -7,6 +7,7 @@ every trial record, so a record read years later still says where it came from.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import os
 import platform
 import re
@@ -38,6 +39,8 @@ def static_environment() -> dict[str, Any]:
             "git_version": tf.version.GIT_VERSION,
             "build_info": {k: _jsonable(v) for k, v in tf.sysconfig.get_build_info().items()},
         },
+        # A user's Keras model trains through Keras layers, losses and optimizers: their version changes bits.
+        "keras": _package_version("keras"),
         "cpu": {"model": cpu_model(), "logical_cores": os.cpu_count(),
                 "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
         "gpus": gpus(),
@@ -50,6 +53,13 @@ def static_environment() -> dict[str, Any]:
         # oneDNN is on by default on x86 Linux builds; only TF_ENABLE_ONEDNN_OPTS=0 turns it off.
         "onednn_enabled": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") not in ("0", "false", "False"),
     }
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def capture() -> dict[str, Any]:

@@ -15,7 +15,12 @@ import tensorflow as tf
 
 def weights_sha256(variables: Iterable[tf.Variable]) -> str:
     """Hash of every variable's name, dtype, shape and raw bytes, in the model's order."""
-    return named_arrays_sha256((variable.name, variable.numpy()) for variable in variables)
+    return named_arrays_sha256((variable_name(variable), np.asarray(variable.numpy())) for variable in variables)
+
+
+def variable_name(variable: tf.Variable) -> str:
+    """A variable's name as records give it: a Keras variable's path (`dense/kernel`), else its TF name."""
+    return getattr(variable, "path", None) or variable.name
 
 
 def named_arrays_sha256(named: Iterable[tuple[str, np.ndarray]]) -> str:

@@ -16,6 +16,7 @@ import tensorflow as tf
 from harness.config import TrialConfig
 from harness.datasets import Dataset
 from harness.errors import UsageError
+from harness.fingerprints import variable_name
 
 # Pixel intensities become this many token levels in the embedding model.
 EMBEDDING_LEVELS = 8
@@ -191,20 +192,21 @@ def build_model(config: TrialConfig, dataset: Dataset, init_seed: int) -> tf.Mod
     return _MODELS[config.model](tuple(input_shape), config.hidden_units, outputs, rate, init_seed)
 
 
-def flip_lowest_bit(model: tf.Module, index: int) -> str:
+def flip_lowest_bit(variables: list[tf.Variable], index: int) -> str:
     """Flips the lowest mantissa bit of the `index`-th weight (all variables, in order, flattened).
 
     Returns the variable's name. This is Summers & Dinneen's instability probe:
     a change of one ulp in one weight, the smallest change a run can have.
+    Works on any float32 variables, a user's Keras model's included.
     """
     offset = 0
-    for variable in model.trainable_variables:
+    for variable in variables:
         size = int(np.prod(variable.shape))
         if index < offset + size:
-            values = variable.numpy().reshape(-1).copy()
+            values = np.asarray(variable.numpy(), dtype=np.float32).reshape(-1).copy()
             values.view(np.uint32)[index - offset] ^= np.uint32(1)
             variable.assign(values.reshape(variable.shape))
-            return variable.name
+            return variable_name(variable)
         offset += size
     raise UsageError(f"--flip_bit={index} is past the model's {offset} weights.")
 

@@ -61,8 +61,9 @@ def trial_key(config: TrialConfig, seeds: SeedSet, condition: str, repeat: int) 
 
 
 def make_trial_record(*, config: TrialConfig, seeds: SeedSet, condition: str, repeat: int,
-                      study_id: str, result: Any, environment: dict[str, Any]) -> dict[str, Any]:
-    """A `harness.trial/1` record from a trial's inputs and its `TrialResult`."""
+                      study_id: str, result: Any, environment: dict[str, Any],
+                      inputs: dict[str, Any]) -> dict[str, Any]:
+    """A `harness.trial/1` record from a trial's inputs (`inputs`: which model code and data) and its `TrialResult`."""
     return {
         "schema": TRIAL_SCHEMA,
         "trial_key": trial_key(config, seeds, condition, repeat),
@@ -74,6 +75,8 @@ def make_trial_record(*, config: TrialConfig, seeds: SeedSet, condition: str, re
         "config": config.as_dict(),
         "seeds": seeds.as_dict(),
         "environment": environment,
+        "model": {**inputs["model"], **result.model},
+        "data": inputs["data"],
         "status": result.status,
         "metrics": result.metrics,
         "fingerprints": result.fingerprints,

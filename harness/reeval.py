@@ -163,7 +163,7 @@ def comparison_findings(block: dict[str, Any]) -> list[str]:
 def main(argv: list[str]) -> int:
     del argv
     found = hyperparameters_from_flags()
-    config = found["base"].replace(**found["params"])
+    config = hyperparameters.configured(found["base"], found["params"])
     metric = seed_flags.metric_from_flags(config, found.get("metric", "validation_accuracy"))
     if "maximize" in found and found["maximize"] != stats.higher_is_better(metric):
         direction = "maximizes" if found["maximize"] else "minimizes"

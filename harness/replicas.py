@@ -25,20 +25,21 @@ import tensorflow as tf
 
 from harness import determinism
 from harness.config import TrialConfig
-from harness.datasets import augment_images, epoch_order, load_dataset, split_indices, steps_per_epoch
+from harness.datasets import augment_images, dataset_of, epoch_order, split_indices, steps_per_epoch
 from harness.fingerprints import named_arrays_sha256
 from harness.models import build_model, dropout_keep, flip_lowest_bit
 from harness.seeds import SeedSet
 from harness.train import (
     Adam,
     TrialResult,
-    loss_fn,
+    builtin_description,
     outer_loop,
     predict_in_batches,
     run_loop,
     timing_from_calls,
     trial_result,
 )
+from harness.trainable import builtin_task
 
 SUPPORTED_MODELS = ("mlp", "regression")
 
@@ -61,16 +62,16 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
         raise ValueError("a replica group shares one config (apart from flip_bit) with replicas == group size")
     determinism.set_thread_pools(config.intra_op_threads, config.inter_op_threads)
     determinism.set_op_determinism(config.determinism)
-    dataset = load_dataset(config.dataset, config.data_dir)
+    dataset = dataset_of(config)
     splits = [split_indices(len(dataset.train_y), s, config.validation_fraction, config.max_train_examples)
               for s in seed_sets]
-    names, stacked, outputs = _initial_weights(configs, seed_sets, dataset)
+    names, stacked, outputs, initial_hashes, descriptions = _initial_weights(configs, seed_sets, dataset)
     variables = [tf.Variable(value, name=name.split(":")[0]) for name, value in zip(names, stacked, strict=True)]
     optimizer = Adam(variables, config.learning_rate)
-    loss = loss_fn(dataset.is_classification)
+    task = builtin_task(dataset.num_classes)
     per_epoch = steps_per_epoch(len(splits[0][0]), config.batch_size)
     total_steps = per_epoch * config.epochs
-    train_loop = _make_train_loop(variables, optimizer, loss, config, seed_sets, dataset)
+    train_loop = _make_train_loop(variables, optimizer, config, seed_sets, dataset)
     iterator = iter(_index_batches(splits, seed_sets, config))
     setup_s = time.perf_counter() - start
 
@@ -101,24 +102,30 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
             validation = (replica_view, dataset.train_y[held_out])
         weights = [(name, value.numpy()[r]) for name, value in zip(names, variables, strict=True)]
         replica_outputs = {**outputs[r], "vectorized": {"replicas": k, "index": r}}
-        results.append(trial_result(configs[r], loss, dataset, test_out[r], validation, losses[:, r],
-                                    named_arrays_sha256(weights), replica_outputs, dict(timing)))
+        result = trial_result(configs[r], task, dataset, test_out[r], validation, losses[:, r],
+                              named_arrays_sha256(weights), replica_outputs, dict(timing), initial_hashes[r])
+        result.model = descriptions[r]
+        results.append(result)
     return results
 
 
 def _initial_weights(configs: list[TrialConfig], seed_sets: list[SeedSet], dataset):
     """Each replica's initial weights, built as its sequential trial builds them, stacked on axis 0."""
-    per_replica, outputs = [], []
+    per_replica, outputs, descriptions = [], [], []
+    task = builtin_task(dataset.num_classes)
     for config, seeds in zip(configs, seed_sets, strict=True):
         model = build_model(config, dataset, seeds.init)
-        extra = {"num_weights": sum(int(np.prod(v.shape)) for v in model.trainable_variables)}
+        descriptions.append(builtin_description(model, config, task))
+        extra = {"num_weights": descriptions[-1]["parameters"]}
         if config.flip_bit >= 0:
-            extra["flipped_variable"] = flip_lowest_bit(model, config.flip_bit)
+            extra["flipped_variable"] = flip_lowest_bit(model.trainable_variables, config.flip_bit)
         per_replica.append([(v.name, v.numpy()) for v in model.trainable_variables])
         outputs.append(extra)
     names = [name for name, _ in per_replica[0]]
     stacked = [np.stack([weights[i][1] for weights in per_replica]) for i in range(len(names))]
-    return names, stacked, outputs
+    # The same hash as a sequential trial's `initial_weights_sha256`: weights_sha256 of its variables.
+    initial_hashes = [named_arrays_sha256(weights) for weights in per_replica]
+    return names, stacked, outputs, initial_hashes, descriptions
 
 
 def _index_batches(splits, seed_sets: list[SeedSet], config: TrialConfig) -> tf.data.Dataset:
@@ -161,7 +168,7 @@ def _forward(variables: list[tf.Variable], x: tf.Tensor, config: TrialConfig,
     return tf.einsum("kbh,kho->kbo", h, kernel2) + bias2[:, None, :]
 
 
-def _make_train_loop(variables, optimizer: Adam, loss, config: TrialConfig, seed_sets: list[SeedSet], dataset):
+def _make_train_loop(variables, optimizer: Adam, config: TrialConfig, seed_sets: list[SeedSet], dataset):
     pool_x, pool_y = tf.constant(dataset.train_x), tf.constant(dataset.train_y)
     dropout_seeds = [tf.constant(s.dropout, tf.int64) for s in seed_sets]
     augment_seeds = [tf.constant(s.augment, tf.int64) for s in seed_sets]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
-from harness import conditions, study
+from harness import conditions, study_runner
 from harness.config import TrialConfig
 from harness.errors import UsageError
 from harness.records import content_id
@@ -59,14 +59,20 @@ def run_seeds(config: TrialConfig, base_seed: int, n: int, output_dir: Path,
     """
     all_seeds = conditions.condition("all")
     study_id = seeds_study_id(config, base_seed)
-    specs = study.plan(config, base_seed, SeedSet.from_base(base_seed), [all_seeds], n, study_id, replicas)
-    study.execute(specs, output_dir)
-    records = study.study_records(specs, output_dir)
+    specs = study_runner.plan(config, base_seed, SeedSet.from_base(base_seed), [all_seeds], n, study_id, replicas)
+    study_runner.execute(specs, output_dir)
+    records = study_runner.study_records(specs, output_dir)
     return sorted(records, key=lambda r: r["repeat"])
 
 
 def scores(records: Sequence[dict[str, Any]], metric: str) -> list[float | None]:
     """Each record's metric, None where the trial failed (e.g. its loss became NaN)."""
+    for record in records:
+        if record["status"]["code"] == "ok" and record["metrics"].get(metric) is None:
+            # Accuracy of a regression (built-in or a user's model with an MSE-like loss) is not a number.
+            task = (record.get("model") or {}).get("task", "regression")
+            raise UsageError(f"trials of {record['config']['benchmark']!r} record no {metric} (its model is a "
+                             f"{task}); pass --metric={metric.rsplit('_', 1)[0]}_loss")
     return [r["metrics"].get(metric) if r["status"]["code"] == "ok" else None for r in records]
 
 

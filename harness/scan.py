@@ -26,18 +26,16 @@ def train_step_ops(config: TrialConfig) -> Counter:
     """Op types (with counts) of one traced train step of this config, gradients and update included."""
     import tensorflow as tf
 
-    from harness.datasets import load_dataset
-    from harness.models import build_model
-    from harness.train import Adam, loss_fn, make_train_loop
+    from harness.datasets import dataset_of
+    from harness.seeds import SeedSet
+    from harness.train import build_trainable, make_train_loop
 
-    dataset = load_dataset(config.dataset, config.data_dir)
-    model = build_model(config, dataset, init_seed=0)
-    optimizer = Adam(list(model.trainable_variables), config.learning_rate)
-    loop = make_train_loop(model, optimizer, loss_fn(dataset.is_classification), 0, config.xla)
+    dataset = dataset_of(config)
+    loop = make_train_loop(build_trainable(config, dataset, SeedSet.from_base(0)), config.xla)
     label_spec = tf.TensorSpec([config.batch_size, *dataset.train_y.shape[1:]], tf.as_dtype(dataset.train_y.dtype))
     graph = loop.train_step.get_concrete_function(
-        tf.TensorSpec([config.batch_size, *dataset.train_x.shape[1:]], tf.float32), label_spec,
-        tf.TensorSpec([], tf.int64)).graph
+        tf.TensorSpec([config.batch_size, *dataset.train_x.shape[1:]], tf.as_dtype(dataset.train_x.dtype)),
+        label_spec, tf.TensorSpec([], tf.int64)).graph
     ops: Counter = Counter()
     functions = [graph]
     while functions:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from harness import robust, study
+from harness import robust, study_runner
 from harness.config import TrialConfig
 
 FLAGS = flags.FLAGS
@@ -23,4 +23,4 @@ def metric_from_flags(config: TrialConfig, default: str = "validation_accuracy")
 
 
 def replicas_from_flags() -> int | str:
-    return study.parse_replicas(FLAGS.replicas)
+    return study_runner.parse_replicas(FLAGS.replicas)

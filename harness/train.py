@@ -1,8 +1,10 @@
 """One trial: build data and model from seeds, train with a hand-written loop, evaluate.
 
-The train step is a `tf.function` with `tf.GradientTape` and Adam applied by
-`ResourceApplyAdam`; an outer `tf.function` runs `steps_per_loop` steps per
-call so Python overhead does not dominate small models. No Keras.
+The train step is a `tf.function` with `tf.GradientTape`; an outer
+`tf.function` runs `steps_per_loop` steps per call so Python overhead does not
+dominate small models. The built-in models update with Adam through
+`ResourceApplyAdam`; a user's Keras model (`keras_model.py`) runs through the
+same step with the optimizer and loss of its own `compile()`. No `model.fit`.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from harness import determinism, known_ops
+from harness import determinism, keras_model, known_ops, user_code
 from harness.config import TrialConfig
-from harness.datasets import Dataset, Split, load_dataset, split_pool, steps_per_epoch, training_batches
+from harness.datasets import Dataset, Split, dataset_of, split_pool, steps_per_epoch, training_batches
 from harness.errors import UsageError, first_line
-from harness.fingerprints import array_sha256, weights_sha256
+from harness.fingerprints import array_sha256, variable_name, weights_sha256
 from harness.models import build_model, count_weights, flip_lowest_bit
 from harness.seeds import SeedSet
+from harness.trainable import Task, Trainable, builtin_task
 
 EVAL_BATCH = 1024
 
@@ -59,12 +62,14 @@ class TrialResult:
     fingerprints: dict[str, Any] = dataclasses.field(default_factory=dict)
     outputs: dict[str, Any] = dataclasses.field(default_factory=dict)
     timing: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # What the record says of the model (parameters, architecture, optimizer, loss): `Trainable.description`.
+    model: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Per-step fingerprints when run with trace=True (not part of the record).
     trace: dict[str, Any] | None = None
 
 
 class Adam:
-    """Adam through TF's fused `ResourceApplyAdam` kernel, with Keras's defaults.
+    """Adam through TF's fused `ResourceApplyAdam` kernel, with Keras's defaults (the built-in models' optimizer).
 
     The slots are created eagerly here so the train step only reads and
     updates variables, as `tf.function` requires.
@@ -90,37 +95,72 @@ class Adam:
                 beta2=self.beta2, epsilon=self.epsilon, grad=gradient)
 
 
-def loss_fn(classification: bool):
-    if classification:
-        def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
-        return cross_entropy
+def builtin_trainable(model: tf.Module, config: TrialConfig, num_classes: int, dropout_seed: int) -> Trainable:
+    """A built-in model with the harness's Adam; dropout masks keyed by (dropout seed, step)."""
+    optimizer = Adam(list(model.trainable_variables), config.learning_rate)
+    seed = tf.constant(dropout_seed, tf.int64)
+    task = builtin_task(num_classes)
+    return Trainable(
+        variables=optimizer.variables,
+        # Dropout masks are keyed by (dropout seed, step): no RNG state to carry.
+        forward=lambda x, step: model(x, dropout_key=tf.stack([seed, step])),
+        update=optimizer.apply,
+        predict=lambda x: model(x),
+        task=task,
+        layers=tuple(getattr(model, "LAYERS", ())),
+        description=builtin_description(model, config, task),
+    )
 
-    def mean_squared_error(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_mean(tf.square(outputs - targets))
-    return mean_squared_error
+
+def builtin_description(model: tf.Module, config: TrialConfig, task: Task) -> dict[str, Any]:
+    """What a record says of a built-in model: the same fields as for a user's Keras model."""
+    parameters = count_weights(model)
+    return {"parameters": parameters,
+            "architecture": [{"layer": config.model, "class": type(model).__name__, "parameters": parameters}],
+            "optimizer": {"class": "ResourceApplyAdam", "learning_rate": config.learning_rate},
+            "loss": task.loss_name, "task": task.kind}
 
 
-def make_train_loop(model: tf.Module, optimizer: Adam, loss, dropout_seed: int, xla: bool, trace: bool = False):
-    """The outer loop (`outer_loop`) over this model's train step; it returns the steps' losses.
+def build_trainable(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
+    """The trial's model, built-in or the user's Keras model, with its weights drawn from the init seed."""
+    if config.is_user_model:
+        return keras_model.build(config, dataset, seeds)
+    return builtin_trainable(build_model(config, dataset, seeds.init), config, dataset.num_classes, seeds.dropout)
 
+
+def inputs_identity(config: TrialConfig) -> dict[str, Any]:
+    """Which model code and which data a trial ran on: the record's `model` and `data` blocks, and what a
+    resumed study must still match. A built-in model is identified by the harness version in the record."""
+    dataset = dataset_of(config)
+    return {
+        "model": {"spec": config.model, "args": dict(config.model_args),
+                  "source_sha256": user_code.source_sha256(config.model) if config.is_user_model else None},
+        "data": {"spec": config.dataset, "sha256": dataset.sha256, "train_examples": int(len(dataset.train_y)),
+                 "test_examples": int(len(dataset.test_y)), "example_shape": list(dataset.train_x.shape[1:]),
+                 "classes": dataset.num_classes},
+    }
+
+
+def make_train_loop(trainable: Trainable, xla: bool, trace: bool = False):
+    """The outer loop (`outer_loop`) over the model's train step; it returns the steps' losses.
+
+    One train step for every model, built-in or the user's: forward in training
+    mode, the loss, gradients by `tf.GradientTape`, the optimizer's update.
     With `trace`, it also returns per step the fingerprints (`fingerprint_rows`) of the loss, of
     every gradient and of every variable after its update: what `harness.diverge` compares.
     """
-    variables = optimizer.variables
-    seed = tf.constant(dropout_seed, tf.int64)
+    variables = trainable.variables
 
     @tf.function(jit_compile=xla)
     def train_step(x: tf.Tensor, y: tf.Tensor, step: tf.Tensor):
         with tf.GradientTape() as tape:
-            # Dropout masks are keyed by (dropout seed, step): no RNG state to carry.
-            loss_value = loss(y, model(x, dropout_key=tf.stack([seed, step])))
+            loss_value = trainable.task.loss(y, trainable.forward(x, step))
         gradients = tape.gradient(loss_value, variables)
-        optimizer.apply(gradients, step)
+        trainable.update(gradients, step)
         if not trace:
             return loss_value
         with tf.control_dependencies([loss_value]):
-            updated = [v.read_value() for v in variables]
+            updated = [_read(v) for v in variables]
         return loss_value, fingerprint_rows([loss_value, *map(tf.convert_to_tensor, gradients), *updated])
 
     train_loop = outer_loop(lambda batch, step: train_step(*batch, step),
@@ -129,31 +169,34 @@ def make_train_loop(model: tf.Module, optimizer: Adam, loss, dropout_seed: int, 
     return train_loop
 
 
+def _read(variable) -> tf.Tensor:
+    """A variable's value, read now (a Keras variable wraps the TF one)."""
+    return variable.read_value() if hasattr(variable, "read_value") else tf.identity(variable.value)
+
+
 def fingerprint_rows(tensors: list[tf.Tensor]) -> tf.Tensor:
     """[len(tensors), 8] farmhash64 fingerprints of each tensor's bytes, computed in-graph."""
     return tf.stack([tf.fingerprint(tf.reshape(t, [1, -1]))[0] for t in tensors])
 
 
-def make_distributed_train_loop(strategy: tf.distribute.Strategy, model: tf.Module, optimizer: Adam, loss,
-                                dropout_seed: int):
+def make_distributed_train_loop(strategy: tf.distribute.Strategy, trainable: Trainable):
     """The train loop under a tf.distribute strategy: each replica takes a slice of every batch.
 
     Each replica's loss is its share of the global batch's mean, so the all-reduced
     (summed) gradient is the gradient of that mean, and every replica applies
     the same update to its copy of the variables.
     """
-    variables = optimizer.variables
-    seed = tf.constant(dropout_seed, tf.int64)
+    variables = trainable.variables
 
     def replica_step(x: tf.Tensor, y: tf.Tensor, step: tf.Tensor, global_count: tf.Tensor) -> tf.Tensor:
         local_count = tf.cast(tf.shape(y)[0], tf.float32)
         with tf.GradientTape() as tape:
-            local_mean = loss(y, model(x, dropout_key=tf.stack([seed, step])))
+            local_mean = trainable.task.loss(y, trainable.forward(x, step))
             # A replica can get no examples of a short last batch: its share is 0, not NaN.
             share = tf.math.multiply_no_nan(local_mean, local_count / global_count)
         gradients = [tf.convert_to_tensor(g) for g in tape.gradient(share, variables)]
         gradients = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
-        optimizer.apply(gradients, step)
+        trainable.update(gradients, step)
         return share
 
     def step(batch, step_number: tf.Tensor) -> tf.Tensor:
@@ -216,7 +259,7 @@ def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> Trial
     start = time.perf_counter()
     determinism.set_thread_pools(config.intra_op_threads, config.inter_op_threads)
     determinism.set_op_determinism(config.determinism)
-    dataset = load_dataset(config.dataset, config.data_dir)
+    dataset = dataset_of(config)
     split = split_pool(dataset, seeds, config.validation_fraction, config.max_train_examples)
     if config.augment and not dataset.is_image:
         raise UsageError(f"--augment needs an image dataset, not {dataset.name!r}.")
@@ -225,14 +268,14 @@ def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> Trial
     scope = strategy.scope() if strategy else contextlib.nullcontext()
     try:
         with scope:
-            model = build_model(config, dataset, seeds.init)
-            outputs: dict[str, Any] = {"num_weights": count_weights(model)}
+            trainable = build_trainable(config, dataset, seeds)
+            outputs: dict[str, Any] = {"num_weights": trainable.description["parameters"]}
             if strategy:
                 outputs["strategy"] = config.strategy
                 outputs["replicas"] = int(strategy.num_replicas_in_sync)
             if config.flip_bit >= 0:
-                outputs["flipped_variable"] = flip_lowest_bit(model, config.flip_bit)
-            return _train_and_evaluate(config, seeds, split, model, outputs, start, strategy, trace)
+                outputs["flipped_variable"] = flip_lowest_bit(trainable.variables, config.flip_bit)
+            return _train_and_evaluate(config, seeds, split, trainable, outputs, start, strategy, trace)
     except TrialFailed as failure:
         return _failed(failure.code, str(failure), start)
     except tf.errors.UnimplementedError as error:
@@ -244,16 +287,15 @@ def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> Trial
                        f"The `kernels` condition (op determinism off) still runs it; {remedy}", start, op=op)
     except tf.errors.ResourceExhaustedError as error:
         return _failed("out_of_memory", first_line(error.message), start)
-    except (tf.errors.OpError, ValueError, ArithmeticError) as error:
+    except tf.errors.OpError as error:
+        return _failed("error", f"{type(error).__name__}: {determinism.explain_op_error(error)[1]}", start)
+    except (ValueError, ArithmeticError) as error:
         return _failed("error", f"{type(error).__name__}: {first_line(error)}", start)
 
 
-def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, model: tf.Module,
+def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, trainable: Trainable,
                         outputs: dict[str, Any], start: float,
                         strategy: tf.distribute.Strategy | None = None, trace: bool = False) -> TrialResult:
-    classification = split.dataset.is_classification
-    optimizer = Adam(list(model.trainable_variables), config.learning_rate)
-    loss = loss_fn(classification)
     per_epoch = steps_per_epoch(len(split.train_y), config.batch_size)
     total_steps = per_epoch * config.epochs
     batches = training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size,
@@ -261,12 +303,13 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, model
     if strategy and trace:
         raise UsageError("per-step tracing does not support --strategy")
     if strategy:
-        train_loop = make_distributed_train_loop(strategy, model, optimizer, loss, seeds.dropout)
+        train_loop = make_distributed_train_loop(strategy, trainable)
         iterator = iter(strategy.experimental_distribute_dataset(batches))
     else:
-        train_loop = make_train_loop(model, optimizer, loss, seeds.dropout, config.xla, trace)
+        train_loop = make_train_loop(trainable, config.xla, trace)
         iterator = iter(batches)
-    initial = fingerprint_rows(optimizer.variables).numpy() if trace else None
+    initial_hash = weights_sha256(trainable.variables)
+    initial = fingerprint_rows([_read(v) for v in trainable.variables]).numpy() if trace else None
     setup_s = time.perf_counter() - start
 
     chunks, call_seconds, call_steps, trace_chunks = [], [], [], []
@@ -285,37 +328,39 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, model
 
     # A closure per trial, not the bound method: TF counts retraces per Python
     # function, and a study builds many models of one class.
-    predict = tf.function(lambda x: model(x), input_signature=[
-        tf.TensorSpec([None, *split.train_x.shape[1:]], tf.float32)])
+    predict = tf.function(lambda x: trainable.predict(x), input_signature=[
+        tf.TensorSpec([None, *split.train_x.shape[1:]], tf.as_dtype(split.train_x.dtype))])
     test_out = predict_in_batches(predict, split.dataset.test_x)
     validation = None
     if len(split.validation_y):
         validation = (predict_in_batches(predict, split.validation_x), split.validation_y)
     timing = timing_from_calls(config, call_seconds, call_steps, setup_s, train_s, start)
-    result = trial_result(config, loss, split.dataset, test_out, validation, losses,
-                          weights_sha256(model.trainable_variables), outputs, timing)
+    result = trial_result(config, trainable.task, split.dataset, test_out, validation, losses,
+                          weights_sha256(trainable.variables), outputs, timing, initial_hash)
+    result.model = trainable.description
     if trace:
         result.trace = {"initial": initial, "steps": np.concatenate(trace_chunks),
-                        "variables": [v.name for v in optimizer.variables],
-                        "layers": list(getattr(model, "LAYERS", ()))}
+                        "variables": [variable_name(v) for v in trainable.variables],
+                        "layers": list(trainable.layers)}
     return result
 
 
-def trial_result(config: TrialConfig, loss, dataset: Dataset, test_out: np.ndarray,
+def trial_result(config: TrialConfig, task: Task, dataset: Dataset, test_out: np.ndarray,
                  validation: tuple[np.ndarray, np.ndarray] | None, losses: np.ndarray, weights_hash: str,
-                 outputs: dict[str, Any], timing: dict[str, Any]) -> TrialResult:
-    """An ok trial's result from its model's outputs, per-step losses and weight hash."""
-    metrics = output_metrics(loss, test_out, dataset.test_y, dataset.num_classes, "test")
+                 outputs: dict[str, Any], timing: dict[str, Any], initial_weights_hash: str) -> TrialResult:
+    """An ok trial's result from its model's outputs, per-step losses and weight hashes."""
+    metrics = output_metrics(task, test_out, dataset.test_y, "test")
     if validation is not None:
-        metrics.update(output_metrics(loss, validation[0], validation[1], dataset.num_classes, "validation",
-                                      per_class=False))
+        metrics.update(output_metrics(task, validation[0], validation[1], "validation", per_class=False))
     epoch_losses = losses.reshape(config.epochs, -1).mean(axis=1)
     metrics["train_loss"] = float(epoch_losses[-1])
     metrics["epoch_train_loss"] = [float(v) for v in epoch_losses]
-    if dataset.is_classification:
+    # One byte per test example: the disagreement between two runs' predictions is read from it.
+    if task.num_classes and task.num_classes <= 256:
         outputs["test_predicted_classes_b64"] = base64.b64encode(
-            np.argmax(test_out, axis=1).astype(np.uint8).tobytes()).decode()
+            task.predicted_classes(test_out).astype(np.uint8).tobytes()).decode()
     fingerprints = {
+        "initial_weights_sha256": initial_weights_hash,
         "weights_sha256": weights_hash,
         "predictions_sha256": array_sha256(test_out),
         "loss_trace_sha256": array_sha256(losses.astype(np.float32)),
@@ -329,20 +374,18 @@ def predict_in_batches(predict, x: np.ndarray, axis: int = 0) -> np.ndarray:
                            for i in range(0, len(x), EVAL_BATCH)], axis=axis)
 
 
-def output_metrics(loss, outputs: np.ndarray, targets: np.ndarray, num_classes: int, prefix: str,
-             per_class: bool = True) -> dict[str, Any]:
-    metrics = {f"{prefix}_loss": float(loss(tf.constant(targets), tf.constant(outputs)))}
-    if num_classes:
-        predicted = np.argmax(outputs, axis=1)
-        metrics[f"{prefix}_accuracy"] = float(np.mean(predicted == targets))
+def output_metrics(task: Task, outputs: np.ndarray, targets: np.ndarray, prefix: str,
+                   per_class: bool = True) -> dict[str, Any]:
+    """Loss, and for classifiers accuracy (overall and per class), of outputs against targets."""
+    metrics: dict[str, Any] = {f"{prefix}_loss": float(task.loss(tf.constant(targets), tf.constant(outputs))),
+                               f"{prefix}_accuracy": None, f"{prefix}_examples": int(len(targets))}
+    if task.num_classes:
+        predicted, actual = task.predicted_classes(outputs), task.target_classes(targets)
+        metrics[f"{prefix}_accuracy"] = float(np.mean(predicted == actual))
         if per_class:
             metrics[f"{prefix}_per_class_accuracy"] = [
-                float(np.mean(predicted[targets == c] == c)) if np.any(targets == c) else None
-                for c in range(num_classes)]
-        metrics[f"{prefix}_examples"] = int(len(targets))
-    else:
-        metrics[f"{prefix}_accuracy"] = None
-        metrics[f"{prefix}_examples"] = int(len(targets))
+                float(np.mean(predicted[actual == c] == c)) if np.any(actual == c) else None
+                for c in range(task.num_classes)]
     return metrics
 
 

@@ -6,6 +6,9 @@ the command line overrides that one field of the benchmark's definition.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from absl import flags
 
 from harness import config as config_lib
@@ -19,17 +22,27 @@ flags.DEFINE_integer("seed", 0, "Base seed; every source's seed is derived from 
 for _source in SOURCES:
     flags.DEFINE_integer(f"{_source}_seed", None, f"Overrides the derived `{_source}` seed alone.")
 
-flags.DEFINE_string("dataset", None, "digits, synthetic, random_regression, or tfds:NAME.")
+flags.DEFINE_string("data", None, "Data: digits, synthetic, random_regression, tfds:NAME, npz:PATH (arrays x_train, "
+                    "y_train, x_test, y_test, or x, y), csv:PATH, or path/to/file.py:function returning arrays or "
+                    "tf.data.Datasets.")
+flags.DEFINE_alias("dataset", "data")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (for tfds:NAME datasets).")
+flags.DEFINE_string("label_column", None, "csv:PATH data: the column holding the label (default: the last).")
 flags.DEFINE_integer("max_train_examples", None, "Use only the first N training examples (0: all).")
 flags.DEFINE_float("validation_fraction", None, "Share of the training pool held out, chosen by the split seed.")
 flags.DEFINE_boolean("augment", None, "Random shifts of training images, keyed by the augment seed.")
-flags.DEFINE_enum("model", None, list(config_lib.MODELS), "Model architecture.")
-flags.DEFINE_integer("hidden_units", None, "Width of the hidden dense layer.")
-flags.DEFINE_float("dropout_rate", None, "Dropout rate (the original question used 0.8).")
+flags.DEFINE_string("model", None, f"A built-in model ({', '.join(config_lib.MODELS)}) or your own Keras model: "
+                    "path/to/file.py:function or package.module:function returning a keras.Model.")
+flags.DEFINE_multi_string("model_args", [], "Keyword arguments of your model function: a JSON object, or "
+                          "NAME=VALUE (repeatable; VALUE read as JSON where it parses, else as a string).")
+flags.DEFINE_string("optimizer", None, "Your model, if not compiled: a Keras optimizer name (default adam).")
+flags.DEFINE_string("loss", None,
+                    "Your model, if not compiled: a Keras loss name, e.g. sparse_categorical_crossentropy.")
+flags.DEFINE_integer("hidden_units", None, "Built-in models: width of the hidden dense layer.")
+flags.DEFINE_float("dropout_rate", None, "Built-in models: dropout rate (the original question used 0.8).")
 flags.DEFINE_integer("epochs", None, "Training epochs.")
 flags.DEFINE_integer("batch_size", None, "Training batch size.")
-flags.DEFINE_float("learning_rate", None, "Adam learning rate.")
+flags.DEFINE_float("learning_rate", None, "Learning rate (your compiled model's own when not given).")
 flags.DEFINE_integer("steps_per_loop", None, "Train steps per call of the outer tf.function.")
 flags.DEFINE_enum("determinism", None, ["on", "off"], "Op determinism (deterministic GPU kernels).")
 flags.DEFINE_boolean("xla", None, "Compile the train step with XLA (jit_compile).")
@@ -39,21 +52,57 @@ flags.DEFINE_integer("flip_bit", None, "Flip the lowest bit of this initial weig
 flags.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES),
                   "mirrored: train under tf.distribute.MirroredStrategy over every local GPU.")
 
-# `replicas` in a config is set by the study when it groups trials (bench's --replicas), not by a flag.
-_CONFIG_FLAGS = tuple(name for name in config_lib.CONFIG_FIELDS if name not in ("benchmark", "replicas"))
+# Config fields and the flags that set them. `replicas` is set by the study when it groups trials
+# (bench's --replicas), not by a flag; `model_args` has a parser of its own.
+_FLAG_OF_FIELD = {name: ("data" if name == "dataset" else name) for name in config_lib.CONFIG_FIELDS
+                  if name not in ("benchmark", "replicas", "model_args")}
 
 
 def config_overrides() -> dict:
     """The config fields given on the command line, as config values."""
-    overrides = {name: FLAGS[name].value for name in _CONFIG_FLAGS if FLAGS[name].value is not None}
+    overrides = {name: FLAGS[flag].value for name, flag in _FLAG_OF_FIELD.items() if FLAGS[flag].value is not None}
     if "determinism" in overrides:
         overrides["determinism"] = overrides["determinism"] == "on"
+    if FLAGS.model_args:
+        overrides["model_args"] = parse_model_args(FLAGS.model_args)
     return overrides
 
 
 def config_from_flags() -> config_lib.TrialConfig:
-    """The benchmark's config with every config flag given on the command line applied."""
-    return config_lib.load_benchmark(FLAGS.benchmark, **config_overrides())
+    """The config the flags name: a benchmark's with the flags given applied, or, for your own model with no
+    --benchmark, the config defaults with the flags applied."""
+    overrides = config_overrides()
+    user_model = overrides.get("model") not in (None, *config_lib.MODELS)
+    if user_model:
+        given = [name for name in config_lib.BUILTIN_MODEL_FIELDS if name in overrides]
+        if given:
+            raise UsageError(f"--{given[0]} shapes the built-in models; set it in your model function "
+                             "(e.g. through --model_args).")
+    if user_model and not FLAGS["benchmark"].present:
+        return config_lib.user_model_config(**overrides)
+    return config_lib.load_benchmark(FLAGS.benchmark, **overrides)
+
+
+def parse_model_args(values: list[str]) -> dict[str, Any]:
+    """--model_args values: JSON objects, or NAME=VALUE with VALUE read as JSON where it parses."""
+    parsed: dict[str, Any] = {}
+    for value in values:
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                document = json.loads(text)
+            except json.JSONDecodeError as error:
+                raise UsageError(f"--model_args {text!r} is not a valid JSON object ({error.msg}).") from None
+            parsed.update(document)
+            continue
+        name, equals, raw = text.partition("=")
+        if not equals or not name.strip().isidentifier():
+            raise UsageError(f"--model_args takes a JSON object or NAME=VALUE, got {value!r}.")
+        try:
+            parsed[name.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed[name.strip()] = raw
+    return parsed
 
 
 def seeds_from_flags() -> SeedSet:

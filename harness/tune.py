@@ -38,11 +38,17 @@ flags.DEFINE_integer("seeds_per_trial", 5, "k: seeds each candidate trains over.
 flags.DEFINE_enum("objective", "mean", ["mean", "lcb"], "What the tuner optimizes over a candidate's k scores: "
                   "their mean, or a one-sided confidence bound on the bad side of the mean (lcb).")
 flags.DEFINE_float("lcb_confidence", 0.9, "One-sided confidence of the lcb objective's bound.")
-flags.DEFINE_string("space", hyperparameters.DEFAULT_SPACE, "Search space: NAME=LOW..HIGH[:log] or NAME=A|B|C, "
-                    f"comma-separated; NAME one of {', '.join(hyperparameters.TUNABLE)}.")
+flags.DEFINE_string("space", None, "Search space: NAME=LOW..HIGH[:log] or NAME=A|B|C, comma-separated; NAME one of "
+                    f"{', '.join(hyperparameters.TUNABLE)}, or model_args.NAME for an argument of your model "
+                    f"function (default: {hyperparameters.DEFAULT_SPACE}; for your own model "
+                    f"{hyperparameters.USER_MODEL_SPACE}).")
 flags.DEFINE_string("output_dir", None, "Where records and the Optuna database go (default: results/tune/BENCHMARK).")
 flags.DEFINE_string("storage", None, "Optuna storage URL (default: sqlite:///OUTPUT_DIR/optuna.db).")
 flags.DEFINE_string("study_name", None, "Optuna study name (default: BENCHMARK-METRIC-kSEEDS-OBJECTIVE).")
+
+
+def space_from_flags(base) -> str:
+    return FLAGS.space if FLAGS.space is not None else hyperparameters.default_space(base)
 
 
 def settings_from_flags(metric: str, base) -> dict[str, Any]:
@@ -52,7 +58,7 @@ def settings_from_flags(metric: str, base) -> dict[str, Any]:
     return {"config": base.as_dict(), "metric": metric, "base_seed": FLAGS.seed,
             "seeds_per_trial": FLAGS.seeds_per_trial, "objective": FLAGS.objective,
             "lcb_confidence": FLAGS.lcb_confidence if FLAGS.objective == "lcb" else None,
-            "space": FLAGS.space, "replicas": FLAGS.replicas}
+            "space": space_from_flags(base), "replicas": FLAGS.replicas}
 
 
 def open_study(storage_url: str, name: str, settings: dict[str, Any]):
@@ -81,7 +87,7 @@ def make_objective(base, settings: dict[str, Any], space, output_dir: Path, repl
 
     def objective(trial) -> float:
         params = {d.name: d.suggest(trial) for d in space}
-        config = base.replace(**params)
+        config = hyperparameters.configured(base, params)
         records = robust.run_seeds(config, settings["base_seed"], k, output_dir, replicas)
         values = robust.scores(records, metric)
         trial.set_user_attr("study_id", records[0]["study_id"])
@@ -118,7 +124,7 @@ def main(argv: list[str]) -> int:
     del argv
     base = trial_flags.config_from_flags()
     metric = seed_flags.metric_from_flags(base)
-    space = hyperparameters.parse_space(FLAGS.space)
+    space = hyperparameters.parse_space(space_from_flags(base))
     hyperparameters.check_space(space, base)
     replicas = seed_flags.replicas_from_flags()
     settings = settings_from_flags(metric, base)

@@ -41,7 +41,7 @@ def small_study(tmp_path_factory) -> Path:
     Holds trials.jsonl and summary.json as `harness.bench` writes them; tests
     that change them work on copies.
     """
-    from harness import conditions, environment, study
+    from harness import conditions, environment, study_runner
     from harness.config import load_benchmark
     from harness.seeds import SeedSet
     from harness.summary import SUMMARY_FILE, build_summary, write_summary
@@ -49,10 +49,10 @@ def small_study(tmp_path_factory) -> Path:
     output_dir = tmp_path_factory.mktemp("small_study")
     base, seeds = load_benchmark("digits_mlp", **SMALL), SeedSet.from_base(0)
     chosen = conditions.parse_conditions(STUDY_CONDITIONS)
-    specs = study.plan(base, 0, seeds, chosen, 3, "smallstudy")
-    study.execute(specs, output_dir)
+    specs = study_runner.plan(base, 0, seeds, chosen, 3, "smallstudy")
+    study_runner.execute(specs, output_dir)
     summary = build_summary(study_id="smallstudy", base_config=base.as_dict(), base_seeds=seeds.as_dict(),
-                            conditions=chosen, repeats=3, records=study.study_records(specs, output_dir),
+                            conditions=chosen, repeats=3, records=study_runner.study_records(specs, output_dir),
                             environment=environment.capture(), wall_s=1.0)
     write_summary(output_dir / SUMMARY_FILE, summary)
     return output_dir

@@ -18,14 +18,14 @@ SCRIPT = textwrap.dedent("""
     from harness.config import load_benchmark
     from harness.records import make_trial_record, schema_errors
     from harness.seeds import SeedSet
-    from harness.train import run_trial
+    from harness.train import inputs_identity, run_trial
 
     config = load_benchmark("digits_mlp", epochs=3, max_train_examples=601, dropout_rate=0.2, strategy="mirrored")
     seeds = SeedSet.from_base(0)
     first, second = run_trial(config, seeds), run_trial(config, seeds)
     alone = run_trial(config.replace(strategy="none"), seeds)
     record = make_trial_record(config=config, seeds=seeds, condition="control", repeat=0, study_id="s",
-                               result=first, environment=environment.capture())
+                               result=first, environment=environment.capture(), inputs=inputs_identity(config))
     print(json.dumps({"status": first.status, "replicas": first.outputs.get("replicas"),
                       "strategy": first.outputs.get("strategy"), "schema_errors": schema_errors(record),
                       "same_bits": first.fingerprints == second.fingerprints,

@@ -19,7 +19,7 @@ from harness.records import schema_errors
 STUDY = textwrap.dedent("""
     import json, sys
     import tensorflow as tf
-    from harness import conditions, determinism, environment, models, study
+    from harness import conditions, determinism, environment, models, study_runner
     from harness.config import load_benchmark
     from harness.seeds import SeedSet
     from harness.summary import build_summary
@@ -37,9 +37,9 @@ STUDY = textwrap.dedent("""
     models.SparseMLP._first_layer = first_layer
     base, seeds = load_benchmark("unimplemented_ops", epochs=1, max_train_examples=200), SeedSet.from_base(0)
     chosen = conditions.parse_conditions("control,kernels,init,all")
-    specs = study.plan(base, 0, seeds, chosen, 2, "unimplemented")
-    study.execute(specs, __import__("pathlib").Path(sys.argv[1]))
-    records = study.study_records(specs, __import__("pathlib").Path(sys.argv[1]))
+    specs = study_runner.plan(base, 0, seeds, chosen, 2, "unimplemented")
+    study_runner.execute(specs, __import__("pathlib").Path(sys.argv[1]))
+    records = study_runner.study_records(specs, __import__("pathlib").Path(sys.argv[1]))
     summary = build_summary(study_id="unimplemented", base_config=base.as_dict(), base_seeds=seeds.as_dict(),
                             conditions=chosen, repeats=2, records=records, environment=environment.capture(),
                             wall_s=None)

@@ -20,7 +20,7 @@ from harness.records import (
     trial_key,
 )
 from harness.seeds import SeedSet
-from harness.train import run_trial
+from harness.train import inputs_identity, run_trial
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,8 @@ def record():
     config = load_benchmark("digits_mlp", epochs=2, max_train_examples=300, flip_bit=3)
     seeds = SeedSet.from_base(0)
     return make_trial_record(config=config, seeds=seeds, condition="control", repeat=0, study_id="s",
-                             result=run_trial(config, seeds), environment=environment.capture())
+                             result=run_trial(config, seeds), environment=environment.capture(),
+                             inputs=inputs_identity(config))
 
 
 def test_a_real_record_is_schema_valid_and_complete(record):

@@ -4,11 +4,12 @@ import pytest
 from conftest import SMALL
 from scipy import stats as scipy_stats
 
-from harness import conditions, environment, study
+from harness import conditions, environment, study_runner
 from harness.config import load_benchmark
 from harness.records import make_trial_record, read_records, schema_errors
 from harness.replicas import run_replicas
 from harness.seeds import SeedSet
+from harness.train import inputs_identity
 
 
 def test_four_replicas_are_distinct_trials_and_rerun_bit_for_bit():
@@ -21,7 +22,7 @@ def test_four_replicas_are_distinct_trials_and_rerun_bit_for_bit():
     for index, (result, seed_set) in enumerate(zip(first, seeds, strict=True)):
         assert result.outputs["vectorized"] == {"replicas": 4, "index": index}
         record = make_trial_record(config=config, seeds=seed_set, condition="init", repeat=index, study_id="s",
-                                   result=result, environment=environment.capture())
+                                   result=result, environment=environment.capture(), inputs=inputs_identity(config))
         assert schema_errors(record) == []
         assert record["config"]["replicas"] == 4 and record["timing"]["vectorized"] is True
 
@@ -41,11 +42,11 @@ def _accuracies(output_dir):
 def test_replica_results_agree_with_sequential_trials_of_the_same_condition(tmp_path):
     base, seeds = load_benchmark("digits_mlp", **SMALL), SeedSet.from_base(0)
     chosen = conditions.parse_conditions("init")
-    sequential = study.plan(base, 0, seeds, chosen, 8, "seq")
-    vectorized = study.plan(base, 0, seeds, chosen, 8, "vec", replicas=4)
+    sequential = study_runner.plan(base, 0, seeds, chosen, 8, "seq")
+    vectorized = study_runner.plan(base, 0, seeds, chosen, 8, "vec", replicas=4)
     assert {s.config.replicas for s in vectorized} == {4} and {s.group for s in vectorized} == {0, 1}
-    study.execute(sequential, tmp_path / "seq")
-    study.execute(vectorized, tmp_path / "vec")
+    study_runner.execute(sequential, tmp_path / "seq")
+    study_runner.execute(vectorized, tmp_path / "vec")
     a, b = _accuracies(tmp_path / "seq"), _accuracies(tmp_path / "vec")
     assert len(a) == len(b) == 8
     # Same distribution: Welch's test finds no difference, and the SD intervals overlap.
@@ -56,25 +57,25 @@ def test_replica_results_agree_with_sequential_trials_of_the_same_condition(tmp_
 
 def test_conditions_that_cannot_be_vectorized_run_one_by_one():
     base, seeds = load_benchmark("digits_mlp", **SMALL), SeedSet.from_base(0)
-    specs = study.plan(base, 0, seeds, conditions.parse_conditions("control,kernels,env:xla=1,all,bit"), 4, "s",
+    specs = study_runner.plan(base, 0, seeds, conditions.parse_conditions("control,kernels,env:xla=1,all,bit"), 4, "s",
                        replicas="auto")
     groups = {s.condition: s.group for s in specs}
     # Identical-seed repeats must be identical runs, and a replica's bits depend on its slot.
     assert groups["control"] is None and groups["kernels"] is None and groups["env:xla=1"] is None
     assert groups["all"] == 0 and groups["bit"] == 0
-    cnn = study.plan(load_benchmark("digits_mlp", **SMALL, model="cnn"), 0, seeds,
+    cnn = study_runner.plan(load_benchmark("digits_mlp", **SMALL, model="cnn"), 0, seeds,
                      conditions.parse_conditions("init"), 4, "s", replicas=4)
     assert all(s.group is None for s in cnn)
 
 
 def test_a_partly_recorded_group_reruns_and_writes_only_what_is_missing(tmp_path):
     base, seeds = load_benchmark("digits_mlp", **SMALL), SeedSet.from_base(0)
-    specs = study.plan(base, 0, seeds, conditions.parse_conditions("init"), 3, "s", replicas=3)
-    study.execute(specs, tmp_path)
+    specs = study_runner.plan(base, 0, seeds, conditions.parse_conditions("init"), 3, "s", replicas=3)
+    study_runner.execute(specs, tmp_path)
     records = read_records(tmp_path / "trials.jsonl")
     # Keep the first record, as if a kill had cut the group short, and resume.
     (tmp_path / "trials.jsonl").write_text((tmp_path / "trials.jsonl").read_text().splitlines()[0] + "\n")
-    assert study.execute(specs, tmp_path) == 2
+    assert study_runner.execute(specs, tmp_path) == 2
     resumed = read_records(tmp_path / "trials.jsonl")
     assert [r["fingerprints"] for r in resumed] == [r["fingerprints"] for r in records]
 
@@ -98,8 +99,10 @@ def test_the_speed_benchmark_prints_the_side_by_side_table_and_a_valid_record(tm
     result = run_program("harness.bench_speed", "--examples=512", "--epochs=2", "--replicas=2",
                          f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
-    for row in ("keras model.fit (determinism on)", "harness loop (determinism on)",
-                "harness loop (determinism off)", "harness --replicas=2 (aggregate)"):
+    for row in ("keras model.fit of examples/mnist_mlp.py:create_model (determinism on)",
+                "harness loop on --model=examples/mnist_mlp.py:create_model", "harness loop (determinism on)",
+                "harness loop (determinism off)", "harness --replicas=2 (aggregate)", "memory added (peak RSS)"):
         assert row in result.stdout
     record = json.loads((tmp_path / "speed.json").read_text())
     assert schema_errors(record) == [] and record["rows"][0]["vs_keras"] == 1.0
+    assert record["memory"]["user"]["trial_mib"] >= 0 and record["memory"]["builtin"]["peak_mib"] > 0

@@ -5,7 +5,7 @@ import json
 import tensorflow as tf
 from conftest import run_program
 
-from harness import conditions, study
+from harness import conditions, study_runner
 from harness.config import load_benchmark
 from harness.records import read_records, schema_errors
 from harness.seeds import SeedSet
@@ -64,23 +64,23 @@ def test_a_study_in_a_gfile_url_publishes_whole_files_and_resumes(tmp_path):
     # its writes append to an existing file instead of replacing it, unlike object stores).
     url = f"file://{tmp_path}/remote"
     base, seeds = load_benchmark("digits_mlp", epochs=1, max_train_examples=200), SeedSet.from_base(0)
-    specs = study.plan(base, 0, seeds, conditions.parse_conditions("control,init"), 2, "remote")
+    specs = study_runner.plan(base, 0, seeds, conditions.parse_conditions("control,init"), 2, "remote")
     remote = StudyDir(url)
     assert remote.remote and remote.local != tmp_path / "remote"
-    study.execute(specs[:2], remote.local, after_each=remote.push)
+    study_runner.execute(specs[:2], remote.local, after_each=remote.push)
     with tf.io.gfile.GFile(f"{url}/trials.jsonl") as handle:
         assert [json.loads(line)["trial_key"] for line in handle] == [s.key for s in specs[:2]]
     # A new process (here: a new StudyDir) pulls what the remote holds and runs only the rest.
     again = StudyDir(url)
     assert again.local != remote.local
-    assert study.execute(specs, again.local, after_each=again.push) == 2
+    assert study_runner.execute(specs, again.local, after_each=again.push) == 2
     assert [r["trial_key"] for r in read_records(tmp_path / "remote" / "trials.jsonl")] == [s.key for s in specs]
 
 
 def test_shards_never_split_a_replica_group():
     base, seeds = load_benchmark("digits_mlp", epochs=1, max_train_examples=200), SeedSet.from_base(0)
-    specs = study.plan(base, 0, seeds, conditions.parse_conditions("control,init,all"), 6, "s", replicas=3)
-    shards = [study.shard(specs, i, 2) for i in range(2)]
+    specs = study_runner.plan(base, 0, seeds, conditions.parse_conditions("control,init,all"), 6, "s", replicas=3)
+    shards = [study_runner.shard(specs, i, 2) for i in range(2)]
     assert sorted(s.key for part in shards for s in part) == sorted(s.key for s in specs)
     for part in shards:
         groups = {}

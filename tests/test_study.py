@@ -9,7 +9,7 @@ import time
 import pytest
 from conftest import REPO
 
-from harness import conditions, study
+from harness import conditions, study_runner
 from harness.config import load_benchmark
 from harness.errors import UsageError
 from harness.records import read_records, schema_errors
@@ -23,7 +23,7 @@ TINY = dict(epochs=2, max_train_examples=300, validation_fraction=0.2, augment=T
 def _plan(names, repeats=2, **overrides):
     base = load_benchmark("digits_mlp", **{**TINY, **overrides})
     seeds = SeedSet.from_base(0)
-    return base, seeds, study.plan(base, 0, seeds, conditions.parse_conditions(names), repeats, "test")
+    return base, seeds, study_runner.plan(base, 0, seeds, conditions.parse_conditions(names), repeats, "test")
 
 
 def test_each_condition_varies_exactly_what_it_names():
@@ -76,8 +76,8 @@ def _results(output_dir):
 
 def test_inprocess_and_process_isolation_give_identical_weights(tmp_path):
     _, _, specs = _plan("control,kernels,init", repeats=2)
-    study.execute(specs, tmp_path / "inprocess")
-    study.execute(specs, tmp_path / "process", isolation="process", workers=2)
+    study_runner.execute(specs, tmp_path / "inprocess")
+    study_runner.execute(specs, tmp_path / "process", isolation="process", workers=2)
     inprocess, process = _fingerprints(tmp_path / "inprocess"), _fingerprints(tmp_path / "process")
     assert len(inprocess) == len(specs) and inprocess == process
     workers = {r["environment"]["op_determinism"] for r in read_records(tmp_path / "process" / "trials.jsonl")}
@@ -86,8 +86,8 @@ def test_inprocess_and_process_isolation_give_identical_weights(tmp_path):
 
 def test_two_workers_give_the_same_records_as_one(tmp_path):
     _, _, specs = _plan("control,init,all", repeats=2)
-    study.execute(specs, tmp_path / "one", workers=1)
-    study.execute(specs, tmp_path / "two", workers=2)
+    study_runner.execute(specs, tmp_path / "one", workers=1)
+    study_runner.execute(specs, tmp_path / "two", workers=2)
     assert _results(tmp_path / "one") == _results(tmp_path / "two")
     lines = (tmp_path / "two" / "trials.jsonl").read_text().splitlines()
     assert len(lines) == len(specs) and all(json.loads(line) for line in lines)
@@ -96,8 +96,8 @@ def test_two_workers_give_the_same_records_as_one(tmp_path):
 def test_environment_variant_runs_in_its_own_process_and_is_compared_with_control(tmp_path):
     chosen = conditions.parse_conditions("control,env:threads=1")
     base, seeds, specs = _plan("control,env:threads=1", repeats=2)
-    study.execute(specs, tmp_path)
-    records = study.study_records(specs, tmp_path)
+    study_runner.execute(specs, tmp_path)
+    records = study_runner.study_records(specs, tmp_path)
     threads = [r for r in records if r["condition"] == "env:threads=1"]
     assert [r["environment"]["threads"] for r in threads] == [{"intra_op": 1, "inter_op": 1}] * 2
     summary = build_summary(study_id="test", base_config=base.as_dict(), base_seeds=seeds.as_dict(),
@@ -110,10 +110,10 @@ def test_environment_variant_runs_in_its_own_process_and_is_compared_with_contro
 def test_summary_of_a_real_study_is_valid_and_says_what_varied(tmp_path):
     names = "control,kernels,init,dropout,all,bit"
     base, seeds, specs = _plan(names, repeats=3)
-    study.execute(specs, tmp_path)
+    study_runner.execute(specs, tmp_path)
     summary = build_summary(study_id="test", base_config=base.as_dict(), base_seeds=seeds.as_dict(),
                             conditions=conditions.parse_conditions(names), repeats=3,
-                            records=study.study_records(specs, tmp_path), environment={}, wall_s=1.0)
+                            records=study_runner.study_records(specs, tmp_path), environment={}, wall_s=1.0)
     assert schema_errors(summary) == []
     rows = {row["name"]: row for row in summary["conditions"]}
     control = rows["control"]

@@ -31,16 +31,14 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from harness import environment, tensorboard_curves
+from harness import environment, tensorboard_curves, user_code
 from harness import replicas as replicas_lib
 from harness.conditions import Condition
 from harness.config import TrialConfig
-from harness.datasets import load_dataset
 from harness.errors import UsageError
-from harness.models import build_model
 from harness.records import TRIALS_FILE, append_record, make_trial_record, read_records, trial_key
 from harness.seeds import SeedSet
-from harness.train import TrialResult, run_trial
+from harness.train import TrialResult, build_trainable, inputs_identity, run_trial
 
 ISOLATIONS = ("inprocess", "process")
 
@@ -127,8 +125,10 @@ def _group_size(replicas: int | str, repeats: int, base: TrialConfig, condition:
 
 def _nonzero_weights(config: TrialConfig, seeds: SeedSet) -> list[int]:
     """Flat indices (over all variables, in order) of the model's nonzero initial weights."""
-    model = build_model(config, load_dataset(config.dataset, config.data_dir), seeds.init)
-    values = np.concatenate([v.numpy().reshape(-1) for v in model.trainable_variables])
+    from harness.datasets import dataset_of
+
+    trainable = build_trainable(config, dataset_of(config), seeds)
+    values = np.concatenate([np.asarray(v.numpy()).reshape(-1) for v in trainable.variables])
     return np.flatnonzero(values).tolist()
 
 
@@ -141,7 +141,7 @@ def _record(spec: TrialSpec, result: TrialResult, output_dir: Path) -> dict[str,
     """Appends a trial's record and writes its TensorBoard curves: every record of a study goes through here."""
     record = make_trial_record(config=spec.config, seeds=spec.seeds, condition=spec.condition,
                                repeat=spec.repeat, study_id=spec.study_id, result=result,
-                               environment=environment.capture())
+                               environment=environment.capture(), inputs=inputs_identity(spec.config))
     append_record(output_dir / TRIALS_FILE, record)
     tensorboard_curves.write_trial(output_dir / "tb", record)
     return record
@@ -184,7 +184,10 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
     `after_each` runs after every finished trial (e.g. publishing records to a remote study directory).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
-    recorded = {r.get("trial_key") for r in read_records(output_dir / TRIALS_FILE)}
+    existing = read_records(output_dir / TRIALS_FILE)
+    if specs:
+        refuse_changed_inputs(existing, inputs_identity(specs[0].config), output_dir)
+    recorded = {r.get("trial_key") for r in existing}
     pending = [s for s in specs if s.key not in recorded]
     progress = Progress(len(specs), len(specs) - len(pending), after_each)
     if not pending:
@@ -194,7 +197,14 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
         raise UsageError("vectorized replicas train in this process; use --replicas with --isolation=inprocess "
                          "and --workers=1")
     local = [s for s in pending if isolation == "inprocess" and workers == 1 and s.process_environment == here]
-    jobs = _jobs([s for s in pending if s not in local], isolation, workers)
+    elsewhere = [s for s in pending if s not in local]
+    for spec in elsewhere:
+        for named in (spec.config.model, spec.config.dataset):
+            if user_code.is_in_process(named):
+                raise UsageError(f"condition {spec.condition} needs a fresh process, which cannot see the "
+                                 f"{'model' if named == spec.config.model else 'data'} handed over in Python; "
+                                 "name it as path/to/file.py:function (data: npz:PATH), or leave that condition out")
+    jobs = _jobs(elsewhere, isolation, workers)
     done_groups = set()
     for spec in local:
         if spec.group is None:
@@ -208,6 +218,22 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
                 progress.finished(spec.condition, record["status"]["code"], record["timing"]["wall_s"])
     _run_jobs(jobs, output_dir, workers, progress)
     return len(pending)
+
+
+def refuse_changed_inputs(records: list[dict[str, Any]], identity: dict[str, Any], output_dir: Path) -> None:
+    """A study directory holds trials of one version of a model's code and of its data: resuming after
+    either changed would mix two experiments under one study, so it is refused in one sentence."""
+    model, data = identity["model"], identity["data"]
+    for record in records:
+        then_model, then_data = record.get("model") or {}, record.get("data") or {}
+        if then_model.get("spec") == model["spec"] and then_model.get("source_sha256") != model["source_sha256"]:
+            raise UsageError(f"the source of {model['spec']} changed since the trials in {output_dir} were recorded "
+                             f"(sha256 {str(then_model.get('source_sha256'))[:12]} then, "
+                             f"{str(model['source_sha256'])[:12]} now); study it in a new --output_dir")
+        if then_data.get("spec") == data["spec"] and then_data.get("sha256") != data["sha256"]:
+            raise UsageError(f"the data {data['spec']} changed since the trials in {output_dir} were recorded "
+                             f"(sha256 {str(then_data.get('sha256'))[:12]} then, {data['sha256'][:12]} now); "
+                             "study it in a new --output_dir")
 
 
 def _this_process_environment() -> tuple:

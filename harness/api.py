@@ -1,0 +1,194 @@
+"""A study from Python: `harness.study(model=create_model, data=(x_train, y_train, x_test, y_test), ...)`.
+
+    import harness
+    result = harness.study(model=create_model, data=(x_train, y_train, x_test, y_test),
+                           conditions=["control", "init", "dropout", "all"], repeats=10, epochs=20)
+    print(result)                                    # the table and findings `harness.bench` prints
+    assert result.condition("control").bitwise_reproducible
+
+The same study as `python -m harness.bench` (which calls `run_study` below):
+the same plan, records (`trials.jsonl`), `summary.json`, TensorBoard curves
+and resumption. Functions and arrays handed over as Python objects live in
+this process only, so conditions that need a fresh process (`env:threads=N`,
+`env:onednn=0|1`) need the model and data named as specs instead
+(`model="my_model.py:create_model"`, `data="npz:data.npz"`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from harness import conditions as conditions_lib
+from harness import determinism, environment, study_runner, user_code, user_data
+from harness.config import CONFIG_FIELDS, MODELS, TrialConfig, load_benchmark, user_model_config
+from harness.errors import UsageError
+from harness.records import STUDY_FILE, STUDY_SCHEMA, TRIALS_FILE, content_id, write_json
+from harness.seeds import SeedSet
+from harness.storage import StudyDir, shard_dir_name
+from harness.summary import SUMMARY_FILE, format_summary, summarize_study, write_summary
+
+
+@dataclasses.dataclass
+class StudyRun:
+    """What running a study did: its summary, where its files are, and how many trials ran now."""
+
+    summary: dict[str, Any]
+    directory: StudyDir
+    ran: int
+    trials_in_shard: int
+    wall_s: float
+
+
+def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[conditions_lib.Condition],
+              repeats: int, output_dir: str, *, replicas: int | str = 1, isolation: str = "inprocess",
+              workers: int = 1, shard_index: int = 0, num_shards: int = 1) -> StudyRun:
+    """Plans the study, runs the trials without a record yet, and writes its manifest and summary."""
+    # Before any op runs: trials with these thread pools can then share this process.
+    determinism.set_thread_pools(base.intra_op_threads, base.inter_op_threads)
+    location = output_dir.rstrip("/")
+    if num_shards > 1:
+        # Every shard writes its own records; `harness.merge` builds the study's summary.
+        location = f"{location}/{shard_dir_name(shard_index, num_shards)}"
+    study_dir = StudyDir(location)
+    # The study is its base config and seeds: adding conditions or repeats later
+    # extends the same study, and its records are reused.
+    study_id = content_id({"config": base.replace(determinism=True).as_dict(), "base_seed": base_seed,
+                           "seeds": seeds.as_dict()})
+    started = time.perf_counter()
+    planned = study_runner.plan(base, base_seed, seeds, chosen, repeats, study_id, replicas)
+    specs = study_runner.shard(planned, shard_index, num_shards)
+    manifest = {"schema": STUDY_SCHEMA, "study_id": study_id, "benchmark": base.benchmark,
+                "base_config": base.as_dict(), "base_seed": base_seed, "base_seeds": seeds.as_dict(),
+                "conditions": [c.name for c in chosen], "repeats": repeats, "shard_index": shard_index,
+                "num_shards": num_shards, "trials_planned": len(planned), "trials_in_shard": len(specs)}
+    write_json(study_dir.local / STUDY_FILE, manifest)
+    ran = study_runner.execute(specs, study_dir.local, isolation=isolation, workers=workers,
+                               after_each=study_dir.push)
+    wall_s = time.perf_counter() - started
+    records = study_runner.study_records(specs, study_dir.local)
+    summary = summarize_study(manifest, records, environment.capture(), wall_s)
+    write_summary(study_dir.local / SUMMARY_FILE, summary)
+    study_dir.push(with_curves=True)
+    return StudyRun(summary, study_dir, ran, len(specs), wall_s)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConditionResult:
+    """One condition's row of the summary, with its verdicts as attributes."""
+
+    name: str
+    varies: str
+    n_ok: int
+    n_failed: int
+    metric: str
+    mean: float | None
+    sd: float | None
+    sd_ci95: list[float] | None
+    unique_weight_hashes: int
+    bitwise_reproducible: bool | None
+    matches_control_bitwise: bool | None
+    sd_share_of_all: float | None
+    mean_pairwise_disagreement: float | None
+    row: dict[str, Any]  # every figure summary.json holds for the condition
+
+
+class StudyResult:
+    """A finished study: `print(result)` shows its table and findings; `result.condition(name)` its verdicts."""
+
+    def __init__(self, summary: dict[str, Any], output_dir: Path) -> None:
+        self.summary = summary
+        self.output_dir = output_dir
+        self.metric = summary["primary_metric"]
+
+    @property
+    def records_path(self) -> Path:
+        return self.output_dir / TRIALS_FILE
+
+    @property
+    def summary_path(self) -> Path:
+        return self.output_dir / SUMMARY_FILE
+
+    @property
+    def table(self) -> str:
+        return format_summary(self.summary)
+
+    @property
+    def findings(self) -> list[str]:
+        return list(self.summary["findings"])
+
+    @property
+    def conditions(self) -> list[str]:
+        return [row["name"] for row in self.summary["conditions"]]
+
+    def condition(self, name: str) -> ConditionResult:
+        row = next((row for row in self.summary["conditions"] if row["name"] == name), None)
+        if row is None:
+            raise KeyError(f"the study has no condition {name!r}; it has {', '.join(self.conditions)}")
+        described = row[self.metric] or {}
+        return ConditionResult(
+            name=name, varies=row["varies"], n_ok=row["n_ok"], n_failed=row["n_failed"], metric=self.metric,
+            mean=described.get("mean"), sd=described.get("sd"), sd_ci95=described.get("sd_ci95"),
+            unique_weight_hashes=row["unique_weight_hashes"], bitwise_reproducible=row["bitwise_reproducible"],
+            matches_control_bitwise=row["matches_control_bitwise"], sd_share_of_all=row["sd_share_of_all"],
+            mean_pairwise_disagreement=row["mean_pairwise_disagreement"], row=row)
+
+    def to_dataframe(self) -> Any:
+        """The table as a pandas DataFrame, a row per condition (pandas must be installed)."""
+        try:
+            import pandas
+        except ImportError:
+            raise UsageError("to_dataframe() needs pandas: pip install pandas") from None
+        rows = [{key: value for key, value in dataclasses.asdict(self.condition(name)).items() if key != "row"}
+                for name in self.conditions]
+        return pandas.DataFrame(rows).set_index("name")
+
+    def __str__(self) -> str:
+        return self.table
+
+    def __repr__(self) -> str:
+        return f"<StudyResult {self.summary['benchmark']}: {', '.join(self.conditions)}; records in {self.output_dir}>"
+
+
+def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequence[str] | str | None = None,
+          repeats: int = 10, output_dir: str | None = None, seed: int = 0, benchmark: str | None = None,
+          replicas: int | str = 1, isolation: str = "inprocess", workers: int = 1,
+          **settings: Any) -> StudyResult:
+    """Runs a variance study of a model and returns its result.
+
+    `model`: a function returning a Keras model (compiled or not), a spec string (`file.py:function`,
+    `package.module:function`) or a built-in model name. `data`: (x_train, y_train, x_test, y_test),
+    ((x_train, y_train), (x_test, y_test)), (x, y), a dict of those arrays, or a data spec string
+    (`npz:PATH`, `csv:PATH`, `file.py:function`, `tfds:NAME`, a built-in name). `settings`: any trial
+    setting (epochs=, batch_size=, learning_rate=, model_args=, validation_fraction=, ...).
+    """
+    unknown = sorted(set(settings) - set(CONFIG_FIELDS) - {"benchmark"})
+    if unknown:
+        raise UsageError(f"unknown setting {unknown[0]!r}; settings are {', '.join(CONFIG_FIELDS)}")
+    if repeats < 1:
+        raise UsageError(f"repeats must be at least 1, got {repeats}")
+    if isolation not in study_runner.ISOLATIONS:
+        raise UsageError(f"isolation must be one of {', '.join(study_runner.ISOLATIONS)}, got {isolation!r}")
+    model_spec = model if isinstance(model, str) else user_code.register_function(model)
+    fields = dict(settings, model=model_spec)
+    if data is not None:
+        fields["dataset"] = user_data.from_python(data)
+    if benchmark or model_spec in MODELS:
+        base = load_benchmark(benchmark or "digits_mlp", **fields)
+    else:
+        base = user_model_config(**fields)
+    chosen = _conditions(conditions, base)
+    replicas = study_runner.parse_replicas(str(replicas))
+    run = run_study(base, seed, SeedSet.from_base(seed), chosen, repeats, output_dir or f"results/{base.benchmark}",
+                    replicas=replicas, isolation=isolation, workers=workers)
+    return StudyResult(run.summary, run.directory.local)
+
+
+def _conditions(conditions: Sequence[str] | str | None, base: TrialConfig) -> list[conditions_lib.Condition]:
+    if conditions is None:
+        return conditions_lib.default_conditions(base)
+    text = conditions if isinstance(conditions, str) else ",".join(conditions)
+    return conditions_lib.parse_conditions(text)

@@ -1,0 +1,214 @@
+"""A user's Keras model, with each source of randomness under its own seed.
+
+The user's function is called as they wrote it; the harness decides around it:
+- `init`: the model is built after `keras.backend.clear_session()` and
+  `keras.utils.set_random_seed(init_seed)`, so its initial weights are a pure
+  function of the init seed (and layer names do not drift across trials of one
+  process). `tf.random.set_seed` alone would not do it: Keras 3 initializers
+  draw from Keras's own seed generator, seeded from Python's `random`.
+- `dropout`: after the build, the state of every `keras.random.SeedGenerator`
+  in the model (Dropout, GaussianNoise, GaussianDropout, SpatialDropout, random
+  augmentation layers...) is set from the dropout seed and the layer's path.
+  Unseeded generators take their seed from Python's `random` when the layer is
+  constructed, so without this, init and dropout would share one stream.
+- `shuffle`, `split`, `augment`: the harness's own `tf.data` pipeline.
+
+The optimizer and loss come from the model's `compile()` (or `--optimizer`,
+`--loss`), as Keras objects: no re-implementation of Adam for user models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from harness import user_code
+from harness.config import TrialConfig
+from harness.datasets import Dataset
+from harness.errors import UsageError, first_line
+from harness.seeds import SeedSet, derive_seed
+from harness.trainable import Task, Trainable, argmax_classes
+
+# A model function with a parameter of this name (e.g. `create_model(seed)`) gets the init seed,
+# unless --model_args gives it.
+SEED_ARGUMENT = "seed"
+
+
+def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
+    """The user's model, built from the init seed, its dropout state set from the dropout seed."""
+    import keras
+
+    model = build_model(config, dataset, seeds.init)
+    seed_generator_paths = seed_dropout(model, seeds.dropout)
+    task = task_for(config, model, dataset)
+    optimizer = optimizer_for(config, model)
+    variables = list(model.trainable_variables)
+    if not variables:
+        raise UsageError(f"{config.model} returned a model with no trainable weights.")
+    # Slots are created now, eagerly: the train step (a tf.function) only updates them.
+    optimizer.build(variables)
+
+    def training_loss(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
+        loss = task.loss(targets, outputs)
+        # Regularization losses the layers added in this forward pass, as Keras's own fit adds them.
+        return loss + tf.add_n(model.losses) if model.losses else loss
+
+    description = {
+        "parameters": int(sum(np.prod(v.shape) for v in variables)),
+        "architecture": architecture(model),
+        "optimizer": {"class": type(optimizer).__name__, "learning_rate": _learning_rate(optimizer)},
+        "loss": task.loss_name,
+        "task": task.kind,
+        "seed_generators": seed_generator_paths,
+        "keras": keras.__version__,
+    }
+    return Trainable(
+        variables=variables,
+        forward=lambda x, step: model(x, training=True),
+        update=lambda gradients, step: optimizer.apply_gradients(zip(gradients, variables, strict=True)),
+        predict=lambda x: model(x, training=False),
+        task=Task(task.kind, task.num_classes, training_loss, task.predicted_classes, task.target_classes,
+                  task.loss_name),
+        layers=tuple(layer.name for layer in model.layers),
+        description=description,
+    )
+
+
+def build_model(config: TrialConfig, dataset: Dataset, init_seed: int) -> Any:
+    """Calls the user's function under the init seed and builds the model on the data's example shape."""
+    import keras
+
+    function = user_code.resolve_function(config.model, "model")
+    kwargs = dict(config.model_args)
+    if SEED_ARGUMENT not in kwargs and user_code.accepts_argument(function, SEED_ARGUMENT):
+        kwargs[SEED_ARGUMENT] = init_seed
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(init_seed)
+    model = user_code.call(function, config.model, "model", **kwargs)
+    if not isinstance(model, keras.Model):
+        raise UsageError(f"{config.model} returned {type(model).__name__}, not a Keras model.")
+    was_built = model.built and bool(model.trainable_variables)
+    try:
+        # Calling the model once on real examples builds any model, Sequential or subclassed, and shows
+        # that a built one takes this data.
+        model(tf.constant(dataset.train_x[:2]), training=False)
+    except Exception as error:
+        problem = "expects other inputs than" if was_built else \
+            "has an unknown input shape and cannot be built on"
+        raise UsageError(f"{config.model} returned a model that {problem} the data's examples of shape "
+                         f"{dataset.train_x.shape[1:]}: {first_line(error)}.") from None
+    return model
+
+
+def seed_dropout(model: Any, dropout_seed: int) -> list[str]:
+    """Sets every SeedGenerator's state from (dropout seed, its layer's path); returns those paths."""
+    paths = []
+    for layer in _layers(model):
+        for index, generator in enumerate(getattr(layer, "_seed_generators", ())):
+            path = f"{getattr(layer, 'path', None) or layer.name}#{index}"
+            state = generator.state
+            state.assign(np.array([derive_seed(dropout_seed, path), 0], dtype=_numpy_dtype(state.dtype)))
+            paths.append(path)
+    return paths
+
+
+def _layers(model: Any) -> list[Any]:
+    """The model and every layer inside it, nested models included."""
+    flatten = getattr(model, "_flatten_layers", None)
+    if flatten is not None:
+        return list(flatten(include_self=True, recursive=True))
+    found, queue = [], [model]
+    while queue:
+        layer = queue.pop(0)
+        found.append(layer)
+        queue.extend(getattr(layer, "layers", []))
+    return found
+
+
+def _numpy_dtype(dtype: Any) -> Any:
+    return getattr(dtype, "as_numpy_dtype", dtype)
+
+
+def task_for(config: TrialConfig, model: Any, dataset: Dataset) -> Task:
+    """The loss (from --loss, else compile()) and what the outputs mean, read from the loss and the data."""
+    loss, name = _loss(config, model)
+    outputs = model(tf.constant(dataset.train_x[:2]), training=False)
+    if isinstance(outputs, (list, tuple, dict)):
+        raise UsageError(f"{config.model} returned a model with several outputs; the harness trains one.")
+    width = int(outputs.shape[-1]) if outputs.shape.rank and outputs.shape.rank > 1 else 1
+    labels = dataset.train_y
+    if dataset.num_classes and width > 1:
+        if width < dataset.num_classes:
+            raise UsageError(f"{config.model} has {width} outputs but the labels name {dataset.num_classes} "
+                             "classes.")
+        one_hot = labels.ndim == 2 and labels.shape[1] > 1
+        targets = argmax_classes if one_hot else (lambda y: np.asarray(y).reshape(-1))
+        return Task("multiclass", width, loss, argmax_classes, targets, name)
+    binary_labels = bool(np.all((labels == 0) | (labels == 1)))
+    if width == 1 and binary_labels and "binary" in name.lower().replace("_", " "):
+        threshold = 0.0 if _from_logits(loss) else 0.5
+        return Task("binary", 2, loss, lambda out: (np.asarray(out).reshape(-1) > threshold).astype(np.int64),
+                    lambda y: np.asarray(y).reshape(-1).astype(np.int64), name)
+    return Task("regression", 0, loss, loss_name=name)
+
+
+def _loss(config: TrialConfig, model: Any) -> tuple[Any, str]:
+    import keras
+
+    spec = config.loss or (model.loss if getattr(model, "compiled", False) else None)
+    if spec is None:
+        raise UsageError(f"{config.model} returned a model that is not compiled; compile it in the function or "
+                         "pass --loss (e.g. sparse_categorical_crossentropy or mse) and --optimizer.")
+    if isinstance(spec, (list, tuple, dict)):
+        raise UsageError(f"{config.model} is compiled with one loss per output; the harness trains one output.")
+    try:
+        loss = keras.losses.get(spec) if isinstance(spec, str) else spec
+    except ValueError:
+        raise UsageError(f"unknown Keras loss {spec!r}.") from None
+    if loss is None or not callable(loss):
+        raise UsageError(f"{config.model}'s loss {spec!r} is not a Keras loss.")
+    name = spec if isinstance(spec, str) else getattr(loss, "name", None) or getattr(loss, "__name__", "loss")
+    if not isinstance(loss, keras.losses.Loss):
+        # A loss function (e.g. the one "mse" names) gives one value per example; compile() reduces
+        # them to the batch mean, as a Loss object does.
+        function = loss
+        loss = lambda targets, outputs: tf.reduce_mean(function(targets, outputs))  # noqa: E731
+    return loss, str(name)
+
+
+def _from_logits(loss: Any) -> bool:
+    config = loss.get_config() if hasattr(loss, "get_config") else {}
+    return bool(config.get("from_logits", False))
+
+
+def optimizer_for(config: TrialConfig, model: Any) -> Any:
+    """--optimizer, else the compiled one, else Adam; --learning_rate, when given, overrides its rate."""
+    import keras
+
+    if config.optimizer:
+        try:
+            optimizer = keras.optimizers.get(config.optimizer)
+        except ValueError:
+            raise UsageError(f"unknown Keras optimizer {config.optimizer!r}.") from None
+    elif getattr(model, "compiled", False) and getattr(model, "optimizer", None) is not None:
+        optimizer = model.optimizer
+    else:
+        optimizer = keras.optimizers.Adam()
+    if config.learning_rate is not None:
+        optimizer.learning_rate = config.learning_rate
+    return optimizer
+
+
+def _learning_rate(optimizer: Any) -> float | None:
+    try:
+        return float(np.asarray(optimizer.learning_rate))
+    except (TypeError, ValueError):  # A schedule: no single rate.
+        return None
+
+
+def architecture(model: Any) -> list[dict[str, Any]]:
+    """Each top-level layer: name, class and parameter count (a nested model counts as one layer)."""
+    return [{"layer": layer.name, "class": type(layer).__name__,
+             "parameters": int(sum(np.prod(v.shape) for v in layer.weights))} for layer in model.layers]

@@ -1,0 +1,61 @@
+"""What the one train step needs of a model, whoever wrote it: the harness (`models.py`) or a user (Keras).
+
+A `Trainable` is a model with its variables, its forward pass in training mode
+(keyed by the step, for stateless dropout), its update rule, and a `Task` that
+says what its outputs mean (the loss; for classifiers, how outputs and
+targets become classes). `train.py` trains and scores any `Trainable` the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What a model's outputs mean: the training loss, and for classifiers how to read classes."""
+
+    kind: str  # "multiclass", "binary" or "regression"
+    num_classes: int  # 0 for regression
+    loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (targets, outputs) -> mean loss
+    predicted_classes: Callable[[np.ndarray], np.ndarray] | None = None
+    target_classes: Callable[[np.ndarray], np.ndarray] | None = None
+    # For people and records: the loss's name.
+    loss_name: str = ""
+
+
+def argmax_classes(outputs: np.ndarray) -> np.ndarray:
+    return np.argmax(outputs, axis=-1)
+
+
+def builtin_task(num_classes: int) -> Task:
+    """The built-in models' task: softmax cross-entropy on logits, or mean squared error."""
+    if num_classes:
+        def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        return Task("multiclass", num_classes, cross_entropy, argmax_classes, np.asarray,
+                    "sparse softmax cross-entropy")
+
+    def mean_squared_error(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_mean(tf.square(outputs - targets))
+    return Task("regression", 0, mean_squared_error, loss_name="mean squared error")
+
+
+@dataclasses.dataclass
+class Trainable:
+    """A model ready for the harness's train step."""
+
+    variables: list[Any]  # trained, in the model's order (the weights' fingerprint follows it)
+    forward: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (x, step) -> outputs, in training mode
+    update: Callable[[list[tf.Tensor], tf.Tensor], None]  # (gradients, step): the optimizer's update
+    predict: Callable[[tf.Tensor], tf.Tensor]  # x -> outputs, in inference mode
+    task: Task
+    # Layer names in forward order, for naming where two runs part (backprop visits them reversed).
+    layers: tuple[str, ...] = ()
+    # What the record says of the model: parameter count, architecture, optimizer...
+    description: dict[str, Any] = dataclasses.field(default_factory=dict)
