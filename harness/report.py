@@ -53,7 +53,7 @@ def build_report(input_dir: Path, output_dir: Path) -> list[Path]:
         plt.close(figure)
         written.append(output_dir / name)
     captions = [(name, caption) for name, (caption, _) in plots.items()]
-    environment = environment_rows(summary["environment"])
+    environment = inputs_rows(records[0]) + environment_rows(summary["environment"])
     (output_dir / "report.html").write_text(_html(summary, captions, environment))
     (output_dir / "report.md").write_text(_markdown(summary, captions, environment))
     return written + [output_dir / "report.html", output_dir / "report.md"]
@@ -163,6 +163,30 @@ def _loss_curves(summary: dict[str, Any], records: list[dict[str, Any]]) -> plt.
     return figure
 
 
+def inputs_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """What was trained on what, from a trial record's `model` and `data` blocks (records from before
+    they were written have neither)."""
+    model, data = record.get("model") or {}, record.get("data") or {}
+    if not model:
+        return []
+    args = ", ".join(f"{name}={value}" for name, value in (model.get("args") or {}).items())
+    layers = ", ".join(f"{layer['class']}" for layer in model.get("architecture") or [])
+    optimizer = model.get("optimizer") or {}
+    rate = optimizer.get("learning_rate")
+    rate = f"{rate:.4g}" if isinstance(rate, (int, float)) else rate  # a schedule is recorded by name
+    rows = [
+        ("model", model.get("spec") + (f" ({args})" if args else "")),
+        ("model source sha256", model.get("source_sha256") or "the harness's built-in model"),
+        ("model layers", f"{layers}; {model.get('parameters'):,} trainable parameters"),
+        ("optimizer, loss, task", f"{optimizer.get('class')} (learning rate {rate}), "
+                                  f"{model.get('loss')}, {model.get('task')}"),
+        ("data", f"{data.get('spec')}: {data.get('train_examples')} training and {data.get('test_examples')} test "
+                 f"examples of shape {tuple(data.get('example_shape') or ())}"),
+        ("data sha256", data.get("sha256")),
+    ]
+    return [(name, str(value)) for name, value in rows]
+
+
 def environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
     """The environment as (what, value) rows: everything a reader needs to reproduce the numbers."""
     tf_info = environment.get("tensorflow", {})
@@ -175,6 +199,7 @@ def environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
         ("harness", environment.get("harness_version")),
         ("TensorFlow", f"{tf_info.get('version')} ({tf_info.get('git_version')})"),
         ("built with CUDA / cuDNN", f"{build.get('cuda_version', 'none')} / {build.get('cudnn_version', 'none')}"),
+        ("Keras", environment.get("keras") or "not recorded"),
         ("Python", environment.get("python")),
         ("OS", environment.get("os")),
         ("CPU", f"{cpu.get('model')}, {cpu.get('usable_cores')} usable of {cpu.get('logical_cores')} logical cores"),

@@ -306,7 +306,10 @@ def test_the_python_api_studies_a_function_and_arrays(tmp_path):
     assert gate.returncode == 0, gate.stdout + gate.stderr
     report = run_program("harness.report", f"--input_dir={tmp_path}")
     assert report.returncode == 0, report.stderr
-    assert "create_model_for_the_api" in (tmp_path / "report.html").read_text()
+    page = (tmp_path / "report.html").read_text()
+    # The report says what was trained on what: the model, its layers, the data's fingerprint.
+    assert "create_model_for_the_api" in page and "Flatten, Dense, Dropout, Dense" in page
+    assert records[0]["data"]["sha256"] in page
     with pytest.raises(UsageError, match="^condition env:onednn=0 needs a fresh process, which cannot see the data "
                                          "handed over in Python"):
         harness.study(model=create_model_for_the_api, data=data, conditions=["env:onednn=0"], repeats=1,
