@@ -13,6 +13,7 @@ import platform
 import re
 import shutil
 import subprocess
+from collections.abc import Mapping
 from typing import Any
 
 import tensorflow as tf
@@ -20,8 +21,37 @@ import tensorflow as tf
 from harness import __version__
 from harness.determinism import op_determinism_enabled
 
-# Variables that change what TF computes or how fast; recorded when set.
-ENV_PREFIXES = ("TF_", "CUDA_", "NVIDIA_", "CUBLAS_", "XLA_", "OMP_", "KMP_", "MKL_", "HARNESS_")
+# The environment variables a record keeps, when set, with why each matters: they change what TF
+# computes (the bits) or how many threads compute it. Nothing else is recorded: records are shared
+# and committed, and a prefix would catch secrets (TF_ is also Terraform's: TF_VAR_db_password,
+# TF_TOKEN_app_terraform_io). The README lists the same names (a test checks).
+RECORDED_ENV_VARS = {
+    "TF_ENABLE_ONEDNN_OPTS": "oneDNN kernels on or off (changes the bits on CPU)",
+    "TF_DETERMINISTIC_OPS": "op determinism, the environment switch of older TF",
+    "TF_CUDNN_DETERMINISTIC": "deterministic cuDNN algorithms",
+    "TF_XLA_FLAGS": "XLA auto-clustering and its options (XLA changes the bits)",
+    "XLA_FLAGS": "XLA compiler options",
+    "TF_NUM_INTRAOP_THREADS": "TF's intra-op thread pool",
+    "TF_NUM_INTEROP_THREADS": "TF's inter-op thread pool",
+    "TF_GPU_ALLOCATOR": "the GPU memory allocator (free memory can change cuDNN's algorithm choice)",
+    "TF_FORCE_GPU_ALLOW_GROWTH": "GPU memory growth (as above)",
+    "NVIDIA_TF32_OVERRIDE": "TF32 matmuls and convolutions on Ampere and newer GPUs (precision)",
+    "CUBLAS_WORKSPACE_CONFIG": "cuBLAS workspace, which deterministic cuBLAS needs",
+    "CUDA_VISIBLE_DEVICES": "which GPUs the process sees",
+    "OMP_NUM_THREADS": "OpenMP threads (oneDNN's)",
+    "KMP_AFFINITY": "OpenMP thread affinity",
+    "KMP_BLOCKTIME": "OpenMP threads' spin time",
+    "KMP_HW_SUBSET": "the cores OpenMP uses",
+    "MKL_NUM_THREADS": "MKL threads",
+    "MKL_DYNAMIC": "MKL's dynamic thread count",
+    "TF_USE_LEGACY_KERAS": "Keras 2 (tf_keras) instead of Keras 3 for a user's model",
+    "KERAS_BACKEND": "Keras 3's backend for a user's model",
+}
+# The harness's own settings (HARNESS_IMAGE, HARNESS_NUM_SHARDS, ...).
+RECORDED_ENV_PREFIX = "HARNESS_"
+# Even a recorded variable is written as REDACTED when its name says it holds a secret.
+SECRET_NAME_PARTS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
+REDACTED = "<redacted>"
 # Queried with a header row and parsed by column name, so any field order (and
 # a driver that lacks a field) parses. compute_cap needs driver 510 or newer.
 NVIDIA_SMI_FIELDS = ("index", "name", "driver_version", "memory.total", "compute_cap", "uuid")
@@ -49,10 +79,21 @@ def static_environment() -> dict[str, Any]:
         "nvidia_smi": shutil.which("nvidia-smi") is not None,
         "container": {"image": os.environ.get("HARNESS_IMAGE"),
                       "digest": os.environ.get("HARNESS_IMAGE_DIGEST")},
-        "env_vars": {k: v for k, v in sorted(os.environ.items()) if k.startswith(ENV_PREFIXES)},
+        "env_vars": recorded_env_vars(os.environ),
         # oneDNN is on by default on x86 Linux builds; only TF_ENABLE_ONEDNN_OPTS=0 turns it off.
         "onednn_enabled": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") not in ("0", "false", "False"),
     }
+
+
+def recorded_env_vars(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables of `environ` a record keeps (RECORDED_ENV_VARS and HARNESS_*), secrets redacted."""
+    return {name: redact(name, value) for name, value in sorted(environ.items())
+            if name in RECORDED_ENV_VARS or name.startswith(RECORDED_ENV_PREFIX)}
+
+
+def redact(name: str, value: str) -> str:
+    """REDACTED for a variable whose name says it holds a secret, else the value."""
+    return REDACTED if any(part in name.upper() for part in SECRET_NAME_PARTS) else value
 
 
 def _package_version(name: str) -> str | None:

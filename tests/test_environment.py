@@ -1,8 +1,10 @@
 """Environment capture: nvidia-smi output and TF build info as real machines print them; absence as absence."""
 
 import collections
+import json
 
 import pytest
+from conftest import REPO, run_program
 
 from harness import environment
 from harness.report import environment_rows
@@ -87,3 +89,40 @@ def test_this_cpu_machine_records_absence_plainly():
     assert captured["tensorflow"]["build_info"]["is_cuda_build"] is False
     assert captured["cpu"]["model"] and captured["threads"].keys() == {"intra_op", "inter_op"}
     assert captured["container"] == {"image": None, "digest": None}
+
+
+# Secrets people keep in their environment: Terraform's TF_ variables, and a harness-prefixed key.
+SECRETS = {"TF_VAR_db_password": "hunter2", "TF_TOKEN_app_terraform_io": "tfe-token-4711",
+           "TF_CLI_CONFIG_FILE": "/home/someone/.terraformrc", "HARNESS_API_KEY": "sk-live-0815"}
+
+
+def test_only_variables_that_change_numerics_are_recorded_and_secrets_are_redacted():
+    environ = {**SECRETS, "TF_ENABLE_ONEDNN_OPTS": "0", "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "PATH": "/usr/bin",
+               "AWS_SECRET_ACCESS_KEY": "aws-secret", "HARNESS_NUM_SHARDS": "4"}
+    assert environment.recorded_env_vars(environ) == {
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "HARNESS_API_KEY": "<redacted>", "HARNESS_NUM_SHARDS": "4",
+        "TF_ENABLE_ONEDNN_OPTS": "0"}
+
+
+def test_no_secret_reaches_records_summary_or_report(tmp_path):
+    output_dir = tmp_path / "study"
+    result = run_program("harness.bench", "--conditions=control", "--repeats=1", "--epochs=1",
+                         "--max_train_examples=200", f"--output_dir={output_dir}", env_vars=SECRETS)
+    assert result.returncode == 0, result.stderr
+    assert run_program("harness.report", f"--input_dir={output_dir}").returncode == 0
+    written = {path.name: path.read_text() for path in output_dir.rglob("*")
+               if path.is_file() and path.suffix in (".jsonl", ".json", ".html", ".md")}
+    assert {"trials.jsonl", "summary.json", "report.html", "report.md"} <= set(written)
+    for name, text in written.items():
+        for secret in ("hunter2", "tfe-token-4711", ".terraformrc", "sk-live-0815"):
+            assert secret not in text, (name, secret)
+    record = json.loads(written["trials.jsonl"].splitlines()[0])
+    assert record["environment"]["env_vars"]["HARNESS_API_KEY"] == "<redacted>"
+
+
+def test_the_readme_lists_every_recorded_variable_and_the_baseline_holds_no_other():
+    readme = (REPO / "README.md").read_text()
+    for name in environment.RECORDED_ENV_VARS:
+        assert f"| `{name}` |" in readme, name
+    baseline = json.loads((REPO / "benchmarks/baselines/digits_mlp_ci.json").read_text())
+    assert set(baseline["environment"]["env_vars"]) <= set(environment.RECORDED_ENV_VARS)
