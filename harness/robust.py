@@ -39,9 +39,13 @@ MEANINGFUL_PROBABILITY = 0.75
 def check_metric(metric: str, config: TrialConfig) -> None:
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if metric.endswith("_accuracy") and config.model == "regression":
+        # A user's model may be a regression too; that is known once it is built (see `scores`).
+        raise UsageError(f"benchmark {config.benchmark!r} is a regression and has no accuracy; pass "
+                         "--metric=test_loss (or --metric=validation_loss with --validation_fraction=0.1)")
     if metric.startswith("validation_") and config.validation_fraction == 0:
         raise UsageError(f"--metric={metric} needs a validation set, and benchmark {config.benchmark!r} holds none "
-                         "out; pass --validation_fraction=0.1 (or --metric=test_accuracy)")
+                         f"out; pass --validation_fraction=0.1 (or --metric={metric.replace('validation_', 'test_')})")
 
 
 def seeds_study_id(config: TrialConfig, base_seed: int) -> str:

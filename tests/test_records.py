@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -18,6 +19,8 @@ from harness.records import (
     read_records,
     schema_errors,
     trial_key,
+    write_json,
+    write_records,
 )
 from harness.seeds import SeedSet
 from harness.train import inputs_identity, run_trial
@@ -121,3 +124,15 @@ def test_a_killed_run_leaves_only_whole_valid_lines(tmp_path):
     keys = [r["trial_key"] for r in records]
     assert len(keys) == len(set(keys))  # exactly one record per trial
     assert {(r["condition"], r["repeat"]) for r in records} >= {(c, i) for c in ("control", "init") for i in range(4)}
+
+
+@pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o002, 0o664)])
+def test_whole_files_are_written_with_the_umask_like_any_other_file(tmp_path, umask, mode):
+    previous = os.umask(umask)
+    try:
+        write_json(tmp_path / "summary.json", {"a": 1})
+        write_records(tmp_path / "merged.jsonl", [{"a": 1}])
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "summary.json").stat().st_mode) == mode
+    assert stat.S_IMODE((tmp_path / "merged.jsonl").stat().st_mode) == mode

@@ -183,3 +183,16 @@ def test_bad_input_is_one_sentence_and_exit_2(tmp_path, program, args, message):
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert len([line for line in result.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_metric_advice_names_a_metric_the_benchmark_has():
+    from harness.config import load_benchmark
+
+    regression = load_benchmark("random_regression")
+    with pytest.raises(UsageError) as raised:
+        robust.check_metric("validation_accuracy", regression)
+    assert str(raised.value) == ("benchmark 'random_regression' is a regression and has no accuracy; pass "
+                                 "--metric=test_loss (or --metric=validation_loss with --validation_fraction=0.1)")
+    with pytest.raises(UsageError, match=r"pass --validation_fraction=0\.1 \(or --metric=test_loss\)$"):
+        robust.check_metric("validation_loss", regression)
+    robust.check_metric("test_loss", regression)
