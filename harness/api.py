@@ -64,7 +64,9 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
     manifest = {"schema": STUDY_SCHEMA, "study_id": study_id, "benchmark": base.benchmark,
                 "base_config": base.as_dict(), "base_seed": base_seed, "base_seeds": seeds.as_dict(),
                 "conditions": [c.name for c in chosen], "repeats": repeats, "shard_index": shard_index,
-                "num_shards": num_shards, "trials_planned": len(planned), "trials_in_shard": len(specs)}
+                "num_shards": num_shards, "trials_planned": len(planned), "trials_in_shard": len(specs),
+                # What changes the bits where the study runs; a resume elsewhere is refused (study_runner).
+                "environment": environment.bit_identity(environment.capture())}
     write_json(study_dir.local / STUDY_FILE, manifest)
     ran = study_runner.execute(specs, study_dir.local, isolation=isolation, workers=workers,
                                after_each=study_dir.push)

@@ -85,6 +85,20 @@ def static_environment() -> dict[str, Any]:
     }
 
 
+def bit_identity(environment: dict[str, Any]) -> dict[str, Any]:
+    """What in a captured environment changes a trial's bits, labelled as a sentence names it: trials
+    whose identities differ are not reruns of one another (a resumed study must not mix them)."""
+    tf_info = environment.get("tensorflow") or {}
+    return {
+        "TensorFlow": f"{tf_info.get('version')} ({tf_info.get('git_version')})",
+        "Keras": environment.get("keras"),
+        "CPU": (environment.get("cpu") or {}).get("model"),
+        "GPUs": ", ".join(str(g.get("name")) for g in environment.get("gpus") or []) or "none",
+        "oneDNN": "on" if environment.get("onednn_enabled") else "off",
+        "container image": (environment.get("container") or {}).get("digest") or "none",
+    }
+
+
 def recorded_env_vars(environ: Mapping[str, str]) -> dict[str, str]:
     """The variables of `environ` a record keeps (RECORDED_ENV_VARS and HARNESS_*), secrets redacted."""
     return {name: redact(name, value) for name, value in sorted(environ.items())

@@ -210,14 +210,38 @@ def scan_lines(data: bytes) -> Iterator[tuple[int, dict[str, Any] | None, str | 
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            record = strict_json_loads(line)
+        except NotStrictJson as error:
+            yield number, None, f"holds {error}, which is not JSON (RFC 8259)"
+            continue
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             yield number, None, "is not valid JSON"
             continue
         if not isinstance(record, dict):
             yield number, None, "is not a JSON object"
             continue
         yield number, record, None
+
+
+class NotStrictJson(ValueError):
+    """A number Python's json accepts but JSON does not: NaN, Infinity, or one too large for a double."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise NotStrictJson(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise NotStrictJson(text)
+    return value
+
+
+def strict_json_loads(text: str | bytes) -> Any:
+    """json.loads that refuses NaN, Infinity and overflowing numbers (1e999) with NotStrictJson:
+    records never hold them (finite_json writes null), so a line that does was not written by the harness."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def has_torn_tail(data: bytes) -> bool:

@@ -34,9 +34,10 @@ from absl import logging
 from harness import environment, tensorboard_curves, user_code
 from harness import replicas as replicas_lib
 from harness.conditions import Condition
+from harness.conditions import condition as named_condition
 from harness.config import TrialConfig
 from harness.errors import UsageError
-from harness.records import TRIALS_FILE, append_record, make_trial_record, read_records, trial_key
+from harness.records import TRIAL_SCHEMA, TRIALS_FILE, append_record, make_trial_record, read_records, trial_key
 from harness.seeds import SeedSet
 from harness.train import TrialResult, build_trainable, inputs_identity, run_trial
 
@@ -185,8 +186,10 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     existing = read_records(output_dir / TRIALS_FILE)
+    refuse_other_schemas(existing, output_dir)
     if specs:
         refuse_changed_inputs(existing, inputs_identity(specs[0].config), output_dir)
+        refuse_other_environments(existing, output_dir)
     recorded = {r.get("trial_key") for r in existing}
     pending = [s for s in specs if s.key not in recorded]
     progress = Progress(len(specs), len(specs) - len(pending), after_each)
@@ -234,6 +237,47 @@ def refuse_changed_inputs(records: list[dict[str, Any]], identity: dict[str, Any
             raise UsageError(f"the data {data['spec']} changed since the trials in {output_dir} were recorded "
                              f"(sha256 {str(then_data.get('sha256'))[:12]} then, {data['sha256'][:12]} now); "
                              "study it in a new --output_dir")
+
+
+def refuse_other_schemas(records: list[dict[str, Any]], output_dir: Path) -> None:
+    """Records of another record schema (another harness version) are not adopted as this run's trials."""
+    strangers = [r.get("schema") for r in records if r.get("schema") != TRIAL_SCHEMA]
+    if strangers:
+        raise UsageError(f"{output_dir / TRIALS_FILE} holds {strangers[0]!r} records and this harness writes "
+                         f"{TRIAL_SCHEMA!r}; study in a new --output_dir (or resume with the harness version that "
+                         "wrote them)")
+
+
+def refuse_other_environments(records: list[dict[str, Any]], output_dir: Path) -> None:
+    """Trials recorded where the bits come out otherwise (another TF or Keras, CPU, GPU, image, oneDNN
+    setting) are not reruns of this run's: adopting them would make a reproducible configuration look
+    irreproducible. Refused in one sentence naming what changed."""
+    if not records:
+        return
+    now = environment.bit_identity(environment.capture())
+    seen = set()
+    for record in records:
+        then = environment.bit_identity(record.get("environment") or {})
+        # A condition that sets TF_ENABLE_ONEDNN_OPTS itself (env:onednn=0) differs there by design.
+        if "TF_ENABLE_ONEDNN_OPTS" in dict(_condition_env_vars(record.get("condition"))):
+            then = {**then, "oneDNN": now["oneDNN"]}
+        key = json.dumps(then, sort_keys=True)
+        if key in seen:
+            continue
+        seen.add(key)
+        changed = [name for name in now if then.get(name) != now[name]]
+        if changed:
+            what = "; ".join(f"{name} {then.get(name)} then, {now[name]} now" for name in changed)
+            raise UsageError(f"the trials in {output_dir} were recorded in another environment ({what}); their "
+                             "bits do not compare with this run's: resume where they ran, or study this "
+                             "environment in a new --output_dir")
+
+
+def _condition_env_vars(name: str | None) -> tuple[tuple[str, str], ...]:
+    try:
+        return named_condition(name).env_vars
+    except (UsageError, TypeError):
+        return ()
 
 
 def _this_process_environment() -> tuple:

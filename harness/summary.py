@@ -19,7 +19,16 @@ import numpy as np
 from harness import stats
 from harness.conditions import Condition, condition
 from harness.errors import UsageError
-from harness.records import TRIAL_SCHEMA, TRIALS_FILE, read_records, schema_errors, utc_timestamp, write_json
+from harness.records import (
+    TRIAL_SCHEMA,
+    TRIALS_FILE,
+    NotStrictJson,
+    read_records,
+    schema_errors,
+    strict_json_loads,
+    utc_timestamp,
+    write_json,
+)
 from harness.table import format_table
 
 SUMMARY_SCHEMA = "harness.summary/1"  # Its JSON Schema: harness/schema/summary.schema.json.
@@ -100,8 +109,10 @@ def load_summary(path: str | os.PathLike) -> dict[str, Any]:
         raise UsageError(f"{path}: no such file")
     text = path.read_text(errors="replace")
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError:
+        document = strict_json_loads(text)
+    except NotStrictJson as error:
+        raise UsageError(f"{path} holds {error}, which is not JSON (RFC 8259)") from None
+    except (json.JSONDecodeError, RecursionError):
         if path.suffix == ".json":
             raise UsageError(f"{path} is not valid JSON") from None
         document = None  # Not one JSON document: JSON lines of trial records, or damage.

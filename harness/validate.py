@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness import cli
 from harness.errors import UsageError
-from harness.records import has_torn_tail, scan_lines, schema_errors
+from harness.records import NotStrictJson, has_torn_tail, scan_lines, schema_errors, strict_json_loads
 
 
 def validate_file(path: Path) -> tuple[int, list[str]]:
@@ -30,8 +30,10 @@ def validate_file(path: Path) -> tuple[int, list[str]]:
         raise UsageError(f"cannot read {path}: {error.strerror}") from None
     if path.suffix == ".json":
         try:
-            record = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            record = strict_json_loads(data)
+        except NotStrictJson as error:
+            return 1, [f"{path}: holds {error}, which is not JSON (RFC 8259)"]
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
             return 1, [f"{path}: not valid JSON ({error})"]
         if not isinstance(record, dict):
             return 1, [f"{path}: not a JSON object"]

@@ -31,6 +31,20 @@ def test_validate_flags_a_corrupted_record_with_its_line_number(small_study, tmp
     assert "15 record(s) in 1 file: 2 invalid" in result.stdout
 
 
+def test_validate_rejects_numbers_json_does_not_have(small_study, tmp_path):
+    from harness.validate import validate_file
+
+    first = (small_study / "trials.jsonl").read_text().splitlines()[0]
+    for token in ("NaN", "-Infinity", "1e999"):
+        path = tmp_path / "trials.jsonl"
+        path.write_text(first + "\n" + first.replace('"test_loss": ', f'"test_loss": {token}, "was": ', 1) + "\n")
+        assert validate_file(path) == (2, [f"{path} line 2: holds {token}, which is not JSON (RFC 8259)"])
+        summary = tmp_path / "summary.json"
+        summary.write_text((small_study / "summary.json").read_text().replace('"wall_s": ', f'"wall_s": {token}, '
+                                                                              '"was": ', 1))
+        assert validate_file(summary) == (1, [f"{summary}: holds {token}, which is not JSON (RFC 8259)"])
+
+
 def test_validate_on_a_missing_file_exits_2_with_one_sentence(tmp_path):
     result = run_program("harness.validate", str(tmp_path / "nope.jsonl"))
     assert result.returncode == 2 and "nope.jsonl: no such file" in result.stderr

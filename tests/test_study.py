@@ -148,3 +148,36 @@ def test_a_killed_study_resumes_to_exactly_one_record_per_trial(tmp_path):
     assert len(records) == 18 and len({r["trial_key"] for r in records}) == 18
     assert f"{18 - before} trial(s) ran now" in resumed.stdout
     assert schema_errors(json.loads((tmp_path / "summary.json").read_text())) == []
+
+
+def test_resuming_under_another_environment_is_refused_and_keeps_the_records(tmp_path):
+    from conftest import run_program
+
+    args = ["--conditions=control", "--epochs=1", "--max_train_examples=200", f"--output_dir={tmp_path}"]
+    assert run_program("harness.bench", *args, "--repeats=1").returncode == 0
+    before = (tmp_path / "trials.jsonl").read_bytes()
+    assert json.loads((tmp_path / "study.json").read_text())["environment"]["oneDNN"] == "on"
+    result = run_program("harness.bench", *args, "--repeats=2", env_vars={"TF_ENABLE_ONEDNN_OPTS": "0"})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: the trials in {tmp_path} were recorded in another environment (oneDNN on then, off now); their "
+        "bits do not compare with this run's: resume where they ran, or study this environment in a new "
+        "--output_dir.")
+    assert (tmp_path / "trials.jsonl").read_bytes() == before
+
+
+def test_records_of_another_schema_or_with_nan_are_not_adopted(tmp_path):
+    _, _, specs = _plan("control", repeats=1)
+    study_runner.execute(specs, tmp_path)
+    path = tmp_path / "trials.jsonl"
+    record = read_records(path)[0]
+    path.write_text(json.dumps({**record, "schema": "harness.trial/2"}) + "\n")
+    with pytest.raises(UsageError) as raised:
+        study_runner.execute(specs, tmp_path)
+    assert str(raised.value) == (f"{path} holds 'harness.trial/2' records and this harness writes 'harness.trial/1'; "
+                                 "study in a new --output_dir (or resume with the harness version that wrote them)")
+    for token in ("NaN", "Infinity", "1e999"):
+        path.write_text(json.dumps(record).replace('"test_loss": ', f'"test_loss": {token}, "was": ', 1) + "\n")
+        with pytest.raises(UsageError) as raised:
+            study_runner.execute(specs, tmp_path)
+        assert str(raised.value) == f"{path} line 1 holds {token}, which is not JSON (RFC 8259)."
