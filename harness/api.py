@@ -26,7 +26,7 @@ from harness import conditions as conditions_lib
 from harness import determinism, environment, study_runner, user_code, user_data
 from harness.config import CONFIG_FIELDS, MODELS, TrialConfig, load_benchmark, user_model_config
 from harness.errors import UsageError
-from harness.records import STUDY_FILE, STUDY_SCHEMA, TRIALS_FILE, content_id, write_json
+from harness.records import LOST_FILE, STUDY_FILE, STUDY_SCHEMA, TRIALS_FILE, content_id, read_records, write_json
 from harness.seeds import SeedSet
 from harness.storage import StudyDir, shard_dir_name
 from harness.summary import SUMMARY_FILE, format_summary, summarize_study, write_summary
@@ -41,6 +41,8 @@ class StudyRun:
     ran: int
     trials_in_shard: int
     wall_s: float
+    # Why each trial of this shard that has no record is missing (a worker died); a re-run retries them.
+    lost: list[str] = dataclasses.field(default_factory=list)
 
 
 def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[conditions_lib.Condition],
@@ -61,6 +63,7 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
     started = time.perf_counter()
     planned = study_runner.plan(base, base_seed, seeds, chosen, repeats, study_id, replicas)
     specs = study_runner.shard(planned, shard_index, num_shards)
+    study_runner.check_resumable(specs, study_dir.local)  # Before study.json is rewritten.
     manifest = {"schema": STUDY_SCHEMA, "study_id": study_id, "benchmark": base.benchmark,
                 "base_config": base.as_dict(), "base_seed": base_seed, "base_seeds": seeds.as_dict(),
                 "conditions": [c.name for c in chosen], "repeats": repeats, "shard_index": shard_index,
@@ -75,7 +78,15 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
     summary = summarize_study(manifest, records, environment.capture(), wall_s)
     write_summary(study_dir.local / SUMMARY_FILE, summary)
     study_dir.push(with_curves=True)
-    return StudyRun(summary, study_dir, ran, len(specs), wall_s)
+    recorded = {r["trial_key"] for r in records}
+    lost = [spec for spec in specs if spec.key not in recorded]
+    return StudyRun(summary, study_dir, ran, len(specs), wall_s, lost_reasons(lost, study_dir.local))
+
+
+def lost_reasons(lost: list[study_runner.TrialSpec], directory: Path) -> list[str]:
+    """Why each planned trial without a record is missing (LOST_FILE's latest reason for it)."""
+    reasons = {entry.get("trial_key"): entry.get("reason") for entry in read_records(directory / LOST_FILE)}
+    return [reasons.get(spec.key) or "no record and no reason written" for spec in lost]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,9 +112,11 @@ class ConditionResult:
 class StudyResult:
     """A finished study: `print(result)` shows its table and findings; `result.condition(name)` its verdicts."""
 
-    def __init__(self, summary: dict[str, Any], output_dir: Path) -> None:
+    def __init__(self, summary: dict[str, Any], output_dir: Path, lost: Sequence[str] = ()) -> None:
         self.summary = summary
         self.output_dir = output_dir
+        # Why each trial a dead worker process took with it is missing; calling study() again retries them.
+        self.lost = list(lost)
         self.metric = summary["primary_metric"]
 
     @property
@@ -186,7 +199,7 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
     replicas = study_runner.parse_replicas(str(replicas))
     run = run_study(base, seed, SeedSet.from_base(seed), chosen, repeats, output_dir or f"results/{base.benchmark}",
                     replicas=replicas, isolation=isolation, workers=workers)
-    return StudyResult(run.summary, run.directory.local)
+    return StudyResult(run.summary, run.directory.local, run.lost)
 
 
 def _conditions(conditions: Sequence[str] | str | None, base: TrialConfig) -> list[conditions_lib.Condition]:

@@ -18,6 +18,7 @@ from absl import flags
 
 from harness import api, cli, conditions, scan, study_runner, trial_flags
 from harness.errors import UsageError
+from harness.records import LOST_FILE
 from harness.summary import format_summary
 
 FLAGS = flags.FLAGS
@@ -76,6 +77,11 @@ def main(argv: list[str]) -> int:
     shard_note = f" (shard {shard_index} of {num_shards}: merge with harness.merge)" if num_shards > 1 else ""
     print(f"\n{run.ran} trial(s) ran now in {run.wall_s:.0f}s, {run.trials_in_shard - run.ran} already recorded; "
           f"records in {run.directory}/ (trials.jsonl, summary.json, tb/){shard_note}")
+    if run.lost:
+        # Not a result and not bad input: the study is incomplete, and the same command completes it.
+        print(f"{len(run.lost)} trial(s) were lost, not run to the end ({run.lost[-1]}); the summary leaves them "
+              f"out. Run the same command again to retry them (see {run.directory}/{LOST_FILE}).")
+        return 1
     return 0
 
 

@@ -25,6 +25,7 @@ from scipy import stats as scipy_stats
 
 from harness import cli, stats
 from harness.errors import UsageError
+from harness.records import NotStrictJson, strict_json_loads
 from harness.summary import load_summary
 from harness.table import format_table
 
@@ -71,10 +72,12 @@ def thresholds_from(rules_file: str | None, overrides: dict[str, float | None],
     values, skipped = dict(DEFAULT_THRESHOLDS), set(skip)
     if rules_file:
         try:
-            loaded = json.loads(Path(rules_file).read_text())
+            loaded = strict_json_loads(Path(rules_file).read_text())
         except FileNotFoundError:
             raise UsageError(f"{rules_file}: no such rules file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except NotStrictJson as error:
+            raise UsageError(f"{rules_file} holds {error}, which is not JSON (RFC 8259)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise UsageError(f"{rules_file} is not valid JSON") from None
         if not isinstance(loaded, dict):
             raise UsageError(f"{rules_file} must hold a JSON object of thresholds")
@@ -92,7 +95,8 @@ def thresholds_from(rules_file: str | None, overrides: dict[str, float | None],
     if bad_skip:
         raise UsageError(f"unknown rule(s) to skip: {', '.join(sorted(bad_skip))}; rules are {', '.join(RULES)}")
     for name, value in values.items():
-        if value < 0 or (name == "alpha" and not 0 < value < 1):
+        # A NaN threshold would make every comparison false, so every rule would pass.
+        if not math.isfinite(value) or value < 0 or (name == "alpha" and not 0 < value < 1):
             raise UsageError(f"threshold {name} cannot be {value}")
     return values, skipped
 
@@ -154,9 +158,14 @@ def _failures(common: Pairs, *_) -> list[Verdict]:
     return out
 
 
-def _determinism(common: Pairs, *_) -> list[Verdict]:
-    """Conditions that must repeat bit for bit, and variants that matched control's bits, still do."""
+def _determinism(common: Pairs, _, candidate: dict[str, Any], __) -> list[Verdict]:
+    """Conditions that must repeat bit for bit, and variants that matched control's bits, still do.
+    Without control or kernels the candidate shows nothing about determinism: that fails, named."""
     out = []
+    for name in ("control", "kernels"):
+        if name not in _names(candidate):
+            out.append(Verdict("determinism", name, "-", "not run", "1 weight hash", False,
+                               f"the candidate has no {name} condition; run it, or --skip=determinism"))
     for base, cand in common:
         if cand["expects_identical_repeats"]:
             passed = cand["bitwise_reproducible"]

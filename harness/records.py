@@ -30,6 +30,9 @@ from harness.seeds import SeedSet
 
 TRIAL_SCHEMA = "harness.trial/1"
 TRIALS_FILE = "trials.jsonl"
+# Trials a dead worker process took with it (killed, out of memory): not results, so not in TRIALS_FILE,
+# and a resume runs them again. One JSON line each: trial_key, condition, repeat, reason, created_at.
+LOST_FILE = "lost.jsonl"
 # A study's manifest: what it planned (conditions, repeats, shards), so its summary can be rebuilt.
 STUDY_SCHEMA = "harness.study/1"
 STUDY_FILE = "study.json"

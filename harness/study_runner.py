@@ -20,6 +20,8 @@ import dataclasses
 import json
 import os
 import queue
+import re
+import signal
 import subprocess
 import sys
 import threading
@@ -37,7 +39,16 @@ from harness.conditions import Condition
 from harness.conditions import condition as named_condition
 from harness.config import TrialConfig
 from harness.errors import UsageError
-from harness.records import TRIAL_SCHEMA, TRIALS_FILE, append_record, make_trial_record, read_records, trial_key
+from harness.records import (
+    LOST_FILE,
+    TRIAL_SCHEMA,
+    TRIALS_FILE,
+    append_record,
+    make_trial_record,
+    read_records,
+    trial_key,
+    utc_timestamp,
+)
 from harness.seeds import SeedSet
 from harness.train import TrialResult, build_trainable, inputs_identity, run_trial
 
@@ -185,11 +196,7 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
     `after_each` runs after every finished trial (e.g. publishing records to a remote study directory).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
-    existing = read_records(output_dir / TRIALS_FILE)
-    refuse_other_schemas(existing, output_dir)
-    if specs:
-        refuse_changed_inputs(existing, inputs_identity(specs[0].config), output_dir)
-        refuse_other_environments(existing, output_dir)
+    existing = check_resumable(specs, output_dir)
     recorded = {r.get("trial_key") for r in existing}
     pending = [s for s in specs if s.key not in recorded]
     progress = Progress(len(specs), len(specs) - len(pending), after_each)
@@ -220,7 +227,20 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
             for record in run_group_and_record(members, output_dir, recorded):
                 progress.finished(spec.condition, record["status"]["code"], record["timing"]["wall_s"])
     _run_jobs(jobs, output_dir, workers, progress)
-    return len(pending)
+    # Trials a dead worker took with it have no record (LOST_FILE says why): they did not run.
+    recorded_now = {r.get("trial_key") for r in read_records(output_dir / TRIALS_FILE)}
+    return sum(spec.key in recorded_now for spec in pending)
+
+
+def check_resumable(specs: list[TrialSpec], output_dir: Path) -> list[dict[str, Any]]:
+    """The records already in `output_dir`, once they are known to belong with `specs`: same record
+    schema, same model code and data, same environment. One sentence otherwise."""
+    existing = read_records(output_dir / TRIALS_FILE)
+    refuse_other_schemas(existing, output_dir)
+    if specs:
+        refuse_changed_inputs(existing, inputs_identity(specs[0].config), output_dir)
+        refuse_other_environments(existing, output_dir)
+    return existing
 
 
 def refuse_changed_inputs(records: list[dict[str, Any]], identity: dict[str, Any], output_dir: Path) -> None:
@@ -319,7 +339,7 @@ def _run_jobs(jobs: list[list[TrialSpec]], output_dir: Path, workers: int, progr
             elif kind == "exit":
                 process, job = running.pop(pid)
                 if process.wait() != 0:
-                    _record_lost_trials(job, output_dir, process.returncode, payload)
+                    _worker_died(job, output_dir, process.returncode, payload, progress)
     finally:
         for process, _ in running.values():
             process.kill()
@@ -343,15 +363,45 @@ def _start_worker(job: list[TrialSpec], output_dir: Path, events: queue.Queue) -
     return process
 
 
-def _record_lost_trials(job: list[TrialSpec], output_dir: Path, returncode: int, stderr: str) -> None:
-    """A worker that died takes its unfinished trials with it: record them as failed, with why."""
+def _worker_died(job: list[TrialSpec], output_dir: Path, returncode: int, stderr: str, progress: Progress) -> None:
+    """A worker that exited before finishing its trials. Bad input (exit 2 with its sentence) stops the
+    study as it would in this process. Anything else (a signal, the OOM killer, a crash) is not a result
+    of the trials it held: they are written to LOST_FILE with why, not to the records, and a resume
+    runs them again."""
+    said = [line.removeprefix("error: ") for line in stderr.splitlines() if line.startswith("error: ")]
+    if returncode == 2 and said:
+        raise UsageError(said[-1].rstrip("."))
     recorded = {r.get("trial_key") for r in read_records(output_dir / TRIALS_FILE)}
-    last = [line for line in stderr.strip().splitlines() if line.strip()][-1:] or ["no message"]
-    message = f"worker process exited with code {returncode}: {last[0][:300]}"
-    logging.warning("%s", message)
+    reason = f"worker process {exit_description(returncode)}"
+    last = meaningful_lines(stderr)[-3:]
+    if last:
+        reason += ": " + " | ".join(line[:300] for line in last)
     for spec in job:
         if spec.key not in recorded:
-            _record(spec, TrialResult({"code": "error", "message": message}, timing={"wall_s": 0.0}), output_dir)
+            append_record(output_dir / LOST_FILE, {"trial_key": spec.key, "condition": spec.condition,
+                                                   "repeat": spec.repeat, "reason": reason,
+                                                   "created_at": utc_timestamp()})
+            progress.finished(spec.condition, "lost", 0.0)
+    logging.warning("%s; its unfinished trials are in %s and a re-run retries them", reason, LOST_FILE)
+
+
+def exit_description(returncode: int) -> str:
+    """`killed by SIGKILL (the OOM killer or kill -9)`, or `exited with code 1`."""
+    if returncode < 0:
+        name = signal.Signals(-returncode).name if -returncode in signal.Signals._value2member_map_ \
+            else f"signal {-returncode}"
+        return f"killed by {name}" + (" (the OOM killer or kill -9)" if name == "SIGKILL" else "")
+    return f"exited with code {returncode}"
+
+
+# What TensorFlow and absl print on every start, which says nothing about why a process died.
+_CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} [\d:.]+ +\d+ "
+                      r"(port|cpu_feature_guard|util)\.cc:|I\d{4} [\d:.]+ \d+ \S+\.py:\d+\])")
+
+
+def meaningful_lines(stderr: str) -> list[str]:
+    """The lines of a process's stderr that can say why it failed: not TF's start-up banners, not progress."""
+    return [line for line in stderr.splitlines() if line.strip() and not _CHATTER.match(line)]
 
 
 def shard(specs: list[TrialSpec], shard_index: int, num_shards: int) -> list[TrialSpec]:

@@ -42,7 +42,11 @@ def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dic
     for record in records:
         if record["condition"] in by_condition:
             by_condition[record["condition"]].append(record)
-    classification = any(r["metrics"].get("test_accuracy") is not None for r in records)
+    # Read off the model's task where records say it (failed trials too: a study whose every trial
+    # diverged still measures accuracy), else off the metrics (records from before `model.task`).
+    tasks = {(r.get("model") or {}).get("task") for r in records} - {None}
+    classification = bool(tasks - {"regression"}) if tasks else \
+        any(r["metrics"].get("test_accuracy") is not None for r in records)
     metric = "test_accuracy" if classification else "test_loss"
     rows = [_condition_summary(c, sorted(by_condition[c.name], key=lambda r: r["repeat"]), repeats, metric)
             for c in conditions]
@@ -82,6 +86,12 @@ def summary_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
     """
     if not records:
         raise UsageError("there are no trial records to summarize")
+    # One record per trial (the first, should a key repeat): a copy counted twice would double n and
+    # narrow every interval.
+    first: dict[str, dict[str, Any]] = {}
+    for record in records:
+        first.setdefault(record["trial_key"], record)
+    records = list(first.values())
     studies = sorted({r["study_id"] for r in records})
     if len(studies) > 1:
         raise UsageError(f"the records come from {len(studies)} different studies ({', '.join(studies)}); "

@@ -266,9 +266,12 @@ def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> Trial
     strategy = distribution_strategy(config.strategy)
     # Under a strategy, every variable (weights and optimizer slots) is created in its scope.
     scope = strategy.scope() if strategy else contextlib.nullcontext()
+    # A trial that fails after the build still says what was built (its task says which metric it had).
+    model: dict[str, Any] = {}
     try:
         with scope:
             trainable = build_trainable(config, dataset, seeds)
+            model = trainable.description
             outputs: dict[str, Any] = {"num_weights": trainable.description["parameters"]}
             if strategy:
                 outputs["strategy"] = config.strategy
@@ -277,20 +280,22 @@ def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> Trial
                 outputs["flipped_variable"] = flip_lowest_bit(trainable.variables, config.flip_bit)
             return _train_and_evaluate(config, seeds, split, trainable, outputs, start, strategy, trace)
     except TrialFailed as failure:
-        return _failed(failure.code, str(failure), start)
+        return _failed(failure.code, str(failure), start, model=model)
     except tf.errors.UnimplementedError as error:
         # Under op determinism TF raises this for ops with no deterministic kernel.
         op, reason = determinism.explain_op_error(error)
         alternative = known_ops.alternative_for(f"{op} {reason}")
         remedy = f"use {alternative} instead" if alternative else "a deterministic replacement op removes the failure"
         return _failed("nondeterministic_op", f"{op or 'an op'} has no deterministic kernel here: {reason}. "
-                       f"The `kernels` condition (op determinism off) still runs it; {remedy}", start, op=op)
+                       f"The `kernels` condition (op determinism off) still runs it; {remedy}", start, op=op,
+                       model=model)
     except tf.errors.ResourceExhaustedError as error:
-        return _failed("out_of_memory", first_line(error.message), start)
+        return _failed("out_of_memory", first_line(error.message), start, model=model)
     except tf.errors.OpError as error:
-        return _failed("error", f"{type(error).__name__}: {determinism.explain_op_error(error)[1]}", start)
+        return _failed("error", f"{type(error).__name__}: {determinism.explain_op_error(error)[1]}", start,
+                       model=model)
     except (ValueError, ArithmeticError) as error:
-        return _failed("error", f"{type(error).__name__}: {first_line(error)}", start)
+        return _failed("error", f"{type(error).__name__}: {first_line(error)}", start, model=model)
 
 
 def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, trainable: Trainable,
@@ -409,7 +414,8 @@ def timing_from_calls(config: TrialConfig, call_seconds: list[float], call_steps
     }
 
 
-def _failed(code: str, message: str, start: float, op: str | None = None) -> TrialResult:
+def _failed(code: str, message: str, start: float, op: str | None = None,
+            model: dict[str, Any] | None = None) -> TrialResult:
     status = {"code": code, "message": message, **({"op": op} if op else {})}
-    return TrialResult(status, timing={"wall_s": time.perf_counter() - start})
+    return TrialResult(status, timing={"wall_s": time.perf_counter() - start}, model=model or {})
 

@@ -147,6 +147,11 @@ def test_the_program_exits_0_on_pass_and_1_on_fail_with_a_table(small_study, sum
     assert "| rule |" in markdown.stdout and "**FAIL**" in markdown.stdout
 
 
+def _write_text(path, text):
+    path.write_text(text)
+    return path
+
+
 def _unusable_inputs(tmp_path, summary):
     other_benchmark = {**copy.deepcopy(summary), "benchmark": "embedding"}
     no_common = copy.deepcopy(summary)
@@ -157,6 +162,9 @@ def _unusable_inputs(tmp_path, summary):
     del broken["conditions"][0]["n_ok"]
     (tmp_path / "bad.json").write_text('{"schema": "harness.summary/1", ')
     (tmp_path / "rules.json").write_text('{"max_speedup": 2}')
+    nan_rules = _write_text(tmp_path / "nan_rules.json", '{"accuracy_tolerance": NaN}')
+    infinite = _write_text(tmp_path / "inf.json",
+                           json.dumps(summary).replace('"wall_s": ', '"wall_s": Infinity, "x": ', 1))
     return [
         ([f"--candidate={tmp_path / 'missing.json'}"], "missing.json: no such file"),
         ([f"--candidate={tmp_path / 'bad.json'}"], "bad.json is not valid JSON"),
@@ -167,6 +175,10 @@ def _unusable_inputs(tmp_path, summary):
         ([f"--candidate={_write(tmp_path / 'nocommon.json', no_common)}"], "share no condition"),
         ([f"--rules={tmp_path / 'rules.json'}"], "unknown thresholds max_speedup"),
         (["--skip=colour"], "unknown rule(s) to skip: colour"),
+        # A NaN threshold would pass every comparison; NaN and Infinity are not JSON.
+        ([f"--rules={nan_rules}"], "nan_rules.json holds NaN, which is not JSON (RFC 8259)"),
+        (["--accuracy_tolerance=nan"], "threshold accuracy_tolerance cannot be nan"),
+        ([f"--candidate={infinite}"], "inf.json holds Infinity, which is not JSON (RFC 8259)"),
     ]
 
 
@@ -187,3 +199,40 @@ def test_notes_name_conditions_the_candidate_lacks(summary):
     notes = gate.check_comparable(summary, candidate, ("b", "c"))
     assert notes == ["not in the candidate, so not compared: bit"]
     assert gate.check_comparable(summary, summary, ("b", "c")) == []
+
+
+def test_a_candidate_without_control_or_kernels_fails_the_determinism_rule(summary):
+    candidate = copy.deepcopy(summary)
+    candidate["conditions"] = [row for row in candidate["conditions"] if row["name"] not in ("control", "kernels")]
+    for name in ("control", "kernels"):
+        verdict = _verdicts(summary, candidate)[("determinism", name)]
+        assert verdict.passed is False
+        assert verdict.detail == f"the candidate has no {name} condition; run it, or --skip=determinism"
+    values = dict(gate.DEFAULT_THRESHOLDS)
+    assert all(v.rule != "determinism" for v in gate.evaluate(summary, candidate, values, {"determinism"}))
+
+
+def test_a_candidate_whose_every_trial_diverged_is_a_regression_not_bad_input(small_study, summary):
+    from harness.records import read_records
+    from harness.summary import summary_from_records
+
+    records = read_records(small_study / "trials.jsonl")
+    for record in records:
+        record["status"] = {"code": "nan_loss", "message": "the training loss became nan at step 1."}
+        record["metrics"] = {}
+    candidate = summary_from_records(records)
+    # Still an accuracy study: the records' model.task says so, though no trial has an accuracy.
+    assert candidate["primary_metric"] == "test_accuracy"
+    gate.check_comparable(summary, candidate, ("b", "c"))
+    verdicts = _verdicts(summary, candidate)
+    assert verdicts[("failures", "control")].passed is False
+
+
+def test_a_duplicated_record_is_counted_once(small_study):
+    from harness.records import read_records
+    from harness.summary import summary_from_records
+
+    records = read_records(small_study / "trials.jsonl")
+    once, twice = summary_from_records(records), summary_from_records(records + copy.deepcopy(records))
+    assert [r["n_ok"] for r in twice["conditions"]] == [r["n_ok"] for r in once["conditions"]] == [3] * 5
+    assert twice["conditions"][2]["test_accuracy"] == once["conditions"][2]["test_accuracy"]

@@ -1,10 +1,12 @@
 """Studies: conditions vary what they name, isolation and workers do not change results, kills resume."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -181,3 +183,46 @@ def test_records_of_another_schema_or_with_nan_are_not_adopted(tmp_path):
         with pytest.raises(UsageError) as raised:
             study_runner.execute(specs, tmp_path)
         assert str(raised.value) == f"{path} line 1 holds {token}, which is not JSON (RFC 8259)."
+
+
+def _children(pid):
+    """The harness.worker processes `pid` started."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        for child in (task / "children").read_text().split():
+            if b"harness.worker" in Path(f"/proc/{child}/cmdline").read_bytes():
+                found.append(int(child))
+    return found
+
+
+def test_a_worker_killed_mid_trial_loses_its_trial_and_a_resume_runs_it(tmp_path):
+    args = [sys.executable, "-m", "harness.bench", "--conditions=control", "--repeats=3", "--isolation=process",
+            "--epochs=1", "--max_train_examples=200", f"--output_dir={tmp_path}"]
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline, killed = time.time() + 120, None
+    while killed is None and time.time() < deadline:
+        try:
+            workers = _children(process.pid)
+        except (FileNotFoundError, ProcessLookupError):
+            workers = []
+        if workers:
+            time.sleep(1.0)  # inside its trial: TensorFlow imported, training under way
+            os.kill(workers[0], signal.SIGKILL)
+            killed = workers[0]
+        time.sleep(0.02)
+    stdout, stderr = process.communicate(timeout=300)
+    assert killed is not None
+    assert process.returncode == 1, stderr
+    assert "Traceback" not in stderr
+    assert ("1 trial(s) were lost, not run to the end (worker process killed by SIGKILL (the OOM killer or kill -9)"
+            in stdout)
+    records = read_records(tmp_path / "trials.jsonl")
+    assert len(records) == 2 and all(r["status"]["code"] == "ok" for r in records)
+    lost = read_records(tmp_path / "lost.jsonl")
+    assert len(lost) == 1 and lost[0]["reason"].startswith("worker process killed by SIGKILL")
+    assert "oneDNN custom operations" not in lost[0]["reason"]
+    resumed = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    records = read_records(tmp_path / "trials.jsonl")
+    assert len(records) == 3 and len({r["trial_key"] for r in records}) == 3
+    assert all(r["status"]["code"] == "ok" for r in records) and "1 trial(s) ran now" in resumed.stdout
