@@ -28,7 +28,7 @@ from harness.config import CONFIG_FIELDS, MODELS, TrialConfig, load_benchmark, u
 from harness.errors import UsageError
 from harness.records import LOST_FILE, STUDY_FILE, STUDY_SCHEMA, TRIALS_FILE, content_id, read_records, write_json
 from harness.seeds import SeedSet
-from harness.storage import StudyDir, shard_dir_name
+from harness.storage import StudyDir, exclusive, shard_dir_name
 from harness.summary import SUMMARY_FILE, format_summary, summarize_study, write_summary
 
 
@@ -56,31 +56,32 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
         # Every shard writes its own records; `harness.merge` builds the study's summary.
         location = f"{location}/{shard_dir_name(shard_index, num_shards)}"
     study_dir = StudyDir(location)
-    # The study is its base config and seeds: adding conditions or repeats later
-    # extends the same study, and its records are reused.
-    study_id = content_id({"config": base.replace(determinism=True).as_dict(), "base_seed": base_seed,
-                           "seeds": seeds.as_dict()})
-    started = time.perf_counter()
-    planned = study_runner.plan(base, base_seed, seeds, chosen, repeats, study_id, replicas)
-    specs = study_runner.shard(planned, shard_index, num_shards)
-    study_runner.check_resumable(specs, study_dir.local)  # Before study.json is rewritten.
-    manifest = {"schema": STUDY_SCHEMA, "study_id": study_id, "benchmark": base.benchmark,
-                "base_config": base.as_dict(), "base_seed": base_seed, "base_seeds": seeds.as_dict(),
-                "conditions": [c.name for c in chosen], "repeats": repeats, "shard_index": shard_index,
-                "num_shards": num_shards, "trials_planned": len(planned), "trials_in_shard": len(specs),
-                # What changes the bits where the study runs; a resume elsewhere is refused (study_runner).
-                "environment": environment.bit_identity(environment.capture())}
-    write_json(study_dir.local / STUDY_FILE, manifest)
-    ran = study_runner.execute(specs, study_dir.local, isolation=isolation, workers=workers,
-                               after_each=study_dir.push)
-    wall_s = time.perf_counter() - started
-    records = study_runner.study_records(specs, study_dir.local)
-    summary = summarize_study(manifest, records, environment.capture(), wall_s)
-    write_summary(study_dir.local / SUMMARY_FILE, summary)
-    study_dir.push(with_curves=True)
-    recorded = {r["trial_key"] for r in records}
-    lost = [spec for spec in specs if spec.key not in recorded]
-    return StudyRun(summary, study_dir, ran, len(specs), wall_s, lost_reasons(lost, study_dir.local))
+    with exclusive(study_dir.local):  # One run writes a study directory at a time.
+        # The study is its base config and seeds: adding conditions or repeats later
+        # extends the same study, and its records are reused.
+        study_id = content_id({"config": base.replace(determinism=True).as_dict(), "base_seed": base_seed,
+                               "seeds": seeds.as_dict()})
+        started = time.perf_counter()
+        planned = study_runner.plan(base, base_seed, seeds, chosen, repeats, study_id, replicas)
+        specs = study_runner.shard(planned, shard_index, num_shards)
+        study_runner.check_resumable(specs, study_dir.local)  # Before study.json is rewritten.
+        manifest = {"schema": STUDY_SCHEMA, "study_id": study_id, "benchmark": base.benchmark,
+                    "base_config": base.as_dict(), "base_seed": base_seed, "base_seeds": seeds.as_dict(),
+                    "conditions": [c.name for c in chosen], "repeats": repeats, "shard_index": shard_index,
+                    "num_shards": num_shards, "trials_planned": len(planned), "trials_in_shard": len(specs),
+                    # What changes the bits where the study runs; a resume elsewhere is refused (study_runner).
+                    "environment": environment.bit_identity(environment.capture())}
+        write_json(study_dir.local / STUDY_FILE, manifest)
+        ran = study_runner.execute(specs, study_dir.local, isolation=isolation, workers=workers,
+                                   after_each=study_dir.push)
+        wall_s = time.perf_counter() - started
+        records = study_runner.study_records(specs, study_dir.local)
+        summary = summarize_study(manifest, records, environment.capture(), wall_s)
+        write_summary(study_dir.local / SUMMARY_FILE, summary)
+        study_dir.push(with_curves=True)
+        recorded = {r["trial_key"] for r in records}
+        lost = [spec for spec in specs if spec.key not in recorded]
+        return StudyRun(summary, study_dir, ran, len(specs), wall_s, lost_reasons(lost, study_dir.local))
 
 
 def lost_reasons(lost: list[study_runner.TrialSpec], directory: Path) -> list[str]:

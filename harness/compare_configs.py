@@ -26,6 +26,7 @@ from absl import flags
 from harness import cli, environment, hyperparameters, robust, seed_flags, stats, trial_flags
 from harness.errors import UsageError
 from harness.records import content_id, utc_timestamp, write_json
+from harness.storage import exclusive
 from harness.table import format_table
 
 FLAGS = flags.FLAGS
@@ -74,29 +75,30 @@ def main(argv: list[str]) -> int:
     identity = [[label, config.as_dict()] for label, _, config in candidates] + [FLAGS.seed, FLAGS.seeds]
     comparison_id = content_id(identity)
     output_dir = Path(FLAGS.output_dir or f"results/compare/{base.benchmark}/{comparison_id}")
-    replicas = seed_flags.replicas_from_flags()
-    started = time.perf_counter()
-    configs = []
-    for label, fields, config in candidates:
-        records = robust.run_seeds(config, FLAGS.seed, FLAGS.seeds, output_dir, replicas)
-        values = robust.scores(records, metric)
-        configs.append({"label": label, "fields": fields, "config": config.as_dict(),
-                        "study_id": records[0]["study_id"], "scores": values,
-                        "distribution": robust.describe_scores(values)})
-    pairs = []
-    for a, b in itertools.combinations(configs, 2):
-        comparison = robust.paired_comparison(a["scores"], b["scores"], metric)
-        pairs.append({"a": a["label"], "b": b["label"], **comparison,
-                      "sentence": robust.verdict_sentence(a["label"], b["label"], comparison)})
-    document = {"schema": COMPARE_SCHEMA,
-                "created_at": utc_timestamp(),
-                "benchmark": base.benchmark, "metric": metric, "higher_is_better": stats.higher_is_better(metric),
-                "base_seed": FLAGS.seed, "n_seeds": FLAGS.seeds, "environment": environment.capture(),
-                "wall_s": time.perf_counter() - started, "configs": configs, "pairs": pairs}
-    write_json(output_dir / COMPARE_FILE, document)
-    print(format_comparison(document))
-    print(f"\nrecords in {output_dir}/ (trials.jsonl, {COMPARE_FILE}); {document['wall_s']:.0f}s")
-    return 0
+    with exclusive(output_dir):  # One run writes a directory at a time.
+        replicas = seed_flags.replicas_from_flags()
+        started = time.perf_counter()
+        configs = []
+        for label, fields, config in candidates:
+            records = robust.run_seeds(config, FLAGS.seed, FLAGS.seeds, output_dir, replicas)
+            values = robust.scores(records, metric)
+            configs.append({"label": label, "fields": fields, "config": config.as_dict(),
+                            "study_id": records[0]["study_id"], "scores": values,
+                            "distribution": robust.describe_scores(values)})
+        pairs = []
+        for a, b in itertools.combinations(configs, 2):
+            comparison = robust.paired_comparison(a["scores"], b["scores"], metric)
+            pairs.append({"a": a["label"], "b": b["label"], **comparison,
+                          "sentence": robust.verdict_sentence(a["label"], b["label"], comparison)})
+        document = {"schema": COMPARE_SCHEMA,
+                    "created_at": utc_timestamp(),
+                    "benchmark": base.benchmark, "metric": metric, "higher_is_better": stats.higher_is_better(metric),
+                    "base_seed": FLAGS.seed, "n_seeds": FLAGS.seeds, "environment": environment.capture(),
+                    "wall_s": time.perf_counter() - started, "configs": configs, "pairs": pairs}
+        write_json(output_dir / COMPARE_FILE, document)
+        print(format_comparison(document))
+        print(f"\nrecords in {output_dir}/ (trials.jsonl, {COMPARE_FILE}); {document['wall_s']:.0f}s")
+        return 0
 
 
 def format_comparison(document: dict[str, Any]) -> str:

@@ -27,7 +27,7 @@ from harness.records import (
     write_json,
     write_records,
 )
-from harness.storage import StudyDir
+from harness.storage import StudyDir, exclusive
 from harness.summary import SUMMARY_FILE, format_summary, summarize_study, write_summary
 
 FLAGS = flags.FLAGS
@@ -80,13 +80,14 @@ def main(argv: list[str]) -> int:
     shard_count = len(shards)
     manifest, records = merge(shards, FLAGS.input_dir)
     target = StudyDir(FLAGS.output_dir) if FLAGS.output_dir else source
-    # Written whole, replacing any earlier merge: re-running a merge is safe.
-    write_records(target.local / TRIALS_FILE, sorted(records, key=lambda r: (r["repeat"], r["trial_key"])))
-    write_json(target.local / STUDY_FILE, manifest)
-    environment = records[0]["environment"] if records else {}
-    summary = summarize_study(manifest, records, environment, wall_s=None)
-    write_summary(target.local / SUMMARY_FILE, summary)
-    target.push()
+    with exclusive(target.local):  # One run writes a study directory at a time.
+        # Written whole, replacing any earlier merge: re-running a merge is safe.
+        write_records(target.local / TRIALS_FILE, sorted(records, key=lambda r: (r["repeat"], r["trial_key"])))
+        write_json(target.local / STUDY_FILE, manifest)
+        environment = records[0]["environment"] if records else {}
+        summary = summarize_study(manifest, records, environment, wall_s=None)
+        write_summary(target.local / SUMMARY_FILE, summary)
+        target.push()
     print(format_summary(summary))
     absent = manifest["trials_planned"] - len(records)
     print(f"\nmerged {len(records)} trial record(s) from {shard_count} shard(s) into {target}/"

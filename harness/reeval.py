@@ -28,6 +28,7 @@ from harness.conditions import condition
 from harness.config import TrialConfig
 from harness.errors import UsageError
 from harness.seeds import SeedSet
+from harness.storage import exclusive
 from harness.summary import SUMMARY_FILE, build_summary, format_summary, write_summary
 
 FLAGS = flags.FLAGS
@@ -174,19 +175,20 @@ def main(argv: list[str]) -> int:
     study_id = robust.seeds_study_id(config, base_seed)
     # A directory per re-evaluation (config and seeds), so one never overwrites another's summary.
     output_dir = Path(FLAGS.output_dir or f"results/reeval/{config.benchmark}/{study_id}")
-    started = time.perf_counter()
-    records = robust.run_seeds(config, base_seed, FLAGS.seeds, output_dir, seed_flags.replicas_from_flags())
-    wall_s = time.perf_counter() - started
-    summary = build_summary(study_id=study_id, base_config=config.as_dict(),
-                            base_seeds=SeedSet.from_base(base_seed).as_dict(), conditions=[condition("all")],
-                            repeats=FLAGS.seeds, records=records, environment=environment.capture(), wall_s=wall_s)
-    summary["comparison"] = comparison_block(found, metric, robust.scores(records, metric), base_seed, reused)
-    write_summary(output_dir / SUMMARY_FILE, summary)
-    print(format_summary(summary).rstrip())
-    print(f"\nRe-evaluating {hyperparameters.describe(found['params'])} ({_source_text(found['source'])}):")
-    print("\n".join(summary["comparison"]["findings"]))
-    print(f"\nrecords in {output_dir}/ (trials.jsonl, summary.json); {wall_s:.0f}s")
-    return 0
+    with exclusive(output_dir):  # One run writes a directory at a time.
+        started = time.perf_counter()
+        records = robust.run_seeds(config, base_seed, FLAGS.seeds, output_dir, seed_flags.replicas_from_flags())
+        wall_s = time.perf_counter() - started
+        summary = build_summary(study_id=study_id, base_config=config.as_dict(),
+                                base_seeds=SeedSet.from_base(base_seed).as_dict(), conditions=[condition("all")],
+                                repeats=FLAGS.seeds, records=records, environment=environment.capture(), wall_s=wall_s)
+        summary["comparison"] = comparison_block(found, metric, robust.scores(records, metric), base_seed, reused)
+        write_summary(output_dir / SUMMARY_FILE, summary)
+        print(format_summary(summary).rstrip())
+        print(f"\nRe-evaluating {hyperparameters.describe(found['params'])} ({_source_text(found['source'])}):")
+        print("\n".join(summary["comparison"]["findings"]))
+        print(f"\nrecords in {output_dir}/ (trials.jsonl, summary.json); {wall_s:.0f}s")
+        return 0
 
 
 def _source_text(source: dict[str, Any]) -> str:

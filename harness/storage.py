@@ -9,13 +9,83 @@ start the mirror pulls what the remote already has, so a remote study resumes.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import json
+import os
+import socket
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from harness.records import STUDY_FILE, TRIALS_FILE
+from harness.errors import UsageError
+from harness.records import STUDY_FILE, TRIALS_FILE, utc_timestamp
 from harness.summary import SUMMARY_FILE
 
 MIRRORED_FILES = (TRIALS_FILE, SUMMARY_FILE, STUDY_FILE)
+# Held (flock) by the one run writing to a directory; it names that run for a second one.
+LOCK_FILE = ".harness.lock"
+# Directories this process holds, with how many nested holds: a program that holds its output
+# directory can call code that holds it again.
+_held: dict[Path, int] = {}
+
+
+@contextlib.contextmanager
+def exclusive(directory: Path) -> Iterator[None]:
+    """Holds `directory` for this run: a second run writing there (two benches, two tuners) stops
+    with one sentence naming the holder, instead of writing duplicate trials. The lock is an flock,
+    which dies with its process: a killed run's lock is taken over by the next run, safely."""
+    directory = Path(directory).resolve()
+    if directory in _held:
+        _held[directory] += 1
+        try:
+            yield
+        finally:
+            _held[directory] -= 1
+        return
+    fd = _open_lock(directory)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = _holder(fd)
+        os.close(fd)
+        raise UsageError(f"another run is writing to {directory} ({holder}); wait for it to end, or give this run "
+                         "another --output_dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": utc_timestamp()}).encode(),
+              0)
+    _held[directory] = 1
+    try:
+        yield
+    finally:
+        del _held[directory]
+        os.close(fd)  # Releases the lock; the file stays (removing it would race a run taking it).
+
+
+def make_directory(directory: Path) -> None:
+    """`directory` and its parents, or one sentence saying why not (a file in the way, no permission)."""
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{directory} is a file; --output_dir names a directory")
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot create the directory {directory}: {error.strerror}") from None
+
+
+def _open_lock(directory: Path) -> int:
+    make_directory(directory)
+    try:
+        return os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise UsageError(f"cannot write to {directory}: {error.strerror}") from None
+
+
+def _holder(fd: int) -> str:
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0) or b"{}")
+        return f"pid {holder['pid']} on host {holder['host']}, since {holder['since']}"
+    except (ValueError, KeyError, TypeError):
+        return "a run that has not yet said who it is"
 
 
 def shard_dir_name(shard_index: int, num_shards: int) -> str:
@@ -38,7 +108,7 @@ class StudyDir:
             self._pull()
         else:
             self.local = Path(location)
-        self.local.mkdir(parents=True, exist_ok=True)
+        make_directory(self.local)
 
     def child(self, name: str) -> StudyDir:
         return StudyDir(f"{self.location}/{name}")

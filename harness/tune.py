@@ -29,6 +29,7 @@ from harness import cli, hyperparameters, optuna_storage, robust, seed_flags, st
 from harness.errors import UsageError
 from harness.records import write_json
 from harness.seeds import derive_seed
+from harness.storage import exclusive
 from harness.table import format_table
 
 FLAGS = flags.FLAGS
@@ -129,41 +130,47 @@ def main(argv: list[str]) -> int:
     replicas = seed_flags.replicas_from_flags()
     settings = settings_from_flags(metric, base)
     output_dir = Path(FLAGS.output_dir or f"results/tune/{base.benchmark}")
-    storage_url = FLAGS.storage or optuna_storage.sqlite_url(output_dir / "optuna.db")
-    name = FLAGS.study_name or f"{base.benchmark}-{metric}-k{FLAGS.seeds_per_trial}-{FLAGS.objective}"
-    study = open_study(storage_url, name, settings)
-    done = optuna_storage.finished_count(study)
-    remaining = max(0, FLAGS.n_trials - done)
-    started = time.perf_counter()
-    if remaining:
-        logging.info("study %s: %d candidate(s) finished, running %d more", name, done, remaining)
+    with exclusive(output_dir):  # One tuner writes a directory's records at a time.
+        storage_url = FLAGS.storage or optuna_storage.sqlite_url(output_dir / "optuna.db")
+        name = FLAGS.study_name or f"{base.benchmark}-{metric}-k{FLAGS.seeds_per_trial}-{FLAGS.objective}"
+        study = open_study(storage_url, name, settings)
+        done = optuna_storage.finished_count(study)
+        remaining = max(0, FLAGS.n_trials - done)
+        started = time.perf_counter()
+        if remaining:
+            logging.info("study %s: %d candidate(s) finished, running %d more", name, done, remaining)
 
-        def progress(study, trial) -> None:
-            value = "failed" if trial.value is None else stats.format_score(trial.value, metric)
-            logging.info("[candidate %d] %s: objective %s; best so far %s", trial.number,
-                         hyperparameters.describe(trial.params), value,
-                         stats.format_score(study.best_value, metric) if optuna_storage.completed(study) else "-")
+            def progress(study, trial) -> None:
+                value = "failed" if trial.value is None else stats.format_score(trial.value, metric)
+                logging.info("[candidate %d] %s: objective %s; best so far %s", trial.number,
+                             hyperparameters.describe(trial.params), value,
+                             stats.format_score(study.best_value, metric) if optuna_storage.completed(study) else "-")
 
-        study.optimize(make_objective(base, settings, space, output_dir, replicas), n_trials=remaining,
-                       callbacks=[progress])
-    if not optuna_storage.completed(study):
-        raise UsageError(f"no candidate of study {name!r} finished with a score; see {output_dir}/trials.jsonl")
-    best = study.best_trial
-    best_file = output_dir / f"{name}.best.json"
-    # What reeval --params and compare_configs --config=LABEL:FILE read (an Optuna trial's shape).
-    write_json(best_file, {"params": best.params, "value": best.value, "mean": best.user_attrs.get("mean"),
-                           "study": name, "trial": best.number, "storage": storage_url})
-    objective = "mean" if FLAGS.objective == "mean" else f"{FLAGS.lcb_confidence:.0%} pessimistic bound"
-    print(f"{name}: {optuna_storage.finished_count(study)} candidates, each over {FLAGS.seeds_per_trial} seed(s); "
-          f"objective: the {objective} of {metric}")
-    print(results_table(study, metric))
-    print(f"\nBest: trial {best.number} ({hyperparameters.describe(best.params)}), objective "
-          f"{stats.format_score(best.value, metric)}.")
-    print(f"Ran {remaining} candidate(s) now in {time.perf_counter() - started:.0f}s; records in {output_dir}/"
-          f"trials.jsonl, study in {storage_url}")
-    print(f"Its hyperparameters are in {best_file}. Re-evaluate it on fresh seeds:\n"
-          f"  python -m harness.reeval --optuna_storage={storage_url} --optuna_study={name}")
-    return 0
+            # --n_trials is per study. Other tuners on the same --storage (their own --output_dir) run
+            # candidates too: stop once the study holds n_trials finished or running, as theirs do.
+            states = optuna_storage.import_optuna().trial.TrialState
+            enough = optuna_storage.import_optuna().study.MaxTrialsCallback(
+                FLAGS.n_trials, states=(states.COMPLETE, states.PRUNED, states.RUNNING))
+            study.optimize(make_objective(base, settings, space, output_dir, replicas), n_trials=remaining,
+                           callbacks=[progress, enough])
+        if not optuna_storage.completed(study):
+            raise UsageError(f"no candidate of study {name!r} finished with a score; see {output_dir}/trials.jsonl")
+        best = study.best_trial
+        best_file = output_dir / f"{name}.best.json"
+        # What reeval --params and compare_configs --config=LABEL:FILE read (an Optuna trial's shape).
+        write_json(best_file, {"params": best.params, "value": best.value, "mean": best.user_attrs.get("mean"),
+                               "study": name, "trial": best.number, "storage": storage_url})
+        objective = "mean" if FLAGS.objective == "mean" else f"{FLAGS.lcb_confidence:.0%} pessimistic bound"
+        print(f"{name}: {optuna_storage.finished_count(study)} candidates, each over {FLAGS.seeds_per_trial} seed(s); "
+              f"objective: the {objective} of {metric}")
+        print(results_table(study, metric))
+        print(f"\nBest: trial {best.number} ({hyperparameters.describe(best.params)}), objective "
+              f"{stats.format_score(best.value, metric)}.")
+        print(f"Ran {remaining} candidate(s) now in {time.perf_counter() - started:.0f}s; records in {output_dir}/"
+              f"trials.jsonl, study in {storage_url}")
+        print(f"Its hyperparameters are in {best_file}. Re-evaluate it on fresh seeds:\n"
+              f"  python -m harness.reeval --optuna_storage={storage_url} --optuna_study={name}")
+        return 0
 
 
 if __name__ == "__main__":

@@ -226,3 +226,30 @@ def test_a_worker_killed_mid_trial_loses_its_trial_and_a_resume_runs_it(tmp_path
     records = read_records(tmp_path / "trials.jsonl")
     assert len(records) == 3 and len({r["trial_key"] for r in records}) == 3
     assert all(r["status"]["code"] == "ok" for r in records) and "1 trial(s) ran now" in resumed.stdout
+
+
+def test_a_second_run_into_a_held_directory_stops_and_a_dead_holders_lock_is_taken_over(tmp_path):
+    import socket
+
+    from conftest import run_program
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom harness.storage import exclusive\n"
+         f"with exclusive({str(tmp_path)!r}):\n    print('held', flush=True)\n    time.sleep(120)"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = ["--conditions=control", "--repeats=1", "--epochs=1", "--max_train_examples=200",
+                f"--output_dir={tmp_path}"]
+        second = run_program("harness.bench", *args)
+        assert second.returncode == 2 and "Traceback" not in second.stderr
+        assert second.stderr.splitlines()[-1].startswith(
+            f"error: another run is writing to {tmp_path} (pid {holder.pid} on host {socket.gethostname()}, since ")
+        assert second.stderr.splitlines()[-1].endswith("); wait for it to end, or give this run another --output_dir.")
+        assert not (tmp_path / "trials.jsonl").exists()
+    finally:
+        holder.kill()  # SIGKILL: no chance to release; the flock dies with the process
+        holder.wait()
+    taken_over = run_program("harness.bench", *args)
+    assert taken_over.returncode == 0, taken_over.stderr
+    assert len(read_records(tmp_path / "trials.jsonl")) == 1
