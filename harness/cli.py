@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from absl import app
 
-from harness.errors import UsageError
+from harness.errors import UsageError, first_line
 
 
 def run(main: Callable[[list[str]], int | None], positional_args: bool = False) -> None:
@@ -23,6 +23,11 @@ def run(main: Callable[[list[str]], int | None], positional_args: bool = False) 
             return main(argv)
         except UsageError as error:
             _fail(str(error))
+        except OSError as error:
+            # A full disk, a read-only or vanished directory: the environment, not a bug, so a sentence.
+            # Records are appended whole or cut off whole (records.append_record), so none is lost.
+            where = f"{error.filename}: " if error.filename else ""
+            _fail(f"{where}{error.strerror or first_line(error)}; records written before this are kept")
         except KeyboardInterrupt:
             print("interrupted; records written so far are kept.", file=sys.stderr)
             sys.exit(130)

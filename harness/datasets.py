@@ -218,6 +218,11 @@ def split_indices(pool_size: int, seeds: SeedSet, validation_fraction: float,
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+    """Batches per epoch; a batch larger than the training examples is refused (an epoch would be one
+    step on all of them, which is not the training the flag asked for)."""
+    if batch_size > num_examples:
+        raise UsageError(f"--batch_size={batch_size} is more than the {num_examples} training examples (after the "
+                         f"validation share is held out); use at most {num_examples}")
     return -(-num_examples // batch_size)
 
 

@@ -12,18 +12,23 @@ from typing import Any
 
 import numpy as np
 
-from harness.errors import UsageError
+from harness.errors import UsageError, first_line
 from harness.table import format_table
 
 
 def load_trace(path: str | Path) -> dict[str, Any]:
     try:
-        with np.load(path) as data:
+        loaded = np.load(path, allow_pickle=False)
+        if not hasattr(loaded, "files"):  # a single .npy array, not the .npz archive a trace is
+            raise ValueError("it holds one array")
+        with loaded as data:
             trace = {key: data[key] for key in data.files}
     except FileNotFoundError:
         raise UsageError(f"{path}: no such trace file") from None
-    except (OSError, ValueError):
-        raise UsageError(f"{path} is not a trace file written by harness.diverge") from None
+    except IsADirectoryError:
+        raise UsageError(f"{path} is a directory, not a trace file") from None
+    except Exception as error:  # noqa: BLE001 - np.load fails in many ways on files that are not archives
+        raise UsageError(f"{path} is not a trace file written by harness.diverge ({first_line(error)})") from None
     if not {"initial", "steps", "variables", "layers"} <= set(trace):
         raise UsageError(f"{path} is not a trace file written by harness.diverge")
     return trace
@@ -37,7 +42,8 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     layers = [str(layer) for layer in a["layers"]]
     steps = min(len(a["steps"]), len(b["steps"]))
     found: dict[str, Any] = {"steps_compared": steps, "diverged": False, "first_step": None, "stage": None,
-                             "variables": [], "layer": None, "differing": None}
+                             "variables": [], "layer": None, "differing": None,
+                             "steps": {"a": len(a["steps"]), "b": len(b["steps"])}}
     differs_initially = [n for n, x, y in zip(names, a["initial"], b["initial"], strict=True)
                          if not np.array_equal(x, y)]
     if differs_initially:
@@ -64,6 +70,9 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         return {**found, "diverged": True, "first_step": step, "stage": stage, "variables": first,
                 "layer": _layer(first[0]) if first else None,
                 "differing": {"loss": loss, "gradients": in_backprop, "updated": updated}}
+    if len(a["steps"]) != len(b["steps"]):
+        # Equal as far as both went, and one went on: the runs are not the same run.
+        return {**found, "diverged": True, "first_step": steps, "stage": "run length"}
     return found
 
 
@@ -76,6 +85,13 @@ def format_divergence(found: dict[str, Any], description: str) -> str:
     if not found["diverged"]:
         lines.append(f"No divergence: all {found['steps_compared']} steps (loss, every gradient, every updated "
                      "variable) and the initial weights are bitwise identical.")
+        return "\n".join(lines)
+    if found["stage"] == "run length":
+        lengths = found["steps"]
+        shorter = "A" if lengths["a"] < lengths["b"] else "B"
+        lines.append(f"The runs agree in all {found['steps_compared']} steps both have, then run {shorter} ended: "
+                     f"A ran {lengths['a']} steps and B {lengths['b']} (another --epochs, --batch_size or data "
+                     "size, or a run cut short).")
         return "\n".join(lines)
     where = "before the first step" if found["stage"] == "initial weights" else f"at step {found['first_step']}"
     differing = found["differing"]

@@ -76,7 +76,7 @@ def thresholds_from(rules_file: str | None, overrides: dict[str, float | None],
         except FileNotFoundError:
             raise UsageError(f"{rules_file}: no such rules file") from None
         except NotStrictJson as error:
-            raise UsageError(f"{rules_file} holds {error}, which is not JSON (RFC 8259)") from None
+            raise UsageError(f"{rules_file} holds {error}") from None
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             raise UsageError(f"{rules_file} is not valid JSON") from None
         if not isinstance(loaded, dict):

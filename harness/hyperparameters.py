@@ -17,6 +17,7 @@ from typing import Any
 
 from harness.config import BUILTIN_MODEL_FIELDS, TrialConfig
 from harness.errors import UsageError
+from harness.records import NotStrictJson, strict_json_loads
 
 # Fields a tuner may set, with their types. The rest of a config (dataset, determinism, ...)
 # describes the experiment, not the candidate.
@@ -124,9 +125,13 @@ def params_from_json(path: str) -> tuple[dict[str, Any], float | None]:
     if not file.is_file():
         raise UsageError(f"{path}: no such file")
     try:
-        document = json.loads(file.read_text())
+        document = strict_json_loads(file.read_bytes())
+    except NotStrictJson as error:
+        raise UsageError(f"{path} holds {error}") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise UsageError(f"{path} is not valid JSON") from None
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
     if not isinstance(document, dict):
         raise UsageError(f"{path} must hold a JSON object of hyperparameters")
     if "params" in document:

@@ -22,8 +22,10 @@ from harness.records import (
     STUDY_FILE,
     STUDY_SCHEMA,
     TRIALS_FILE,
+    NotStrictJson,
     read_records,
     schema_errors,
+    strict_json_loads,
     write_json,
     write_records,
 )
@@ -61,11 +63,15 @@ def merge(shards: list[StudyDir], where: str) -> tuple[dict[str, Any], list[dict
 def _manifest(shard: StudyDir) -> dict[str, Any]:
     path = shard.local / STUDY_FILE
     try:
-        manifest = json.loads(path.read_text())
+        manifest = strict_json_loads(path.read_bytes())
     except FileNotFoundError:
         raise UsageError(f"{shard} has no {STUDY_FILE}; it was not written by harness.bench") from None
-    except json.JSONDecodeError:
+    except NotStrictJson as error:
+        raise UsageError(f"{shard}/{STUDY_FILE} holds {error}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise UsageError(f"{shard}/{STUDY_FILE} is not valid JSON") from None
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
     if not isinstance(manifest, dict) or manifest.get("schema") != STUDY_SCHEMA or schema_errors(manifest):
         raise UsageError(f"{shard}/{STUDY_FILE} is not a valid {STUDY_SCHEMA} record")
     return manifest

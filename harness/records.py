@@ -109,10 +109,16 @@ def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         _cut_torn_tail(fd)
+        size = os.lseek(fd, 0, os.SEEK_END)
         view = memoryview(line)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
+        try:
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError as error:
+            # A full disk mid-line: take the part back, so the file ends with its last whole record.
+            os.ftruncate(fd, size)
+            raise OSError(error.errno, error.strerror, str(path)) from None
     finally:
         os.close(fd)  # Closing releases the lock.
     if created:
@@ -140,7 +146,10 @@ def _umask() -> int:
 def _replace_atomically(path: Path, text: str) -> None:
     """Temporary file, fsync, rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, str(path)) from None
     try:
         # mkstemp makes the file 0600; results are shared like any file written here, so honour the umask.
         os.fchmod(fd, 0o666 & ~_umask())
@@ -149,6 +158,9 @@ def _replace_atomically(path: Path, text: str) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as error:  # e.g. a full disk: the old file stays whole, the temporary one goes
+        Path(tmp).unlink(missing_ok=True)
+        raise OSError(error.errno, error.strerror, str(path)) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -215,7 +227,7 @@ def scan_lines(data: bytes) -> Iterator[tuple[int, dict[str, Any] | None, str | 
         try:
             record = strict_json_loads(line)
         except NotStrictJson as error:
-            yield number, None, f"holds {error}, which is not JSON (RFC 8259)"
+            yield number, None, f"holds {error}"
             continue
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
             yield number, None, "is not valid JSON"
@@ -227,24 +239,38 @@ def scan_lines(data: bytes) -> Iterator[tuple[int, dict[str, Any] | None, str | 
 
 
 class NotStrictJson(ValueError):
-    """A number Python's json accepts but JSON does not: NaN, Infinity, or one too large for a double."""
+    """Text Python's json would read but JSON does not have (NaN, Infinity, 1e999) or Python cannot hold
+    (an integer of thousands of digits, nesting thousands deep). str() says what: `NaN, which is not JSON
+    (RFC 8259)`."""
 
 
 def _refuse_constant(name: str) -> Any:
-    raise NotStrictJson(name)
+    raise NotStrictJson(f"{name}, which is not JSON (RFC 8259)")
 
 
 def _finite_float(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise NotStrictJson(text)
+        raise NotStrictJson(f"{text}, which is not JSON (RFC 8259)")
     return value
 
 
+def _bounded_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:  # Python refuses integers of more than sys.get_int_max_str_digits() digits
+        raise NotStrictJson(f"an integer of {len(text.lstrip('-'))} digits, more than the harness reads") from None
+
+
 def strict_json_loads(text: str | bytes) -> Any:
-    """json.loads that refuses NaN, Infinity and overflowing numbers (1e999) with NotStrictJson:
-    records never hold them (finite_json writes null), so a line that does was not written by the harness."""
-    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    """json.loads that raises NotStrictJson, not a traceback, for NaN, Infinity, overflowing numbers
+    (1e999), huge integers and absurd nesting: records never hold them (finite_json writes null), so
+    text that does was not written by the harness."""
+    try:
+        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float,
+                          parse_int=_bounded_int)
+    except RecursionError:
+        raise NotStrictJson("arrays or objects nested deeper than the harness reads") from None
 
 
 def has_torn_tail(data: bytes) -> bool:

@@ -121,7 +121,7 @@ def load_summary(path: str | os.PathLike) -> dict[str, Any]:
     try:
         document = strict_json_loads(text)
     except NotStrictJson as error:
-        raise UsageError(f"{path} holds {error}, which is not JSON (RFC 8259)") from None
+        raise UsageError(f"{path} holds {error}") from None
     except (json.JSONDecodeError, RecursionError):
         if path.suffix == ".json":
             raise UsageError(f"{path} is not valid JSON") from None

@@ -13,6 +13,7 @@ from absl import flags
 
 from harness import config as config_lib
 from harness.errors import UsageError
+from harness.records import NotStrictJson, strict_json_loads
 from harness.seeds import SOURCES, SeedSet
 
 FLAGS = flags.FLAGS
@@ -90,7 +91,9 @@ def parse_model_args(values: list[str]) -> dict[str, Any]:
         text = value.strip()
         if text.startswith("{"):
             try:
-                document = json.loads(text)
+                document = strict_json_loads(text)
+            except NotStrictJson as error:
+                raise UsageError(f"--model_args holds {error}.") from None
             except json.JSONDecodeError as error:
                 raise UsageError(f"--model_args {text!r} is not a valid JSON object ({error.msg}).") from None
             parsed.update(document)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,12 @@ def _npz(path: str) -> tuple[Any, ...]:
     if not file.is_file():
         raise UsageError(f"no such file {path} (npz data).")
     try:
-        with np.load(file, allow_pickle=False) as data:
+        loaded = np.load(file, allow_pickle=False)
+        if not hasattr(loaded, "files"):  # one .npy array, not an .npz archive of named arrays
+            raise ValueError("it holds one array, not named arrays")
+        with loaded as data:
             arrays = {key: data[key] for key in data.files}
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise UsageError(f"{path} is not a readable .npz file ({first_line(error)}).") from None
     return _four(arrays, path)
 
@@ -133,8 +137,11 @@ def _csv(path: str, label_column: str) -> tuple[np.ndarray, ...]:
     file = Path(path)
     if not file.is_file():
         raise UsageError(f"no such file {path} (csv data).")
-    with file.open(newline="") as handle:
-        rows = list(csv.reader(handle))
+    try:
+        with file.open(newline="") as handle:
+            rows = list(csv.reader(handle))
+    except (UnicodeDecodeError, csv.Error) as error:
+        raise UsageError(f"{path} is not a text CSV file ({first_line(error)}).") from None
     if len(rows) < 2:
         raise UsageError(f"{path} needs a header row and at least one row of data.")
     header, body = [name.strip() for name in rows[0]], [row for row in rows[1:] if row]

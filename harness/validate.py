@@ -32,7 +32,7 @@ def validate_file(path: Path) -> tuple[int, list[str]]:
         try:
             record = strict_json_loads(data)
         except NotStrictJson as error:
-            return 1, [f"{path}: holds {error}, which is not JSON (RFC 8259)"]
+            return 1, [f"{path}: holds {error}"]
         except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
             return 1, [f"{path}: not valid JSON ({error})"]
         if not isinstance(record, dict):

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 from conftest import run_program
 
@@ -102,3 +103,19 @@ def test_failures_suggest_the_documented_alternative():
                            "implementation of SparseTensorDenseMatmulOp is not currently available") == \
         "a dense matmul (tf.sparse.to_dense first)"
     assert alternative_for("Conv2D") is None  # deterministic with op determinism: nothing to replace
+
+
+def test_traces_of_different_lengths_say_where_the_shorter_run_ended():
+    from harness.divergence import compare, format_divergence
+
+    def trace(steps):
+        return {"variables": ["dense/kernel:0"], "layers": ["dense"], "initial": [np.zeros(3)],
+                "steps": np.zeros((steps, 3), np.uint64)}
+
+    found = compare(trace(5), trace(8))
+    assert found["diverged"] and found["stage"] == "run length" and found["first_step"] == 5
+    assert found["steps"] == {"a": 5, "b": 8}
+    assert format_divergence(found, "x").splitlines()[1] == (
+        "The runs agree in all 5 steps both have, then run A ended: A ran 5 steps and B 8 (another --epochs, "
+        "--batch_size or data size, or a run cut short).")
+    assert not compare(trace(5), trace(5))["diverged"]

@@ -136,3 +136,36 @@ def test_whole_files_are_written_with_the_umask_like_any_other_file(tmp_path, um
         os.umask(previous)
     assert stat.S_IMODE((tmp_path / "summary.json").stat().st_mode) == mode
     assert stat.S_IMODE((tmp_path / "merged.jsonl").stat().st_mode) == mode
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MiB file system, filled but for the records already on it (needs mount rights, as CI has)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("this machine cannot mount a small file system")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_a_full_disk_is_one_sentence_and_keeps_the_records(full_disk, record):
+    study = full_disk / "study"
+    append_record(study / "trials.jsonl", record)
+    before = (study / "trials.jsonl").read_bytes()
+    filler = os.open(full_disk / "filler", os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(filler, b"\0" * 512):
+            pass
+    except OSError:
+        pass
+    os.close(filler)
+    with pytest.raises(OSError):  # in-process: a record that does not fit leaves no part behind
+        append_record(study / "trials.jsonl", record)
+    assert (study / "trials.jsonl").read_bytes() == before
+    result = subprocess.run([sys.executable, "-m", "harness.bench", "--conditions=control", "--repeats=1",
+                             "--epochs=1", f"--output_dir={study}"], cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.splitlines()[-1].endswith(": No space left on device; records written before this are kept.")
+    assert (study / "trials.jsonl").read_bytes() == before

@@ -1,0 +1,97 @@
+"""Every program over a corpus of bad input: one sentence and exit 1 or 2, never a traceback, and no
+record already written changes.
+
+Each case runs the program as a user would, in a fresh process. The corpus holds what hostile or
+unlucky users gave the harness: files where directories belong, binary junk, empty and truncated
+files, JSON Python reads but JSON does not have, absurd nesting and numbers, unknown names,
+impossible counts.
+"""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import run_program
+
+JUNK = bytes(range(256)) * 8
+
+
+@pytest.fixture(scope="module")
+def corpus(small_study, tmp_path_factory):
+    """Bad files, and a copy of a real study whose records must survive every case."""
+    root = tmp_path_factory.mktemp("corpus")
+    study = root / "study"
+    shutil.copytree(small_study, study)
+    files = {
+        "junk": JUNK,
+        "empty.json": b"",
+        "junk.json": JUNK,
+        "truncated.jsonl": (small_study / "trials.jsonl").read_bytes()[:900],
+        "nested.json": b"[" * 200_000 + b"]" * 200_000,
+        "huge_int.json": b'{"accuracy_tolerance": ' + b"9" * 5000 + b"}",
+        "nan_params.json": b'{"learning_rate": NaN}',
+        "a_file": b"not a directory",
+    }
+    for name, data in files.items():
+        (root / name).write_bytes(data)
+    (root / "a_dir").mkdir()
+    (root / "empty_dir").mkdir()
+    np.save(root / "array.npy", np.zeros(3))
+    return root
+
+
+# (program, arguments with {root} for the corpus directory): each must fail with one sentence.
+CASES = [
+    ("harness.bench", ["--output_dir={root}/a_file"]),
+    ("harness.bench", ["--output_dir={root}/a_file/sub"]),
+    ("harness.bench", ["--batch_size=1000000000000", "--repeats=1", "--conditions=control",
+                       "--output_dir={root}/out_batch"]),
+    ("harness.bench", ["--model={root}/junk:create_model", "--output_dir={root}/out_model"]),
+    ("harness.bench", ["--model=examples/mnist_mlp.py:create_model", "--data=npz:{root}/junk",
+                       "--output_dir={root}/out_npz"]),
+    ("harness.bench", ["--model=examples/mnist_mlp.py:create_model", "--data=csv:{root}/junk",
+                       "--output_dir={root}/out_csv"]),
+    ("harness.bench", ["--model=examples/mnist_mlp.py:create_model", "--model_args={root}",
+                       "--output_dir={root}/out_args"]),
+    ("harness.bench", ["--conditions=colour", "--output_dir={root}/out_colour"]),
+    ("harness.bench", ["--epochs=0", "--output_dir={root}/out_epochs"]),
+    ("harness.gate", ["--baseline={root}/empty.json", "--candidate={root}/study"]),
+    ("harness.gate", ["--baseline={root}/study", "--candidate={root}/junk.json"]),
+    ("harness.gate", ["--baseline={root}/study", "--candidate={root}/truncated.jsonl"]),
+    ("harness.gate", ["--baseline={root}/study", "--candidate={root}/study", "--rules={root}/a_dir"]),
+    ("harness.gate", ["--baseline={root}/study", "--candidate={root}/study", "--rules={root}/nested.json"]),
+    ("harness.gate", ["--baseline={root}/study", "--candidate={root}/study", "--rules={root}/huge_int.json"]),
+    ("harness.gate", ["--baseline={root}/nested.json", "--candidate={root}/study"]),
+    ("harness.report", ["--input_dir={root}/a_file"]),
+    ("harness.report", ["--input_dir={root}/empty_dir"]),
+    ("harness.report", ["--input_dir={root}/study", "--output_dir={root}/a_file"]),
+    ("harness.validate", ["{root}/junk"]),
+    ("harness.validate", ["{root}/a_dir"]),
+    ("harness.validate", ["{root}/nested.json"]),
+    ("harness.reeval", ["--params={root}/a_dir", "--seeds=2", "--output_dir={root}/out_reeval"]),
+    ("harness.reeval", ["--params={root}/nested.json", "--seeds=2", "--output_dir={root}/out_reeval"]),
+    ("harness.reeval", ["--params={root}/nan_params.json", "--seeds=2", "--output_dir={root}/out_reeval"]),
+    ("harness.diverge", ["--traces={root}/array.npy,{root}/array.npy", "--output_dir={root}/out_diverge"]),
+    ("harness.diverge", ["--traces={root}/junk,{root}/junk", "--output_dir={root}/out_diverge"]),
+    ("harness.diverge", ["--traces={root}/a_dir,{root}/junk", "--output_dir={root}/out_diverge"]),
+    ("harness.merge", ["--input_dir={root}/empty_dir"]),
+    ("harness.merge", ["--input_dir={root}/a_file"]),
+    ("harness.tune", ["--space=colour=1..2", "--output_dir={root}/out_tune"]),
+    ("harness.tune", ["--n_trials=1", "--output_dir={root}/a_file"]),
+    ("harness.compare_configs", ["--config=A:learning_rate=x", "--config=B:learning_rate=0.1",
+                                 "--output_dir={root}/out_compare"]),
+    ("harness.scan", ["--model=nope"]),
+]
+
+
+@pytest.mark.parametrize("program,args", CASES, ids=[f"{p.split('.')[1]}:{' '.join(a)[:60]}" for p, a in CASES])
+def test_bad_input_is_one_sentence_and_no_record_changes(corpus, program, args):
+    records = {path: path.read_bytes() for path in (corpus / "study").iterdir() if path.is_file()}
+    result = run_program(program, *[a.format(root=corpus) for a in args])
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert result.returncode in (1, 2), (result.returncode, result.stdout, result.stderr)
+    said = [line for line in result.stderr.splitlines() if line.startswith(("error:", "FATAL"))]
+    assert len(said) == 1 or (program == "harness.validate" and result.returncode == 1), result.stderr
+    assert {path: path.read_bytes() for path in records} == records
+    assert json.loads((corpus / "study" / "summary.json").read_text())["schema"] == "harness.summary/1"
