@@ -37,10 +37,12 @@ TUNE_TRIALS ?= 30
 
 .PHONY: bench test speed gate gate-baseline report tune-example image locks lint clean
 
+# The install prints nothing of ours: setuptools' notice that every editable install gets (about
+# editable installs, not this project) is left out; a warning about the project's packaging still shows.
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23.1"
-	$(PY) -m pip install --quiet -e ".[cpu,dev,tune]"
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e ".[cpu,dev,tune]"
 	touch $(INSTALLED)
 
 ifeq ($(GPU),)

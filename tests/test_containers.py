@@ -102,3 +102,16 @@ def test_the_kubernetes_job_runs_one_shard_per_pod_of_the_pinned_image():
     assert "@sha256:" in container["image"] and env["HARNESS_IMAGE_DIGEST"].startswith("sha256:")
     assert container["args"][0] == "bench" and any(a.startswith("--output_dir=gs://") for a in container["args"])
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_every_directory_of_package_data_is_a_package_so_the_install_warns_of_nothing_of_ours():
+    """setuptools warns (80 lines each) when package data lives in a directory it does not count as a
+    package: harness/data and harness/schema hold no modules, so discovery must be namespace-aware."""
+    from setuptools.config.setupcfg import read_configuration
+
+    options = read_configuration(REPO / "setup.cfg")["options"]
+    packages = set(options["packages"])
+    assert {"harness", "harness.data", "harness.schema", "benchmarks", "benchmarks.speed"} <= packages
+    assert not any("__pycache__" in name for name in packages)
+    for package in options["package_data"]:
+        assert package in packages
