@@ -105,7 +105,7 @@ def build_model(config: TrialConfig, dataset: Dataset, init_seed: int) -> Any:
 def seed_dropout(model: Any, dropout_seed: int) -> list[str]:
     """Sets every SeedGenerator's state from (dropout seed, its layer's path); returns those paths."""
     paths = []
-    for layer in _layers(model):
+    for layer in layers_of(model):
         for index, generator in enumerate(getattr(layer, "_seed_generators", ())):
             path = f"{getattr(layer, 'path', None) or layer.name}#{index}"
             state = generator.state
@@ -114,7 +114,7 @@ def seed_dropout(model: Any, dropout_seed: int) -> list[str]:
     return paths
 
 
-def _layers(model: Any) -> list[Any]:
+def layers_of(model: Any) -> list[Any]:
     """The model and every layer inside it, nested models included."""
     flatten = getattr(model, "_flatten_layers", None)
     if flatten is not None:

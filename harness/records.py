@@ -39,7 +39,8 @@ STUDY_FILE = "study.json"
 # Every record kind and its JSON Schema in harness/schema/.
 _SCHEMA_FILES = {TRIAL_SCHEMA: "trial.schema.json", "harness.summary/1": "summary.schema.json",
                  STUDY_SCHEMA: "study.schema.json", "harness.speed/1": "speed.schema.json",
-                 "harness.divergence/1": "divergence.schema.json", "harness.compare/1": "compare.schema.json"}
+                 "harness.divergence/1": "divergence.schema.json", "harness.compare/1": "compare.schema.json",
+                 "harness.doctor/1": "doctor.schema.json"}
 
 
 def canonical_json(value: Any) -> str:

@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import queue
-import re
 import signal
 import subprocess
 import sys
@@ -38,7 +37,7 @@ from harness import replicas as replicas_lib
 from harness.conditions import Condition
 from harness.conditions import condition as named_condition
 from harness.config import TrialConfig
-from harness.errors import UsageError
+from harness.errors import UsageError, meaningful_lines
 from harness.records import (
     LOST_FILE,
     TRIAL_SCHEMA,
@@ -392,16 +391,6 @@ def exit_description(returncode: int) -> str:
             else f"signal {-returncode}"
         return f"killed by {name}" + (" (the OOM killer or kill -9)" if name == "SIGKILL" else "")
     return f"exited with code {returncode}"
-
-
-# What TensorFlow and absl print on every start, which says nothing about why a process died.
-_CHATTER = re.compile(r"^(WARNING: All log messages before absl::InitializeLog|[IWE]\d{4} [\d:.]+ +\d+ "
-                      r"(port|cpu_feature_guard|util)\.cc:|I\d{4} [\d:.]+ \d+ \S+\.py:\d+\])")
-
-
-def meaningful_lines(stderr: str) -> list[str]:
-    """The lines of a process's stderr that can say why it failed: not TF's start-up banners, not progress."""
-    return [line for line in stderr.splitlines() if line.strip() and not _CHATTER.match(line)]
 
 
 def shard(specs: list[TrialSpec], shard_index: int, num_shards: int) -> list[TrialSpec]:

@@ -1,0 +1,196 @@
+"""`python -m harness.doctor [--steps=N] [--verify] SCRIPT.py [SCRIPT ARGS]`: why do two runs of my script differ?
+
+    python -m harness.doctor examples/mnist_mlp.py
+    python -m harness.doctor --verify train.py --epochs=50
+
+Runs the user's unmodified Keras script twice, each in a fresh process with
+the same arguments, observed from the inside (`harness.keras_probe`): for every
+model it fits, the initial weights, the state of every `SeedGenerator`, and per
+step the batch's content and the weights after the step. It stops each fit
+after --steps steps: the first steps tell where two runs part. Then, per fitted
+model, it says where the runs first differ and why, in the order a run decides
+them: initial weights (seeding that does not reach Keras's initializers), batch
+order (data shuffling), dropout masks (unseeded SeedGenerators), or, with all
+of those equal, a kernel. It ends with the smallest change that makes the
+script reproducible; --verify runs the script twice more with that change
+(`keras.utils.set_random_seed` first) to show it works. When the runs match, it
+measures what would break them elsewhere: oneDNN off, one thread.
+Writes OUTPUT_DIR/doctor.json (`harness.doctor/1`) and each run's observations.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from absl import flags
+
+from harness import cli
+from harness.errors import UsageError, meaningful_lines
+from harness.records import read_records, utc_timestamp, write_json
+
+DOCTOR_SCHEMA = "harness.doctor/1"
+DOCTOR_FILE = "doctor.json"
+FIX_SEED = 0
+FIX = (f"keras.utils.set_random_seed({FIX_SEED})  # seeds Python's random, NumPy, TensorFlow and Keras, "
+       "before anything random happens")
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("steps", 20, "Train steps observed per fitted model; each fit stops after them.", lower_bound=1)
+flags.DEFINE_bool("verify", False, "Run the script twice more with the proposed fix, to show it works.")
+flags.DEFINE_string("output_dir", None, "Where doctor.json and the runs' observations go "
+                    "(default: results/doctor/SCRIPT_NAME).")
+flags.DEFINE_integer("timeout", 900, "Seconds a run of the script may take.", lower_bound=1)
+
+
+def run_observed(script: Path, args: list[str], out: Path, steps: int, seed: int | None = None,
+                 env: dict[str, str] | None = None, timeout: float = 900) -> list[dict[str, Any]]:
+    """One observed run of the script in a fresh process; its fits' observations."""
+    out.unlink(missing_ok=True)
+    command = [sys.executable, "-m", "harness.keras_probe", str(out), str(steps),
+               "-" if seed is None else str(seed), str(script), *args]
+    harness_root = str(Path(__file__).resolve().parents[1])
+    environ = {**os.environ, **(env or {}),
+               "PYTHONPATH": os.pathsep.join(p for p in (harness_root, os.environ.get("PYTHONPATH")) if p)}
+    try:
+        result = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise UsageError(f"{script} ran longer than --timeout={timeout:.0f}s") from None
+    if result.returncode != 0:
+        last = (meaningful_lines(result.stderr) or ["no message"])[-1]
+        raise UsageError(f"{script} {' '.join(args)} failed (exit code {result.returncode}): {last}".replace("  ", " "))
+    fits = read_records(out)
+    if not fits:
+        raise UsageError(f"{script} fitted no Keras model (it never called model.fit); the doctor observes fit")
+    return fits
+
+
+def compare_fits(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """Where two runs of one fit first differ, and the cause that position points to."""
+    found = {"fit": a["fit"], "model": a["model"], "line": a["line"], "first_step": None, "variables": []}
+    if a.get("initial") != b.get("initial"):
+        names = [n for n in a.get("initial", {}) if a["initial"].get(n) != b.get("initial", {}).get(n)]
+        return {**found, "cause": "init", "variables": names}
+    steps = min(len(a["steps"]), len(b["steps"]))
+    for step in range(steps):
+        if a["steps"][step]["batch"] != b["steps"][step]["batch"]:
+            return {**found, "cause": "data", "first_step": step}
+        if a["steps"][step]["weights"] != b["steps"][step]["weights"]:
+            if a.get("seed_generators") != b.get("seed_generators"):
+                layers = [p for p in a["seed_generators"] if a["seed_generators"][p] != b["seed_generators"].get(p)]
+                return {**found, "cause": "dropout", "first_step": step, "variables": layers}
+            return {**found, "cause": "kernel", "first_step": step}
+    return {**found, "cause": None, "steps_compared": steps}
+
+
+def explain(found: dict[str, Any], run: dict[str, Any]) -> str:
+    """The finding for one fitted model, in plain words."""
+    where = f"the model fitted at {found['line'] or 'an unknown line'} ({found['model']})"
+    seeding = run["seeding_before"]
+    calls = dict.fromkeys(f"{s['call']}({s['seed']}) at {s['line'] or '?'}" for s in seeding)
+    said = ", ".join(calls) or "no seeding call"
+    cause = found["cause"]
+    if cause == "init":
+        reason = ("tf.random.set_seed alone does not reach Keras 3's initializers, which draw from Keras's own "
+                  "seed generator" if any(s["call"] == "tf.random.set_seed" for s in seeding) and
+                  not any(s["call"] == "keras.utils.set_random_seed" for s in seeding)
+                  else "nothing seeds Keras's initializers before the model is built")
+        return (f"{where}: the two runs start from different initial weights "
+                f"({len(found['variables'])} of {len(run['initial'])} variables differ). Before the fit the script "
+                f"made {said}; {reason}.")
+    if cause == "data":
+        if run["shuffle"] and run["data"] not in ("DatasetV2", "_PrefetchDataset", "PrefetchDataset"):
+            source = ("fit(shuffle=True), the default for arrays, draws each epoch's order from the global seed, "
+                      "and the data may arrive in another order too")
+        else:
+            source = ("fit does not shuffle here, so the data arrived in another order: an unseeded permutation "
+                      "or shuffle before the fit")
+        return (f"{where}: same initial weights, but batch {found['first_step']} holds other examples: the data "
+                f"order differs. {source[0].upper() + source[1:]}. Seeding the script made before the fit: {said}.")
+    if cause == "dropout":
+        return (f"{where}: same initial weights and batches, but the weights differ after step "
+                f"{found['first_step']}, and the dropout randomness differs: the SeedGenerator states of "
+                f"{', '.join(found['variables'])} are not equal between runs (an unseeded generator takes its "
+                f"seed when its layer is built).")
+    if cause == "kernel":
+        return (f"{where}: initial weights, batches and dropout states are equal, yet the weights differ after step "
+                f"{found['first_step']}: an op computed differently. Turn on "
+                "tf.config.experimental.enable_op_determinism(); python -m harness.scan names ops known to need it.")
+    return f"{where}: the two runs are bitwise identical over the {found['steps_compared']} steps observed."
+
+
+def environment_checks(script: Path, args: list[str], reference: list[dict[str, Any]], work: Path,
+                       steps: int, timeout: float) -> list[dict[str, Any]]:
+    """For a reproducible script: do the runs still match with oneDNN off, or one thread? Measured."""
+    checks = []
+    for label, env in (("oneDNN off", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
+                       ("one thread", {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"})):
+        fits = run_observed(script, args, work / f"run_{label.replace(' ', '_')}.jsonl", steps, env=env,
+                            timeout=timeout)
+        same = len(fits) == len(reference) and all(compare_fits(a, b)["cause"] is None
+                                                   for a, b in zip(reference, fits, strict=False))
+        checks.append({"change": label, "env": env, "same_bits": same})
+    return checks
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2:
+        raise UsageError("name the training script: python -m harness.doctor train.py [its arguments]")
+    script, args = Path(argv[1]), argv[2:]
+    if not script.is_file():
+        raise UsageError(f"no such script {script}")
+    output_dir = Path(FLAGS.output_dir or f"results/doctor/{script.stem}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    steps, timeout = FLAGS.steps, FLAGS.timeout
+    print(f"Running {script} {' '.join(args)} twice (fresh processes), observing the first {steps} steps of "
+          "each model it fits ...".replace("  ", " "), flush=True)
+    runs = [run_observed(script, args, output_dir / f"run_{side}.jsonl", steps, timeout=timeout)
+            for side in ("a", "b")]
+    if len(runs[0]) != len(runs[1]):
+        raise UsageError(f"the two runs fitted {len(runs[0])} and {len(runs[1])} models; the script's control "
+                         "flow itself differs between runs")
+    findings = [compare_fits(a, b) for a, b in zip(*runs, strict=True)]
+    lines = [explain(found, run) for found, run in zip(findings, runs[0], strict=True)]
+    document: dict[str, Any] = {"schema": DOCTOR_SCHEMA, "created_at": utc_timestamp(), "script": str(script),
+                                "args": args, "steps_observed": steps, "fits": findings,
+                                "seeding": runs[0][0]["seeding_before"], "reproducible": not any(
+                                    f["cause"] for f in findings)}
+    print("\n".join(lines))
+    if document["reproducible"]:
+        print(f"\nYour script is reproducible here (over the first {steps} steps of each fit). What would break "
+              "it elsewhere, measured here:")
+        document["environment"] = environment_checks(script, args, runs[0], output_dir, steps, timeout)
+        for check in document["environment"]:
+            print(f"  {check['change']}: {'same bits' if check['same_bits'] else 'DIFFERENT bits'}")
+        print("  XLA and GPU kernels are not measured here: op determinism (enable_op_determinism) covers GPU "
+              "kernels; python -m harness.scan lists the risky ops of a model.")
+    else:
+        causes = sorted({f["cause"] for f in findings if f["cause"]})
+        if causes == ["kernel"]:
+            fix = "tf.config.experimental.enable_op_determinism()  # with the seeding the script has"
+        else:
+            fix = FIX
+        document["fix"] = fix
+        print(f"\nThe smallest change: at the top of {script.name}, before anything random happens,\n    {fix}")
+        if FLAGS.verify and fix == FIX:
+            verified = [run_observed(script, args, output_dir / f"verify_{side}.jsonl", steps, seed=FIX_SEED,
+                                     timeout=timeout) for side in ("a", "b")]
+            same = len(verified[0]) == len(verified[1]) and all(
+                compare_fits(a, b)["cause"] is None for a, b in zip(*verified, strict=False))
+            document["verified"] = same
+            print(f"Verified: with it, two runs {'are bitwise identical' if same else 'STILL differ'} over the "
+                  f"first {steps} steps of each fit.")
+        elif not FLAGS.verify:
+            print("Pass --verify to run the script twice more with it.")
+    print(f"(Each fit was stopped after {steps} steps: --steps sets how many are observed.)")
+    write_json(output_dir / DOCTOR_FILE, document)
+    print(f"record: {output_dir / DOCTOR_FILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    flags.FLAGS.set_gnu_getopt(False)  # flags after the script's name are the script's own
+    cli.run(main, positional_args=True)

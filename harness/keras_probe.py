@@ -1,0 +1,198 @@
+"""Observes an unmodified Keras script from the inside: `python -m harness.keras_probe OUT STEPS SEED SCRIPT [ARGS]`.
+
+Run by `harness.doctor`, once per run it compares. Before the script runs, it
+wraps what decides a run's bits, without changing them:
+- the seeding calls (`random.seed`, `np.random.seed`, `tf.random.set_seed`,
+  `keras.utils.set_random_seed`), noting each with the script line that made it;
+- `keras.Model.fit`: every fitted model gets a callback that records its initial
+  weights, the state of every `keras.random.SeedGenerator` (dropout's
+  randomness), and per step a fingerprint of the batch and of the weights after
+  the step; the train step gets an in-graph fingerprint of its batch
+  (integer arithmetic on the bits, which XLA compiles, as fit's default
+  `jit_compile="auto"` does). After STEPS steps it stops that fit
+  (`model.stop_training`): a diagnosis needs the first steps, not the whole run.
+
+Then it runs the script as `__main__` with its own arguments. Every fit
+becomes one JSON line in OUT. SEED other than `-` first calls
+`keras.utils.set_random_seed(SEED)`: the fix the doctor proposes, verified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import runpy
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SEEDING_CALLS = ("keras.utils.set_random_seed", "tf.random.set_seed", "np.random.seed", "random.seed")
+
+
+class Probe:
+    """What one run of the script did: its seeding calls, and each fit's fingerprints."""
+
+    def __init__(self, out: Path, steps: int, script: Path) -> None:
+        self.out, self.steps, self.script = out, steps, script.resolve()
+        self.seeding: list[dict[str, Any]] = []
+        self.fits = 0
+        self._depth = 0  # keras.utils.set_random_seed calls the others: only the outermost call counts
+
+    def script_line(self) -> str | None:
+        """`train.py:12`: the innermost frame of the user's script on the stack."""
+        for frame in reversed(traceback.extract_stack()):
+            if Path(frame.filename).resolve() == self.script:
+                return f"{self.script.name}:{frame.lineno}"
+        return None
+
+    def wrap_seeding(self, owner: Any, attribute: str, name: str) -> None:
+        original = getattr(owner, attribute)
+        probe = self
+
+        def seeding(*args: Any, **kwargs: Any) -> Any:
+            if probe._depth == 0:
+                seed = args[0] if args else kwargs.get("seed")
+                probe.seeding.append({"call": name, "seed": seed if isinstance(seed, (int, type(None))) else str(seed),
+                                      "line": probe.script_line()})
+            probe._depth += 1
+            try:
+                return original(*args, **kwargs)
+            finally:
+                probe._depth -= 1
+
+        setattr(owner, attribute, seeding)
+
+
+def weights_sha256(variables: list[Any]) -> str:
+    digest = hashlib.sha256()
+    for variable in variables:
+        digest.update(np.ascontiguousarray(np.asarray(variable)).tobytes())
+    return digest.hexdigest()
+
+
+def seed_generator_states(model: Any) -> dict[str, list[int]]:
+    """Every SeedGenerator's state, by its layer's path: where Keras 3 keeps dropout's randomness."""
+    from harness.keras_model import layers_of
+
+    states = {}
+    for layer in layers_of(model):
+        for index, generator in enumerate(getattr(layer, "_seed_generators", ())):
+            path = f"{getattr(layer, 'path', None) or layer.name}#{index}"
+            states[path] = [int(v) for v in np.asarray(generator.state.value).reshape(-1)]
+    return states
+
+
+def batch_fingerprint(data: Any) -> Any:
+    """An in-graph fingerprint of a batch's content and order: each tensor's bits, weighted by position,
+    summed in int64 (wrapping, so exact and order-free to compute). XLA compiles it; tf.fingerprint not."""
+    import tensorflow as tf
+
+    parts = []
+    for tensor in tf.nest.flatten(data):
+        flat = tf.reshape(tensor, [-1])
+        if flat.dtype.is_floating:
+            flat = tf.bitcast(tf.cast(flat, tf.float32), tf.int32)
+        elif flat.dtype == tf.bool:
+            flat = tf.cast(flat, tf.int32)
+        flat = tf.cast(flat, tf.int64)
+        position = tf.range(1, tf.size(flat, out_type=tf.int64) + 1, dtype=tf.int64)
+        parts.append(tf.reduce_sum(flat * (position * 2654435761 + 97)))
+    return tf.stack(parts)
+
+
+def build_for(model: Any, x: Any) -> None:
+    """Builds an unbuilt model for its training inputs (arrays or a tf.data.Dataset of (x, y)); a model
+    that cannot be built this way is left to fit, and its initial weights go unrecorded."""
+    import tensorflow as tf
+
+    try:
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec[0] if isinstance(x.element_spec, tuple) else x.element_spec
+            shape = tuple(spec.shape)
+        else:
+            shape = (None, *np.shape(x)[1:])
+        model.build(shape)
+    except Exception:  # noqa: BLE001 - subclassed or multi-input models: fit builds them itself
+        pass
+
+
+def install(probe: Probe) -> None:
+    """Wraps the seeding calls and `keras.Model.fit` for this process."""
+    import keras
+    import tensorflow as tf
+
+    probe.wrap_seeding(keras.utils, "set_random_seed", "keras.utils.set_random_seed")
+    probe.wrap_seeding(tf.random, "set_seed", "tf.random.set_seed")
+    probe.wrap_seeding(np.random, "seed", "np.random.seed")
+    probe.wrap_seeding(random, "seed", "random.seed")
+    original_fit = keras.Model.fit
+
+    class Recorder(keras.callbacks.Callback):
+        def __init__(self, record: dict[str, Any], batch_print: Any) -> None:
+            super().__init__()
+            self.record, self.batch_print = record, batch_print
+
+        def on_train_begin(self, logs: Any = None) -> None:
+            model = self.model
+            self.record["parameters"] = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+            self.record["initial"] = {v.path: weights_sha256([v]) for v in model.trainable_variables}
+            self.record["seed_generators"] = seed_generator_states(model)
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            steps = self.record["steps"]
+            steps.append({"batch": [int(x) for x in self.batch_print.numpy()],
+                          "weights": weights_sha256(self.model.trainable_variables)})
+            if len(steps) >= probe.steps:
+                self.model.stop_training = True
+
+    def fit(model: Any, *args: Any, **kwargs: Any) -> Any:
+        record: dict[str, Any] = {"fit": probe.fits, "model": model.name, "line": probe.script_line(),
+                                  "shuffle": kwargs.get("shuffle", True),
+                                  "data": type(args[0] if args else kwargs.get("x")).__name__,
+                                  "seeding_before": list(probe.seeding), "steps": []}
+        probe.fits += 1
+        if not model.built:
+            # Built now, as fit would build it on its first batch: the same draws, but the initial
+            # weights exist before the first step, to be fingerprinted.
+            build_for(model, args[0] if args else kwargs.get("x"))
+        batch_print = tf.Variable(tf.zeros([8], tf.int64), trainable=False)
+        original_step = type(model).train_step.__get__(model)
+
+        def train_step(data: Any) -> Any:
+            printed = batch_fingerprint(data)[:8]  # one number per tensor of the batch (x, y, weights)
+            batch_print.assign(tf.concat([printed, tf.zeros([8 - printed.shape[0]], tf.int64)], 0))
+            return original_step(data)
+
+        # The class's own step each time: a model fitted twice is wrapped once.
+        model.train_step = train_step
+        model.train_function = None  # rebuilt around the wrapped step
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), Recorder(record, batch_print)]
+        try:
+            return original_fit(model, *args, **kwargs)
+        finally:
+            with probe.out.open("a") as out:
+                out.write(json.dumps(record) + "\n")
+
+    keras.Model.fit = fit
+
+
+def main(argv: list[str]) -> None:
+    out, steps, seed, script, *args = argv
+    probe = Probe(Path(out), int(steps), Path(script))
+    install(probe)
+    if seed != "-":
+        import keras
+
+        keras.utils.set_random_seed(int(seed))
+        probe.seeding.clear()  # the doctor's own call is not the script's
+    sys.argv = [script, *args]
+    sys.path.insert(0, str(Path(script).resolve().parent))
+    runpy.run_path(script, run_name="__main__")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,93 @@
+"""The doctor on scripts written the way users write them: each seeding mistake gets its own verdict."""
+
+import json
+
+import pytest
+from conftest import run_program
+
+from harness.records import schema_errors
+
+DATA = """\
+import keras
+import numpy as np
+import tensorflow as tf
+
+def data():
+    rng = np.random.default_rng(0)
+    x = rng.random((256, 10)).astype("float32")
+    return x, (x.sum(axis=1) > 5).astype("int32")
+
+def model(*middle):
+    net = keras.Sequential([keras.Input((10,)), keras.layers.Dense(16, activation="relu"), *middle,
+                            keras.layers.Dense(2)])
+    net.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return net
+"""
+
+SCRIPTS = {
+    # The question's own mistake: TensorFlow's seed only.
+    "tf_seed_only": DATA + """
+tf.random.set_seed(42)
+x, y = data()
+model().fit(x, y, epochs=3, batch_size=32, verbose=0)
+""",
+    # The fix, in a loop over seeds as people measure variance: every fit reproducible.
+    "keras_seed": DATA + """
+if __name__ == "__main__":
+    for seed in (1, 2):
+        keras.utils.set_random_seed(seed)
+        x, y = data()
+        model(keras.layers.Dropout(0.5)).fit(x, y, epochs=2, batch_size=32, verbose=0)
+""",
+    # An unseeded permutation before the seeding: the data order differs.
+    "permutation": DATA + """
+x, y = data()
+order = np.random.permutation(len(x))
+keras.utils.set_random_seed(42)
+model().fit(x[order], y[order], epochs=3, batch_size=32, shuffle=False, verbose=0)
+""",
+    # Everything reseeded, but the Dropout layer was made before the seed: its masks differ.
+    "dropout": DATA + """
+dropout = keras.layers.Dropout(0.5)
+keras.utils.set_random_seed(42)
+x, y = data()
+model(dropout).fit(x, y, epochs=3, batch_size=32, verbose=0)
+""",
+}
+
+
+def _doctor(tmp_path, name, *flags):
+    script = tmp_path / f"{name}.py"
+    script.write_text(SCRIPTS[name])
+    result = run_program("harness.doctor", f"--output_dir={tmp_path / 'out'}", "--steps=10", *flags, str(script))
+    assert result.returncode == 0, result.stderr
+    document = json.loads((tmp_path / "out" / "doctor.json").read_text())
+    assert schema_errors(document) == []
+    return result.stdout, document
+
+
+def test_tf_random_set_seed_alone_gives_other_initial_weights_and_the_fix_is_verified(tmp_path):
+    said, document = _doctor(tmp_path, "tf_seed_only", "--verify")
+    assert [f["cause"] for f in document["fits"]] == ["init"]
+    assert document["seeding"] == [{"call": "tf.random.set_seed", "seed": 42, "line": "tf_seed_only.py:16"}]
+    assert ("Before the fit the script made tf.random.set_seed(42) at tf_seed_only.py:16; tf.random.set_seed alone "
+            "does not reach Keras 3's initializers") in said
+    assert document["fix"].startswith("keras.utils.set_random_seed(0)") and document["verified"] is True
+    assert "Verified: with it, two runs are bitwise identical over the first 10 steps of each fit." in said
+
+
+def test_keras_set_random_seed_is_reproducible_for_every_fit_of_a_loop(tmp_path):
+    said, document = _doctor(tmp_path, "keras_seed")
+    assert [f["cause"] for f in document["fits"]] == [None, None] and document["reproducible"] is True
+    assert "Your script is reproducible here" in said
+    assert {c["change"] for c in document["environment"]} == {"oneDNN off", "one thread"}
+
+
+@pytest.mark.parametrize("name,cause,words", [
+    ("permutation", "data", "batch 0 holds other examples: the data order differs. Fit does not shuffle here"),
+    ("dropout", "dropout", "the SeedGenerator states of dropout#0 are not equal between runs"),
+])
+def test_data_order_and_dropout_masks_are_told_apart(tmp_path, name, cause, words):
+    said, document = _doctor(tmp_path, name)
+    assert [f["cause"] for f in document["fits"]] == [cause]
+    assert words in said and document["fix"].startswith("keras.utils.set_random_seed(0)")
