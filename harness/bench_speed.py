@@ -3,7 +3,8 @@
 The original question's workload (MNIST-shaped synthetic data, Dense128-relu,
 Dropout(0.8), Dense10, Adam, batch 32), measured in one run:
 - Keras `model.fit` of the model in `examples/mnist_mlp.py` (a user's file), seeded, with op
-  determinism: what users would otherwise run;
+  determinism: what users would otherwise run; and with `harness.keras.FingerprintCallback`
+  fingerprinting the weights every epoch and every step (its cost);
 - the harness loop on that same user model (`--model=examples/mnist_mlp.py:create_model`);
 - the harness loop on the built-in MLP with op determinism on and off;
 - vectorized replicas (K trials in one graph) for each --replicas value;
@@ -74,8 +75,9 @@ def matmul_peak_flops(size: int = 2048, repeats: int = 10) -> float:
     return best
 
 
-def keras_fit_examples_per_s(x: np.ndarray, y: np.ndarray, epochs: int) -> float:
-    """Keras `fit` of the examples' MLP, seeded, with op determinism: the median epoch after the first."""
+def keras_fit_examples_per_s(x: np.ndarray, y: np.ndarray, epochs: int, fingerprints: str | None = None) -> float:
+    """Keras `fit` of the examples' MLP, seeded, with op determinism: the median epoch after the first.
+    `fingerprints` ("epoch" or "step") adds `harness.keras.FingerprintCallback`, inside the timed epoch."""
     import keras
     import tensorflow as tf
 
@@ -93,8 +95,35 @@ def keras_fit_examples_per_s(x: np.ndarray, y: np.ndarray, epochs: int) -> float
         def on_epoch_end(self, epoch, logs=None):
             seconds.append(time.perf_counter() - self.began)
 
-    model.fit(x, y, batch_size=32, epochs=epochs, shuffle=True, verbose=0, callbacks=[EpochTimer()])
+    callbacks: list[Any] = [EpochTimer()]
+    if fingerprints:
+        import tempfile
+
+        from harness.keras import FingerprintCallback
+
+        trace = Path(tempfile.mkdtemp(prefix="harness-speed-")) / "trace.jsonl"
+        # Before the timer in the list: its epoch-end work falls inside the timed epoch.
+        callbacks.insert(0, FingerprintCallback(trace, every=fingerprints))
+    model.fit(x, y, batch_size=32, epochs=epochs, shuffle=True, verbose=0, callbacks=callbacks)
     return len(y) / float(np.median(seconds[1:]))
+
+
+def weights_fingerprint_ms() -> float:
+    """What FingerprintCallback does once an epoch (or step): fingerprint every weight of the examples' MLP
+    (784 inputs). Timed alone, the median of 50: the callback's whole cost, which fit-to-fit noise hides."""
+    from harness import user_code
+    from harness.keras import FingerprintCallback
+
+    model = user_code.resolve_function(USER_MODEL, "model")()
+    model.build((None, 784))
+    callback = FingerprintCallback("unused.jsonl")
+    callback.set_model(model)
+    times = []
+    for _ in range(50):
+        began = time.perf_counter()
+        callback._row("epoch", 0, {"loss": 0.5})
+        times.append(time.perf_counter() - began)
+    return float(np.median(times) * 1e3)
 
 
 def measure(examples: int, epochs: int, replica_counts: list[int]) -> dict[str, Any]:
@@ -106,8 +135,13 @@ def measure(examples: int, epochs: int, replica_counts: list[int]) -> dict[str, 
     peak = matmul_peak_flops()
     flops = model_flops_per_example()
     data = load_dataset("synthetic")
+    # A first fit in a process runs slower (Keras and TF warming up); discarded, so the rows compare fairly.
+    keras_fit_examples_per_s(data.train_x[:2048], data.train_y[:2048], 2)
     rows = [{"name": f"keras model.fit of {USER_MODEL} (determinism on)",
              "examples_per_s": keras_fit_examples_per_s(data.train_x[:examples], data.train_y[:examples], epochs)}]
+    for every in ("epoch", "step"):
+        rows.append({"name": f"keras model.fit + FingerprintCallback(every={every!r})", "examples_per_s":
+                     keras_fit_examples_per_s(data.train_x[:examples], data.train_y[:examples], epochs, every)})
     # At least a few loop calls per epoch, so the steady state (every call after the first) has samples.
     steps_per_loop = max(1, min(128, examples // 32 // 4))
     base = load_benchmark("synthetic_mlp", epochs=epochs, max_train_examples=examples, steps_per_loop=steps_per_loop)
@@ -130,6 +164,7 @@ def measure(examples: int, epochs: int, replica_counts: list[int]) -> dict[str, 
         row["vs_keras"] = row["examples_per_s"] / keras_rate
         row["share_of_matmul_peak"] = row["examples_per_s"] * flops / peak
     return {"rows": rows, "matmul_peak_gflops": peak / 1e9, "model_flops_per_example": flops,
+            "weights_fingerprint_ms": weights_fingerprint_ms(),
             "first_trial_fixed_cost_s": fixed[0], "fixed_trial_cost_s": float(np.median(fixed[1:]))}
 
 
@@ -210,6 +245,15 @@ def main(argv: list[str]) -> int:
           f"{figures['model_flops_per_example']:,} training FLOPs/example")
     print(f"fixed in-process cost per trial (setup and tracing): {figures['fixed_trial_cost_s']:.2f} s; "
           f"the process's first trial: {figures['first_trial_fixed_cost_s']:.2f} s (TF runtime warm-up)")
+    fit_step_ms = 32e3 / figures["rows"][0]["examples_per_s"]
+    for row in figures["rows"][1:3]:  # the callback's cost, against plain fit's step
+        extra = 32e3 / row["examples_per_s"] - fit_step_ms
+        print(f"{row['name']}: {extra:+.3f} ms a step ({extra / fit_step_ms:+.1%} of fit's {fit_step_ms:.3f} ms step)")
+    steps_per_epoch = -(-FLAGS.examples // 32)
+    cost = figures["weights_fingerprint_ms"]
+    print(f"FingerprintCallback's own work, timed alone: {cost:.3f} ms per fingerprint of the weights; once an "
+          f"epoch ({steps_per_epoch} steps) that is {cost / steps_per_epoch / fit_step_ms:.3%} of fit's step time, "
+          f"once a step {cost / fit_step_ms:.1%} (plus fit waiting for every step: the row above)")
     memory = figures["memory"]
     print(format_table(["one trial in a fresh process", "memory added (peak RSS)", "vs built-in MLP"],
                        [[f"built-in MLP ({name})" if name == "builtin" else f"--model={USER_MODEL}",

@@ -17,6 +17,9 @@ from harness.table import format_table
 
 
 def load_trace(path: str | Path) -> dict[str, Any]:
+    """A trace: `.npz` from the harness's traced loop, or `.jsonl` from `harness.keras.FingerprintCallback`."""
+    if str(path).endswith(".jsonl"):
+        return _load_callback_trace(Path(path))
     try:
         loaded = np.load(path, allow_pickle=False)
         if not hasattr(loaded, "files"):  # a single .npy array, not the .npz archive a trace is
@@ -34,6 +37,28 @@ def load_trace(path: str | Path) -> dict[str, Any]:
     return trace
 
 
+def _load_callback_trace(path: Path) -> dict[str, Any]:
+    """A `harness.trace/1` JSON-lines trace as the arrays `compare` reads. A fit's callback sees no
+    gradients: their columns are zero, and `has_gradients` is False."""
+    from harness.records import read_records
+
+    lines = read_records(path) if path.is_file() else None
+    if lines is None:
+        raise UsageError(f"{path}: no such trace file")
+    if not lines or lines[0].get("schema") != "harness.trace/1":
+        raise UsageError(f"{path} is not a trace written by harness.keras.FingerprintCallback")
+    header, unit = lines[0], lines[0].get("every", "step")
+    count = len(header["variables"])
+    as_int = lambda text: int(text, 16) if text else 0  # noqa: E731
+    rows = [[as_int(line.get("loss")), *[0] * count, *[as_int(f) for f in line["updated"]]]
+            for line in lines[1:] if unit in line]
+    final = next((line["weights_sha256"] for line in lines if "weights_sha256" in line), "")
+    return {"initial": [np.array([as_int(f)], np.uint64) for f in header["initial"]],
+            "steps": np.array(rows, np.uint64).reshape(len(rows), 1 + 2 * count),
+            "variables": np.array(header["variables"]), "layers": np.array(header["layers"]),
+            "weights_sha256": np.array(final), "unit": unit, "has_gradients": False}
+
+
 def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     """The first divergence between two traces; `diverged` False when every compared step matches."""
     names = [str(n) for n in a["variables"]]
@@ -43,7 +68,8 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     steps = min(len(a["steps"]), len(b["steps"]))
     found: dict[str, Any] = {"steps_compared": steps, "diverged": False, "first_step": None, "stage": None,
                              "variables": [], "layer": None, "differing": None,
-                             "steps": {"a": len(a["steps"]), "b": len(b["steps"])}}
+                             "steps": {"a": len(a["steps"]), "b": len(b["steps"])}, "unit": a.get("unit", "step"),
+                             "has_gradients": bool(a.get("has_gradients", True))}
     differs_initially = [n for n, x, y in zip(names, a["initial"], b["initial"], strict=True)
                          if not np.array_equal(x, y)]
     if differs_initially:
@@ -61,7 +87,9 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         # Backprop visits layers last to first: the first differing gradient in that order is
         # where the difference entered the backward pass.
         in_backprop = sorted(gradients, key=lambda n: -layers.index(_layer(n)) if _layer(n) in layers else 0)
-        if loss:
+        if not a.get("has_gradients", True):  # a fit's callback trace: the weights after the step
+            stage, first = "weights (after the step)", updated[:1]
+        elif loss:
             stage, first = "forward pass (loss)", in_backprop
         elif gradients:
             stage, first = "backward pass (gradient)", in_backprop[:1]
@@ -77,14 +105,17 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 
 def _layer(variable: str) -> str:
-    return variable.split(":")[0].split("/")[0]
+    """`dense1/kernel:0` -> `dense1`; a Keras path `sequential/dense/kernel` -> `sequential/dense`."""
+    return variable.split(":")[0].rsplit("/", 1)[0]
 
 
 def format_divergence(found: dict[str, Any], description: str) -> str:
     lines = [description]
     if not found["diverged"]:
-        lines.append(f"No divergence: all {found['steps_compared']} steps (loss, every gradient, every updated "
-                     "variable) and the initial weights are bitwise identical.")
+        what = ("loss, every gradient, every updated variable" if found.get("unit", "step") == "step"
+                and found.get("has_gradients", True) else "loss and every variable")
+        lines.append(f"No divergence: all {found['steps_compared']} {found.get('unit', 'step')}s ({what}) and the "
+                     "initial weights are bitwise identical.")
         return "\n".join(lines)
     if found["stage"] == "run length":
         lengths = found["steps"]
@@ -93,7 +124,8 @@ def format_divergence(found: dict[str, Any], description: str) -> str:
                      f"A ran {lengths['a']} steps and B {lengths['b']} (another --epochs, --batch_size or data "
                      "size, or a run cut short).")
         return "\n".join(lines)
-    where = "before the first step" if found["stage"] == "initial weights" else f"at step {found['first_step']}"
+    unit = found.get("unit", "step")
+    where = f"before the first {unit}" if found["stage"] == "initial weights" else f"at {unit} {found['first_step']}"
     differing = found["differing"]
     rows = [["loss", "-" if differing["loss"] is None else ("DIFFERS" if differing["loss"] else "same")]]
     rows += [[f"gradient {n}", "DIFFERS"] for n in differing["gradients"]]

@@ -119,3 +119,44 @@ def test_traces_of_different_lengths_say_where_the_shorter_run_ended():
         "The runs agree in all 5 steps both have, then run A ended: A ran 5 steps and B 8 (another --epochs, "
         "--batch_size or data size, or a run cut short).")
     assert not compare(trace(5), trace(5))["diverged"]
+
+
+# A user's script with the callback, whose Dropout layer is made before the seed: runs differ in the masks.
+CALLBACK_SCRIPT = """\
+import sys
+import keras
+import numpy as np
+from harness.keras import FingerprintCallback
+
+dropout = keras.layers.Dropout(0.5)
+keras.utils.set_random_seed(0)
+x = np.random.random((128, 10)).astype("float32")
+y = (x.sum(axis=1) > 5).astype("int32")
+model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(16, activation="relu"), dropout,
+                          keras.layers.Dense(2)])
+model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[FingerprintCallback(sys.argv[1], every="step")])
+"""
+
+
+def test_callback_traces_of_two_runs_feed_diverge(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    script = tmp_path / "train.py"
+    script.write_text(CALLBACK_SCRIPT)
+    for side in ("a", "b"):
+        subprocess.run([sys.executable, str(script), str(tmp_path / f"{side}.jsonl")], check=True, cwd=REPO,
+                       env={**__import__("os").environ, "PYTHONPATH": str(REPO)}, capture_output=True)
+    result = run_program("harness.diverge", f"--traces={tmp_path / 'a.jsonl'},{tmp_path / 'b.jsonl'}",
+                         f"--output_dir={tmp_path / 'out'}")
+    assert result.returncode == 0, result.stderr
+    assert ("First divergence at step 0 of 8, in the weights (after the step): sequential/dense/kernel "
+            "(layer sequential/dense).") in result.stdout
+    record = json.loads((tmp_path / "out" / "divergence.json").read_text())
+    assert schema_errors(record) == [] and record["has_gradients"] is False and record["first_step"] == 0
+    same = run_program("harness.diverge", f"--traces={tmp_path / 'a.jsonl'},{tmp_path / 'a.jsonl'}",
+                       f"--output_dir={tmp_path / 'same'}")
+    assert "No divergence: all 8 steps (loss and every variable)" in same.stdout

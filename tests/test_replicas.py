@@ -101,7 +101,9 @@ def test_the_speed_benchmark_prints_the_side_by_side_table_and_a_valid_record(tm
     assert result.returncode == 0, result.stderr[-2000:]
     for row in ("keras model.fit of examples/mnist_mlp.py:create_model (determinism on)",
                 "harness loop on --model=examples/mnist_mlp.py:create_model", "harness loop (determinism on)",
-                "harness loop (determinism off)", "harness --replicas=2 (aggregate)", "memory added (peak RSS)"):
+                "harness loop (determinism off)", "harness --replicas=2 (aggregate)", "memory added (peak RSS)",
+                "keras model.fit + FingerprintCallback(every='epoch')",
+                "keras model.fit + FingerprintCallback(every='step')", "ms a step ("):
         assert row in result.stdout
     record = json.loads((tmp_path / "speed.json").read_text())
     assert schema_errors(record) == [] and record["rows"][0]["vs_keras"] == 1.0
