@@ -17,7 +17,7 @@ from harness.seeds import SOURCES, SeedSet, derive_seed
 SEED_CONDITIONS = SOURCES  # init, shuffle, dropout, augment, split: that one seed varies.
 CONDITIONS = ("control", "kernels", *SEED_CONDITIONS, "all", "bit")
 DEFAULT_CONDITIONS = ("control", "kernels", *SEED_CONDITIONS, "all", "bit",
-                      "env:threads=1", "env:onednn=0", "env:xla=1")
+                      "env:threads=1", "env:onednn=0", "env:xla=1", "env:load=1")
 
 # Environment variants run with determinism on and every seed fixed, and are
 # judged against `control`: same bits or not. Each maps a value to what it sets.
@@ -25,6 +25,7 @@ ENV_VARIANTS = {
     "threads": "intra- and inter-op thread pools of this size (e.g. env:threads=1)",
     "onednn": "TF_ENABLE_ONEDNN_OPTS=0|1: oneDNN kernels off or on (CPU)",
     "xla": "train step compiled with XLA (jit_compile) when 1",
+    "load": "every core kept busy by other processes while the trial runs, when 1",
 }
 
 
@@ -37,6 +38,8 @@ class Condition:
     flips_a_bit: bool = False
     config_changes: tuple[tuple[str, object], ...] = ()
     env_vars: tuple[tuple[str, str], ...] = ()
+    # Other processes keep every core busy while the trial runs (harness/background_load.py).
+    background_load: bool = False
 
     @property
     def is_env_variant(self) -> bool:
@@ -135,6 +138,9 @@ def _env_variant(name: str) -> Condition:
                          config_changes=(("intra_op_threads", value), ("inter_op_threads", value)))
     if value not in (0, 1):
         raise UsageError(f"{name}: the value must be 0 or 1.")
+    if key == "load":
+        return Condition(name, "every core busy with other work" if value else "no other work", True,
+                         background_load=bool(value))
     if key == "onednn":
         return Condition(name, f"oneDNN {'on' if value else 'off'}", True,
                          env_vars=(("TF_ENABLE_ONEDNN_OPTS", str(value)),))

@@ -16,6 +16,7 @@ a fresh process; `workers=K` spreads trials over K worker processes.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -34,6 +35,7 @@ from absl import logging
 
 from harness import environment, tensorboard_curves, user_code
 from harness import replicas as replicas_lib
+from harness.background_load import busy_cores
 from harness.conditions import Condition
 from harness.conditions import condition as named_condition
 from harness.config import TrialConfig
@@ -144,8 +146,11 @@ def _nonzero_weights(config: TrialConfig, seeds: SeedSet) -> list[int]:
 
 
 def run_and_record(spec: TrialSpec, output_dir: Path) -> dict[str, Any]:
-    """Runs one trial in this process and records it."""
-    return _record(spec, run_trial(spec.config, spec.seeds), output_dir)
+    """Runs one trial in this process and records it (under other processes' load for `env:load=1`)."""
+    loaded = _condition_of(spec.condition).background_load
+    with busy_cores() if loaded else contextlib.nullcontext():
+        result = run_trial(spec.config, spec.seeds)
+    return _record(spec, result, output_dir)
 
 
 def _record(spec: TrialSpec, result: TrialResult, output_dir: Path) -> dict[str, Any]:
@@ -292,11 +297,16 @@ def refuse_other_environments(records: list[dict[str, Any]], output_dir: Path) -
                              "environment in a new --output_dir")
 
 
-def _condition_env_vars(name: str | None) -> tuple[tuple[str, str], ...]:
+def _condition_of(name: str | None) -> Condition:
+    """The condition a record or spec names; an unknown name (another version's) is treated as control."""
     try:
-        return named_condition(name).env_vars
+        return named_condition(name)
     except (UsageError, TypeError):
-        return ()
+        return named_condition("control")
+
+
+def _condition_env_vars(name: str | None) -> tuple[tuple[str, str], ...]:
+    return _condition_of(name).env_vars
 
 
 def _this_process_environment() -> tuple:

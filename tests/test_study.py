@@ -253,3 +253,22 @@ def test_a_second_run_into_a_held_directory_stops_and_a_dead_holders_lock_is_tak
     taken_over = run_program("harness.bench", *args)
     assert taken_over.returncode == 0, taken_over.stderr
     assert len(read_records(tmp_path / "trials.jsonl")) == 1
+
+
+def test_cpu_load_is_a_measured_condition_that_matches_control_here(tmp_path):
+    from harness.background_load import busy_cores
+
+    def spinners():
+        return [c for c in (Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split())
+                if b"while True" in Path(f"/proc/{c}/cmdline").read_bytes()]
+
+    with busy_cores(2) as count:
+        assert count == 2 and len(spinners()) == 2
+    assert spinners() == []
+    _, _, specs = _plan("control,env:load=1", repeats=1)
+    study_runner.execute(specs, tmp_path)
+    records = {r["condition"]: r for r in read_records(tmp_path / "trials.jsonl")}
+    assert conditions.condition("env:load=1").background_load is True
+    # Same seeds and config as control, every core busy: the bits do not change.
+    assert records["env:load=1"]["fingerprints"]["weights_sha256"] == records["control"]["fingerprints"][
+        "weights_sha256"]
