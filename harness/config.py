@@ -20,6 +20,8 @@ from harness.errors import UsageError
 MODELS = ("mlp", "regression", "cnn", "embedding", "sparse")
 # "mirrored": tf.distribute.MirroredStrategy over every local GPU (or logical CPU device).
 STRATEGIES = ("none", "mirrored")
+# The harness loop (train.py), or the user's own model.fit (train.fit_with_keras).
+TRAINERS = ("harness", "keras_fit")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +65,9 @@ class TrialConfig:
     # (Summers & Dinneen 2021); -1 flips nothing.
     flip_bit: int = -1
     strategy: str = "none"
+    # Who runs the training steps: the harness's tf.function loop, or the user's own Keras `fit`
+    # (their compile(); the harness's seeds, data pipeline and evaluation). keras_fit: user models.
+    trainer: str = "harness"
     # Trials trained together as vectorized replicas (harness/replicas.py); 1: alone. Part of the
     # config because it changes the bits: a vectorized trial is compared with vectorized reruns.
     replicas: int = 1
@@ -102,6 +107,14 @@ class TrialConfig:
             raise UsageError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}.")
         if self.strategy != "none" and self.xla:
             raise UsageError("--xla with a tf.distribute strategy is not supported by the harness loop.")
+        if self.trainer not in TRAINERS:
+            raise UsageError(f"unknown trainer {self.trainer!r}; choose one of {', '.join(TRAINERS)}.")
+        if self.trainer == "keras_fit" and not self.is_user_model:
+            raise UsageError("--trainer=keras_fit trains your own Keras model (--model=file.py:function); the "
+                             f"built-in {self.model!r} trains in the harness loop.")
+        if self.trainer == "keras_fit" and self.xla:
+            raise UsageError("--trainer=keras_fit compiles as the model's compile() says; --xla is for the "
+                             "harness loop.")
         if self.strategy != "none" and self.is_user_model:
             raise UsageError("--strategy=mirrored trains the built-in models; a user's Keras model trains alone.")
         if self.flip_bit < -1:

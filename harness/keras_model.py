@@ -73,6 +73,7 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
                   task.loss_name),
         layers=tuple(layer.name for layer in model.layers),
         description=description,
+        keras_model=model,
     )
 
 
@@ -199,6 +200,15 @@ def optimizer_for(config: TrialConfig, model: Any) -> Any:
     if config.learning_rate is not None:
         optimizer.learning_rate = config.learning_rate
     return optimizer
+
+
+def compile_for_fit(config: TrialConfig, model: Any) -> None:
+    """For the keras_fit trainer: the user's compile() stands; --optimizer or --loss (or no compile at all)
+    compile it with those. A --learning_rate was already set on the optimizer (optimizer_for)."""
+    if getattr(model, "compiled", False) and not (config.optimizer or config.loss):
+        return
+    loss, _ = _loss(config, model)
+    model.compile(optimizer=optimizer_for(config, model), loss=loss)
 
 
 def _learning_rate(optimizer: Any) -> float | None:

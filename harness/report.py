@@ -24,7 +24,7 @@ from absl import flags  # noqa: E402
 from harness import cli, stats  # noqa: E402
 from harness.errors import UsageError  # noqa: E402
 from harness.records import TRIALS_FILE, read_records  # noqa: E402
-from harness.summary import format_summary, load_summary  # noqa: E402
+from harness.summary import format_summary, load_summary, trainer_text  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_dir", None, "Study directory (holding trials.jsonl and summary.json).")
@@ -235,7 +235,7 @@ table {{ border-collapse: collapse; font-size: 0.9em; }}
 th, td {{ text-align: left; padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; vertical-align: top; }}
 </style></head><body>
 <h1>{esc(summary['benchmark'])}: why does the accuracy vary?</h1>
-<p>Study {esc(summary['study_id'])}, {summary['repeats']} repeats per condition,
+<p>Study {esc(summary['study_id'])}{esc(trainer_text(summary))}, {summary['repeats']} repeats per condition,
 created {esc(summary['created_at'])}.</p>
 <h2>Answer</h2>
 <ul>
@@ -255,7 +255,7 @@ created {esc(summary['created_at'])}.</p>
 
 def _markdown(summary: dict[str, Any], captions: list[tuple[str, str]], environment: list[tuple[str, str]]) -> str:
     lines = [f"# {summary['benchmark']}: why does the accuracy vary?", "",
-             f"Study {summary['study_id']}, {summary['repeats']} repeats per condition, "
+             f"Study {summary['study_id']}{trainer_text(summary)}, {summary['repeats']} repeats per condition, "
              f"created {summary['created_at']}.", "", "## Answer", ""]
     lines += [f"- {line}" for line in answer(summary)]
     lines += ["", "## Per condition", "", "```", format_summary(summary), "```", "", "## Plots", ""]

@@ -293,7 +293,12 @@ def format_summary(summary: dict[str, Any]) -> str:
         rows = [row[:7] + row[8:] for row in rows]
     text = format_table(headers, rows)
     return "\n".join([f"{summary['benchmark']}: {summary['repeats']} repeats per condition, study "
-                      f"{summary['study_id']}", text, "", *summary["findings"]])
+                      f"{summary['study_id']}{trainer_text(summary)}", text, "", *summary["findings"]])
+
+
+def trainer_text(summary: dict[str, Any]) -> str:
+    """`, trained by the model's own Keras fit` for a keras_fit study; nothing for the harness loop."""
+    return ", trained by the model's own Keras fit" if summary["config"].get("trainer") == "keras_fit" else ""
 
 
 def _ratio_text(ratio: dict[str, Any] | None) -> str:

@@ -278,6 +278,8 @@ def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> Trial
                 outputs["replicas"] = int(strategy.num_replicas_in_sync)
             if config.flip_bit >= 0:
                 outputs["flipped_variable"] = flip_lowest_bit(trainable.variables, config.flip_bit)
+            if config.trainer == "keras_fit":
+                return fit_with_keras(config, seeds, split, trainable, outputs, start, trace)
             return _train_and_evaluate(config, seeds, split, trainable, outputs, start, strategy, trace)
     except TrialFailed as failure:
         return _failed(failure.code, str(failure), start, model=model)
@@ -347,6 +349,68 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, train
         result.trace = {"initial": initial, "steps": np.concatenate(trace_chunks),
                         "variables": [variable_name(v) for v in trainable.variables],
                         "layers": list(trainable.layers)}
+    return result
+
+
+def fit_with_keras(config: TrialConfig, seeds: SeedSet, split: Split, trainable: Trainable,
+                   outputs: dict[str, Any], start: float, trace: bool = False) -> TrialResult:
+    """The keras_fit trainer: the user's own `model.fit` (their compile(): optimizer, loss, metrics, XLA
+    setting) runs the steps; the harness keeps every seed's meaning. The model was built under the init
+    seed and its SeedGenerators set from the dropout seed (keras_model.build); the batches are the
+    harness's pipeline (split, shuffle and augment seeds), handed to fit in order (shuffle=False, one
+    continuing iterator over every epoch); evaluation and fingerprints are the harness's."""
+    import keras
+
+    if trace:
+        raise UsageError("per-step tracing runs in the harness loop; with --trainer=keras_fit, put "
+                         "harness.keras.FingerprintCallback in your own fit instead")
+    model = trainable.keras_model
+    keras_model.compile_for_fit(config, model)
+    per_epoch = steps_per_epoch(len(split.train_y), config.batch_size)
+    batches = training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size,
+                               epochs=config.epochs, augment=config.augment)
+    initial_hash = weights_sha256(trainable.variables)
+    setup_s = time.perf_counter() - start
+    running_means: list[float] = []
+    epoch_seconds: list[float] = []
+
+    class Recorder(keras.callbacks.Callback):
+        """Keras reports each epoch's running mean of the loss after every batch; a NaN stops the fit."""
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.began = time.perf_counter()
+
+        def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
+            running_means.append(float((logs or {}).get("loss", np.nan)))
+            if not np.isfinite(running_means[-1]):
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            epoch_seconds.append(time.perf_counter() - self.began)
+
+    model.fit(batches, epochs=config.epochs, steps_per_epoch=per_epoch, shuffle=False, verbose=0,
+              callbacks=[Recorder()])
+    means = np.array(running_means, np.float64)
+    bad = np.flatnonzero(~np.isfinite(means))
+    if bad.size:
+        raise TrialFailed("nan_loss", f"the training loss became {means[bad[0]]} at step {bad[0]}.")
+    # Each step's own loss, recovered from the running means: l_k = (k+1) m_k - k m_(k-1) within an epoch.
+    within = np.tile(np.arange(per_epoch), config.epochs)[: len(means)]
+    previous = np.where(within == 0, 0.0, np.roll(means, 1))
+    losses = (within + 1) * means - within * previous
+    train_s = time.perf_counter() - start - setup_s
+    predict = tf.function(lambda x: trainable.predict(x), input_signature=[
+        tf.TensorSpec([None, *split.train_x.shape[1:]], tf.as_dtype(split.train_x.dtype))])
+    test_out = predict_in_batches(predict, split.dataset.test_x)
+    validation = None
+    if len(split.validation_y):
+        validation = (predict_in_batches(predict, split.validation_x), split.validation_y)
+    # Each epoch is one "call" of per_epoch steps: the first (tracing) is left out of the steady state.
+    timing = timing_from_calls(config, epoch_seconds, [per_epoch] * len(epoch_seconds), setup_s, train_s, start)
+    result = trial_result(config, trainable.task, split.dataset, test_out, validation, losses,
+                          weights_sha256(trainable.variables), outputs, timing, initial_hash)
+    result.model = {**trainable.description, "trainer": "keras_fit",
+                    "jit_compile": bool(getattr(model, "jit_compile", False))}
     return result
 
 

@@ -59,3 +59,5 @@ class Trainable:
     layers: tuple[str, ...] = ()
     # What the record says of the model: parameter count, architecture, optimizer...
     description: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The user's Keras model itself (None for built-ins): what the keras_fit trainer calls fit on.
+    keras_model: Any = None

@@ -50,6 +50,8 @@ flags.DEFINE_boolean("xla", None, "Compile the train step with XLA (jit_compile)
 flags.DEFINE_integer("intra_op_threads", None, "TF intra-op threads (0: TF's default).")
 flags.DEFINE_integer("inter_op_threads", None, "TF inter-op threads (0: TF's default).")
 flags.DEFINE_integer("flip_bit", None, "Flip the lowest bit of this initial weight (-1: none).")
+flags.DEFINE_enum("trainer", None, list(config_lib.TRAINERS), "Who runs the steps: the harness's tf.function loop "
+                  "(default), or your model's own Keras fit (keras_fit: its compile(), the harness's seeds and data).")
 flags.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES),
                   "mirrored: train under tf.distribute.MirroredStrategy over every local GPU.")
 

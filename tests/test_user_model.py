@@ -315,3 +315,26 @@ def test_the_python_api_studies_a_function_and_arrays(tmp_path):
                                          "handed over in Python"):
         harness.study(model=create_model_for_the_api, data=data, conditions=["env:onednn=0"], repeats=1,
                       output_dir=str(tmp_path / "env"), **TRAINING)
+
+
+def test_keras_fit_trainer_keeps_every_seed_meaning_and_control_repeats_across_processes(tmp_path):
+    args = ["--model=examples/mnist_mlp.py:create_model", "--data=examples/mnist_mlp.py:load_data", "--epochs=2",
+            "--trainer=keras_fit"]
+    first = run_program("harness.bench", *args, "--conditions=control,init,shuffle,dropout", "--repeats=2",
+                        f"--output_dir={tmp_path / 'a'}")
+    assert first.returncode == 0, first.stderr
+    assert "trained by the model's own Keras fit" in first.stdout
+    second = run_program("harness.bench", *args, "--conditions=control", "--repeats=1",
+                         f"--output_dir={tmp_path / 'b'}")
+    assert second.returncode == 0, second.stderr
+    records = read_records(tmp_path / "a" / "trials.jsonl")
+    assert all(schema_errors(r) == [] and r["config"]["trainer"] == "keras_fit" for r in records)
+    final = {name: {r["fingerprints"]["weights_sha256"] for r in records if r["condition"] == name}
+             for name in ("control", "init", "shuffle", "dropout")}
+    initial = {name: {r["fingerprints"]["initial_weights_sha256"] for r in records if r["condition"] == name}
+               for name in ("control", "init", "shuffle", "dropout")}
+    (control,) = final["control"]
+    assert read_records(tmp_path / "b" / "trials.jsonl")[0]["fingerprints"]["weights_sha256"] == control
+    for name in ("init", "shuffle", "dropout"):  # each changes the final weights
+        assert len(final[name]) == 2 and control not in final[name], name
+    assert initial["shuffle"] == initial["dropout"] == initial["control"] and len(initial["init"]) == 2
