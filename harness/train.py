@@ -333,14 +333,7 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, train
     losses = np.concatenate(chunks)
     train_s = time.perf_counter() - start - setup_s
 
-    # A closure per trial, not the bound method: TF counts retraces per Python
-    # function, and a study builds many models of one class.
-    predict = tf.function(lambda x: trainable.predict(x), input_signature=[
-        tf.TensorSpec([None, *split.train_x.shape[1:]], tf.as_dtype(split.train_x.dtype))])
-    test_out = predict_in_batches(predict, split.dataset.test_x)
-    validation = None
-    if len(split.validation_y):
-        validation = (predict_in_batches(predict, split.validation_x), split.validation_y)
+    test_out, validation = evaluate(trainable, split)
     timing = timing_from_calls(config, call_seconds, call_steps, setup_s, train_s, start)
     result = trial_result(config, trainable.task, split.dataset, test_out, validation, losses,
                           weights_sha256(trainable.variables), outputs, timing, initial_hash)
@@ -350,6 +343,19 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, train
                         "variables": [variable_name(v) for v in trainable.variables],
                         "layers": list(trainable.layers)}
     return result
+
+
+def evaluate(trainable: Trainable, split: Split) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
+    """The trained model's test outputs, and (outputs, labels) of the validation share if there is one."""
+    # A closure per trial, not the bound method: TF counts retraces per Python
+    # function, and a study builds many models of one class.
+    predict = tf.function(lambda x: trainable.predict(x), input_signature=[
+        tf.TensorSpec([None, *split.train_x.shape[1:]], tf.as_dtype(split.train_x.dtype))])
+    test_out = predict_in_batches(predict, split.dataset.test_x)
+    validation = None
+    if len(split.validation_y):
+        validation = (predict_in_batches(predict, split.validation_x), split.validation_y)
+    return test_out, validation
 
 
 def fit_with_keras(config: TrialConfig, seeds: SeedSet, split: Split, trainable: Trainable,
@@ -399,12 +405,7 @@ def fit_with_keras(config: TrialConfig, seeds: SeedSet, split: Split, trainable:
     previous = np.where(within == 0, 0.0, np.roll(means, 1))
     losses = (within + 1) * means - within * previous
     train_s = time.perf_counter() - start - setup_s
-    predict = tf.function(lambda x: trainable.predict(x), input_signature=[
-        tf.TensorSpec([None, *split.train_x.shape[1:]], tf.as_dtype(split.train_x.dtype))])
-    test_out = predict_in_batches(predict, split.dataset.test_x)
-    validation = None
-    if len(split.validation_y):
-        validation = (predict_in_batches(predict, split.validation_x), split.validation_y)
+    test_out, validation = evaluate(trainable, split)
     # Each epoch is one "call" of per_epoch steps: the first (tracing) is left out of the steady state.
     timing = timing_from_calls(config, epoch_seconds, [per_epoch] * len(epoch_seconds), setup_s, train_s, start)
     result = trial_result(config, trainable.task, split.dataset, test_out, validation, losses,
