@@ -21,6 +21,7 @@ Writes OUTPUT_DIR/doctor.json (`harness.doctor/1`) and each run's observations.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,8 +29,9 @@ from typing import Any
 
 from absl import flags
 
-from harness import cli
+from harness import cli, known_ops
 from harness.errors import UsageError, meaningful_lines
+from harness.keras_probe import DETERMINISM
 from harness.records import read_records, utc_timestamp, write_json
 
 DOCTOR_SCHEMA = "harness.doctor/1"
@@ -46,7 +48,7 @@ flags.DEFINE_string("output_dir", None, "Where doctor.json and the runs' observa
 flags.DEFINE_integer("timeout", 900, "Seconds a run of the script may take.", lower_bound=1)
 
 
-def run_observed(script: Path, args: list[str], out: Path, steps: int, seed: int | None = None,
+def run_observed(script: Path, args: list[str], out: Path, steps: int, seed: int | str | None = None,
                  env: dict[str, str] | None = None, timeout: float = 900) -> list[dict[str, Any]]:
     """One observed run of the script in a fresh process; its fits' observations."""
     out.unlink(missing_ok=True)
@@ -60,7 +62,10 @@ def run_observed(script: Path, args: list[str], out: Path, steps: int, seed: int
     except subprocess.TimeoutExpired:
         raise UsageError(f"{script} ran longer than --timeout={timeout:.0f}s") from None
     if result.returncode != 0:
-        last = (meaningful_lines(result.stderr) or ["no message"])[-1]
+        said = meaningful_lines(result.stderr) or ["no message"]
+        # The exception's own line (`ValueError: ...`) says why; Keras adds context lines after it.
+        last = next((line for line in reversed(said) if re.match(r"^[A-Za-z_.]+(Error|Exception|Exit)\b", line)),
+                    said[-1])
         raise UsageError(f"{script} {' '.join(args)} failed (exit code {result.returncode}): {last}".replace("  ", " "))
     fits = read_records(out)
     if not fits:
@@ -122,6 +127,37 @@ def explain(found: dict[str, Any], run: dict[str, Any]) -> str:
     return f"{where}: the two runs are bitwise identical over the {found['steps_compared']} steps observed."
 
 
+OP_DETERMINISM_FIX = "tf.config.experimental.enable_op_determinism()  # with the seeding the script has"
+
+
+def confirm_kernel(script: Path, args: list[str], work: Path, steps: int, timeout: float,
+                   document: dict[str, Any]) -> str:
+    """Everything the script seeds was equal, yet the weights parted: run twice more with op determinism
+    on. Equal then: a kernel it was, and op determinism is the fix. A run that stops: an op without a
+    deterministic kernel, named with its alternative. Still different: not a kernel but randomness the
+    seeds do not reach. Prints the finding; returns the fix."""
+    try:
+        runs = [run_observed(script, args, work / f"determinism_{side}.jsonl", steps, seed=DETERMINISM,
+                             timeout=timeout) for side in ("a", "b")]
+    except UsageError as error:
+        alternative = known_ops.alternative_for(str(error))
+        document["kernel_check"] = "op without a deterministic kernel"
+        print(f"With op determinism on, the script stops: {error}." +
+              (f" Use {alternative} instead." if alternative else ""))
+        return alternative or OP_DETERMINISM_FIX
+    same = len(runs[0]) == len(runs[1]) and all(compare_fits(a, b)["cause"] is None
+                                                for a, b in zip(*runs, strict=False))
+    if same:
+        document["kernel_check"] = "confirmed"
+        print("Confirmed: with op determinism on, two runs are bitwise identical: a kernel that computes "
+              "differently from run to run was the cause.")
+        return OP_DETERMINISM_FIX
+    document["kernel_check"] = "not a kernel"
+    print("With op determinism on, the runs still differ: not a kernel, but randomness the seeds do not "
+          "reach (random numbers drawn in the model's own code outside Keras's seeding, or from the clock).")
+    return FIX
+
+
 def environment_checks(script: Path, args: list[str], reference: list[dict[str, Any]], work: Path,
                        steps: int, timeout: float) -> list[dict[str, Any]]:
     """For a reproducible script: do the runs still match with oneDNN off, or one thread? Measured."""
@@ -169,10 +205,9 @@ def main(argv: list[str]) -> int:
               "kernels; python -m harness.scan lists the risky ops of a model.")
     else:
         causes = sorted({f["cause"] for f in findings if f["cause"]})
+        fix = FIX
         if causes == ["kernel"]:
-            fix = "tf.config.experimental.enable_op_determinism()  # with the seeding the script has"
-        else:
-            fix = FIX
+            fix = confirm_kernel(script, args, output_dir, steps, timeout, document)
         document["fix"] = fix
         print(f"\nThe smallest change: at the top of {script.name}, before anything random happens,\n    {fix}")
         if FLAGS.verify and fix == FIX:

@@ -53,6 +53,23 @@ keras.utils.set_random_seed(42)
 x, y = data()
 model(dropout).fit(x, y, epochs=3, batch_size=32, verbose=0)
 """,
+    # Seeded right, but a computation that differs from run to run unless op determinism is on: how a
+    # nondeterministic GPU kernel looks, made on a CPU (a per-process constant stands in for the kernel's
+    # summation order).
+    "kernel": DATA + """
+import random
+from tensorflow.python.framework.config import is_op_determinism_enabled
+
+class Reduction(keras.layers.Layer):
+    def call(self, x):
+        if is_op_determinism_enabled():
+            return x
+        return x + random.SystemRandom().random() * 1e-3
+
+keras.utils.set_random_seed(42)
+x, y = data()
+model(Reduction()).fit(x, y, epochs=3, batch_size=32, verbose=0)
+""",
 }
 
 
@@ -91,3 +108,10 @@ def test_data_order_and_dropout_masks_are_told_apart(tmp_path, name, cause, word
     said, document = _doctor(tmp_path, name)
     assert [f["cause"] for f in document["fits"]] == [cause]
     assert words in said and document["fix"].startswith("keras.utils.set_random_seed(0)")
+
+
+def test_a_kernel_verdict_is_confirmed_with_op_determinism(tmp_path):
+    said, document = _doctor(tmp_path, "kernel")
+    assert [f["cause"] for f in document["fits"]] == ["kernel"] and document["kernel_check"] == "confirmed"
+    assert "Confirmed: with op determinism on, two runs are bitwise identical" in said
+    assert document["fix"].startswith("tf.config.experimental.enable_op_determinism()")
