@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ flags.DEFINE_integer("examples", 16384, "Training examples per epoch (of the 60,
 flags.DEFINE_integer("epochs", 3, "Epochs per measurement; the first is warm-up.", lower_bound=2)
 flags.DEFINE_list("replicas", ["4", "16"], "Vectorized replica counts to measure.")
 flags.DEFINE_string("output_dir", "results/speed", "Where speed.json goes.")
+flags.DEFINE_bool("doctor", True, "Also time harness.doctor --verify on the two example scripts (about a minute).")
 flags.DEFINE_enum("memory_probe", None, ["builtin", "user"], "Internal: run one trial of this model in this process "
                   "and print the memory it added.")
 
@@ -97,8 +99,6 @@ def keras_fit_examples_per_s(x: np.ndarray, y: np.ndarray, epochs: int, fingerpr
 
     callbacks: list[Any] = [EpochTimer()]
     if fingerprints:
-        import tempfile
-
         from harness.keras import FingerprintCallback
 
         trace = Path(tempfile.mkdtemp(prefix="harness-speed-")) / "trace.jsonl"
@@ -218,6 +218,23 @@ def measure_memory(examples: int, epochs: int) -> dict[str, dict[str, float]]:
     return figures
 
 
+DOCTOR_EXAMPLES = ("examples/mnist_mlp.py", "examples/optuna_regression.py")
+
+
+def doctor_seconds() -> dict[str, float]:
+    """Wall time of `harness.doctor --verify` on each example script, as a user runs it (goal: < 2 min)."""
+    times = {}
+    for script in DOCTOR_EXAMPLES:
+        began = time.perf_counter()
+        with tempfile.TemporaryDirectory() as scratch:
+            result = subprocess.run([sys.executable, "-m", "harness.doctor", "--verify", f"--output_dir={scratch}",
+                                     script], capture_output=True, text=True)
+        if result.returncode != 0:
+            raise UsageError(f"harness.doctor on {script} failed: {result.stderr.strip().splitlines()[-1:]}")
+        times[script] = time.perf_counter() - began
+    return times
+
+
 def _fixed_cost(timing: dict[str, Any], steps_per_loop: int) -> float:
     return timing["setup_s"] + timing["first_call_s"] - timing["steady_step_ms"]["median"] / 1e3 * steps_per_loop
 
@@ -235,6 +252,8 @@ def main(argv: list[str]) -> int:
         return 0
     figures = measure(FLAGS.examples, FLAGS.epochs, counts)
     figures["memory"] = measure_memory(FLAGS.examples, FLAGS.epochs)
+    if FLAGS.doctor:
+        figures["doctor_s"] = doctor_seconds()
     env = environment.capture()
     print(f"{env['cpu']['model']}, {env['cpu']['usable_cores']} cores; TensorFlow {env['tensorflow']['version']}; "
           f"{FLAGS.examples} examples x {FLAGS.epochs} epochs, batch 32, first epoch/call excluded")
@@ -261,6 +280,8 @@ def main(argv: list[str]) -> int:
                          f"{memory[name]['trial_mib'] / memory['builtin']['trial_mib']:.2f}x"
                          if memory["builtin"]["trial_mib"] > 0 else "-"]
                         for name in ("builtin", "user")]))
+    for script, seconds in figures.get("doctor_s", {}).items():
+        print(f"python -m harness.doctor --verify {script}: {seconds:.0f} s (4 runs of the script)")
     record = {"schema": SPEED_SCHEMA, "created_at": utc_timestamp(), "examples": FLAGS.examples,
               "epochs": FLAGS.epochs, "environment": env, **figures}
     write_json(Path(FLAGS.output_dir) / "speed.json", record)

@@ -96,7 +96,7 @@ def test_the_speed_benchmark_prints_the_side_by_side_table_and_a_valid_record(tm
 
     from conftest import run_program
 
-    result = run_program("harness.bench_speed", "--examples=512", "--epochs=2", "--replicas=2",
+    result = run_program("harness.bench_speed", "--examples=512", "--epochs=2", "--replicas=2", "--nodoctor",
                          f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     for row in ("keras model.fit of examples/mnist_mlp.py:create_model (determinism on)",
