@@ -1,6 +1,6 @@
 """Study conditions: what each of a study's N repeats varies, and nothing else.
 
-The names are a contract (DESIGN.md, "Conditions of a study"); CI keys on them.
+The names are a contract: records, summaries and the CI gate key on them.
 A condition turns (base config, base seed, repeat) into one trial's config,
 seeds and process environment.
 """

@@ -24,7 +24,7 @@ from harness.determinism import op_determinism_enabled
 # The environment variables a record keeps, when set, with why each matters: they change what TF
 # computes (the bits) or how many threads compute it. Nothing else is recorded: records are shared
 # and committed, and a prefix would catch secrets (TF_ is also Terraform's: TF_VAR_db_password,
-# TF_TOKEN_app_terraform_io). The README lists the same names (a test checks).
+# TF_TOKEN_app_terraform_io). docs/failures.md lists the same names (a test checks).
 RECORDED_ENV_VARS = {
     "TF_ENABLE_ONEDNN_OPTS": "oneDNN kernels on or off (changes the bits on CPU)",
     "TF_DETERMINISTIC_OPS": "op determinism, the environment switch of older TF",

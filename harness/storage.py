@@ -35,7 +35,7 @@ def exclusive(directory: Path) -> Iterator[None]:
     """Holds `directory` for this run: a second run writing there (two benches, two tuners) stops
     with one sentence naming the holder, instead of writing duplicate trials. The lock is an flock,
     which dies with its process: a killed run's lock is taken over by the next run, safely."""
-    directory = Path(directory).resolve()
+    shown, directory = directory, Path(directory).resolve()  # the message names it as the user did
     if directory in _held:
         _held[directory] += 1
         try:
@@ -49,7 +49,7 @@ def exclusive(directory: Path) -> Iterator[None]:
     except BlockingIOError:
         holder = _holder(fd)
         os.close(fd)
-        raise UsageError(f"another run is writing to {directory} ({holder}); wait for it to end, or give this run "
+        raise UsageError(f"another run is writing to {shown} ({holder}); wait for it to end, or give this run "
                          "another --output_dir") from None
     os.ftruncate(fd, 0)
     os.pwrite(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": utc_timestamp()}).encode(),
