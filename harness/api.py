@@ -64,7 +64,7 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
         started = time.perf_counter()
         planned = study_runner.plan(base, base_seed, seeds, chosen, repeats, study_id, replicas)
         specs = study_runner.shard(planned, shard_index, num_shards)
-        study_runner.check_resumable(specs, study_dir.local)  # Before study.json is rewritten.
+        existing = study_runner.check_resumable(specs, study_dir.local)  # Before study.json is rewritten.
         manifest = {"schema": STUDY_SCHEMA, "study_id": study_id, "benchmark": base.benchmark,
                     "base_config": base.as_dict(), "base_seed": base_seed, "base_seeds": seeds.as_dict(),
                     "conditions": [c.name for c in chosen], "repeats": repeats, "shard_index": shard_index,
@@ -73,7 +73,7 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
                     "environment": environment.bit_identity(environment.capture())}
         write_json(study_dir.local / STUDY_FILE, manifest)
         ran = study_runner.execute(specs, study_dir.local, isolation=isolation, workers=workers,
-                                   after_each=study_dir.push)
+                                   after_each=study_dir.push, existing=existing)
         wall_s = time.perf_counter() - started
         records = study_runner.study_records(specs, study_dir.local)
         summary = summarize_study(manifest, records, environment.capture(), wall_s)

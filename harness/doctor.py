@@ -91,6 +91,11 @@ def compare_fits(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return {**found, "cause": None, "steps_compared": steps}
 
 
+def runs_match(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
+    """Two observed runs fitted as many models, each bitwise the same over the steps observed."""
+    return len(a) == len(b) and all(compare_fits(x, y)["cause"] is None for x, y in zip(a, b, strict=True))
+
+
 def explain(found: dict[str, Any], run: dict[str, Any]) -> str:
     """The finding for one fitted model, in plain words."""
     where = f"the model fitted at {found['line'] or 'an unknown line'} ({found['model']})"
@@ -145,9 +150,7 @@ def confirm_kernel(script: Path, args: list[str], work: Path, steps: int, timeou
         print(f"With op determinism on, the script stops: {error}." +
               (f" Use {alternative} instead." if alternative else ""))
         return alternative or OP_DETERMINISM_FIX
-    same = len(runs[0]) == len(runs[1]) and all(compare_fits(a, b)["cause"] is None
-                                                for a, b in zip(*runs, strict=False))
-    if same:
+    if runs_match(*runs):
         document["kernel_check"] = "confirmed"
         print("Confirmed: with op determinism on, two runs are bitwise identical: a kernel that computes "
               "differently from run to run was the cause.")
@@ -166,8 +169,7 @@ def environment_checks(script: Path, args: list[str], reference: list[dict[str, 
                        ("one thread", {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"})):
         fits = run_observed(script, args, work / f"run_{label.replace(' ', '_')}.jsonl", steps, env=env,
                             timeout=timeout)
-        same = len(fits) == len(reference) and all(compare_fits(a, b)["cause"] is None
-                                                   for a, b in zip(reference, fits, strict=False))
+        same = runs_match(reference, fits)
         checks.append({"change": label, "env": env, "same_bits": same})
     return checks
 
@@ -213,8 +215,7 @@ def main(argv: list[str]) -> int:
         if FLAGS.verify and fix == FIX:
             verified = [run_observed(script, args, output_dir / f"verify_{side}.jsonl", steps, seed=FIX_SEED,
                                      timeout=timeout) for side in ("a", "b")]
-            same = len(verified[0]) == len(verified[1]) and all(
-                compare_fits(a, b)["cause"] is None for a, b in zip(*verified, strict=False))
+            same = runs_match(*verified)
             document["verified"] = same
             print(f"Verified: with it, two runs {'are bitwise identical' if same else 'STILL differ'} over the "
                   f"first {steps} steps of each fit.")

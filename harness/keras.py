@@ -31,6 +31,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from harness.fingerprints import weights_sha256
+
 TRACE_SCHEMA = "harness.trace/1"
 
 
@@ -79,10 +81,7 @@ class FingerprintCallback(keras.callbacks.Callback):
             self._write(self._row("epoch", epoch, logs))
 
     def on_train_end(self, logs: Any = None) -> None:
-        weights = hashlib.sha256()
-        for variable in self.model.trainable_variables:
-            weights.update(np.ascontiguousarray(np.asarray(variable)).tobytes())
-        self._write({"weights_sha256": weights.hexdigest()})
+        self._write({"weights_sha256": weights_sha256(self.model.trainable_variables)})
         self._file.close()
 
 

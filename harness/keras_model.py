@@ -103,16 +103,20 @@ def build_model(config: TrialConfig, dataset: Dataset, init_seed: int) -> Any:
     return model
 
 
+def seed_generators(model: Any) -> list[tuple[str, Any]]:
+    """(`layer path#index`, generator) for every keras.random.SeedGenerator in the model: where Keras 3
+    keeps the randomness of Dropout, noise and augmentation layers."""
+    return [(f"{getattr(layer, 'path', None) or layer.name}#{index}", generator)
+            for layer in layers_of(model) for index, generator in enumerate(getattr(layer, "_seed_generators", ()))]
+
+
 def seed_dropout(model: Any, dropout_seed: int) -> list[str]:
     """Sets every SeedGenerator's state from (dropout seed, its layer's path); returns those paths."""
-    paths = []
-    for layer in layers_of(model):
-        for index, generator in enumerate(getattr(layer, "_seed_generators", ())):
-            path = f"{getattr(layer, 'path', None) or layer.name}#{index}"
-            state = generator.state
-            state.assign(np.array([derive_seed(dropout_seed, path), 0], dtype=_numpy_dtype(state.dtype)))
-            paths.append(path)
-    return paths
+    found = seed_generators(model)
+    for path, generator in found:
+        state = generator.state
+        state.assign(np.array([derive_seed(dropout_seed, path), 0], dtype=_numpy_dtype(state.dtype)))
+    return [path for path, _ in found]
 
 
 def layers_of(model: Any) -> list[Any]:

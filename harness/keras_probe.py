@@ -20,7 +20,6 @@ becomes one JSON line in OUT. SEED other than `-` first calls
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import runpy
@@ -70,23 +69,12 @@ class Probe:
         setattr(owner, attribute, seeding)
 
 
-def weights_sha256(variables: list[Any]) -> str:
-    digest = hashlib.sha256()
-    for variable in variables:
-        digest.update(np.ascontiguousarray(np.asarray(variable)).tobytes())
-    return digest.hexdigest()
-
-
 def seed_generator_states(model: Any) -> dict[str, list[int]]:
     """Every SeedGenerator's state, by its layer's path: where Keras 3 keeps dropout's randomness."""
-    from harness.keras_model import layers_of
+    from harness.keras_model import seed_generators
 
-    states = {}
-    for layer in layers_of(model):
-        for index, generator in enumerate(getattr(layer, "_seed_generators", ())):
-            path = f"{getattr(layer, 'path', None) or layer.name}#{index}"
-            states[path] = [int(v) for v in np.asarray(generator.state.value).reshape(-1)]
-    return states
+    return {path: [int(v) for v in np.asarray(generator.state.value).reshape(-1)]
+            for path, generator in seed_generators(model)}
 
 
 def batch_fingerprint(data: Any) -> Any:
@@ -127,6 +115,8 @@ def install(probe: Probe) -> None:
     """Wraps the seeding calls and `keras.Model.fit` for this process."""
     import keras
     import tensorflow as tf
+
+    from harness.fingerprints import weights_sha256
 
     probe.wrap_seeding(keras.utils, "set_random_seed", "keras.utils.set_random_seed")
     probe.wrap_seeding(tf.random, "set_seed", "tf.random.set_seed")

@@ -194,13 +194,16 @@ def _duration(seconds: float) -> str:
 
 
 def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inprocess",
-            workers: int = 1, after_each: Callable[[], None] | None = None) -> int:
+            workers: int = 1, after_each: Callable[[], None] | None = None,
+            existing: list[dict[str, Any]] | None = None) -> int:
     """Runs every spec without a record in `output_dir`; returns how many ran.
 
     `after_each` runs after every finished trial (e.g. publishing records to a remote study directory).
+    `existing`: the records `check_resumable` already returned for these specs (not read again).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
-    existing = check_resumable(specs, output_dir)
+    if existing is None:
+        existing = check_resumable(specs, output_dir)
     recorded = {r.get("trial_key") for r in existing}
     pending = [s for s in specs if s.key not in recorded]
     progress = Progress(len(specs), len(specs) - len(pending), after_each)
@@ -283,7 +286,7 @@ def refuse_other_environments(records: list[dict[str, Any]], output_dir: Path) -
     for record in records:
         then = environment.bit_identity(record.get("environment") or {})
         # A condition that sets TF_ENABLE_ONEDNN_OPTS itself (env:onednn=0) differs there by design.
-        if "TF_ENABLE_ONEDNN_OPTS" in dict(_condition_env_vars(record.get("condition"))):
+        if "TF_ENABLE_ONEDNN_OPTS" in dict(_condition_of(record.get("condition")).env_vars):
             then = {**then, "oneDNN": now["oneDNN"]}
         key = json.dumps(then, sort_keys=True)
         if key in seen:
@@ -303,10 +306,6 @@ def _condition_of(name: str | None) -> Condition:
         return named_condition(name)
     except (UsageError, TypeError):
         return named_condition("control")
-
-
-def _condition_env_vars(name: str | None) -> tuple[tuple[str, str], ...]:
-    return _condition_of(name).env_vars
 
 
 def _this_process_environment() -> tuple:
