@@ -22,6 +22,7 @@ MODELS = ("mlp", "regression", "cnn", "embedding", "sparse")
 STRATEGIES = ("none", "mirrored")
 # The harness loop (train.py), or the user's own model.fit (train.fit_with_keras).
 TRAINERS = ("harness", "keras_fit")
+XLA_UPDATE_CHOICES = ("auto", "on", "off")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +60,11 @@ class TrialConfig:
     # Implementation sources of variation (not seeds).
     determinism: bool = True
     xla: bool = False
+    # A user model's Keras optimizer update XLA-compiled on its own, so its elementwise ops run as
+    # fused kernels (the built-ins' Adam is one fused ResourceApplyAdam): on, off (op by op, as
+    # Keras's fit runs it on a CPU), or auto (on for models big enough to gain, keras_model.py).
+    # It changes the bits, not whether they repeat.
+    xla_update: str = "auto"
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     # Flat index of the initial weight whose lowest mantissa bit is flipped
@@ -83,9 +89,9 @@ class TrialConfig:
         if self.is_user_model and ":" not in self.model:
             raise UsageError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}, or name your own "
                              "Keras model as path/to/file.py:function or package.module:function.")
-        if not self.is_user_model and (self.model_args or self.optimizer or self.loss):
-            raise UsageError(f"--model_args, --optimizer and --loss are for your own Keras model, not the built-in "
-                             f"{self.model!r}.")
+        if not self.is_user_model and (self.model_args or self.optimizer or self.loss or self.xla_update != "auto"):
+            raise UsageError("--model_args, --optimizer, --loss and --xla_update are for your own Keras model, not "
+                             f"the built-in {self.model!r}.")
         if not self.is_user_model and self.learning_rate is None:
             raise UsageError(f"the built-in model {self.model!r} needs a --learning_rate.")
         positive = ("epochs", "batch_size", "steps_per_loop", "hidden_units", "replicas")
@@ -107,6 +113,9 @@ class TrialConfig:
             raise UsageError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}.")
         if self.strategy != "none" and self.xla:
             raise UsageError("--xla with a tf.distribute strategy is not supported by the harness loop.")
+        if self.xla_update not in XLA_UPDATE_CHOICES:
+            raise UsageError(f"unknown --xla_update {self.xla_update!r}; choose one of "
+                             f"{', '.join(XLA_UPDATE_CHOICES)}.")
         if self.trainer not in TRAINERS:
             raise UsageError(f"unknown trainer {self.trainer!r}; choose one of {', '.join(TRAINERS)}.")
         if self.trainer == "keras_fit" and not self.is_user_model:

@@ -59,7 +59,8 @@ def explain_op_error(error: tf.errors.OpError) -> tuple[str | None, str]:
     op = match.group(1) if match else (error.op.name if getattr(error, "op", None) is not None else None)
     # The kernel's own lines: not the header, not the traceback of where the op was defined.
     lines = [line.strip() for line in text.splitlines() if line.strip()
-             and not line.strip().startswith(("Graph execution error", "File ", "Detected at", "[["))]
+             and not line.strip().startswith(("Graph execution error", "File ", "Detected at", "[[",
+                                              "<stack traces unavailable>", "The op is created at"))]
     reason = next((line for line in lines if "determinis" in line.lower()), lines[0] if lines else
                   type(error).__name__)
     reason = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", reason)

@@ -34,6 +34,8 @@ from harness.trainable import Task, Trainable, argmax_classes
 # A model function with a parameter of this name (e.g. `create_model(seed)`) gets the init seed,
 # unless --model_args gives it.
 SEED_ARGUMENT = "seed"
+# From this many trainable parameters, `--xla_update=auto` compiles the optimizer's update (update_mode).
+XLA_UPDATE_MIN_PARAMETERS = 60_000
 
 
 def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
@@ -50,13 +52,22 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
     # Slots are created now, eagerly: the train step (a tf.function) only updates them.
     optimizer.build(variables)
 
+    def apply_update(gradients: list[tf.Tensor]) -> None:
+        optimizer.apply_gradients(zip(gradients, variables, strict=True))
+
+    parameters = int(sum(np.prod(v.shape) for v in variables))
+    update = update_mode(config, parameters)
+    if update == "xla":
+        apply_update = tf.function(apply_update, jit_compile=True)
+
     def training_loss(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
         loss = task.loss(targets, outputs)
         # Regularization losses the layers added in this forward pass, as Keras's own fit adds them.
         return loss + tf.add_n(model.losses) if model.losses else loss
 
     description = {
-        "parameters": int(sum(np.prod(v.shape) for v in variables)),
+        "parameters": parameters,
+        "update": update,
         "architecture": architecture(model),
         "optimizer": {"class": type(optimizer).__name__, "learning_rate": _learning_rate(optimizer)},
         "loss": task.loss_name,
@@ -67,7 +78,7 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
     return Trainable(
         variables=variables,
         forward=lambda x, step: model(x, training=True),
-        update=lambda gradients, step: optimizer.apply_gradients(zip(gradients, variables, strict=True)),
+        update=lambda gradients, step: apply_update(gradients),
         predict=lambda x: model(x, training=False),
         task=Task(task.kind, task.num_classes, training_loss, task.predicted_classes, task.target_classes,
                   task.loss_name),
@@ -75,6 +86,21 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
         description=description,
         keras_model=model,
     )
+
+
+def update_mode(config: TrialConfig, parameters: int) -> str:
+    """How the optimizer's update runs: "xla" (compiled alone), "op by op", or "in the step" (--xla).
+
+    Keras's update is a dozen elementwise ops per variable, each a pass over memory; XLA fuses them
+    into a few kernels but costs about 0.1 ms a call to launch. Measured here (2 cores, Adam): op by
+    op 0.085 ms against 0.107 compiled at 51k parameters, 0.153 against 0.096 at 65k, 0.316 against
+    0.180 at 102k (the examples' MLP on 28x28 inputs). So `auto` compiles it from XLA_UPDATE_MIN_PARAMETERS.
+    """
+    if config.xla:
+        return "in the step"
+    if config.xla_update == "on" or (config.xla_update == "auto" and parameters >= XLA_UPDATE_MIN_PARAMETERS):
+        return "xla"
+    return "op by op"
 
 
 def build_model(config: TrialConfig, dataset: Dataset, init_seed: int) -> Any:

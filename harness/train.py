@@ -294,8 +294,10 @@ def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> Trial
     except tf.errors.ResourceExhaustedError as error:
         return _failed("out_of_memory", first_line(error.message), start, model=model)
     except tf.errors.OpError as error:
-        return _failed("error", f"{type(error).__name__}: {determinism.explain_op_error(error)[1]}", start,
-                       model=model)
+        reason = determinism.explain_op_error(error)[1]
+        if "XLA" in reason and model.get("update") == "xla":
+            reason += "; your optimizer's update was compiled with XLA: --xla_update=off runs it op by op"
+        return _failed("error", f"{type(error).__name__}: {reason}", start, model=model)
     except (ValueError, ArithmeticError) as error:
         return _failed("error", f"{type(error).__name__}: {first_line(error)}", start, model=model)
 
@@ -410,8 +412,9 @@ def fit_with_keras(config: TrialConfig, seeds: SeedSet, split: Split, trainable:
     timing = timing_from_calls(config, epoch_seconds, [per_epoch] * len(epoch_seconds), setup_s, train_s, start)
     result = trial_result(config, trainable.task, split.dataset, test_out, validation, losses,
                           weights_sha256(trainable.variables), outputs, timing, initial_hash)
-    result.model = {**trainable.description, "trainer": "keras_fit",
-                    "jit_compile": bool(getattr(model, "jit_compile", False))}
+    # fit runs its own update (compiled as its jit_compile says), not the harness loop's.
+    description = {key: value for key, value in trainable.description.items() if key != "update"}
+    result.model = {**description, "trainer": "keras_fit", "jit_compile": bool(getattr(model, "jit_compile", False))}
     return result
 
 

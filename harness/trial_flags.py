@@ -47,6 +47,9 @@ flags.DEFINE_float("learning_rate", None, "Learning rate (your compiled model's 
 flags.DEFINE_integer("steps_per_loop", None, "Train steps per call of the outer tf.function.")
 flags.DEFINE_enum("determinism", None, ["on", "off"], "Op determinism (deterministic GPU kernels).")
 flags.DEFINE_boolean("xla", None, "Compile the train step with XLA (jit_compile).")
+flags.DEFINE_enum("xla_update", None, list(config_lib.XLA_UPDATE_CHOICES),
+                  "Your model: compile its Keras optimizer's update alone with XLA, into fused kernels (on), run "
+                  "it op by op as Keras fit does on a CPU (off), or on for models big enough to gain (auto).")
 flags.DEFINE_integer("intra_op_threads", None, "TF intra-op threads (0: TF's default).")
 flags.DEFINE_integer("inter_op_threads", None, "TF inter-op threads (0: TF's default).")
 flags.DEFINE_integer("flip_bit", None, "Flip the lowest bit of this initial weight (-1: none).")

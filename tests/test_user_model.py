@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from conftest import run_program
 
-from harness import conditions, hyperparameters, robust, study_runner
-from harness.config import user_model_config
+from harness import conditions, hyperparameters, keras_model, robust, study_runner
+from harness.config import TrialConfig, user_model_config
 from harness.datasets import load_dataset
 from harness.errors import UsageError
 from harness.records import read_records, schema_errors
@@ -18,6 +18,7 @@ from harness.train import run_trial
 # A model file as users write it: no seed anywhere, not built (no Input), compiled.
 USER_MODEL = """\
 import keras
+import tensorflow as tf
 
 
 def create_model(units=32, dropout=0.5):
@@ -45,6 +46,20 @@ def broken():
 
 def wrong_input():
     return keras.Sequential([keras.layers.Reshape((5, 5)), keras.layers.Dense(10)])
+
+
+class HostSGD(keras.optimizers.SGD):
+    # SGD through a host callback, an op XLA cannot compile.
+
+    def update_step(self, gradient, variable, learning_rate):
+        gradient = tf.numpy_function(lambda g: g, [gradient], gradient.dtype, stateful=False)
+        super().update_step(tf.reshape(gradient, variable.shape), variable, learning_rate)
+
+
+def host_optimizer():
+    model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(optimizer=HostSGD(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
 
 
 CONSTANT = 3
@@ -122,6 +137,35 @@ def test_control_gives_one_hash_across_fresh_processes_and_this_one(user_files):
     assert here.fingerprints == fingerprints[0]
     changed_seed = run_trial(_config(user_files), SeedSet.from_base(0).replace(init=1))
     assert changed_seed.fingerprints["weights_sha256"] != fingerprints[0]["weights_sha256"]
+
+
+def test_the_update_is_xla_compiled_on_request_and_from_a_size(user_files):
+    op_by_op = run_trial(_config(user_files), SeedSet.from_base(0))  # 2,410 parameters: auto leaves it
+    fused = run_trial(_config(user_files, xla_update="on"), SeedSet.from_base(0))
+    assert op_by_op.status["code"] == fused.status["code"] == "ok"
+    assert (op_by_op.model["update"], fused.model["update"]) == ("op by op", "xla")
+    # The same start, other arithmetic: XLA's fused kernels round differently from Keras's ops one by one.
+    assert fused.fingerprints["initial_weights_sha256"] == op_by_op.fingerprints["initial_weights_sha256"]
+    assert fused.fingerprints["weights_sha256"] != op_by_op.fingerprints["weights_sha256"]
+    assert run_trial(_config(user_files, xla_update="on"), SeedSet.from_base(0)).fingerprints == fused.fingerprints
+    # auto compiles it from keras_model.XLA_UPDATE_MIN_PARAMETERS (64 * 1024 + 1024 + 1024 * 10 + 10 here).
+    big = run_trial(_config(user_files, model_args={"units": 1024}, epochs=1), SeedSet.from_base(0))
+    assert big.model["parameters"] > keras_model.XLA_UPDATE_MIN_PARAMETERS and big.model["update"] == "xla"
+    assert run_trial(_config(user_files, xla=True, epochs=1), SeedSet.from_base(0)).model["update"] == "in the step"
+    with pytest.raises(UsageError, match=r"^--model_args, --optimizer, --loss and --xla_update are for your own "
+                       r"Keras model, not the built-in 'mlp'\.$"):
+        TrialConfig("mlp_digits", xla_update="on")
+    with pytest.raises(UsageError, match=r"^unknown --xla_update 'yes'; choose one of auto, on, off\.$"):
+        _config(user_files, xla_update="yes")
+
+
+def test_an_optimizer_xla_cannot_compile_is_told_to_run_op_by_op(user_files):
+    failed = run_trial(_config(user_files, "host_optimizer", xla_update="on"), SeedSet.from_base(0))
+    assert failed.status["code"] == "error"
+    assert failed.status["message"].startswith("InvalidArgumentError: Detected unsupported operations")
+    assert failed.status["message"].endswith(
+        "; your optimizer's update was compiled with XLA: --xla_update=off runs it op by op")
+    assert run_trial(_config(user_files, "host_optimizer"), SeedSet.from_base(0)).status["code"] == "ok"
 
 
 def test_resuming_after_the_model_file_changed_is_refused(user_files):
