@@ -6,15 +6,18 @@
 Runs the user's unmodified Keras script twice, each in a fresh process with
 the same arguments, observed from the inside (`harness.keras_probe`): for every
 model it fits, the initial weights, the state of every `SeedGenerator`, and per
-step the batch's content and the weights after the step. It stops each fit
-after --steps steps: the first steps tell where two runs part. Then, per fitted
-model, it says where the runs first differ and why, in the order a run decides
-them: initial weights (seeding that does not reach Keras's initializers), batch
-order (data shuffling), dropout masks (unseeded SeedGenerators), or, with all
-of those equal, a kernel. It ends with the smallest change that makes the
-script reproducible; --verify runs the script twice more with that change
-(`keras.utils.set_random_seed` first) to show it works. When the runs match, it
-measures what would break them elsewhere: oneDNN off, one thread.
+step the batch's content and the weights after the step; and every call that
+orders data at random, with its line. The first run stops each fit after
+--steps steps: the first steps tell where two runs part. The second stops each
+fit at its first difference from the first.
+Then, per fitted model, it says where the runs first differ and why, in the
+order a run decides them: initial weights (seeding that does not reach Keras's
+initializers), batch order (data shuffling, with the line that shuffled),
+dropout masks (unseeded SeedGenerators), or, with all of those equal, a
+kernel. It ends with the smallest change that makes the script reproducible;
+--verify runs the script twice more with that change (`keras.utils.set_random_seed`
+first) to show it works. When the runs match, it measures what would break them
+elsewhere: oneDNN off, one thread.
 Writes OUTPUT_DIR/doctor.json (`harness.doctor/1`) and each run's observations.
 """
 
@@ -49,11 +52,13 @@ flags.DEFINE_integer("timeout", 900, "Seconds a run of the script may take.", lo
 
 
 def run_observed(script: Path, args: list[str], out: Path, steps: int, seed: int | str | None = None,
-                 env: dict[str, str] | None = None, timeout: float = 900) -> list[dict[str, Any]]:
-    """One observed run of the script in a fresh process; its fits' observations."""
+                 env: dict[str, str] | None = None, timeout: float = 900,
+                 reference: Path | None = None) -> list[dict[str, Any]]:
+    """One observed run of the script in a fresh process; its fits' observations. With a `reference` (another
+    run's observations), the run ends at its first difference from it."""
     out.unlink(missing_ok=True)
     command = [sys.executable, "-m", "harness.keras_probe", str(out), str(steps),
-               "-" if seed is None else str(seed), str(script), *args]
+               "-" if seed is None else str(seed), str(reference or "-"), str(script), *args]
     harness_root = str(Path(__file__).resolve().parents[1])
     environ = {**os.environ, **(env or {}),
                "PYTHONPATH": os.pathsep.join(p for p in (harness_root, os.environ.get("PYTHONPATH")) if p)}
@@ -112,7 +117,12 @@ def explain(found: dict[str, Any], run: dict[str, Any]) -> str:
                 f"({len(found['variables'])} of {len(run['initial'])} variables differ). Before the fit the script "
                 f"made {said}; {reason}.")
     if cause == "data":
-        if run["shuffle"] and run["data"] not in ("DatasetV2", "_PrefetchDataset", "PrefetchDataset"):
+        unseeded = dict.fromkeys(f"{c['call']} at {c['line']}" for c in run.get("data_calls_before", [])
+                                 if not c["seeded"])
+        if unseeded:
+            source = (f"the order comes from {', '.join(unseeded)}, which no seed reached (no seed argument, "
+                      "and no seeding call for it before)")
+        elif run["shuffle"] and run["data"] not in ("DatasetV2", "_PrefetchDataset", "PrefetchDataset"):
             source = ("fit(shuffle=True), the default for arrays, draws each epoch's order from the global seed, "
                       "and the data may arrive in another order too")
         else:
@@ -142,8 +152,7 @@ def confirm_kernel(script: Path, args: list[str], work: Path, steps: int, timeou
     deterministic kernel, named with its alternative. Still different: not a kernel but randomness the
     seeds do not reach. Prints the finding; returns the fix."""
     try:
-        runs = [run_observed(script, args, work / f"determinism_{side}.jsonl", steps, seed=DETERMINISM,
-                             timeout=timeout) for side in ("a", "b")]
+        runs = observed_pair(script, args, work, "determinism", steps, timeout, seed=DETERMINISM)
     except UsageError as error:
         alternative = known_ops.alternative_for(str(error))
         document["kernel_check"] = "op without a deterministic kernel"
@@ -161,17 +170,37 @@ def confirm_kernel(script: Path, args: list[str], work: Path, steps: int, timeou
     return FIX
 
 
-def environment_checks(script: Path, args: list[str], reference: list[dict[str, Any]], work: Path,
+def environment_checks(script: Path, args: list[str], reference: Path, work: Path,
                        steps: int, timeout: float) -> list[dict[str, Any]]:
     """For a reproducible script: do the runs still match with oneDNN off, or one thread? Measured."""
     checks = []
     for label, env in (("oneDNN off", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
                        ("one thread", {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"})):
         fits = run_observed(script, args, work / f"run_{label.replace(' ', '_')}.jsonl", steps, env=env,
-                            timeout=timeout)
-        same = runs_match(reference, fits)
+                            timeout=timeout, reference=reference)
+        same = runs_match(read_records(reference), fits)
         checks.append({"change": label, "env": env, "same_bits": same})
     return checks
+
+
+def observed_pair(script: Path, args: list[str], work: Path, name: str, steps: int, timeout: float,
+                  seed: int | str | None = None) -> list[list[dict[str, Any]]]:
+    """Two observed runs, WORK/NAME_a.jsonl and NAME_b.jsonl; the second stops each fit at its first difference."""
+    first = run_observed(script, args, work / f"{name}_a.jsonl", steps, seed=seed, timeout=timeout)
+    return [first, run_observed(script, args, work / f"{name}_b.jsonl", steps, seed=seed, timeout=timeout,
+                                reference=work / f"{name}_a.jsonl")]
+
+
+def fix_for(findings: list[dict[str, Any]], run: list[dict[str, Any]]) -> str:
+    """keras.utils.set_random_seed at the top; and a seed for each np.random.default_rng made without one
+    where the data order differs, since a Generator follows no global seed."""
+    lines = dict.fromkeys(c["line"] for found, fit in zip(findings, run, strict=False) if found["cause"] == "data"
+                          for c in fit.get("data_calls_before", [])
+                          if c["call"] == "np.random.default_rng" and not c["seeded"])
+    if not lines:
+        return FIX
+    return (f"{FIX}\n    and a seed for np.random.default_rng at {', '.join(lines)}, "
+            f"e.g. np.random.default_rng({FIX_SEED})")
 
 
 def main(argv: list[str]) -> int:
@@ -185,8 +214,7 @@ def main(argv: list[str]) -> int:
     steps, timeout = FLAGS.steps, FLAGS.timeout
     print(f"Running {script} {' '.join(args)} twice (fresh processes), observing the first {steps} steps of "
           "each model it fits ...".replace("  ", " "), flush=True)
-    runs = [run_observed(script, args, output_dir / f"run_{side}.jsonl", steps, timeout=timeout)
-            for side in ("a", "b")]
+    runs = observed_pair(script, args, output_dir, "run", steps, timeout)
     if len(runs[0]) != len(runs[1]):
         raise UsageError(f"the two runs fitted {len(runs[0])} and {len(runs[1])} models; the script's control "
                          "flow itself differs between runs")
@@ -200,28 +228,30 @@ def main(argv: list[str]) -> int:
     if document["reproducible"]:
         print(f"\nYour script is reproducible here (over the first {steps} steps of each fit). What would break "
               "it elsewhere, measured here:")
-        document["environment"] = environment_checks(script, args, runs[0], output_dir, steps, timeout)
+        document["environment"] = environment_checks(script, args, output_dir / "run_a.jsonl", output_dir, steps,
+                                                     timeout)
         for check in document["environment"]:
             print(f"  {check['change']}: {'same bits' if check['same_bits'] else 'DIFFERENT bits'}")
         print("  XLA and GPU kernels are not measured here: op determinism (enable_op_determinism) covers GPU "
               "kernels; python -m harness.scan lists the risky ops of a model.")
     else:
         causes = sorted({f["cause"] for f in findings if f["cause"]})
-        fix = FIX
+        fix = fix_for(findings, runs[0])
         if causes == ["kernel"]:
             fix = confirm_kernel(script, args, output_dir, steps, timeout, document)
         document["fix"] = fix
         print(f"\nThe smallest change: at the top of {script.name}, before anything random happens,\n    {fix}")
-        if FLAGS.verify and fix == FIX:
-            verified = [run_observed(script, args, output_dir / f"verify_{side}.jsonl", steps, seed=FIX_SEED,
-                                     timeout=timeout) for side in ("a", "b")]
-            same = runs_match(*verified)
+        if FLAGS.verify and fix.startswith(FIX):
+            same = runs_match(*observed_pair(script, args, output_dir, "verify", steps, timeout, seed=FIX_SEED))
             document["verified"] = same
             print(f"Verified: with it, two runs {'are bitwise identical' if same else 'STILL differ'} over the "
                   f"first {steps} steps of each fit.")
         elif not FLAGS.verify:
             print("Pass --verify to run the script twice more with it.")
-    print(f"(Each fit was stopped after {steps} steps: --steps sets how many are observed.)")
+    stops = sum(1 for fit in runs[1] if fit.get("stopped"))
+    print(f"(Each fit was stopped after {steps} steps: --steps sets how many are observed"
+          + (f"; the second run stopped {stops} of them at their first difference from the first." if stops else ".")
+          + ")")
     write_json(output_dir / DOCTOR_FILE, document)
     print(f"record: {output_dir / DOCTOR_FILE}")
     return 0

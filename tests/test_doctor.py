@@ -2,10 +2,9 @@
 
 import json
 
-import pytest
 from conftest import run_program
 
-from harness.records import schema_errors
+from harness.records import read_records, schema_errors
 
 DATA = """\
 import keras
@@ -39,11 +38,19 @@ if __name__ == "__main__":
         x, y = data()
         model(keras.layers.Dropout(0.5)).fit(x, y, epochs=2, batch_size=32, verbose=0)
 """,
-    # An unseeded permutation before the seeding: the data order differs.
+    # An unseeded permutation before the seeding: the data order differs, in every fit of the loop.
     "permutation": DATA + """
 x, y = data()
 order = np.random.permutation(len(x))
 keras.utils.set_random_seed(42)
+for _ in range(2):
+    model().fit(x[order], y[order], epochs=3, batch_size=32, shuffle=False, verbose=0)
+""",
+    # Seeded right, but the order comes from a NumPy Generator made without a seed: no global seed reaches it.
+    "generator": DATA + """
+keras.utils.set_random_seed(42)
+x, y = data()
+order = np.random.default_rng().permutation(len(x))
 model().fit(x[order], y[order], epochs=3, batch_size=32, shuffle=False, verbose=0)
 """,
     # Everything reseeded, but the Dropout layer was made before the seed: its masks differ.
@@ -91,6 +98,10 @@ def test_tf_random_set_seed_alone_gives_other_initial_weights_and_the_fix_is_ver
             "does not reach Keras 3's initializers") in said
     assert document["fix"].startswith("keras.utils.set_random_seed(0)") and document["verified"] is True
     assert "Verified: with it, two runs are bitwise identical over the first 10 steps of each fit." in said
+    # The second run stopped the fit at its first difference, the initial weights: after one step, not 10.
+    (first,), (second,) = (read_records(tmp_path / "out" / f"run_{side}.jsonl") for side in "ab")
+    assert len(first["steps"]) == 10 and second["stopped"] == "the initial weights" and len(second["steps"]) == 1
+    assert "the second run stopped 1 of them at their first difference from the first." in said
 
 
 def test_keras_set_random_seed_is_reproducible_for_every_fit_of_a_loop(tmp_path):
@@ -100,14 +111,38 @@ def test_keras_set_random_seed_is_reproducible_for_every_fit_of_a_loop(tmp_path)
     assert {c["change"] for c in document["environment"]} == {"oneDNN off", "one thread"}
 
 
-@pytest.mark.parametrize("name,cause,words", [
-    ("permutation", "data", "batch 0 holds other examples: the data order differs. Fit does not shuffle here"),
-    ("dropout", "dropout", "the SeedGenerator states of dropout#0 are not equal between runs"),
-])
-def test_data_order_and_dropout_masks_are_told_apart(tmp_path, name, cause, words):
-    said, document = _doctor(tmp_path, name)
-    assert [f["cause"] for f in document["fits"]] == [cause]
-    assert words in said and document["fix"].startswith("keras.utils.set_random_seed(0)")
+def _line(name, text):
+    """`name.py:N`: the line of the script that holds `text`."""
+    return f"{name}.py:{SCRIPTS[name].splitlines().index(text) + 1}"
+
+
+def test_dropout_masks_are_told_apart(tmp_path):
+    said, document = _doctor(tmp_path, "dropout")
+    assert [f["cause"] for f in document["fits"]] == ["dropout"]
+    assert "the SeedGenerator states of dropout#0 are not equal between runs" in said
+    assert document["fix"].startswith("keras.utils.set_random_seed(0)")
+
+
+def test_data_order_names_the_line_that_shuffled_in_every_fit_of_a_loop(tmp_path):
+    said, document = _doctor(tmp_path, "permutation")
+    assert [f["cause"] for f in document["fits"]] == ["data", "data"]
+    permutation = _line("permutation", "order = np.random.permutation(len(x))")
+    assert said.count(f"batch 0 holds other examples: the data order differs. The order comes from "
+                      f"np.random.permutation at {permutation}, which no seed reached (no seed argument, and no "
+                      "seeding call for it before).") == 2
+    # Each fit of the second run stopped at its first difference, batch 0.
+    assert [fit["stopped"] for fit in read_records(tmp_path / "out" / "run_b.jsonl")] == ["step 0", "step 0"]
+    assert document["fix"].startswith("keras.utils.set_random_seed(0)")
+
+
+def test_an_unseeded_generator_is_named_in_the_fix_and_the_fix_verified(tmp_path):
+    said, document = _doctor(tmp_path, "generator", "--verify")
+    generator = _line("generator", "order = np.random.default_rng().permutation(len(x))")
+    assert [f["cause"] for f in document["fits"]] == ["data"]
+    assert f"The order comes from np.random.default_rng at {generator}, which no seed reached" in said
+    assert document["fix"].endswith(
+        f"and a seed for np.random.default_rng at {generator}, e.g. np.random.default_rng(0)")
+    assert document["verified"] is True
 
 
 def test_a_kernel_verdict_is_confirmed_with_op_determinism(tmp_path):
