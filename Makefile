@@ -30,7 +30,7 @@ GATE_BASELINE := benchmarks/baselines/digits_mlp_ci.json
 GATE_RULES := benchmarks/baselines/ci_rules.json
 GATE_STUDY := --benchmark=digits_mlp --conditions=control,kernels,init,all --repeats=5 --epochs=10
 
-# The README's worked example: single-seed tuning, its re-evaluation, and the seed-robust tuner's pick.
+# docs/tuning.md's worked example: single-seed tuning, its re-evaluation, and the seed-robust tuner's pick.
 TUNE_DIR := results/tune/$(BENCHMARK)
 TUNE_STORAGE := sqlite:///$(TUNE_DIR)/optuna.db
 TUNE_TRIALS ?= 30

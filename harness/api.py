@@ -22,14 +22,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness import conditions as conditions_lib
-from harness import determinism, environment, study_runner, user_code, user_data
-from harness.config import CONFIG_FIELDS, MODELS, TrialConfig, load_benchmark, user_model_config
+from harness.analysis.summary import SUMMARY_FILE, format_summary, summarize_study, write_summary
 from harness.errors import UsageError
-from harness.records import LOST_FILE, STUDY_FILE, STUDY_SCHEMA, TRIALS_FILE, content_id, read_records, write_json
-from harness.seeds import SeedSet
-from harness.storage import StudyDir, exclusive, shard_dir_name
-from harness.summary import SUMMARY_FILE, format_summary, summarize_study, write_summary
+from harness.platform import determinism, environment
+from harness.studies import conditions as conditions_lib
+from harness.studies import study_runner
+from harness.studies.records import (
+    LOST_FILE,
+    STUDY_FILE,
+    STUDY_SCHEMA,
+    TRIALS_FILE,
+    content_id,
+    read_records,
+    write_json,
+)
+from harness.studies.storage import StudyDir, exclusive, shard_dir_name
+from harness.trial import user_code, user_data
+from harness.trial.config import CONFIG_FIELDS, MODELS, TrialConfig, load_benchmark, user_model_config
+from harness.trial.seeds import SeedSet
 
 
 @dataclasses.dataclass

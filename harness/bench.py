@@ -5,7 +5,7 @@
     python -m harness.bench --model=my_model.py:create_model --data=npz:my_data.npz --epochs=20
 
 For each condition, N trials that vary exactly what the condition names
-(`harness/conditions.py`). Every trial is appended to OUTPUT_DIR/trials.jsonl
+(`harness/studies/conditions.py`). Every trial is appended to OUTPUT_DIR/trials.jsonl
 as it finishes; OUTPUT_DIR/summary.json and a table follow. Re-running into the
 same directory skips trials already recorded, so a killed study resumes.
 """
@@ -16,10 +16,12 @@ import os
 
 from absl import flags
 
-from harness import api, cli, conditions, scan, study_runner, trial_flags
+from harness import api, cli, trial_flags
+from harness.analysis import op_scan
+from harness.analysis.summary import format_summary
 from harness.errors import UsageError
-from harness.records import LOST_FILE
-from harness.summary import format_summary
+from harness.studies import conditions, study_runner
+from harness.studies.records import LOST_FILE
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("conditions", None,
@@ -69,7 +71,7 @@ def main(argv: list[str]) -> int:
     chosen = (conditions.parse_conditions(FLAGS.conditions) if FLAGS.conditions is not None
               else conditions.default_conditions(base))
     shard_index, num_shards = shard_from_flags()
-    scan.warn_at_study_start(base)
+    op_scan.warn_at_study_start(base)
     run = api.run_study(base, FLAGS.seed, seeds, chosen, FLAGS.repeats, FLAGS.output_dir or f"results/{base.benchmark}",
                         replicas=study_runner.parse_replicas(FLAGS.replicas), isolation=FLAGS.isolation,
                         workers=FLAGS.workers, shard_index=shard_index, num_shards=num_shards)

@@ -28,14 +28,15 @@ from typing import Any
 import numpy as np
 from absl import flags
 
-from harness import cli, environment
-from harness.config import TrialConfig, load_benchmark
+from harness import cli
 from harness.errors import UsageError
-from harness.records import utc_timestamp, write_json
-from harness.seeds import SeedSet
+from harness.platform import environment
+from harness.schema import SPEED_FILE, SPEED_SCHEMA
+from harness.studies.records import utc_timestamp, write_json
 from harness.table import format_table
+from harness.trial.config import TrialConfig, load_benchmark
+from harness.trial.seeds import SeedSet
 
-SPEED_SCHEMA = "harness.speed/1"
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("examples", 16384, "Training examples per epoch (of the 60,000 synthetic ones).", lower_bound=256)
 flags.DEFINE_integer("epochs", 3, "Epochs per measurement; the first is warm-up.", lower_bound=2)
@@ -83,7 +84,7 @@ def keras_fit_examples_per_s(x: np.ndarray, y: np.ndarray, epochs: int, fingerpr
     import keras
     import tensorflow as tf
 
-    from harness import user_code
+    from harness.trial import user_code
 
     keras.utils.set_random_seed(0)
     tf.config.experimental.enable_op_determinism()
@@ -111,8 +112,8 @@ def keras_fit_examples_per_s(x: np.ndarray, y: np.ndarray, epochs: int, fingerpr
 def weights_fingerprint_ms() -> float:
     """What FingerprintCallback does once an epoch (or step): fingerprint every weight of the examples' MLP
     (784 inputs). Timed alone, the median of 50: the callback's whole cost, which fit-to-fit noise hides."""
-    from harness import user_code
     from harness.keras import FingerprintCallback
+    from harness.trial import user_code
 
     model = user_code.resolve_function(USER_MODEL, "model")()
     model.build((None, 784))
@@ -128,9 +129,9 @@ def weights_fingerprint_ms() -> float:
 
 def measure(examples: int, epochs: int, replica_counts: list[int]) -> dict[str, Any]:
     """Every configuration's figures, measured in this process one after another."""
-    from harness.datasets import load_dataset
-    from harness.replicas import run_replicas
-    from harness.train import run_trial
+    from harness.trial.datasets import load_dataset
+    from harness.trial.replicas import run_replicas
+    from harness.trial.train import run_trial
 
     peak = matmul_peak_flops()
     flops = model_flops_per_example()
@@ -178,8 +179,8 @@ def memory_of_one_trial(which: str, examples: int, epochs: int) -> dict[str, flo
     trial of the model already (MiB)."""
     import keras  # noqa: F401  Imported first for both models: the trial's own cost is what is compared.
 
-    from harness.datasets import load_dataset
-    from harness.train import run_trial
+    from harness.trial.datasets import load_dataset
+    from harness.trial.train import run_trial
 
     load_dataset("synthetic")
     base = load_benchmark("synthetic_mlp", epochs=epochs, max_train_examples=examples)
@@ -284,8 +285,8 @@ def main(argv: list[str]) -> int:
         print(f"python -m harness.doctor --verify {script}: {seconds:.0f} s (4 runs of the script)")
     record = {"schema": SPEED_SCHEMA, "created_at": utc_timestamp(), "examples": FLAGS.examples,
               "epochs": FLAGS.epochs, "environment": env, **figures}
-    write_json(Path(FLAGS.output_dir) / "speed.json", record)
-    print(f"wrote {FLAGS.output_dir}/speed.json")
+    write_json(Path(FLAGS.output_dir) / SPEED_FILE, record)
+    print(f"wrote {Path(FLAGS.output_dir) / SPEED_FILE}")
     return 0
 
 

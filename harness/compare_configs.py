@@ -23,11 +23,15 @@ from typing import Any
 
 from absl import flags
 
-from harness import cli, environment, hyperparameters, robust, seed_flags, stats, trial_flags
+from harness import cli, seed_flags, trial_flags
+from harness.analysis import stats
 from harness.errors import UsageError
-from harness.records import content_id, utc_timestamp, write_json
-from harness.storage import exclusive
+from harness.platform import environment
+from harness.schema import COMPARE_FILE, COMPARE_SCHEMA
+from harness.studies.records import content_id, utc_timestamp, write_json
+from harness.studies.storage import exclusive
 from harness.table import format_table
+from harness.tuning import hyperparameters, robust
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("config", None, "A configuration to compare: LABEL:NAME=VALUE,..., LABEL:FILE.json "
@@ -36,8 +40,6 @@ flags.DEFINE_integer("seeds", 20, "Paired seeds per configuration.", lower_bound
 flags.DEFINE_string("output_dir", None, "Where records go (default: results/compare/BENCHMARK/ID, ID naming the "
                     "configurations and seeds).")
 
-COMPARE_SCHEMA = "harness.compare/1"
-COMPARE_FILE = "compare.json"
 
 
 def configs_from_flags() -> list[tuple[str, dict[str, Any]]]:

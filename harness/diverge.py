@@ -24,11 +24,11 @@ import numpy as np
 from absl import flags
 
 from harness import cli, trial_flags
-from harness.divergence import compare, format_divergence, load_trace
+from harness.analysis.divergence import compare, format_divergence, load_trace
 from harness.errors import UsageError
-from harness.records import utc_timestamp, write_json
+from harness.schema import DIVERGENCE_FILE, DIVERGENCE_SCHEMA
+from harness.studies.records import utc_timestamp, write_json
 
-DIVERGENCE_SCHEMA = "harness.divergence/1"
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", "results/diverge", "Where divergence.json and the two traces go.")
 flags.DEFINE_list("traces", None, "Compare these two trace files (a.npz,b.npz) instead of running the trial.")
@@ -39,8 +39,8 @@ flags.DEFINE_string("trace_to", None, "Internal: run the trial in this process a
 
 def write_trace(path: Path) -> None:
     """Runs the trial given by the flags with tracing and saves its fingerprints."""
-    from harness import environment
-    from harness.train import run_trial
+    from harness.platform import environment
+    from harness.trial.train import run_trial
 
     config = trial_flags.config_from_flags()
     result = run_trial(config, trial_flags.seeds_from_flags(), trace=True)
@@ -107,9 +107,9 @@ def main(argv: list[str]) -> int:
               "traces": [str(p) for p in paths], "run_b_differs_by": b_differs,
               "context": [json.loads(str(t["context"])) if "context" in t else None for t in (a, b)],
               "final_weights_equal": str(a.get("weights_sha256")) == str(b.get("weights_sha256")), **found}
-    write_json(output_dir / "divergence.json", record)
+    write_json(output_dir / DIVERGENCE_FILE, record)
     print(format_divergence(found, description))
-    print(f"record: {output_dir / 'divergence.json'}")
+    print(f"record: {output_dir / DIVERGENCE_FILE}")
     return 0
 
 

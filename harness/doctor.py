@@ -32,13 +32,13 @@ from typing import Any
 
 from absl import flags
 
-from harness import cli, known_ops
+from harness import cli
+from harness.analysis.keras_probe import DETERMINISM
 from harness.errors import UsageError, meaningful_lines
-from harness.keras_probe import DETERMINISM
-from harness.records import read_records, utc_timestamp, write_json
+from harness.platform import known_ops
+from harness.schema import DOCTOR_FILE, DOCTOR_SCHEMA
+from harness.studies.records import read_records, utc_timestamp, write_json
 
-DOCTOR_SCHEMA = "harness.doctor/1"
-DOCTOR_FILE = "doctor.json"
 FIX_SEED = 0
 FIX = (f"keras.utils.set_random_seed({FIX_SEED})  # seeds Python's random, NumPy, TensorFlow and Keras, "
        "before anything random happens")

@@ -23,10 +23,11 @@ from typing import Any
 from absl import flags
 from scipy import stats as scipy_stats
 
-from harness import cli, stats
+from harness import cli
+from harness.analysis import stats
+from harness.analysis.summary import load_summary
 from harness.errors import UsageError
-from harness.records import NotStrictJson, strict_json_loads
-from harness.summary import load_summary
+from harness.studies.records import NotStrictJson, strict_json_loads
 from harness.table import format_table
 
 RULES = ("failures", "determinism", "accuracy", "variance", "speed", "overhead")

@@ -31,9 +31,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from harness.fingerprints import weights_sha256
-
-TRACE_SCHEMA = "harness.trace/1"
+from harness.schema import TRACE_SCHEMA
+from harness.trial.fingerprints import weights_sha256
 
 
 def fingerprint(value: Any) -> str:

@@ -17,8 +17,9 @@ from typing import Any
 from absl import flags
 
 from harness import cli
+from harness.analysis.summary import SUMMARY_FILE, format_summary, summarize_study, write_summary
 from harness.errors import UsageError
-from harness.records import (
+from harness.studies.records import (
     STUDY_FILE,
     STUDY_SCHEMA,
     TRIALS_FILE,
@@ -29,8 +30,7 @@ from harness.records import (
     write_json,
     write_records,
 )
-from harness.storage import StudyDir, exclusive
-from harness.summary import SUMMARY_FILE, format_summary, summarize_study, write_summary
+from harness.studies.storage import StudyDir, exclusive
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_dir", None, "Study directory holding shard-*-of-* directories (local or a gfile URL).")

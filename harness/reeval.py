@@ -23,13 +23,16 @@ from typing import Any
 
 from absl import flags
 
-from harness import cli, environment, hyperparameters, optuna_storage, robust, seed_flags, stats, trial_flags
-from harness.conditions import condition
-from harness.config import TrialConfig
+from harness import cli, seed_flags, trial_flags
+from harness.analysis import stats
+from harness.analysis.summary import SUMMARY_FILE, build_summary, format_summary, write_summary
 from harness.errors import UsageError
-from harness.seeds import SeedSet
-from harness.storage import exclusive
-from harness.summary import SUMMARY_FILE, build_summary, format_summary, write_summary
+from harness.platform import environment
+from harness.studies.conditions import condition
+from harness.studies.storage import exclusive
+from harness.trial.config import TrialConfig
+from harness.trial.seeds import SeedSet
+from harness.tuning import hyperparameters, optuna_storage, robust
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("params", None, "JSON file of hyperparameters: {\"learning_rate\": 0.003, ...}, or "

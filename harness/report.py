@@ -21,10 +21,11 @@ matplotlib.use("Agg")  # Files only: no display on CI or in containers.
 import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 from absl import flags  # noqa: E402
 
-from harness import cli, stats  # noqa: E402
+from harness import cli  # noqa: E402
+from harness.analysis import stats  # noqa: E402
+from harness.analysis.summary import format_summary, load_summary, trainer_text  # noqa: E402
 from harness.errors import UsageError  # noqa: E402
-from harness.records import TRIALS_FILE, read_records  # noqa: E402
-from harness.summary import format_summary, load_summary, trainer_text  # noqa: E402
+from harness.studies.records import TRIALS_FILE, read_records  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("input_dir", None, "Study directory (holding trials.jsonl and summary.json).")

@@ -1,7 +1,7 @@
 """`python -m harness.scan --benchmark=NAME`: which ops of the train step are known GPU determinism problems?
 
 Traces the benchmark's real train step (forward, gradients, optimizer) without
-running it, lists its op types, and flags those in `harness/known_ops.py`:
+running it, lists its op types, and flags those in `harness/platform/known_ops.py`:
 ops that make `kernels` differ from `control` on a GPU (deterministic only
 with op determinism, since the TF version given), and ops that raise under op
 determinism on a GPU. Studies run the same scan at start and warn in one line.
@@ -9,94 +9,12 @@ determinism on a GPU. Studies run the same scan at start and warn in one line.
 
 from __future__ import annotations
 
-from collections import Counter
-from typing import Any
-
-from absl import flags, logging
+from absl import flags
 
 from harness import cli, trial_flags
-from harness.config import TrialConfig
-from harness.known_ops import KNOWN_OPS
-from harness.table import format_table
+from harness.analysis.op_scan import format_scan, scan
 
 FLAGS = flags.FLAGS
-
-
-def train_step_ops(config: TrialConfig) -> Counter:
-    """Op types (with counts) of one traced train step of this config, gradients and update included."""
-    import tensorflow as tf
-
-    from harness.datasets import dataset_of
-    from harness.seeds import SeedSet
-    from harness.train import build_trainable, make_train_loop
-
-    dataset = dataset_of(config)
-    loop = make_train_loop(build_trainable(config, dataset, SeedSet.from_base(0)), config.xla)
-    label_spec = tf.TensorSpec([config.batch_size, *dataset.train_y.shape[1:]], tf.as_dtype(dataset.train_y.dtype))
-    graph = loop.train_step.get_concrete_function(
-        tf.TensorSpec([config.batch_size, *dataset.train_x.shape[1:]], tf.as_dtype(dataset.train_x.dtype)),
-        label_spec, tf.TensorSpec([], tf.int64)).graph
-    ops: Counter = Counter()
-    functions = [graph]
-    while functions:
-        current = functions.pop()
-        ops.update(op.type for op in current.get_operations())
-        functions += [f.graph for f in getattr(current, "_functions", {}).values() if hasattr(f, "graph")]
-    return ops
-
-
-def scan(config: TrialConfig) -> dict[str, Any]:
-    """The flagged ops of a config's train step, by kind."""
-    import tensorflow as tf
-
-    ops = train_step_ops(config)
-    installed = tuple(int(p) for p in tf.__version__.split(".")[:2])
-    flagged = []
-    for op_type, count in sorted(ops.items()):
-        known = KNOWN_OPS.get(op_type)
-        if known is None:
-            continue
-        fixed_here = known.since is not None and installed >= tuple(int(p) for p in known.since.split("."))
-        flagged.append({"op": op_type, "count": count, "kind": known.kind, "what": known.what,
-                        "since": known.since, "fixed_in_installed_tf": fixed_here,
-                        "alternative": known.alternative})
-    return {"benchmark": config.benchmark, "model": config.model, "op_types": len(ops), "flagged": flagged}
-
-
-def summary_line(found: dict[str, Any]) -> str | None:
-    """One line for the start of a study, or None when no op of the train step is known to be a problem."""
-    differ = [f["op"] for f in found["flagged"] if f["kind"] == "fixed"]
-    raises = [f["op"] for f in found["flagged"] if f["kind"] == "raises"]
-    parts = []
-    if differ:
-        parts.append(f"on a GPU without op determinism {', '.join(differ)} make `kernels` differ from `control`")
-    if raises:
-        parts.append(f"with op determinism on a GPU {', '.join(raises)} raise UnimplementedError")
-    return f"op scan of {found['benchmark']}: " + "; ".join(parts) + " (python -m harness.scan)" if parts else None
-
-
-def format_scan(found: dict[str, Any]) -> str:
-    lines = [f"{found['benchmark']} ({found['model']}): {found['op_types']} op types in one traced train step"]
-    if not found["flagged"]:
-        lines.append("No op with a known GPU determinism issue.")
-        return "\n".join(lines)
-    rows = [[f["op"], f["count"], "nondeterministic on GPU" if f["kind"] == "fixed" else "raises under determinism",
-             f["what"], f"deterministic with op determinism since TF {f['since']}" if f["kind"] == "fixed"
-             else f"instead: {f['alternative']}"] for f in found["flagged"]]
-    lines.append(format_table(["op", "count", "on a GPU", "what", "remedy"], rows))
-    sentence = summary_line(found).split(": ", 1)[1].replace(" (python -m harness.scan)", "")
-    lines.append(sentence[0].upper() + sentence[1:] + ".")
-    return "\n".join(lines)
-
-
-def warn_at_study_start(config: TrialConfig) -> None:
-    try:
-        line = summary_line(scan(config))
-    except Exception as error:  # A scan must never stop a study; say why it was skipped.
-        logging.warning("op scan skipped: %s", error)
-        return
-    if line:
-        logging.warning("%s", line)
 
 
 def main(argv: list[str]) -> int:

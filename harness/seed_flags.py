@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from absl import flags
 
-from harness import robust, study_runner
-from harness.config import TrialConfig
+from harness.studies import study_runner
+from harness.trial.config import TrialConfig
+from harness.tuning import robust
 
 FLAGS = flags.FLAGS
 

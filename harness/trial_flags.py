@@ -11,10 +11,10 @@ from typing import Any
 
 from absl import flags
 
-from harness import config as config_lib
 from harness.errors import UsageError
-from harness.records import NotStrictJson, strict_json_loads
-from harness.seeds import SOURCES, SeedSet
+from harness.studies.records import NotStrictJson, strict_json_loads
+from harness.trial import config as config_lib
+from harness.trial.seeds import SOURCES, SeedSet
 
 FLAGS = flags.FLAGS
 

@@ -25,12 +25,14 @@ from typing import Any
 import numpy as np
 from absl import flags, logging
 
-from harness import cli, hyperparameters, optuna_storage, robust, seed_flags, stats, trial_flags
+from harness import cli, seed_flags, trial_flags
+from harness.analysis import stats
 from harness.errors import UsageError
-from harness.records import write_json
-from harness.seeds import derive_seed
-from harness.storage import exclusive
+from harness.studies.records import write_json
+from harness.studies.storage import exclusive
 from harness.table import format_table
+from harness.trial.seeds import derive_seed
+from harness.tuning import hyperparameters, optuna_storage, robust
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("n_trials", 20, "Candidates the study should have finished; a resumed study runs the rest.",

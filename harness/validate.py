@@ -17,7 +17,7 @@ from pathlib import Path
 
 from harness import cli
 from harness.errors import UsageError
-from harness.records import NotStrictJson, has_torn_tail, scan_lines, schema_errors, strict_json_loads
+from harness.studies.records import NotStrictJson, has_torn_tail, scan_lines, schema_errors, strict_json_loads
 
 
 def validate_file(path: Path) -> tuple[int, list[str]]:

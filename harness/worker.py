@@ -1,6 +1,6 @@
 """`python -m harness.worker --output_dir=DIR`: runs the trial specs given as a JSON list on stdin.
 
-Started by `harness.study_runner` for trials that need a fresh process or another
+Started by `harness.studies.study_runner` for trials that need a fresh process or another
 process environment. Prints one JSON line per finished trial for the parent's
 progress; records go straight to DIR/trials.jsonl.
 """
@@ -13,8 +13,9 @@ from pathlib import Path
 
 from absl import flags
 
-from harness import cli, determinism
-from harness.study_runner import TrialSpec, run_and_record
+from harness import cli
+from harness.platform import determinism
+from harness.studies.study_runner import TrialSpec, run_and_record
 
 flags.DEFINE_string("output_dir", None, "Study directory.", required=True)
 

@@ -26,7 +26,7 @@ def run_program(module: str, *args: str, timeout: float = 300, env_vars: dict[st
 
 @pytest.fixture
 def small_config():
-    from harness.config import load_benchmark
+    from harness.trial.config import load_benchmark
 
     return load_benchmark("digits_mlp", **SMALL)
 
@@ -41,10 +41,11 @@ def small_study(tmp_path_factory) -> Path:
     Holds trials.jsonl and summary.json as `harness.bench` writes them; tests
     that change them work on copies.
     """
-    from harness import conditions, environment, study_runner
-    from harness.config import load_benchmark
-    from harness.seeds import SeedSet
-    from harness.summary import SUMMARY_FILE, build_summary, write_summary
+    from harness.analysis.summary import SUMMARY_FILE, build_summary, write_summary
+    from harness.platform import environment
+    from harness.studies import conditions, study_runner
+    from harness.trial.config import load_benchmark
+    from harness.trial.seeds import SeedSet
 
     output_dir = tmp_path_factory.mktemp("small_study")
     base, seeds = load_benchmark("digits_mlp", **SMALL), SeedSet.from_base(0)

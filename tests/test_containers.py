@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from harness.records import read_records
+from harness.studies.records import read_records
 
 BIN = Path(sys.executable).parent
 

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from harness import datasets
-from harness.config import load_benchmark
 from harness.errors import UsageError
-from harness.seeds import SeedSet
-from harness.train import run_trial
+from harness.trial import datasets
+from harness.trial.config import load_benchmark
+from harness.trial.seeds import SeedSet
+from harness.trial.train import run_trial
 
 
 def test_embedded_digits_are_the_uci_test_set():

@@ -14,11 +14,11 @@ SCRIPT = textwrap.dedent("""
     import tensorflow as tf
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from harness import environment
-    from harness.config import load_benchmark
-    from harness.records import make_trial_record, schema_errors
-    from harness.seeds import SeedSet
-    from harness.train import inputs_identity, run_trial
+    from harness.platform import environment
+    from harness.trial.config import load_benchmark
+    from harness.studies.records import make_trial_record, schema_errors
+    from harness.trial.seeds import SeedSet
+    from harness.trial.train import inputs_identity, run_trial
 
     config = load_benchmark("digits_mlp", epochs=3, max_train_examples=601, dropout_rate=0.2, strategy="mirrored")
     seeds = SeedSet.from_base(0)

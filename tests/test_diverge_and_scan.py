@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from conftest import run_program
 
-from harness import divergence, scan
-from harness.config import load_benchmark
-from harness.known_ops import alternative_for
-from harness.records import schema_errors
-from harness.seeds import SeedSet
-from harness.train import run_trial
+from harness.analysis import divergence, op_scan
+from harness.platform.known_ops import alternative_for
+from harness.studies.records import schema_errors
+from harness.trial.config import load_benchmark
+from harness.trial.seeds import SeedSet
+from harness.trial.train import run_trial
 
 TRIAL = ["--epochs=2", "--max_train_examples=300"]
 
@@ -69,7 +69,7 @@ def test_bad_diverge_input_is_one_sentence(tmp_path):
 
 
 def _flagged(benchmark, **overrides):
-    return {f["op"]: f for f in scan.scan(load_benchmark(benchmark, **overrides))["flagged"]}
+    return {f["op"]: f for f in op_scan.scan(load_benchmark(benchmark, **overrides))["flagged"]}
 
 
 def test_the_scan_flags_gather_and_segment_ops_of_the_embedding_model():
@@ -83,9 +83,9 @@ def test_the_scan_flags_the_cnns_convolution_backprop():
 
 
 def test_the_scan_stays_quiet_on_ops_without_known_issues():
-    found = scan.scan(load_benchmark("random_regression"))
+    found = op_scan.scan(load_benchmark("random_regression"))
     assert found["flagged"] == [] and found["op_types"] > 10
-    assert scan.summary_line(found) is None
+    assert op_scan.summary_line(found) is None
     raises = _flagged("unimplemented_ops")["SparseTensorDenseMatMul"]
     assert raises["kind"] == "raises" and "dense matmul" in raises["alternative"]
 
@@ -106,7 +106,7 @@ def test_failures_suggest_the_documented_alternative():
 
 
 def test_traces_of_different_lengths_say_where_the_shorter_run_ended():
-    from harness.divergence import compare, format_divergence
+    from harness.analysis.divergence import compare, format_divergence
 
     def trace(steps):
         return {"variables": ["dense/kernel:0"], "layers": ["dense"], "initial": [np.zeros(3)],

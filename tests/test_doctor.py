@@ -4,7 +4,7 @@ import json
 
 from conftest import run_program
 
-from harness.records import read_records, schema_errors
+from harness.studies.records import read_records, schema_errors
 
 DATA = """\
 import keras

@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import REPO, run_program
 
-from harness import environment
+from harness.platform import environment
 from harness.report import environment_rows
 
 # Real `nvidia-smi --query-gpu=... --format=csv[,nounits]` outputs as published in public repositories

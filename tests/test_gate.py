@@ -7,7 +7,7 @@ import pytest
 from conftest import run_program
 
 from harness import gate
-from harness.summary import load_summary
+from harness.analysis.summary import load_summary
 
 
 @pytest.fixture
@@ -213,8 +213,8 @@ def test_a_candidate_without_control_or_kernels_fails_the_determinism_rule(summa
 
 
 def test_a_candidate_whose_every_trial_diverged_is_a_regression_not_bad_input(small_study, summary):
-    from harness.records import read_records
-    from harness.summary import summary_from_records
+    from harness.analysis.summary import summary_from_records
+    from harness.studies.records import read_records
 
     records = read_records(small_study / "trials.jsonl")
     for record in records:
@@ -229,8 +229,8 @@ def test_a_candidate_whose_every_trial_diverged_is_a_regression_not_bad_input(sm
 
 
 def test_a_duplicated_record_is_counted_once(small_study):
-    from harness.records import read_records
-    from harness.summary import summary_from_records
+    from harness.analysis.summary import summary_from_records
+    from harness.studies.records import read_records
 
     records = read_records(small_study / "trials.jsonl")
     once, twice = summary_from_records(records), summary_from_records(records + copy.deepcopy(records))

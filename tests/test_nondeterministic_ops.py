@@ -9,8 +9,8 @@ import textwrap
 import tensorflow as tf
 from conftest import REPO
 
-from harness.determinism import explain_op_error
-from harness.records import schema_errors
+from harness.platform.determinism import explain_op_error
+from harness.studies.records import schema_errors
 
 # CPUs have no op that lacks a deterministic kernel, so this study stands in a CPU kernel that
 # really raises UnimplementedError (depthwise convolution in NCHW layout, with oneDNN off) exactly
@@ -19,10 +19,12 @@ from harness.records import schema_errors
 STUDY = textwrap.dedent("""
     import json, sys
     import tensorflow as tf
-    from harness import conditions, determinism, environment, models, study_runner
-    from harness.config import load_benchmark
-    from harness.seeds import SeedSet
-    from harness.summary import build_summary
+    from harness.platform import determinism, environment
+    from harness.studies import conditions, study_runner
+    from harness.trial import models
+    from harness.trial.config import load_benchmark
+    from harness.trial.seeds import SeedSet
+    from harness.analysis.summary import build_summary
 
     real_first_layer = models.SparseMLP._first_layer
 

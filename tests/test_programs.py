@@ -5,7 +5,7 @@ import json
 import pytest
 from conftest import run_program
 
-from harness.records import read_records, schema_errors
+from harness.studies.records import read_records, schema_errors
 
 TINY = ["--epochs=2", "--max_train_examples=300"]
 CONTROL = ["--conditions=control"]
@@ -23,9 +23,9 @@ def test_two_fresh_processes_give_identical_weights(tmp_path):
 
 
 def test_a_fresh_process_matches_a_trial_run_in_this_process(tmp_path):
-    from harness.config import load_benchmark
-    from harness.seeds import SeedSet
-    from harness.train import run_trial
+    from harness.trial.config import load_benchmark
+    from harness.trial.seeds import SeedSet
+    from harness.trial.train import run_trial
 
     result = run_program("harness.bench", "--repeats=1", "--seed=5", *CONTROL, *TINY, f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
@@ -85,7 +85,7 @@ def test_bad_input_gets_one_sentence_and_a_nonzero_exit(tmp_path, args, message)
 
 
 def test_every_listed_benchmark_is_a_loadable_definition():
-    from harness.config import benchmark_names, load_benchmark
+    from harness.trial.config import benchmark_names, load_benchmark
 
     names = benchmark_names()
     assert {"digits_mlp", "mnist_mlp", "random_regression", "synthetic_mlp", "cifar10_cnn", "embedding"} <= set(names)

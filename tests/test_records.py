@@ -11,9 +11,9 @@ import time
 import pytest
 from conftest import REPO
 
-from harness import environment
 from harness.errors import UsageError
-from harness.records import (
+from harness.platform import environment
+from harness.studies.records import (
     append_record,
     make_trial_record,
     read_records,
@@ -22,13 +22,13 @@ from harness.records import (
     write_json,
     write_records,
 )
-from harness.seeds import SeedSet
-from harness.train import inputs_identity, run_trial
+from harness.trial.seeds import SeedSet
+from harness.trial.train import inputs_identity, run_trial
 
 
 @pytest.fixture(scope="module")
 def record():
-    from harness.config import load_benchmark
+    from harness.trial.config import load_benchmark
 
     config = load_benchmark("digits_mlp", epochs=2, max_train_examples=300, flip_bit=3)
     seeds = SeedSet.from_base(0)
@@ -57,7 +57,7 @@ def test_schema_catches_a_broken_record(record):
 
 
 def test_a_failed_trial_record_is_valid_without_results(record):
-    from harness.train import TrialResult
+    from harness.trial.train import TrialResult
 
     failed = {**record, "status": {"code": "nan_loss", "message": "loss became nan at step 3."},
               "metrics": {}, "fingerprints": {}, "timing": {"wall_s": 0.1}}

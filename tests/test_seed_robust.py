@@ -6,9 +6,9 @@ import optuna
 import pytest
 from conftest import run_program
 
-from harness import hyperparameters, robust
 from harness.errors import UsageError
-from harness.records import read_records, schema_errors
+from harness.studies.records import read_records, schema_errors
+from harness.tuning import hyperparameters, robust
 
 # A small digits MLP (with a validation set, the tuner's default score) that trains in about a second.
 SMALL_FLAGS = ["--epochs=2", "--max_train_examples=400", "--validation_fraction=0.2", "--steps_per_loop=5"]
@@ -186,7 +186,7 @@ def test_bad_input_is_one_sentence_and_exit_2(tmp_path, program, args, message):
 
 
 def test_metric_advice_names_a_metric_the_benchmark_has():
-    from harness.config import load_benchmark
+    from harness.trial.config import load_benchmark
 
     regression = load_benchmark("random_regression")
     with pytest.raises(UsageError) as raised:

@@ -1,6 +1,6 @@
 import pytest
 
-from harness.seeds import SOURCES, SeedSet, derive_seed
+from harness.trial.seeds import SOURCES, SeedSet, derive_seed
 
 
 def test_each_source_gets_its_own_stable_seed():

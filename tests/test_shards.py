@@ -5,11 +5,11 @@ import json
 import tensorflow as tf
 from conftest import run_program
 
-from harness import conditions, study_runner
-from harness.config import load_benchmark
-from harness.records import read_records, schema_errors
-from harness.seeds import SeedSet
-from harness.storage import StudyDir
+from harness.studies import conditions, study_runner
+from harness.studies.records import read_records, schema_errors
+from harness.studies.storage import StudyDir
+from harness.trial.config import load_benchmark
+from harness.trial.seeds import SeedSet
 
 STUDY = ["--conditions=control,kernels,init,all", "--repeats=3", "--epochs=1", "--max_train_examples=200"]
 # Step times differ between any two runs; everything else must match.

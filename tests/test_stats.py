@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from harness import stats
+from harness.analysis import stats
 
 
 @pytest.mark.parametrize("n,low,high", [(10, 0.69, 1.83), (30, 0.80, 1.34)])

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from harness import conditions, study_runner
-from harness.config import load_benchmark
+from harness.analysis.summary import build_summary
 from harness.errors import UsageError
-from harness.records import read_records, schema_errors
-from harness.seeds import SOURCES, SeedSet
-from harness.summary import build_summary
+from harness.studies import conditions, study_runner
+from harness.studies.records import read_records, schema_errors
+from harness.trial.config import load_benchmark
+from harness.trial.seeds import SOURCES, SeedSet
 
 TINY = dict(epochs=2, max_train_examples=300, validation_fraction=0.2, augment=True, dropout_rate=0.5,
             steps_per_loop=5)
@@ -234,7 +234,7 @@ def test_a_second_run_into_a_held_directory_stops_and_a_dead_holders_lock_is_tak
     from conftest import run_program
 
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time\nfrom harness.storage import exclusive\n"
+        [sys.executable, "-c", "import sys, time\nfrom harness.studies.storage import exclusive\n"
          f"with exclusive({str(tmp_path)!r}):\n    print('held', flush=True)\n    time.sleep(120)"],
         cwd=REPO, stdout=subprocess.PIPE, text=True)
     try:
@@ -256,7 +256,7 @@ def test_a_second_run_into_a_held_directory_stops_and_a_dead_holders_lock_is_tak
 
 
 def test_cpu_load_is_a_measured_condition_that_matches_control_here(tmp_path):
-    from harness.background_load import busy_cores
+    from harness.studies.background_load import busy_cores
 
     def spinners():
         return [c for c in (Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").read_text().split())

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from harness.config import load_benchmark
-from harness.seeds import SOURCES, SeedSet
-from harness.train import run_trial
+from harness.trial.config import load_benchmark
+from harness.trial.seeds import SOURCES, SeedSet
+from harness.trial.train import run_trial
 
 
 def _weights(config, seeds):
@@ -87,7 +87,7 @@ def test_every_model_trains_reproducibly(benchmark, overrides):
 
 
 def test_determinism_switch_is_applied_per_trial(small_config):
-    from harness.determinism import op_determinism_enabled
+    from harness.platform.determinism import op_determinism_enabled
 
     run_trial(small_config.replace(determinism=False, epochs=1), SeedSet.from_base(0))
     assert not op_determinism_enabled()

@@ -7,13 +7,15 @@ import numpy as np
 import pytest
 from conftest import run_program
 
-from harness import conditions, hyperparameters, keras_model, robust, study_runner
-from harness.config import TrialConfig, user_model_config
-from harness.datasets import load_dataset
 from harness.errors import UsageError
-from harness.records import read_records, schema_errors
-from harness.seeds import SeedSet
-from harness.train import run_trial
+from harness.studies import conditions, study_runner
+from harness.studies.records import read_records, schema_errors
+from harness.trial import keras_model
+from harness.trial.config import TrialConfig, user_model_config
+from harness.trial.datasets import load_dataset
+from harness.trial.seeds import SeedSet
+from harness.trial.train import run_trial
+from harness.tuning import hyperparameters, robust
 
 # A model file as users write it: no seed anywhere, not built (no Input), compiled.
 USER_MODEL = """\
@@ -311,8 +313,8 @@ def test_tuning_sets_arguments_of_the_model_function(user_files):
 
 
 def test_scan_and_trace_work_on_a_user_model(user_files):
-    from harness.divergence import compare
-    from harness.scan import train_step_ops
+    from harness.analysis.divergence import compare
+    from harness.analysis.op_scan import train_step_ops
 
     ops = train_step_ops(_config(user_files))
     assert ops["MatMul"] >= 2 and any("Adam" in op or "AssignVariableOp" == op for op in ops)

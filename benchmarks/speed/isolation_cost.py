@@ -17,7 +17,7 @@ from pathlib import Path
 
 from absl import app, flags
 
-from harness.records import read_records
+from harness.studies.records import read_records
 from harness.table import format_table
 
 flags.DEFINE_integer("repeats", 5, "Repeats per condition.")

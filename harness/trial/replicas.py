@@ -23,13 +23,13 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from harness import determinism
-from harness.config import TrialConfig
-from harness.datasets import augment_images, dataset_of, epoch_order, split_indices, steps_per_epoch
-from harness.fingerprints import named_arrays_sha256
-from harness.models import build_model, dropout_keep, flip_lowest_bit
-from harness.seeds import SeedSet
-from harness.train import (
+from harness.platform import determinism
+from harness.trial.config import TrialConfig
+from harness.trial.datasets import augment_images, dataset_of, epoch_order, split_indices, steps_per_epoch
+from harness.trial.fingerprints import named_arrays_sha256
+from harness.trial.models import build_model, dropout_keep, flip_lowest_bit
+from harness.trial.seeds import SeedSet
+from harness.trial.train import (
     Adam,
     TrialResult,
     builtin_description,
@@ -39,7 +39,7 @@ from harness.train import (
     timing_from_calls,
     trial_result,
 )
-from harness.trainable import builtin_task
+from harness.trial.trainable import builtin_task
 
 SUPPORTED_MODELS = ("mlp", "regression")
 

@@ -19,11 +19,11 @@ from importlib import resources
 import numpy as np
 import tensorflow as tf
 
-from harness import user_data
-from harness.config import TrialConfig
 from harness.errors import UsageError, first_line
-from harness.fingerprints import named_arrays_sha256
-from harness.seeds import SeedSet
+from harness.trial import user_data
+from harness.trial.config import TrialConfig
+from harness.trial.fingerprints import named_arrays_sha256
+from harness.trial.seeds import SeedSet
 
 DIGITS_SHA256 = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"
 # The digits file has no official split; its last 360 images (20%) are the

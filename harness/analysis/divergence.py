@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import UsageError, first_line
+from harness.schema import TRACE_SCHEMA
 from harness.table import format_table
 
 
@@ -40,12 +41,12 @@ def load_trace(path: str | Path) -> dict[str, Any]:
 def _load_callback_trace(path: Path) -> dict[str, Any]:
     """A `harness.trace/1` JSON-lines trace as the arrays `compare` reads. A fit's callback sees no
     gradients: their columns are zero, and `has_gradients` is False."""
-    from harness.records import read_records
+    from harness.studies.records import read_records
 
     lines = read_records(path) if path.is_file() else None
     if lines is None:
         raise UsageError(f"{path}: no such trace file")
-    if not lines or lines[0].get("schema") != "harness.trace/1":
+    if not lines or lines[0].get("schema") != TRACE_SCHEMA:
         raise UsageError(f"{path} is not a trace written by harness.keras.FingerprintCallback")
     header, unit = lines[0], lines[0].get("every", "step")
     count = len(header["variables"])

@@ -10,9 +10,9 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from harness.config import TrialConfig
 from harness.errors import UsageError
-from harness.seeds import SOURCES, SeedSet, derive_seed
+from harness.trial.config import TrialConfig
+from harness.trial.seeds import SOURCES, SeedSet, derive_seed
 
 SEED_CONDITIONS = SOURCES  # init, shuffle, dropout, augment, split: that one seed varies.
 CONDITIONS = ("control", "kernels", *SEED_CONDITIONS, "all", "bit")
@@ -38,7 +38,7 @@ class Condition:
     flips_a_bit: bool = False
     config_changes: tuple[tuple[str, object], ...] = ()
     env_vars: tuple[tuple[str, str], ...] = ()
-    # Other processes keep every core busy while the trial runs (harness/background_load.py).
+    # Other processes keep every core busy while the trial runs (harness/studies/background_load.py).
     background_load: bool = False
 
     @property
@@ -85,7 +85,7 @@ def default_conditions(config: TrialConfig) -> list[Condition]:
     out when the model or data was handed over in Python (another process
     cannot see it).
     """
-    from harness.user_code import is_in_process
+    from harness.trial.user_code import is_in_process
 
     names = list(DEFAULT_CONDITIONS)
     if not config.augment:

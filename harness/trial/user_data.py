@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from harness import user_code
 from harness.errors import UsageError, first_line
+from harness.trial import user_code
 
 # Share of x, y-only data held out as the fixed test set, and the seed choosing it (part of the data's
 # definition, not a source of run-to-run variation).
@@ -64,7 +64,7 @@ def from_python(data: Any) -> str:
     """
     if isinstance(data, str):
         return data
-    from harness.fingerprints import named_arrays_sha256
+    from harness.trial.fingerprints import named_arrays_sha256
 
     arrays = tuple(_array(a, name, "data") for a, name in zip(_four(data, "data"), NPZ_KEYS, strict=True))
     digest = named_arrays_sha256(zip(NPZ_KEYS, arrays, strict=True))

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 
-from harness import stats
-from harness.conditions import Condition, condition
+from harness.analysis import stats
 from harness.errors import UsageError
-from harness.records import (
+from harness.schema import SUMMARY_FILE, SUMMARY_SCHEMA
+from harness.studies.conditions import Condition, condition
+from harness.studies.records import (
     TRIAL_SCHEMA,
     TRIALS_FILE,
     NotStrictJson,
@@ -30,9 +31,6 @@ from harness.records import (
     write_json,
 )
 from harness.table import format_table
-
-SUMMARY_SCHEMA = "harness.summary/1"  # Its JSON Schema: harness/schema/summary.schema.json.
-SUMMARY_FILE = "summary.json"
 
 
 def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dict[str, int],

@@ -24,12 +24,12 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from harness import user_code
-from harness.config import TrialConfig
-from harness.datasets import Dataset
 from harness.errors import UsageError, first_line
-from harness.seeds import SeedSet, derive_seed
-from harness.trainable import Task, Trainable, argmax_classes
+from harness.trial import user_code
+from harness.trial.config import TrialConfig
+from harness.trial.datasets import Dataset
+from harness.trial.seeds import SeedSet, derive_seed
+from harness.trial.trainable import Task, Trainable, argmax_classes
 
 # A model function with a parameter of this name (e.g. `create_model(seed)`) gets the init seed,
 # unless --model_args gives it.

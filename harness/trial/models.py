@@ -13,10 +13,10 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from harness.config import TrialConfig
-from harness.datasets import Dataset
 from harness.errors import UsageError
-from harness.fingerprints import variable_name
+from harness.trial.config import TrialConfig
+from harness.trial.datasets import Dataset
+from harness.trial.fingerprints import variable_name
 
 # Pixel intensities become this many token levels in the embedding model.
 EMBEDDING_LEVELS = 8

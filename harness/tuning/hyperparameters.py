@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-from harness.config import BUILTIN_MODEL_FIELDS, TrialConfig
 from harness.errors import UsageError
-from harness.records import NotStrictJson, strict_json_loads
+from harness.studies.records import NotStrictJson, strict_json_loads
+from harness.trial.config import BUILTIN_MODEL_FIELDS, TrialConfig
 
 # Fields a tuner may set, with their types. The rest of a config (dataset, determinism, ...)
 # describes the experiment, not the candidate.

@@ -33,14 +33,13 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from harness import environment, tensorboard_curves, user_code
-from harness import replicas as replicas_lib
-from harness.background_load import busy_cores
-from harness.conditions import Condition
-from harness.conditions import condition as named_condition
-from harness.config import TrialConfig
 from harness.errors import UsageError, meaningful_lines
-from harness.records import (
+from harness.platform import environment
+from harness.studies import tensorboard_curves
+from harness.studies.background_load import busy_cores
+from harness.studies.conditions import Condition
+from harness.studies.conditions import condition as named_condition
+from harness.studies.records import (
     LOST_FILE,
     TRIAL_SCHEMA,
     TRIALS_FILE,
@@ -50,8 +49,11 @@ from harness.records import (
     trial_key,
     utc_timestamp,
 )
-from harness.seeds import SeedSet
-from harness.train import TrialResult, build_trainable, inputs_identity, run_trial
+from harness.trial import replicas as replicas_lib
+from harness.trial import user_code
+from harness.trial.config import TrialConfig
+from harness.trial.seeds import SeedSet
+from harness.trial.train import TrialResult, build_trainable, inputs_identity, run_trial
 
 ISOLATIONS = ("inprocess", "process")
 
@@ -138,7 +140,7 @@ def _group_size(replicas: int | str, repeats: int, base: TrialConfig, condition:
 
 def _nonzero_weights(config: TrialConfig, seeds: SeedSet) -> list[int]:
     """Flat indices (over all variables, in order) of the model's nonzero initial weights."""
-    from harness.datasets import dataset_of
+    from harness.trial.datasets import dataset_of
 
     trainable = build_trainable(config, dataset_of(config), seeds)
     values = np.concatenate([np.asarray(v.numpy()).reshape(-1) for v in trainable.variables])

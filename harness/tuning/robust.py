@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 from scipy import stats as scipy_stats
 
-from harness import conditions, study_runner
-from harness.config import TrialConfig
+from harness.analysis.stats import CONFIDENCE, describe, higher_is_better, sample_sd
 from harness.errors import UsageError
-from harness.records import content_id
-from harness.seeds import SeedSet
-from harness.stats import CONFIDENCE, describe, higher_is_better, sample_sd
+from harness.studies import conditions, study_runner
+from harness.studies.records import content_id
+from harness.trial.config import TrialConfig
+from harness.trial.seeds import SeedSet
 
 METRICS = ("validation_accuracy", "validation_loss", "test_accuracy", "test_loss")
 # Bouthillier et al. 2021: A's improvement is meaningful when P(A beats B) exceeds this,

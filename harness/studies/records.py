@@ -24,23 +24,10 @@ from typing import Any
 
 import jsonschema
 
-from harness.config import TrialConfig
 from harness.errors import UsageError
-from harness.seeds import SeedSet
-
-TRIAL_SCHEMA = "harness.trial/1"
-TRIALS_FILE = "trials.jsonl"
-# Trials a dead worker process took with it (killed, out of memory): not results, so not in TRIALS_FILE,
-# and a resume runs them again. One JSON line each: trial_key, condition, repeat, reason, created_at.
-LOST_FILE = "lost.jsonl"
-# A study's manifest: what it planned (conditions, repeats, shards), so its summary can be rebuilt.
-STUDY_SCHEMA = "harness.study/1"
-STUDY_FILE = "study.json"
-# Every record kind and its JSON Schema in harness/schema/.
-_SCHEMA_FILES = {TRIAL_SCHEMA: "trial.schema.json", "harness.summary/1": "summary.schema.json",
-                 STUDY_SCHEMA: "study.schema.json", "harness.speed/1": "speed.schema.json",
-                 "harness.divergence/1": "divergence.schema.json", "harness.compare/1": "compare.schema.json",
-                 "harness.doctor/1": "doctor.schema.json"}
+from harness.schema import LOST_FILE, SCHEMA_FILES, STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIAL_SCHEMA, TRIALS_FILE  # noqa: F401 (the study's file names, read from here too)
+from harness.trial.config import TrialConfig
+from harness.trial.seeds import SeedSet
 
 
 def canonical_json(value: Any) -> str:
@@ -280,16 +267,16 @@ def has_torn_tail(data: bytes) -> bool:
 
 @functools.cache
 def load_schema(schema_id: str) -> dict[str, Any]:
-    if schema_id not in _SCHEMA_FILES:
-        raise UsageError(f"unknown record schema {schema_id!r}; this version knows {', '.join(_SCHEMA_FILES)}.")
-    text = resources.files("harness").joinpath("schema", _SCHEMA_FILES[schema_id]).read_text()
+    if schema_id not in SCHEMA_FILES:
+        raise UsageError(f"unknown record schema {schema_id!r}; this version knows {', '.join(SCHEMA_FILES)}.")
+    text = resources.files("harness").joinpath("schema", SCHEMA_FILES[schema_id]).read_text()
     return json.loads(text)
 
 
 def schema_errors(record: dict[str, Any]) -> list[str]:
     """Problems that make `record` invalid against the schema its `schema` field names; [] if valid."""
     schema_id = record.get("schema")
-    if schema_id not in _SCHEMA_FILES:
+    if schema_id not in SCHEMA_FILES:
         return [f"unknown or missing schema field {schema_id!r}"]
     validator = _validator(schema_id)
     return [f"{'/'.join(map(str, e.absolute_path)) or '(record)'}: {e.message}"

@@ -19,14 +19,15 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from harness import determinism, keras_model, known_ops, user_code
-from harness.config import TrialConfig
-from harness.datasets import Dataset, Split, dataset_of, split_pool, steps_per_epoch, training_batches
 from harness.errors import UsageError, first_line
-from harness.fingerprints import array_sha256, variable_name, weights_sha256
-from harness.models import build_model, count_weights, flip_lowest_bit
-from harness.seeds import SeedSet
-from harness.trainable import Task, Trainable, builtin_task
+from harness.platform import determinism, known_ops
+from harness.trial import keras_model, user_code
+from harness.trial.config import TrialConfig
+from harness.trial.datasets import Dataset, Split, dataset_of, split_pool, steps_per_epoch, training_batches
+from harness.trial.fingerprints import array_sha256, variable_name, weights_sha256
+from harness.trial.models import build_model, count_weights, flip_lowest_bit
+from harness.trial.seeds import SeedSet
+from harness.trial.trainable import Task, Trainable, builtin_task
 
 EVAL_BATCH = 1024
 

@@ -19,7 +19,7 @@ from typing import Any
 import tensorflow as tf
 
 from harness import __version__
-from harness.determinism import op_determinism_enabled
+from harness.platform.determinism import op_determinism_enabled
 
 # The environment variables a record keeps, when set, with why each matters: they change what TF
 # computes (the bits) or how many threads compute it. Nothing else is recorded: records are shared

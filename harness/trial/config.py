@@ -15,8 +15,8 @@ from typing import Any
 
 from harness.errors import UsageError
 
-# The built-in models (harness/models.py). Any other model is a user's Keras model, named by a
-# spec: `path/to/file.py:function` or `package.module:function` (harness/user_code.py).
+# The built-in models (harness/trial/models.py). Any other model is a user's Keras model, named by a
+# spec: `path/to/file.py:function` or `package.module:function` (harness/trial/user_code.py).
 MODELS = ("mlp", "regression", "cnn", "embedding", "sparse")
 # "mirrored": tf.distribute.MirroredStrategy over every local GPU (or logical CPU device).
 STRATEGIES = ("none", "mirrored")
@@ -30,7 +30,7 @@ class TrialConfig:
     """Everything that defines a trial except its seeds."""
 
     benchmark: str
-    # A built-in name, tfds:NAME, npz:PATH, csv:PATH, or a function spec returning arrays (harness/user_data.py).
+    # A built-in name, tfds:NAME, npz:PATH, csv:PATH, or a function spec returning arrays (harness/trial/user_data.py).
     dataset: str = "digits"
     data_dir: str | None = None
     # csv data only: the column holding the label (empty: the last column).
@@ -74,7 +74,7 @@ class TrialConfig:
     # Who runs the training steps: the harness's tf.function loop, or the user's own Keras `fit`
     # (their compile(); the harness's seeds, data pipeline and evaluation). keras_fit: user models.
     trainer: str = "harness"
-    # Trials trained together as vectorized replicas (harness/replicas.py); 1: alone. Part of the
+    # Trials trained together as vectorized replicas (harness/trial/replicas.py); 1: alone. Part of the
     # config because it changes the bits: a vectorized trial is compared with vectorized reruns.
     replicas: int = 1
 

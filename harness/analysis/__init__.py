@@ -1,0 +1,1 @@
+"""What records say: statistics, the study summary, divergence of two traced runs."""

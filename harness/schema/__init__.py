@@ -1,0 +1,29 @@
+"""Every kind of record the harness writes: its schema id, its JSON Schema (a file here), and the file
+it goes to. The one table of them: code reads ids and file names from here and never spells them."""
+
+TRIAL_SCHEMA = "harness.trial/1"  # one trial: config, seeds, metrics, fingerprints, environment
+STUDY_SCHEMA = "harness.study/1"  # a study's manifest: what it planned
+SUMMARY_SCHEMA = "harness.summary/1"  # a study's summary: per-condition statistics and verdicts
+SPEED_SCHEMA = "harness.speed/1"  # make speed's figures
+DIVERGENCE_SCHEMA = "harness.divergence/1"  # where two traced runs first differ
+COMPARE_SCHEMA = "harness.compare/1"  # two tuned configs compared over seeds
+DOCTOR_SCHEMA = "harness.doctor/1"  # the doctor's verdicts on a user's script
+TRACE_SCHEMA = "harness.trace/1"  # FingerprintCallback's JSON lines (a line format: no JSON Schema file)
+
+SCHEMA_FILES = {TRIAL_SCHEMA: "trial.schema.json", STUDY_SCHEMA: "study.schema.json",
+                SUMMARY_SCHEMA: "summary.schema.json", SPEED_SCHEMA: "speed.schema.json",
+                DIVERGENCE_SCHEMA: "divergence.schema.json", COMPARE_SCHEMA: "compare.schema.json",
+                DOCTOR_SCHEMA: "doctor.schema.json"}
+
+# The files of a study directory.
+TRIALS_FILE = "trials.jsonl"
+# Trials a dead worker process took with it (killed, out of memory): not results, so not in TRIALS_FILE,
+# and a resume runs them again. One JSON line each: trial_key, condition, repeat, reason, created_at.
+LOST_FILE = "lost.jsonl"
+STUDY_FILE = "study.json"
+SUMMARY_FILE = "summary.json"
+# The files of the other programs' output directories.
+SPEED_FILE = "speed.json"
+DIVERGENCE_FILE = "divergence.json"
+COMPARE_FILE = "compare.json"
+DOCTOR_FILE = "doctor.json"

@@ -1,0 +1,1 @@
+"""Optuna searches: hyperparameter spaces, seed-robust objectives, the study storage."""

@@ -1,0 +1,65 @@
+"""The house's rules, read from the import graph: imports only go down a layer (a module may import its
+own layer and those below), and no module imports a program."""
+
+import ast
+from pathlib import Path
+
+HARNESS = Path(__file__).resolve().parents[1] / "harness"
+# Bottom to top. `common`: errors, table, the schema table. `interface`: what programs and users call
+# (the Python API, the Keras callback, flag parsing, the program runner). `program`: `python -m harness.X`.
+LAYERS = ("common", "platform", "trial", "studies", "analysis", "tuning", "interface", "program")
+INTERFACE = {"api", "keras", "cli", "seed_flags", "trial_flags"}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(HARNESS.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(path): path for path in HARNESS.rglob("*.py")}
+
+
+def is_program(path: Path) -> bool:
+    return path.parent == HARNESS and 'if __name__ == "__main__":' in path.read_text()
+
+
+def layer(name: str, path: Path) -> str:
+    parts = name.split(".")
+    if len(parts) > 2 or (len(parts) == 2 and path.name == "__init__.py"):
+        return "common" if parts[1] == "schema" else parts[1]
+    if name == "harness" or parts[1] in ("errors", "table"):
+        return "common"
+    return "program" if is_program(path) else "interface" if parts[1] in INTERFACE else "unplaced"
+
+
+def imports(path: Path, known: dict[str, Path]) -> set[str]:
+    """The harness modules `path` imports, at any depth (imports inside functions count)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names if alias.name.startswith("harness")}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("harness"):
+            for alias in node.names:
+                candidate = f"{node.module}.{alias.name}"
+                found.add(candidate if candidate in known else node.module)
+    return found
+
+
+def test_every_module_has_a_layer():
+    known = modules()
+    assert [name for name, path in known.items() if layer(name, path) == "unplaced"] == []
+
+
+def test_imports_only_go_down_and_nothing_imports_a_program():
+    known = modules()
+    wrong = []
+    for name, path in known.items():
+        if name == "harness":
+            continue  # the package's lazy `harness.study` re-export of the Python API (interface)
+        own = LAYERS.index(layer(name, path))
+        for target in imports(path, known) - {name}:
+            target_layer = layer(target, known[target])
+            if target_layer == "program" or LAYERS.index(target_layer) > own:
+                wrong.append(f"{name} ({layer(name, path)}) imports {target} ({target_layer})")
+    assert wrong == []
