@@ -20,6 +20,7 @@ from harness import api, cli, trial_flags
 from harness.analysis import op_scan
 from harness.analysis.summary import format_summary
 from harness.errors import UsageError
+from harness.flags import value_or
 from harness.studies import conditions, study_runner
 from harness.studies.records import LOST_FILE
 
@@ -29,14 +30,10 @@ flags.DEFINE_string("conditions", None,
                     "all, bit, env:threads=N, env:onednn=0|1, env:xla=0|1. Default: all of them, less augment "
                     "without --augment and split without a validation share.")
 flags.DEFINE_integer("repeats", 10, "Trials per condition.", lower_bound=1)
-flags.DEFINE_string("output_dir", None, "Where records go (default: results/BENCHMARK).")
 flags.DEFINE_enum("isolation", "inprocess", list(study_runner.ISOLATIONS),
                   "inprocess: trials share this process (results match fresh processes); "
                   "process: a fresh process per trial.")
 flags.DEFINE_integer("workers", 1, "Worker processes running trials in parallel.", lower_bound=1)
-flags.DEFINE_string("replicas", "1", "Train each condition's repeats K at a time as vectorized replicas in one "
-                    "graph (a number, or auto for up to 16); 1 runs trials one by one. Conditions that cannot be "
-                    "vectorized (environment variants, XLA, models other than the MLPs) run one by one.")
 flags.DEFINE_integer("shard_index", None, "Run only this shard of the study (default: $JOB_COMPLETION_INDEX, "
                      "as a Kubernetes Indexed Job sets it, else 0).")
 flags.DEFINE_integer("num_shards", None, "Shards the study is split into (default: $HARNESS_NUM_SHARDS, else 1).")
@@ -72,8 +69,9 @@ def main(argv: list[str]) -> int:
               else conditions.default_conditions(base))
     shard_index, num_shards = shard_from_flags()
     op_scan.warn_at_study_start(base)
-    run = api.run_study(base, FLAGS.seed, seeds, chosen, FLAGS.repeats, FLAGS.output_dir or f"results/{base.benchmark}",
-                        replicas=study_runner.parse_replicas(FLAGS.replicas), isolation=FLAGS.isolation,
+    output_dir = value_or("output_dir", f"results/{base.benchmark}")
+    run = api.run_study(base, FLAGS.seed, seeds, chosen, FLAGS.repeats, output_dir,
+                        replicas=study_runner.parse_replicas(value_or("replicas", "1")), isolation=FLAGS.isolation,
                         workers=FLAGS.workers, shard_index=shard_index, num_shards=num_shards)
     print(format_summary(run.summary))
     shard_note = f" (shard {shard_index} of {num_shards}: merge with harness.merge)" if num_shards > 1 else ""

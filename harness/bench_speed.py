@@ -30,6 +30,7 @@ from absl import flags
 
 from harness import cli
 from harness.errors import UsageError
+from harness.flags import value_or
 from harness.platform import environment
 from harness.schema import SPEED_FILE, SPEED_SCHEMA
 from harness.studies.records import utc_timestamp, write_json
@@ -39,9 +40,6 @@ from harness.trial.seeds import SeedSet
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("examples", 16384, "Training examples per epoch (of the 60,000 synthetic ones).", lower_bound=256)
-flags.DEFINE_integer("epochs", 3, "Epochs per measurement; the first is warm-up.", lower_bound=2)
-flags.DEFINE_list("replicas", ["4", "16"], "Vectorized replica counts to measure.")
-flags.DEFINE_string("output_dir", "results/speed", "Where speed.json goes.")
 flags.DEFINE_bool("doctor", True, "Also time harness.doctor --verify on the two example scripts (about a minute).")
 flags.DEFINE_enum("memory_probe", None, ["builtin", "user"], "Internal: run one trial of this model in this process "
                   "and print the memory it added.")
@@ -243,21 +241,24 @@ def _fixed_cost(timing: dict[str, Any], steps_per_loop: int) -> float:
 def main(argv: list[str]) -> int:
     del argv
     try:
-        counts = [int(k) for k in FLAGS.replicas]
+        counts = [int(k) for k in value_or("replicas", "4,16").split(",")]
     except ValueError:
-        raise UsageError(f"--replicas takes whole numbers, got {','.join(FLAGS.replicas)}") from None
+        raise UsageError(f"--replicas takes whole numbers, got {value_or('replicas', '4,16')}") from None
     if any(k < 1 for k in counts):
         raise UsageError("--replicas values must be at least 1")
+    epochs, output_dir = value_or("epochs", 3), Path(value_or("output_dir", "results/speed"))
+    if epochs < 2:
+        raise UsageError(f"--epochs must be at least 2 here (the first is a warm-up), got {epochs}")
     if FLAGS.memory_probe:
-        print(json.dumps(memory_of_one_trial(FLAGS.memory_probe, FLAGS.examples, FLAGS.epochs)))
+        print(json.dumps(memory_of_one_trial(FLAGS.memory_probe, FLAGS.examples, epochs)))
         return 0
-    figures = measure(FLAGS.examples, FLAGS.epochs, counts)
-    figures["memory"] = measure_memory(FLAGS.examples, FLAGS.epochs)
+    figures = measure(FLAGS.examples, epochs, counts)
+    figures["memory"] = measure_memory(FLAGS.examples, epochs)
     if FLAGS.doctor:
         figures["doctor_s"] = doctor_seconds()
     env = environment.capture()
     print(f"{env['cpu']['model']}, {env['cpu']['usable_cores']} cores; TensorFlow {env['tensorflow']['version']}; "
-          f"{FLAGS.examples} examples x {FLAGS.epochs} epochs, batch 32, first epoch/call excluded")
+          f"{FLAGS.examples} examples x {epochs} epochs, batch 32, first epoch/call excluded")
     print(format_table(["configuration", "examples/s", "vs keras fit", "of matmul peak"],
                        [[r["name"], f"{r['examples_per_s']:,.0f}", f"{r['vs_keras']:.2f}x",
                          f"{r['share_of_matmul_peak']:.1%}"] for r in figures["rows"]]))
@@ -284,9 +285,9 @@ def main(argv: list[str]) -> int:
     for script, seconds in figures.get("doctor_s", {}).items():
         print(f"python -m harness.doctor --verify {script}: {seconds:.0f} s (4 runs of the script)")
     record = {"schema": SPEED_SCHEMA, "created_at": utc_timestamp(), "examples": FLAGS.examples,
-              "epochs": FLAGS.epochs, "environment": env, **figures}
-    write_json(Path(FLAGS.output_dir) / SPEED_FILE, record)
-    print(f"wrote {Path(FLAGS.output_dir) / SPEED_FILE}")
+              "epochs": epochs, "environment": env, **figures}
+    write_json(output_dir / SPEED_FILE, record)
+    print(f"wrote {output_dir / SPEED_FILE}")
     return 0
 
 

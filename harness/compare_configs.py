@@ -26,6 +26,7 @@ from absl import flags
 from harness import cli, seed_flags, trial_flags
 from harness.analysis import stats
 from harness.errors import UsageError
+from harness.flags import value_or
 from harness.platform import environment
 from harness.schema import COMPARE_FILE, COMPARE_SCHEMA
 from harness.studies.records import content_id, utc_timestamp, write_json
@@ -36,9 +37,6 @@ from harness.tuning import hyperparameters, robust
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("config", None, "A configuration to compare: LABEL:NAME=VALUE,..., LABEL:FILE.json "
                           "or FILE.json (hyperparameters); give two or more.")
-flags.DEFINE_integer("seeds", 20, "Paired seeds per configuration.", lower_bound=2)
-flags.DEFINE_string("output_dir", None, "Where records go (default: results/compare/BENCHMARK/ID, ID naming the "
-                    "configurations and seeds).")
 
 
 
@@ -76,7 +74,7 @@ def main(argv: list[str]) -> int:
     # A directory per comparison (its configurations and seeds), so one never overwrites another's verdicts.
     identity = [[label, config.as_dict()] for label, _, config in candidates] + [FLAGS.seed, FLAGS.seeds]
     comparison_id = content_id(identity)
-    output_dir = Path(FLAGS.output_dir or f"results/compare/{base.benchmark}/{comparison_id}")
+    output_dir = Path(value_or("output_dir", f"results/compare/{base.benchmark}/{comparison_id}"))
     with exclusive(output_dir):  # One run writes a directory at a time.
         replicas = seed_flags.replicas_from_flags()
         started = time.perf_counter()

@@ -26,11 +26,11 @@ from absl import flags
 from harness import cli, trial_flags
 from harness.analysis.divergence import compare, format_divergence, load_trace
 from harness.errors import UsageError
+from harness.flags import value_or
 from harness.schema import DIVERGENCE_FILE, DIVERGENCE_SCHEMA
 from harness.studies.records import utc_timestamp, write_json
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", "results/diverge", "Where divergence.json and the two traces go.")
 flags.DEFINE_list("traces", None, "Compare these two trace files (a.npz,b.npz) instead of running the trial.")
 flags.DEFINE_integer("b_flip_bit", None, "Run B only: flip the lowest bit of this initial weight.")
 flags.DEFINE_list("b_env", [], "Run B only: environment variables NAME=VALUE, e.g. TF_ENABLE_ONEDNN_OPTS=0.")
@@ -76,7 +76,7 @@ def main(argv: list[str]) -> int:
     if FLAGS.trace_to:
         write_trace(Path(FLAGS.trace_to))
         return 0
-    output_dir = Path(FLAGS.output_dir)
+    output_dir = Path(value_or("output_dir", "results/diverge"))
     output_dir.mkdir(parents=True, exist_ok=True)
     if FLAGS.traces:
         if len(FLAGS.traces) != 2:

@@ -35,6 +35,7 @@ from absl import flags
 from harness import cli
 from harness.analysis.keras_probe import DETERMINISM
 from harness.errors import UsageError, meaningful_lines
+from harness.flags import value_or
 from harness.platform import known_ops
 from harness.schema import DOCTOR_FILE, DOCTOR_SCHEMA
 from harness.studies.records import read_records, utc_timestamp, write_json
@@ -46,8 +47,6 @@ FIX = (f"keras.utils.set_random_seed({FIX_SEED})  # seeds Python's random, NumPy
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 20, "Train steps observed per fitted model; each fit stops after them.", lower_bound=1)
 flags.DEFINE_bool("verify", False, "Run the script twice more with the proposed fix, to show it works.")
-flags.DEFINE_string("output_dir", None, "Where doctor.json and the runs' observations go "
-                    "(default: results/doctor/SCRIPT_NAME).")
 flags.DEFINE_integer("timeout", 900, "Seconds a run of the script may take.", lower_bound=1)
 
 
@@ -209,7 +208,7 @@ def main(argv: list[str]) -> int:
     script, args = Path(argv[1]), argv[2:]
     if not script.is_file():
         raise UsageError(f"no such script {script}")
-    output_dir = Path(FLAGS.output_dir or f"results/doctor/{script.stem}")
+    output_dir = Path(value_or("output_dir", f"results/doctor/{script.stem}"))
     output_dir.mkdir(parents=True, exist_ok=True)
     steps, timeout = FLAGS.steps, FLAGS.timeout
     print(f"Running {script} {' '.join(args)} twice (fresh processes), observing the first {steps} steps of "

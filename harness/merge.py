@@ -16,6 +16,7 @@ from typing import Any
 
 from absl import flags
 
+import harness.flags  # noqa: F401 (defines --output_dir and --input_dir)
 from harness import cli
 from harness.analysis.summary import SUMMARY_FILE, format_summary, summarize_study, write_summary
 from harness.errors import UsageError
@@ -33,8 +34,6 @@ from harness.studies.records import (
 from harness.studies.storage import StudyDir, exclusive
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input_dir", None, "Study directory holding shard-*-of-* directories (local or a gfile URL).")
-flags.DEFINE_string("output_dir", None, "Where the merged study goes (default: the input directory).")
 
 
 def merge(shards: list[StudyDir], where: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:

@@ -27,6 +27,7 @@ from harness import cli, seed_flags, trial_flags
 from harness.analysis import stats
 from harness.analysis.summary import SUMMARY_FILE, build_summary, format_summary, write_summary
 from harness.errors import UsageError
+from harness.flags import value_or
 from harness.platform import environment
 from harness.studies.conditions import condition
 from harness.studies.storage import exclusive
@@ -42,9 +43,6 @@ flags.DEFINE_string("optuna_storage", None, "Optuna storage URL holding the tuni
 flags.DEFINE_string("optuna_study", None, "Study name in --optuna_storage (needed when it holds several).")
 flags.DEFINE_integer("optuna_trial", None, "Re-evaluate this trial number instead of the best one.")
 flags.DEFINE_float("tuned_score", None, "The score the tuner reported (overrides the one in the study or file).")
-flags.DEFINE_integer("seeds", 20, "Seeds to re-evaluate over.", lower_bound=2)
-flags.DEFINE_string("output_dir", None, "Where records go (default: results/reeval/BENCHMARK/ID, ID naming the "
-                    "config and seeds).")
 
 
 def hyperparameters_from_flags() -> dict[str, Any]:
@@ -177,7 +175,7 @@ def main(argv: list[str]) -> int:
     base_seed, reused = base_seed_from_flags(found)
     study_id = robust.seeds_study_id(config, base_seed)
     # A directory per re-evaluation (config and seeds), so one never overwrites another's summary.
-    output_dir = Path(FLAGS.output_dir or f"results/reeval/{config.benchmark}/{study_id}")
+    output_dir = Path(value_or("output_dir", f"results/reeval/{config.benchmark}/{study_id}"))
     with exclusive(output_dir):  # One run writes a directory at a time.
         started = time.perf_counter()
         records = robust.run_seeds(config, base_seed, FLAGS.seeds, output_dir, seed_flags.replicas_from_flags())

@@ -25,11 +25,10 @@ from harness import cli  # noqa: E402
 from harness.analysis import stats  # noqa: E402
 from harness.analysis.summary import format_summary, load_summary, trainer_text  # noqa: E402
 from harness.errors import UsageError  # noqa: E402
+from harness.flags import value_or
 from harness.studies.records import TRIALS_FILE, read_records  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("input_dir", None, "Study directory (holding trials.jsonl and summary.json).")
-flags.DEFINE_string("output_dir", None, "Where the report goes (default: the input directory).")
 
 DETERMINISTIC, NONDETERMINISTIC, ALL = "#1f77b4", "#d62728", "#ff7f0e"
 
@@ -274,7 +273,7 @@ def main(argv: list[str]) -> int:
     input_dir = Path(FLAGS.input_dir)
     if not input_dir.is_dir():
         raise UsageError(f"{input_dir}: no such study directory")
-    written = build_report(input_dir, Path(FLAGS.output_dir or input_dir))
+    written = build_report(input_dir, Path(value_or("output_dir", input_dir)))
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
 

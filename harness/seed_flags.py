@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from absl import flags
 
+from harness.flags import value_or
 from harness.studies import study_runner
 from harness.trial.config import TrialConfig
 from harness.tuning import robust
@@ -12,9 +13,6 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_enum("metric", None, list(robust.METRICS),
                   "The score: validation_accuracy by default (tuning on the test set overfits it).")
-flags.DEFINE_string("replicas", "auto", "Train a configuration's seeds K at a time as vectorized replicas "
-                    "(a number, or auto for up to 16); 1 trains them one by one. Models other than the MLPs "
-                    "always train one by one.")
 
 
 def metric_from_flags(config: TrialConfig, default: str = "validation_accuracy") -> str:
@@ -23,5 +21,10 @@ def metric_from_flags(config: TrialConfig, default: str = "validation_accuracy")
     return metric
 
 
+def replicas_flag() -> str:
+    """--replicas as given, else auto: a configuration's seeds train together where they can."""
+    return value_or("replicas", "auto")
+
+
 def replicas_from_flags() -> int | str:
-    return study_runner.parse_replicas(FLAGS.replicas)
+    return study_runner.parse_replicas(replicas_flag())

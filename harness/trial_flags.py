@@ -11,6 +11,7 @@ from typing import Any
 
 from absl import flags
 
+import harness.flags  # noqa: F401 (defines --epochs, a config field)
 from harness.errors import UsageError
 from harness.studies.records import NotStrictJson, strict_json_loads
 from harness.trial import config as config_lib
@@ -41,7 +42,6 @@ flags.DEFINE_string("loss", None,
                     "Your model, if not compiled: a Keras loss name, e.g. sparse_categorical_crossentropy.")
 flags.DEFINE_integer("hidden_units", None, "Built-in models: width of the hidden dense layer.")
 flags.DEFINE_float("dropout_rate", None, "Built-in models: dropout rate (the original question used 0.8).")
-flags.DEFINE_integer("epochs", None, "Training epochs.")
 flags.DEFINE_integer("batch_size", None, "Training batch size.")
 flags.DEFINE_float("learning_rate", None, "Learning rate (your compiled model's own when not given).")
 flags.DEFINE_integer("steps_per_loop", None, "Train steps per call of the outer tf.function.")

@@ -28,6 +28,7 @@ from absl import flags, logging
 from harness import cli, seed_flags, trial_flags
 from harness.analysis import stats
 from harness.errors import UsageError
+from harness.flags import value_or
 from harness.studies.records import write_json
 from harness.studies.storage import exclusive
 from harness.table import format_table
@@ -45,7 +46,6 @@ flags.DEFINE_string("space", None, "Search space: NAME=LOW..HIGH[:log] or NAME=A
                     f"{', '.join(hyperparameters.TUNABLE)}, or model_args.NAME for an argument of your model "
                     f"function (default: {hyperparameters.DEFAULT_SPACE}; for your own model "
                     f"{hyperparameters.USER_MODEL_SPACE}).")
-flags.DEFINE_string("output_dir", None, "Where records and the Optuna database go (default: results/tune/BENCHMARK).")
 flags.DEFINE_string("storage", None, "Optuna storage URL (default: sqlite:///OUTPUT_DIR/optuna.db).")
 flags.DEFINE_string("study_name", None, "Optuna study name (default: BENCHMARK-METRIC-kSEEDS-OBJECTIVE).")
 
@@ -61,7 +61,7 @@ def settings_from_flags(metric: str, base) -> dict[str, Any]:
     return {"config": base.as_dict(), "metric": metric, "base_seed": FLAGS.seed,
             "seeds_per_trial": FLAGS.seeds_per_trial, "objective": FLAGS.objective,
             "lcb_confidence": FLAGS.lcb_confidence if FLAGS.objective == "lcb" else None,
-            "space": space_from_flags(base), "replicas": FLAGS.replicas}
+            "space": space_from_flags(base), "replicas": seed_flags.replicas_flag()}
 
 
 def open_study(storage_url: str, name: str, settings: dict[str, Any]):
@@ -131,7 +131,7 @@ def main(argv: list[str]) -> int:
     hyperparameters.check_space(space, base)
     replicas = seed_flags.replicas_from_flags()
     settings = settings_from_flags(metric, base)
-    output_dir = Path(FLAGS.output_dir or f"results/tune/{base.benchmark}")
+    output_dir = Path(value_or("output_dir", f"results/tune/{base.benchmark}"))
     with exclusive(output_dir):  # One tuner writes a directory's records at a time.
         storage_url = FLAGS.storage or optuna_storage.sqlite_url(output_dir / "optuna.db")
         name = FLAGS.study_name or f"{base.benchmark}-{metric}-k{FLAGS.seeds_per_trial}-{FLAGS.objective}"

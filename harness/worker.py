@@ -13,11 +13,12 @@ from pathlib import Path
 
 from absl import flags
 
+import harness.flags  # noqa: F401 (defines --output_dir and --input_dir)
 from harness import cli
 from harness.platform import determinism
 from harness.studies.study_runner import TrialSpec, run_and_record
 
-flags.DEFINE_string("output_dir", None, "Study directory.", required=True)
+flags.mark_flag_as_required("output_dir")  # the study directory
 
 
 def main(argv: list[str]) -> int:

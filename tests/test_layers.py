@@ -8,7 +8,7 @@ HARNESS = Path(__file__).resolve().parents[1] / "harness"
 # Bottom to top. `common`: errors, table, the schema table. `interface`: what programs and users call
 # (the Python API, the Keras callback, flag parsing, the program runner). `program`: `python -m harness.X`.
 LAYERS = ("common", "platform", "trial", "studies", "analysis", "tuning", "interface", "program")
-INTERFACE = {"api", "keras", "cli", "seed_flags", "trial_flags"}
+INTERFACE = {"api", "keras", "cli", "flags", "seed_flags", "trial_flags"}
 
 
 def module_name(path: Path) -> str:

@@ -1,0 +1,35 @@
+"""Every flag that more than one program takes, defined once.
+
+Each program states its own default, where it has one, in the help below and in its docstring,
+and applies it with `value_or`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("output_dir", None, "Where the program writes. Defaults: bench results/BENCHMARK; tune "
+                    "results/tune/BENCHMARK; reeval results/reeval/BENCHMARK/ID and compare_configs "
+                    "results/compare/BENCHMARK/ID (ID names the configs and seeds); diverge results/diverge; "
+                    "bench_speed results/speed; doctor results/doctor/SCRIPT; report and merge: the input "
+                    "directory; worker: required.")
+flags.DEFINE_string("input_dir", None, "The study directory to read: report's holds trials.jsonl and summary.json; "
+                    "merge's holds shard-*-of-* directories (local or a gfile URL).")
+flags.DEFINE_string("replicas", None, "Vectorized replicas: train K trials at a time in one graph (a number, or auto "
+                    "for up to 16; 1 trains them one by one). bench: each condition's repeats, default 1; tune, "
+                    "reeval, compare_configs: a configuration's seeds, default auto; bench_speed: the counts to "
+                    "measure, default 4,16. Conditions that cannot be vectorized (environment variants, XLA, "
+                    "models other than the MLPs) train one by one.")
+flags.DEFINE_integer("seeds", 20, "Seeds each configuration is evaluated over, paired across configurations "
+                     "(reeval, compare_configs).", lower_bound=2)
+flags.DEFINE_integer("epochs", None, "Training epochs (default: the benchmark's; bench_speed: 3, the first a warm-up).")
+
+
+def value_or(name: str, default: Any) -> Any:
+    """The flag's value, or this program's default when it was not given."""
+    value = FLAGS[name].value
+    return default if value is None else value
