@@ -25,11 +25,6 @@ from harness.studies import conditions, study_runner
 from harness.studies.records import LOST_FILE
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("conditions", None,
-                    "Comma-separated conditions: control, kernels, init, shuffle, dropout, augment, split, "
-                    "all, bit, env:threads=N, env:onednn=0|1, env:xla=0|1. Default: all of them, less augment "
-                    "without --augment and split without a validation share.")
-flags.DEFINE_integer("repeats", 10, "Trials per condition.", lower_bound=1)
 flags.DEFINE_enum("isolation", "inprocess", list(study_runner.ISOLATIONS),
                   "inprocess: trials share this process (results match fresh processes); "
                   "process: a fresh process per trial.")
@@ -70,7 +65,7 @@ def main(argv: list[str]) -> int:
     shard_index, num_shards = shard_from_flags()
     op_scan.warn_at_study_start(base)
     output_dir = value_or("output_dir", f"results/{base.benchmark}")
-    run = api.run_study(base, FLAGS.seed, seeds, chosen, FLAGS.repeats, output_dir,
+    run = api.run_study(base, FLAGS.seed, seeds, chosen, value_or("repeats", 10), output_dir,
                         replicas=study_runner.parse_replicas(value_or("replicas", "1")), isolation=FLAGS.isolation,
                         workers=FLAGS.workers, shard_index=shard_index, num_shards=num_shards)
     print(format_summary(run.summary))

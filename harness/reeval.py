@@ -29,7 +29,7 @@ from harness.analysis.summary import SUMMARY_FILE, build_summary, format_summary
 from harness.errors import UsageError
 from harness.flags import value_or
 from harness.platform import environment
-from harness.studies.conditions import condition
+from harness.studies.conditions import ALL, condition
 from harness.studies.storage import exclusive
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
@@ -181,7 +181,7 @@ def main(argv: list[str]) -> int:
         records = robust.run_seeds(config, base_seed, FLAGS.seeds, output_dir, seed_flags.replicas_from_flags())
         wall_s = time.perf_counter() - started
         summary = build_summary(study_id=study_id, base_config=config.as_dict(),
-                                base_seeds=SeedSet.from_base(base_seed).as_dict(), conditions=[condition("all")],
+                                base_seeds=SeedSet.from_base(base_seed).as_dict(), conditions=[condition(ALL)],
                                 repeats=FLAGS.seeds, records=records, environment=environment.capture(), wall_s=wall_s)
         summary["comparison"] = comparison_block(found, metric, robust.scores(records, metric), base_seed, reused)
         write_summary(output_dir / SUMMARY_FILE, summary)

@@ -19,7 +19,7 @@ import numpy as np
 from harness.analysis import stats
 from harness.errors import UsageError
 from harness.schema import SUMMARY_FILE, SUMMARY_SCHEMA
-from harness.studies.conditions import Condition, condition
+from harness.studies.conditions import ALL, CONTROL, KERNELS, Condition, condition
 from harness.studies.records import (
     TRIAL_SCHEMA,
     TRIALS_FILE,
@@ -96,7 +96,7 @@ def summary_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
                          "summarize one study at a time")
     ordered = sorted(records, key=lambda r: r["repeat"])
     names = list(dict.fromkeys(r["condition"] for r in ordered))
-    reference = next((r for r in ordered if r["condition"] == "control"), ordered[0])
+    reference = next((r for r in ordered if r["condition"] == CONTROL), ordered[0])
     return build_summary(
         study_id=studies[0], base_config=reference["config"], base_seeds=reference["seeds"],
         conditions=[condition(name) for name in names], repeats=ordered[-1]["repeat"] + 1, records=records,
@@ -185,7 +185,7 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
 
 def _compare_with_reference_rows(rows: list[dict[str, Any]], metric: str) -> None:
     named = {row["name"]: row for row in rows}
-    all_row, control = named.get("all"), named.get("control")
+    all_row, control = named.get(ALL), named.get(CONTROL)
     all_sd = (all_row or {}).get(metric, None) and all_row[metric]["sd"]
     for row in rows:
         if row[metric] and all_sd:
@@ -204,7 +204,7 @@ def findings(summary: dict[str, Any]) -> list[str]:
     metric = summary["primary_metric"]
     rows = {row["name"]: row for row in summary["conditions"]}
     said = []
-    control = rows.get("control")
+    control = rows.get(CONTROL)
     if control and control["n_ok"]:
         if control["bitwise_reproducible"]:
             said.append(f"With every seed fixed and op determinism on, all {control['n_ok']} control runs "
@@ -213,16 +213,16 @@ def findings(summary: dict[str, Any]) -> list[str]:
             said.append(f"Control runs are NOT bitwise reproducible: {control['unique_weight_hashes']} "
                         f"different weight hashes over {control['n_ok']} runs with identical seeds.")
     sources = [r for r in summary["conditions"] if r["sd_share_of_all"] is not None
-               and r["name"] not in ("all", "control")]
-    if rows.get("all") and rows["all"][metric] and sources:
-        all_sd = rows["all"][metric]["sd"]
+               and r["name"] not in (ALL, CONTROL)]
+    if rows.get(ALL) and rows[ALL][metric] and sources:
+        all_sd = rows[ALL][metric]["sd"]
         ranked = sorted(sources, key=lambda r: -r["sd_share_of_all"])
         top = ", ".join(f"{r['name']} {r['sd_share_of_all']:.0%}" for r in ranked[:4])
         unit = "points" if stats.higher_is_better(metric) else "(loss)"
         scale = stats.display_scale(metric)
         said.append(f"Across runs with every seed varied, {metric} has SD {all_sd * scale:.3g} {unit}; "
                     f"each source alone gives this share of it: {top}.")
-    kernels = rows.get("kernels")
+    kernels = rows.get(KERNELS)
     if kernels and kernels["n_ok"]:
         cost = _overhead_sentence(kernels["step_time_ratio_vs_control"])
         same = "gave the same bits as control" if kernels["matches_control_bitwise"] else \

@@ -1,5 +1,5 @@
 """TensorFlow ops with known GPU determinism issues, from TF's docs and NVIDIA's
-framework-reproducibility status pages (REFERENCES.md, "TensorFlow determinism facts").
+framework-reproducibility status pages (docs/references.md, "TensorFlow determinism").
 
 Two kinds:
 - `fixed`: nondeterministic on a GPU without op determinism (cuDNN algorithm

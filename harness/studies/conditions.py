@@ -15,9 +15,8 @@ from harness.trial.config import TrialConfig
 from harness.trial.seeds import SOURCES, SeedSet, derive_seed
 
 SEED_CONDITIONS = SOURCES  # init, shuffle, dropout, augment, split: that one seed varies.
-CONDITIONS = ("control", "kernels", *SEED_CONDITIONS, "all", "bit")
-DEFAULT_CONDITIONS = ("control", "kernels", *SEED_CONDITIONS, "all", "bit",
-                      "env:threads=1", "env:onednn=0", "env:xla=1", "env:load=1")
+# The names other modules compare records with.
+CONTROL, KERNELS, ALL = "control", "kernels", "all"
 
 # Environment variants run with determinism on and every seed fixed, and are
 # judged against `control`: same bits or not. Each maps a value to what it sets.
@@ -77,6 +76,18 @@ class Condition:
         return base.replace(**changes), seeds.replace(**varied)
 
 
+# The one table of the named conditions, in the order tables show them.
+NAMED_CONDITIONS = {c.name: c for c in (
+    Condition(CONTROL, "nothing", determinism=True),
+    Condition(KERNELS, "nothing (op determinism off)", determinism=False),
+    *(Condition(source, f"{source} seed", determinism=True, varied_sources=(source,)) for source in SEED_CONDITIONS),
+    Condition(ALL, "every seed (op determinism off)", determinism=False, varied_sources=SOURCES),
+    Condition("bit", "which weight gets its lowest bit flipped", determinism=True, flips_a_bit=True),
+)}
+CONDITIONS = tuple(NAMED_CONDITIONS)
+DEFAULT_CONDITIONS = (*CONDITIONS, "env:threads=1", "env:onednn=0", "env:xla=1", "env:load=1")
+
+
 def default_conditions(config: TrialConfig) -> list[Condition]:
     """Every condition that can show something for this config.
 
@@ -108,16 +119,9 @@ def parse_conditions(text: str) -> list[Condition]:
 
 
 def condition(name: str) -> Condition:
-    if name == "control":
-        return Condition(name, "nothing", determinism=True)
-    if name == "kernels":
-        return Condition(name, "nothing (op determinism off)", determinism=False)
-    if name in SEED_CONDITIONS:
-        return Condition(name, f"{name} seed", determinism=True, varied_sources=(name,))
-    if name == "all":
-        return Condition(name, "every seed (op determinism off)", determinism=False, varied_sources=SOURCES)
-    if name == "bit":
-        return Condition(name, "which weight gets its lowest bit flipped", determinism=True, flips_a_bit=True)
+    """A named condition from the table, or an environment variant `env:NAME=VALUE`."""
+    if name in NAMED_CONDITIONS:
+        return NAMED_CONDITIONS[name]
     if name.startswith("env:"):
         return _env_variant(name)
     raise UsageError(

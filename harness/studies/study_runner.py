@@ -37,7 +37,7 @@ from harness.errors import UsageError, meaningful_lines
 from harness.platform import environment
 from harness.studies import tensorboard_curves
 from harness.studies.background_load import busy_cores
-from harness.studies.conditions import Condition
+from harness.studies.conditions import CONTROL, Condition
 from harness.studies.conditions import condition as named_condition
 from harness.studies.records import (
     LOST_FILE,
@@ -307,7 +307,7 @@ def _condition_of(name: str | None) -> Condition:
     try:
         return named_condition(name)
     except (UsageError, TypeError):
-        return named_condition("control")
+        return named_condition(CONTROL)
 
 
 def _this_process_environment() -> tuple:

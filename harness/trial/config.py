@@ -148,8 +148,7 @@ BUILTIN_MODEL_FIELDS = ("hidden_units", "dropout_rate")
 def benchmark_names() -> list[str]:
     """Names of the benchmark definitions: the top-level modules of `benchmarks/`.
 
-    Found by listing, not importing: subpackages (like `benchmarks/speed/`, which
-    holds programs with flags of their own) are not definitions.
+    Found by listing, not importing: subpackages (like `benchmarks/baselines/`) are not definitions.
     """
     import benchmarks
 

@@ -50,7 +50,7 @@ def check_metric(metric: str, config: TrialConfig) -> None:
 
 def seeds_study_id(config: TrialConfig, base_seed: int) -> str:
     """One id per (config, base seed): the same config re-run later extends the same records."""
-    identity = {"config": config.replace(replicas=1).as_dict(), "base_seed": base_seed, "condition": "all"}
+    identity = {"config": config.replace(replicas=1).as_dict(), "base_seed": base_seed, "condition": conditions.ALL}
     return content_id(identity)
 
 
@@ -61,7 +61,7 @@ def run_seeds(config: TrialConfig, base_seed: int, n: int, output_dir: Path,
     Returns the n records in repeat order. Vectorized replicas where the model
     supports them (`replicas`: a number or "auto"), else one trial at a time.
     """
-    all_seeds = conditions.condition("all")
+    all_seeds = conditions.condition(conditions.ALL)
     study_id = seeds_study_id(config, base_seed)
     specs = study_runner.plan(config, base_seed, SeedSet.from_base(base_seed), [all_seeds], n, study_id, replicas)
     study_runner.execute(specs, output_dir)

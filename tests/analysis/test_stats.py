@@ -10,7 +10,7 @@ from harness.analysis import stats
 
 @pytest.mark.parametrize("n,low,high", [(10, 0.69, 1.83), (30, 0.80, 1.34)])
 def test_sd_interval_matches_the_published_chi_square_factors(n, low, high):
-    # REFERENCES.md: about [0.69, 1.83]x at n=10 and [0.80, 1.34]x at n=30.
+    # docs/references.md ("How many runs"): about [0.69, 1.83]x at n=10 and [0.80, 1.34]x at n=30.
     interval = stats.sd_interval(1.0, n)
     assert interval[0] == pytest.approx(low, abs=0.005) and interval[1] == pytest.approx(high, abs=0.005)
     assert stats.sd_interval(1.0, 1) is None

@@ -6,8 +6,8 @@ import json
 import pytest
 from conftest import REPO, run_program
 
+from harness.analysis.study_report import environment_rows
 from harness.platform import environment
-from harness.report import environment_rows
 
 # Real `nvidia-smi --query-gpu=... --format=csv[,nounits]` outputs as published in public repositories
 # and issue threads (the last from triton-inference-server/server#8070). Field order, units and

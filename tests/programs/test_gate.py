@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import run_program
 
-from harness import gate
+from harness.analysis import gate_rules
 from harness.analysis.summary import load_summary
 
 
@@ -20,8 +20,8 @@ def _row(summary, name):
 
 
 def _verdicts(baseline, candidate, **thresholds):
-    values = {**gate.DEFAULT_THRESHOLDS, **thresholds}
-    return {(v.rule, v.condition): v for v in gate.evaluate(baseline, candidate, values)}
+    values = {**gate_rules.DEFAULT_THRESHOLDS, **thresholds}
+    return {(v.rule, v.condition): v for v in gate_rules.evaluate(baseline, candidate, values)}
 
 
 def test_a_study_against_itself_passes_every_rule(summary):
@@ -114,7 +114,7 @@ def test_newly_failing_trials_fail_the_failures_rule(summary):
 def test_rules_file_and_flags_override_thresholds(tmp_path):
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps({"max_slowdown": 1.0, "skip": ["speed"]}))
-    values, skipped = gate.thresholds_from(str(rules), {"alpha": 0.01, "max_slowdown": None}, ["overhead"])
+    values, skipped = gate_rules.thresholds_from(str(rules), {"alpha": 0.01, "max_slowdown": None}, ["overhead"])
     assert values["max_slowdown"] == 1.0 and values["alpha"] == 0.01 and skipped == {"speed", "overhead"}
 
 
@@ -196,9 +196,9 @@ def test_unusable_input_exits_2_with_one_sentence(small_study, summary, tmp_path
 def test_notes_name_conditions_the_candidate_lacks(summary):
     candidate = copy.deepcopy(summary)
     candidate["conditions"] = [row for row in candidate["conditions"] if row["name"] != "bit"]
-    notes = gate.check_comparable(summary, candidate, ("b", "c"))
+    notes = gate_rules.check_comparable(summary, candidate, ("b", "c"))
     assert notes == ["not in the candidate, so not compared: bit"]
-    assert gate.check_comparable(summary, summary, ("b", "c")) == []
+    assert gate_rules.check_comparable(summary, summary, ("b", "c")) == []
 
 
 def test_a_candidate_without_control_or_kernels_fails_the_determinism_rule(summary):
@@ -208,8 +208,8 @@ def test_a_candidate_without_control_or_kernels_fails_the_determinism_rule(summa
         verdict = _verdicts(summary, candidate)[("determinism", name)]
         assert verdict.passed is False
         assert verdict.detail == f"the candidate has no {name} condition; run it, or --skip=determinism"
-    values = dict(gate.DEFAULT_THRESHOLDS)
-    assert all(v.rule != "determinism" for v in gate.evaluate(summary, candidate, values, {"determinism"}))
+    values = dict(gate_rules.DEFAULT_THRESHOLDS)
+    assert all(v.rule != "determinism" for v in gate_rules.evaluate(summary, candidate, values, {"determinism"}))
 
 
 def test_a_candidate_whose_every_trial_diverged_is_a_regression_not_bad_input(small_study, summary):
@@ -223,7 +223,7 @@ def test_a_candidate_whose_every_trial_diverged_is_a_regression_not_bad_input(sm
     candidate = summary_from_records(records)
     # Still an accuracy study: the records' model.task says so, though no trial has an accuracy.
     assert candidate["primary_metric"] == "test_accuracy"
-    gate.check_comparable(summary, candidate, ("b", "c"))
+    gate_rules.check_comparable(summary, candidate, ("b", "c"))
     verdicts = _verdicts(summary, candidate)
     assert verdicts[("failures", "control")].passed is False
 

@@ -6,7 +6,7 @@ import shutil
 from conftest import run_program
 from PIL import Image
 
-from harness.report import build_report
+from harness.analysis.study_report import build_report
 
 
 def test_validate_passes_a_real_study(small_study):

@@ -111,7 +111,7 @@ def test_reeval_reads_the_best_trial_of_an_optuna_study_in_sqlite(tmp_path):
     assert {r["condition"] for r in records} == {"all"}
     assert {(r["config"]["learning_rate"], r["config"]["hidden_units"]) for r in records} == {(0.02, 64)}
     assert "The tuner reported 99.00" in result.stdout
-    from harness.report import answer  # The report states the re-evaluation's findings too.
+    from harness.analysis.study_report import answer  # The report states the re-evaluation's findings too.
 
     assert comparison["findings"][1] in answer(summary)
 

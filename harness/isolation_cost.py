@@ -1,6 +1,6 @@
 """What fresh processes cost: the same study run in-process and one process per trial, side by side.
 
-    python -m benchmarks.speed.isolation_cost [--repeats=5] [--conditions=control,init]
+    python -m harness.isolation_cost [--repeats=5] [--conditions=control,init]
 
 Runs `harness.bench` twice on the embedded digits and prints wall time,
 seconds per trial, and whether the two runs gave identical weight hashes
@@ -15,18 +15,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from absl import app, flags
+from absl import app
 
+from harness.flags import value_or
 from harness.studies.records import read_records
 from harness.table import format_table
 
-flags.DEFINE_integer("repeats", 5, "Repeats per condition.")
-flags.DEFINE_string("conditions", "control,init", "Conditions of the study.")
-
 
 def _run(isolation: str, output_dir: Path) -> float:
-    args = [sys.executable, "-m", "harness.bench", f"--isolation={isolation}", f"--repeats={flags.FLAGS.repeats}",
-            f"--conditions={flags.FLAGS.conditions}", f"--output_dir={output_dir}"]
+    args = [sys.executable, "-m", "harness.bench", f"--isolation={isolation}", f"--repeats={value_or('repeats', 5)}",
+            f"--conditions={value_or('conditions', 'control,init')}", f"--output_dir={output_dir}"]
     started = time.perf_counter()
     subprocess.run(args, check=True, capture_output=True)
     return time.perf_counter() - started

@@ -1,0 +1,262 @@
+"""A study as plots and pages people can read without the JSON (`python -m harness.report` writes them).
+
+Writes DIR/report.html and DIR/report.md, and beside them PNG plots:
+- accuracy.png: every trial's test metric per condition (identical runs fall on one point);
+- sd_by_source.png: each condition's SD with its 95% interval, beside `all`'s;
+- step_time.png: steady-state step time per condition, op determinism on vs off;
+- loss_curves.png: per-epoch train loss of every trial, one panel per condition;
+and the environment the study ran in as a table.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # Files only: no display on CI or in containers.
+import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
+
+from harness.analysis import stats  # noqa: E402
+from harness.analysis.summary import format_summary, load_summary, trainer_text  # noqa: E402
+from harness.errors import UsageError  # noqa: E402
+from harness.studies import conditions  # noqa: E402
+from harness.studies.records import TRIALS_FILE, read_records  # noqa: E402
+
+DETERMINISTIC, NONDETERMINISTIC, ALL = "#1f77b4", "#d62728", "#ff7f0e"
+
+
+def build_report(input_dir: Path, output_dir: Path) -> list[Path]:
+    """Writes the plots, report.html and report.md; returns the paths written."""
+    summary = load_summary(input_dir)
+    records = [r for r in read_records(input_dir / TRIALS_FILE) if r.get("study_id") == summary["study_id"]]
+    if not records:
+        raise UsageError(f"{input_dir / TRIALS_FILE} holds no trial records of study {summary['study_id']}; "
+                         "the report plots every trial")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plots = {
+        "accuracy.png": ("Every trial's result, per condition", _metric_strip(summary, records)),
+        "sd_by_source.png": ("Spread of each condition, as a share of all sources", _sd_bars(summary)),
+        "step_time.png": ("Steady-state step time: op determinism on vs off", _step_times(summary)),
+        "loss_curves.png": ("Training loss of every trial, per condition", _loss_curves(summary, records)),
+    }
+    written = []
+    for name, (_, figure) in plots.items():
+        figure.savefig(output_dir / name, dpi=110, bbox_inches="tight")
+        plt.close(figure)
+        written.append(output_dir / name)
+    captions = [(name, caption) for name, (caption, _) in plots.items()]
+    environment = inputs_rows(records[0]) + environment_rows(summary["environment"])
+    (output_dir / "report.html").write_text(_html(summary, captions, environment))
+    (output_dir / "report.md").write_text(_markdown(summary, captions, environment))
+    return written + [output_dir / "report.html", output_dir / "report.md"]
+
+
+def _metric_scale(summary: dict[str, Any]) -> tuple[str, float]:
+    metric = summary["primary_metric"]
+    return metric, stats.display_scale(metric)
+
+
+def _label(summary: dict[str, Any]) -> str:
+    return "test accuracy (%)" if summary["primary_metric"] == "test_accuracy" else "test loss"
+
+
+def _metric_strip(summary: dict[str, Any], records: list[dict[str, Any]]) -> plt.Figure:
+    """No horizontal jitter on purpose: bitwise-identical runs must look like one point."""
+    metric, scale = _metric_scale(summary)
+    rows = summary["conditions"]
+    figure, axes = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4.2))
+    for x, row in enumerate(rows):
+        values = [r["metrics"][metric] * scale for r in records if r["condition"] == row["name"]
+                  and r["status"]["code"] == "ok" and r["metrics"].get(metric) is not None]
+        color = DETERMINISTIC if row["determinism"] else NONDETERMINISTIC
+        if len(set(values)) > 1:
+            axes.boxplot([values], positions=[x], widths=0.5, showfliers=False,
+                         medianprops={"color": color}, boxprops={"color": "#999999"},
+                         whiskerprops={"color": "#999999"}, capprops={"color": "#999999"})
+        axes.scatter([x] * len(values), values, s=22, color=color, alpha=0.5, zorder=3)
+        if values:
+            axes.annotate(f"{row['unique_weight_hashes']}/{row['n_ok']}", (x, max(values)), textcoords="offset points",
+                          xytext=(0, 6), ha="center", fontsize=8, color="#444444")
+    axes.set_xticks(range(len(rows)), [row["name"] for row in rows], rotation=30, ha="right")
+    axes.set_ylabel(_label(summary))
+    axes.set_title(f"{summary['benchmark']}: {summary['repeats']} repeats per condition "
+                   "(label: unique weight hashes / ok runs)", fontsize=10)
+    axes.scatter([], [], color=DETERMINISTIC, label="op determinism on")
+    axes.scatter([], [], color=NONDETERMINISTIC, label="op determinism off")
+    axes.legend(fontsize=8, loc="best")
+    axes.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def _sd_bars(summary: dict[str, Any]) -> plt.Figure:
+    metric, scale = _metric_scale(summary)
+    rows = [row for row in summary["conditions"] if row[metric]]
+    figure, axes = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
+    for y, row in enumerate(rows):
+        described = row[metric]
+        sd, interval = described["sd"] * scale, described["sd_ci95"]
+        color = ALL if row["name"] == conditions.ALL else (DETERMINISTIC if row["determinism"] else NONDETERMINISTIC)
+        axes.barh(y, sd, color=color, alpha=0.8)
+        if interval:
+            axes.errorbar(sd, y, xerr=[[sd - interval[0] * scale], [interval[1] * scale - sd]], fmt="none",
+                          ecolor="#333333", capsize=3)
+        share = f"{row['sd_share_of_all']:.0%} of all" if row["sd_share_of_all"] is not None else ""
+        axes.annotate(f"{sd:.3g}  {share}", (sd, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    floors = [row["noise_floor"] for row in rows if row["noise_floor"]]
+    if floors:
+        axes.axvline(floors[0] * scale, color="#777777", linestyle="--", linewidth=1,
+                     label="test-set noise floor sqrt(p(1-p)/n)")
+        axes.legend(fontsize=8, loc="lower right")
+    axes.set_yticks(range(len(rows)), [row["name"] for row in rows])
+    axes.invert_yaxis()
+    axes.set_xlabel(f"SD of {_label(summary)} with its 95% chi-square interval")
+    axes.grid(axis="x", alpha=0.3)
+    return figure
+
+
+def _step_times(summary: dict[str, Any]) -> plt.Figure:
+    rows = [row for row in summary["conditions"] if row["step_ms"]]
+    figure, axes = plt.subplots(figsize=(max(6, 0.9 * len(rows)), 4))
+    for x, row in enumerate(rows):
+        color = DETERMINISTIC if row["determinism"] else NONDETERMINISTIC
+        axes.boxplot([row["step_ms"]], positions=[x], widths=0.5, showfliers=False, medianprops={"color": color})
+        axes.scatter([x] * len(row["step_ms"]), row["step_ms"], s=14, color=color, alpha=0.5, zorder=3)
+    axes.set_xticks(range(len(rows)), [row["name"] for row in rows], rotation=30, ha="right")
+    axes.set_ylabel("median steady-state step time per trial (ms)")
+    kernels = next((row for row in rows if row["name"] == conditions.KERNELS), None)
+    title = "blue: op determinism on, red: off"
+    if kernels and kernels["step_time_ratio_vs_control"]:
+        title += f"; kernels/control = {kernels['step_time_ratio_vs_control']['ratio']:.2f}x"
+    axes.set_title(title, fontsize=10)
+    axes.set_ylim(bottom=0)
+    axes.grid(axis="y", alpha=0.3)
+    return figure
+
+
+def _loss_curves(summary: dict[str, Any], records: list[dict[str, Any]]) -> plt.Figure:
+    rows = summary["conditions"]
+    columns = min(4, len(rows))
+    lines = math.ceil(len(rows) / columns)
+    figure, grid = plt.subplots(lines, columns, figsize=(3.2 * columns, 2.4 * lines), sharex=True, sharey=True,
+                                squeeze=False)
+    for axes, row in zip(grid.flat, rows, strict=False):
+        color = DETERMINISTIC if row["determinism"] else NONDETERMINISTIC
+        for record in records:
+            curve = record["metrics"].get("epoch_train_loss") if record["condition"] == row["name"] else None
+            if curve:
+                axes.plot(range(1, len(curve) + 1), curve, color=color, alpha=0.35, linewidth=1)
+        axes.set_title(row["name"], fontsize=9)
+        axes.grid(alpha=0.3)
+    for axes in grid.flat[len(rows):]:
+        axes.set_visible(False)
+    figure.supxlabel("epoch")
+    figure.supylabel("mean train loss")
+    figure.tight_layout()
+    return figure
+
+
+def inputs_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
+    """What was trained on what, from a trial record's `model` and `data` blocks (records from before
+    they were written have neither)."""
+    model, data = record.get("model") or {}, record.get("data") or {}
+    if not model:
+        return []
+    args = ", ".join(f"{name}={value}" for name, value in (model.get("args") or {}).items())
+    layers = ", ".join(f"{layer['class']}" for layer in model.get("architecture") or [])
+    optimizer = model.get("optimizer") or {}
+    rate = optimizer.get("learning_rate")
+    rate = f"{rate:.4g}" if isinstance(rate, (int, float)) else rate  # a schedule is recorded by name
+    rows = [
+        ("model", model.get("spec") + (f" ({args})" if args else "")),
+        ("model source sha256", model.get("source_sha256") or "the harness's built-in model"),
+        ("model layers", f"{layers}; {model.get('parameters'):,} trainable parameters"),
+        ("optimizer, loss, task", f"{optimizer.get('class')} (learning rate {rate}), "
+                                  f"{model.get('loss')}, {model.get('task')}"),
+        ("data", f"{data.get('spec')}: {data.get('train_examples')} training and {data.get('test_examples')} test "
+                 f"examples of shape {tuple(data.get('example_shape') or ())}"),
+        ("data sha256", data.get("sha256")),
+    ]
+    return [(name, str(value)) for name, value in rows]
+
+
+def environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
+    """The environment as (what, value) rows: everything a reader needs to reproduce the numbers."""
+    tf_info = environment.get("tensorflow", {})
+    build = tf_info.get("build_info", {})
+    cpu = environment.get("cpu", {})
+    container = environment.get("container") or {}
+    threads = environment.get("threads") or {}
+    gpus = environment.get("gpus") or []
+    rows = [
+        ("harness", environment.get("harness_version")),
+        ("TensorFlow", f"{tf_info.get('version')} ({tf_info.get('git_version')})"),
+        ("built with CUDA / cuDNN", f"{build.get('cuda_version', 'none')} / {build.get('cudnn_version', 'none')}"),
+        ("Keras", environment.get("keras") or "not recorded"),
+        ("Python", environment.get("python")),
+        ("OS", environment.get("os")),
+        ("CPU", f"{cpu.get('model')}, {cpu.get('usable_cores')} usable of {cpu.get('logical_cores')} logical cores"),
+        ("GPUs", "; ".join(f"{g.get('name')} (cc {g.get('compute_capability')}, driver {g.get('driver_version')})"
+                           for g in gpus) or "none"),
+        ("container image", f"{container.get('image') or 'none'} {container.get('digest') or ''}".strip()),
+        ("threads intra / inter (0 = TF default)", f"{threads.get('intra_op')} / {threads.get('inter_op')}"),
+        ("oneDNN", "on" if environment.get("onednn_enabled") else "off"),
+    ]
+    rows += [(name, value) for name, value in (environment.get("env_vars") or {}).items()]
+    return [(name, str(value)) for name, value in rows]
+
+
+def answer(summary: dict[str, Any]) -> list[str]:
+    """The summary's findings, then a re-evaluation's (harness.reeval) against the tuned score."""
+    return summary["findings"] + (summary.get("comparison") or {}).get("findings", [])
+
+
+def _html(summary: dict[str, Any], captions: list[tuple[str, str]], environment: list[tuple[str, str]]) -> str:
+    esc = html.escape
+    figures = "\n".join(f'<figure><img src="{name}" alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption>'
+                        "</figure>" for name, caption in captions)
+    env_rows = "\n".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in environment)
+    findings = "\n".join(f"<li>{esc(line)}</li>" for line in answer(summary))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>{esc(summary['benchmark'])}: why does the accuracy vary?</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 12px; }}
+figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }} figcaption {{ color: #555; font-size: 0.9em; }}
+table {{ border-collapse: collapse; font-size: 0.9em; }}
+th, td {{ text-align: left; padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; vertical-align: top; }}
+</style></head><body>
+<h1>{esc(summary['benchmark'])}: why does the accuracy vary?</h1>
+<p>Study {esc(summary['study_id'])}{esc(trainer_text(summary))}, {summary['repeats']} repeats per condition,
+created {esc(summary['created_at'])}.</p>
+<h2>Answer</h2>
+<ul>
+{findings}
+</ul>
+<h2>Per condition</h2>
+<pre>{esc(format_summary(summary))}</pre>
+<h2>Plots</h2>
+{figures}
+<h2>Environment</h2>
+<table>
+{env_rows}
+</table>
+</body></html>
+"""
+
+
+def _markdown(summary: dict[str, Any], captions: list[tuple[str, str]], environment: list[tuple[str, str]]) -> str:
+    lines = [f"# {summary['benchmark']}: why does the accuracy vary?", "",
+             f"Study {summary['study_id']}{trainer_text(summary)}, {summary['repeats']} repeats per condition, "
+             f"created {summary['created_at']}.", "", "## Answer", ""]
+    lines += [f"- {line}" for line in answer(summary)]
+    lines += ["", "## Per condition", "", "```", format_summary(summary), "```", "", "## Plots", ""]
+    for name, caption in captions:
+        lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
+    lines += ["## Environment", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v.replace('|', '/')} |" for k, v in environment]
+    return "\n".join(lines) + "\n"
