@@ -1,11 +1,7 @@
 """`python -m harness.report --input_dir=DIR`: a study as plots people can read without the JSON.
 
-Writes DIR/report.html and DIR/report.md, and beside them PNG plots:
-- accuracy.png: every trial's test metric per condition (identical runs fall on one point);
-- sd_by_source.png: each condition's SD with its 95% interval, beside `all`'s;
-- step_time.png: steady-state step time per condition, op determinism on vs off;
-- loss_curves.png: per-epoch train loss of every trial, one panel per condition;
-and the environment the study ran in as a table.
+Writes DIR/report.html and DIR/report.md with PNG plots beside them (accuracy, SD by source, step
+time, loss curves) and the environment table; what each plot shows: harness/analysis/study_report.py.
 """
 
 from __future__ import annotations
