@@ -240,10 +240,11 @@ def _fixed_cost(timing: dict[str, Any], steps_per_loop: int) -> float:
 
 def main(argv: list[str]) -> int:
     del argv
+    replicas = value_or("replicas", "4,16")
     try:
-        counts = [int(k) for k in value_or("replicas", "4,16").split(",")]
+        counts = [int(k) for k in replicas.split(",")]
     except ValueError:
-        raise UsageError(f"--replicas takes whole numbers, got {value_or('replicas', '4,16')}") from None
+        raise UsageError(f"--replicas takes whole numbers, got {replicas}") from None
     if any(k < 1 for k in counts):
         raise UsageError("--replicas values must be at least 1")
     epochs, output_dir = value_or("epochs", 3), Path(value_or("output_dir", "results/speed"))

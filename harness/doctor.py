@@ -110,12 +110,12 @@ def confirm_kernel(script: Path, args: list[str], work: Path, steps: int, timeou
 def environment_checks(script: Path, args: list[str], reference: Path, work: Path,
                        steps: int, timeout: float) -> list[dict[str, Any]]:
     """For a reproducible script: do the runs still match with oneDNN off, or one thread? Measured."""
-    checks = []
+    checks, reference_fits = [], read_records(reference)
     for label, env in (("oneDNN off", {"TF_ENABLE_ONEDNN_OPTS": "0"}),
                        ("one thread", {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"})):
         fits = run_observed(script, args, work / f"run_{label.replace(' ', '_')}.jsonl", steps, env=env,
                             timeout=timeout, reference=reference)
-        same = runs_match(read_records(reference), fits)
+        same = runs_match(reference_fits, fits)
         checks.append({"change": label, "env": env, "same_bits": same})
     return checks
 

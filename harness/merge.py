@@ -11,7 +11,6 @@ run would have, and prints the study's table.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from absl import flags
@@ -24,10 +23,9 @@ from harness.studies.records import (
     STUDY_FILE,
     STUDY_SCHEMA,
     TRIALS_FILE,
-    NotStrictJson,
+    load_document,
     read_records,
     schema_errors,
-    strict_json_loads,
     write_json,
     write_records,
 )
@@ -62,13 +60,9 @@ def merge(shards: list[StudyDir], where: str) -> tuple[dict[str, Any], list[dict
 def _manifest(shard: StudyDir) -> dict[str, Any]:
     path = shard.local / STUDY_FILE
     try:
-        manifest = strict_json_loads(path.read_bytes())
+        manifest = load_document(path.read_bytes(), f"{shard}/{STUDY_FILE}")
     except FileNotFoundError:
         raise UsageError(f"{shard} has no {STUDY_FILE}; it was not written by harness.bench") from None
-    except NotStrictJson as error:
-        raise UsageError(f"{shard}/{STUDY_FILE} holds {error}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UsageError(f"{shard}/{STUDY_FILE} is not valid JSON") from None
     except OSError as error:
         raise UsageError(f"cannot read {path}: {error.strerror}") from None
     if not isinstance(manifest, dict) or manifest.get("schema") != STUDY_SCHEMA or schema_errors(manifest):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,16 @@ def run_program(module: str, *args: str, timeout: float = 300, env_vars: dict[st
     env = {**os.environ, "PYTHONPATH": str(REPO), **(env_vars or {})}
     return subprocess.run([sys.executable, "-m", module, *args], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=timeout, **popen)
+
+
+def kill_after_lines(args: list[str], path: Path, lines: int, **popen) -> None:
+    """Runs a program until `path` holds `lines` records (two minutes at most), then SIGKILLs it."""
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **popen)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not path.exists() or path.read_bytes().count(b"\n") < lines):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ ten noisy runs must not break a build by chance, nor hide a real regression.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from scipy import stats as scipy_stats
 from harness.analysis import stats
 from harness.errors import UsageError
 from harness.studies.conditions import ALL, CONTROL, KERNELS
-from harness.studies.records import NotStrictJson, strict_json_loads
+from harness.studies.records import load_document
 
 RULES = ("failures", "determinism", "accuracy", "variance", "speed", "overhead")
 # Defaults of every threshold; a rules file (JSON object) or a flag overrides each.
@@ -55,13 +54,9 @@ def thresholds_from(rules_file: str | None, overrides: dict[str, float | None],
     values, skipped = dict(DEFAULT_THRESHOLDS), set(skip)
     if rules_file:
         try:
-            loaded = strict_json_loads(Path(rules_file).read_text())
+            loaded = load_document(Path(rules_file).read_bytes(), rules_file)
         except FileNotFoundError:
             raise UsageError(f"{rules_file}: no such rules file") from None
-        except NotStrictJson as error:
-            raise UsageError(f"{rules_file} holds {error}") from None
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
-            raise UsageError(f"{rules_file} is not valid JSON") from None
         if not isinstance(loaded, dict):
             raise UsageError(f"{rules_file} must hold a JSON object of thresholds")
         skipped |= set(loaded.pop("skip", []))

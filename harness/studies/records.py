@@ -261,6 +261,16 @@ def strict_json_loads(text: str | bytes) -> Any:
         raise NotStrictJson("arrays or objects nested deeper than the harness reads") from None
 
 
+def load_document(data: str | bytes, name: str) -> Any:
+    """`strict_json_loads` of a whole file's content, its failures said in one sentence naming the file."""
+    try:
+        return strict_json_loads(data)
+    except NotStrictJson as error:
+        raise UsageError(f"{name} holds {error}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise UsageError(f"{name} is not valid JSON") from None
+
+
 def has_torn_tail(data: bytes) -> bool:
     return bool(data) and not data.endswith(b"\n")
 

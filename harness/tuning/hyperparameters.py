@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
-from harness.studies.records import NotStrictJson, strict_json_loads
+from harness.studies.records import load_document
 from harness.trial.config import BUILTIN_MODEL_FIELDS, TrialConfig
 
 # Fields a tuner may set, with their types. The rest of a config (dataset, determinism, ...)
@@ -125,11 +125,7 @@ def params_from_json(path: str) -> tuple[dict[str, Any], float | None]:
     if not file.is_file():
         raise UsageError(f"{path}: no such file")
     try:
-        document = strict_json_loads(file.read_bytes())
-    except NotStrictJson as error:
-        raise UsageError(f"{path} holds {error}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise UsageError(f"{path} is not valid JSON") from None
+        document = load_document(file.read_bytes(), path)
     except OSError as error:
         raise UsageError(f"cannot read {path}: {error.strerror}") from None
     if not isinstance(document, dict):

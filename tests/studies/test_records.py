@@ -2,14 +2,12 @@
 
 import json
 import os
-import signal
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import REPO
+from conftest import REPO, kill_after_lines
 
 from harness.errors import UsageError
 from harness.platform import environment
@@ -103,13 +101,8 @@ def test_a_killed_run_leaves_only_whole_valid_lines(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     args = [sys.executable, "-m", "harness.bench", "--repeats=40", "--conditions=control,init", "--epochs=1",
             "--max_train_examples=200", f"--output_dir={tmp_path}"]
-    process = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     path = tmp_path / "trials.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not path.exists() or path.read_bytes().count(b"\n") < 2):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_after_lines(args, path, 2, env=env)
     survivors = read_records(path)
     assert 2 <= len(survivors) < 80
     assert all(schema_errors(r) == [] for r in survivors)

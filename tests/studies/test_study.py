@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, kill_after_lines
 
 from harness.analysis.summary import build_summary
 from harness.errors import UsageError
@@ -135,13 +135,8 @@ def test_summary_of_a_real_study_is_valid_and_says_what_varied(tmp_path):
 def test_a_killed_study_resumes_to_exactly_one_record_per_trial(tmp_path):
     args = [sys.executable, "-m", "harness.bench", "--conditions=control,init,kernels", "--repeats=6",
             "--epochs=1", "--max_train_examples=200", f"--output_dir={tmp_path}"]
-    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     path = tmp_path / "trials.jsonl"
-    deadline = time.time() + 120
-    while time.time() < deadline and (not path.exists() or path.read_bytes().count(b"\n") < 3):
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    kill_after_lines(args, path, 3)
     before = len(read_records(path))
     assert 3 <= before < 18
     resumed = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=300)
