@@ -258,6 +258,10 @@ def test_cpu_load_is_a_measured_condition_that_matches_control_here(tmp_path):
                 if b"while True" in Path(f"/proc/{c}/cmdline").read_bytes()]
 
     with busy_cores(2) as count:
+        # A just-started child can be missing from /proc for a moment: look again for up to 5 s.
+        deadline = time.time() + 5
+        while len(spinners()) < 2 and time.time() < deadline:
+            time.sleep(0.05)
         assert count == 2 and len(spinners()) == 2
     assert spinners() == []
     _, _, specs = _plan("control,env:load=1", repeats=1)
