@@ -22,20 +22,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.analysis.summary import SUMMARY_FILE, format_summary, summarize_study, write_summary
+from harness.analysis.summary import format_summary, summarize_study, write_summary
 from harness.errors import UsageError
 from harness.platform import determinism, environment
+from harness.schema import LOST_FILE, STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIALS_FILE
 from harness.studies import conditions as conditions_lib
 from harness.studies import study_runner
-from harness.studies.records import (
-    LOST_FILE,
-    STUDY_FILE,
-    STUDY_SCHEMA,
-    TRIALS_FILE,
-    content_id,
-    read_records,
-    write_json,
-)
+from harness.studies.records import content_id, read_records, write_json
 from harness.studies.storage import StudyDir, exclusive, shard_dir_name
 from harness.trial import user_code, user_data
 from harness.trial.config import CONFIG_FIELDS, MODELS, TrialConfig, load_benchmark, user_model_config

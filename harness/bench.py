@@ -21,8 +21,8 @@ from harness.analysis import op_scan
 from harness.analysis.summary import format_summary
 from harness.errors import UsageError
 from harness.flags import value_or
+from harness.schema import LOST_FILE
 from harness.studies import conditions, study_runner
-from harness.studies.records import LOST_FILE
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("isolation", "inprocess", list(study_runner.ISOLATIONS),

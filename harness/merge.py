@@ -17,12 +17,10 @@ from absl import flags
 
 import harness.flags  # noqa: F401 (defines --output_dir and --input_dir)
 from harness import cli
-from harness.analysis.summary import SUMMARY_FILE, format_summary, summarize_study, write_summary
+from harness.analysis.summary import format_summary, summarize_study, write_summary
 from harness.errors import UsageError
+from harness.schema import STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIALS_FILE
 from harness.studies.records import (
-    STUDY_FILE,
-    STUDY_SCHEMA,
-    TRIALS_FILE,
     load_document,
     read_records,
     schema_errors,

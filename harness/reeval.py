@@ -25,10 +25,11 @@ from absl import flags
 
 from harness import cli, seed_flags, trial_flags
 from harness.analysis import stats
-from harness.analysis.summary import SUMMARY_FILE, build_summary, format_summary, write_summary
+from harness.analysis.summary import build_summary, format_summary, write_summary
 from harness.errors import UsageError
 from harness.flags import value_or
 from harness.platform import environment
+from harness.schema import SUMMARY_FILE
 from harness.studies.conditions import ALL, condition
 from harness.studies.storage import exclusive
 from harness.trial.config import TrialConfig

@@ -53,8 +53,9 @@ def small_study(tmp_path_factory) -> Path:
     Holds trials.jsonl and summary.json as `harness.bench` writes them; tests
     that change them work on copies.
     """
-    from harness.analysis.summary import SUMMARY_FILE, build_summary, write_summary
+    from harness.analysis.summary import build_summary, write_summary
     from harness.platform import environment
+    from harness.schema import SUMMARY_FILE
     from harness.studies import conditions, study_runner
     from harness.trial.config import load_benchmark
     from harness.trial.seeds import SeedSet

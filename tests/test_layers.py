@@ -5,6 +5,7 @@ import ast
 from pathlib import Path
 
 HARNESS = Path(__file__).resolve().parents[1] / "harness"
+TESTS = Path(__file__).resolve().parent
 # Bottom to top. `common`: errors, table, the schema table. `interface`: what programs and users call
 # (the Python API, the Keras callback, flag parsing, the program runner). `program`: `python -m harness.X`.
 LAYERS = ("common", "platform", "trial", "studies", "analysis", "tuning", "interface", "program")
@@ -63,3 +64,35 @@ def test_imports_only_go_down_and_nothing_imports_a_program():
             if target_layer == "program" or LAYERS.index(target_layer) > own:
                 wrong.append(f"{name} ({layer(name, path)}) imports {target} ({target_layer})")
     assert wrong == []
+
+
+def test_every_imported_name_is_defined_where_it_is_imported_from():
+    """A moved definition leaves no stale import behind (ruff checks one module at a time, not this)."""
+    import importlib
+
+    known = modules()
+    missing = []
+    for path in [*known.values(), *TESTS.rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("harness"):
+                module = importlib.import_module(node.module)
+                missing += [f"{path.name}: {node.module}.{alias.name}" for alias in node.names
+                            if not hasattr(module, alias.name) and f"{node.module}.{alias.name}" not in known]
+    assert missing == []
+
+
+def test_there_is_one_train_step():
+    """Every path (sequential, traced, distributed, vectorized) trains through `trial.train.train_step`:
+    it is the one function that opens a GradientTape."""
+    opening = []
+    for name, path in modules().items():
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                direct = [node for node in ast.walk(function) if isinstance(node, ast.Attribute)
+                          and node.attr == "GradientTape"]
+                nested = {id(node) for inner in ast.walk(function) if inner is not function
+                          and isinstance(inner, ast.FunctionDef) for node in ast.walk(inner)}
+                if any(id(node) not in nested for node in direct):
+                    opening.append(f"{name}.{function.name}")
+    assert opening == ["harness.trial.train.train_step"]

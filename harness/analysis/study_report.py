@@ -23,8 +23,9 @@ import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 from harness.analysis import stats  # noqa: E402
 from harness.analysis.summary import format_summary, load_summary, trainer_text  # noqa: E402
 from harness.errors import UsageError  # noqa: E402
+from harness.schema import TRIALS_FILE  # noqa: E402
 from harness.studies import conditions  # noqa: E402
-from harness.studies.records import TRIALS_FILE, read_records  # noqa: E402
+from harness.studies.records import read_records  # noqa: E402
 
 DETERMINISTIC, NONDETERMINISTIC, ALL = "#1f77b4", "#d62728", "#ff7f0e"
 

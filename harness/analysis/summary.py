@@ -18,11 +18,9 @@ import numpy as np
 
 from harness.analysis import stats
 from harness.errors import UsageError
-from harness.schema import SUMMARY_FILE, SUMMARY_SCHEMA
+from harness.schema import SUMMARY_FILE, SUMMARY_SCHEMA, TRIAL_SCHEMA, TRIALS_FILE
 from harness.studies.conditions import ALL, CONTROL, KERNELS, Condition, condition
 from harness.studies.records import (
-    TRIAL_SCHEMA,
-    TRIALS_FILE,
     NotStrictJson,
     read_records,
     schema_errors,

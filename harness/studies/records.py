@@ -25,7 +25,7 @@ from typing import Any
 import jsonschema
 
 from harness.errors import UsageError
-from harness.schema import LOST_FILE, SCHEMA_FILES, STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIAL_SCHEMA, TRIALS_FILE  # noqa: F401 (the study's file names, read from here too)
+from harness.schema import SCHEMA_FILES, TRIAL_SCHEMA
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
 

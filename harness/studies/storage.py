@@ -19,8 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import UsageError
-from harness.schema import SUMMARY_FILE
-from harness.studies.records import STUDY_FILE, TRIALS_FILE, utc_timestamp
+from harness.schema import STUDY_FILE, SUMMARY_FILE, TRIALS_FILE
+from harness.studies.records import utc_timestamp
 
 MIRRORED_FILES = (TRIALS_FILE, SUMMARY_FILE, STUDY_FILE)
 # Held (flock) by the one run writing to a directory; it names that run for a second one.

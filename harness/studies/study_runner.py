@@ -35,14 +35,12 @@ from absl import logging
 
 from harness.errors import UsageError, meaningful_lines
 from harness.platform import environment
+from harness.schema import LOST_FILE, TRIAL_SCHEMA, TRIALS_FILE
 from harness.studies import tensorboard_curves
 from harness.studies.background_load import busy_cores
 from harness.studies.conditions import CONTROL, Condition
 from harness.studies.conditions import condition as named_condition
 from harness.studies.records import (
-    LOST_FILE,
-    TRIAL_SCHEMA,
-    TRIALS_FILE,
     append_record,
     make_trial_record,
     read_records,

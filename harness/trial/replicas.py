@@ -18,6 +18,7 @@ with a sequential trial. Supported for the MLP models (mlp, regression).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -37,9 +38,10 @@ from harness.trial.train import (
     predict_in_batches,
     run_loop,
     timing_from_calls,
+    train_step,
     trial_result,
 )
-from harness.trial.trainable import builtin_task
+from harness.trial.trainable import Trainable, builtin_task
 
 SUPPORTED_MODELS = ("mlp", "regression")
 
@@ -67,11 +69,11 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
               for s in seed_sets]
     names, stacked, outputs, initial_hashes, descriptions = _initial_weights(configs, seed_sets, dataset)
     variables = [tf.Variable(value, name=name.split(":")[0]) for name, value in zip(names, stacked, strict=True)]
-    optimizer = Adam(variables, config.learning_rate)
+    trainable = _stacked_trainable(variables, config, seed_sets, dataset)
     task = builtin_task(dataset.num_classes)
     per_epoch = steps_per_epoch(len(splits[0][0]), config.batch_size)
     total_steps = per_epoch * config.epochs
-    train_loop = _make_train_loop(variables, optimizer, config, seed_sets, dataset)
+    train_loop = _make_train_loop(trainable, config, seed_sets, dataset)
     iterator = iter(_index_batches(splits, seed_sets, config))
     setup_s = time.perf_counter() - start
 
@@ -86,7 +88,7 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
                                examples_per_step=k * config.batch_size)
     timing["vectorized"] = True  # step times and examples/s are the whole group's
 
-    predict = tf.function(lambda x: _forward(variables, x, config))
+    predict = tf.function(trainable.predict)
     test_out = predict_in_batches(predict, dataset.test_x, axis=1)
     results = []
     for r in range(k):
@@ -168,10 +170,11 @@ def _forward(variables: list[tf.Variable], x: tf.Tensor, config: TrialConfig,
     return tf.einsum("kbh,kho->kbo", h, kernel2) + bias2[:, None, :]
 
 
-def _make_train_loop(variables, optimizer: Adam, config: TrialConfig, seed_sets: list[SeedSet], dataset):
-    pool_x, pool_y = tf.constant(dataset.train_x), tf.constant(dataset.train_y)
+def _stacked_trainable(variables: list[tf.Variable], config: TrialConfig, seed_sets: list[SeedSet],
+                       dataset) -> Trainable:
+    """The K replicas as one Trainable for the one `train_step`: its loss is one mean batch loss per
+    replica, [K], which the step sums (replicas share no weights, so each gets its own gradient)."""
     dropout_seeds = [tf.constant(s.dropout, tf.int64) for s in seed_sets]
-    augment_seeds = [tf.constant(s.augment, tf.int64) for s in seed_sets]
 
     def replica_losses(y: tf.Tensor, out: tf.Tensor) -> tf.Tensor:
         """Each replica's mean batch loss, [K], in one op rather than K."""
@@ -179,17 +182,26 @@ def _make_train_loop(variables, optimizer: Adam, config: TrialConfig, seed_sets:
             return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, out), axis=1)
         return tf.reduce_mean(tf.square(out - y), axis=[1, 2])
 
+    task = builtin_task(dataset.num_classes)
+    return Trainable(
+        variables=variables,
+        forward=lambda x, step: _forward(variables, x, config, [tf.stack([seed, step]) for seed in dropout_seeds]),
+        update=Adam(variables, config.learning_rate).apply,
+        predict=lambda x: _forward(variables, x, config),
+        task=dataclasses.replace(task, loss=replica_losses))
+
+
+def _make_train_loop(trainable: Trainable, config: TrialConfig, seed_sets: list[SeedSet], dataset):
+    """The outer loop over `train_step` on each replica's batch, gathered (and augmented) in-graph."""
+    pool_x, pool_y = tf.constant(dataset.train_x), tf.constant(dataset.train_y)
+    augment_seeds = [tf.constant(s.augment, tf.int64) for s in seed_sets]
+
     @tf.function
-    def train_step(batch_index: tf.Tensor, indices: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
+    def replicas_step(batch_index: tf.Tensor, indices: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
         x, y = tf.gather(pool_x, indices), tf.gather(pool_y, indices)  # [K, batch, ...]
         if config.augment:
             x = tf.stack([augment_images(x[r], tf.stack([seed, batch_index])) for r, seed in enumerate(augment_seeds)])
-        keys = [tf.stack([seed, step]) for seed in dropout_seeds]
-        with tf.GradientTape() as tape:
-            per_replica = replica_losses(y, _forward(variables, x, config, keys))
-            # Replicas share no weights: the gradient of the sum is each replica's own gradient.
-            total = tf.reduce_sum(per_replica)
-        optimizer.apply(tape.gradient(total, variables), step)
+        per_replica, _ = train_step(trainable, x, y, step)
         return per_replica
 
-    return outer_loop(lambda batch, step: train_step(*batch, step))
+    return outer_loop(lambda batch, step: replicas_step(*batch, step))

@@ -142,31 +142,48 @@ def inputs_identity(config: TrialConfig) -> dict[str, Any]:
     }
 
 
-def make_train_loop(trainable: Trainable, xla: bool, trace: bool = False):
-    """The outer loop (`outer_loop`) over the model's train step; it returns the steps' losses.
+def train_step(trainable: Trainable, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor,
+               scale_loss=None, reduce_gradients=None) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """The one train step, for every path and every model (built-in, the user's, K vectorized replicas).
 
-    One train step for every model, built-in or the user's: forward in training
-    mode, the loss, gradients by `tf.GradientTape`, the optimizer's update.
+    Forward in training mode (keyed by the step), the task's loss, gradients by
+    `tf.GradientTape`, the optimizer's update. Returns the loss and the gradients.
+    A loss with a shape (the vectorized replicas' one per replica) is summed into
+    the objective: replicas share no weights, so each gets its own gradient.
+    The distributed path scales the loss to its share of the global batch
+    (`scale_loss`) and all-reduces the gradients before the update (`reduce_gradients`).
+    """
+    with tf.GradientTape() as tape:
+        loss_value = trainable.task.loss(y, trainable.forward(x, step))
+        if scale_loss is not None:
+            loss_value = scale_loss(loss_value)
+        objective = loss_value if loss_value.shape.rank == 0 else tf.reduce_sum(loss_value)
+    gradients = tape.gradient(objective, trainable.variables)
+    if reduce_gradients is not None:
+        gradients = reduce_gradients(gradients)
+    trainable.update(gradients, step)
+    return loss_value, gradients
+
+
+def make_train_loop(trainable: Trainable, xla: bool, trace: bool = False):
+    """The outer loop (`outer_loop`) over `train_step`, traced as one `tf.function`; it returns the steps' losses.
+
     With `trace`, it also returns per step the fingerprints (`fingerprint_rows`) of the loss, of
     every gradient and of every variable after its update: what `harness.diverge` compares.
     """
-    variables = trainable.variables
 
     @tf.function(jit_compile=xla)
-    def train_step(x: tf.Tensor, y: tf.Tensor, step: tf.Tensor):
-        with tf.GradientTape() as tape:
-            loss_value = trainable.task.loss(y, trainable.forward(x, step))
-        gradients = tape.gradient(loss_value, variables)
-        trainable.update(gradients, step)
+    def traced_step(x: tf.Tensor, y: tf.Tensor, step: tf.Tensor):
+        loss_value, gradients = train_step(trainable, x, y, step)
         if not trace:
             return loss_value
         with tf.control_dependencies([loss_value]):
-            updated = [_read(v) for v in variables]
+            updated = [_read(v) for v in trainable.variables]
         return loss_value, fingerprint_rows([loss_value, *map(tf.convert_to_tensor, gradients), *updated])
 
-    train_loop = outer_loop(lambda batch, step: train_step(*batch, step),
+    train_loop = outer_loop(lambda batch, step: traced_step(*batch, step),
                             (tf.float32, tf.uint8) if trace else (tf.float32,))
-    train_loop.train_step = train_step  # for the op scan
+    train_loop.train_step = traced_step  # for the op scan
     return train_loop
 
 
@@ -187,17 +204,15 @@ def make_distributed_train_loop(strategy: tf.distribute.Strategy, trainable: Tra
     (summed) gradient is the gradient of that mean, and every replica applies
     the same update to its copy of the variables.
     """
-    variables = trainable.variables
 
     def replica_step(x: tf.Tensor, y: tf.Tensor, step: tf.Tensor, global_count: tf.Tensor) -> tf.Tensor:
         local_count = tf.cast(tf.shape(y)[0], tf.float32)
-        with tf.GradientTape() as tape:
-            local_mean = trainable.task.loss(y, trainable.forward(x, step))
-            # A replica can get no examples of a short last batch: its share is 0, not NaN.
-            share = tf.math.multiply_no_nan(local_mean, local_count / global_count)
-        gradients = [tf.convert_to_tensor(g) for g in tape.gradient(share, variables)]
-        gradients = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, gradients)
-        trainable.update(gradients, step)
+        # A replica can get no examples of a short last batch: its share is 0, not NaN.
+        share, _ = train_step(
+            trainable, x, y, step,
+            scale_loss=lambda local_mean: tf.math.multiply_no_nan(local_mean, local_count / global_count),
+            reduce_gradients=lambda gradients: tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, [tf.convert_to_tensor(g) for g in gradients]))
         return share
 
     def step(batch, step_number: tf.Tensor) -> tf.Tensor:
