@@ -128,8 +128,8 @@ def weights_fingerprint_ms() -> float:
 def measure(examples: int, epochs: int, replica_counts: list[int]) -> dict[str, Any]:
     """Every configuration's figures, measured in this process one after another."""
     from harness.trial.datasets import load_dataset
-    from harness.trial.replicas import run_replicas
     from harness.trial.train import run_trial
+    from harness.trial.vectorized import run_replicas
 
     peak = matmul_peak_flops()
     flops = model_flops_per_example()

@@ -16,14 +16,13 @@ OUTPUT_DIR/compare.json (`harness.compare/1`).
 
 from __future__ import annotations
 
-import itertools
 import time
 from pathlib import Path
 from typing import Any
 
 from absl import flags
 
-from harness import cli, seed_flags, trial_flags
+from harness import cli, score_flags, trial_flags
 from harness.analysis import stats
 from harness.errors import UsageError
 from harness.flags import value_or
@@ -31,8 +30,7 @@ from harness.platform import environment
 from harness.schema import COMPARE_FILE, COMPARE_SCHEMA
 from harness.studies.records import content_id, utc_timestamp, write_json
 from harness.studies.storage import exclusive
-from harness.table import format_table
-from harness.tuning import hyperparameters, robust
+from harness.tuning import comparison, hyperparameters, seed_scores
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string("config", None, "A configuration to compare: LABEL:NAME=VALUE,..., LABEL:FILE.json "
@@ -68,53 +66,26 @@ def main(argv: list[str]) -> int:
     del argv
     base = trial_flags.config_from_flags()
     candidates = [(label, fields, hyperparameters.configured(base, fields)) for label, fields in configs_from_flags()]
-    metric = seed_flags.metric_from_flags(base)
+    metric = score_flags.metric_from_flags(base)
     for _, _, config in candidates:
-        robust.check_metric(metric, config)
+        seed_scores.check_metric(metric, config)
     # A directory per comparison (its configurations and seeds), so one never overwrites another's verdicts.
     identity = [[label, config.as_dict()] for label, _, config in candidates] + [FLAGS.seed, FLAGS.seeds]
     comparison_id = content_id(identity)
     output_dir = Path(value_or("output_dir", f"results/compare/{base.benchmark}/{comparison_id}"))
     with exclusive(output_dir):  # One run writes a directory at a time.
-        replicas = seed_flags.replicas_from_flags()
+        replicas = score_flags.replicas_from_flags()
         started = time.perf_counter()
-        configs = []
-        for label, fields, config in candidates:
-            records = robust.run_seeds(config, FLAGS.seed, FLAGS.seeds, output_dir, replicas)
-            values = robust.scores(records, metric)
-            configs.append({"label": label, "fields": fields, "config": config.as_dict(),
-                            "study_id": records[0]["study_id"], "scores": values,
-                            "distribution": robust.describe_scores(values)})
-        pairs = []
-        for a, b in itertools.combinations(configs, 2):
-            comparison = robust.paired_comparison(a["scores"], b["scores"], metric)
-            pairs.append({"a": a["label"], "b": b["label"], **comparison,
-                          "sentence": robust.verdict_sentence(a["label"], b["label"], comparison)})
+        configs, pairs = comparison.compare(candidates, metric, FLAGS.seed, FLAGS.seeds, output_dir, replicas)
         document = {"schema": COMPARE_SCHEMA,
                     "created_at": utc_timestamp(),
                     "benchmark": base.benchmark, "metric": metric, "higher_is_better": stats.higher_is_better(metric),
                     "base_seed": FLAGS.seed, "n_seeds": FLAGS.seeds, "environment": environment.capture(),
                     "wall_s": time.perf_counter() - started, "configs": configs, "pairs": pairs}
         write_json(output_dir / COMPARE_FILE, document)
-        print(format_comparison(document))
+        print(comparison.format_comparison(document))
         print(f"\nrecords in {output_dir}/ (trials.jsonl, {COMPARE_FILE}); {document['wall_s']:.0f}s")
         return 0
-
-
-def format_comparison(document: dict[str, Any]) -> str:
-    metric = document["metric"]
-    fmt = lambda v: stats.format_score(v, metric)  # noqa: E731
-    rows = []
-    for entry in document["configs"]:
-        d = entry["distribution"]
-        ci = d and d["mean_ci95"]
-        rows.append([entry["label"], hyperparameters.describe(entry["fields"]),
-                     f"{d['n'] if d else 0}/{len(entry['scores'])}", fmt(d and d["mean"]), fmt(d and d["sd"]),
-                     f"[{fmt(ci[0])}, {fmt(ci[1])}]" if ci else "-"])
-    table = format_table(["config", "settings", "ok", f"{metric} mean", "SD", "mean 95% CI"], rows)
-    header = f"{document['benchmark']}: {len(document['configs'])} configurations over the same " \
-             f"{document['n_seeds']} seeds each (base seed {document['base_seed']})"
-    return "\n".join([header, table, "", *(pair["sentence"] for pair in document["pairs"])])
 
 
 if __name__ == "__main__":

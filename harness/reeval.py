@@ -23,7 +23,7 @@ from typing import Any
 
 from absl import flags
 
-from harness import cli, seed_flags, trial_flags
+from harness import cli, score_flags, trial_flags
 from harness.analysis import stats
 from harness.analysis.summary import build_summary, format_summary, write_summary
 from harness.errors import UsageError
@@ -34,7 +34,7 @@ from harness.studies.conditions import ALL, condition
 from harness.studies.storage import exclusive
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
-from harness.tuning import hyperparameters, optuna_storage, robust
+from harness.tuning import hyperparameters, optuna_storage, reevaluation, seed_scores
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("params", None, "JSON file of hyperparameters: {\"learning_rate\": 0.003, ...}, or "
@@ -113,78 +113,29 @@ def base_seed_from_flags(found: dict[str, Any]) -> tuple[int, int]:
     return FLAGS.seed, tuning["seeds_per_trial"] if FLAGS.seed == tuning["base_seed"] else 0
 
 
-def comparison_block(found: dict[str, Any], metric: str, values: list[float | None], base_seed: int,
-                     reused: int) -> dict[str, Any]:
-    ok = [v for v in values if v is not None]
-    distribution = robust.describe_scores(values)
-    block = {"source": found["source"], "hyperparameters": found["params"], "metric": metric,
-             "higher_is_better": stats.higher_is_better(metric), "tuned_score_is": found["tuned_score_is"],
-             "base_seed": base_seed, "tuning_seeds_reused": reused, "n_seeds": len(values),
-             "n_failed": len(values) - len(ok), "distribution": distribution,
-             **robust.against_tuned_score(ok, found["tuned_score"], metric)}
-    block["findings"] = comparison_findings(block)
-    return block
-
-
-def comparison_findings(block: dict[str, Any]) -> list[str]:
-    metric, d = block["metric"], block["distribution"]
-    if not d:
-        return [f"No re-evaluation run gave a {metric} ({block['n_failed']} failed)."]
-    fmt = lambda v: stats.format_score(v, metric)  # noqa: E731
-    amount = lambda v: stats.format_amount(v, metric)  # noqa: E731
-    ci = d["mean_ci95"]
-    sd_ci = d["sd_ci95"]
-    spread = f"SD {amount(d['sd'])}" + (f" (95% CI {fmt(sd_ci[0])} to {fmt(sd_ci[1])})" if sd_ci else "")
-    mean = fmt(d["mean"]) + (f" on average (95% CI {fmt(ci[0])} to {fmt(ci[1])})" if ci else "")
-    said = [f"Over {d['n']} {'fresh ' * (not block['tuning_seeds_reused'])}seeds, {metric} is {mean}, {spread}, "
-            f"from {fmt(d['min'])} to {fmt(d['max'])}."]
-    if block["n_failed"]:
-        said.append(f"{block['n_failed']} of {block['n_seeds']} runs failed and are left out.")
-    if block["tuned_score"] is None:
-        said.append("No tuned score was given (--tuned_score), so there is nothing to set the runs against.")
-        return said
-    share, drop, drop_ci = block["better_than_share"], block["expected_drop"], block["expected_drop_ci95"]
-    said.append(f"The tuner reported {fmt(block['tuned_score'])} ({block['tuned_score_is']}): better than "
-                f"{share:.0%} of the re-evaluation runs (its percentile among them).")
-    if drop_ci is None:
-        said.append("Too few runs succeeded for an interval on the expected drop.")
-    elif drop_ci[0] > 0:
-        said.append(f"Expect {amount(drop)} worse on re-running (95% CI {fmt(drop_ci[0])} to {fmt(drop_ci[1])}): "
-                    "the tuned score was partly a lucky seed (the winner's curse).")
-    elif drop_ci[1] < 0:
-        said.append(f"Re-running does better than the tuner reported, by {amount(-drop)} (95% CI "
-                    f"{fmt(-drop_ci[1])} to {fmt(-drop_ci[0])}).")
-    else:
-        said.append("The tuned score is within the re-evaluation's uncertainty of its mean: no sign of a lucky "
-                    "seed at this N.")
-    if block["tuning_seeds_reused"]:
-        said.append(f"The first {block['tuning_seeds_reused']} seeds are the tuner's own (--seed equals the "
-                    "tuning seed); fresh seeds give an unbiased re-evaluation.")
-    return said
-
-
 def main(argv: list[str]) -> int:
     del argv
     found = hyperparameters_from_flags()
     config = hyperparameters.configured(found["base"], found["params"])
-    metric = seed_flags.metric_from_flags(config, found.get("metric", "validation_accuracy"))
+    metric = score_flags.metric_from_flags(config, found.get("metric", "validation_accuracy"))
     if "maximize" in found and found["maximize"] != stats.higher_is_better(metric):
         direction = "maximizes" if found["maximize"] else "minimizes"
         raise UsageError(f"the Optuna study {direction} its objective but {metric} is "
                          f"{'higher' if stats.higher_is_better(metric) else 'lower'}-is-better; "
                          "pass the --metric the study optimized")
     base_seed, reused = base_seed_from_flags(found)
-    study_id = robust.seeds_study_id(config, base_seed)
+    study_id = seed_scores.seeds_study_id(config, base_seed)
     # A directory per re-evaluation (config and seeds), so one never overwrites another's summary.
     output_dir = Path(value_or("output_dir", f"results/reeval/{config.benchmark}/{study_id}"))
     with exclusive(output_dir):  # One run writes a directory at a time.
         started = time.perf_counter()
-        records = robust.run_seeds(config, base_seed, FLAGS.seeds, output_dir, seed_flags.replicas_from_flags())
+        records = seed_scores.run_seeds(config, base_seed, FLAGS.seeds, output_dir, score_flags.replicas_from_flags())
         wall_s = time.perf_counter() - started
         summary = build_summary(study_id=study_id, base_config=config.as_dict(),
                                 base_seeds=SeedSet.from_base(base_seed).as_dict(), conditions=[condition(ALL)],
                                 repeats=FLAGS.seeds, records=records, environment=environment.capture(), wall_s=wall_s)
-        summary["comparison"] = comparison_block(found, metric, robust.scores(records, metric), base_seed, reused)
+        scores = seed_scores.scores(records, metric)
+        summary["comparison"] = reevaluation.comparison_block(found, metric, scores, base_seed, reused)
         write_summary(output_dir / SUMMARY_FILE, summary)
         print(format_summary(summary).rstrip())
         print(f"\nRe-evaluating {hyperparameters.describe(found['params'])} ({_source_text(found['source'])}):")

@@ -22,18 +22,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from absl import flags, logging
 
-from harness import cli, seed_flags, trial_flags
+from harness import cli, score_flags, trial_flags
 from harness.analysis import stats
 from harness.errors import UsageError
 from harness.flags import value_or
 from harness.studies.records import write_json
 from harness.studies.storage import exclusive
-from harness.table import format_table
-from harness.trial.seeds import derive_seed
-from harness.tuning import hyperparameters, optuna_storage, robust
+from harness.tuning import hyperparameters, optuna_storage, tuner
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("n_trials", 20, "Candidates the study should have finished; a resumed study runs the rest.",
@@ -61,81 +58,22 @@ def settings_from_flags(metric: str, base) -> dict[str, Any]:
     return {"config": base.as_dict(), "metric": metric, "base_seed": FLAGS.seed,
             "seeds_per_trial": FLAGS.seeds_per_trial, "objective": FLAGS.objective,
             "lcb_confidence": FLAGS.lcb_confidence if FLAGS.objective == "lcb" else None,
-            "space": space_from_flags(base), "replicas": seed_flags.replicas_flag()}
-
-
-def open_study(storage_url: str, name: str, settings: dict[str, Any]):
-    """Creates the study, or resumes it when its stored settings match these."""
-    optuna = optuna_storage.import_optuna()
-    storage = optuna_storage.open_storage(storage_url, create=True)
-    direction = "maximize" if stats.higher_is_better(settings["metric"]) else "minimize"
-    study = optuna.create_study(storage=storage, study_name=name, direction=direction, load_if_exists=True)
-    stored = optuna_storage.harness_settings(study)
-    if stored is None and study.trials:
-        raise UsageError(f"study {name!r} in {storage_url} was not made by harness.tune; choose another --study_name")
-    if stored is None:
-        study.set_user_attr(optuna_storage.HARNESS_ATTR, settings)
-    elif stored != settings:
-        changed = sorted(key for key in settings if stored.get(key) != settings[key])
-        raise UsageError(f"study {name!r} in {storage_url} was made with other settings ({', '.join(changed)}); "
-                         "resume it with the same flags, or choose another --study_name")
-    # Re-seeded per session from the trials so far: a resumed study does not redraw its first candidates.
-    sampler_seed = derive_seed(settings["base_seed"], f"tpe#{len(study.trials)}")
-    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed)
-    return study
-
-
-def make_objective(base, settings: dict[str, Any], space, output_dir: Path, replicas):
-    metric, k = settings["metric"], settings["seeds_per_trial"]
-
-    def objective(trial) -> float:
-        params = {d.name: d.suggest(trial) for d in space}
-        config = hyperparameters.configured(base, params)
-        records = robust.run_seeds(config, settings["base_seed"], k, output_dir, replicas)
-        values = robust.scores(records, metric)
-        trial.set_user_attr("study_id", records[0]["study_id"])
-        trial.set_user_attr("scores", values)
-        failed = [r["repeat"] for r in records if r["status"]["code"] != "ok"]
-        if failed or any(v is None for v in values):
-            # Failed by the harness (e.g. NaN loss), not by a lost heartbeat: counted as finished.
-            trial.set_user_attr(optuna_storage.FAILED_SEEDS_ATTR, failed)
-            logging.info("candidate %d (%s) failed on seed(s) %s", trial.number, hyperparameters.describe(params),
-                         failed)
-            return float("nan")
-        mean = float(np.mean(values))
-        trial.set_user_attr("mean", mean)
-        trial.set_user_attr("sd", stats.sample_sd(values) if k > 1 else None)
-        if settings["objective"] == "lcb":
-            return robust.pessimistic_bound(values, metric, settings["lcb_confidence"])
-        return mean
-
-    return objective
-
-
-def results_table(study, metric: str, top: int = 10) -> str:
-    """The best candidates so far: hyperparameters, objective, mean and SD over their seeds."""
-    best_first = stats.higher_is_better(metric)
-    ordered = sorted(optuna_storage.completed(study), key=lambda t: t.value, reverse=best_first)[:top]
-    names = list(dict.fromkeys(name for t in ordered for name in t.params))
-    fmt = lambda v: stats.format_score(v, metric)  # noqa: E731
-    rows = [[t.number, *[t.params.get(n) for n in names], fmt(t.value), fmt(t.user_attrs.get("mean")),
-             fmt(t.user_attrs.get("sd")) if t.user_attrs.get("sd") is not None else "-"] for t in ordered]
-    return format_table(["trial", *names, "objective", "mean", "SD"], rows)
+            "space": space_from_flags(base), "replicas": score_flags.replicas_flag()}
 
 
 def main(argv: list[str]) -> int:
     del argv
     base = trial_flags.config_from_flags()
-    metric = seed_flags.metric_from_flags(base)
+    metric = score_flags.metric_from_flags(base)
     space = hyperparameters.parse_space(space_from_flags(base))
     hyperparameters.check_space(space, base)
-    replicas = seed_flags.replicas_from_flags()
+    replicas = score_flags.replicas_from_flags()
     settings = settings_from_flags(metric, base)
     output_dir = Path(value_or("output_dir", f"results/tune/{base.benchmark}"))
     with exclusive(output_dir):  # One tuner writes a directory's records at a time.
         storage_url = FLAGS.storage or optuna_storage.sqlite_url(output_dir / "optuna.db")
         name = FLAGS.study_name or f"{base.benchmark}-{metric}-k{FLAGS.seeds_per_trial}-{FLAGS.objective}"
-        study = open_study(storage_url, name, settings)
+        study = tuner.open_study(storage_url, name, settings)
         done = optuna_storage.finished_count(study)
         remaining = max(0, FLAGS.n_trials - done)
         started = time.perf_counter()
@@ -153,7 +91,7 @@ def main(argv: list[str]) -> int:
             states = optuna_storage.import_optuna().trial.TrialState
             enough = optuna_storage.import_optuna().study.MaxTrialsCallback(
                 FLAGS.n_trials, states=(states.COMPLETE, states.PRUNED, states.RUNNING))
-            study.optimize(make_objective(base, settings, space, output_dir, replicas), n_trials=remaining,
+            study.optimize(tuner.make_objective(base, settings, space, output_dir, replicas), n_trials=remaining,
                            callbacks=[progress, enough])
         if not optuna_storage.completed(study):
             raise UsageError(f"no candidate of study {name!r} finished with a score; see {output_dir}/trials.jsonl")
@@ -165,7 +103,7 @@ def main(argv: list[str]) -> int:
         objective = "mean" if FLAGS.objective == "mean" else f"{FLAGS.lcb_confidence:.0%} pessimistic bound"
         print(f"{name}: {optuna_storage.finished_count(study)} candidates, each over {FLAGS.seeds_per_trial} seed(s); "
               f"objective: the {objective} of {metric}")
-        print(results_table(study, metric))
+        print(tuner.results_table(study, metric))
         print(f"\nBest: trial {best.number} ({hyperparameters.describe(best.params)}), objective "
               f"{stats.format_score(best.value, metric)}.")
         print(f"Ran {remaining} candidate(s) now in {time.perf_counter() - started:.0f}s; records in {output_dir}/"

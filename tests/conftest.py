@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,3 +71,105 @@ def small_study(tmp_path_factory) -> Path:
                             environment=environment.capture(), wall_s=1.0)
     write_summary(output_dir / SUMMARY_FILE, summary)
     return output_dir
+
+
+# A model file as users write it: no seed anywhere, not built (no Input), compiled.
+USER_MODEL = """\
+import keras
+import tensorflow as tf
+
+
+def create_model(units=32, dropout=0.5):
+    model = keras.Sequential([
+        keras.layers.Flatten(),
+        keras.layers.Dense(units, activation="relu"),
+        keras.layers.Dropout(dropout),
+        keras.layers.Dense(10),
+    ])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def uncompiled():
+    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+
+
+def not_a_model():
+    return {"layers": 3}
+
+
+def broken():
+    raise RuntimeError("boom")
+
+
+def wrong_input():
+    return keras.Sequential([keras.layers.Reshape((5, 5)), keras.layers.Dense(10)])
+
+
+class HostSGD(keras.optimizers.SGD):
+    # SGD through a host callback, an op XLA cannot compile.
+
+    def update_step(self, gradient, variable, learning_rate):
+        gradient = tf.numpy_function(lambda g: g, [gradient], gradient.dtype, stateful=False)
+        super().update_step(tf.reshape(gradient, variable.shape), variable, learning_rate)
+
+
+def host_optimizer():
+    model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(optimizer=HostSGD(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+CONSTANT = 3
+"""
+TRAINING = dict(epochs=2, steps_per_loop=5)
+
+
+@pytest.fixture
+def user_files(tmp_path):
+    """model.py and data.npz (400 training and 200 test digits) in a fresh directory."""
+    from harness.trial.datasets import load_dataset
+
+    digits = load_dataset("digits")
+    np.savez(tmp_path / "data.npz", x_train=digits.train_x[:400], y_train=digits.train_y[:400],
+             x_test=digits.test_x[:200], y_test=digits.test_y[:200])
+    (tmp_path / "model.py").write_text(USER_MODEL)
+    return tmp_path
+
+
+def user_config(files, function="create_model", **overrides):
+    """The config of a trial of model.py's `function` on data.npz (see `user_files`)."""
+    from harness.trial.config import user_model_config
+
+    return user_model_config(model=f"{files}/model.py:{function}", dataset=f"npz:{files}/data.npz",
+                             **{**TRAINING, **overrides})
+
+
+def run_conditions(config, names, repeats, output_dir):
+    """A study of these conditions, in this process; its records."""
+    from harness.studies import conditions, study_runner
+    from harness.trial.seeds import SeedSet
+
+    specs = study_runner.plan(config, 0, SeedSet.from_base(0), conditions.parse_conditions(names), repeats, "user")
+    study_runner.execute(specs, output_dir)
+    return study_runner.study_records(specs, output_dir)
+
+
+# A study trial: every source of randomness, about a second.
+TINY = dict(epochs=2, max_train_examples=300, validation_fraction=0.2, augment=True, dropout_rate=0.5,
+            steps_per_loop=5)
+
+
+def plan_conditions(names, repeats=2, **overrides):
+    """(base config, base seeds, the plan) of a tiny digits_mlp study of these conditions."""
+    from harness.studies import conditions, study_runner
+    from harness.trial.config import load_benchmark
+    from harness.trial.seeds import SeedSet
+
+    base = load_benchmark("digits_mlp", **{**TINY, **overrides})
+    seeds = SeedSet.from_base(0)
+    return base, seeds, study_runner.plan(base, 0, seeds, conditions.parse_conditions(names), repeats, "test")
+
+
+# The programs that score a configuration over seeds (reeval, compare_configs, tune), on a small digits MLP.
+SCORING_FLAGS = ["--epochs=2", "--max_train_examples=400", "--validation_fraction=0.2", "--steps_per_loop=5"]

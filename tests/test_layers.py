@@ -9,7 +9,7 @@ TESTS = Path(__file__).resolve().parent
 # Bottom to top. `common`: errors, table, the schema table. `interface`: what programs and users call
 # (the Python API, the Keras callback, flag parsing, the program runner). `program`: `python -m harness.X`.
 LAYERS = ("common", "platform", "trial", "studies", "analysis", "tuning", "interface", "program")
-INTERFACE = {"api", "keras", "cli", "flags", "seed_flags", "trial_flags"}
+INTERFACE = {"api", "keras", "cli", "flags", "score_flags", "trial_flags"}
 
 
 def module_name(path: Path) -> str:
@@ -96,3 +96,35 @@ def test_there_is_one_train_step():
                 if any(id(node) not in nested for node in direct):
                     opening.append(f"{name}.{function.name}")
     assert opening == ["harness.trial.train.train_step"]
+
+
+# Library modules whose tests run them through a program, and where those tests are. Every other library
+# module `harness/LAYER/NAME.py` has its own `tests/LAYER/test_NAME.py`: "where is the test for X" has one answer.
+TESTED_THROUGH = {
+    "analysis.doctor_verdicts": "programs/test_doctor.py",
+    "analysis.keras_probe": "programs/test_doctor.py",
+    "analysis.gate_rules": "programs/test_gate.py",
+    "analysis.gate_render": "programs/test_gate.py",
+    "analysis.study_report": "programs/test_report_and_validate.py",
+    "analysis.summary": "programs/test_programs.py",
+    "studies.background_load": "studies/test_study_runner.py",
+    "trial.config": "trial/test_train.py",
+    "trial.fingerprints": "trial/test_train.py",
+    "trial.models": "trial/test_train.py",
+    "trial.trainable": "trial/test_train.py",
+    "tuning.optuna_storage": "tuning/test_tuner.py",
+}
+
+
+def test_every_library_module_has_its_test_module():
+    missing = []
+    for name, path in modules().items():
+        parts = name.split(".")
+        if len(parts) != 3 or path.name == "__init__.py" or layer(name, path) == "common":
+            continue
+        own = TESTS / parts[1] / f"test_{parts[2]}.py"
+        elsewhere = TESTS / TESTED_THROUGH.get(f"{parts[1]}.{parts[2]}", "-")
+        if not own.exists() and not elsewhere.exists():
+            missing.append(f"{name}: no {own.relative_to(TESTS.parent)}")
+    stale = [key for key in TESTED_THROUGH if (TESTS / key.replace(".", "/test_", 1)).with_suffix(".py").exists()]
+    assert missing == [] and stale == []

@@ -47,8 +47,7 @@ from harness.studies.records import (
     trial_key,
     utc_timestamp,
 )
-from harness.trial import replicas as replicas_lib
-from harness.trial import user_code
+from harness.trial import user_code, vectorized
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
 from harness.trial.train import TrialResult, build_trainable, inputs_identity, run_trial
@@ -130,7 +129,7 @@ def _group_size(replicas: int | str, repeats: int, base: TrialConfig, condition:
     # at a time: within a replica group a trial's bits depend on its position in the batched
     # matmul, so identical seeds there would not be identical runs. Environment variants also
     # need processes of their own.
-    if condition.seeds_fixed or not replicas_lib.supports(config):
+    if condition.seeds_fixed or not vectorized.supports(config):
         return 1
     wanted = MAX_AUTO_REPLICAS if replicas == "auto" else int(replicas)
     return max(1, min(wanted, repeats))
@@ -165,7 +164,7 @@ def _record(spec: TrialSpec, result: TrialResult, output_dir: Path) -> dict[str,
 
 def run_group_and_record(members: list[TrialSpec], output_dir: Path, recorded: set) -> list[dict[str, Any]]:
     """Trains a replica group in this process; appends the records of members not yet recorded."""
-    results = replicas_lib.run_replicas([m.config for m in members], [m.seeds for m in members])
+    results = vectorized.run_replicas([m.config for m in members], [m.seeds for m in members])
     return [_record(spec, result, output_dir)
             for spec, result in zip(members, results, strict=True) if spec.key not in recorded]
 

@@ -74,7 +74,7 @@ class TrialConfig:
     # Who runs the training steps: the harness's tf.function loop, or the user's own Keras `fit`
     # (their compile(); the harness's seeds, data pipeline and evaluation). keras_fit: user models.
     trainer: str = "harness"
-    # Trials trained together as vectorized replicas (harness/trial/replicas.py); 1: alone. Part of the
+    # Trials trained together as vectorized replicas (harness/trial/vectorized.py); 1: alone. Part of the
     # config because it changes the bits: a vectorized trial is compared with vectorized reruns.
     replicas: int = 1
 

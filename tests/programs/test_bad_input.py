@@ -95,3 +95,17 @@ def test_bad_input_is_one_sentence_and_no_record_changes(corpus, program, args):
     assert len(said) == 1 or (program == "harness.validate" and result.returncode == 1), result.stderr
     assert {path: path.read_bytes() for path in records} == records
     assert json.loads((corpus / "study" / "summary.json").read_text())["schema"] == "harness.summary/1"
+
+
+def test_bad_model_input_on_the_command_line_is_one_sentence(user_files):
+    result = run_program("harness.bench", f"--model={user_files}/model.py:nope", f"--data=npz:{user_files}/data.npz",
+                         "--hidden_units=64", f"--output_dir={user_files / 'out'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == ("error: --hidden_units shapes the built-in models; set it in your "
+                                              "model function (e.g. through --model_args).")
+    result = run_program("harness.bench", f"--model={user_files}/model.py:nope", f"--data=npz:{user_files}/data.npz",
+                         f"--output_dir={user_files / 'out'}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (f"error: {user_files}/model.py has no function 'nope' (the model "
+                                              f"spec '{user_files}/model.py:nope').")
+    assert not (user_files / "out" / "trials.jsonl").exists()

@@ -1,5 +1,6 @@
 """Records: schema-valid, written whole, never lost or torn by a kill."""
 
+import hashlib
 import json
 import os
 import stat
@@ -7,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO, kill_after_lines
+from conftest import REPO, kill_after_lines, run_conditions, user_config
 
 from harness.errors import UsageError
 from harness.platform import environment
@@ -162,3 +163,20 @@ def test_a_full_disk_is_one_sentence_and_keeps_the_records(full_disk, record):
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert result.stderr.splitlines()[-1].endswith(": No space left on device; records written before this are kept.")
     assert (study / "trials.jsonl").read_bytes() == before
+
+
+def test_records_identify_the_model_code_and_the_data(user_files):
+    (record,) = run_conditions(user_config(user_files, model_args={"units": 16}), "control", 1, user_files / "study")
+    source = hashlib.sha256((user_files / "model.py").read_bytes()).hexdigest()
+    model = record["model"]
+    assert model["spec"] == f"{user_files}/model.py:create_model" and model["source_sha256"] == source
+    assert model["args"] == {"units": 16} and record["config"]["model_args"] == {"units": 16}
+    # Dense(64 -> 16) and Dense(16 -> 10), weights and biases.
+    assert model["parameters"] == 64 * 16 + 16 + 16 * 10 + 10
+    assert [layer["class"] for layer in model["architecture"]] == ["Flatten", "Dense", "Dropout", "Dense"]
+    assert model["optimizer"]["class"] == "Adam" and model["task"] == "multiclass"
+    assert model["seed_generators"] == ["dropout#0"]
+    assert record["data"]["spec"] == f"npz:{user_files}/data.npz"
+    assert record["data"]["train_examples"] == 400 and record["data"]["test_examples"] == 200
+    assert len(record["data"]["sha256"]) == 64
+    assert record["metrics"]["test_examples"] == 200 and 0 <= record["metrics"]["test_accuracy"] <= 1

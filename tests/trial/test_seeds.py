@@ -1,3 +1,5 @@
+"""Seeds: one base seed derives every source's seed; an override changes that source alone."""
+
 import pytest
 
 from harness.trial.seeds import SOURCES, SeedSet, derive_seed

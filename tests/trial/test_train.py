@@ -1,8 +1,16 @@
 """Real trials in this process: a trial is a pure function of its config and seeds."""
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
 import numpy as np
 import pytest
+from conftest import REPO, run_program
 
+from harness.studies.records import read_records, schema_errors
 from harness.trial.config import load_benchmark
 from harness.trial.seeds import SOURCES, SeedSet
 from harness.trial.train import run_trial
@@ -93,3 +101,63 @@ def test_determinism_switch_is_applied_per_trial(small_config):
     assert not op_determinism_enabled()
     run_trial(small_config.replace(epochs=1), SeedSet.from_base(0))
     assert op_determinism_enabled()
+
+
+def test_keras_fit_trainer_keeps_every_seed_meaning_and_control_repeats_across_processes(tmp_path):
+    args = ["--model=examples/mnist_mlp.py:create_model", "--data=examples/mnist_mlp.py:load_data", "--epochs=2",
+            "--trainer=keras_fit"]
+    first = run_program("harness.bench", *args, "--conditions=control,init,shuffle,dropout", "--repeats=2",
+                        f"--output_dir={tmp_path / 'a'}")
+    assert first.returncode == 0, first.stderr
+    assert "trained by the model's own Keras fit" in first.stdout
+    second = run_program("harness.bench", *args, "--conditions=control", "--repeats=1",
+                         f"--output_dir={tmp_path / 'b'}")
+    assert second.returncode == 0, second.stderr
+    records = read_records(tmp_path / "a" / "trials.jsonl")
+    assert all(schema_errors(r) == [] and r["config"]["trainer"] == "keras_fit" for r in records)
+    final = {name: {r["fingerprints"]["weights_sha256"] for r in records if r["condition"] == name}
+             for name in ("control", "init", "shuffle", "dropout")}
+    initial = {name: {r["fingerprints"]["initial_weights_sha256"] for r in records if r["condition"] == name}
+               for name in ("control", "init", "shuffle", "dropout")}
+    (control,) = final["control"]
+    assert read_records(tmp_path / "b" / "trials.jsonl")[0]["fingerprints"]["weights_sha256"] == control
+    for name in ("init", "shuffle", "dropout"):  # each changes the final weights
+        assert len(final[name]) == 2 and control not in final[name], name
+    assert initial["shuffle"] == initial["dropout"] == initial["control"] and len(initial["init"]) == 2
+
+
+SCRIPT = textwrap.dedent("""
+    import json
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    from harness.platform import environment
+    from harness.trial.config import load_benchmark
+    from harness.studies.records import make_trial_record, schema_errors
+    from harness.trial.seeds import SeedSet
+    from harness.trial.train import inputs_identity, run_trial
+
+    config = load_benchmark("digits_mlp", epochs=3, max_train_examples=601, dropout_rate=0.2, strategy="mirrored")
+    seeds = SeedSet.from_base(0)
+    first, second = run_trial(config, seeds), run_trial(config, seeds)
+    alone = run_trial(config.replace(strategy="none"), seeds)
+    record = make_trial_record(config=config, seeds=seeds, condition="control", repeat=0, study_id="s",
+                               result=first, environment=environment.capture(), inputs=inputs_identity(config))
+    print(json.dumps({"status": first.status, "replicas": first.outputs.get("replicas"),
+                      "strategy": first.outputs.get("strategy"), "schema_errors": schema_errors(record),
+                      "same_bits": first.fingerprints == second.fingerprints,
+                      "accuracy": first.metrics["test_accuracy"], "alone": alone.metrics["test_accuracy"]}))
+""")
+
+
+def test_mirrored_strategy_trains_records_replicas_and_is_bitwise_reproducible():
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["status"]["code"] == "ok" and out["schema_errors"] == []
+    assert (out["strategy"], out["replicas"]) == ("mirrored", 2)
+    assert out["same_bits"] is True  # op determinism on: two replicas, same bits every time
+    # It learns like one device (not the same bits: each replica draws dropout for its slice).
+    assert out["accuracy"] > 0.7 and abs(out["accuracy"] - out["alone"]) < 0.1

@@ -1,4 +1,4 @@
-"""Studies: conditions vary what they name, isolation and workers do not change results, kills resume."""
+"""Running a study: isolation and workers do not change results, kills resume, changed inputs are refused."""
 
 import json
 import os
@@ -8,62 +8,17 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from conftest import REPO, kill_after_lines
+from conftest import REPO, USER_MODEL, kill_after_lines, plan_conditions, run_conditions, run_program, user_config
 
 from harness.analysis.summary import build_summary
 from harness.errors import UsageError
 from harness.studies import conditions, study_runner
 from harness.studies.records import read_records, schema_errors
 from harness.trial.config import load_benchmark
-from harness.trial.seeds import SOURCES, SeedSet
-
-TINY = dict(epochs=2, max_train_examples=300, validation_fraction=0.2, augment=True, dropout_rate=0.5,
-            steps_per_loop=5)
-
-
-def _plan(names, repeats=2, **overrides):
-    base = load_benchmark("digits_mlp", **{**TINY, **overrides})
-    seeds = SeedSet.from_base(0)
-    return base, seeds, study_runner.plan(base, 0, seeds, conditions.parse_conditions(names), repeats, "test")
-
-
-def test_each_condition_varies_exactly_what_it_names():
-    base, seeds, specs = _plan("control,kernels,init,shuffle,dropout,augment,split,all,bit", repeats=3)
-    by = {name: [s for s in specs if s.condition == name] for name in conditions.CONDITIONS}
-    for spec in by["control"]:
-        assert spec.seeds == seeds and spec.config == base
-    for spec in by["kernels"]:
-        assert spec.seeds == seeds and spec.config == base.replace(determinism=False)
-    for source in SOURCES:
-        varied = [s.seeds for s in by[source]]
-        assert len({getattr(v, source) for v in varied}) == 3
-        assert all(v.replace(**{source: getattr(seeds, source)}) == seeds for v in varied)
-    assert all(s.config.determinism is False for s in by["all"])
-    assert all(s.seeds.init != seeds.init and s.seeds.shuffle != seeds.shuffle for s in by["all"])
-    flips = [s.config.flip_bit for s in by["bit"]]
-    assert len(set(flips)) == 3 and all(f >= 0 for f in flips)
-    assert all(s.seeds == seeds for s in by["bit"])
-    # Repeats are the outer loop, so conditions interleave.
-    assert [s.condition for s in specs[:3]] == ["control", "kernels", "init"]
-    assert len({s.key for s in specs}) == len(specs)
-
-
-def test_bit_flips_only_nonzero_initial_weights():
-    _, _, specs = _plan("bit", repeats=20)
-    # Biases start at zero; the MLP's first 128 weights (dense1/bias) are never picked.
-    assert all(not 0 <= s.config.flip_bit < 128 for s in specs)
-
-
-def test_environment_variants():
-    threads, onednn, xla = conditions.parse_conditions("env:threads=1,env:onednn=0,env:xla=1")
-    assert dict(threads.config_changes) == {"intra_op_threads": 1, "inter_op_threads": 1}
-    assert dict(onednn.env_vars) == {"TF_ENABLE_ONEDNN_OPTS": "0"}
-    assert dict(xla.config_changes) == {"xla": True}
-    assert all(c.determinism and c.seeds_fixed for c in (threads, onednn, xla))
-    for bad in ("env:threads=0", "env:onednn=2", "env:nothing=1", "env:threads", "bogus", ""):
-        with pytest.raises(UsageError):
-            conditions.parse_conditions(bad)
+from harness.trial.datasets import load_dataset
+from harness.trial.seeds import SeedSet
 
 
 def _fingerprints(output_dir):
@@ -77,7 +32,7 @@ def _results(output_dir):
 
 
 def test_inprocess_and_process_isolation_give_identical_weights(tmp_path):
-    _, _, specs = _plan("control,kernels,init", repeats=2)
+    _, _, specs = plan_conditions("control,kernels,init", repeats=2)
     study_runner.execute(specs, tmp_path / "inprocess")
     study_runner.execute(specs, tmp_path / "process", isolation="process", workers=2)
     inprocess, process = _fingerprints(tmp_path / "inprocess"), _fingerprints(tmp_path / "process")
@@ -87,7 +42,7 @@ def test_inprocess_and_process_isolation_give_identical_weights(tmp_path):
 
 
 def test_two_workers_give_the_same_records_as_one(tmp_path):
-    _, _, specs = _plan("control,init,all", repeats=2)
+    _, _, specs = plan_conditions("control,init,all", repeats=2)
     study_runner.execute(specs, tmp_path / "one", workers=1)
     study_runner.execute(specs, tmp_path / "two", workers=2)
     assert _results(tmp_path / "one") == _results(tmp_path / "two")
@@ -97,7 +52,7 @@ def test_two_workers_give_the_same_records_as_one(tmp_path):
 
 def test_environment_variant_runs_in_its_own_process_and_is_compared_with_control(tmp_path):
     chosen = conditions.parse_conditions("control,env:threads=1")
-    base, seeds, specs = _plan("control,env:threads=1", repeats=2)
+    base, seeds, specs = plan_conditions("control,env:threads=1", repeats=2)
     study_runner.execute(specs, tmp_path)
     records = study_runner.study_records(specs, tmp_path)
     threads = [r for r in records if r["condition"] == "env:threads=1"]
@@ -111,7 +66,7 @@ def test_environment_variant_runs_in_its_own_process_and_is_compared_with_contro
 
 def test_summary_of_a_real_study_is_valid_and_says_what_varied(tmp_path):
     names = "control,kernels,init,dropout,all,bit"
-    base, seeds, specs = _plan(names, repeats=3)
+    base, seeds, specs = plan_conditions(names, repeats=3)
     study_runner.execute(specs, tmp_path)
     summary = build_summary(study_id="test", base_config=base.as_dict(), base_seeds=seeds.as_dict(),
                             conditions=conditions.parse_conditions(names), repeats=3,
@@ -164,7 +119,7 @@ def test_resuming_under_another_environment_is_refused_and_keeps_the_records(tmp
 
 
 def test_records_of_another_schema_or_with_nan_are_not_adopted(tmp_path):
-    _, _, specs = _plan("control", repeats=1)
+    _, _, specs = plan_conditions("control", repeats=1)
     study_runner.execute(specs, tmp_path)
     path = tmp_path / "trials.jsonl"
     record = read_records(path)[0]
@@ -264,10 +219,50 @@ def test_cpu_load_is_a_measured_condition_that_matches_control_here(tmp_path):
             time.sleep(0.05)
         assert count == 2 and len(spinners()) == 2
     assert spinners() == []
-    _, _, specs = _plan("control,env:load=1", repeats=1)
+    _, _, specs = plan_conditions("control,env:load=1", repeats=1)
     study_runner.execute(specs, tmp_path)
     records = {r["condition"]: r for r in read_records(tmp_path / "trials.jsonl")}
     assert conditions.condition("env:load=1").background_load is True
     # Same seeds and config as control, every core busy: the bits do not change.
     assert records["env:load=1"]["fingerprints"]["weights_sha256"] == records["control"]["fingerprints"][
         "weights_sha256"]
+
+
+def test_resuming_after_the_model_file_changed_is_refused(user_files):
+    args = [f"--model={user_files}/model.py:create_model", f"--data=npz:{user_files}/data.npz", "--epochs=1",
+            "--conditions=control", "--repeats=1", f"--output_dir={user_files / 'study'}"]
+    assert run_program("harness.bench", *args).returncode == 0
+    before = (user_files / "study" / "trials.jsonl").read_bytes()
+    (user_files / "model.py").write_text(USER_MODEL.replace("units=32", "units=48"))
+    result = run_program("harness.bench", *args, "--repeats=2")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    # TF's start-up lines come first (TF 2.21 prints them before logging is set up); the sentence is last.
+    assert result.stderr.splitlines()[-1].startswith(
+        f"error: the source of {user_files}/model.py:create_model changed since the trials in "
+        f"{user_files / 'study'} were recorded (sha256 ")
+    assert (user_files / "study" / "trials.jsonl").read_bytes() == before
+
+
+def test_resuming_after_the_data_changed_is_refused(user_files):
+    config = user_config(user_files, epochs=1)
+    run_conditions(config, "control", 1, user_files / "study")
+    digits = load_dataset("digits")
+    np.savez(user_files / "data.npz", x_train=digits.train_x[:401], y_train=digits.train_y[:401],
+             x_test=digits.test_x[:200], y_test=digits.test_y[:200])
+    load_dataset.cache_clear()
+    with pytest.raises(UsageError, match=r"^the data npz:\S+ changed since the trials in \S+ were recorded"):
+        run_conditions(config, "control", 2, user_files / "study")
+
+
+def test_shards_never_split_a_replica_group():
+    base, seeds = load_benchmark("digits_mlp", epochs=1, max_train_examples=200), SeedSet.from_base(0)
+    specs = study_runner.plan(base, 0, seeds, conditions.parse_conditions("control,init,all"), 6, "s", replicas=3)
+    shards = [study_runner.shard(specs, i, 2) for i in range(2)]
+    assert sorted(s.key for part in shards for s in part) == sorted(s.key for s in specs)
+    for part in shards:
+        groups = {}
+        for spec in part:
+            if spec.group is not None:
+                groups.setdefault((spec.condition, spec.group), []).append(spec)
+        # Every group in a shard has all its members, as many as its config says it trains together.
+        assert all(len(members) == members[0].config.replicas for members in groups.values())

@@ -8,9 +8,9 @@ from harness.platform import environment
 from harness.studies import conditions, study_runner
 from harness.studies.records import make_trial_record, read_records, schema_errors
 from harness.trial.config import load_benchmark
-from harness.trial.replicas import run_replicas
 from harness.trial.seeds import SeedSet
 from harness.trial.train import inputs_identity
+from harness.trial.vectorized import run_replicas
 
 
 def test_four_replicas_are_distinct_trials_and_rerun_bit_for_bit():

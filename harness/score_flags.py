@@ -1,4 +1,4 @@
-"""Flags shared by the programs that score configurations over many seeds (reeval, compare_configs, tune)."""
+"""How a configuration is scored over many seeds (reeval, compare_configs, tune): --metric, and --replicas's default."""
 
 from __future__ import annotations
 
@@ -7,17 +7,17 @@ from absl import flags
 from harness.flags import value_or
 from harness.studies import study_runner
 from harness.trial.config import TrialConfig
-from harness.tuning import robust
+from harness.tuning import seed_scores
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("metric", None, list(robust.METRICS),
+flags.DEFINE_enum("metric", None, list(seed_scores.METRICS),
                   "The score: validation_accuracy by default (tuning on the test set overfits it).")
 
 
 def metric_from_flags(config: TrialConfig, default: str = "validation_accuracy") -> str:
     metric = FLAGS.metric or default
-    robust.check_metric(metric, config)
+    seed_scores.check_metric(metric, config)
     return metric
 
 

@@ -1,4 +1,4 @@
-"""Finding the source: the divergence locator names the first step and variable; the op scan flags known ops."""
+"""Finding the source: tracing keeps the bits, and the divergence locator names the first step and variable."""
 
 import json
 
@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 from conftest import run_program
 
-from harness.analysis import divergence, op_scan
-from harness.platform.known_ops import alternative_for
+from harness.analysis import divergence
 from harness.studies.records import schema_errors
 from harness.trial.config import load_benchmark
 from harness.trial.seeds import SeedSet
@@ -66,43 +65,6 @@ def test_bad_diverge_input_is_one_sentence(tmp_path):
                           (["--b_env=NOEQUALS"], "--b_env takes NAME=VALUE pairs")):
         result = run_program("harness.diverge", *args, f"--output_dir={tmp_path}")
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
-
-
-def _flagged(benchmark, **overrides):
-    return {f["op"]: f for f in op_scan.scan(load_benchmark(benchmark, **overrides))["flagged"]}
-
-
-def test_the_scan_flags_gather_and_segment_ops_of_the_embedding_model():
-    flagged = _flagged("embedding")
-    assert flagged["UnsortedSegmentSum"]["kind"] == "fixed" and flagged["UnsortedSegmentSum"]["since"] == "2.7"
-
-
-def test_the_scan_flags_the_cnns_convolution_backprop():
-    flagged = _flagged("digits_mlp", model="cnn", dropout_rate=0.25)
-    assert {"Conv2D", "Conv2DBackpropFilter", "Conv2DBackpropInput", "BiasAddGrad"} <= set(flagged)
-
-
-def test_the_scan_stays_quiet_on_ops_without_known_issues():
-    found = op_scan.scan(load_benchmark("random_regression"))
-    assert found["flagged"] == [] and found["op_types"] > 10
-    assert op_scan.summary_line(found) is None
-    raises = _flagged("unimplemented_ops")["SparseTensorDenseMatMul"]
-    assert raises["kind"] == "raises" and "dense matmul" in raises["alternative"]
-
-
-def test_a_study_warns_in_one_line_at_start(tmp_path):
-    result = run_program("harness.bench", "--benchmark=embedding", "--conditions=control", "--repeats=1",
-                         "--epochs=1", "--max_train_examples=100", f"--output_dir={tmp_path}")
-    assert result.returncode == 0, result.stderr[-2000:]
-    warnings = [line for line in result.stderr.splitlines() if "op scan of embedding" in line]
-    assert len(warnings) == 1 and "UnsortedSegmentSum" in warnings[0]
-
-
-def test_failures_suggest_the_documented_alternative():
-    assert alternative_for("SparseTensorDenseMatMul/SparseTensorDenseMatMul A deterministic GPU "
-                           "implementation of SparseTensorDenseMatmulOp is not currently available") == \
-        "a dense matmul (tf.sparse.to_dense first)"
-    assert alternative_for("Conv2D") is None  # deterministic with op determinism: nothing to replace
 
 
 def test_traces_of_different_lengths_say_where_the_shorter_run_ended():

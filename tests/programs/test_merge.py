@@ -1,15 +1,10 @@
-"""Past one machine: shards of a study, merged, give the unsharded study's summary; gfile URLs work."""
+"""Past one machine: shards of a study, merged (`harness.merge`), give the unsharded study's summary."""
 
 import json
 
-import tensorflow as tf
 from conftest import run_program
 
-from harness.studies import conditions, study_runner
 from harness.studies.records import read_records, schema_errors
-from harness.studies.storage import StudyDir
-from harness.trial.config import load_benchmark
-from harness.trial.seeds import SeedSet
 
 STUDY = ["--conditions=control,kernels,init,all", "--repeats=3", "--epochs=1", "--max_train_examples=200"]
 # Step times differ between any two runs; everything else must match.
@@ -59,33 +54,3 @@ def test_a_kubernetes_indexed_job_picks_its_shard_from_the_environment(tmp_path)
     assert bad.returncode == 2 and "shard index 3 is not one of 3 shard(s)" in bad.stderr
 
 
-def test_a_study_in_a_gfile_url_publishes_whole_files_and_resumes(tmp_path):
-    # A file:// URL takes the same tf.io.gfile path as gs:// (TF's ram:// filesystem would not do:
-    # its writes append to an existing file instead of replacing it, unlike object stores).
-    url = f"file://{tmp_path}/remote"
-    base, seeds = load_benchmark("digits_mlp", epochs=1, max_train_examples=200), SeedSet.from_base(0)
-    specs = study_runner.plan(base, 0, seeds, conditions.parse_conditions("control,init"), 2, "remote")
-    remote = StudyDir(url)
-    assert remote.remote and remote.local != tmp_path / "remote"
-    study_runner.execute(specs[:2], remote.local, after_each=remote.push)
-    with tf.io.gfile.GFile(f"{url}/trials.jsonl") as handle:
-        assert [json.loads(line)["trial_key"] for line in handle] == [s.key for s in specs[:2]]
-    # A new process (here: a new StudyDir) pulls what the remote holds and runs only the rest.
-    again = StudyDir(url)
-    assert again.local != remote.local
-    assert study_runner.execute(specs, again.local, after_each=again.push) == 2
-    assert [r["trial_key"] for r in read_records(tmp_path / "remote" / "trials.jsonl")] == [s.key for s in specs]
-
-
-def test_shards_never_split_a_replica_group():
-    base, seeds = load_benchmark("digits_mlp", epochs=1, max_train_examples=200), SeedSet.from_base(0)
-    specs = study_runner.plan(base, 0, seeds, conditions.parse_conditions("control,init,all"), 6, "s", replicas=3)
-    shards = [study_runner.shard(specs, i, 2) for i in range(2)]
-    assert sorted(s.key for part in shards for s in part) == sorted(s.key for s in specs)
-    for part in shards:
-        groups = {}
-        for spec in part:
-            if spec.group is not None:
-                groups.setdefault((spec.condition, spec.group), []).append(spec)
-        # Every group in a shard has all its members, as many as its config says it trains together.
-        assert all(len(members) == members[0].config.replicas for members in groups.values())

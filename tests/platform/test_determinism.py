@@ -1,4 +1,4 @@
-"""An op with no deterministic kernel fails its trial with a status naming the op; the study goes on."""
+"""Op determinism: an op with no deterministic kernel fails its trial with a status naming the op; the study goes on."""
 
 import json
 import os

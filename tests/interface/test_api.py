@@ -1,0 +1,48 @@
+"""The Python API: `harness.study` on a model function and numpy arrays, as a notebook user calls it."""
+
+import json
+
+import pytest
+from conftest import TRAINING, run_program
+
+from harness.errors import UsageError
+from harness.studies.records import read_records, schema_errors
+from harness.trial.datasets import load_dataset
+
+
+def create_model_for_the_api():
+    import keras
+
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dropout(0.5), keras.layers.Dense(10)])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def test_the_python_api_studies_a_function_and_arrays(tmp_path):
+    import harness
+
+    digits = load_dataset("digits")
+    data = (digits.train_x[:300], digits.train_y[:300], digits.test_x[:100], digits.test_y[:100])
+    # control and kernels: what the gate's determinism rule needs to see.
+    result = harness.study(model=create_model_for_the_api, data=data, conditions=["control", "kernels", "dropout"],
+                           repeats=2, output_dir=str(tmp_path), **TRAINING)
+    assert result.condition("control").bitwise_reproducible is True
+    assert result.condition("dropout").unique_weight_hashes == 2
+    assert "control" in str(result) and result.records_path == tmp_path / "trials.jsonl"
+    records = read_records(result.records_path)
+    assert len(records) == 6 and all(schema_errors(r) == [] for r in records)
+    assert schema_errors(json.loads(result.summary_path.read_text())) == []
+    # The study's programs read a user model's study like a built-in's.
+    gate = run_program("harness.gate", f"--baseline={tmp_path}", f"--candidate={tmp_path}")
+    assert gate.returncode == 0, gate.stdout + gate.stderr
+    report = run_program("harness.report", f"--input_dir={tmp_path}")
+    assert report.returncode == 0, report.stderr
+    page = (tmp_path / "report.html").read_text()
+    # The report says what was trained on what: the model, its layers, the data's fingerprint.
+    assert "create_model_for_the_api" in page and "Flatten, Dense, Dropout, Dense" in page
+    assert records[0]["data"]["sha256"] in page
+    with pytest.raises(UsageError, match="^condition env:onednn=0 needs a fresh process, which cannot see the data "
+                                         "handed over in Python"):
+        harness.study(model=create_model_for_the_api, data=data, conditions=["env:onednn=0"], repeats=1,
+                      output_dir=str(tmp_path / "env"), **TRAINING)

@@ -1,0 +1,46 @@
+"""Conditions: each varies exactly what it names, and nothing else."""
+
+import pytest
+from conftest import plan_conditions
+
+from harness.errors import UsageError
+from harness.studies import conditions
+from harness.trial.seeds import SOURCES
+
+
+def test_each_condition_varies_exactly_what_it_names():
+    base, seeds, specs = plan_conditions("control,kernels,init,shuffle,dropout,augment,split,all,bit", repeats=3)
+    by = {name: [s for s in specs if s.condition == name] for name in conditions.CONDITIONS}
+    for spec in by["control"]:
+        assert spec.seeds == seeds and spec.config == base
+    for spec in by["kernels"]:
+        assert spec.seeds == seeds and spec.config == base.replace(determinism=False)
+    for source in SOURCES:
+        varied = [s.seeds for s in by[source]]
+        assert len({getattr(v, source) for v in varied}) == 3
+        assert all(v.replace(**{source: getattr(seeds, source)}) == seeds for v in varied)
+    assert all(s.config.determinism is False for s in by["all"])
+    assert all(s.seeds.init != seeds.init and s.seeds.shuffle != seeds.shuffle for s in by["all"])
+    flips = [s.config.flip_bit for s in by["bit"]]
+    assert len(set(flips)) == 3 and all(f >= 0 for f in flips)
+    assert all(s.seeds == seeds for s in by["bit"])
+    # Repeats are the outer loop, so conditions interleave.
+    assert [s.condition for s in specs[:3]] == ["control", "kernels", "init"]
+    assert len({s.key for s in specs}) == len(specs)
+
+
+def test_bit_flips_only_nonzero_initial_weights():
+    _, _, specs = plan_conditions("bit", repeats=20)
+    # Biases start at zero; the MLP's first 128 weights (dense1/bias) are never picked.
+    assert all(not 0 <= s.config.flip_bit < 128 for s in specs)
+
+
+def test_environment_variants():
+    threads, onednn, xla = conditions.parse_conditions("env:threads=1,env:onednn=0,env:xla=1")
+    assert dict(threads.config_changes) == {"intra_op_threads": 1, "inter_op_threads": 1}
+    assert dict(onednn.env_vars) == {"TF_ENABLE_ONEDNN_OPTS": "0"}
+    assert dict(xla.config_changes) == {"xla": True}
+    assert all(c.determinism and c.seeds_fixed for c in (threads, onednn, xla))
+    for bad in ("env:threads=0", "env:onednn=2", "env:nothing=1", "env:threads", "bogus", ""):
+        with pytest.raises(UsageError):
+            conditions.parse_conditions(bad)

@@ -1,0 +1,89 @@
+"""Your Keras model in the harness loop: every seed keeps its meaning, control repeats, the update's XLA switch."""
+
+import pytest
+from conftest import run_conditions, run_program, user_config
+
+from harness.errors import UsageError
+from harness.studies.records import read_records, schema_errors
+from harness.trial import keras_model
+from harness.trial.config import TrialConfig
+from harness.trial.seeds import SeedSet
+from harness.trial.train import run_trial
+
+
+def test_each_seed_keeps_its_meaning_for_a_user_model(user_files):
+    records = run_conditions(user_config(user_files), "control,init,dropout", 2, user_files / "study")
+    assert all(schema_errors(r) == [] for r in records)
+    assert all(r["status"]["code"] == "ok" for r in records)
+    by = {name: [r["fingerprints"] for r in records if r["condition"] == name]
+          for name in ("control", "init", "dropout")}
+    control_initial = by["control"][0]["initial_weights_sha256"]
+    # dropout: the masks change, and nothing else: the initial weights stay control's.
+    assert {f["initial_weights_sha256"] for f in by["dropout"]} == {control_initial}
+    assert len({f["weights_sha256"] for f in by["dropout"]}) == 2
+    # init: another init seed, other initial weights.
+    assert len({f["initial_weights_sha256"] for f in by["init"]}) == 2
+    # control: identical runs in one process give one final hash.
+    assert len({f["weights_sha256"] for f in by["control"]}) == 1
+
+
+def test_control_gives_one_hash_across_fresh_processes_and_this_one(user_files):
+    args = [f"--model={user_files}/model.py:create_model", f"--data=npz:{user_files}/data.npz", "--epochs=2",
+            "--steps_per_loop=5", "--conditions=control", "--repeats=1"]
+    fingerprints = []
+    for run in ("a", "b"):
+        result = run_program("harness.bench", *args, f"--output_dir={user_files / run}")
+        assert result.returncode == 0, result.stderr
+        (record,) = read_records(user_files / run / "trials.jsonl")
+        assert schema_errors(record) == []
+        fingerprints.append(record["fingerprints"])
+    assert fingerprints[0] == fingerprints[1]
+    # This long-lived process has built other Keras models already: still the same bits.
+    here = run_trial(user_config(user_files), SeedSet.from_base(0))
+    assert here.fingerprints == fingerprints[0]
+    changed_seed = run_trial(user_config(user_files), SeedSet.from_base(0).replace(init=1))
+    assert changed_seed.fingerprints["weights_sha256"] != fingerprints[0]["weights_sha256"]
+
+
+def test_the_update_is_xla_compiled_on_request_and_from_a_size(user_files):
+    op_by_op = run_trial(user_config(user_files), SeedSet.from_base(0))  # 2,410 parameters: auto leaves it
+    fused = run_trial(user_config(user_files, xla_update="on"), SeedSet.from_base(0))
+    assert op_by_op.status["code"] == fused.status["code"] == "ok"
+    assert (op_by_op.model["update"], fused.model["update"]) == ("op by op", "xla")
+    # The same start, other arithmetic: XLA's fused kernels round differently from Keras's ops one by one.
+    assert fused.fingerprints["initial_weights_sha256"] == op_by_op.fingerprints["initial_weights_sha256"]
+    assert fused.fingerprints["weights_sha256"] != op_by_op.fingerprints["weights_sha256"]
+    assert run_trial(user_config(user_files, xla_update="on"), SeedSet.from_base(0)).fingerprints == fused.fingerprints
+    # auto compiles it from keras_model.XLA_UPDATE_MIN_PARAMETERS (64 * 1024 + 1024 + 1024 * 10 + 10 here).
+    big = run_trial(user_config(user_files, model_args={"units": 1024}, epochs=1), SeedSet.from_base(0))
+    assert big.model["parameters"] > keras_model.XLA_UPDATE_MIN_PARAMETERS and big.model["update"] == "xla"
+    assert run_trial(user_config(user_files, xla=True, epochs=1), SeedSet.from_base(0)).model["update"] == "in the step"
+    with pytest.raises(UsageError, match=r"^--model_args, --optimizer, --loss and --xla_update are for your own "
+                       r"Keras model, not the built-in 'mlp'\.$"):
+        TrialConfig("mlp_digits", xla_update="on")
+    with pytest.raises(UsageError, match=r"^unknown --xla_update 'yes'; choose one of auto, on, off\.$"):
+        user_config(user_files, xla_update="yes")
+
+
+def test_an_optimizer_xla_cannot_compile_is_told_to_run_op_by_op(user_files):
+    failed = run_trial(user_config(user_files, "host_optimizer", xla_update="on"), SeedSet.from_base(0))
+    assert failed.status["code"] == "error"
+    assert failed.status["message"].startswith("InvalidArgumentError: Detected unsupported operations")
+    assert failed.status["message"].endswith(
+        "; your optimizer's update was compiled with XLA: --xla_update=off runs it op by op")
+    assert run_trial(user_config(user_files, "host_optimizer"), SeedSet.from_base(0)).status["code"] == "ok"
+
+
+def test_a_model_that_cannot_take_the_data_says_so(user_files):
+    config = user_config(user_files, "wrong_input")
+    with pytest.raises(UsageError, match=r"returned a model that has an unknown input shape and cannot be built "
+                                         r"on the data's examples of shape \(8, 8, 1\)"):
+        run_trial(config, SeedSet.from_base(0))
+
+
+def test_an_uncompiled_model_trains_with_the_loss_and_optimizer_given(user_files):
+    config = user_config(user_files, "uncompiled", loss="sparse_categorical_crossentropy", optimizer="sgd",
+                     learning_rate=0.1)
+    result = run_trial(config, SeedSet.from_base(0))
+    assert result.status["code"] == "ok", result.status
+    assert result.model["optimizer"] == {"class": "SGD", "learning_rate": pytest.approx(0.1)}

@@ -1,0 +1,34 @@
+"""Your data: npz, x/y arrays, csv and Python functions are read as a user hands them over."""
+
+import numpy as np
+import pytest
+
+from harness.errors import UsageError
+from harness.trial.datasets import load_dataset
+
+
+def test_data_specs_npz_x_y_csv_and_functions(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = rng.random((50, 3)).astype(np.float32), rng.integers(0, 2, 50)
+    np.savez(tmp_path / "xy.npz", x=x, y=y)
+    xy = load_dataset(f"npz:{tmp_path}/xy.npz")
+    # x, y alone: a fixed 20% is the test set, the same every time.
+    assert (len(xy.train_y), len(xy.test_y), xy.num_classes) == (40, 10, 2)
+    assert np.array_equal(load_dataset.__wrapped__(f"npz:{tmp_path}/xy.npz").test_x, xy.test_x)
+    rows = ["a,target,b"] + [f"{p},{t},{q}" for (p, q, _), t in zip(x, y, strict=False)]
+    (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
+    table = load_dataset(f"csv:{tmp_path}/table.csv", label_column="target")
+    assert table.train_x.shape == (40, 2) and table.num_classes == 2
+    with pytest.raises(UsageError, match="has no column 'nope'; its columns are a, target, b"):
+        load_dataset(f"csv:{tmp_path}/table.csv", label_column="nope")
+    (tmp_path / "loader.py").write_text(
+        "import numpy as np\nimport tensorflow as tf\n\n"
+        "def datasets():\n"
+        "    x = np.arange(40, dtype='float32').reshape(20, 2)\n"
+        "    y = (np.arange(20) % 3).astype('int64')\n"
+        "    return tf.data.Dataset.from_tensor_slices((x, y)), tf.data.Dataset.from_tensor_slices((x, y)).batch(7)\n")
+    loaded = load_dataset(f"{tmp_path}/loader.py:datasets")
+    assert loaded.train_x.shape == (20, 2) and loaded.test_x.shape == (20, 2) and loaded.num_classes == 3
+    with pytest.raises(UsageError, match="must hold arrays named x_train, y_train, x_test, y_test"):
+        np.savez(tmp_path / "bad.npz", images=x)
+        load_dataset(f"npz:{tmp_path}/bad.npz")
