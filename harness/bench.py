@@ -32,6 +32,9 @@ flags.DEFINE_integer("workers", 1, "Worker processes running trials in parallel.
 flags.DEFINE_integer("shard_index", None, "Run only this shard of the study (default: $JOB_COMPLETION_INDEX, "
                      "as a Kubernetes Indexed Job sets it, else 0).")
 flags.DEFINE_integer("num_shards", None, "Shards the study is split into (default: $HARNESS_NUM_SHARDS, else 1).")
+flags.DEFINE_enum("scan_ops", "auto", ["auto", "on", "off"], "Warn at the start of the study, in one line, of train "
+                  "step ops with known GPU determinism issues: auto where a GPU is visible (on a CPU they are "
+                  "deterministic), on always, off never.")
 
 
 def shard_from_flags() -> tuple[int, int]:
@@ -63,7 +66,7 @@ def main(argv: list[str]) -> int:
     chosen = (conditions.parse_conditions(FLAGS.conditions) if FLAGS.conditions is not None
               else conditions.default_conditions(base))
     shard_index, num_shards = shard_from_flags()
-    op_scan.warn_at_study_start(base)
+    op_scan.warn_at_study_start(base, FLAGS.scan_ops)
     output_dir = value_or("output_dir", f"results/{base.benchmark}")
     run = api.run_study(base, FLAGS.seed, seeds, chosen, value_or("repeats", 10), output_dir,
                         replicas=study_runner.parse_replicas(value_or("replicas", "1")), isolation=FLAGS.isolation,

@@ -28,9 +28,9 @@ flags.DEFINE_integer("seeds", 20, "Seeds each configuration is evaluated over, p
                      "(reeval, compare_configs).", lower_bound=2)
 flags.DEFINE_string("conditions", None,
                     "Comma-separated conditions: control, kernels, init, shuffle, dropout, augment, split, "
-                    "all, bit, env:threads=N, env:onednn=0|1, env:xla=0|1, env:load=0|1. bench's default: all of "
-                    "them, less augment without --augment and split without a validation share; isolation_cost's: "
-                    "control,init.")
+                    "all, bit, order, env:threads=N, env:onednn=0|1, env:xla=0|1, env:load=0|1. bench's default: all "
+                    "of them, less augment without --augment, split without a validation share, and order for your "
+                    "own Keras model; isolation_cost's: control,init.")
 flags.DEFINE_integer("repeats", None, "Trials per condition (bench: 10; isolation_cost: 5).", lower_bound=1)
 flags.DEFINE_integer("epochs", None, "Training epochs (default: the benchmark's; bench_speed: 3, the first a warm-up).")
 

@@ -4,7 +4,8 @@
 
 Compares two study summaries (or trial-record files, summarized on the fly)
 condition by condition and prints a table: rule, condition, baseline,
-candidate, threshold, verdict. Exit 0 when every rule passes, 1 when any
+candidate, threshold, verdict (--junit_xml and --markdown_summary also
+write them for CI test reporters and GitHub's job summary). Exit 0 when every rule passes, 1 when any
 fails, 2 when an input is unusable (one sentence naming the file and why).
 
 Every statistical rule fails only when the candidate is worse beyond its
@@ -17,10 +18,11 @@ from __future__ import annotations
 from absl import flags
 
 from harness import cli
-from harness.analysis.gate_render import render
+from harness.analysis.gate_render import junit_xml, render
 from harness.analysis.gate_rules import DEFAULT_THRESHOLDS, RULES, check_comparable, evaluate, thresholds_from
 from harness.analysis.summary import load_summary
 from harness.errors import UsageError
+from harness.studies.records import write_text
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("baseline", None, "Baseline summary.json, trials.jsonl, or a study directory.")
@@ -29,6 +31,10 @@ flags.DEFINE_string("rules", None, "JSON file of thresholds (keys as the flags b
                     '"skip" list of rules.')
 flags.DEFINE_list("skip", [], f"Rules not to apply, of {', '.join(RULES)}.")
 flags.DEFINE_enum("format", "text", ["text", "markdown", "json"], "Output format.")
+flags.DEFINE_string("junit_xml", None, "Also write the verdicts as JUnit XML here (one test case per rule check), "
+                    "for GitLab, Jenkins and GitHub test reporters.")
+flags.DEFINE_string("markdown_summary", None, "Also append the Markdown verdicts to this file, e.g. "
+                    "--markdown_summary=\"$GITHUB_STEP_SUMMARY\" (the job's summary page on GitHub Actions).")
 for _name, _value in DEFAULT_THRESHOLDS.items():
     flags.DEFINE_float(_name, None, f"Threshold (default {_value}).")
 
@@ -44,6 +50,11 @@ def main(argv: list[str]) -> int:
     notes = check_comparable(baseline, candidate, names)
     verdicts = evaluate(baseline, candidate, thresholds, skipped)
     print(render(verdicts, notes, FLAGS.format, names))
+    if FLAGS.junit_xml:
+        write_text(FLAGS.junit_xml, junit_xml(verdicts, names))
+    if FLAGS.markdown_summary:
+        with open(FLAGS.markdown_summary, "a") as summary:  # GitHub's step summary collects every step's lines
+            summary.write(render(verdicts, notes, "markdown", names) + "\n")
     return 1 if any(v.passed is False for v in verdicts) else 0
 
 

@@ -137,8 +137,10 @@ def main(argv: list[str]) -> int:
         scores = seed_scores.scores(records, metric)
         summary["comparison"] = reevaluation.comparison_block(found, metric, scores, base_seed, reused)
         write_summary(output_dir / SUMMARY_FILE, summary)
+        print(f"The {FLAGS.seeds} re-evaluation runs on the test set (every seed varied, as the condition `all`):")
         print(format_summary(summary).rstrip())
-        print(f"\nRe-evaluating {hyperparameters.describe(found['params'])} ({_source_text(found['source'])}):")
+        print(f"\nRe-evaluating {hyperparameters.describe(found['params'])} ({_source_text(found['source'])}) "
+              f"by {metric}, the score the tuner used:")
         print("\n".join(summary["comparison"]["findings"]))
         print(f"\nrecords in {output_dir}/ (trials.jsonl, summary.json); {wall_s:.0f}s")
         return 0

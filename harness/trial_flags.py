@@ -53,6 +53,9 @@ flags.DEFINE_enum("xla_update", None, list(config_lib.XLA_UPDATE_CHOICES),
 flags.DEFINE_integer("intra_op_threads", None, "TF intra-op threads (0: TF's default).")
 flags.DEFINE_integer("inter_op_threads", None, "TF inter-op threads (0: TF's default).")
 flags.DEFINE_integer("flip_bit", None, "Flip the lowest bit of this initial weight (-1: none).")
+flags.DEFINE_integer("reduction_order", None, "Permute each batch by this seed, so every sum of the train step adds "
+                     "its terms in another order, each example keeping its dropout mask (-1: none; the `order` "
+                     "condition sets it per repeat).")
 flags.DEFINE_enum("trainer", None, list(config_lib.TRAINERS), "Who runs the steps: the harness's tf.function loop "
                   "(default), or your model's own Keras fit (keras_fit: its compile(), the harness's seeds and data).")
 flags.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES),

@@ -106,7 +106,6 @@ TESTED_THROUGH = {
     "analysis.gate_rules": "programs/test_gate.py",
     "analysis.gate_render": "programs/test_gate.py",
     "analysis.study_report": "programs/test_report_and_validate.py",
-    "analysis.summary": "programs/test_programs.py",
     "studies.background_load": "studies/test_study_runner.py",
     "trial.config": "trial/test_train.py",
     "trial.fingerprints": "trial/test_train.py",

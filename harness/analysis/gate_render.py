@@ -1,9 +1,10 @@
-"""The gate's verdicts as text, Markdown (a CI comment) or JSON."""
+"""The gate's verdicts as text, Markdown (a CI comment, a GitHub step summary), JSON or JUnit XML."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+from xml.etree import ElementTree
 
 from harness.analysis.gate_rules import Verdict
 from harness.table import format_table
@@ -26,3 +27,28 @@ def render(verdicts: list[Verdict], notes: list[str], fmt: str, names: tuple[str
         return "\n".join(lines + [""] + [f"- {note}" for note in notes])
     return "\n".join([f"baseline {names[0]}  vs  candidate {names[1]}", format_table(headers, rows), "",
                       *(f"note: {note}" for note in notes), outcome])
+
+
+def junit_xml(verdicts: list[Verdict], names: tuple[str, str]) -> str:
+    """JUnit XML, as GitLab, Jenkins and GitHub test reporters read it: a test case per rule check
+    (`rule[condition]`), failed with its detail, or skipped (not applicable) with why."""
+    suite = ElementTree.Element("testsuite", {
+        "name": "harness.gate", "tests": str(len(verdicts)),
+        "failures": str(sum(v.passed is False for v in verdicts)),
+        "skipped": str(sum(v.passed is None for v in verdicts)), "errors": "0"})
+    properties = ElementTree.SubElement(suite, "properties")
+    for key, value in zip(("baseline", "candidate"), names, strict=True):
+        ElementTree.SubElement(properties, "property", {"name": key, "value": value})
+    for v in verdicts:
+        case = ElementTree.SubElement(suite, "testcase", {"classname": f"harness.gate.{v.rule}",
+                                                          "name": f"{v.rule}[{v.condition}]"})
+        said = f"baseline {v.baseline}, candidate {v.candidate}, threshold {v.threshold}" + \
+            (f": {v.detail}" if v.detail else "")
+        if v.passed is False:
+            ElementTree.SubElement(case, "failure", {"message": v.detail or "failed", "type": v.rule}).text = said
+        elif v.passed is None:
+            ElementTree.SubElement(case, "skipped", {"message": v.detail or "not applicable"})
+        else:
+            ElementTree.SubElement(case, "system-out").text = said
+    ElementTree.indent(suite)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(suite, encoding="unicode") + "\n"

@@ -84,7 +84,16 @@ def format_scan(found: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def warn_at_study_start(config: TrialConfig) -> None:
+def warn_at_study_start(config: TrialConfig, when: str = "auto") -> None:
+    """One warning line naming the train step's ops with known GPU determinism issues.
+
+    `when`: "on" always scans; "off" never; "auto" scans where the warning applies, with a GPU
+    visible: on a CPU those ops are deterministic, and the line would only be noise.
+    """
+    import tensorflow as tf
+
+    if when == "off" or (when == "auto" and not tf.config.list_physical_devices("GPU")):
+        return
     try:
         line = summary_line(scan(config))
     except Exception as error:  # A scan must never stop a study; say why it was skipped.

@@ -52,6 +52,45 @@ def sd_interval(sd: float, n: int, confidence: float = CONFIDENCE) -> tuple[floa
     return low, high
 
 
+def sd_ratio_interval(sd_a: float, n_a: int, sd_b: float, n_b: int,
+                      confidence: float = CONFIDENCE) -> list[float] | None:
+    """F interval of the ratio of two standard deviations (sigma_a / sigma_b) from independent normal samples;
+    None for fewer than 2 samples a side or a zero SD below."""
+    if n_a < 2 or n_b < 2 or sd_b == 0:
+        return None
+    alpha = 1.0 - confidence
+    ratio = sd_a / sd_b
+    upper_f = scipy_stats.f.ppf(1 - alpha / 2, n_a - 1, n_b - 1)
+    lower_f = scipy_stats.f.ppf(alpha / 2, n_a - 1, n_b - 1)
+    return [ratio / math.sqrt(upper_f), ratio / math.sqrt(lower_f)]
+
+
+def repeats_to_separate(sd_ratio: float, alpha: float = 1 - CONFIDENCE, power: float = 0.8,
+                        most: int = 100_000) -> int | None:
+    """Repeats per condition for a two-sided F-test at `alpha` to tell two SDs this far apart with this
+    power (normal samples, equal repeats): the smallest n with P(reject | true ratio) >= power.
+    None when the SDs are equal, or more than `most` repeats would be needed."""
+    variance_ratio = max(sd_ratio, 1 / sd_ratio) ** 2 if sd_ratio > 0 else math.inf
+    if variance_ratio == 1 or not math.isfinite(variance_ratio):
+        return None
+
+    def power_at(n: int) -> float:
+        dof = n - 1
+        high = scipy_stats.f.ppf(1 - alpha / 2, dof, dof)
+        low = scipy_stats.f.ppf(alpha / 2, dof, dof)
+        # The observed ratio of variances is variance_ratio times an F(dof, dof) variable.
+        return float(scipy_stats.f.sf(high / variance_ratio, dof, dof) + scipy_stats.f.cdf(low / variance_ratio,
+                                                                                             dof, dof))
+
+    if power_at(most) < power:
+        return None
+    low, high = 2, most  # power grows with n: bisect for the smallest n that reaches it
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (middle + 1, high) if power_at(middle) < power else (low, middle)
+    return low
+
+
 def sample_sd(values: Sequence[float] | np.ndarray) -> float:
     """The sample SD (n - 1); 0 for one value.
 
@@ -95,11 +134,58 @@ def ratio_of_medians(values: Sequence[float], reference: Sequence[float]) -> dic
 
 
 def mean_pairwise_disagreement(predictions: Sequence[np.ndarray]) -> float | None:
-    """Mean share of test examples two trials classify differently, over all pairs."""
+    """Mean share of test examples two trials classify differently, over all pairs (churn)."""
     if len(predictions) < 2:
         return None
     shares = [float(np.mean(a != b)) for a, b in itertools.combinations(predictions, 2)]
     return float(np.mean(shares))
+
+
+def disagreement_interval(predictions: Sequence[np.ndarray],
+                          confidence: float = CONFIDENCE) -> list[float] | None:
+    """A percentile interval of the mean pairwise disagreement, resampling runs and test examples at once.
+
+    Both are samples: other runs would disagree otherwise, and so would other
+    test examples. Each resample draws runs and examples with replacement
+    (a two-way bootstrap) and averages the disagreement over pairs of distinct
+    runs, weighted by how often each was drawn; a pair of one run with itself
+    says nothing of churn. Needs at least 3 runs; fixed seed, so the same
+    records always give the same interval.
+    """
+    runs = len(predictions)
+    if runs < 3:
+        return None
+    pairs = list(itertools.combinations(range(runs), 2))
+    differs = np.array([predictions[a] != predictions[b] for a, b in pairs], dtype=np.float64)  # [pairs, examples]
+    first, second = np.array(pairs).T
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    n_examples = differs.shape[1]
+    estimates = []
+    for _ in range(BOOTSTRAP_RESAMPLES):
+        run_counts = rng.multinomial(runs, np.full(runs, 1.0 / runs))
+        example_counts = rng.multinomial(n_examples, np.full(n_examples, 1.0 / n_examples))
+        pair_weights = run_counts[first] * run_counts[second]
+        if pair_weights.sum() == 0:
+            continue  # every draw was one run: no pair of distinct runs
+        shares = differs @ example_counts / n_examples
+        estimates.append(float(pair_weights @ shares / pair_weights.sum()))
+    alpha = (1.0 - confidence) / 2
+    return [float(np.quantile(estimates, alpha)), float(np.quantile(estimates, 1 - alpha))]
+
+
+def unstable_examples(predictions: Sequence[np.ndarray], top: int = 8) -> dict[str, Any] | None:
+    """Per test example, how many runs leave the most common prediction: how many examples any run
+    changes, and the `top` most unstable (index, runs that differ from the majority, predicted classes)."""
+    if len(predictions) < 2:
+        return None
+    table = np.stack(predictions)  # [runs, examples]
+    majority_counts = np.array([np.bincount(column).max() for column in table.T])
+    off_majority = len(predictions) - majority_counts
+    order = np.argsort(-off_majority, kind="stable")[:top]
+    return {"runs": len(predictions), "changed_examples": int(np.count_nonzero(off_majority)),
+            "most_unstable": [{"index": int(i), "runs_off_majority": int(off_majority[i]),
+                               "classes": sorted({int(c) for c in table[:, i]})}
+                              for i in order if off_majority[i] > 0]}
 
 
 def max_per_class_difference(per_class: Sequence[Sequence[float | None]]) -> float | None:

@@ -3,9 +3,12 @@
 Writes DIR/report.html and DIR/report.md, and beside them PNG plots:
 - accuracy.png: every trial's test metric per condition (identical runs fall on one point);
 - sd_by_source.png: each condition's SD with its 95% interval, beside `all`'s;
+- churn.png: each condition's churn (the share of test examples two runs predict differently) with its interval;
+- unstable_examples.png: the test examples the most runs of a condition predict differently (images, or
+  curves for 1-D data);
 - step_time.png: steady-state step time per condition, op determinism on vs off;
 - loss_curves.png: per-epoch train loss of every trial, one panel per condition;
-and the environment the study ran in as a table.
+the failed trials with their reasons, and the environment the study ran in as a table.
 """
 
 from __future__ import annotations
@@ -21,11 +24,13 @@ matplotlib.use("Agg")  # Files only: no display on CI or in containers.
 import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 
 from harness.analysis import stats  # noqa: E402
-from harness.analysis.summary import format_summary, load_summary, trainer_text  # noqa: E402
+from harness.analysis.summary import condition_table, load_summary, trainer_text  # noqa: E402
 from harness.errors import UsageError  # noqa: E402
 from harness.schema import TRIALS_FILE  # noqa: E402
 from harness.studies import conditions  # noqa: E402
 from harness.studies.records import read_records  # noqa: E402
+from harness.trial.config import TrialConfig  # noqa: E402
+from harness.trial.datasets import dataset_of  # noqa: E402
 
 DETERMINISTIC, NONDETERMINISTIC, ALL = "#1f77b4", "#d62728", "#ff7f0e"
 
@@ -41,9 +46,15 @@ def build_report(input_dir: Path, output_dir: Path) -> list[Path]:
     plots = {
         "accuracy.png": ("Every trial's result, per condition", _metric_strip(summary, records)),
         "sd_by_source.png": ("Spread of each condition, as a share of all sources", _sd_bars(summary)),
+        "churn.png": ("Churn: the share of test examples two runs of a condition predict differently",
+                      _churn_bars(summary)),
         "step_time.png": ("Steady-state step time: op determinism on vs off", _step_times(summary)),
         "loss_curves.png": ("Training loss of every trial, per condition", _loss_curves(summary, records)),
     }
+    unstable = _unstable_examples(summary, records)
+    if unstable:
+        plots["unstable_examples.png"] = unstable
+    plots = {name: plot for name, plot in plots.items() if plot[1] is not None}
     written = []
     for name, (_, figure) in plots.items():
         figure.savefig(output_dir / name, dpi=110, bbox_inches="tight")
@@ -51,8 +62,9 @@ def build_report(input_dir: Path, output_dir: Path) -> list[Path]:
         written.append(output_dir / name)
     captions = [(name, caption) for name, (caption, _) in plots.items()]
     environment = inputs_rows(records[0]) + environment_rows(summary["environment"])
-    (output_dir / "report.html").write_text(_html(summary, captions, environment))
-    (output_dir / "report.md").write_text(_markdown(summary, captions, environment))
+    failures = failure_rows(records)
+    (output_dir / "report.html").write_text(_html(summary, captions, environment, failures))
+    (output_dir / "report.md").write_text(_markdown(summary, captions, environment, failures))
     return written + [output_dir / "report.html", output_dir / "report.md"]
 
 
@@ -108,15 +120,92 @@ def _sd_bars(summary: dict[str, Any]) -> plt.Figure:
         share = f"{row['sd_share_of_all']:.0%} of all" if row["sd_share_of_all"] is not None else ""
         axes.annotate(f"{sd:.3g}  {share}", (sd, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
     floors = [row["noise_floor"] for row in rows if row["noise_floor"]]
+    right = max([1e-12] + [(row[metric]["sd_ci95"] or [0, row[metric]["sd"]])[1] * scale for row in rows]) * 1.25
     if floors:
-        axes.axvline(floors[0] * scale, color="#777777", linestyle="--", linewidth=1,
-                     label="test-set noise floor sqrt(p(1-p)/n)")
-        axes.legend(fontsize=8, loc="lower right")
+        # The floor is drawn only where it leaves the bars readable; far beyond them it is a label on the
+        # right edge, so a large floor does not squash every bar into the left margin.
+        floor = floors[0] * scale
+        if floor <= right * 2:
+            right = max(right, floor * 1.1)
+            axes.axvline(floor, color="#777777", linestyle="--", linewidth=1,
+                         label=f"test-set noise floor sqrt(p(1-p)/n) = {floor:.3g}")
+            axes.legend(fontsize=8, loc="lower right")
+        else:
+            axes.annotate(f"test-set noise floor sqrt(p(1-p)/n) = {floor:.3g}, off this scale \u2192",
+                          (1, 0), xycoords="axes fraction", xytext=(-4, 4), textcoords="offset points",
+                          ha="right", va="bottom", fontsize=8, color="#555555")
+    axes.set_xlim(0, right)
     axes.set_yticks(range(len(rows)), [row["name"] for row in rows])
     axes.invert_yaxis()
     axes.set_xlabel(f"SD of {_label(summary)} with its 95% chi-square interval")
     axes.grid(axis="x", alpha=0.3)
     return figure
+
+
+def _churn_bars(summary: dict[str, Any]) -> plt.Figure | None:
+    rows = [row for row in summary["conditions"] if row["mean_pairwise_disagreement"] is not None]
+    if not rows:
+        return None
+    figure, axes = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
+    for y, row in enumerate(rows):
+        churn, interval = row["mean_pairwise_disagreement"] * 100, row.get("disagreement_ci95")
+        color = ALL if row["name"] == conditions.ALL else (DETERMINISTIC if row["determinism"] else NONDETERMINISTIC)
+        axes.barh(y, churn, color=color, alpha=0.8)
+        if interval:
+            axes.errorbar(churn, y, xerr=[[churn - interval[0] * 100], [interval[1] * 100 - churn]], fmt="none",
+                          ecolor="#333333", capsize=3)
+        axes.annotate(f"{churn:.2f}%", (churn, y), textcoords="offset points", xytext=(4, -10), fontsize=7)
+    axes.set_yticks(range(len(rows)), [row["name"] for row in rows])
+    axes.invert_yaxis()
+    axes.set_xlabel("churn: % of test examples two runs predict differently (mean over pairs), with its 95% "
+                    "interval over runs and examples")
+    axes.set_xlim(left=0)
+    axes.grid(axis="x", alpha=0.3)
+    return figure
+
+
+def _unstable_examples(summary: dict[str, Any], records: list[dict[str, Any]]):
+    """The most unstable test examples of the condition that changes the most of them, as the data shows
+    them (images, or curves for 1-D examples); None when no run changed a prediction or the data cannot be
+    loaded here as it was (another machine's file, arrays handed over in Python)."""
+    rows = [row for row in summary["conditions"] if (row.get("unstable_examples") or {}).get("most_unstable")]
+    if not rows:
+        return None
+    row = max(rows, key=lambda r: r["unstable_examples"]["changed_examples"])
+    unstable = row["unstable_examples"]
+    try:
+        dataset = dataset_of(TrialConfig(**summary["config"]))
+    except Exception:  # noqa: BLE001  The report still stands without the pictures.
+        return None
+    if dataset.sha256 != records[0]["data"]["sha256"]:
+        return None
+    shown = unstable["most_unstable"]
+    columns = min(4, len(shown))
+    lines = math.ceil(len(shown) / columns)
+    figure, panels = plt.subplots(lines, columns, figsize=(2.0 * columns, 2.5 * lines), squeeze=False)
+    for panel in panels.flat[len(shown):]:
+        panel.axis("off")
+    for panel, example in zip(panels.flat, shown, strict=False):
+        x = dataset.test_x[example["index"]]
+        if x.ndim >= 2:
+            panel.imshow(x.squeeze(), cmap="gray_r")
+            panel.set_xticks([]), panel.set_yticks([])
+        else:
+            panel.plot(x, linewidth=1, color="#333333")
+            panel.set_xticks([]), panel.set_yticks([])
+        panel.set_title(f"#{example['index']}: label {int(dataset.test_y[example['index']])}\n"
+                        f"predicted {', '.join(map(str, example['classes']))}\n"
+                        f"{example['runs_off_majority']}/{unstable['runs']} runs off", fontsize=7)
+    caption = (f"The test examples `{row['name']}` changes most: {unstable['changed_examples']} of "
+               f"{dataset.test_y.shape[0]} examples get another prediction in at least one of its "
+               f"{unstable['runs']} runs")
+    return caption, figure
+
+
+def failure_rows(records: list[dict[str, Any]]) -> list[tuple[str, int, str, str]]:
+    """(condition, repeat, status code, message) of every failed trial, in the study's order."""
+    return [(r["condition"], r["repeat"], r["status"]["code"], r["status"].get("message") or "")
+            for r in sorted(records, key=lambda r: (r["condition"], r["repeat"])) if r["status"]["code"] != "ok"]
 
 
 def _step_times(summary: dict[str, Any]) -> plt.Figure:
@@ -215,21 +304,30 @@ def answer(summary: dict[str, Any]) -> list[str]:
     return summary["findings"] + (summary.get("comparison") or {}).get("findings", [])
 
 
-def _html(summary: dict[str, Any], captions: list[tuple[str, str]], environment: list[tuple[str, str]]) -> str:
+def _html(summary: dict[str, Any], captions: list[tuple[str, str]], environment: list[tuple[str, str]],
+          failures: list[tuple[str, int, str, str]]) -> str:
     esc = html.escape
     figures = "\n".join(f'<figure><img src="{name}" alt="{esc(caption)}"><figcaption>{esc(caption)}</figcaption>'
                         "</figure>" for name, caption in captions)
     env_rows = "\n".join(f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in environment)
     findings = "\n".join(f"<li>{esc(line)}</li>" for line in answer(summary))
+    headers, rows = condition_table(summary)
+    table = "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in headers) + "</tr>\n" + "\n".join(
+        "<tr>" + "".join(f"<td>{esc(str(cell))}</td>" for cell in row) + "</tr>" for row in rows)
+    failed = "<p>Every trial finished.</p>" if not failures else "<table>\n<tr><th>condition</th><th>repeat</th>" \
+        "<th>status</th><th>why</th></tr>\n" + "\n".join(
+            f"<tr><td>{esc(c)}</td><td>{r}</td><td>{esc(code)}</td><td>{esc(why)}</td></tr>"
+            for c, r, code, why in failures) + "\n</table>"
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>{esc(summary['benchmark'])}: why does the accuracy vary?</title>
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
-pre {{ background: #f6f6f6; padding: 1em; overflow-x: auto; font-size: 12px; }}
 figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }} figcaption {{ color: #555; font-size: 0.9em; }}
-table {{ border-collapse: collapse; font-size: 0.9em; }}
-th, td {{ text-align: left; padding: 0.2em 0.8em; border-bottom: 1px solid #ddd; vertical-align: top; }}
+table {{ border-collapse: collapse; font-size: 0.85em; width: 100%; }}
+th, td {{ text-align: left; padding: 0.2em 0.5em; border-bottom: 1px solid #ddd; vertical-align: top;
+          overflow-wrap: anywhere; }}
+table.conditions td {{ font-variant-numeric: tabular-nums; }}
 </style></head><body>
 <h1>{esc(summary['benchmark'])}: why does the accuracy vary?</h1>
 <p>Study {esc(summary['study_id'])}{esc(trainer_text(summary))}, {summary['repeats']} repeats per condition,
@@ -239,7 +337,11 @@ created {esc(summary['created_at'])}.</p>
 {findings}
 </ul>
 <h2>Per condition</h2>
-<pre>{esc(format_summary(summary))}</pre>
+<table class="conditions">
+{table}
+</table>
+<h2>Failed trials</h2>
+{failed}
 <h2>Plots</h2>
 {figures}
 <h2>Environment</h2>
@@ -250,12 +352,18 @@ created {esc(summary['created_at'])}.</p>
 """
 
 
-def _markdown(summary: dict[str, Any], captions: list[tuple[str, str]], environment: list[tuple[str, str]]) -> str:
+def _markdown(summary: dict[str, Any], captions: list[tuple[str, str]], environment: list[tuple[str, str]],
+              failures: list[tuple[str, int, str, str]]) -> str:
     lines = [f"# {summary['benchmark']}: why does the accuracy vary?", "",
              f"Study {summary['study_id']}{trainer_text(summary)}, {summary['repeats']} repeats per condition, "
              f"created {summary['created_at']}.", "", "## Answer", ""]
     lines += [f"- {line}" for line in answer(summary)]
-    lines += ["", "## Per condition", "", "```", format_summary(summary), "```", "", "## Plots", ""]
+    headers, rows = condition_table(summary)
+    lines += ["", "## Per condition", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(cell).replace("|", "/") for cell in row) + " |" for row in rows]
+    lines += ["", "## Failed trials", ""]
+    lines += [f"- {c} repeat {r}: {code}: {why}" for c, r, code, why in failures] or ["Every trial finished."]
+    lines += ["", "## Plots", ""]
     for name, caption in captions:
         lines += [f"![{caption}]({name})", "", f"*{caption}*", ""]
     lines += ["## Environment", "", "| | |", "|---|---|"]

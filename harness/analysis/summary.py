@@ -59,9 +59,31 @@ def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dic
         "environment": environment,
         "wall_s": wall_s,
         "conditions": rows,
+        "power": power(rows, metric),
     }
     summary["findings"] = findings(summary)
     return summary
+
+
+def power(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
+    """What this many repeats can tell apart: for the varied sources ranked by SD, whether each and the next
+    differ (an F interval of their ratio of SDs), and how many repeats would separate them at 80% power."""
+    # The sources: conditions that vary something (not control, not an environment variant), apart from `all`.
+    ranked = sorted((row for row in rows if not row["expects_identical_repeats"] and row["name"] != ALL
+                     and row[metric] and row[metric]["n"] >= 2 and row[metric]["sd"] > 0),
+                    key=lambda row: -row[metric]["sd"])
+    if len(ranked) < 2:
+        return None
+    pairs = []
+    for a, b in zip(ranked, ranked[1:], strict=False):
+        interval = stats.sd_ratio_interval(a[metric]["sd"], a[metric]["n"], b[metric]["sd"], b[metric]["n"])
+        ratio = a[metric]["sd"] / b[metric]["sd"]
+        pairs.append({"a": a["name"], "b": b["name"], "sd_ratio": ratio, "ci95": interval,
+                      "separable": bool(interval and interval[0] > 1),
+                      "repeats_needed": stats.repeats_to_separate(ratio)})
+    n = min(row[metric]["n"] for row in ranked)
+    relative = stats.sd_interval(1.0, n)
+    return {"repeats": n, "sd_relative_ci95": list(relative) if relative else None, "ranked_pairs": pairs}
 
 
 def summarize_study(manifest: dict[str, Any], records: list[dict[str, Any]], environment: dict[str, Any],
@@ -168,6 +190,8 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
         "weight_hashes": sorted(set(hashes)),
         "bitwise_reproducible": len(set(hashes)) == 1 if len(ok) >= 2 else None,
         "mean_pairwise_disagreement": stats.mean_pairwise_disagreement(predictions),
+        "disagreement_ci95": stats.disagreement_interval(predictions),
+        "unstable_examples": stats.unstable_examples(predictions),
         "max_per_class_accuracy_diff": stats.max_per_class_difference(
             [r["metrics"]["test_per_class_accuracy"] for r in ok if r["metrics"].get("test_per_class_accuracy")]),
         "noise_floor": stats.noise_floor(accuracy["mean"], n_test) if accuracy and n_test else None,
@@ -175,6 +199,7 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
         "step_ms": steps,
         # Filled in against the reference rows (`all`, `control`) afterwards.
         "sd_share_of_all": None,
+        "sd_share_ci95": None,
         "step_time_ratio_vs_control": None,
         "matches_control_bitwise": None,
         "metric_delta_vs_control": None,
@@ -188,6 +213,8 @@ def _compare_with_reference_rows(rows: list[dict[str, Any]], metric: str) -> Non
     for row in rows:
         if row[metric] and all_sd:
             row["sd_share_of_all"] = row[metric]["sd"] / all_sd
+            row["sd_share_ci95"] = stats.sd_ratio_interval(row[metric]["sd"], row[metric]["n"], all_sd,
+                                                           all_row[metric]["n"])
         if control is None or row is control:
             continue
         row["step_time_ratio_vs_control"] = stats.ratio_of_medians(row["step_ms"], control["step_ms"])
@@ -215,11 +242,25 @@ def findings(summary: dict[str, Any]) -> list[str]:
     if rows.get(ALL) and rows[ALL][metric] and sources:
         all_sd = rows[ALL][metric]["sd"]
         ranked = sorted(sources, key=lambda r: -r["sd_share_of_all"])
-        top = ", ".join(f"{r['name']} {r['sd_share_of_all']:.0%}" for r in ranked[:4])
+        top = ", ".join(f"{r['name']} {_share_text(r)}" for r in ranked[:4])
         unit = "points" if stats.higher_is_better(metric) else "(loss)"
         scale = stats.display_scale(metric)
         said.append(f"Across runs with every seed varied, {metric} has SD {all_sd * scale:.3g} {unit}; "
-                    f"each source alone gives this share of it: {top}.")
+                    f"each source alone gives this share of it (95% interval): {top}.")
+        above = [r for r in ranked if r["sd_share_of_all"] > 1]
+        for r in above:
+            interval = r.get("sd_share_ci95")
+            if interval and interval[0] <= 1:
+                said.append(f"{r['name']}'s share above 100% is within the noise of {r[metric]['n']} repeats "
+                            f"(its interval reaches {interval[0]:.0%}): an SD of few runs is itself uncertain, "
+                            "and `all`'s is no exception.")
+            else:
+                said.append(f"{r['name']} alone varies {metric} more than every seed together (its share's "
+                            "interval lies above 100%): the sources do not add up; varied together, their "
+                            "effects partly cancel.")
+    statement = _power_sentence(summary.get("power"), metric)
+    if statement:
+        said.append(statement)
     kernels = rows.get(KERNELS)
     if kernels and kernels["n_ok"]:
         cost = _overhead_sentence(kernels["step_time_ratio_vs_control"])
@@ -234,6 +275,14 @@ def findings(summary: dict[str, Any]) -> list[str]:
         said.append(f"Flipping the lowest bit of one initial weight gave {bit['unique_weight_hashes']} different "
                     f"final weights in {bit['n_ok']} runs and {moved} {metric.replace('_', ' ')} "
                     f"(test loss SD {bit['test_loss']['sd']:.2g}).")
+    order = rows.get("order")
+    if order and order["n_ok"] and order[metric]:
+        scale = stats.display_scale(metric)
+        churn = order["mean_pairwise_disagreement"]
+        churned = f", and two runs predict {churn:.2%} of test examples differently" if churn is not None else ""
+        said.append(f"Adding each batch's terms in another order (`order`: equal sums in exact arithmetic, as GPU "
+                    f"atomics reorder them) gave {order['unique_weight_hashes']} different final weights in "
+                    f"{order['n_ok']} runs; {metric} SD {order[metric]['sd'] * scale:.3g}{churned}.")
     for row in summary["conditions"]:
         if row["name"].startswith("env:") and row["matches_control_bitwise"] is not None:
             verdict = "matches control bit for bit" if row["matches_control_bitwise"] else \
@@ -243,6 +292,32 @@ def findings(summary: dict[str, Any]) -> list[str]:
             moved = f" ({metric.replace('_', ' ')} moves {change} on average)" if delta else ""
             said.append(f"{row['name']} ({row['varies']}) {verdict}{moved}.")
     return said
+
+
+def _share_text(row: dict[str, Any]) -> str:
+    interval = row.get("sd_share_ci95")
+    share = f"{row['sd_share_of_all']:.0%}"
+    return f"{share} [{interval[0]:.0%}, {interval[1]:.0%}]" if interval else share
+
+
+def _power_sentence(block: dict[str, Any] | None, metric: str) -> str | None:
+    """One line: how well this many repeats rank the sources, and what it would take to rank them."""
+    if not block:
+        return None
+    low, high = block["sd_relative_ci95"] or (None, None)
+    known = f"with {block['repeats']} repeats an SD is known to within x{low:.2f} to x{high:.2f}" if low else \
+        f"with {block['repeats']} repeats"
+    apart = [p for p in block["ranked_pairs"] if not p["separable"]]
+    if not apart:
+        order = " > ".join([block["ranked_pairs"][0]["a"], *(p["b"] for p in block["ranked_pairs"])])
+        return f"Power: {known}, and the ranking {order} holds at 95% (each SD's interval clears the next)."
+    told = "; ".join(f"{p['a']} and {p['b']} cannot be told apart (SD ratio {p['sd_ratio']:.2f}, 95% CI "
+                     f"{p['ci95'][0]:.2f} to {p['ci95'][1]:.2f}), "
+                     + (f"about {p['repeats_needed']} repeats each would separate them at 80% power"
+                        if p["repeats_needed"] else "no feasible number of repeats would separate them")
+                     for p in apart[:2])
+    more = f" ({len(apart) - 2} more such pairs)" if len(apart) > 2 else ""
+    return f"Power: {known}; {told}{more}."
 
 
 def _overhead_sentence(ratio: dict[str, Any] | None) -> str:
@@ -262,9 +337,17 @@ def _overhead_sentence(ratio: dict[str, Any] | None) -> str:
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    """The terminal table: a row per condition, then the findings."""
+    """The terminal table: a header line, a row per condition, then the findings."""
+    header = (f"{summary['benchmark']}: {summary['repeats']} repeats per condition, study "
+              f"{summary['study_id']}{trainer_text(summary)}")
+    return "\n".join([header, format_table(*condition_table(summary)), "", *summary["findings"]])
+
+
+def condition_table(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """(headers, rows): a row per condition, as the terminal and the report show it."""
     metric = summary["primary_metric"]
-    scale, label = stats.display_scale(metric), "acc %" if stats.higher_is_better(metric) else "test loss"
+    scale = stats.display_scale(metric)
+    label = "test acc %" if stats.higher_is_better(metric) else "test loss"
     rows = []
     for row in summary["conditions"]:
         described = row[metric]
@@ -277,24 +360,31 @@ def format_summary(summary: dict[str, Any]) -> str:
             f"{described['sd'] * scale:.3f}" if described else "-",
             f"[{ci[0] * scale:.3f}, {ci[1] * scale:.3f}]" if ci else "-",
             f"{row['test_loss']['sd']:.2g}" if metric == "test_accuracy" and row["test_loss"] else None,
-            f"{row['sd_share_of_all']:.0%}" if row["sd_share_of_all"] is not None else "-",
+            _share_text(row) if row["sd_share_of_all"] is not None else "-",
+            _churn_text(row),
             f"{row['unique_weight_hashes']}/{row['n_ok']}",
             f"{row['step_ms_median']:.3f}" if row["step_ms_median"] else "-",
             _ratio_text(ratio),
         ])
-    headers = ["condition", "varies", "det", "ok", label + " mean", "SD", "SD 95% CI", "loss SD", "of all",
-               "hashes", "step ms", "vs control"]
+    headers = ["condition", "varies", "det", "ok", label + " mean", "SD", "SD 95% CI", "test loss SD",
+               "of all [95% CI]", "churn % [95% CI]", "hashes", "step ms", "vs control"]
     if metric != "test_accuracy":  # The loss is already the metric.
-        headers.remove("loss SD")
+        headers.remove("test loss SD")
         rows = [row[:7] + row[8:] for row in rows]
-    text = format_table(headers, rows)
-    return "\n".join([f"{summary['benchmark']}: {summary['repeats']} repeats per condition, study "
-                      f"{summary['study_id']}{trainer_text(summary)}", text, "", *summary["findings"]])
+    return headers, rows
 
 
 def trainer_text(summary: dict[str, Any]) -> str:
     """`, trained by the model's own Keras fit` for a keras_fit study; nothing for the harness loop."""
     return ", trained by the model's own Keras fit" if summary["config"].get("trainer") == "keras_fit" else ""
+
+
+def _churn_text(row: dict[str, Any]) -> str:
+    """Churn: the mean share of test examples two runs predict differently, in percent, with its interval."""
+    churn, ci = row["mean_pairwise_disagreement"], row.get("disagreement_ci95")
+    if churn is None:
+        return "-"
+    return f"{churn * 100:.2f} [{ci[0] * 100:.2f}, {ci[1] * 100:.2f}]" if ci else f"{churn * 100:.2f}"
 
 
 def _ratio_text(ratio: dict[str, Any] | None) -> str:

@@ -35,6 +35,8 @@ class Condition:
     determinism: bool
     varied_sources: tuple[str, ...] = ()
     flips_a_bit: bool = False
+    # Each repeat adds the train step's sums over the batch in another order (config.reduction_order).
+    reorders_sums: bool = False
     config_changes: tuple[tuple[str, object], ...] = ()
     env_vars: tuple[tuple[str, str], ...] = ()
     # Other processes keep every core busy while the trial runs (harness/studies/background_load.py).
@@ -52,7 +54,7 @@ class Condition:
     @property
     def seeds_fixed(self) -> bool:
         """Every repeat has control's seeds and weights: its bits can be compared with control's."""
-        return not self.varied_sources and not self.flips_a_bit
+        return not self.varied_sources and not self.flips_a_bit and not self.reorders_sums
 
     @property
     def expects_identical_repeats(self) -> bool:
@@ -73,6 +75,8 @@ class Condition:
         changes = dict(self.config_changes, determinism=self.determinism)
         if self.flips_a_bit:
             changes["flip_bit"] = flippable[derive_seed(base_seed, f"bit#{repeat}") % len(flippable)]
+        if self.reorders_sums:
+            changes["reduction_order"] = derive_seed(base_seed, f"order#{repeat}")
         return base.replace(**changes), seeds.replace(**varied)
 
 
@@ -83,6 +87,8 @@ NAMED_CONDITIONS = {c.name: c for c in (
     *(Condition(source, f"{source} seed", determinism=True, varied_sources=(source,)) for source in SEED_CONDITIONS),
     Condition(ALL, "every seed (op determinism off)", determinism=False, varied_sources=SOURCES),
     Condition("bit", "which weight gets its lowest bit flipped", determinism=True, flips_a_bit=True),
+    # GPU-style nondeterminism on any hardware: the same terms summed in another order (docs/reproducibility.md).
+    Condition("order", "the order of the batch's terms in every sum", determinism=True, reorders_sums=True),
 )}
 CONDITIONS = tuple(NAMED_CONDITIONS)
 DEFAULT_CONDITIONS = (*CONDITIONS, "env:threads=1", "env:onednn=0", "env:xla=1", "env:load=1")
@@ -103,6 +109,10 @@ def default_conditions(config: TrialConfig) -> list[Condition]:
         names.remove("augment")
     if config.validation_fraction == 0:
         names.remove("split")
+    if config.is_user_model:
+        # A Keras model draws its random masks by position: reordering the batch would move them
+        # (keras_model.build refuses it). `order` is for the built-in models, or asked for by name.
+        names.remove("order")
     if is_in_process(config.model) or is_in_process(config.dataset):
         names = [name for name in names if not condition(name).needs_own_process]
     return [condition(name) for name in names]

@@ -118,6 +118,11 @@ def write_json(path: Path, document: dict[str, Any]) -> None:
     _replace_atomically(path, json.dumps(finite_json(document), indent=1, sort_keys=True, allow_nan=False) + "\n")
 
 
+def write_text(path: Path, text: str) -> None:
+    """Writes a whole text file (e.g. the gate's JUnit XML) atomically, as `write_json` does."""
+    _replace_atomically(Path(path), text)
+
+
 def write_records(path: Path, records: list[dict[str, Any]]) -> None:
     """Writes a whole JSON-lines file of records atomically (e.g. a merge of shards)."""
     _replace_atomically(path, "".join(json.dumps(finite_json(r), sort_keys=True, allow_nan=False) + "\n"

@@ -170,22 +170,38 @@ def run_group_and_record(members: list[TrialSpec], output_dir: Path, recorded: s
 
 
 class Progress:
-    """Done/total, the current condition and an ETA, through absl logging."""
+    """Done/total, the trial that just finished and an ETA: a progress bar (tqdm) on a terminal, and one
+    plain line per trial otherwise (a CI log, a file), on stderr where the results on stdout stay clean."""
 
-    def __init__(self, total: int, already: int, after_each: Callable[[], None] | None = None) -> None:
+    def __init__(self, total: int, already: int, after_each: Callable[[], None] | None = None,
+                 stream=None) -> None:
         self.total, self.done, self.ran = total, already, 0
         self.after_each = after_each
         self.started = time.perf_counter()
+        self.stream = stream or sys.stderr
+        self.bar = None
+        if already < total and getattr(self.stream, "isatty", lambda: False)():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=already, unit="trial", file=self.stream, dynamic_ncols=True,
+                            desc="study")
 
     def finished(self, condition: str, status: str, wall_s: float) -> None:
         self.done += 1
         self.ran += 1
-        elapsed = time.perf_counter() - self.started
-        eta = elapsed / self.ran * (self.total - self.done)
-        logging.info("[%d/%d] %s: %s in %.1fs; ETA %s", self.done, self.total, condition, status, wall_s,
-                     _duration(eta))
+        if self.bar is not None:
+            self.bar.set_postfix_str(f"{condition}: {status} in {wall_s:.1f}s", refresh=False)
+            self.bar.update(1)
+        else:
+            eta = (time.perf_counter() - self.started) / self.ran * (self.total - self.done)
+            print(f"[{self.done}/{self.total}] {condition}: {status} in {wall_s:.1f}s; ETA {_duration(eta)}",
+                  file=self.stream, flush=True)
         if self.after_each:
             self.after_each()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _duration(seconds: float) -> str:
@@ -205,7 +221,6 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
         existing = check_resumable(specs, output_dir)
     recorded = {r.get("trial_key") for r in existing}
     pending = [s for s in specs if s.key not in recorded]
-    progress = Progress(len(specs), len(specs) - len(pending), after_each)
     if not pending:
         return 0
     here = _this_process_environment()
@@ -222,17 +237,21 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
                                  "name it as path/to/file.py:function (data: npz:PATH), or leave that condition out")
     jobs = _jobs(elsewhere, isolation, workers)
     done_groups = set()
-    for spec in local:
-        if spec.group is None:
-            record = run_and_record(spec, output_dir)
-            progress.finished(spec.condition, record["status"]["code"], record["timing"]["wall_s"])
-        elif (spec.condition, spec.group) not in done_groups:
-            done_groups.add((spec.condition, spec.group))
-            members = [s for s in specs if (s.condition, s.group) == (spec.condition, spec.group)]
-            # The whole group reruns (its bits depend on it), but only missing records are written.
-            for record in run_group_and_record(members, output_dir, recorded):
+    progress = Progress(len(specs), len(specs) - len(pending), after_each)
+    try:
+        for spec in local:
+            if spec.group is None:
+                record = run_and_record(spec, output_dir)
                 progress.finished(spec.condition, record["status"]["code"], record["timing"]["wall_s"])
-    _run_jobs(jobs, output_dir, workers, progress)
+            elif (spec.condition, spec.group) not in done_groups:
+                done_groups.add((spec.condition, spec.group))
+                members = [s for s in specs if (s.condition, s.group) == (spec.condition, spec.group)]
+                # The whole group reruns (its bits depend on it), but only missing records are written.
+                for record in run_group_and_record(members, output_dir, recorded):
+                    progress.finished(spec.condition, record["status"]["code"], record["timing"]["wall_s"])
+        _run_jobs(jobs, output_dir, workers, progress)
+    finally:
+        progress.close()
     # Trials a dead worker took with it have no record (LOST_FILE says why): they did not run.
     recorded_now = {r.get("trial_key") for r in read_records(output_dir / TRIALS_FILE)}
     return sum(spec.key in recorded_now for spec in pending)

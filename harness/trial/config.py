@@ -70,6 +70,11 @@ class TrialConfig:
     # Flat index of the initial weight whose lowest mantissa bit is flipped
     # (Summers & Dinneen 2021); -1 flips nothing.
     flip_bit: int = -1
+    # The seed of a per-step permutation of the batch's examples, so every sum over the batch in the train
+    # step (the loss's mean, each weight gradient's accumulation) adds its terms in another order: equal
+    # in exact arithmetic, different in floating point, as GPU atomics are (the `order` condition). Dropout
+    # masks follow their examples. -1: the batch's own order.
+    reduction_order: int = -1
     strategy: str = "none"
     # Who runs the training steps: the harness's tf.function loop, or the user's own Keras `fit`
     # (their compile(); the harness's seeds, data pipeline and evaluation). keras_fit: user models.
@@ -128,6 +133,11 @@ class TrialConfig:
             raise UsageError("--strategy=mirrored trains the built-in models; a user's Keras model trains alone.")
         if self.flip_bit < -1:
             raise UsageError(f"--flip_bit must be -1 (off) or a weight index, got {self.flip_bit}.")
+        if self.reduction_order < -1:
+            raise UsageError(f"--reduction_order must be -1 (off) or a seed, got {self.reduction_order}.")
+        if self.reduction_order >= 0 and self.trainer == "keras_fit":
+            raise UsageError("the `order` condition reorders the sums of the harness's train step; Keras fit "
+                             "runs its own (use --trainer=harness).")
 
     def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes)

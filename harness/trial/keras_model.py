@@ -44,6 +44,10 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
 
     model = build_model(config, dataset, seeds.init)
     seed_generator_paths = seed_dropout(model, seeds.dropout)
+    if config.reduction_order >= 0 and seed_generator_paths:
+        raise UsageError(f"the `order` condition permutes each batch and keeps every example's random mask; "
+                         f"{config.model} draws masks by position ({seed_generator_paths[0]}), so the masks would "
+                         "move too: leave `order` out for this model.")
     task = task_for(config, model, dataset)
     optimizer = optimizer_for(config, model)
     variables = list(model.trainable_variables)
@@ -77,7 +81,9 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
     }
     return Trainable(
         variables=variables,
-        forward=lambda x, step: model(x, training=True),
+        # A permuted batch (row_order) needs nothing more: a model without random layers treats each
+        # example alike wherever it is in the batch (checked above).
+        forward=lambda x, step, row_order=None: model(x, training=True),
         update=lambda gradients, step: apply_update(gradients),
         predict=lambda x: model(x, training=False),
         task=Task(task.kind, task.num_classes, training_loss, task.predicted_classes, task.target_classes,
@@ -85,6 +91,7 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
         layers=tuple(layer.name for layer in model.layers),
         description=description,
         keras_model=model,
+        reduction_order=config.reduction_order if config.reduction_order >= 0 else None,
     )
 
 

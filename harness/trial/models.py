@@ -54,11 +54,15 @@ class _SeededModule(tf.Module):
         return tf.Variable(tf.zeros([size]), name=name)
 
 
-def dropout(x: tf.Tensor, rate: float, key: tf.Tensor, layer: int) -> tf.Tensor:
-    """Inverted dropout with a mask keyed by (dropout seed, step, layer)."""
+def dropout(x: tf.Tensor, rate: float, key: tf.Tensor, layer: int, row_order: tf.Tensor | None = None) -> tf.Tensor:
+    """Inverted dropout with a mask keyed by (dropout seed, step, layer). When the batch came permuted by
+    `row_order` (the `order` condition), the mask rows are permuted alike: each example keeps its mask."""
     if rate == 0.0:
         return x
-    return tf.where(dropout_keep(tf.shape(x), rate, key, layer), x / (1.0 - rate), tf.zeros_like(x))
+    keep = dropout_keep(tf.shape(x), rate, key, layer)
+    if row_order is not None:
+        keep = tf.gather(keep, row_order)
+    return tf.where(keep, x / (1.0 - rate), tf.zeros_like(x))
 
 
 def dropout_keep(shape: tf.Tensor, rate: float, key: tf.Tensor, layer: int) -> tf.Tensor:
@@ -82,11 +86,12 @@ class MLP(_SeededModule):
         self.dense2_bias = self._zeros(outputs, "dense2/bias")
         self.dropout_rate = dropout_rate
 
-    def __call__(self, x: tf.Tensor, dropout_key: tf.Tensor | None = None) -> tf.Tensor:
+    def __call__(self, x: tf.Tensor, dropout_key: tf.Tensor | None = None,
+                 row_order: tf.Tensor | None = None) -> tf.Tensor:
         x = tf.reshape(x, [tf.shape(x)[0], -1])
         h = tf.nn.relu(self._first_layer(x) + self.dense1_bias)
         if dropout_key is not None:
-            h = dropout(h, self.dropout_rate, dropout_key, layer=0)
+            h = dropout(h, self.dropout_rate, dropout_key, layer=0, row_order=row_order)
         return tf.matmul(h, self.dense2_kernel) + self.dense2_bias
 
     def _first_layer(self, x: tf.Tensor) -> tf.Tensor:
@@ -129,13 +134,14 @@ class CNN(_SeededModule):
         self.dense2_bias = self._zeros(outputs, "dense2/bias")
         self.dropout_rate = dropout_rate
 
-    def __call__(self, x: tf.Tensor, dropout_key: tf.Tensor | None = None) -> tf.Tensor:
+    def __call__(self, x: tf.Tensor, dropout_key: tf.Tensor | None = None,
+                 row_order: tf.Tensor | None = None) -> tf.Tensor:
         for kernel, bias in ((self.conv1_kernel, self.conv1_bias), (self.conv2_kernel, self.conv2_bias)):
             x = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "SAME"), bias))
             x = tf.nn.max_pool2d(x, 2, 2, "SAME")
         x = tf.reshape(x, [tf.shape(x)[0], -1])
         if dropout_key is not None:
-            x = dropout(x, self.dropout_rate, dropout_key, layer=0)
+            x = dropout(x, self.dropout_rate, dropout_key, layer=0, row_order=row_order)
         h = tf.nn.relu(tf.matmul(x, self.dense1_kernel) + self.dense1_bias)
         return tf.matmul(h, self.dense2_kernel) + self.dense2_bias
 
@@ -160,7 +166,8 @@ class Embedding(_SeededModule):
         self.dense2_bias = self._zeros(outputs, "dense2/bias")
         self.dropout_rate = dropout_rate
 
-    def __call__(self, x: tf.Tensor, dropout_key: tf.Tensor | None = None) -> tf.Tensor:
+    def __call__(self, x: tf.Tensor, dropout_key: tf.Tensor | None = None,
+                 row_order: tf.Tensor | None = None) -> tf.Tensor:
         batch = tf.shape(x)[0]
         pixels = tf.reshape(x, [batch, self.positions])
         levels = tf.minimum(tf.cast(pixels * EMBEDDING_LEVELS, tf.int32), EMBEDDING_LEVELS - 1)
@@ -169,7 +176,7 @@ class Embedding(_SeededModule):
         example = tf.repeat(tf.range(batch), self.positions)
         pooled = tf.math.unsorted_segment_sum(vectors, example, batch) / self.positions
         if dropout_key is not None:
-            pooled = dropout(pooled, self.dropout_rate, dropout_key, layer=0)
+            pooled = dropout(pooled, self.dropout_rate, dropout_key, layer=0, row_order=row_order)
         h = tf.nn.relu(tf.matmul(pooled, self.dense1_kernel) + self.dense1_bias)
         return tf.matmul(h, self.dense2_kernel) + self.dense2_bias
 

@@ -104,12 +104,13 @@ def builtin_trainable(model: tf.Module, config: TrialConfig, num_classes: int, d
     return Trainable(
         variables=optimizer.variables,
         # Dropout masks are keyed by (dropout seed, step): no RNG state to carry.
-        forward=lambda x, step: model(x, dropout_key=tf.stack([seed, step])),
+        forward=lambda x, step, row_order=None: model(x, dropout_key=tf.stack([seed, step]), row_order=row_order),
         update=optimizer.apply,
         predict=lambda x: model(x),
         task=task,
         layers=tuple(getattr(model, "LAYERS", ())),
         description=builtin_description(model, config, task),
+        reduction_order=config.reduction_order if config.reduction_order >= 0 else None,
     )
 
 
@@ -153,8 +154,13 @@ def train_step(trainable: Trainable, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor
     The distributed path scales the loss to its share of the global batch
     (`scale_loss`) and all-reduces the gradients before the update (`reduce_gradients`).
     """
+    forward_args = ()
+    if trainable.reduction_order is not None:
+        row_order = batch_order(tf.shape(y)[0], trainable.reduction_order, step)
+        x, y = tf.gather(x, row_order), tf.gather(y, row_order)
+        forward_args = (row_order,)
     with tf.GradientTape() as tape:
-        loss_value = trainable.task.loss(y, trainable.forward(x, step))
+        loss_value = trainable.task.loss(y, trainable.forward(x, step, *forward_args))
         if scale_loss is not None:
             loss_value = scale_loss(loss_value)
         objective = loss_value if loss_value.shape.rank == 0 else tf.reduce_sum(loss_value)
@@ -163,6 +169,12 @@ def train_step(trainable: Trainable, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor
         gradients = reduce_gradients(gradients)
     trainable.update(gradients, step)
     return loss_value, gradients
+
+
+def batch_order(size: tf.Tensor, seed: int, step: tf.Tensor) -> tf.Tensor:
+    """A permutation of the batch's `size` examples, a stateless function of (seed, step)."""
+    key = tf.random.experimental.stateless_fold_in(tf.constant([seed, 0], tf.int64), step)
+    return tf.argsort(tf.random.stateless_uniform([size], seed=key))
 
 
 def make_train_loop(trainable: Trainable, xla: bool, trace: bool = False):

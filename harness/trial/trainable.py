@@ -51,7 +51,9 @@ class Trainable:
     """A model ready for the harness's train step."""
 
     variables: list[Any]  # trained, in the model's order (the weights' fingerprint follows it)
-    forward: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (x, step) -> outputs, in training mode
+    # (x, step) -> outputs, in training mode; with `reduction_order`, (x, step, row_order): the batch came
+    # permuted by row_order, and each example's random masks must follow it.
+    forward: Callable[..., tf.Tensor]
     update: Callable[[list[tf.Tensor], tf.Tensor], None]  # (gradients, step): the optimizer's update
     predict: Callable[[tf.Tensor], tf.Tensor]  # x -> outputs, in inference mode
     task: Task
@@ -61,3 +63,6 @@ class Trainable:
     description: dict[str, Any] = dataclasses.field(default_factory=dict)
     # The user's Keras model itself (None for built-ins): what the keras_fit trainer calls fit on.
     keras_model: Any = None
+    # The seed of the per-step permutation of the batch (config.reduction_order), or None: train_step
+    # permutes the examples so every sum over the batch adds its terms in another order.
+    reduction_order: int | None = None

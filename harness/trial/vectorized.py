@@ -48,7 +48,8 @@ SUPPORTED_MODELS = ("mlp", "regression")
 
 def supports(config: TrialConfig) -> bool:
     """Whether trials of this config can run as vectorized replicas."""
-    return config.model in SUPPORTED_MODELS and config.strategy == "none" and not config.xla
+    return (config.model in SUPPORTED_MODELS and config.strategy == "none" and not config.xla
+            and config.reduction_order < 0)
 
 
 def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[TrialResult]:

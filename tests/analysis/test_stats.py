@@ -55,3 +55,47 @@ def test_max_per_class_difference_ignores_absent_classes():
 
 def test_noise_floor():
     assert stats.noise_floor(0.9, 10_000) == pytest.approx(0.003)
+
+
+def test_churn_interval_covers_the_churn_and_is_zero_for_identical_runs():
+    rng = np.random.default_rng(1)
+    truth = rng.integers(0, 10, 2000)
+    # Each of 8 runs changes its own random 5% of the predictions: two runs differ on about 10%.
+    runs = [np.where(rng.random(2000) < 0.05, (truth + 1) % 10, truth) for _ in range(8)]
+    churn = stats.mean_pairwise_disagreement(runs)
+    low, high = stats.disagreement_interval(runs)
+    assert 0.08 < churn < 0.11 and low < churn < high and high - low < 0.03
+    assert stats.disagreement_interval([truth] * 5) == [0.0, 0.0]
+    assert stats.disagreement_interval(runs[:2]) is None  # two runs: one pair, nothing to resample
+
+
+def test_unstable_examples_counts_runs_off_the_majority():
+    runs = [np.array([1, 2, 3, 4]), np.array([1, 2, 3, 5]), np.array([1, 0, 3, 6]), np.array([1, 2, 3, 4])]
+    unstable = stats.unstable_examples(runs, top=3)
+    assert unstable["changed_examples"] == 2 and unstable["runs"] == 4
+    assert unstable["most_unstable"] == [{"index": 3, "runs_off_majority": 2, "classes": [4, 5, 6]},
+                                         {"index": 1, "runs_off_majority": 1, "classes": [0, 2]}]
+
+
+def test_repeats_to_separate_two_sds_reach_the_power_they_promise():
+    """Checked by simulation: at the repeats it names, an F-test tells the SDs apart in 80% of studies."""
+    from scipy import stats as scipy_stats
+
+    n = stats.repeats_to_separate(math.sqrt(2))  # variances 2:1
+    rng = np.random.default_rng(0)
+
+    def rejected(repeats, studies=4000):
+        a = rng.normal(0, math.sqrt(2), (studies, repeats)).var(axis=1, ddof=1)
+        b = rng.normal(0, 1, (studies, repeats)).var(axis=1, ddof=1)
+        high, low = (scipy_stats.f.ppf(q, repeats - 1, repeats - 1) for q in (0.975, 0.025))
+        return np.mean((a / b > high) | (a / b < low))
+
+    assert 0.77 < rejected(n) < 0.83 and rejected(n - 15) < 0.75
+    assert stats.repeats_to_separate(3.0) < n < stats.repeats_to_separate(1.2)
+    assert stats.repeats_to_separate(1.0) is None and stats.repeats_to_separate(1.0001) is None
+
+
+def test_the_sd_ratio_interval_is_the_f_interval():
+    low, high = stats.sd_ratio_interval(0.5, 10, 0.4, 10)
+    assert low < 1.25 < high and math.isclose(low * high, 1.25 ** 2, rel_tol=1e-9)  # symmetric in log for equal n
+    assert stats.sd_ratio_interval(0.5, 1, 0.4, 10) is None

@@ -4,7 +4,7 @@ import copy
 import json
 
 import pytest
-from conftest import run_program
+from conftest import REPO, run_program
 
 from harness.analysis import gate_rules
 from harness.analysis.summary import load_summary
@@ -145,6 +145,56 @@ def test_the_program_exits_0_on_pass_and_1_on_fail_with_a_table(small_study, sum
     markdown = run_program("harness.gate", f"--baseline={small_study}", f"--candidate={candidate}",
                            "--format=markdown")
     assert "| rule |" in markdown.stdout and "**FAIL**" in markdown.stdout
+
+
+def test_junit_xml_has_a_test_case_per_rule_check_and_the_markdown_goes_to_the_step_summary(
+        small_study, summary, tmp_path):
+    from xml.etree import ElementTree
+
+    slower = copy.deepcopy(summary)
+    _row(slower, "control")["step_ms"] = [t * 3 for t in _row(slower, "control")["step_ms"]]
+    _row(slower, "control")["step_ms_median"] *= 3
+    candidate = _write(tmp_path / "slower.json", slower)
+    step_summary = tmp_path / "step_summary.md"
+    step_summary.write_text("an earlier step's summary\n")
+    args = [f"--baseline={small_study}", f"--candidate={candidate}", f"--junit_xml={tmp_path / 'ci' / 'gate.xml'}",
+            f"--markdown_summary={step_summary}"]
+    result = run_program("harness.gate", *args, "--format=json")
+    assert result.returncode == 1
+    rules = json.loads(result.stdout)["rules"]
+    suite = ElementTree.parse(tmp_path / "ci" / "gate.xml").getroot()
+    cases = suite.findall("testcase")
+    assert suite.tag == "testsuite" and len(cases) == len(rules) == int(suite.get("tests"))
+    failed = [case.get("name") for case in cases if case.find("failure") is not None]
+    assert failed == [f"{r['rule']}[{r['condition']}]" for r in rules if r["passed"] is False]
+    assert "speed[control]" in failed and int(suite.get("failures")) == len(failed)
+    assert int(suite.get("skipped")) == sum(r["passed"] is None for r in rules)
+    appended = step_summary.read_text()
+    assert appended.startswith("an earlier step's summary\n### Determinism gate: FAIL") and "**FAIL**" in appended
+
+
+def test_the_github_workflow_example_runs_real_targets_and_flags():
+    """docs/gate.md points at .github/workflows/determinism.yml: its make calls expand to harness commands,
+    and every flag it gives a harness program is one that program defines."""
+    import re
+    import shlex
+    import subprocess
+
+    import yaml
+
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "determinism.yml").read_text())
+    runs = [step["run"] for step in workflow["jobs"]["study"]["steps"] if "run" in step]
+    commands = "\n".join(runs).replace("\\\n", " ")  # continued lines joined
+    for make in re.findall(r"^\s*make (bench.*)$", commands, re.MULTILINE):
+        dry = subprocess.run(["make", "-n", *shlex.split(make)], cwd=REPO, capture_output=True, text=True)
+        assert dry.returncode == 0 and "-m harness.bench" in dry.stdout, dry.stderr
+    programs = re.findall(r"python -m (harness\.\w+)((?:\s+--[\w]+(?:=\S+)?)+)", commands)
+    assert {name for name, _ in programs} >= {"harness.gate", "harness.report"}
+    for name, flags in programs:
+        helpfull = run_program(name, "--helpfull").stdout
+        for flag in re.findall(r"--(\w+)", flags):
+            assert f"--{flag}:" in helpfull or f"--[no]{flag}:" in helpfull, f"{name} has no --{flag}"
+
 
 
 def _write_text(path, text):

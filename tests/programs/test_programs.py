@@ -1,9 +1,12 @@
 """The programs as a user runs them: fresh processes, exit codes, one-sentence errors."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
-from conftest import run_program
+from conftest import REPO, run_program
 
 from harness.studies.records import read_records, schema_errors
 
@@ -39,7 +42,7 @@ def test_bench_prints_the_study_table_and_writes_a_valid_summary(tmp_path):
                          *TINY, f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     header = next(line for line in result.stdout.splitlines() if line.startswith("condition"))
-    for column in ("acc % mean", "SD 95% CI", "of all", "hashes", "step ms", "vs control"):
+    for column in ("test acc % mean", "SD 95% CI", "of all", "churn % [95% CI]", "hashes", "step ms", "vs control"):
         assert column in header
     assert "all 2 control runs gave bitwise-identical weights" in result.stdout
     records = read_records(tmp_path / "trials.jsonl")
@@ -92,3 +95,18 @@ def test_every_listed_benchmark_is_a_loadable_definition():
     assert "speed" not in names
     for name in names:
         assert load_benchmark(name).benchmark == name
+
+
+def test_tensorflows_start_up_banners_stay_out_of_the_way_unless_verbosity_asks():
+    """TF 2.21 prints its oneDNN and CPU-feature notices on import, before TF_CPP_MIN_LOG_LEVEL applies."""
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    env["PYTHONPATH"] = str(REPO)
+
+    def scan(*extra):
+        return subprocess.run([sys.executable, "-m", "harness.scan", "--benchmark=digits_mlp", *extra], cwd=REPO,
+                              env=env, capture_output=True, text=True, timeout=300)
+
+    quiet, verbose = scan(), scan("--verbosity=0")
+    assert quiet.returncode == 0 and "op types in one traced train step" in quiet.stdout
+    assert "oneDNN custom operations" not in quiet.stderr and "InitializeLog" not in quiet.stderr, quiet.stderr
+    assert "oneDNN custom operations" in verbose.stderr

@@ -1,5 +1,6 @@
 """`harness.validate` names bad records by line; `harness.report` renders real plots from a real study."""
 
+import html as html_lib
 import json
 import shutil
 
@@ -56,7 +57,8 @@ def test_report_renders_real_pngs_referenced_by_the_html(small_study, tmp_path):
     shutil.copytree(small_study, study)
     written = build_report(study, study)
     pngs = [p for p in written if p.suffix == ".png"]
-    assert {p.name for p in pngs} == {"accuracy.png", "sd_by_source.png", "step_time.png", "loss_curves.png"}
+    assert {p.name for p in pngs} == {"accuracy.png", "sd_by_source.png", "churn.png", "unstable_examples.png",
+                                      "step_time.png", "loss_curves.png"}
     html = (study / "report.html").read_text()
     markdown = (study / "report.md").read_text()
     for png in pngs:
@@ -68,6 +70,39 @@ def test_report_renders_real_pngs_referenced_by_the_html(small_study, tmp_path):
             assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 50
         assert f'src="{png.name}"' in html and f"]({png.name})" in markdown
     assert "bitwise-identical" in html and "TensorFlow" in html
+    # The table is an HTML table that wraps to the page, not a preformatted block that scrolls sideways;
+    # each finding appears once.
+    assert '<table class="conditions">' in html and "<pre>" not in html and "churn % [95% CI]" in html
+    summary = json.loads((study / "summary.json").read_text())
+    assert all(html.count(html_lib.escape(finding)) == 1 for finding in summary["findings"])
+    assert "Every trial finished." in html and "## Failed trials" in markdown
+
+
+def test_a_study_whose_trials_all_failed_lists_each_failure_with_its_reason(small_study, tmp_path):
+    study = tmp_path / "study"
+    study.mkdir()
+    records = [json.loads(line) for line in (small_study / "trials.jsonl").read_text().splitlines()]
+    for record in records:
+        record["status"] = {"code": "nan_loss", "message": f"the training loss became nan at step {record['repeat']}."}
+        record["metrics"], record["fingerprints"] = {}, {}
+    (study / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    build_report(study, study)
+    html = (study / "report.html").read_text()
+    assert html.count("<td>nan_loss</td>") == len(records)
+    assert "the training loss became nan at step 2." in html
+
+
+def test_a_noise_floor_far_beyond_the_bars_does_not_squash_them():
+    from harness.analysis.study_report import _sd_bars
+
+    rows = [{"name": name, "determinism": True, "test_accuracy": {"sd": sd, "sd_ci95": [sd * 0.7, sd * 1.8]},
+             "sd_share_of_all": None, "noise_floor": floor}
+            for name, sd, floor in (("init", 0.004, 0.05), ("all", 0.006, 0.05))]
+    figure = _sd_bars({"primary_metric": "test_accuracy", "conditions": rows})
+    left, right = figure.axes[0].get_xlim()
+    assert left == 0 and right < 2.0  # the 5-point floor is a label; the bars (to 1.08 points) fill the axis
+    assert any("noise floor" in text.get_text() and "off this scale" in text.get_text()
+               for text in figure.axes[0].texts)
 
 
 def test_report_program_and_its_bad_input(small_study, tmp_path):

@@ -9,7 +9,8 @@ from harness.trial.seeds import SOURCES
 
 
 def test_each_condition_varies_exactly_what_it_names():
-    base, seeds, specs = plan_conditions("control,kernels,init,shuffle,dropout,augment,split,all,bit", repeats=3)
+    base, seeds, specs = plan_conditions("control,kernels,init,shuffle,dropout,augment,split,all,bit,order",
+                                         repeats=3)
     by = {name: [s for s in specs if s.condition == name] for name in conditions.CONDITIONS}
     for spec in by["control"]:
         assert spec.seeds == seeds and spec.config == base
@@ -24,9 +25,21 @@ def test_each_condition_varies_exactly_what_it_names():
     flips = [s.config.flip_bit for s in by["bit"]]
     assert len(set(flips)) == 3 and all(f >= 0 for f in flips)
     assert all(s.seeds == seeds for s in by["bit"])
+    orders = [s.config.reduction_order for s in by["order"]]
+    assert len(set(orders)) == 3 and all(o >= 0 for o in orders)
+    assert all(s.seeds == seeds and s.config == base.replace(reduction_order=s.config.reduction_order)
+               for s in by["order"])
+    assert all(s.config.reduction_order == -1 for name in by if name != "order" for s in by[name])
     # Repeats are the outer loop, so conditions interleave.
     assert [s.condition for s in specs[:3]] == ["control", "kernels", "init"]
     assert len({s.key for s in specs}) == len(specs)
+
+
+def test_order_is_left_out_of_a_keras_models_default_conditions(user_files):
+    from conftest import user_config
+
+    names = [c.name for c in conditions.default_conditions(user_config(user_files))]
+    assert "order" not in names and "bit" in names
 
 
 def test_bit_flips_only_nonzero_initial_weights():

@@ -266,3 +266,25 @@ def test_shards_never_split_a_replica_group():
                 groups.setdefault((spec.condition, spec.group), []).append(spec)
         # Every group in a shard has all its members, as many as its config says it trains together.
         assert all(len(members) == members[0].config.replicas for members in groups.values())
+
+
+def test_progress_is_a_bar_on_a_terminal_and_a_plain_line_per_trial_elsewhere():
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    log = io.StringIO()
+    plain = study_runner.Progress(total=3, already=1, stream=log)
+    plain.finished("init", "ok", 1.25)
+    plain.finished("all", "nan_loss", 0.5)
+    plain.close()
+    lines = log.getvalue().splitlines()
+    assert lines[0].startswith("[2/3] init: ok in 1.2s; ETA ") and lines[1].startswith("[3/3] all: nan_loss in 0.5s")
+    terminal = Terminal()
+    bar = study_runner.Progress(total=3, already=1, stream=terminal)
+    bar.finished("init", "ok", 1.25)
+    bar.close()
+    shown = terminal.getvalue()
+    assert "2/3" in shown and "trial" in shown and "init: ok in 1.2s" in shown and "[2/3] init" not in shown

@@ -161,3 +161,30 @@ def test_mirrored_strategy_trains_records_replicas_and_is_bitwise_reproducible()
     assert out["same_bits"] is True  # op determinism on: two replicas, same bits every time
     # It learns like one device (not the same bits: each replica draws dropout for its slice).
     assert out["accuracy"] > 0.7 and abs(out["accuracy"] - out["alone"]) < 0.1
+
+
+def test_reordering_the_batchs_sums_changes_only_the_bits(small_config):
+    """The `order` condition: the same examples, weights and dropout masks, summed in another order."""
+    seeds = SeedSet.from_base(0)
+    control = run_trial(small_config, seeds)
+    reordered = [run_trial(small_config.replace(reduction_order=7), seeds) for _ in range(2)]
+    other = run_trial(small_config.replace(reduction_order=8), seeds)
+    assert reordered[0].fingerprints["initial_weights_sha256"] == control.fingerprints["initial_weights_sha256"]
+    hashes = {r.fingerprints["weights_sha256"] for r in (control, *reordered, other)}
+    assert len(hashes) == 3  # control, order seed 7 (twice: reproducible), order seed 8
+    # Float reassociation, not another computation: the loss curves part, but only at rounding level.
+    curves = [np.array(r.metrics["epoch_train_loss"]) for r in (control, reordered[0])]
+    assert np.any(curves[0] != curves[1]) and np.allclose(curves[0], curves[1], rtol=1e-5, atol=0)
+
+
+def test_reordering_a_keras_model_with_random_layers_is_refused_in_one_sentence(user_files):
+    from conftest import user_config
+
+    from harness.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"^the `order` condition permutes each batch .* leave `order` out"):
+        run_trial(user_config(user_files, reduction_order=3), SeedSet.from_base(0))
+    plain = user_config(user_files, function="uncompiled", loss="sparse_categorical_crossentropy")
+    trained = [run_trial(plain.replace(reduction_order=order), SeedSet.from_base(0)) for order in (-1, 3, 3)]
+    assert all(r.status["code"] == "ok" for r in trained)
+    assert len({r.fingerprints["weights_sha256"] for r in trained}) == 2

@@ -1,0 +1,50 @@
+"""The summary's statements of power: share intervals, sources that cannot be told apart, shares above 100%."""
+
+import copy
+
+from harness.analysis import summary as summary_lib
+
+
+def _row(name, sd, n=10, expects_identical=False):
+    return {"name": name, "expects_identical_repeats": expects_identical, "n_ok": n,
+            "test_accuracy": {"sd": sd, "n": n, "mean": 0.9}, "sd_share_of_all": None, "sd_share_ci95": None}
+
+
+def _summary(rows):
+    summary = {"primary_metric": "test_accuracy", "conditions": rows}
+    summary_lib._compare_with_reference_rows(rows, "test_accuracy")  # noqa: SLF001  the shares, as build_summary
+    summary["power"] = summary_lib.power(rows, "test_accuracy")
+    return summary
+
+
+def _prepared(rows):
+    for row in rows:
+        row.update(step_ms=[], seeds_fixed=False, weight_hashes=[], bitwise_reproducible=None, determinism=True,
+                   unique_weight_hashes=0)
+    return rows
+
+
+def test_close_sources_cannot_be_told_apart_and_the_repeats_to_separate_them_are_named():
+    rows = _prepared([_row("control", 0.0, expects_identical=True), _row("dropout", 0.0075), _row("init", 0.0068),
+                      _row("shuffle", 0.0020), _row("all", 0.01)])
+    summary = _summary(rows)
+    pairs = {(p["a"], p["b"]): p for p in summary["power"]["ranked_pairs"]}
+    assert list(pairs) == [("dropout", "init"), ("init", "shuffle")]
+    assert not pairs[("dropout", "init")]["separable"] and pairs[("init", "shuffle")]["separable"]
+    assert pairs[("dropout", "init")]["repeats_needed"] > 300
+    said = summary_lib.findings(summary)
+    power = next(line for line in said if line.startswith("Power: "))
+    assert "with 10 repeats an SD is known to within x0.69 to x1.83" in power
+    assert "dropout and init cannot be told apart" in power and "repeats each would separate them" in power
+    ranking = next(line for line in said if "each source alone gives this share" in line)
+    assert "dropout 75% [" in ranking  # every share with its interval
+
+
+def test_a_share_above_100_percent_comes_with_the_sentence_that_explains_it():
+    rows = _prepared([_row("init", 0.012), _row("shuffle", 0.004), _row("all", 0.010)])
+    said = summary_lib.findings(_summary(copy.deepcopy(rows)))
+    assert any(line.startswith("init's share above 100% is within the noise of 10 repeats") for line in said)
+    rows[0]["test_accuracy"].update(sd=0.05, n=40)
+    rows[2]["test_accuracy"].update(n=40)
+    said = summary_lib.findings(_summary(rows))
+    assert any(line.startswith("init alone varies test_accuracy more than every seed together") for line in said)
