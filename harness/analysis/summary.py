@@ -184,6 +184,11 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
         "n_ok": len(ok),
         "n_failed": len(records) - len(ok),
         "failures": dict(Counter(r["status"]["code"] for r in records if r["status"]["code"] != "ok")),
+        # Per failure code, the first such trial's message: why, in the study's own words.
+        "failure_reasons": {code: next(r["status"].get("message") or "" for r in records
+                                       if r["status"]["code"] == code)
+                            for code in dict.fromkeys(r["status"]["code"] for r in records
+                                                      if r["status"]["code"] != "ok")},
         "test_accuracy": accuracy,
         "test_loss": stats.describe([r["metrics"].get("test_loss") for r in ok]),
         "unique_weight_hashes": len(set(hashes)),
@@ -258,6 +263,12 @@ def findings(summary: dict[str, Any]) -> list[str]:
                 said.append(f"{r['name']} alone varies {metric} more than every seed together (its share's "
                             "interval lies above 100%): the sources do not add up; varied together, their "
                             "effects partly cancel.")
+    for row in summary["conditions"]:
+        if row["n_failed"]:
+            reasons = "; ".join(f"{code} x{row['failures'][code]} ({reason.rstrip('.')})" if reason else
+                                f"{code} x{row['failures'][code]}"
+                                for code, reason in row.get("failure_reasons", {}).items())
+            said.append(f"{row['name']}: {row['n_failed']} of {row['n_planned']} trials failed: {reasons}.")
     statement = _power_sentence(summary.get("power"), metric)
     if statement:
         said.append(statement)
@@ -368,9 +379,10 @@ def condition_table(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]
         ])
     headers = ["condition", "varies", "det", "ok", label + " mean", "SD", "SD 95% CI", "test loss SD",
                "of all [95% CI]", "churn % [95% CI]", "hashes", "step ms", "vs control"]
-    if metric != "test_accuracy":  # The loss is already the metric.
-        headers.remove("test loss SD")
-        rows = [row[:7] + row[8:] for row in rows]
+    if metric != "test_accuracy":  # The loss is already the metric, and a regression has no classes to churn.
+        dropped = (headers.index("test loss SD"), headers.index("churn % [95% CI]"))
+        headers = [h for i, h in enumerate(headers) if i not in dropped]
+        rows = [[cell for i, cell in enumerate(row) if i not in dropped] for row in rows]
     return headers, rows
 
 

@@ -20,7 +20,7 @@ def _summary(rows):
 def _prepared(rows):
     for row in rows:
         row.update(step_ms=[], seeds_fixed=False, weight_hashes=[], bitwise_reproducible=None, determinism=True,
-                   unique_weight_hashes=0)
+                   unique_weight_hashes=0, n_failed=0)
     return rows
 
 
@@ -48,3 +48,19 @@ def test_a_share_above_100_percent_comes_with_the_sentence_that_explains_it():
     rows[2]["test_accuracy"].update(n=40)
     said = summary_lib.findings(_summary(rows))
     assert any(line.startswith("init alone varies test_accuracy more than every seed together") for line in said)
+
+
+def test_failed_trials_are_counted_with_their_reason(small_study):
+    import json
+
+    from harness.analysis.summary import summary_from_records
+
+    records = [json.loads(line) for line in (small_study / "trials.jsonl").read_text().splitlines()]
+    for record in records:
+        if record["condition"] == "init":
+            record["status"] = {"code": "nan_loss", "message": "the training loss became nan at step 7."}
+            record["metrics"], record["fingerprints"] = {}, {}
+    summary = summary_from_records(records)
+    row = next(r for r in summary["conditions"] if r["name"] == "init")
+    assert row["failure_reasons"] == {"nan_loss": "the training loss became nan at step 7."}
+    assert "init: 3 of 3 trials failed: nan_loss x3 (the training loss became nan at step 7)." in summary["findings"]
