@@ -9,7 +9,12 @@ in-graph, of the loss, of every gradient and of every variable after its
 update. Then it names the first step where anything differs and, at that
 step, what differed first: the initial weights, the forward pass (the loss),
 a gradient (the first in backprop order, with its layer), or an update.
-Writes OUTPUT_DIR/divergence.json (`harness.divergence/1`) and both traces.
+With `--b_flip_bit`, the one-bit probe of Summers & Dinneen (2021): how fast
+B's weights drift from A's (after every loop call), its growth rate, and the
+step where their test predictions part, or, if they never do, how many steps
+the drift would need to reach the distance between two runs that differ by a
+seed (a third run). Writes OUTPUT_DIR/divergence.json (`harness.divergence/1`)
+and the traces.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 from absl import flags
 
 from harness import cli, trial_flags
-from harness.analysis.divergence import compare, format_divergence, load_trace
+from harness.analysis.divergence import compare, format_divergence, format_growth, growth, load_trace, plot_growth
 from harness.errors import UsageError
 from harness.flags import value_or
 from harness.schema import DIVERGENCE_FILE, DIVERGENCE_SCHEMA
@@ -48,6 +53,8 @@ def write_trace(path: Path) -> None:
         raise UsageError(f"the trial did not finish ({result.status['code']}: {result.status['message']})")
     env = environment.capture()
     np.savez(path, initial=result.trace["initial"], steps=result.trace["steps"],
+             snapshot_steps=result.trace["snapshot_steps"], snapshot_weights=result.trace["snapshot_weights"],
+             snapshot_predictions=result.trace["snapshot_predictions"],
              variables=np.array(result.trace["variables"]), layers=np.array(result.trace["layers"]),
              weights_sha256=np.array(result.fingerprints["weights_sha256"]),
              context=np.array(json.dumps({"config": config.as_dict(),
@@ -57,7 +64,8 @@ def write_trace(path: Path) -> None:
 
 def _run_side(side: str, argv: list[str], output_dir: Path, extra: list[str], env_vars: dict[str, str]) -> Path:
     path = output_dir / f"trace_{side}.npz"
-    args = [sys.executable, "-m", "harness.diverge", f"--trace_to={path}", *extra, *argv]
+    # What this side changes comes last: absl keeps the last value of a flag given twice.
+    args = [sys.executable, "-m", "harness.diverge", f"--trace_to={path}", *argv, *extra]
     result = subprocess.run(args, env={**os.environ, **env_vars}, capture_output=True, text=True)
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
@@ -96,19 +104,30 @@ def main(argv: list[str]) -> int:
         b_differs = {"flip_bit": FLAGS.b_flip_bit, "env": env_vars}
         shared = _trial_argv()
         paths = [_run_side("a", shared, output_dir, [], {}), _run_side("b", shared, output_dir, b_extra, env_vars)]
+        if FLAGS.b_flip_bit is not None:
+            # The bit probe: a third run, A with another dropout seed, shows how far apart runs are
+            # whose predictions do differ, so B's growth can say how long it would take to get there.
+            reference_seed = trial_flags.seeds_from_flags().dropout + 1
+            paths.append(_run_side("reference", shared, output_dir, [f"--dropout_seed={reference_seed}"], {}))
         changes = ", ".join([*(f"flip_bit={FLAGS.b_flip_bit}" for _ in b_extra),
                              *(f"{k}={v}" for k, v in env_vars.items())])
         description = (f"{config.benchmark}: run A as given; run B " + (f"with {changes}" if changes else "identical")
                        + " (each in a fresh process)")
-    a, b = (load_trace(p) for p in paths)
+    a, b, *reference = (load_trace(p) for p in paths)
     found = compare(a, b)
+    drift = growth(a, b, reference[0] if reference else None)
     record = {"schema": DIVERGENCE_SCHEMA,
               "created_at": utc_timestamp(),
               "traces": [str(p) for p in paths], "run_b_differs_by": b_differs,
               "context": [json.loads(str(t["context"])) if "context" in t else None for t in (a, b)],
-              "final_weights_equal": str(a.get("weights_sha256")) == str(b.get("weights_sha256")), **found}
+              "final_weights_equal": str(a.get("weights_sha256")) == str(b.get("weights_sha256")), **found,
+              "growth": drift}
     write_json(output_dir / DIVERGENCE_FILE, record)
     print(format_divergence(found, description))
+    if drift is not None and found["diverged"]:
+        print(format_growth(drift))
+        plot_growth(drift, output_dir / "growth.png")
+        print(f"plot: {output_dir / 'growth.png'}")
     print(f"record: {output_dir / DIVERGENCE_FILE}")
     return 0
 

@@ -7,6 +7,7 @@ initial weights. `harness.diverge` is the program around this.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -103,6 +104,94 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         # Equal as far as both went, and one went on: the runs are not the same run.
         return {**found, "diverged": True, "first_step": steps, "stage": "run length"}
     return found
+
+
+def growth(a: dict[str, Any], b: dict[str, Any], reference: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """How fast run B drifts from run A (Summers & Dinneen 2021's one-bit probe), from the weight snapshots
+    the traced loop takes after every loop call: the relative distance ||w_B - w_A|| / ||w_A|| per snapshot,
+    its growth rate (a least-squares line through log-distance over the later half of the snapshots), and
+    the first step at which the two runs' test predictions differ. Without such a step, a `reference` run
+    (A with another seed: runs that do predict differently) gives the distance where predictions part,
+    and the rate says how many more steps B would need to reach it. None for traces without snapshots."""
+    if "snapshot_weights" not in a or "snapshot_weights" not in b:
+        return None
+    steps = a["snapshot_steps"]
+    n = min(len(steps), len(b["snapshot_steps"]))
+    steps = [int(s) for s in steps[:n]]
+    distance = [_relative_distance(a["snapshot_weights"][i], b["snapshot_weights"][i]) for i in range(n)]
+    changed = [float(np.mean(a["snapshot_predictions"][i] != b["snapshot_predictions"][i])) for i in range(n)]
+    positive = [(step, d) for step, d in zip(steps, distance, strict=True) if d > 0]
+    rate = None
+    # The rate of the recent regime, from the later half of the snapshots: a bit's difference jumps in the
+    # first steps and grows more slowly after, so a fit over all of them would overstate the pace ahead.
+    recent = positive[len(positive) // 2:]
+    if len(recent) >= 3:
+        x, y = np.array([p[0] for p in recent], float), np.log([p[1] for p in recent])
+        rate = float(np.polyfit(x, y, 1)[0])  # d ln(distance) / d step
+    first_change = next((step for step, share in zip(steps, changed, strict=True) if share > 0), None)
+    found = {"steps": steps, "relative_distance": distance, "predictions_changed": changed,
+             "growth_per_step": rate, "first_prediction_change_step": first_change,
+             "reference_distance": None, "steps_to_reference": None}
+    if reference is not None and "snapshot_weights" in reference:
+        last = min(n, len(reference["snapshot_steps"])) - 1
+        target = _relative_distance(a["snapshot_weights"][last], reference["snapshot_weights"][last])
+        found["reference_distance"] = target
+        if first_change is None and rate and rate > 0 and distance[-1] > 0 and target > distance[-1]:
+            found["steps_to_reference"] = int(math.ceil(math.log(target / distance[-1]) / rate))
+    return found
+
+
+def plot_growth(found: dict[str, Any], path: Path) -> None:
+    """Log-distance against steps, with the reference distance (where predictions part) as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    points = [(s, d) for s, d in zip(found["steps"], found["relative_distance"], strict=True) if d > 0]
+    axes.semilogy([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label="run B vs run A")
+    if found["reference_distance"]:
+        axes.axhline(found["reference_distance"], color="#d62728", linestyle="--", linewidth=1,
+                     label="two runs that differ by a seed (their predictions differ)")
+    if found["first_prediction_change_step"] is not None:
+        axes.axvline(found["first_prediction_change_step"], color="#777777", linestyle=":",
+                     label="first test prediction that differs")
+    axes.set_xlabel("train step")
+    axes.set_ylabel("||w_B - w_A|| / ||w_A||")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize=8)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(figure)
+
+
+def _relative_distance(a: np.ndarray, b: np.ndarray) -> float:
+    scale = float(np.linalg.norm(a.astype(np.float64)))
+    return float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64))) / scale if scale else 0.0
+
+
+def format_growth(found: dict[str, Any]) -> str:
+    """The bit probe in sentences: how far apart, how fast, and when (or in how many steps) predictions part."""
+    steps, distance = found["steps"], found["relative_distance"]
+    said = [f"Weight distance from run A (||B - A|| / ||A||): {distance[0]:.2e} at step {steps[0]}, "
+            f"{distance[-1]:.2e} at step {steps[-1]}."]
+    rate = found["growth_per_step"]
+    if rate is not None:
+        doubling = f", doubling every {math.log(2) / rate:.0f} steps" if rate > 0 else ""
+        said.append(f"Over the later half of training it grows by a factor of {math.exp(rate * 100):.3g} per "
+                    f"100 steps{doubling}.")
+    if found["first_prediction_change_step"] is not None:
+        said.append(f"The runs' test predictions first differ at step {found['first_prediction_change_step']} "
+                    f"({found['predictions_changed'][-1]:.2%} of test examples differ at the end).")
+    else:
+        said.append(f"No test prediction differs in {steps[-1]} steps.")
+        if found["reference_distance"] is not None:
+            more = found["steps_to_reference"]
+            reach = (f"at this rate B would reach it in about {more} more steps" if more is not None else
+                     "at this rate B does not approach it")
+            said.append(f"Two runs that differ by a seed are {found['reference_distance']:.2e} apart at the end, "
+                        f"and predict differently; {reach}.")
+    return " ".join(said)
 
 
 def _layer(variable: str) -> str:

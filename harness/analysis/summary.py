@@ -283,9 +283,12 @@ def findings(summary: dict[str, Any]) -> list[str]:
     bit = rows.get("bit")
     if bit and bit["n_ok"] and bit["test_loss"]:
         moved = "changed" if bit[metric]["sd"] > 0 else "changed no"
+        growth = "" if bit[metric]["sd"] > 0 else \
+            " `python -m harness.diverge --b_flip_bit=N` measures how fast such a difference grows, and how " \
+            "many steps it would need to change a prediction."
         said.append(f"Flipping the lowest bit of one initial weight gave {bit['unique_weight_hashes']} different "
                     f"final weights in {bit['n_ok']} runs and {moved} {metric.replace('_', ' ')} "
-                    f"(test loss SD {bit['test_loss']['sd']:.2g}).")
+                    f"(test loss SD {bit['test_loss']['sd']:.2g}).{growth}")
     order = rows.get("order")
     if order and order["n_ok"] and order[metric]:
         scale = stats.display_scale(metric)

@@ -350,10 +350,15 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, train
     setup_s = time.perf_counter() - start
 
     chunks, call_seconds, call_steps, trace_chunks = [], [], [], []
+    # With `trace`, the weights and test predictions after every loop call too: how far two runs
+    # have drifted apart, and when their predictions part (harness.diverge's growth).
+    predict = make_predict(trainable, split) if trace else None
+    snapshots = [_snapshot(trainable, predict, split, 0)] if trace else []
     for first, n, chunk, seconds in run_loop(train_loop, iterator, total_steps, config.steps_per_loop):
         if trace:
             chunk, traced = chunk
             trace_chunks.append(traced)
+            snapshots.append(_snapshot(trainable, predict, split, first + n))
         call_seconds.append(seconds)
         call_steps.append(n)
         bad = np.flatnonzero(~np.isfinite(chunk))
@@ -371,16 +376,33 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, train
     if trace:
         result.trace = {"initial": initial, "steps": np.concatenate(trace_chunks),
                         "variables": [variable_name(v) for v in trainable.variables],
-                        "layers": list(trainable.layers)}
+                        "layers": list(trainable.layers),
+                        "snapshot_steps": np.array([s[0] for s in snapshots], np.int64),
+                        "snapshot_weights": np.stack([s[1] for s in snapshots]),
+                        "snapshot_predictions": np.stack([s[2] for s in snapshots])}
     return result
+
+
+def make_predict(trainable: Trainable, split: Split):
+    """The model's inference pass as one traced function for any batch size of the split's examples."""
+    # A closure per trial, not the bound method: TF counts retraces per Python
+    # function, and a study builds many models of one class.
+    return tf.function(lambda x: trainable.predict(x), input_signature=[
+        tf.TensorSpec([None, *split.train_x.shape[1:]], tf.as_dtype(split.train_x.dtype))])
+
+
+def _snapshot(trainable: Trainable, predict, split: Split, step: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """(step, every weight flattened into one float32 vector, the test set's predicted classes or outputs)."""
+    weights = np.concatenate([np.asarray(_read(v)).ravel() for v in trainable.variables]).astype(np.float32)
+    outputs = predict_in_batches(predict, split.dataset.test_x)
+    task = trainable.task
+    predicted = task.predicted_classes(outputs).astype(np.int64) if task.num_classes else outputs.ravel()
+    return step, weights, predicted
 
 
 def evaluate(trainable: Trainable, split: Split) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray] | None]:
     """The trained model's test outputs, and (outputs, labels) of the validation share if there is one."""
-    # A closure per trial, not the bound method: TF counts retraces per Python
-    # function, and a study builds many models of one class.
-    predict = tf.function(lambda x: trainable.predict(x), input_signature=[
-        tf.TensorSpec([None, *split.train_x.shape[1:]], tf.as_dtype(split.train_x.dtype))])
+    predict = make_predict(trainable, split)
     test_out = predict_in_batches(predict, split.dataset.test_x)
     validation = None
     if len(split.validation_y):

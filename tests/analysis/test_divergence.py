@@ -122,3 +122,34 @@ def test_callback_traces_of_two_runs_feed_diverge(tmp_path):
     same = run_program("harness.diverge", f"--traces={tmp_path / 'a.jsonl'},{tmp_path / 'a.jsonl'}",
                        f"--output_dir={tmp_path / 'same'}")
     assert "No divergence: all 8 steps (loss and every variable)" in same.stdout
+
+
+def test_growth_of_a_drift_reads_its_rate_and_when_predictions_part():
+    steps = np.arange(0, 1000, 100)
+    base = np.ones((len(steps), 50), np.float32)
+    drift = 1e-6 * np.exp(0.01 * steps)  # e-fold every 100 steps
+    a = {"snapshot_steps": steps, "snapshot_weights": base, "snapshot_predictions": np.zeros((len(steps), 20), int)}
+    b = dict(a, snapshot_weights=base + drift[:, None].astype(np.float32))
+    reference = dict(a, snapshot_weights=base + 0.5)
+    found = divergence.growth(a, b, reference)
+    assert abs(found["growth_per_step"] - 0.01) < 1e-3 and found["first_prediction_change_step"] is None
+    assert abs(found["reference_distance"] - 0.5) < 1e-6
+    # From 1e-6 * e^9 to 0.5 at e-fold per 100 steps: ln(0.5 / 8.1e-3) * 100, about 412 steps.
+    assert 400 < found["steps_to_reference"] < 425
+    predictions = np.zeros((len(steps), 20), int)
+    predictions[6:, 3] = 1
+    parted = divergence.growth(a, dict(b, snapshot_predictions=predictions))
+    assert parted["first_prediction_change_step"] == 600 and parted["steps_to_reference"] is None
+    assert "first differ at step 600" in divergence.format_growth(parted)
+
+
+def test_the_bit_probe_measures_the_drift_of_a_flipped_run(tmp_path):
+    result = run_program("harness.diverge", *TRIAL, "--steps_per_loop=2", "--b_flip_bit=500",
+                         f"--output_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    record = json.loads((tmp_path / "divergence.json").read_text())
+    assert schema_errors(record) == [] and len(record["traces"]) == 3
+    drift = record["growth"]
+    assert drift["relative_distance"][0] > 0 and drift["relative_distance"][-1] > drift["relative_distance"][0]
+    assert drift["growth_per_step"] > 0 and drift["reference_distance"] > drift["relative_distance"][-1]
+    assert "Weight distance from run A" in result.stdout and (tmp_path / "growth.png").stat().st_size > 10_000
