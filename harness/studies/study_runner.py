@@ -125,6 +125,8 @@ def parse_replicas(text: str) -> int | str:
 def _group_size(replicas: int | str, repeats: int, base: TrialConfig, condition: Condition) -> int:
     """Replicas per group for this condition: 1 where it cannot be vectorized."""
     config = base.replace(**dict(condition.config_changes))
+    if condition.reorders_sums:
+        config = config.replace(reduction_order=0)  # any seed: its repeats reorder their sums
     # Conditions whose repeats are identical runs (control, kernels, environment variants) run one
     # at a time: within a replica group a trial's bits depend on its position in the batched
     # matmul, so identical seeds there would not be identical runs. Environment variants also

@@ -58,11 +58,13 @@ def test_replica_results_agree_with_sequential_trials_of_the_same_condition(tmp_
 
 def test_conditions_that_cannot_be_vectorized_run_one_by_one():
     base, seeds = load_benchmark("digits_mlp", **SMALL), SeedSet.from_base(0)
-    specs = study_runner.plan(base, 0, seeds, conditions.parse_conditions("control,kernels,env:xla=1,all,bit"), 4, "s",
-                       replicas="auto")
+    specs = study_runner.plan(base, 0, seeds, conditions.parse_conditions("control,kernels,env:xla=1,all,bit,order"),
+                              4, "s", replicas="auto")
     groups = {s.condition: s.group for s in specs}
-    # Identical-seed repeats must be identical runs, and a replica's bits depend on its slot.
+    # Identical-seed repeats must be identical runs, and a replica's bits depend on its slot; `order` permutes
+    # each trial's own batch, which the vectorized loop does not.
     assert groups["control"] is None and groups["kernels"] is None and groups["env:xla=1"] is None
+    assert groups["order"] is None
     assert groups["all"] == 0 and groups["bit"] == 0
     cnn = study_runner.plan(load_benchmark("digits_mlp", **SMALL, model="cnn"), 0, seeds,
                      conditions.parse_conditions("init"), 4, "s", replicas=4)
