@@ -112,8 +112,7 @@ def _sd_bars(summary: dict[str, Any]) -> plt.Figure:
     for y, row in enumerate(rows):
         described = row[metric]
         sd, interval = described["sd"] * scale, described["sd_ci95"]
-        color = ALL if row["name"] == conditions.ALL else (DETERMINISTIC if row["determinism"] else NONDETERMINISTIC)
-        axes.barh(y, sd, color=color, alpha=0.8)
+        axes.barh(y, sd, color=_bar_color(row), alpha=0.8)
         if interval:
             axes.errorbar(sd, y, xerr=[[sd - interval[0] * scale], [interval[1] * scale - sd]], fmt="none",
                           ecolor="#333333", capsize=3)
@@ -142,6 +141,13 @@ def _sd_bars(summary: dict[str, Any]) -> plt.Figure:
     return figure
 
 
+def _bar_color(row: dict[str, Any]) -> str:
+    """`all` in orange; other conditions blue with op determinism on, red with it off."""
+    if row["name"] == conditions.ALL:
+        return ALL
+    return DETERMINISTIC if row["determinism"] else NONDETERMINISTIC
+
+
 def _churn_bars(summary: dict[str, Any]) -> plt.Figure | None:
     rows = [row for row in summary["conditions"] if row["mean_pairwise_disagreement"] is not None]
     if not rows:
@@ -149,8 +155,7 @@ def _churn_bars(summary: dict[str, Any]) -> plt.Figure | None:
     figure, axes = plt.subplots(figsize=(7, 0.45 * len(rows) + 1.5))
     for y, row in enumerate(rows):
         churn, interval = row["mean_pairwise_disagreement"] * 100, row.get("disagreement_ci95")
-        color = ALL if row["name"] == conditions.ALL else (DETERMINISTIC if row["determinism"] else NONDETERMINISTIC)
-        axes.barh(y, churn, color=color, alpha=0.8)
+        axes.barh(y, churn, color=_bar_color(row), alpha=0.8)
         if interval:
             axes.errorbar(churn, y, xerr=[[churn - interval[0] * 100], [interval[1] * 100 - churn]], fmt="none",
                           ecolor="#333333", capsize=3)
@@ -189,10 +194,10 @@ def _unstable_examples(summary: dict[str, Any], records: list[dict[str, Any]]):
         x = dataset.test_x[example["index"]]
         if x.ndim >= 2:
             panel.imshow(x.squeeze(), cmap="gray_r")
-            panel.set_xticks([]), panel.set_yticks([])
         else:
             panel.plot(x, linewidth=1, color="#333333")
-            panel.set_xticks([]), panel.set_yticks([])
+        panel.set_xticks([])
+        panel.set_yticks([])
         panel.set_title(f"#{example['index']}: label {int(dataset.test_y[example['index']])}\n"
                         f"predicted {', '.join(map(str, example['classes']))}\n"
                         f"{example['runs_off_majority']}/{unstable['runs']} runs off", fontsize=7)

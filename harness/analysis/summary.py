@@ -255,21 +255,21 @@ def findings(summary: dict[str, Any]) -> list[str]:
         above = [r for r in ranked if r["sd_share_of_all"] > 1]
         for r in above:
             interval = r.get("sd_share_ci95")
-            if interval and interval[0] <= 1:
-                said.append(f"{r['name']}'s share above 100% is within the noise of {r[metric]['n']} repeats "
-                            f"(its interval reaches {interval[0]:.0%}): an SD of few runs is itself uncertain, "
-                            "and `all`'s is no exception.")
-            else:
+            if interval and interval[0] > 1:
                 said.append(f"{r['name']} alone varies {metric} more than every seed together (its share's "
                             "interval lies above 100%): the sources do not add up; varied together, their "
                             "effects partly cancel.")
+            else:
+                reach = f" (its interval reaches {interval[0]:.0%})" if interval else ""
+                said.append(f"{r['name']}'s share above 100% is within the noise of {r[metric]['n']} repeats"
+                            f"{reach}: an SD of few runs is itself uncertain, and `all`'s is no exception.")
     for row in summary["conditions"]:
         if row["n_failed"]:
             reasons = "; ".join(f"{code} x{row['failures'][code]} ({reason.rstrip('.')})" if reason else
                                 f"{code} x{row['failures'][code]}"
                                 for code, reason in row.get("failure_reasons", {}).items())
             said.append(f"{row['name']}: {row['n_failed']} of {row['n_planned']} trials failed: {reasons}.")
-    statement = _power_sentence(summary.get("power"), metric)
+    statement = _power_sentence(summary.get("power"))
     if statement:
         said.append(statement)
     kernels = rows.get(KERNELS)
@@ -314,7 +314,7 @@ def _share_text(row: dict[str, Any]) -> str:
     return f"{share} [{interval[0]:.0%}, {interval[1]:.0%}]" if interval else share
 
 
-def _power_sentence(block: dict[str, Any] | None, metric: str) -> str | None:
+def _power_sentence(block: dict[str, Any] | None) -> str | None:
     """One line: how well this many repeats rank the sources, and what it would take to rank them."""
     if not block:
         return None

@@ -153,6 +153,8 @@ def train_step(trainable: Trainable, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor
     the objective: replicas share no weights, so each gets its own gradient.
     The distributed path scales the loss to its share of the global batch
     (`scale_loss`) and all-reduces the gradients before the update (`reduce_gradients`).
+    With a reduction order (the `order` condition), the batch is permuted first, each
+    example with its own dropout mask, so every sum over it adds its terms in another order.
     """
     forward_args = ()
     if trainable.reduction_order is not None:
