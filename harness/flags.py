@@ -22,8 +22,8 @@ flags.DEFINE_string("input_dir", None, "The study directory to read: report's ho
 flags.DEFINE_string("replicas", None, "Vectorized replicas: train K trials at a time in one graph (a number, or auto "
                     "for up to 16; 1 trains them one by one). bench: each condition's repeats, default 1; tune, "
                     "reeval, compare_configs: a configuration's seeds, default auto; bench_speed: the counts to "
-                    "measure, default 4,16. Conditions that cannot be vectorized (environment variants, XLA, "
-                    "models other than the MLPs) train one by one.")
+                    "measure, default 4,16. Conditions that cannot be vectorized (environment variants, order, "
+                    "XLA, models other than the MLPs) train one by one.")
 flags.DEFINE_integer("seeds", 20, "Seeds each configuration is evaluated over, paired across configurations "
                      "(reeval, compare_configs).", lower_bound=2)
 flags.DEFINE_string("conditions", None,
