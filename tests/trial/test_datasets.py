@@ -1,4 +1,10 @@
-"""Data: the embedded digits, synthetic sets, the real TFDS loading code under mock data."""
+"""Data: the embedded digits, MNIST-1D, synthetic sets, the real TFDS loading code under mock data."""
+
+import hashlib
+import os
+import random
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -23,6 +29,26 @@ def test_synthetic_mnist_has_mnist_shapes_and_is_fixed():
     assert synthetic.train_x.shape == (60_000, 28, 28, 1) and synthetic.test_x.shape == (10_000, 28, 28, 1)
     assert synthetic.num_classes == 10
     assert datasets._synthetic_mnist().train_x[:3].tobytes() == synthetic.train_x[:3].tobytes()
+
+
+def test_mnist1d_is_generated_alike_in_a_fresh_process_and_from_its_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    np.random.seed(7)
+    random.seed(7)
+    before = np.random.get_state()[1].copy(), random.getstate()
+    generated = datasets._mnist1d()  # noqa: SLF001  not load_dataset's in-process cache: the disk's
+    # The package seeds the global generators; the loader puts them back.
+    assert np.array_equal(np.random.get_state()[1], before[0]) and random.getstate() == before[1]
+    assert generated.train_x.shape == (4_000, 40) and generated.test_x.shape == (20_000, 40)
+    assert generated.num_classes == 10 and set(np.unique(generated.test_y)) == set(range(10))
+    assert len(list(tmp_path.glob("mnist1d-*.npz"))) == 1 and not list(tmp_path.glob(".*"))  # whole, no temporary
+    again = datasets._mnist1d()  # noqa: SLF001  read from the cache file now
+    assert again.test_x.tobytes() == generated.test_x.tobytes()
+    digest = "import hashlib; from harness.trial import datasets; d = datasets._mnist1d(); " \
+             "print(hashlib.sha256(d.train_x.tobytes() + d.test_y.tobytes()).hexdigest())"
+    fresh = subprocess.run([sys.executable, "-c", digest], capture_output=True, text=True, timeout=300,
+                           env={**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "fresh")})
+    assert fresh.stdout.strip() == hashlib.sha256(generated.train_x.tobytes() + generated.test_y.tobytes()).hexdigest()
 
 
 def test_split_seed_picks_the_validation_share():

@@ -80,6 +80,7 @@ def test_non_finite_loss_stops_the_trial_with_a_clear_status():
 
 @pytest.mark.parametrize("benchmark,overrides", [
     ("random_regression", {}),
+    ("mnist1d_mlp", {"epochs": 1}),
     ("embedding", {"epochs": 1}),
     ("digits_mlp", {"model": "cnn", "epochs": 1, "dropout_rate": 0.25}),
     ("digits_mlp", {"xla": True, "epochs": 1}),
