@@ -15,6 +15,8 @@ ten noisy runs must not break a build by chance, nor hide a real regression.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from absl import flags
 
 from harness import cli
@@ -22,7 +24,7 @@ from harness.analysis.gate_render import junit_xml, render
 from harness.analysis.gate_rules import DEFAULT_THRESHOLDS, RULES, check_comparable, evaluate, thresholds_from
 from harness.analysis.summary import load_summary
 from harness.errors import UsageError
-from harness.studies.records import write_text
+from harness.files import replace_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("baseline", None, "Baseline summary.json, trials.jsonl, or a study directory.")
@@ -51,7 +53,7 @@ def main(argv: list[str]) -> int:
     verdicts = evaluate(baseline, candidate, thresholds, skipped)
     print(render(verdicts, notes, FLAGS.format, names))
     if FLAGS.junit_xml:
-        write_text(FLAGS.junit_xml, junit_xml(verdicts, names))
+        replace_atomically(Path(FLAGS.junit_xml), junit_xml(verdicts, names))
     if FLAGS.markdown_summary:
         with open(FLAGS.markdown_summary, "a") as summary:  # GitHub's step summary collects every step's lines
             summary.write(render(verdicts, notes, "markdown", names) + "\n")

@@ -171,6 +171,10 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
     accuracy = stats.describe([r["metrics"].get("test_accuracy") for r in ok])
     predictions = [np.frombuffer(base64.b64decode(r["outputs"]["test_predicted_classes_b64"]), np.uint8)
                    for r in ok if "test_predicted_classes_b64" in r["outputs"]]
+    failed = [r["status"] for r in records if r["status"]["code"] != "ok"]
+    reasons: dict[str, str] = {}  # per failure code, the first such trial's message: why, in its own words
+    for status in failed:
+        reasons.setdefault(status["code"], status.get("message") or "")
     steps = [(r["timing"].get("steady_step_ms") or {}).get("median") for r in ok]
     steps = [s for s in steps if s is not None]
     n_test = ok[0]["metrics"].get("test_examples") if ok else None
@@ -183,12 +187,8 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
         "n_planned": repeats,
         "n_ok": len(ok),
         "n_failed": len(records) - len(ok),
-        "failures": dict(Counter(r["status"]["code"] for r in records if r["status"]["code"] != "ok")),
-        # Per failure code, the first such trial's message: why, in the study's own words.
-        "failure_reasons": {code: next(r["status"].get("message") or "" for r in records
-                                       if r["status"]["code"] == code)
-                            for code in dict.fromkeys(r["status"]["code"] for r in records
-                                                      if r["status"]["code"] != "ok")},
+        "failures": dict(Counter(status["code"] for status in failed)),
+        "failure_reasons": reasons,
         "test_accuracy": accuracy,
         "test_loss": stats.describe([r["metrics"].get("test_loss") for r in ok]),
         "unique_weight_hashes": len(set(hashes)),

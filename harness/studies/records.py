@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import jsonschema
 
 from harness.errors import UsageError
+from harness.files import replace_atomically
 from harness.schema import SCHEMA_FILES, TRIAL_SCHEMA
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
@@ -115,48 +115,13 @@ def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
     """Writes a whole JSON document atomically: readers see the old file or the new one, never half."""
-    _replace_atomically(path, json.dumps(finite_json(document), indent=1, sort_keys=True, allow_nan=False) + "\n")
-
-
-def write_text(path: Path, text: str) -> None:
-    """Writes a whole text file (e.g. the gate's JUnit XML) atomically, as `write_json` does."""
-    _replace_atomically(Path(path), text)
+    replace_atomically(path, json.dumps(finite_json(document), indent=1, sort_keys=True, allow_nan=False) + "\n")
 
 
 def write_records(path: Path, records: list[dict[str, Any]]) -> None:
     """Writes a whole JSON-lines file of records atomically (e.g. a merge of shards)."""
-    _replace_atomically(path, "".join(json.dumps(finite_json(r), sort_keys=True, allow_nan=False) + "\n"
+    replace_atomically(path, "".join(json.dumps(finite_json(r), sort_keys=True, allow_nan=False) + "\n"
                                       for r in records))
-
-
-def _umask() -> int:
-    """The process's umask (reading it means setting it; set straight back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _replace_atomically(path: Path, text: str) -> None:
-    """Temporary file, fsync, rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-", suffix=".tmp")
-    except OSError as error:
-        raise OSError(error.errno, error.strerror, str(path)) from None
-    try:
-        # mkstemp makes the file 0600; results are shared like any file written here, so honour the umask.
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except OSError as error:  # e.g. a full disk: the old file stays whole, the temporary one goes
-        Path(tmp).unlink(missing_ok=True)
-        raise OSError(error.errno, error.strerror, str(path)) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cut_torn_tail(fd: int) -> None:

@@ -97,7 +97,10 @@ def plan(base: TrialConfig, base_seed: int, seeds: SeedSet, conditions: list[Con
     run that way; elsewhere trials run one by one.
     """
     flippable = _nonzero_weights(base, seeds) if any(c.flips_a_bit for c in conditions) else []
-    sizes = {c.name: _group_size(replicas, repeats, base, c) for c in conditions}
+    # Each condition's group size, judged on its own trial config (its first repeat's): what it changes
+    # (XLA, a reduction order, ...) decides whether its trials can be vectorized.
+    sizes = {c.name: _group_size(replicas, repeats, c.trial(base, base_seed, seeds, 0, flippable)[0], c)
+             for c in conditions}
     specs = []
     for repeat in range(repeats):
         for condition in conditions:
@@ -122,11 +125,8 @@ def parse_replicas(text: str) -> int | str:
     return int(text)
 
 
-def _group_size(replicas: int | str, repeats: int, base: TrialConfig, condition: Condition) -> int:
-    """Replicas per group for this condition: 1 where it cannot be vectorized."""
-    config = base.replace(**dict(condition.config_changes))
-    if condition.reorders_sums:
-        config = config.replace(reduction_order=0)  # any seed: its repeats reorder their sums
+def _group_size(replicas: int | str, repeats: int, config: TrialConfig, condition: Condition) -> int:
+    """Replicas per group for this condition, whose trials have `config`: 1 where it cannot be vectorized."""
     # Conditions whose repeats are identical runs (control, kernels, environment variants) run one
     # at a time: within a replica group a trial's bits depend on its position in the batched
     # matmul, so identical seeds there would not be identical runs. Environment variants also

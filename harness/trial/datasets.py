@@ -14,8 +14,8 @@ import dataclasses
 import functools
 import gzip
 import hashlib
+import io
 import os
-import tempfile
 from importlib import resources
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from harness.errors import UsageError, first_line
+from harness.files import replace_atomically
 from harness.trial import user_data
 from harness.trial.config import TrialConfig
 from harness.trial.fingerprints import named_arrays_sha256
@@ -174,19 +175,13 @@ def cache_dir() -> Path:
 
 
 def _cache_arrays(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Writes the cache file whole (temporary file, then rename); a cache that cannot be written only
-    means generating again next time."""
-    temporary = None
+    """Writes the cache file whole; a cache that cannot be written only means generating again next time."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}-", suffix=".npz",
-                                         delete=False) as handle:
-            temporary = Path(handle.name)
-            np.savez(handle, **arrays)
-        os.replace(temporary, path)
+        replace_atomically(path, buffer.getvalue())
     except OSError:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
+        pass
 
 
 def _synthetic_mnist() -> Dataset:
