@@ -16,6 +16,7 @@ import gzip
 import hashlib
 import io
 import os
+import zipfile
 from importlib import resources
 from pathlib import Path
 
@@ -138,7 +139,7 @@ def _mnist1d() -> Dataset:
     try:
         with np.load(path) as cached:
             arrays = [cached[key] for key in ("train_x", "train_y", "test_x", "test_y")]
-    except (OSError, KeyError, ValueError):
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):  # missing, or cut short or damaged
         arrays = _generate_mnist1d()
         _cache_arrays(path, dict(zip(("train_x", "train_y", "test_x", "test_y"), arrays, strict=True)))
     return Dataset("mnist1d", *arrays, 10)

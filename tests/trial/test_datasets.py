@@ -51,6 +51,17 @@ def test_mnist1d_is_generated_alike_in_a_fresh_process_and_from_its_cache(tmp_pa
     assert fresh.stdout.strip() == hashlib.sha256(generated.train_x.tobytes() + generated.test_y.tobytes()).hexdigest()
 
 
+def test_a_damaged_mnist1d_cache_is_generated_again(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    whole = datasets._mnist1d()  # noqa: SLF001  writes the cache
+    (cached,) = tmp_path.glob("mnist1d-*.npz")
+    cached.write_bytes(cached.read_bytes()[:100])  # cut short, as a full disk or a kill could leave it
+    again = datasets._mnist1d()  # noqa: SLF001
+    assert again.train_x.tobytes() == whole.train_x.tobytes()
+    with np.load(cached) as repaired:
+        assert repaired["test_y"].tobytes() == whole.test_y.tobytes()
+
+
 def test_split_seed_picks_the_validation_share():
     digits = datasets.load_dataset("digits")
     a = datasets.split_pool(digits, SeedSet.from_base(0), 0.1)
