@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
-BENCHMARK ?= digits_mlp
+BENCHMARK ?= mnist1d_mlp
 OUTPUT_DIR ?= results/$(BENCHMARK)
 REPEATS ?= 10
 # Extra harness flags, e.g. make bench ARGS="--conditions=control,kernels,all --epochs=5"

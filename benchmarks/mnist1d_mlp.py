@@ -1,7 +1,8 @@
-"""MNIST-1D (Greydanus 2020), generated offline from a seed, with the built-in MLP.
+"""The default study: MNIST-1D (Greydanus 2020), generated offline from a seed, with the built-in MLP.
 
-A test set of 20,000 examples (the digits have 360): churn and small accuracy differences are
-measured on enough examples to see them. 4,000 training examples keep a trial near a second.
+A test set of 100,000 examples (the digits have 360): the test set's noise floor (0.16 points) lies
+below the 0.2-0.5 points each seed moves test accuracy, and churn is measured on enough examples to
+show a flipped bit. 4,000 training examples keep a trial near a second.
 """
 
 

@@ -31,7 +31,14 @@ from harness.studies import study_runner
 from harness.studies.records import content_id, read_records, write_json
 from harness.studies.storage import StudyDir, exclusive, shard_dir_name
 from harness.trial import user_code, user_data
-from harness.trial.config import CONFIG_FIELDS, MODELS, TrialConfig, load_benchmark, user_model_config
+from harness.trial.config import (
+    CONFIG_FIELDS,
+    DEFAULT_BENCHMARK,
+    MODELS,
+    TrialConfig,
+    load_benchmark,
+    user_model_config,
+)
 from harness.trial.seeds import SeedSet
 
 
@@ -196,7 +203,7 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
     if data is not None:
         fields["dataset"] = user_data.from_python(data)
     if benchmark or model_spec in MODELS:
-        base = load_benchmark(benchmark or "digits_mlp", **fields)
+        base = load_benchmark(benchmark or DEFAULT_BENCHMARK, **fields)
     else:
         base = user_model_config(**fields)
     chosen = _conditions(conditions, base)

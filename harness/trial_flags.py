@@ -19,7 +19,7 @@ from harness.trial.seeds import SOURCES, SeedSet
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("benchmark", "digits_mlp", "Benchmark definition in benchmarks/ to run.")
+flags.DEFINE_string("benchmark", config_lib.DEFAULT_BENCHMARK, "Benchmark definition in benchmarks/ to run.")
 flags.DEFINE_integer("seed", 0, "Base seed; every source's seed is derived from it.")
 for _source in SOURCES:
     flags.DEFINE_integer(f"{_source}_seed", None, f"Overrides the derived `{_source}` seed alone.")

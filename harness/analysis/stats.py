@@ -17,6 +17,7 @@ CONFIDENCE = 0.95
 # Fixed so the same records always give the same summary, bootstrap included.
 BOOTSTRAP_SEED = 0
 BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_BLOCKS = 2000  # churn's interval resamples test examples in at most this many blocks
 
 
 def higher_is_better(metric: str) -> bool:
@@ -151,24 +152,31 @@ def disagreement_interval(predictions: Sequence[np.ndarray],
     runs, weighted by how often each was drawn; a pair of one run with itself
     says nothing of churn. Needs at least 3 runs; fixed seed, so the same
     records always give the same interval.
+
+    Examples are drawn in blocks: a fixed random partition into at most
+    BOOTSTRAP_BLOCKS blocks (one example each on small test sets). Test
+    examples are exchangeable, so resampling blocks gives the same interval to
+    within the bootstrap's own noise, and a resample costs the same for 360
+    test examples or 100,000. All resamples are drawn at once.
     """
     runs = len(predictions)
     if runs < 3:
         return None
-    pairs = list(itertools.combinations(range(runs), 2))
-    differs = np.array([predictions[a] != predictions[b] for a, b in pairs], dtype=np.float64)  # [pairs, examples]
-    first, second = np.array(pairs).T
+    first, second = np.array(list(itertools.combinations(range(runs), 2))).T
+    table = np.stack(predictions)  # [runs, examples]
+    differs = (table[first] != table[second]).astype(np.float64)  # [pairs, examples]
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     n_examples = differs.shape[1]
-    estimates = []
-    for _ in range(BOOTSTRAP_RESAMPLES):
-        run_counts = rng.multinomial(runs, np.full(runs, 1.0 / runs))
-        example_counts = rng.multinomial(n_examples, np.full(n_examples, 1.0 / n_examples))
-        pair_weights = run_counts[first] * run_counts[second]
-        if pair_weights.sum() == 0:
-            continue  # every draw was one run: no pair of distinct runs
-        shares = differs @ example_counts / n_examples
-        estimates.append(float(pair_weights @ shares / pair_weights.sum()))
+    blocks = np.array_split(rng.permutation(n_examples), min(n_examples, BOOTSTRAP_BLOCKS))
+    block_sums = np.stack([differs[:, block].sum(axis=1) for block in blocks], axis=1)  # [pairs, blocks]
+    block_sizes = np.array([len(block) for block in blocks], dtype=np.float64)
+    run_counts = rng.multinomial(runs, np.full(runs, 1.0 / runs), size=BOOTSTRAP_RESAMPLES)
+    block_counts = rng.multinomial(len(blocks), np.full(len(blocks), 1.0 / len(blocks)),
+                                   size=BOOTSTRAP_RESAMPLES).astype(np.float64)
+    shares = (block_counts @ block_sums.T) / (block_counts @ block_sizes)[:, None]  # [resamples, pairs]
+    pair_weights = run_counts[:, first] * run_counts[:, second]
+    drawn_pairs = pair_weights.sum(axis=1) > 0  # else every draw was one run: no pair of distinct runs
+    estimates = (pair_weights * shares).sum(axis=1)[drawn_pairs] / pair_weights.sum(axis=1)[drawn_pairs]
     alpha = (1.0 - confidence) / 2
     return [float(np.quantile(estimates, alpha)), float(np.quantile(estimates, 1 - alpha))]
 
@@ -179,7 +187,7 @@ def unstable_examples(predictions: Sequence[np.ndarray], top: int = 8) -> dict[s
     if len(predictions) < 2:
         return None
     table = np.stack(predictions)  # [runs, examples]
-    majority_counts = np.array([np.bincount(column).max() for column in table.T])
+    majority_counts = np.max([np.count_nonzero(table == label, axis=0) for label in np.unique(table)], axis=0)
     off_majority = len(predictions) - majority_counts
     order = np.argsort(-off_majority, kind="stable")[:top]
     return {"runs": len(predictions), "changed_examples": int(np.count_nonzero(off_majority)),

@@ -327,12 +327,14 @@ def _html(summary: dict[str, Any], captions: list[tuple[str, str]], environment:
 <html lang="en"><head><meta charset="utf-8">
 <title>{esc(summary['benchmark'])}: why does the accuracy vary?</title>
 <style>
-body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; padding: 0 1em; color: #222; }}
+body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
 figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }} figcaption {{ color: #555; font-size: 0.9em; }}
 table {{ border-collapse: collapse; font-size: 0.85em; width: 100%; }}
-th, td {{ text-align: left; padding: 0.2em 0.5em; border-bottom: 1px solid #ddd; vertical-align: top;
+th, td {{ text-align: left; padding: 0.2em 0.4em; border-bottom: 1px solid #ddd; vertical-align: top;
           overflow-wrap: anywhere; }}
-table.conditions td {{ font-variant-numeric: tabular-nums; }}
+/* A number is never broken across lines; the words of `varies` and of the headers wrap instead. */
+table.conditions td {{ font-variant-numeric: tabular-nums; white-space: nowrap; }}
+table.conditions td:nth-child(2), table.conditions th {{ white-space: normal; overflow-wrap: normal; }}
 </style></head><body>
 <h1>{esc(summary['benchmark'])}: why does the accuracy vary?</h1>
 <p>Study {esc(summary['study_id'])}{esc(trainer_text(summary))}, {summary['repeats']} repeats per condition,

@@ -252,7 +252,12 @@ def findings(summary: dict[str, Any]) -> list[str]:
         scale = stats.display_scale(metric)
         said.append(f"Across runs with every seed varied, {metric} has SD {all_sd * scale:.3g} {unit}; "
                     f"each source alone gives this share of it (95% interval): {top}.")
+        floor_sentence = _noise_floor_sentence(rows[ALL], [r for r in ranked if r[metric] and r[metric]["sd"] > 0],
+                                               metric)
+        if floor_sentence:
+            said.append(floor_sentence)
         above = [r for r in ranked if r["sd_share_of_all"] > 1]
+        noisy = []
         for r in above:
             interval = r.get("sd_share_ci95")
             if interval and interval[0] > 1:
@@ -260,9 +265,15 @@ def findings(summary: dict[str, Any]) -> list[str]:
                             "interval lies above 100%): the sources do not add up; varied together, their "
                             "effects partly cancel.")
             else:
-                reach = f" (its interval reaches {interval[0]:.0%})" if interval else ""
-                said.append(f"{r['name']}'s share above 100% is within the noise of {r[metric]['n']} repeats"
-                            f"{reach}: an SD of few runs is itself uncertain, and `all`'s is no exception.")
+                noisy.append((r["name"], interval))
+        if noisy:
+            names = _and([name for name, _ in noisy])
+            reach = [f"{interval[0]:.0%}" for _, interval in noisy if interval]
+            reached = f" ({'their intervals reach' if len(noisy) > 1 else 'its interval reaches'} {_and(reach)})" \
+                if reach else ""
+            said.append(f"{names}'s share{'s' if len(noisy) > 1 else ''} above 100% "
+                        f"{'are' if len(noisy) > 1 else 'is'} within the noise of {rows[ALL][metric]['n']} repeats"
+                        f"{reached}: an SD of few runs is itself uncertain, and `all`'s is no exception.")
     for row in summary["conditions"]:
         if row["n_failed"]:
             reasons = "; ".join(f"{code} x{row['failures'][code]} ({reason.rstrip('.')})" if reason else
@@ -282,12 +293,16 @@ def findings(summary: dict[str, Any]) -> list[str]:
         said.append(f"With op determinism off, runs {same} and were {repeat}.{cost}")
     bit = rows.get("bit")
     if bit and bit["n_ok"] and bit["test_loss"]:
-        moved = "changed" if bit[metric]["sd"] > 0 else "changed no"
-        growth = "" if bit[metric]["sd"] > 0 else \
+        churn = bit["mean_pairwise_disagreement"]
+        if churn:
+            moved = f"two runs predict {churn:.2%} of test examples differently"
+        else:
+            moved = f"no {'prediction' if churn is not None else metric.replace('_', ' ')} changed"
+        growth = "" if churn or bit[metric]["sd"] > 0 else \
             " `python -m harness.diverge --b_flip_bit=N` measures how fast such a difference grows, and how " \
             "many steps it would need to change a prediction."
         said.append(f"Flipping the lowest bit of one initial weight gave {bit['unique_weight_hashes']} different "
-                    f"final weights in {bit['n_ok']} runs and {moved} {metric.replace('_', ' ')} "
+                    f"final weights in {bit['n_ok']} runs; {moved} "
                     f"(test loss SD {bit['test_loss']['sd']:.2g}).{growth}")
     order = rows.get("order")
     if order and order["n_ok"] and order[metric]:
@@ -308,6 +323,27 @@ def findings(summary: dict[str, Any]) -> list[str]:
     return said
 
 
+def _noise_floor_sentence(all_row: dict[str, Any], varied: list[dict[str, Any]], metric: str) -> str | None:
+    """Where the test set's own sampling noise lies against each varied condition's SD."""
+    floor = all_row.get("noise_floor")
+    if not floor or not varied:
+        return None
+    scale = stats.display_scale(metric)
+    said = f"The test set's noise floor, sqrt(p(1-p)/n), is {floor * scale:.3g} points"
+    under = [r for r in varied if r[metric]["sd"] <= floor]
+    if not under:
+        return f"{said}: below every varied condition's SD, so each spread is more than another test set would give."
+    churned = [f"{r['name']} {r['mean_pairwise_disagreement']:.2%}" for r in under if r["mean_pairwise_disagreement"]]
+    shown = f"; churn still shows them ({_and(churned)})" if churned else ""
+    return f"{said}: {_and([r['name'] for r in under])} move{'s' if len(under) == 1 else ''} {metric} by less " \
+           f"than drawing another test set would{shown}."
+
+
+def _and(words: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} and {words[-1]}"
+
+
 def _share_text(row: dict[str, Any]) -> str:
     interval = row.get("sd_share_ci95")
     share = f"{row['sd_share_of_all']:.0%}"
@@ -325,13 +361,15 @@ def _power_sentence(block: dict[str, Any] | None) -> str | None:
     if not apart:
         order = " > ".join([block["ranked_pairs"][0]["a"], *(p["b"] for p in block["ranked_pairs"])])
         return f"Power: {known}, and the ranking {order} holds at 95% (each SD's interval clears the next)."
+    verdict = "the ranking of the sources is not significant" if len(apart) == len(block["ranked_pairs"]) else \
+        "parts of the ranking of the sources are not significant"
     told = "; ".join(f"{p['a']} and {p['b']} cannot be told apart (SD ratio {p['sd_ratio']:.2f}, 95% CI "
                      f"{p['ci95'][0]:.2f} to {p['ci95'][1]:.2f}), "
                      + (f"about {p['repeats_needed']} repeats each would separate them at 80% power"
                         if p["repeats_needed"] else "no feasible number of repeats would separate them")
                      for p in apart[:2])
     more = f" ({len(apart) - 2} more such pairs)" if len(apart) > 2 else ""
-    return f"Power: {known}; {told}{more}."
+    return f"Power: {known}, so {verdict}: {told}{more}."
 
 
 def _overhead_sentence(ratio: dict[str, Any] | None) -> str:

@@ -36,6 +36,7 @@ def test_close_sources_cannot_be_told_apart_and_the_repeats_to_separate_them_are
     power = next(line for line in said if line.startswith("Power: "))
     assert "with 10 repeats an SD is known to within x0.69 to x1.83" in power
     assert "dropout and init cannot be told apart" in power and "repeats each would separate them" in power
+    assert "so parts of the ranking of the sources are not significant:" in power  # init > shuffle does hold
     ranking = next(line for line in said if "each source alone gives this share" in line)
     assert "dropout 75% [" in ranking  # every share with its interval
 
@@ -44,6 +45,11 @@ def test_a_share_above_100_percent_comes_with_the_sentence_that_explains_it():
     rows = _prepared([_row("init", 0.012), _row("shuffle", 0.004), _row("all", 0.010)])
     said = summary_lib.findings(_summary(copy.deepcopy(rows)))
     assert any(line.startswith("init's share above 100% is within the noise of 10 repeats") for line in said)
+    two = _prepared([_row("init", 0.012), _row("shuffle", 0.011), _row("all", 0.010)])
+    said = summary_lib.findings(_summary(two))
+    assert [line for line in said if "above 100%" in line] == [  # one sentence for both, not one each
+        "init and shuffle's shares above 100% are within the noise of 10 repeats (their intervals reach 60% and 55%): "
+        "an SD of few runs is itself uncertain, and `all`'s is no exception."]
     rows[0]["test_accuracy"].update(sd=0.05, n=40)
     rows[2]["test_accuracy"].update(n=40)
     said = summary_lib.findings(_summary(rows))
@@ -64,3 +70,28 @@ def test_failed_trials_are_counted_with_their_reason(small_study):
     row = next(r for r in summary["conditions"] if r["name"] == "init")
     assert row["failure_reasons"] == {"nan_loss": "the training loss became nan at step 7."}
     assert "init: 3 of 3 trials failed: nan_loss x3 (the training loss became nan at step 7)." in summary["findings"]
+
+
+def test_the_noise_floor_is_set_against_every_varied_source_and_churn_shows_what_lies_below_it():
+    rows = _prepared([_row("init", 0.004), _row("shuffle", 0.003), _row("bit", 0.0005), _row("all", 0.004)])
+    for row in rows:
+        row.update(noise_floor=0.0016, mean_pairwise_disagreement=0.2, test_loss=None)
+    rows[2]["mean_pairwise_disagreement"] = 0.0222
+    floor = [line for line in summary_lib.findings(_summary(copy.deepcopy(rows))) if "noise floor" in line]
+    assert floor == ["The test set's noise floor, sqrt(p(1-p)/n), is 0.16 points: bit moves test_accuracy by less "
+                     "than drawing another test set would; churn still shows them (bit 2.22%)."]
+    floor = [line for line in summary_lib.findings(_summary(rows[:2] + rows[3:])) if "noise floor" in line]
+    assert floor == ["The test set's noise floor, sqrt(p(1-p)/n), is 0.16 points: below every varied condition's SD, "
+                     "so each spread is more than another test set would give."]
+
+
+def test_the_bit_flip_sentence_gives_its_churn_or_says_how_to_measure_its_growth():
+    def bit_sentence(churn, sd):
+        rows = _prepared([_row("bit", sd), _row("all", 0.004)])
+        rows[0].update(mean_pairwise_disagreement=churn, test_loss={"sd": 1e-5}, unique_weight_hashes=10)
+        return next(line for line in summary_lib.findings(_summary(rows)) if line.startswith("Flipping"))
+
+    assert "10 runs; two runs predict 0.64% of test examples differently (test loss SD 1e-05)." in bit_sentence(
+        0.0064, 0.00004)
+    unchanged = bit_sentence(0.0, 0.0)
+    assert "10 runs; no prediction changed" in unchanged and "harness.diverge --b_flip_bit=N" in unchanged

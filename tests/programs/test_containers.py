@@ -36,7 +36,10 @@ def test_make_bench_gpu_builds_the_pinned_image_and_runs_it_on_all_gpus():
 
 def test_make_bench_without_gpu_stays_local_and_image_takes_datasets():
     local = _make_n("bench")
-    assert "docker" not in local and "-m harness.bench --benchmark=digits_mlp" in local
+    from harness.trial.config import DEFAULT_BENCHMARK
+
+    # make bench and the programs' --benchmark default run the same study.
+    assert "docker" not in local and f"-m harness.bench --benchmark={DEFAULT_BENCHMARK} " in local
     image = _make_n("image", "DATASETS=mnist,cifar10")
     assert "docker build -f docker/cpu.Dockerfile -t tf-determinism-harness:cpu --build-arg DATASETS=mnist,cifar10" \
         in image

@@ -151,6 +151,8 @@ def test_junit_xml_has_a_test_case_per_rule_check_and_the_markdown_goes_to_the_s
         small_study, summary, tmp_path):
     from xml.etree import ElementTree
 
+    import xmlschema
+
     slower = copy.deepcopy(summary)
     _row(slower, "control")["step_ms"] = [t * 3 for t in _row(slower, "control")["step_ms"]]
     _row(slower, "control")["step_ms_median"] *= 3
@@ -162,6 +164,7 @@ def test_junit_xml_has_a_test_case_per_rule_check_and_the_markdown_goes_to_the_s
     result = run_program("harness.gate", *args, "--format=json")
     assert result.returncode == 1
     rules = json.loads(result.stdout)["rules"]
+    xmlschema.XMLSchema(REPO / "tests" / "data" / "junit.xsd").validate(tmp_path / "ci" / "gate.xml")
     suite = ElementTree.parse(tmp_path / "ci" / "gate.xml").getroot()
     cases = suite.findall("testcase")
     assert suite.tag == "testsuite" and len(cases) == len(rules) == int(suite.get("tests"))

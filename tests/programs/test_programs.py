@@ -26,14 +26,15 @@ def test_two_fresh_processes_give_identical_weights(tmp_path):
 
 
 def test_a_fresh_process_matches_a_trial_run_in_this_process(tmp_path):
-    from harness.trial.config import load_benchmark
+    from harness.trial.config import DEFAULT_BENCHMARK, load_benchmark
     from harness.trial.seeds import SeedSet
     from harness.trial.train import run_trial
 
     result = run_program("harness.bench", "--repeats=1", "--seed=5", *CONTROL, *TINY, f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     (record,) = read_records(tmp_path / "trials.jsonl")
-    here = run_trial(load_benchmark("digits_mlp", epochs=2, max_train_examples=300), SeedSet.from_base(5))
+    assert record["config"]["benchmark"] == DEFAULT_BENCHMARK  # no --benchmark: the default study's
+    here = run_trial(load_benchmark(DEFAULT_BENCHMARK, epochs=2, max_train_examples=300), SeedSet.from_base(5))
     assert record["fingerprints"] == here.fingerprints
 
 

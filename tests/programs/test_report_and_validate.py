@@ -2,8 +2,11 @@
 
 import html as html_lib
 import json
+import os
 import shutil
 
+import pytest
+from browser import WIDTH, chromium_path, open_page
 from conftest import run_program
 from PIL import Image
 
@@ -76,6 +79,33 @@ def test_report_renders_real_pngs_referenced_by_the_html(small_study, tmp_path):
     summary = json.loads((study / "summary.json").read_text())
     assert all(html.count(html_lib.escape(finding)) == 1 for finding in summary["findings"])
     assert "Every trial finished." in html and "## Failed trials" in markdown
+
+
+def test_the_report_in_a_real_browser_fits_1280_pixels_and_every_plot_loads(small_study, tmp_path):
+    if not chromium_path():
+        if os.environ.get("HARNESS_REQUIRE_BROWSER") == "1":
+            pytest.fail("no chromium on PATH, and HARNESS_REQUIRE_BROWSER=1 asks for the browser test.")
+        pytest.skip("no chromium on PATH (.ci/run installs Debian's chromium package).")
+    study = tmp_path / "study"
+    shutil.copytree(small_study, study)
+    build_report(study, study)
+    with open_page(study / "report.html") as page:
+        layout = page.evaluate("""() => {
+            const table = document.querySelector('table.conditions');
+            // A cell whose text the browser laid out on more than one line (outside the words of `varies`).
+            const broken = [...table.querySelectorAll('tr')].slice(1).flatMap(tr => [...tr.cells])
+                .filter(td => td.cellIndex !== 1).filter(td => {
+                    const range = document.createRange(); range.selectNodeContents(td);
+                    return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size > 1;
+                }).map(td => td.textContent);
+            return {page: document.documentElement.scrollWidth, view: window.innerWidth,
+                    table: table.scrollWidth, box: table.parentElement.clientWidth, broken: broken,
+                    images: [...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth])};
+        }""")
+    assert layout["view"] == WIDTH
+    assert layout["page"] <= layout["view"] and layout["table"] <= layout["box"], layout  # no horizontal scroll
+    assert layout["broken"] == [], layout  # no number split across lines to make the table fit
+    assert len(layout["images"]) == 6 and all(width > 300 for _, width in layout["images"]), layout["images"]
 
 
 def test_a_study_whose_trials_all_failed_lists_each_failure_with_its_reason(small_study, tmp_path):

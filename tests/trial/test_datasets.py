@@ -36,15 +36,15 @@ def test_mnist1d_is_generated_alike_in_a_fresh_process_and_from_its_cache(tmp_pa
     np.random.seed(7)
     random.seed(7)
     before = np.random.get_state()[1].copy(), random.getstate()
-    generated = datasets._mnist1d()  # noqa: SLF001  not load_dataset's in-process cache: the disk's
+    generated = datasets._mnist1d(400, 1_000)  # noqa: SLF001  not load_dataset's in-process cache: the disk's
     # The package seeds the global generators; the loader puts them back.
     assert np.array_equal(np.random.get_state()[1], before[0]) and random.getstate() == before[1]
-    assert generated.train_x.shape == (4_000, 40) and generated.test_x.shape == (20_000, 40)
+    assert generated.train_x.shape == (400, 40) and generated.test_x.shape == (1_000, 40)
     assert generated.num_classes == 10 and set(np.unique(generated.test_y)) == set(range(10))
     assert len(list(tmp_path.glob("mnist1d-*.npz"))) == 1 and not list(tmp_path.glob(".*"))  # whole, no temporary
-    again = datasets._mnist1d()  # noqa: SLF001  read from the cache file now
+    again = datasets._mnist1d(400, 1_000)  # noqa: SLF001  read from the cache file now
     assert again.test_x.tobytes() == generated.test_x.tobytes()
-    digest = "import hashlib; from harness.trial import datasets; d = datasets._mnist1d(); " \
+    digest = "import hashlib; from harness.trial import datasets; d = datasets._mnist1d(400, 1_000); " \
              "print(hashlib.sha256(d.train_x.tobytes() + d.test_y.tobytes()).hexdigest())"
     fresh = subprocess.run([sys.executable, "-c", digest], capture_output=True, text=True, timeout=300,
                            env={**os.environ, "HARNESS_CACHE_DIR": str(tmp_path / "fresh")})
@@ -53,10 +53,10 @@ def test_mnist1d_is_generated_alike_in_a_fresh_process_and_from_its_cache(tmp_pa
 
 def test_a_damaged_mnist1d_cache_is_generated_again(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
-    whole = datasets._mnist1d()  # noqa: SLF001  writes the cache
+    whole = datasets._mnist1d(400, 1_000)  # noqa: SLF001  writes the cache
     (cached,) = tmp_path.glob("mnist1d-*.npz")
     cached.write_bytes(cached.read_bytes()[:100])  # cut short, as a full disk or a kill could leave it
-    again = datasets._mnist1d()  # noqa: SLF001
+    again = datasets._mnist1d(400, 1_000)  # noqa: SLF001
     assert again.train_x.tobytes() == whole.train_x.tobytes()
     with np.load(cached) as repaired:
         assert repaired["test_y"].tobytes() == whole.test_y.tobytes()
