@@ -7,12 +7,16 @@ Dropout(0.8), Dense10, Adam, batch 32), measured in one run:
   fingerprinting the weights every epoch and every step (its cost);
 - the harness loop on that same user model (`--model=examples/mnist_mlp.py:create_model`);
 - the harness loop on the built-in MLP with op determinism on and off;
-- vectorized replicas (K trials in one graph) for each --replicas value;
+- vectorized replicas (K trials in one graph) for each --replicas value, on both paths: replicas
+  that share one batch order (fused first layer: `init`, `dropout`, `bit`) and replicas that each
+  have their own (batched matmuls: `shuffle`, `split`, `all`);
 each as steady-state examples/s (the first epoch or loop call, which traces, is
 excluded; the median of the rest), its ratio to Keras, and its share of this
 machine's dense-matmul peak, measured in the same run. Then the memory one
 trial adds to a process (peak RSS, in a fresh process each), for the built-in
-MLP and the user model. Writes OUTPUT_DIR/speed.json.
+MLP and the user model. Last, the time the classic MNIST-MLP study would take at full size (60,000
+examples, 50 epochs, 10 repeats of each default condition) at these rates, one by one and with the
+largest --replicas. Writes OUTPUT_DIR/speed.json.
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ flags.DEFINE_enum("memory_probe", None, ["builtin", "user"], "Internal: run one 
 
 # The user's model of the comparison: the examples' MLP, as a user's file.
 USER_MODEL = "examples/mnist_mlp.py:create_model"
+REPLICA_PATHS = {"fused": "shared order, fused", "batched": "own order, batched"}
+# The classic MNIST-MLP study at full size, whose duration is estimated from the measured rates.
+FULL_STUDY_EXAMPLES, FULL_STUDY_EPOCHS, FULL_STUDY_REPEATS = 60_000, 50, 10
 
 def model_flops_per_example(inputs: int = 784, hidden: int = 128, outputs: int = 10) -> int:
     """Training FLOPs per example of the MLP: forward matmuls x3 (forward, and backward for weights and inputs)."""
@@ -154,17 +161,49 @@ def measure(examples: int, epochs: int, replica_counts: list[int]) -> dict[str, 
         rows.append({"name": f"harness loop (determinism {'on' if on else 'off'})",
                      "examples_per_s": result.timing["examples_per_s"]})
     for k in replica_counts:
-        seeds = [SeedSet.from_base(0).replace(init=i, shuffle=i, dropout=i) for i in range(k)]
-        results = run_replicas([base.replace(replicas=k)] * k, seeds)
-        rows.append({"name": f"harness --replicas={k} (aggregate)",
-                     "examples_per_s": results[0].timing["examples_per_s"]})
+        for path, seeds in (("fused", [SeedSet.from_base(0).replace(init=i, dropout=i) for i in range(k)]),
+                            ("batched", [SeedSet.from_base(0).replace(init=i, shuffle=i, dropout=i)
+                                         for i in range(k)])):
+            results = run_replicas([base.replace(replicas=k)] * k, seeds)
+            assert results[0].outputs["vectorized"]["path"] == path
+            rows.append({"name": f"harness --replicas={k}, {REPLICA_PATHS[path]} (aggregate)", "path": path,
+                         "replicas": k, "examples_per_s": results[0].timing["examples_per_s"]})
     keras_rate = rows[0]["examples_per_s"]
     for row in rows:
         row["vs_keras"] = row["examples_per_s"] / keras_rate
         row["share_of_matmul_peak"] = row["examples_per_s"] * flops / peak
     return {"rows": rows, "matmul_peak_gflops": peak / 1e9, "model_flops_per_example": flops,
+            "full_study": full_study_minutes(rows),
             "weights_fingerprint_ms": weights_fingerprint_ms(),
             "first_trial_fixed_cost_s": fixed[0], "fixed_trial_cost_s": float(np.median(fixed[1:]))}
+
+
+def full_study_minutes(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Minutes the full MNIST-MLP study's training would take at the measured rates: every trial one by
+    one, and with the largest measured --replicas, each trial on the path the study would give it
+    (fused, batched, or alone where its condition cannot be vectorized). Per-trial set-up is left out:
+    under a second against minutes of training."""
+    from harness.studies import conditions, study_runner
+    from harness.trial.vectorized import shares_batches
+
+    alone = next(r["examples_per_s"] for r in rows if r["name"] == "harness loop (determinism on)")
+    k = max(r["replicas"] for r in rows if "replicas" in r)
+    rate = {r["path"]: r["examples_per_s"] for r in rows if r.get("replicas") == k}
+    base = load_benchmark("synthetic_mlp", epochs=FULL_STUDY_EPOCHS)
+    chosen = conditions.default_conditions(base)
+    specs = study_runner.plan(base, 0, SeedSet.from_base(0), chosen, FULL_STUDY_REPEATS, "estimate", replicas=k)
+    per_trial = FULL_STUDY_EXAMPLES * FULL_STUDY_EPOCHS
+    groups: dict[tuple[str, int], list[Any]] = {}
+    for spec in specs:
+        groups.setdefault((spec.condition, spec.group), []).append(spec)
+    vectorized_s, paths = 0.0, {"fused": 0, "batched": 0, "alone": 0}
+    for (_, group), members in groups.items():
+        path = "alone" if group is None else \
+            "fused" if shares_batches(members[0].config, [m.seeds for m in members]) else "batched"
+        paths[path] += len(members)
+        vectorized_s += len(members) * per_trial / (alone if path == "alone" else rate[path])
+    return {"conditions": len(chosen), "trials": len(specs), "replicas": k, "trials_by_path": paths,
+            "sequential_min": len(specs) * per_trial / alone / 60, "vectorized_min": vectorized_s / 60}
 
 
 def _user_config(base: TrialConfig) -> TrialConfig:
@@ -276,6 +315,12 @@ def main(argv: list[str]) -> int:
     print(f"FingerprintCallback's own work, timed alone: {cost:.3f} ms per fingerprint of the weights; once an "
           f"epoch ({steps_per_epoch} steps) that is {cost / steps_per_epoch / fit_step_ms:.3%} of fit's step time, "
           f"once a step {cost / fit_step_ms:.1%} (plus fit waiting for every step: the row above)")
+    study = figures["full_study"]
+    print(f"the full MNIST-MLP study ({FULL_STUDY_EXAMPLES:,} examples x {FULL_STUDY_EPOCHS} epochs, {study['trials']} "
+          f"trials of {study['conditions']} conditions), training time at these rates: "
+          f"{study['sequential_min']:.0f} min one by one, {study['vectorized_min']:.0f} min with "
+          f"--replicas={study['replicas']} (trials fused {study['trials_by_path']['fused']}, batched "
+          f"{study['trials_by_path']['batched']}, alone {study['trials_by_path']['alone']})")
     memory = figures["memory"]
     print(format_table(["one trial in a fresh process", "memory added (peak RSS)", "vs built-in MLP"],
                        [[f"built-in MLP ({name})" if name == "builtin" else f"--model={USER_MODEL}",

@@ -10,8 +10,16 @@ it its own trial, drawn exactly as the sequential trial draws it:
   indices gathered in-graph from one copy of the data;
 - its augmentation and dropout masks, keyed by its own seeds and the step.
 
-The bits are not those of the same seeds run alone: a batched matmul sums in
-a different order than K single ones. So a vectorized trial is compared with
+Two paths. Where every replica sees the same batches in the same order (equal
+split and shuffle seeds, and equal augment seeds when augmenting: the `init`,
+`dropout` and `bit` conditions), the first layer of all K replicas is **fused**:
+one wide matmul `x @ [W_1 ... W_K]`, and its weight gradient one
+`x^T @ [dH_1 ... dH_K]`, with the first kernel stored as [inputs, K, hidden] so
+that the wide view costs no copy. Otherwise each replica gathers its own batch
+and every layer is a **batched** matmul. Each trial's record names its path.
+
+The bits are not those of the same seeds run alone: a batched or wide matmul sums
+in a different order than K single ones. So a vectorized trial is compared with
 vectorized reruns (its config says `replicas=K`, so its key differs), never
 with a sequential trial. Supported for the MLP models (mlp, regression).
 """
@@ -68,14 +76,15 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
     dataset = dataset_of(config)
     splits = [split_indices(len(dataset.train_y), s, config.validation_fraction, config.max_train_examples)
               for s in seed_sets]
-    names, stacked, outputs, initial_hashes, descriptions = _initial_weights(configs, seed_sets, dataset)
+    fused = shares_batches(config, seed_sets)
+    names, stacked, outputs, initial_hashes, descriptions = _initial_weights(configs, seed_sets, dataset, fused)
     variables = [tf.Variable(value, name=name.split(":")[0]) for name, value in zip(names, stacked, strict=True)]
-    trainable = _stacked_trainable(variables, config, seed_sets, dataset)
+    trainable = _stacked_trainable(variables, config, seed_sets, dataset, fused)
     task = builtin_task(dataset.num_classes)
     per_epoch = steps_per_epoch(len(splits[0][0]), config.batch_size)
     total_steps = per_epoch * config.epochs
-    train_loop = _make_train_loop(trainable, config, seed_sets, dataset)
-    iterator = iter(_index_batches(splits, seed_sets, config))
+    train_loop = _make_train_loop(trainable, config, seed_sets, dataset, fused)
+    iterator = iter(_index_batches(splits[:1] if fused else splits, seed_sets[:1] if fused else seed_sets, config))
     setup_s = time.perf_counter() - start
 
     chunks, call_seconds, call_steps = [], [], []
@@ -88,6 +97,7 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
     timing = timing_from_calls(config, call_seconds, call_steps, setup_s, train_s, start,
                                examples_per_step=k * config.batch_size)
     timing["vectorized"] = True  # step times and examples/s are the whole group's
+    path = "fused" if fused else "batched"
 
     predict = tf.function(trainable.predict)
     test_out = predict_in_batches(predict, dataset.test_x, axis=1)
@@ -103,8 +113,9 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
         if len(held_out):
             replica_view = predict_in_batches(predict, dataset.train_x[held_out], axis=1)[r]
             validation = (replica_view, dataset.train_y[held_out])
-        weights = [(name, value.numpy()[r]) for name, value in zip(names, variables, strict=True)]
-        replica_outputs = {**outputs[r], "vectorized": {"replicas": k, "index": r}}
+        weights = [(name, np.take(value.numpy(), r, axis=_replica_axis(name, fused)))
+                   for name, value in zip(names, variables, strict=True)]
+        replica_outputs = {**outputs[r], "vectorized": {"replicas": k, "index": r, "path": path}}
         result = trial_result(configs[r], task, dataset, test_out[r], validation, losses[:, r],
                               named_arrays_sha256(weights), replica_outputs, dict(timing), initial_hashes[r])
         result.model = descriptions[r]
@@ -112,8 +123,21 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
     return results
 
 
-def _initial_weights(configs: list[TrialConfig], seed_sets: list[SeedSet], dataset):
-    """Each replica's initial weights, built as its sequential trial builds them, stacked on axis 0."""
+def shares_batches(config: TrialConfig, seed_sets: list[SeedSet]) -> bool:
+    """Whether every replica trains on the same batches in the same order: the fused path's condition."""
+    def batches(seeds: SeedSet) -> tuple[int, ...]:
+        return (seeds.split, seeds.shuffle, seeds.augment if config.augment else 0)
+
+    return len({batches(seeds) for seeds in seed_sets}) == 1
+
+
+def _replica_axis(name: str, fused: bool) -> int:
+    """Where a stacked variable keeps its replicas: the fused first kernel is [inputs, K, hidden]."""
+    return 1 if fused and name.startswith("dense1/kernel") else 0
+
+
+def _initial_weights(configs: list[TrialConfig], seed_sets: list[SeedSet], dataset, fused: bool):
+    """Each replica's initial weights, built as its sequential trial builds them, stacked on the replica axis."""
     per_replica, outputs, descriptions = [], [], []
     task = builtin_task(dataset.num_classes)
     for config, seeds in zip(configs, seed_sets, strict=True):
@@ -125,7 +149,8 @@ def _initial_weights(configs: list[TrialConfig], seed_sets: list[SeedSet], datas
         per_replica.append([(v.name, v.numpy()) for v in model.trainable_variables])
         outputs.append(extra)
     names = [name for name, _ in per_replica[0]]
-    stacked = [np.stack([weights[i][1] for weights in per_replica]) for i in range(len(names))]
+    stacked = [np.stack([weights[i][1] for weights in per_replica], axis=_replica_axis(name, fused))
+               for i, name in enumerate(names)]
     # The same hash as a sequential trial's `initial_weights_sha256`: weights_sha256 of its variables.
     initial_hashes = [named_arrays_sha256(weights) for weights in per_replica]
     return names, stacked, outputs, initial_hashes, descriptions
@@ -153,12 +178,17 @@ def _index_batches(splits, seed_sets: list[SeedSet], config: TrialConfig) -> tf.
     return batches.with_options(options)
 
 
-def _forward(variables: list[tf.Variable], x: tf.Tensor, config: TrialConfig,
+def _forward(variables: list[tf.Variable], x: tf.Tensor, config: TrialConfig, fused: bool,
              dropout_keys: list[tf.Tensor] | None = None) -> tf.Tensor:
-    """The K MLPs: per-replica inputs [K, batch, ...] when training (with dropout keys), or one
-    input set [batch, ...] shared by every replica when evaluating. Returns [K, batch, outputs]."""
+    """The K MLPs on inputs [batch, ...] every replica shares (the fused path's training batch, and
+    evaluation on either path), or per-replica inputs [K, batch, ...] (the batched path's training
+    batch). Dropout when given keys. Returns [K, batch, outputs]."""
     bias1, kernel1, bias2, kernel2 = variables  # tf.Module orders variables by name
-    if dropout_keys is not None:
+    if fused:  # one wide matmul over every replica's first kernel, [inputs, K * hidden]
+        inputs, k, hidden = kernel1.shape
+        wide = tf.matmul(tf.reshape(x, [tf.shape(x)[0], inputs]), tf.reshape(kernel1, [inputs, k * hidden]))
+        h = tf.transpose(tf.reshape(wide, [-1, k, hidden]), [1, 0, 2])
+    elif dropout_keys is not None:
         h = tf.einsum("kbd,kdh->kbh", tf.reshape(x, [tf.shape(x)[0], tf.shape(x)[1], -1]), kernel1)
     else:
         h = tf.einsum("bd,kdh->kbh", tf.reshape(x, [tf.shape(x)[0], -1]), kernel1)
@@ -172,13 +202,15 @@ def _forward(variables: list[tf.Variable], x: tf.Tensor, config: TrialConfig,
 
 
 def _stacked_trainable(variables: list[tf.Variable], config: TrialConfig, seed_sets: list[SeedSet],
-                       dataset) -> Trainable:
+                       dataset, fused: bool) -> Trainable:
     """The K replicas as one Trainable for the one `train_step`: its loss is one mean batch loss per
     replica, [K], which the step sums (replicas share no weights, so each gets its own gradient)."""
     dropout_seeds = [tf.constant(s.dropout, tf.int64) for s in seed_sets]
 
     def replica_losses(y: tf.Tensor, out: tf.Tensor) -> tf.Tensor:
         """Each replica's mean batch loss, [K], in one op rather than K."""
+        if fused:  # one label batch for every replica
+            y = tf.broadcast_to(y[None], tf.concat([tf.shape(out)[:1], tf.shape(y)], 0))
         if dataset.is_classification:
             return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, out), axis=1)
         return tf.reduce_mean(tf.square(out - y), axis=[1, 2])
@@ -186,21 +218,27 @@ def _stacked_trainable(variables: list[tf.Variable], config: TrialConfig, seed_s
     task = builtin_task(dataset.num_classes)
     return Trainable(
         variables=variables,
-        forward=lambda x, step: _forward(variables, x, config, [tf.stack([seed, step]) for seed in dropout_seeds]),
+        forward=lambda x, step: _forward(variables, x, config, fused,
+                                         [tf.stack([seed, step]) for seed in dropout_seeds]),
         update=Adam(variables, config.learning_rate).apply,
-        predict=lambda x: _forward(variables, x, config),
+        predict=lambda x: _forward(variables, x, config, fused),
         task=dataclasses.replace(task, loss=replica_losses))
 
 
-def _make_train_loop(trainable: Trainable, config: TrialConfig, seed_sets: list[SeedSet], dataset):
-    """The outer loop over `train_step` on each replica's batch, gathered (and augmented) in-graph."""
+def _make_train_loop(trainable: Trainable, config: TrialConfig, seed_sets: list[SeedSet], dataset, fused: bool):
+    """The outer loop over `train_step` on each replica's batch (fused: the one batch they share),
+    gathered (and augmented) in-graph."""
     pool_x, pool_y = tf.constant(dataset.train_x), tf.constant(dataset.train_y)
     augment_seeds = [tf.constant(s.augment, tf.int64) for s in seed_sets]
 
     @tf.function
     def replicas_step(batch_index: tf.Tensor, indices: tf.Tensor, step: tf.Tensor) -> tf.Tensor:
-        x, y = tf.gather(pool_x, indices), tf.gather(pool_y, indices)  # [K, batch, ...]
-        if config.augment:
+        if fused:
+            indices = indices[0]  # the one order every replica shares
+        x, y = tf.gather(pool_x, indices), tf.gather(pool_y, indices)  # [K, batch, ...]; fused: [batch, ...]
+        if config.augment and fused:
+            x = augment_images(x, tf.stack([augment_seeds[0], batch_index]))
+        elif config.augment:
             x = tf.stack([augment_images(x[r], tf.stack([seed, batch_index])) for r, seed in enumerate(augment_seeds)])
         per_replica, _ = train_step(trainable, x, y, step)
         return per_replica

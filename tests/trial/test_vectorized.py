@@ -21,11 +21,33 @@ def test_four_replicas_are_distinct_trials_and_rerun_bit_for_bit():
     assert len(set(hashes)) == 4
     assert [r.fingerprints for r in first] == [r.fingerprints for r in second]
     for index, (result, seed_set) in enumerate(zip(first, seeds, strict=True)):
-        assert result.outputs["vectorized"] == {"replicas": 4, "index": index}
+        assert result.outputs["vectorized"] == {"replicas": 4, "index": index, "path": "batched"}  # own orders
         record = make_trial_record(config=config, seeds=seed_set, condition="init", repeat=index, study_id="s",
                                    result=result, environment=environment.capture(), inputs=inputs_identity(config))
         assert schema_errors(record) == []
         assert record["config"]["replicas"] == 4 and record["timing"]["vectorized"] is True
+
+
+def test_replicas_that_share_one_batch_order_train_fused_and_each_follows_its_sequential_trial():
+    """init and dropout seeds alone: one wide first-layer matmul for the group (and one augmentation of the
+    shared batch). Each replica starts from its sequential trial's weights and ends where that trial does,
+    to float rounding (the wide matmul sums in another order, so not always to the bit)."""
+    from harness.trial.train import run_trial
+    from harness.trial.vectorized import shares_batches
+
+    config = load_benchmark("digits_mlp", **SMALL)
+    seeds = [SeedSet.from_base(0).replace(init=i, dropout=20 + i) for i in range(3)]
+    assert shares_batches(config, seeds) and not shares_batches(config, [seeds[0], seeds[1].replace(augment=7)])
+    group = [config.replace(replicas=3)] * 3
+    first, second = run_replicas(group, seeds), run_replicas(group, seeds)
+    assert [r.outputs["vectorized"]["path"] for r in first] == ["fused"] * 3
+    assert [r.fingerprints for r in first] == [r.fingerprints for r in second]
+    assert len({r.fingerprints["weights_sha256"] for r in first}) == 3
+    for replica, seed_set in zip(first, seeds, strict=True):
+        alone = run_trial(config, seed_set)
+        assert replica.fingerprints["initial_weights_sha256"] == alone.fingerprints["initial_weights_sha256"]
+        assert replica.metrics["test_loss"] == pytest.approx(alone.metrics["test_loss"], rel=1e-4)
+        assert replica.metrics["train_loss"] == pytest.approx(alone.metrics["train_loss"], rel=1e-4)
 
 
 def test_a_bit_group_flips_each_replicas_own_weight():
@@ -104,7 +126,9 @@ def test_the_speed_benchmark_prints_the_side_by_side_table_and_a_valid_record(tm
     assert result.returncode == 0, result.stderr[-2000:]
     for row in ("keras model.fit of examples/mnist_mlp.py:create_model (determinism on)",
                 "harness loop on --model=examples/mnist_mlp.py:create_model", "harness loop (determinism on)",
-                "harness loop (determinism off)", "harness --replicas=2 (aggregate)", "memory added (peak RSS)",
+                "harness loop (determinism off)", "harness --replicas=2, shared order, fused (aggregate)",
+                "harness --replicas=2, own order, batched (aggregate)", "memory added (peak RSS)",
+                "the full MNIST-MLP study (60,000 examples x 50 epochs, 120 trials of 12 conditions)",
                 "keras model.fit + FingerprintCallback(every='epoch')",
                 "keras model.fit + FingerprintCallback(every='step')", "ms a step ("):
         assert row in result.stdout
