@@ -15,10 +15,10 @@ from typing import Any
 
 from harness.errors import UsageError
 
-# The built-in models (harness/trial/models.py). Any other model is a user's Keras model, named by a
-# spec: `path/to/file.py:function` or `package.module:function` (harness/trial/user_code.py).
 # What `make bench` and every program run when no --benchmark is given (benchmarks/mnist1d_mlp.py says why).
 DEFAULT_BENCHMARK = "mnist1d_mlp"
+# The built-in models (harness/trial/models.py). Any other model is a user's Keras model, named by a
+# spec: `path/to/file.py:function` or `package.module:function` (harness/trial/user_code.py).
 MODELS = ("mlp", "regression", "cnn", "embedding", "sparse")
 # "mirrored": tf.distribute.MirroredStrategy over every local GPU (or logical CPU device).
 STRATEGIES = ("none", "mirrored")

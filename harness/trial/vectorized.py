@@ -52,6 +52,8 @@ from harness.trial.train import (
 from harness.trial.trainable import Trainable, builtin_task
 
 SUPPORTED_MODELS = ("mlp", "regression")
+# The first layer's kernel: the one the fused path widens to [inputs, K, hidden] (harness/trial/models.py names it).
+FIRST_KERNEL = "dense1/kernel"
 
 
 def supports(config: TrialConfig) -> bool:
@@ -133,7 +135,7 @@ def shares_batches(config: TrialConfig, seed_sets: list[SeedSet]) -> bool:
 
 def _replica_axis(name: str, fused: bool) -> int:
     """Where a stacked variable keeps its replicas: the fused first kernel is [inputs, K, hidden]."""
-    return 1 if fused and name.startswith("dense1/kernel") else 0
+    return 1 if fused and name.split(":")[0] == FIRST_KERNEL else 0
 
 
 def _initial_weights(configs: list[TrialConfig], seed_sets: list[SeedSet], dataset, fused: bool):
