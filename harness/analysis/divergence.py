@@ -166,8 +166,9 @@ def plot_growth(found: dict[str, Any], path: Path) -> None:
 
 
 def _relative_distance(a: np.ndarray, b: np.ndarray) -> float:
-    scale = float(np.linalg.norm(a.astype(np.float64)))
-    return float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64))) / scale if scale else 0.0
+    a = a.astype(np.float64)
+    scale = float(np.linalg.norm(a))
+    return float(np.linalg.norm(a - b.astype(np.float64))) / scale if scale else 0.0
 
 
 def format_growth(found: dict[str, Any]) -> str:

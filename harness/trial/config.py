@@ -89,6 +89,11 @@ class TrialConfig:
         self._check()
 
     @property
+    def batch_order_seed(self) -> int | None:
+        """The seed that permutes each batch (the `order` condition), or None: what Trainable.reduction_order holds."""
+        return self.reduction_order if self.reduction_order >= 0 else None
+
+    @property
     def is_user_model(self) -> bool:
         return self.model not in MODELS
 

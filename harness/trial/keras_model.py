@@ -44,7 +44,7 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
 
     model = build_model(config, dataset, seeds.init)
     seed_generator_paths = seed_dropout(model, seeds.dropout)
-    if config.reduction_order >= 0 and seed_generator_paths:
+    if config.batch_order_seed is not None and seed_generator_paths:
         raise UsageError(f"the `order` condition permutes each batch and keeps every example's random mask; "
                          f"{config.model} draws masks by position ({seed_generator_paths[0]}), so the masks would "
                          "move too: leave `order` out for this model.")
@@ -91,7 +91,7 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
         layers=tuple(layer.name for layer in model.layers),
         description=description,
         keras_model=model,
-        reduction_order=config.reduction_order if config.reduction_order >= 0 else None,
+        reduction_order=config.batch_order_seed,
     )
 
 

@@ -110,7 +110,7 @@ def builtin_trainable(model: tf.Module, config: TrialConfig, num_classes: int, d
         task=task,
         layers=tuple(getattr(model, "LAYERS", ())),
         description=builtin_description(model, config, task),
-        reduction_order=config.reduction_order if config.reduction_order >= 0 else None,
+        reduction_order=config.batch_order_seed,
     )
 
 

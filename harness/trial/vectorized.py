@@ -103,6 +103,8 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
 
     predict = tf.function(trainable.predict)
     test_out = predict_in_batches(predict, dataset.test_x, axis=1)
+    final = [(name, value.numpy()) for name, value in zip(names, variables, strict=True)]  # read once, not per replica
+    held_out_outputs: dict[bytes, np.ndarray] = {}  # every replica's outputs per distinct held-out set (fused: one)
     results = []
     for r in range(k):
         bad = np.flatnonzero(~np.isfinite(losses[:, r]))
@@ -113,10 +115,11 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
         held_out = splits[r][1]
         validation = None
         if len(held_out):
-            replica_view = predict_in_batches(predict, dataset.train_x[held_out], axis=1)[r]
-            validation = (replica_view, dataset.train_y[held_out])
-        weights = [(name, np.take(value.numpy(), r, axis=_replica_axis(name, fused)))
-                   for name, value in zip(names, variables, strict=True)]
+            key = held_out.tobytes()
+            if key not in held_out_outputs:
+                held_out_outputs[key] = predict_in_batches(predict, dataset.train_x[held_out], axis=1)
+            validation = (held_out_outputs[key][r], dataset.train_y[held_out])
+        weights = [(name, np.take(value, r, axis=_replica_axis(name, fused))) for name, value in final]
         replica_outputs = {**outputs[r], "vectorized": {"replicas": k, "index": r, "path": path}}
         result = trial_result(configs[r], task, dataset, test_out[r], validation, losses[:, r],
                               named_arrays_sha256(weights), replica_outputs, dict(timing), initial_hashes[r])
