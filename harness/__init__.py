@@ -76,10 +76,10 @@ if "tensorflow" not in sys.modules and not _wants_tensorflow_logs():
 
 
 def __getattr__(name: str):
-    """`harness.study(...)`, the Python API (harness/api.py), imported on first use: `import harness`
-    stays light, and TensorFlow loads only when a study runs."""
-    if name == "study":
-        from harness.api import study
+    """`harness.study(...)` and `harness.rerun(...)`, the Python API (harness/api.py), imported on first use:
+    `import harness` stays light, and TensorFlow loads only when a study runs."""
+    if name in ("study", "rerun"):
+        from harness import api
 
-        return study
+        return getattr(api, name)
     raise AttributeError(f"module 'harness' has no attribute {name!r}")

@@ -5,6 +5,7 @@
                            conditions=["control", "init", "dropout", "all"], repeats=10, epochs=20)
     print(result)                                    # the table and findings `harness.bench` prints
     assert result.condition("control").bitwise_reproducible
+    harness.rerun(result.output_dir, "3f2a9c")["same"]  # a recorded trial (its key's first characters), rerun alone
 
 The same study as `python -m harness.bench` (which calls `run_study` below):
 the same plan, records (`trials.jsonl`), `summary.json`, TensorBoard curves
@@ -211,6 +212,15 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
     run = run_study(base, seed, SeedSet.from_base(seed), chosen, repeats, output_dir or f"results/{base.benchmark}",
                     replicas=replicas, isolation=isolation, workers=workers)
     return StudyResult(run.summary, run.directory.local, run.lost)
+
+
+def rerun(study_dir: str | Path, trial_key: str) -> dict[str, Any]:
+    """Trains one recorded trial of a study again, alone, in a fresh process, and compares its fingerprints
+    with the record's (`python -m harness.rerun`). Returns {"same": bool, "rows": [(fingerprint, recorded,
+    rerun)], "record", "rerun"}. `trial_key`: the record's key or its first characters (at least 6)."""
+    from harness.studies.rerun import rerun_alone
+
+    return rerun_alone(Path(study_dir), trial_key)
 
 
 def _conditions(conditions: Sequence[str] | str | None, base: TrialConfig) -> list[conditions_lib.Condition]:

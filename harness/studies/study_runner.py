@@ -127,11 +127,10 @@ def parse_replicas(text: str) -> int | str:
 
 def _group_size(replicas: int | str, repeats: int, config: TrialConfig, condition: Condition) -> int:
     """Replicas per group for this condition, whose trials have `config`: 1 where it cannot be vectorized."""
-    # Conditions whose repeats are identical runs (control, kernels, environment variants) run one
-    # at a time: within a replica group a trial's bits depend on its position in the batched
-    # matmul, so identical seeds there would not be identical runs. Environment variants also
-    # need processes of their own.
-    if condition.seeds_fixed or not vectorized.supports(config):
+    # A replica's bits are its sequential trial's (harness/trial/vectorized.py), so identical repeats
+    # (control, kernels) stay identical runs when vectorized. Environment variants run alone: they need
+    # processes of their own (environment variables, thread pools) or other processes' load around them.
+    if condition.needs_own_process or condition.background_load or not vectorized.supports(config):
         return 1
     wanted = MAX_AUTO_REPLICAS if replicas == "auto" else int(replicas)
     return max(1, min(wanted, repeats))
@@ -248,7 +247,7 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
             elif (spec.condition, spec.group) not in done_groups:
                 done_groups.add((spec.condition, spec.group))
                 members = [s for s in specs if (s.condition, s.group) == (spec.condition, spec.group)]
-                # The whole group reruns (its bits depend on it), but only missing records are written.
+                # The whole group reruns (one graph trains them all), but only missing records are written.
                 for record in run_group_and_record(members, output_dir, recorded):
                     progress.finished(spec.condition, record["status"]["code"], record["timing"]["wall_s"])
         _run_jobs(jobs, output_dir, workers, progress)

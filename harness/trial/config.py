@@ -81,8 +81,9 @@ class TrialConfig:
     # Who runs the training steps: the harness's tf.function loop, or the user's own Keras `fit`
     # (their compile(); the harness's seeds, data pipeline and evaluation). keras_fit: user models.
     trainer: str = "harness"
-    # Trials trained together as vectorized replicas (harness/trial/vectorized.py); 1: alone. Part of the
-    # config because it changes the bits: a vectorized trial is compared with vectorized reruns.
+    # Trials trained together as vectorized replicas (harness/trial/vectorized.py); 1: alone. A replica's
+    # bits are its trial's alone (tested on CPU; `harness.rerun` checks anywhere), but this says how it ran,
+    # so it is part of the trial key: a study resumed with another --replicas reruns its trials.
     replicas: int = 1
 
     def __post_init__(self) -> None:

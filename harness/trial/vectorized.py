@@ -1,27 +1,37 @@
 """Vectorized replicas: K trials of one condition trained together in one graph.
 
 A study needs many trainings of a small model, and one small model leaves
-most of a CPU's (or GPU's) arithmetic idle. Here the K replicas' weights are
-stacked on a leading replica axis and every layer is a batched matmul
-(`einsum`), so one step trains all K. Each replica keeps everything that makes
-it its own trial, drawn exactly as the sequential trial draws it:
+most of a CPU's (or GPU's) arithmetic idle, and its steps pay a fixed cost of
+op dispatch. Here the K replicas' weights are stacked on a replica axis, so
+one step (one dispatch of the loop) trains all K, and one Adam update covers
+all of them. Each replica keeps everything that makes it its own trial, drawn
+exactly as the sequential trial draws it:
 - initial weights from its init seed (and its flipped bit, for `bit`);
 - its training examples (split seed) and their order (shuffle seed), as
   indices gathered in-graph from one copy of the data;
 - its augmentation and dropout masks, keyed by its own seeds and the step.
 
-Two paths. Where every replica sees the same batches in the same order (equal
-split and shuffle seeds, and equal augment seeds when augmenting: the `init`,
-`dropout` and `bit` conditions), the first layer of all K replicas is **fused**:
-one wide matmul `x @ [W_1 ... W_K]`, and its weight gradient one
-`x^T @ [dH_1 ... dH_K]`, with the first kernel stored as [inputs, K, hidden] so
-that the wide view costs no copy. Otherwise each replica gathers its own batch
-and every layer is a **batched** matmul. Each trial's record names its path.
+Bits you can rerun alone: every op a replica's numbers pass through is, in
+shape and kind, the op its sequential trial runs (a [batch, hidden] matmul,
+a bias added and its gradient summed over a [batch, outputs] block, the loss
+of its own batch), or one whose result does not depend on the neighbours:
+the wide matmul below, and elementwise ops such as Adam's update over the
+stacked variables. So a replica's weights, predictions and loss trace are its
+sequential trial's bit for bit, in any slot of any group size (tested on CPU).
+Not kept: a batched matmul (`einsum` over the replica axis), which sums in
+another order than a matmul; and a sum over the batch of a stacked
+[K, batch, outputs] tensor, whose result depended on the replica's slot.
 
-The bits are not those of the same seeds run alone: a batched or wide matmul sums
-in a different order than K single ones. So a vectorized trial is compared with
-vectorized reruns (its config says `replicas=K`, so its key differs), never
-with a sequential trial. Supported for the MLP models (mlp, regression).
+Two paths. Where every replica sees the same batches in the same order (equal
+split and shuffle seeds, and equal augment seeds when augmenting: the
+`control`, `kernels`, `init`, `dropout` and `bit` conditions), the first layer
+of all K replicas is **fused**: one wide matmul `x @ [W_1 ... W_K]`, and its
+weight gradient one `x^T @ [dH_1 ... dH_K]`, with the first kernel stored as
+[inputs, K, hidden] so that the wide view costs no copy; each column of a
+matmul's output is summed the same way whatever the other columns. Otherwise
+each replica gathers its own batch (**batched**) and each layer is one matmul
+per replica, in the same graph. Each trial's record names its path.
+Supported for the MLP models (mlp, regression).
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ from harness.platform import determinism
 from harness.trial.config import TrialConfig
 from harness.trial.datasets import augment_images, dataset_of, epoch_order, split_indices, steps_per_epoch
 from harness.trial.fingerprints import named_arrays_sha256
-from harness.trial.models import build_model, dropout_keep, flip_lowest_bit
+from harness.trial.models import build_model, dropout, flip_lowest_bit
 from harness.trial.seeds import SeedSet
 from harness.trial.train import (
     Adam,
@@ -189,21 +199,28 @@ def _forward(variables: list[tf.Variable], x: tf.Tensor, config: TrialConfig, fu
     evaluation on either path), or per-replica inputs [K, batch, ...] (the batched path's training
     batch). Dropout when given keys. Returns [K, batch, outputs]."""
     bias1, kernel1, bias2, kernel2 = variables  # tf.Module orders variables by name
+    shared = dropout_keys is None or fused  # one input batch for every replica
     if fused:  # one wide matmul over every replica's first kernel, [inputs, K * hidden]
         inputs, k, hidden = kernel1.shape
         wide = tf.matmul(tf.reshape(x, [tf.shape(x)[0], inputs]), tf.reshape(kernel1, [inputs, k * hidden]))
-        h = tf.transpose(tf.reshape(wide, [-1, k, hidden]), [1, 0, 2])
-    elif dropout_keys is not None:
-        h = tf.einsum("kbd,kdh->kbh", tf.reshape(x, [tf.shape(x)[0], tf.shape(x)[1], -1]), kernel1)
-    else:
-        h = tf.einsum("bd,kdh->kbh", tf.reshape(x, [tf.shape(x)[0], -1]), kernel1)
-    h = tf.nn.relu(h + bias1[:, None, :])
+        first = tf.split(wide, k, axis=1)
+    else:  # one matmul per replica, as its sequential trial runs it
+        kernels = tf.unstack(kernel1)
+        if shared:
+            flat = tf.reshape(x, [tf.shape(x)[0], -1])
+            first = [tf.matmul(flat, kernel) for kernel in kernels]
+        else:
+            flat = tf.reshape(x, [tf.shape(x)[0], tf.shape(x)[1], -1])
+            first = [tf.matmul(inputs, kernel) for inputs, kernel in zip(tf.unstack(flat), kernels, strict=True)]
     rate = 0.0 if config.model == "regression" else config.dropout_rate
-    if dropout_keys is not None and rate > 0.0:
-        # Per replica, the mask its sequential trial draws: keyed by (its dropout seed, step), layer 0.
-        masks = [dropout_keep(tf.shape(h)[1:], rate, key, layer=0) for key in dropout_keys]
-        h = tf.where(tf.stack(masks), h / (1.0 - rate), tf.zeros_like(h))
-    return tf.einsum("kbh,kho->kbo", h, kernel2) + bias2[:, None, :]
+    outputs = []
+    for r, (h, b1, w2, b2) in enumerate(zip(first, tf.unstack(bias1), tf.unstack(kernel2), tf.unstack(bias2),
+                                            strict=True)):
+        h = tf.nn.relu(h + b1)
+        if dropout_keys is not None:
+            h = dropout(h, rate, dropout_keys[r], layer=0)
+        outputs.append(tf.matmul(h, w2) + b2)
+    return tf.stack(outputs)
 
 
 def _stacked_trainable(variables: list[tf.Variable], config: TrialConfig, seed_sets: list[SeedSet],
@@ -211,16 +228,13 @@ def _stacked_trainable(variables: list[tf.Variable], config: TrialConfig, seed_s
     """The K replicas as one Trainable for the one `train_step`: its loss is one mean batch loss per
     replica, [K], which the step sums (replicas share no weights, so each gets its own gradient)."""
     dropout_seeds = [tf.constant(s.dropout, tf.int64) for s in seed_sets]
+    task = builtin_task(dataset.num_classes)
 
     def replica_losses(y: tf.Tensor, out: tf.Tensor) -> tf.Tensor:
-        """Each replica's mean batch loss, [K], in one op rather than K."""
-        if fused:  # one label batch for every replica
-            y = tf.broadcast_to(y[None], tf.concat([tf.shape(out)[:1], tf.shape(y)], 0))
-        if dataset.is_classification:
-            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, out), axis=1)
-        return tf.reduce_mean(tf.square(out - y), axis=[1, 2])
+        """Each replica's mean batch loss, [K], computed as its sequential trial computes it."""
+        labels = [y] * out.shape[0] if fused else tf.unstack(y)
+        return tf.stack([task.loss(labels_r, out_r) for labels_r, out_r in zip(labels, tf.unstack(out), strict=True)])
 
-    task = builtin_task(dataset.num_classes)
     return Trainable(
         variables=variables,
         forward=lambda x, step: _forward(variables, x, config, fused,

@@ -82,6 +82,9 @@ CASES = [
     ("harness.compare_configs", ["--config=A:learning_rate=x", "--config=B:learning_rate=0.1",
                                  "--output_dir={root}/out_compare"]),
     ("harness.scan", ["--model=nope"]),
+    ("harness.rerun", ["--input_dir={root}/a_file", "--trial_key=abcdef"]),
+    ("harness.rerun", ["--input_dir={root}/study", "--trial_key=zzzzzz"]),
+    ("harness.rerun", ["--input_dir={root}/study", "--trial_key=ab"]),
 ]
 
 

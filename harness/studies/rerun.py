@@ -1,0 +1,69 @@
+"""Rerun one recorded trial alone and compare its fingerprints with the record's.
+
+The check behind "bits you can rerun alone": a trial trained as a vectorized
+replica (or in a worker, or under a strategy) is trained again by itself, in
+a fresh process with its condition's environment, from the config and seeds
+its record holds, and every fingerprint the two share is compared.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from harness.errors import UsageError
+from harness.schema import TRIALS_FILE
+from harness.studies import study_runner
+from harness.studies.conditions import condition as named_condition
+from harness.studies.records import read_records
+from harness.trial.config import TrialConfig
+from harness.trial.seeds import SeedSet
+from harness.trial.train import inputs_identity
+
+# What a rerun compares, in the order a run produces them.
+COMPARED = ("initial_weights_sha256", "weights_sha256", "predictions_sha256", "loss_trace_sha256")
+# The shortest key prefix accepted: with 20 hex digits in a key, 6 are unique in any real study.
+MIN_KEY_PREFIX = 6
+
+
+def find_record(study_dir: Path, key: str) -> dict[str, Any]:
+    """The record whose trial_key is `key` or starts with it; one sentence when there is none or several."""
+    path = study_dir / TRIALS_FILE
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist; name a study directory with --input_dir")
+    if len(key) < MIN_KEY_PREFIX:
+        raise UsageError(f"--trial_key needs at least {MIN_KEY_PREFIX} characters of a trial key, got {key!r}")
+    matches = {r["trial_key"]: r for r in read_records(path) if str(r.get("trial_key", "")).startswith(key)}
+    if not matches:
+        raise UsageError(f"no trial in {path} has a key starting with {key!r}")
+    if len(matches) > 1:
+        raise UsageError(f"{len(matches)} trials in {path} have keys starting with {key!r}; give more of the key")
+    return next(iter(matches.values()))
+
+
+def rerun_alone(study_dir: Path, key: str) -> dict[str, Any]:
+    """Trains the trial `key` of `study_dir` again, alone, in a fresh process; returns
+    {"record", "rerun", "rows": [(fingerprint, recorded, rerun)], "same": bool}."""
+    record = find_record(study_dir, key)
+    if (record.get("status") or {}).get("code") != "ok":
+        raise UsageError(f"trial {record['trial_key']} did not finish ({record['status'].get('code')}); "
+                         "it has no fingerprints to reproduce")
+    config, seeds = TrialConfig(**record["config"]), SeedSet(**record["seeds"])
+    # The rerun must meet the record on the same code, data and environment, or it proves nothing.
+    study_runner.refuse_changed_inputs([record], inputs_identity(config), study_dir)
+    study_runner.refuse_other_environments([record], study_dir)
+    condition = named_condition(record["condition"])
+    spec = study_runner.TrialSpec(record.get("study_id", "rerun"), record["condition"], record["repeat"],
+                                  config.replace(replicas=1), seeds, condition.env_vars)
+    with tempfile.TemporaryDirectory(prefix="harness-rerun-") as scratch:
+        study_runner.execute([spec], Path(scratch), isolation="process")
+        reruns = read_records(Path(scratch) / TRIALS_FILE)
+    if not reruns:
+        raise UsageError(f"the rerun of trial {record['trial_key']} wrote no record (its process died)")
+    rerun = reruns[0]
+    if rerun["status"]["code"] != "ok":
+        raise UsageError(f"the rerun of trial {record['trial_key']} did not finish: {rerun['status'].get('message')}")
+    rows = [(name, record["fingerprints"][name], rerun["fingerprints"][name]) for name in COMPARED
+            if name in record["fingerprints"] and name in rerun["fingerprints"]]
+    return {"record": record, "rerun": rerun, "rows": rows, "same": all(a == b for _, a, b in rows)}
