@@ -57,9 +57,15 @@ class StudyRun:
 
 
 def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[conditions_lib.Condition],
-              repeats: int, output_dir: str, *, replicas: int | str = 1, isolation: str = "inprocess",
+              repeats: int, output_dir: str, *, replicas: int | str = "auto", isolation: str = "inprocess",
               workers: int = 1, shard_index: int = 0, num_shards: int = 1) -> StudyRun:
-    """Plans the study, runs the trials without a record yet, and writes its manifest and summary."""
+    """Plans the study, runs the trials without a record yet, and writes its manifest and summary.
+
+    `replicas="auto"` vectorizes where trials share this one process and the study is whole: with fresh
+    processes or several workers (replicas train in one graph), or shards (which split a study by trials,
+    and keep their share even), it means one trial at a time."""
+    if replicas == "auto" and (isolation != "inprocess" or workers != 1 or num_shards > 1):
+        replicas = 1
     # Before any op runs: trials with these thread pools can then share this process.
     determinism.set_thread_pools(base.intra_op_threads, base.inter_op_threads)
     location = output_dir.rstrip("/")
@@ -182,7 +188,7 @@ class StudyResult:
 
 def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequence[str] | str | None = None,
           repeats: int = 10, output_dir: str | None = None, seed: int = 0, benchmark: str | None = None,
-          replicas: int | str = 1, isolation: str = "inprocess", workers: int = 1,
+          replicas: int | str = "auto", isolation: str = "inprocess", workers: int = 1,
           **settings: Any) -> StudyResult:
     """Runs a variance study of a model and returns its result.
 

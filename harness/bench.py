@@ -69,7 +69,7 @@ def main(argv: list[str]) -> int:
     op_scan.warn_at_study_start(base, FLAGS.scan_ops)
     output_dir = value_or("output_dir", f"results/{base.benchmark}")
     run = api.run_study(base, FLAGS.seed, seeds, chosen, value_or("repeats", 10), output_dir,
-                        replicas=study_runner.parse_replicas(value_or("replicas", "1")), isolation=FLAGS.isolation,
+                        replicas=study_runner.parse_replicas(value_or("replicas", "auto")), isolation=FLAGS.isolation,
                         workers=FLAGS.workers, shard_index=shard_index, num_shards=num_shards)
     print(format_summary(run.summary))
     shard_note = f" (shard {shard_index} of {num_shards}: merge with harness.merge)" if num_shards > 1 else ""

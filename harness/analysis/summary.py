@@ -175,8 +175,10 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
     reasons: dict[str, str] = {}  # per failure code, the first such trial's message: why, in its own words
     for status in failed:
         reasons.setdefault(status["code"], status.get("message") or "")
-    steps = [(r["timing"].get("steady_step_ms") or {}).get("median") for r in ok]
-    steps = [s for s in steps if s is not None]
+    # One trial's step: a vectorized group's step shared among its replicas, so studies run with any
+    # --replicas compare (and the gate's speed rule guards the time a trial's step costs).
+    steps = [(r["timing"].get("steady_step_ms") or {}).get("median") / _replicas(r) for r in ok
+             if (r["timing"].get("steady_step_ms") or {}).get("median") is not None]
     n_test = ok[0]["metrics"].get("test_examples") if ok else None
     return {
         "name": condition.name,
@@ -451,3 +453,8 @@ def _ratio_text(ratio: dict[str, Any] | None) -> str:
 def write_summary(path: Path, summary: dict[str, Any]) -> None:
     """Atomic replace: readers see the old summary or the new one."""
     write_json(path, summary)
+
+
+def _replicas(record: dict[str, Any]) -> int:
+    """How many trials trained in the record's step: its vectorized group's size, else 1."""
+    return ((record.get("outputs") or {}).get("vectorized") or {}).get("replicas", 1)

@@ -140,6 +140,27 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def last_level_cache_bytes(cache_dir: str = "/sys/devices/system/cpu/cpu0/cache") -> int | None:
+    """The size of the CPU's largest cache (L3 on most machines) as Linux's sysfs gives it; None where
+    sysfs does not say (another OS, a container that hides it)."""
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    sizes = []
+    try:
+        entries = sorted(os.listdir(cache_dir))
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            with open(os.path.join(cache_dir, entry, "size")) as file:
+                text = file.read().strip()
+        except OSError:
+            continue
+        match = re.fullmatch(r"(\d+)([KMG]?)", text)
+        if match:
+            sizes.append(int(match.group(1)) * units.get(match.group(2), 1))
+    return max(sizes) if sizes else None
+
+
 def gpus() -> list[dict[str, Any]]:
     """Every GPU TF sees, with details from TF and, where present, nvidia-smi. None is an empty list."""
     devices = tf.config.list_physical_devices("GPU")

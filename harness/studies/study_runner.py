@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import queue
 import signal
@@ -92,7 +93,7 @@ def plan(base: TrialConfig, base_seed: int, seeds: SeedSet, conditions: list[Con
          study_id: str, replicas: int | str = 1) -> list[TrialSpec]:
     """Every trial of the study, repeats outermost so conditions interleave.
 
-    `replicas` (a number, or "auto" for up to MAX_AUTO_REPLICAS) groups each
+    `replicas` (a number, or "auto": vectorized.auto_replicas, in groups of even size) groups each
     condition's repeats into vectorized replica groups where the condition can
     run that way; elsewhere trials run one by one.
     """
@@ -113,9 +114,6 @@ def plan(base: TrialConfig, base_seed: int, seeds: SeedSet, conditions: list[Con
     return specs
 
 
-MAX_AUTO_REPLICAS = 16
-
-
 def parse_replicas(text: str) -> int | str:
     """A --replicas value: a whole number of at least 1, or "auto"."""
     if text == "auto":
@@ -132,8 +130,11 @@ def _group_size(replicas: int | str, repeats: int, config: TrialConfig, conditio
     # processes of their own (environment variables, thread pools) or other processes' load around them.
     if condition.needs_own_process or condition.background_load or not vectorized.supports(config):
         return 1
-    wanted = MAX_AUTO_REPLICAS if replicas == "auto" else int(replicas)
-    return max(1, min(wanted, repeats))
+    if replicas != "auto":
+        return max(1, min(int(replicas), repeats))
+    # As many groups as the model allows, of even size: 10 repeats at K=9 are two groups of 5, not 9 and 1.
+    groups = math.ceil(repeats / vectorized.auto_replicas(config))
+    return math.ceil(repeats / groups)
 
 
 def _nonzero_weights(config: TrialConfig, seeds: SeedSet) -> list[int]:
@@ -424,8 +425,8 @@ def exit_description(returncode: int) -> str:
 def shard(specs: list[TrialSpec], shard_index: int, num_shards: int) -> list[TrialSpec]:
     """This shard's trials: every num_shards-th unit in plan order, so each shard interleaves all conditions.
 
-    A unit is one trial, or a whole replica group: a group's bits depend on all
-    its members training together, so it is never split across shards.
+    A unit is one trial, or a whole replica group: a group trains as one graph (and its size is part of
+    its trials' keys), so it is never split across shards.
     """
     units = list(dict.fromkeys(_unit(spec) for spec in specs))
     mine = set(units[shard_index::num_shards])

@@ -336,6 +336,12 @@ def epoch_order(n: int, shuffle_seed: tf.Tensor, epoch: tf.Tensor) -> tf.Tensor:
     return tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([shuffle_seed, epoch]))
 
 
+def check_augment(config: TrialConfig, dataset: Dataset) -> None:
+    """Augmentation shifts images: any other data set is bad input, said before a trial starts."""
+    if config.augment and not dataset.is_image:
+        raise UsageError(f"--augment needs an image dataset, not {dataset.name!r}.")
+
+
 def augment_images(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
     """Gaussian pixel noise (sd 0.05) and, for images of 16 pixels or more, shifts up to 1/8 of their size.
 

@@ -23,7 +23,15 @@ from harness.errors import UsageError, first_line
 from harness.platform import determinism, known_ops
 from harness.trial import keras_model, user_code
 from harness.trial.config import TrialConfig
-from harness.trial.datasets import Dataset, Split, dataset_of, split_pool, steps_per_epoch, training_batches
+from harness.trial.datasets import (
+    Dataset,
+    Split,
+    check_augment,
+    dataset_of,
+    split_pool,
+    steps_per_epoch,
+    training_batches,
+)
 from harness.trial.fingerprints import array_sha256, variable_name, weights_sha256
 from harness.trial.models import build_model, count_weights, flip_lowest_bit
 from harness.trial.seeds import SeedSet
@@ -291,8 +299,7 @@ def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> Trial
     determinism.set_op_determinism(config.determinism)
     dataset = dataset_of(config)
     split = split_pool(dataset, seeds, config.validation_fraction, config.max_train_examples)
-    if config.augment and not dataset.is_image:
-        raise UsageError(f"--augment needs an image dataset, not {dataset.name!r}.")
+    check_augment(config, dataset)
     strategy = distribution_strategy(config.strategy)
     # Under a strategy, every variable (weights and optimizer slots) is created in its scope.
     scope = strategy.scope() if strategy else contextlib.nullcontext()

@@ -42,11 +42,18 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from harness.platform import determinism
+from harness.platform import determinism, environment
 from harness.trial.config import TrialConfig
-from harness.trial.datasets import augment_images, dataset_of, epoch_order, split_indices, steps_per_epoch
+from harness.trial.datasets import (
+    augment_images,
+    check_augment,
+    dataset_of,
+    epoch_order,
+    split_indices,
+    steps_per_epoch,
+)
 from harness.trial.fingerprints import named_arrays_sha256
-from harness.trial.models import build_model, dropout, flip_lowest_bit
+from harness.trial.models import build_model, count_weights, dropout, flip_lowest_bit
 from harness.trial.seeds import SeedSet
 from harness.trial.train import (
     Adam,
@@ -66,10 +73,36 @@ SUPPORTED_MODELS = ("mlp", "regression")
 FIRST_KERNEL = "dense1/kernel"
 
 
+# --replicas=auto's throughput model. A group's training state is 16 bytes a weight (the weight, Adam's two
+# moments, its gradient). Measured by `make speed` (docs/speed.md): a group's examples/s grows with K while
+# that state fits in about half the CPU's last-level cache, and stops growing or falls past it (the
+# 784-128-10 MLP, 1.6 MB a replica, on a 32 MiB L3: best at K=8, no better at 12 to 24; MNIST-1D's MLP,
+# 0.1 MB a replica: still growing at 16). Memory is not the limit: a group holds the data once.
+MAX_AUTO_REPLICAS = 16
+STATE_BYTES_PER_WEIGHT = 16
+AUTO_CACHE_SHARE = 0.5
+# Where sysfs does not give the cache size: a common server L3.
+ASSUMED_CACHE_BYTES = 32 * 1024**2
+
+
 def supports(config: TrialConfig) -> bool:
     """Whether trials of this config can run as vectorized replicas."""
     return (config.model in SUPPORTED_MODELS and config.strategy == "none" and not config.xla
             and config.reduction_order < 0)
+
+
+def auto_replicas(config: TrialConfig) -> int:
+    """K for --replicas=auto: the most replicas, up to MAX_AUTO_REPLICAS, whose training state fits in
+    AUTO_CACHE_SHARE of the last-level cache (on a GPU, not measured here: MAX_AUTO_REPLICAS). 1 where
+    replicas are not supported. A pure function of the model and the machine, so a resumed study plans
+    the same groups (their size is part of each trial's key)."""
+    if not supports(config):
+        return 1
+    if tf.config.list_physical_devices("GPU"):
+        return MAX_AUTO_REPLICAS
+    state = count_weights(build_model(config, dataset_of(config), init_seed=0)) * STATE_BYTES_PER_WEIGHT
+    cache = environment.last_level_cache_bytes() or ASSUMED_CACHE_BYTES
+    return int(max(1, min(MAX_AUTO_REPLICAS, cache * AUTO_CACHE_SHARE // state)))
 
 
 def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[TrialResult]:
@@ -86,6 +119,7 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
     determinism.set_thread_pools(config.intra_op_threads, config.inter_op_threads)
     determinism.set_op_determinism(config.determinism)
     dataset = dataset_of(config)
+    check_augment(config, dataset)
     splits = [split_indices(len(dataset.train_y), s, config.validation_fraction, config.max_train_examples)
               for s in seed_sets]
     fused = shares_batches(config, seed_sets)

@@ -35,9 +35,14 @@ def test_three_shards_and_a_merge_give_the_unsharded_summary(tmp_path):
     many = json.loads((tmp_path / "sharded" / "summary.json").read_text())
     assert schema_errors(many) == [] and many["study_id"] == one["study_id"]
     assert _comparable(many) == _comparable(one)
-    whole_prints = {r["trial_key"]: r["fingerprints"] for r in read_records(tmp_path / "whole" / "trials.jsonl")}
-    merged_prints = {r["trial_key"]: r["fingerprints"] for r in read_records(tmp_path / "sharded" / "trials.jsonl")}
-    assert merged_prints == whole_prints
+    # The whole study trains each condition's repeats as vectorized replicas (--replicas=auto), shards one by
+    # one (auto, with shards): their configs and keys differ in `replicas`, their bits do not.
+    def prints(path):
+        return {(r["condition"], r["repeat"]): r["fingerprints"] for r in read_records(path / "trials.jsonl")}
+
+    assert {r["config"]["replicas"] for r in read_records(tmp_path / "whole" / "trials.jsonl")} == {3}
+    assert {r["config"]["replicas"] for r in read_records(tmp_path / "sharded" / "trials.jsonl")} == {1}
+    assert prints(tmp_path / "sharded") == prints(tmp_path / "whole")
 
 
 def test_a_kubernetes_indexed_job_picks_its_shard_from_the_environment(tmp_path):

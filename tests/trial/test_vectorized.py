@@ -143,3 +143,31 @@ def test_the_speed_benchmark_prints_the_side_by_side_table_and_a_valid_record(tm
     record = json.loads((tmp_path / "speed.json").read_text())
     assert schema_errors(record) == [] and record["rows"][0]["vs_keras"] == 1.0
     assert record["memory"]["user"]["trial_mib"] >= 0 and record["memory"]["builtin"]["peak_mib"] > 0
+
+
+def test_auto_replicas_fill_half_the_last_level_cache_in_groups_of_even_size(monkeypatch):
+    """The digits MLP has 9,610 weights: 153,760 bytes of training state a replica (weight, two Adam
+    moments, gradient). Half a cache of 7 such states gives K=7, and 10 repeats become two groups of 5."""
+    from harness.platform import environment
+    from harness.trial import vectorized
+
+    config = load_benchmark("digits_mlp", **SMALL)
+    state = 9_610 * vectorized.STATE_BYTES_PER_WEIGHT
+    for cache, expected in ((2 * 7 * state, 7), (2 * 7 * state - 1, 6), (state, 1), (1 << 40, 16)):
+        monkeypatch.setattr(environment, "last_level_cache_bytes", lambda cache=cache: cache)
+        assert vectorized.auto_replicas(config) == expected
+    assert vectorized.auto_replicas(config.replace(model="cnn")) == 1
+    monkeypatch.setattr(environment, "last_level_cache_bytes", lambda: 2 * 7 * state)
+    specs = study_runner.plan(config, 0, SeedSet.from_base(0), conditions.parse_conditions("init"), 10, "s",
+                              replicas="auto")
+    assert [s.group for s in specs] == [0] * 5 + [1] * 5 and {s.config.replicas for s in specs} == {5}
+
+
+def test_the_last_level_cache_is_read_from_sysfs(tmp_path):
+    from harness.platform.environment import last_level_cache_bytes
+
+    for index, size in (("index0", "32K"), ("index2", "1024K"), ("index3", "32768K")):
+        (tmp_path / index).mkdir()
+        (tmp_path / index / "size").write_text(size + "\n")
+    assert last_level_cache_bytes(str(tmp_path)) == 32 * 1024**2
+    assert last_level_cache_bytes(str(tmp_path / "missing")) is None
