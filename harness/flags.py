@@ -21,8 +21,8 @@ flags.DEFINE_string("input_dir", None, "The study directory to read: report's ho
                     "merge's holds shard-*-of-* directories (local or a gfile URL).")
 flags.DEFINE_string("replicas", None, "Vectorized replicas: train K trials at a time in one graph, each bit for bit "
                     "the trial alone (a number; auto: as many as fit half the CPU's last-level cache, up to 16, in "
-                    "groups of even size, and 1 with --isolation=process or --workers; 1 trains them one by one). "
-                    "bench: each condition's repeats, default auto; tune, "
+                    "groups of even size, and 1 with --isolation=process, --workers or shards; 1 trains them one "
+                    "by one). bench: each condition's repeats, default auto; tune, "
                     "reeval, compare_configs: a configuration's seeds, default auto; bench_speed: the counts to "
                     "measure, default 4,16. Conditions that cannot be vectorized (environment variants, order, "
                     "XLA, models other than the MLPs) train one by one.")

@@ -177,8 +177,8 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
         reasons.setdefault(status["code"], status.get("message") or "")
     # One trial's step: a vectorized group's step shared among its replicas, so studies run with any
     # --replicas compare (and the gate's speed rule guards the time a trial's step costs).
-    steps = [(r["timing"].get("steady_step_ms") or {}).get("median") / _replicas(r) for r in ok
-             if (r["timing"].get("steady_step_ms") or {}).get("median") is not None]
+    medians = [((r["timing"].get("steady_step_ms") or {}).get("median"), _replicas(r)) for r in ok]
+    steps = [median / replicas for median, replicas in medians if median is not None]
     n_test = ok[0]["metrics"].get("test_examples") if ok else None
     return {
         "name": condition.name,

@@ -18,11 +18,10 @@ from harness.studies import study_runner
 from harness.studies.conditions import condition as named_condition
 from harness.studies.records import read_records
 from harness.trial.config import TrialConfig
+from harness.trial.fingerprints import TRIAL_FINGERPRINTS
 from harness.trial.seeds import SeedSet
 from harness.trial.train import inputs_identity
 
-# What a rerun compares, in the order a run produces them.
-COMPARED = ("initial_weights_sha256", "weights_sha256", "predictions_sha256", "loss_trace_sha256")
 # The shortest key prefix accepted: with 20 hex digits in a key, 6 are unique in any real study.
 MIN_KEY_PREFIX = 6
 
@@ -64,6 +63,6 @@ def rerun_alone(study_dir: Path, key: str) -> dict[str, Any]:
     rerun = reruns[0]
     if rerun["status"]["code"] != "ok":
         raise UsageError(f"the rerun of trial {record['trial_key']} did not finish: {rerun['status'].get('message')}")
-    rows = [(name, record["fingerprints"][name], rerun["fingerprints"][name]) for name in COMPARED
+    rows = [(name, record["fingerprints"][name], rerun["fingerprints"][name]) for name in TRIAL_FINGERPRINTS
             if name in record["fingerprints"] and name in rerun["fingerprints"]]
     return {"record": record, "rerun": rerun, "rows": rows, "same": all(a == b for _, a, b in rows)}

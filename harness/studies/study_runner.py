@@ -98,9 +98,11 @@ def plan(base: TrialConfig, base_seed: int, seeds: SeedSet, conditions: list[Con
     run that way; elsewhere trials run one by one.
     """
     flippable = _nonzero_weights(base, seeds) if any(c.flips_a_bit for c in conditions) else []
-    # Each condition's group size, judged on its own trial config (its first repeat's): what it changes
-    # (XLA, a reduction order, ...) decides whether its trials can be vectorized.
-    sizes = {c.name: _group_size(replicas, repeats, c.trial(base, base_seed, seeds, 0, flippable)[0], c)
+    # The model sets auto's K (one build, not one per condition); each condition's own trial config
+    # (its first repeat's) decides whether its trials can be vectorized: XLA, a reduction order, ...
+    wanted = vectorized.auto_replicas(base) if replicas == "auto" else int(replicas)
+    sizes = {c.name: _group_size(wanted, replicas == "auto", repeats,
+                                 c.trial(base, base_seed, seeds, 0, flippable)[0], c)
              for c in conditions}
     specs = []
     for repeat in range(repeats):
@@ -123,17 +125,18 @@ def parse_replicas(text: str) -> int | str:
     return int(text)
 
 
-def _group_size(replicas: int | str, repeats: int, config: TrialConfig, condition: Condition) -> int:
-    """Replicas per group for this condition, whose trials have `config`: 1 where it cannot be vectorized."""
+def _group_size(wanted: int, even: bool, repeats: int, config: TrialConfig, condition: Condition) -> int:
+    """Replicas per group for this condition, whose trials have `config`: 1 where it cannot be vectorized.
+    `even` (auto): groups of even size, as many as `wanted` requires."""
     # A replica's bits are its sequential trial's (harness/trial/vectorized.py), so identical repeats
     # (control, kernels) stay identical runs when vectorized. Environment variants run alone: they need
     # processes of their own (environment variables, thread pools) or other processes' load around them.
     if condition.needs_own_process or condition.background_load or not vectorized.supports(config):
         return 1
-    if replicas != "auto":
-        return max(1, min(int(replicas), repeats))
-    # As many groups as the model allows, of even size: 10 repeats at K=9 are two groups of 5, not 9 and 1.
-    groups = math.ceil(repeats / vectorized.auto_replicas(config))
+    if not even:
+        return max(1, min(wanted, repeats))
+    # As many groups as the model requires, of even size: 10 repeats at K=9 are two groups of 5, not 9 and 1.
+    groups = math.ceil(repeats / wanted)
     return math.ceil(repeats / groups)
 
 

@@ -12,6 +12,9 @@ from collections.abc import Iterable
 import numpy as np
 import tensorflow as tf
 
+# Every fingerprint an ok trial's record holds (harness/trial/train.py:trial_result), in the order a run makes them.
+TRIAL_FINGERPRINTS = ("initial_weights_sha256", "weights_sha256", "predictions_sha256", "loss_trace_sha256")
+
 
 def weights_sha256(variables: Iterable[tf.Variable]) -> str:
     """Hash of every variable's name, dtype, shape and raw bytes, in the model's order."""

@@ -194,9 +194,13 @@ def build_model(config: TrialConfig, dataset: Dataset, init_seed: int) -> tf.Mod
     if config.model != "regression" and not dataset.is_classification:
         raise UsageError(f"the {config.model} model needs a classification dataset, not {dataset.name!r}.")
     outputs = dataset.num_classes or 1
-    # The regression model is the MLP with one output; it has no dropout layer in the question.
-    rate = 0.0 if config.model == "regression" else config.dropout_rate
-    return _MODELS[config.model](tuple(input_shape), config.hidden_units, outputs, rate, init_seed)
+    return _MODELS[config.model](tuple(input_shape), config.hidden_units, outputs, dropout_rate_of(config), init_seed)
+
+
+def dropout_rate_of(config: TrialConfig) -> float:
+    """The built-in model's dropout rate: the regression model is the MLP with one output, and it has no
+    dropout layer in the question."""
+    return 0.0 if config.model == "regression" else config.dropout_rate
 
 
 def flip_lowest_bit(variables: list[tf.Variable], index: int) -> str:

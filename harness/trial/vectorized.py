@@ -53,7 +53,7 @@ from harness.trial.datasets import (
     steps_per_epoch,
 )
 from harness.trial.fingerprints import named_arrays_sha256
-from harness.trial.models import build_model, count_weights, dropout, flip_lowest_bit
+from harness.trial.models import build_model, count_weights, dropout, dropout_rate_of, flip_lowest_bit
 from harness.trial.seeds import SeedSet
 from harness.trial.train import (
     Adam,
@@ -74,7 +74,7 @@ FIRST_KERNEL = "dense1/kernel"
 
 
 # --replicas=auto's throughput model. A group's training state is 16 bytes a weight (the weight, Adam's two
-# moments, its gradient). Measured by `make speed` (docs/speed.md): a group's examples/s grows with K while
+# moments, its gradient). Measured here (docs/speed.md, "--replicas=auto"): a group's examples/s grows with K while
 # that state fits in about half the CPU's last-level cache, and stops growing or falls past it (the
 # 784-128-10 MLP, 1.6 MB a replica, on a 32 MiB L3: best at K=8, no better at 12 to 24; MNIST-1D's MLP,
 # 0.1 MB a replica: still growing at 16). Memory is not the limit: a group holds the data once.
@@ -95,7 +95,7 @@ def auto_replicas(config: TrialConfig) -> int:
     """K for --replicas=auto: the most replicas, up to MAX_AUTO_REPLICAS, whose training state fits in
     AUTO_CACHE_SHARE of the last-level cache (on a GPU, not measured here: MAX_AUTO_REPLICAS). 1 where
     replicas are not supported. A pure function of the model and the machine, so a resumed study plans
-    the same groups (their size is part of each trial's key)."""
+    the same groups (their size is part of each trial's key); conditions do not change it."""
     if not supports(config):
         return 1
     if tf.config.list_physical_devices("GPU"):
@@ -233,20 +233,18 @@ def _forward(variables: list[tf.Variable], x: tf.Tensor, config: TrialConfig, fu
     evaluation on either path), or per-replica inputs [K, batch, ...] (the batched path's training
     batch). Dropout when given keys. Returns [K, batch, outputs]."""
     bias1, kernel1, bias2, kernel2 = variables  # tf.Module orders variables by name
-    shared = dropout_keys is None or fused  # one input batch for every replica
     if fused:  # one wide matmul over every replica's first kernel, [inputs, K * hidden]
         inputs, k, hidden = kernel1.shape
         wide = tf.matmul(tf.reshape(x, [tf.shape(x)[0], inputs]), tf.reshape(kernel1, [inputs, k * hidden]))
         first = tf.split(wide, k, axis=1)
     else:  # one matmul per replica, as its sequential trial runs it
         kernels = tf.unstack(kernel1)
-        if shared:
-            flat = tf.reshape(x, [tf.shape(x)[0], -1])
-            first = [tf.matmul(flat, kernel) for kernel in kernels]
+        if dropout_keys is None:  # evaluation: one input batch for every replica
+            batches = [tf.reshape(x, [tf.shape(x)[0], -1])] * len(kernels)
         else:
-            flat = tf.reshape(x, [tf.shape(x)[0], tf.shape(x)[1], -1])
-            first = [tf.matmul(inputs, kernel) for inputs, kernel in zip(tf.unstack(flat), kernels, strict=True)]
-    rate = 0.0 if config.model == "regression" else config.dropout_rate
+            batches = tf.unstack(tf.reshape(x, [len(kernels), tf.shape(x)[1], -1]))
+        first = [tf.matmul(batch, kernel) for batch, kernel in zip(batches, kernels, strict=True)]
+    rate = dropout_rate_of(config)
     outputs = []
     for r, (h, b1, w2, b2) in enumerate(zip(first, tf.unstack(bias1), tf.unstack(kernel2), tf.unstack(bias2),
                                             strict=True)):

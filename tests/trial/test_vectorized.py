@@ -7,6 +7,7 @@ from harness.platform import environment
 from harness.studies import conditions, study_runner
 from harness.studies.records import make_trial_record, read_records, schema_errors
 from harness.trial.config import load_benchmark
+from harness.trial.fingerprints import TRIAL_FINGERPRINTS
 from harness.trial.seeds import SeedSet
 from harness.trial.train import inputs_identity
 from harness.trial.vectorized import run_replicas
@@ -27,11 +28,8 @@ def test_four_replicas_are_distinct_trials_and_rerun_bit_for_bit():
         assert record["config"]["replicas"] == 4 and record["timing"]["vectorized"] is True
 
 
-FINGERPRINTS = ("initial_weights_sha256", "weights_sha256", "predictions_sha256", "loss_trace_sha256")
-
-
 def _fingerprints(result):
-    return {name: result.fingerprints[name] for name in FINGERPRINTS}
+    return {name: result.fingerprints[name] for name in TRIAL_FINGERPRINTS}
 
 
 @pytest.mark.parametrize("path,varied", [("fused", ("init", "dropout")), ("batched", ("init", "shuffle", "split"))])
