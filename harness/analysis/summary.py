@@ -176,9 +176,12 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
     for status in failed:
         reasons.setdefault(status["code"], status.get("message") or "")
     # One trial's step: a vectorized group's step shared among its replicas, so studies run with any
-    # --replicas compare (and the gate's speed rule guards the time a trial's step costs).
-    medians = [((r["timing"].get("steady_step_ms") or {}).get("median"), _replicas(r)) for r in ok]
-    steps = [median / replicas for median, replicas in medians if median is not None]
+    # --replicas compare (and the gate's speed rule guards the time a trial's step costs). A group's step
+    # was measured once, so it counts once (its first replica's record): K copies of one measurement
+    # would make an interval of no width.
+    medians = [((r["timing"].get("steady_step_ms") or {}).get("median"), _vectorized(r)) for r in ok
+               if _vectorized(r).get("index", 0) == 0]
+    steps = [median / group.get("replicas", 1) for median, group in medians if median is not None]
     n_test = ok[0]["metrics"].get("test_examples") if ok else None
     return {
         "name": condition.name,
@@ -455,6 +458,6 @@ def write_summary(path: Path, summary: dict[str, Any]) -> None:
     write_json(path, summary)
 
 
-def _replicas(record: dict[str, Any]) -> int:
-    """How many trials trained in the record's step: its vectorized group's size, else 1."""
-    return ((record.get("outputs") or {}).get("vectorized") or {}).get("replicas", 1)
+def _vectorized(record: dict[str, Any]) -> dict[str, Any]:
+    """The record's place in its vectorized group ({replicas, index, path}); {} for a trial that trained alone."""
+    return (record.get("outputs") or {}).get("vectorized") or {}

@@ -83,6 +83,14 @@ def test_a_vectorized_study_records_the_bits_of_the_sequential_study(tmp_path):
     expected, got = _fingerprints_by_trial(tmp_path / "seq"), _fingerprints_by_trial(tmp_path / "vec")
     assert len(expected) == 25 and got == expected
     assert len({expected["control", r]["weights_sha256"] for r in range(5)}) == 1
+    # A group's step time was measured once: the summary counts it once, as one trial's share of it.
+    from harness.analysis.summary import _condition_summary
+
+    init = [r for r in read_records(tmp_path / "vec" / "trials.jsonl") if r["condition"] == "init"]
+    row = _condition_summary(conditions.condition("init"), init, 5, "test_accuracy")
+    group_steps = [r["timing"]["steady_step_ms"]["median"] / r["config"]["replicas"] for r in init
+                   if r["outputs"]["vectorized"]["index"] == 0]
+    assert len(group_steps) == 3 and row["step_ms"] == group_steps
 
 
 def test_which_conditions_run_vectorized():
