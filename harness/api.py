@@ -54,6 +54,8 @@ class StudyRun:
     wall_s: float
     # Why each trial of this shard that has no record is missing (a worker died); a re-run retries them.
     lost: list[str] = dataclasses.field(default_factory=list)
+    # With replicas other than 1: the conditions that trained one at a time anyway, each with the reason.
+    alone: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[conditions_lib.Condition],
@@ -98,7 +100,8 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
         study_dir.push(with_curves=True)
         recorded = {r["trial_key"] for r in records}
         lost = [spec for spec in specs if spec.key not in recorded]
-        return StudyRun(summary, study_dir, ran, len(specs), wall_s, lost_reasons(lost, study_dir.local))
+        alone = study_runner.alone_reasons(specs) if replicas != 1 else {}
+        return StudyRun(summary, study_dir, ran, len(specs), wall_s, lost_reasons(lost, study_dir.local), alone)
 
 
 def lost_reasons(lost: list[study_runner.TrialSpec], directory: Path) -> list[str]:
@@ -130,11 +133,14 @@ class ConditionResult:
 class StudyResult:
     """A finished study: `print(result)` shows its table and findings; `result.condition(name)` its verdicts."""
 
-    def __init__(self, summary: dict[str, Any], output_dir: Path, lost: Sequence[str] = ()) -> None:
+    def __init__(self, summary: dict[str, Any], output_dir: Path, lost: Sequence[str] = (),
+                 alone: dict[str, str] | None = None) -> None:
         self.summary = summary
         self.output_dir = output_dir
         # Why each trial a dead worker process took with it is missing; calling study() again retries them.
         self.lost = list(lost)
+        # The conditions that trained one at a time, not in replica groups, each with the reason.
+        self.alone = dict(alone or {})
         self.metric = summary["primary_metric"]
 
     @property
@@ -217,7 +223,7 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
     replicas = study_runner.parse_replicas(str(replicas))
     run = run_study(base, seed, SeedSet.from_base(seed), chosen, repeats, output_dir or f"results/{base.benchmark}",
                     replicas=replicas, isolation=isolation, workers=workers)
-    return StudyResult(run.summary, run.directory.local, run.lost)
+    return StudyResult(run.summary, run.directory.local, run.lost, run.alone)
 
 
 def rerun(study_dir: str | Path, trial_key: str) -> dict[str, Any]:

@@ -72,6 +72,9 @@ def main(argv: list[str]) -> int:
                         replicas=study_runner.parse_replicas(value_or("replicas", "auto")), isolation=FLAGS.isolation,
                         workers=FLAGS.workers, shard_index=shard_index, num_shards=num_shards)
     print(format_summary(run.summary))
+    if run.alone:
+        print("\nTrained one at a time, not in replica groups: "
+              + "; ".join(f"{name}, as {reason}" for name, reason in run.alone.items()) + ".")
     shard_note = f" (shard {shard_index} of {num_shards}: merge with harness.merge)" if num_shards > 1 else ""
     print(f"\n{run.ran} trial(s) ran now in {run.wall_s:.0f}s, {run.trials_in_shard - run.ran} already recorded; "
           f"records in {run.directory}/ (trials.jsonl, summary.json, tb/){shard_note}")

@@ -7,16 +7,21 @@ Dropout(0.8), Dense10, Adam, batch 32), measured in one run:
   fingerprinting the weights every epoch and every step (its cost);
 - the harness loop on that same user model (`--model=examples/mnist_mlp.py:create_model`);
 - the harness loop on the built-in MLP with op determinism on and off;
-- vectorized replicas (K trials in one graph) for each --replicas value, on both paths: replicas
-  that share one batch order (fused first layer: `init`, `dropout`, `bit`) and replicas that each
-  have their own (batched matmuls: `shuffle`, `split`, `all`);
+- vectorized replicas (K trials in one graph) for each --replicas value and the K a study would
+  choose here (auto), on both stacked paths: replicas that share one batch order (fused first
+  layer: `control`, `kernels`, `init`, `dropout`, `bit`) and replicas that each have their own
+  (one matmul per replica: `shuffle`, `split`, `all`);
+- grouped replicas (a model per replica, harness/trial/grouped.py) at auto's K: the built-in MLP
+  as its `order` condition trains, and the user's model with a shared order and with its own;
 each as steady-state examples/s (the first epoch or loop call, which traces, is
 excluded; the median of the rest), its ratio to Keras, and its share of this
 machine's dense-matmul peak, measured in the same run. Then the memory one
 trial adds to a process (peak RSS, in a fresh process each), for the built-in
-MLP and the user model. Last, the time the classic MNIST-MLP study would take at full size (60,000
-examples, 50 epochs, 10 repeats of each default condition) at these rates, one by one and with the
-largest --replicas. Writes OUTPUT_DIR/speed.json.
+MLP and the user model. Then the update's bound: Adam's update alone over the largest group's
+weights, timed, and the rate no group of that size can pass here even with its matmuls at the
+measured peak. Last, the time the classic MNIST-MLP study would take at full size (60,000 examples,
+50 epochs, 10 repeats of each default condition) at these rates, one by one and with --replicas=auto.
+Writes OUTPUT_DIR/speed.json.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ flags.DEFINE_enum("memory_probe", None, ["builtin", "user"], "Internal: run one 
 
 # The user's model of the comparison: the examples' MLP, as a user's file.
 USER_MODEL = "examples/mnist_mlp.py:create_model"
-REPLICA_PATHS = {"fused": "shared order, fused", "batched": "own order, batched"}
+REPLICA_PATHS = {"fused": "shared order, fused", "batched": "own order, batched",
+                 "grouped": "own order, grouped"}
 # The classic MNIST-MLP study at full size, whose duration is estimated from the measured rates.
 FULL_STUDY_EXAMPLES, FULL_STUDY_EPOCHS, FULL_STUDY_REPEATS = 60_000, 50, 10
 
@@ -132,11 +138,12 @@ def weights_fingerprint_ms() -> float:
     return float(np.median(times) * 1e3)
 
 
-def measure(examples: int, epochs: int, replica_counts: list[int]) -> dict[str, Any]:
+def measure(examples: int, epochs: int, replica_counts: list[int | str]) -> dict[str, Any]:
     """Every configuration's figures, measured in this process one after another."""
+    from harness.trial import grouped
     from harness.trial.datasets import load_dataset
     from harness.trial.train import run_trial
-    from harness.trial.vectorized import run_replicas
+    from harness.trial.vectorized import auto_replicas, run_replicas
 
     peak = matmul_peak_flops()
     flops = model_flops_per_example()
@@ -160,50 +167,99 @@ def measure(examples: int, epochs: int, replica_counts: list[int]) -> dict[str, 
         result = run_trial(base.replace(determinism=on), SeedSet.from_base(0))
         rows.append({"name": f"harness loop (determinism {'on' if on else 'off'})",
                      "examples_per_s": result.timing["examples_per_s"]})
-    for k in replica_counts:
+    auto = auto_replicas(base)
+    # The K a study picks (auto) is always measured: the full study's estimate is at it.
+    counts = sorted({auto, *(int(k) for k in replica_counts if k != "auto")})
+    for k in counts:
+        label = f"--replicas={k}" + (" (auto)" if k == auto else "")
         for path, seeds in (("fused", [SeedSet.from_base(0).replace(init=i, dropout=i) for i in range(k)]),
                             ("batched", [SeedSet.from_base(0).replace(init=i, shuffle=i, dropout=i)
                                          for i in range(k)])):
             results = run_replicas([base.replace(replicas=k)] * k, seeds)
             assert results[0].outputs["vectorized"]["path"] == path
-            rows.append({"name": f"harness --replicas={k}, {REPLICA_PATHS[path]} (aggregate)", "path": path,
-                         "replicas": k, "examples_per_s": results[0].timing["examples_per_s"]})
+            rows.append({"name": f"harness {label}, {REPLICA_PATHS[path]} (aggregate)", "path": path,
+                         "replicas": k, "auto": k == auto, "examples_per_s": results[0].timing["examples_per_s"]})
+    # The grouped path at its auto K: the built-in MLP as the `order` condition trains it, and the user's model.
+    k = grouped.MAX_AUTO_REPLICAS
+    own_orders = [SeedSet.from_base(0).replace(init=i, shuffle=i, dropout=i) for i in range(k)]
+    results = grouped.run_grouped([base.replace(replicas=k)] * k, own_orders)
+    rows.append({"name": f"harness --replicas={k} (auto), {REPLICA_PATHS['grouped']} (aggregate)", "path": "grouped",
+                 "replicas": k, "auto": True, "examples_per_s": results[0].timing["examples_per_s"]})
+    for order, seeds in (("shared order", [SeedSet.from_base(0).replace(init=i, dropout=i) for i in range(k)]),
+                         ("own order", own_orders)):
+        results = grouped.run_grouped([_user_config(base).replace(replicas=k)] * k, seeds)
+        rows.append({"name": f"--model={USER_MODEL} --replicas={k} (auto), {order}, grouped (aggregate)",
+                     "examples_per_s": results[0].timing["examples_per_s"]})
     keras_rate = rows[0]["examples_per_s"]
     for row in rows:
         row["vs_keras"] = row["examples_per_s"] / keras_rate
         row["share_of_matmul_peak"] = row["examples_per_s"] * flops / peak
     return {"rows": rows, "matmul_peak_gflops": peak / 1e9, "model_flops_per_example": flops,
             "full_study": full_study_minutes(rows),
+            "update_bound": update_bound(base, max(counts), peak, flops, rows),
             "weights_fingerprint_ms": weights_fingerprint_ms(),
             "first_trial_fixed_cost_s": fixed[0], "fixed_trial_cost_s": float(np.median(fixed[1:]))}
 
 
+def update_bound(base: TrialConfig, k: int, peak: float, flops: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What bounds a group of K: the harness's Adam update (ResourceApplyAdam, the kernel every trial uses,
+    so its bits are the trial's) over K replicas' stacked weights, timed alone (the fastest of 30 steps).
+    Every step reads and writes each weight and both moments, and takes a square root and a division per
+    weight, whatever the batch: with the matmuls at the measured peak as well, the group cannot pass
+    K x batch / (update + matmuls) examples/s."""
+    import tensorflow as tf
+
+    from harness.trial.datasets import dataset_of
+    from harness.trial.models import build_model
+    from harness.trial.train import Adam
+
+    shapes = [v.shape for v in build_model(base, dataset_of(base), init_seed=0).trainable_variables]
+    variables = [tf.Variable(tf.random.stateless_uniform([k, *shape], seed=[0, i])) for i, shape in enumerate(shapes)]
+    gradients = [tf.random.stateless_normal([k, *shape], seed=[1, i]) * 1e-3 for i, shape in enumerate(shapes)]
+    optimizer = Adam(variables, base.learning_rate)
+    update = tf.function(lambda step: optimizer.apply(gradients, step))
+    seconds = []
+    for step in range(31):
+        started = time.perf_counter()
+        update(tf.constant(step, tf.int64))
+        variables[-1][0, 0].numpy()  # waits for the update
+        seconds.append(time.perf_counter() - started)
+    update_s = min(seconds[1:])
+    examples = k * base.batch_size
+    bound = examples / (update_s + examples * flops / peak)
+    reached = max(r["examples_per_s"] for r in rows if r.get("replicas") == k)
+    return {"replicas": k, "weights": sum(int(np.prod(s)) for s in shapes) * k, "update_ms": update_s * 1e3,
+            "examples_per_s": bound, "vs_keras": bound / rows[0]["examples_per_s"], "reached": reached / bound}
+
+
 def full_study_minutes(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Minutes the full MNIST-MLP study's training would take at the measured rates: every trial one by
-    one, and with the largest measured --replicas, each trial on the path the study would give it
-    (fused, batched, or alone where its condition cannot be vectorized). Per-trial set-up is left out:
-    under a second against minutes of training."""
+    one, and with --replicas=auto, each trial on the path the study gives it (fused, batched, grouped, or
+    alone where its condition cannot be grouped), at the rate measured for that path at auto's K.
+    Per-trial set-up is left out: under a second against minutes of training."""
     from harness.studies import conditions, study_runner
-    from harness.trial.vectorized import shares_batches
+    from harness.trial.datasets import shares_batches
 
     alone = next(r["examples_per_s"] for r in rows if r["name"] == "harness loop (determinism on)")
-    k = max(r["replicas"] for r in rows if "replicas" in r)
-    rate = {r["path"]: r["examples_per_s"] for r in rows if r.get("replicas") == k}
+    rate = {r["path"]: r["examples_per_s"] for r in rows if r.get("auto")}
     base = load_benchmark("synthetic_mlp", epochs=FULL_STUDY_EPOCHS)
     chosen = conditions.default_conditions(base)
-    specs = study_runner.plan(base, 0, SeedSet.from_base(0), chosen, FULL_STUDY_REPEATS, "estimate", replicas=k)
+    specs = study_runner.plan(base, 0, SeedSet.from_base(0), chosen, FULL_STUDY_REPEATS, "estimate", replicas="auto")
     per_trial = FULL_STUDY_EXAMPLES * FULL_STUDY_EPOCHS
     groups: dict[tuple[str, int], list[Any]] = {}
     for spec in specs:
         groups.setdefault((spec.condition, spec.group), []).append(spec)
-    vectorized_s, paths = 0.0, {"fused": 0, "batched": 0, "alone": 0}
+    vectorized_s, paths = 0.0, {"fused": 0, "batched": 0, "grouped": 0, "alone": 0}
     for (_, group), members in groups.items():
-        path = "alone" if group is None else \
-            "fused" if shares_batches(members[0].config, [m.seeds for m in members]) else "batched"
+        config, seed_sets = members[0].config, [m.seeds for m in members]
+        path = ("alone" if group is None else "grouped" if study_runner.replica_path(config) == "grouped"
+                else "fused" if shares_batches(config, seed_sets) else "batched")
         paths[path] += len(members)
         vectorized_s += len(members) * per_trial / (alone if path == "alone" else rate[path])
-    return {"conditions": len(chosen), "trials": len(specs), "replicas": k, "trials_by_path": paths,
-            "sequential_min": len(specs) * per_trial / alone / 60, "vectorized_min": vectorized_s / 60}
+    return {"conditions": len(chosen), "trials": len(specs),
+            "replicas": next(r["replicas"] for r in rows if r.get("auto") and r["path"] != "grouped"),
+            "trials_by_path": paths, "sequential_min": len(specs) * per_trial / alone / 60,
+            "vectorized_min": vectorized_s / 60}
 
 
 def _user_config(base: TrialConfig) -> TrialConfig:
@@ -279,13 +335,10 @@ def _fixed_cost(timing: dict[str, Any], steps_per_loop: int) -> float:
 
 def main(argv: list[str]) -> int:
     del argv
-    replicas = value_or("replicas", "4,16")
-    try:
-        counts = [int(k) for k in replicas.split(",")]
-    except ValueError:
-        raise UsageError(f"--replicas takes whole numbers, got {replicas}") from None
-    if any(k < 1 for k in counts):
-        raise UsageError("--replicas values must be at least 1")
+    replicas = value_or("replicas", "4,auto,16")
+    counts = [k if k == "auto" else int(k) for k in replicas.split(",") if k == "auto" or k.isdigit()]
+    if len(counts) != len(replicas.split(",")) or any(k != "auto" and k < 1 for k in counts):
+        raise UsageError(f"--replicas takes whole numbers of at least 1 or auto, comma-separated; got {replicas}")
     epochs, output_dir = value_or("epochs", 3), Path(value_or("output_dir", "results/speed"))
     if epochs < 2:
         raise UsageError(f"--epochs must be at least 2 here (the first is a warm-up), got {epochs}")
@@ -315,12 +368,18 @@ def main(argv: list[str]) -> int:
     print(f"FingerprintCallback's own work, timed alone: {cost:.3f} ms per fingerprint of the weights; once an "
           f"epoch ({steps_per_epoch} steps) that is {cost / steps_per_epoch / fit_step_ms:.3%} of fit's step time, "
           f"once a step {cost / fit_step_ms:.1%} (plus fit waiting for every step: the row above)")
+    bound = figures["update_bound"]
+    print(f"the update's bound: Adam over {bound['replicas']} replicas' weights ({bound['weights']:,}), timed alone, "
+          f"{bound['update_ms']:.2f} ms a step; with the matmuls at the peak as well, a group of "
+          f"{bound['replicas']} cannot pass {bound['examples_per_s']:,.0f} examples/s here "
+          f"({bound['vs_keras']:.2f}x keras fit); the best row of {bound['replicas']} reached {bound['reached']:.0%} "
+          "of that")
     study = figures["full_study"]
     print(f"the full MNIST-MLP study ({FULL_STUDY_EXAMPLES:,} examples x {FULL_STUDY_EPOCHS} epochs, {study['trials']} "
           f"trials of {study['conditions']} conditions), training time at these rates: "
           f"{study['sequential_min']:.0f} min one by one, {study['vectorized_min']:.0f} min with "
-          f"--replicas={study['replicas']} (trials fused {study['trials_by_path']['fused']}, batched "
-          f"{study['trials_by_path']['batched']}, alone {study['trials_by_path']['alone']})")
+          f"--replicas=auto ({study['replicas']} on the stacked paths; trials "
+          + ", ".join(f"{path} {n}" for path, n in study["trials_by_path"].items()) + ")")
     memory = figures["memory"]
     print(format_table(["one trial in a fresh process", "memory added (peak RSS)", "vs built-in MLP"],
                        [[f"built-in MLP ({name})" if name == "builtin" else f"--model={USER_MODEL}",

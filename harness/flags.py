@@ -20,12 +20,12 @@ flags.DEFINE_string("output_dir", None, "Where the program writes. Defaults: ben
 flags.DEFINE_string("input_dir", None, "The study directory to read: report's holds trials.jsonl and summary.json; "
                     "merge's holds shard-*-of-* directories (local or a gfile URL).")
 flags.DEFINE_string("replicas", None, "Vectorized replicas: train K trials at a time in one graph, each bit for bit "
-                    "the trial alone (a number; auto: as many as fit half the CPU's last-level cache, up to 16, in "
-                    "groups of even size, and 1 with --isolation=process, --workers or shards; 1 trains them one "
-                    "by one). bench: each condition's repeats, default auto; tune, "
-                    "reeval, compare_configs: a configuration's seeds, default auto; bench_speed: the counts to "
-                    "measure, default 4,16. Conditions that cannot be vectorized (environment variants, order, "
-                    "XLA, models other than the MLPs) train one by one.")
+                    "the trial alone (a number; auto: for the built-in MLPs as many as fit half the CPU's last-level "
+                    "cache, up to 16, for other models (yours) 4, or 1 past 500,000 weights; in groups of even size, "
+                    "and 1 with --isolation=process, --workers or shards; 1 trains them one by one). bench: each "
+                    "condition's repeats, default auto; tune, reeval, compare_configs: a configuration's seeds, "
+                    "default auto; bench_speed: the counts to measure, default 4,16. Environment variants, XLA, "
+                    "--strategy and --trainer=keras_fit train one by one, and bench says why.")
 flags.DEFINE_integer("seeds", 20, "Seeds each configuration is evaluated over, paired across configurations "
                      "(reeval, compare_configs).", lower_bound=2)
 flags.DEFINE_string("conditions", None,

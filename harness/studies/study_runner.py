@@ -48,7 +48,7 @@ from harness.studies.records import (
     trial_key,
     utc_timestamp,
 )
-from harness.trial import user_code, vectorized
+from harness.trial import grouped, user_code, vectorized
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
 from harness.trial.train import TrialResult, build_trainable, inputs_identity, run_trial
@@ -93,17 +93,27 @@ def plan(base: TrialConfig, base_seed: int, seeds: SeedSet, conditions: list[Con
          study_id: str, replicas: int | str = 1) -> list[TrialSpec]:
     """Every trial of the study, repeats outermost so conditions interleave.
 
-    `replicas` (a number, or "auto": vectorized.auto_replicas, in groups of even size) groups each
-    condition's repeats into vectorized replica groups where the condition can
-    run that way; elsewhere trials run one by one.
+    `replicas` (a number, or "auto": each path's auto_replicas, in groups of even size) groups each
+    condition's repeats into replica groups where the condition can run that way (`why_alone`);
+    elsewhere trials run one by one.
     """
     flippable = _nonzero_weights(base, seeds) if any(c.flips_a_bit for c in conditions) else []
-    # The model sets auto's K (one build, not one per condition); each condition's own trial config
-    # (its first repeat's) decides whether its trials can be vectorized: XLA, a reduction order, ...
-    wanted = vectorized.auto_replicas(base) if replicas == "auto" else int(replicas)
-    sizes = {c.name: _group_size(wanted, replicas == "auto", repeats,
-                                 c.trial(base, base_seed, seeds, 0, flippable)[0], c)
-             for c in conditions}
+    auto: dict[str, int] = {}  # auto's K per path, from the base config's model: one build per path, not per condition
+
+    def wanted(config: TrialConfig) -> int:
+        if replicas != "auto":
+            return int(replicas)
+        path = replica_path(config)
+        if path not in auto:
+            auto[path] = vectorized.auto_replicas(base) if path == "stacked" else grouped.auto_replicas(base)
+        return auto[path]
+
+    sizes = {}
+    for condition in conditions:
+        # Each condition's own trial config (its first repeat's) decides whether and how its trials group.
+        config = condition.trial(base, base_seed, seeds, 0, flippable)[0]
+        sizes[condition.name] = 1 if why_alone(config, condition) else _group_size(
+            wanted(config), replicas == "auto", repeats)
     specs = []
     for repeat in range(repeats):
         for condition in conditions:
@@ -125,14 +135,41 @@ def parse_replicas(text: str) -> int | str:
     return int(text)
 
 
-def _group_size(wanted: int, even: bool, repeats: int, config: TrialConfig, condition: Condition) -> int:
-    """Replicas per group for this condition, whose trials have `config`: 1 where it cannot be vectorized.
-    `even` (auto): groups of even size, as many as `wanted` requires."""
-    # A replica's bits are its sequential trial's (harness/trial/vectorized.py), so identical repeats
-    # (control, kernels) stay identical runs when vectorized. Environment variants run alone: they need
+def replica_path(config: TrialConfig) -> str:
+    """Which kind of replica group trials of this config train in: `stacked` (the built-in MLPs' weights
+    stacked, harness/trial/vectorized.py) or `grouped` (any model, one trainable per replica,
+    harness/trial/grouped.py)."""
+    return "stacked" if vectorized.supports(config) else "grouped"
+
+
+def why_alone(config: TrialConfig, condition: Condition) -> str | None:
+    """Why this condition's trials (which have `config`) train one at a time whatever --replicas says, in
+    words; None if they can train as replica groups."""
+    # A replica's bits are its trial's alone (harness/trial/vectorized.py, grouped.py), so identical repeats
+    # (control, kernels) stay identical runs in a group. Environment variants run alone: they need
     # processes of their own (environment variables, thread pools) or other processes' load around them.
-    if condition.needs_own_process or condition.background_load or not vectorized.supports(config):
-        return 1
+    if condition.needs_own_process:
+        return "it needs a process of its own (environment variables or thread pools)"
+    if condition.background_load:
+        return "it trains under other processes' load"
+    return grouped.why_not(config)
+
+
+def alone_reasons(specs: list[TrialSpec]) -> dict[str, str]:
+    """The conditions among `specs` that train one at a time for a reason (not merely one repeat), each
+    with its reason: what a study with --replicas says it could not group."""
+    reasons: dict[str, str] = {}
+    for spec in specs:
+        if spec.group is None and spec.condition not in reasons:
+            reason = why_alone(spec.config, _condition_of(spec.condition))
+            if reason:
+                reasons[spec.condition] = reason
+    return reasons
+
+
+def _group_size(wanted: int, even: bool, repeats: int) -> int:
+    """Replicas per group for a condition of `repeats` trials that can be grouped.
+    `even` (auto): groups of even size, as many as `wanted` requires."""
     if not even:
         return max(1, min(wanted, repeats))
     # As many groups as the model requires, of even size: 10 repeats at K=9 are two groups of 5, not 9 and 1.
@@ -169,7 +206,8 @@ def _record(spec: TrialSpec, result: TrialResult, output_dir: Path) -> dict[str,
 
 def run_group_and_record(members: list[TrialSpec], output_dir: Path, recorded: set) -> list[dict[str, Any]]:
     """Trains a replica group in this process; appends the records of members not yet recorded."""
-    results = vectorized.run_replicas([m.config for m in members], [m.seeds for m in members])
+    run = vectorized.run_replicas if replica_path(members[0].config) == "stacked" else grouped.run_grouped
+    results = run([m.config for m in members], [m.seeds for m in members])
     return [_record(spec, result, output_dir)
             for spec, result in zip(members, results, strict=True) if spec.key not in recorded]
 

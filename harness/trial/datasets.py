@@ -331,6 +331,15 @@ def training_batches(x: np.ndarray, y: np.ndarray, seeds: SeedSet, *, batch_size
     return batches.with_options(options)
 
 
+def shares_batches(config: TrialConfig, seed_sets: list[SeedSet]) -> bool:
+    """Whether trials with these seeds train on the same batches in the same order (split, shuffle and,
+    when augmenting, augment seeds): a replica group then needs one copy of its batches."""
+    def batches(seeds: SeedSet) -> tuple[int, ...]:
+        return (seeds.split, seeds.shuffle, seeds.augment if config.augment else 0)
+
+    return len({batches(seeds) for seeds in seed_sets}) == 1
+
+
 def epoch_order(n: int, shuffle_seed: tf.Tensor, epoch: tf.Tensor) -> tf.Tensor:
     """One epoch's order of n examples: a stateless permutation keyed by (shuffle seed, epoch)."""
     return tf.random.experimental.stateless_shuffle(tf.range(n, dtype=tf.int64), seed=tf.stack([shuffle_seed, epoch]))

@@ -31,7 +31,8 @@ weight gradient one `x^T @ [dH_1 ... dH_K]`, with the first kernel stored as
 matmul's output is summed the same way whatever the other columns. Otherwise
 each replica gathers its own batch (**batched**) and each layer is one matmul
 per replica, in the same graph. Each trial's record names its path.
-Supported for the MLP models (mlp, regression).
+Supported for the MLP models (mlp, regression); every other model groups its
+replicas in harness/trial/grouped.py.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from harness.trial.datasets import (
     check_augment,
     dataset_of,
     epoch_order,
+    shares_batches,
     split_indices,
     steps_per_epoch,
 )
@@ -170,14 +172,6 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
         result.model = descriptions[r]
         results.append(result)
     return results
-
-
-def shares_batches(config: TrialConfig, seed_sets: list[SeedSet]) -> bool:
-    """Whether every replica trains on the same batches in the same order: the fused path's condition."""
-    def batches(seeds: SeedSet) -> tuple[int, ...]:
-        return (seeds.split, seeds.shuffle, seeds.augment if config.augment else 0)
-
-    return len({batches(seeds) for seeds in seed_sets}) == 1
 
 
 def _replica_axis(name: str, fused: bool) -> int:

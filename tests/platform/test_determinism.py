@@ -39,7 +39,7 @@ STUDY = textwrap.dedent("""
     models.SparseMLP._first_layer = first_layer
     base, seeds = load_benchmark("unimplemented_ops", epochs=1, max_train_examples=200), SeedSet.from_base(0)
     chosen = conditions.parse_conditions("control,kernels,init,all")
-    specs = study_runner.plan(base, 0, seeds, chosen, 2, "unimplemented")
+    specs = study_runner.plan(base, 0, seeds, chosen, 2, "unimplemented", replicas=2)
     study_runner.execute(specs, __import__("pathlib").Path(sys.argv[1]))
     records = study_runner.study_records(specs, __import__("pathlib").Path(sys.argv[1]))
     summary = build_summary(study_id="unimplemented", base_config=base.as_dict(), base_seeds=seeds.as_dict(),
@@ -66,6 +66,9 @@ def test_a_study_records_ops_without_deterministic_kernels_and_completes(tmp_pat
             assert status["message"].startswith("depthwise has no deterministic kernel here: Depthwise convolution")
     # Op determinism off: the same model trains, and the study summarizes both.
     assert [s["code"] for c in ("kernels", "all") for s in by_condition[c]] == ["ok"] * 4
+    # The pairs trained as replica groups; a group that failed trained its trials alone, each its own status.
+    paths = {(r["condition"], (r["outputs"].get("vectorized") or {}).get("path")) for r in out["records"]}
+    assert paths == {("control", None), ("init", None), ("kernels", "grouped"), ("all", "grouped")}
     rows = {row["name"]: row for row in out["summary"]["conditions"]}
     assert rows["control"]["failures"] == {"nondeterministic_op": 2} and rows["control"]["n_ok"] == 0
     assert rows["kernels"]["n_ok"] == 2 and schema_errors(out["summary"]) == []

@@ -107,14 +107,15 @@ def test_a_killed_run_leaves_only_whole_valid_lines(tmp_path):
     survivors = read_records(path)
     assert 2 <= len(survivors) < 80
     assert all(schema_errors(r) == [] for r in survivors)
-    assert path.read_bytes().endswith(b"\n")
+    # The kill may land mid-line (a replica group writes its records one after another): readers skip
+    # the torn tail, and the next append cuts it.
 
     # Resuming finishes the rest, one record per trial, and keeps the survivors as they were.
     resumed = subprocess.run(args[:3] + ["--repeats=4"] + args[4:], cwd=REPO, env=env, capture_output=True,
                              text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     records = read_records(path)
-    assert records[:len(survivors)] == survivors
+    assert records[:len(survivors)] == survivors and path.read_bytes().endswith(b"\n")
     keys = [r["trial_key"] for r in records]
     assert len(keys) == len(set(keys))  # exactly one record per trial
     assert {(r["condition"], r["repeat"]) for r in records} >= {(c, i) for c in ("control", "init") for i in range(4)}

@@ -37,8 +37,8 @@ def test_each_replica_is_its_sequential_trial_bit_for_bit_in_any_slot_and_group_
     """The rerun-alone property: a replica's weights, predictions and loss trace are those of its seeds run
     alone (run_trial), whatever its slot and the group's size. Fused: one wide first-layer matmul for
     replicas sharing one batch order (and one augmentation of the shared batch); batched: their own."""
+    from harness.trial.datasets import shares_batches
     from harness.trial.train import run_trial
-    from harness.trial.vectorized import shares_batches
 
     config = load_benchmark("digits_mlp", **SMALL)
     seeds = [SeedSet.from_base(0).replace(**{source: 40 + 10 * i + n for n, source in enumerate(varied)})
@@ -97,14 +97,15 @@ def test_which_conditions_run_vectorized():
     base, seeds = load_benchmark("digits_mlp", **SMALL), SeedSet.from_base(0)
     chosen = conditions.parse_conditions("control,kernels,env:xla=1,env:onednn=0,env:load=1,all,bit,order")
     specs = study_runner.plan(base, 0, seeds, chosen, 4, "s", replicas="auto")
-    groups = {s.condition: s.group for s in specs}
-    # XLA compiles the step otherwise; `order` permutes each trial's own batch, which the vectorized loop does not.
-    assert groups["env:xla=1"] is None and groups["order"] is None
-    assert groups["env:onednn=0"] is None and groups["env:load=1"] is None  # own process, or others' load
-    assert groups["control"] == groups["kernels"] == groups["all"] == groups["bit"] == 0
+    groups = {s.condition: (s.group, study_runner.replica_path(s.config)) for s in specs}
+    assert groups["env:xla=1"][0] is None  # XLA would compile the group's step as one cluster
+    assert groups["env:onednn=0"][0] is None and groups["env:load=1"][0] is None  # own process, or others' load
+    assert {groups[name] for name in ("control", "kernels", "all", "bit")} == {(0, "stacked")}
+    # `order` permutes each trial's own batch, which the stacked loop does not: each replica its own model.
+    assert groups["order"] == (0, "grouped")
     cnn = study_runner.plan(load_benchmark("digits_mlp", **SMALL, model="cnn"), 0, seeds,
                             conditions.parse_conditions("init"), 4, "s", replicas=4)
-    assert all(s.group is None for s in cnn)
+    assert {(s.group, study_runner.replica_path(s.config)) for s in cnn} == {(0, "grouped")}
 
 
 def test_a_partly_recorded_group_reruns_and_writes_only_what_is_missing(tmp_path):

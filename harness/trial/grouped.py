@@ -1,0 +1,169 @@
+"""Grouped replicas: K trials of any model (your Keras model, the built-in CNN...) trained in one graph.
+
+The stacked path (vectorized.py) knows the built-in MLPs' layers and stacks their weights; this one knows
+nothing about the model. Each replica is the trainable its trial alone builds (`build_trainable`: its
+init seed, its flipped bit, its dropout generators' state, its own optimizer from the model's compile()),
+fed by its trial's own `tf.data` pipeline (its split, order and augmentation; one pipeline where all
+replicas share them). One `tf.function` step calls `train_step` once per replica, and one loop call runs
+many steps, so K trials pay one dispatch of the loop and one iterator instead of K; TF's executor runs
+the replicas' independent ops side by side on its inter-op threads.
+
+Bits you can rerun alone: every op a replica's numbers pass through is its trial's own op on its trial's
+own tensors, so its weights, predictions and loss trace are its trial's bit for bit (tested on CPU for
+the CNN and a Keras Sequential model with dropout). That is why it is not `model.stateless_call` over
+stacked variables under `tf.vectorized_map`: vectorizing turns each matmul into a batched one, which sums
+in another order than the trial alone's (measured on the MLP, docs/speed.md), so no replica could be
+rerun alone.
+
+Not grouped (`why_not`): XLA (a group would compile as one cluster, fused across replicas), a
+tf.distribute strategy, and `--trainer=keras_fit` (Keras's own loop, one model at a time).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from harness.platform import determinism
+from harness.trial.config import TrialConfig
+from harness.trial.datasets import (
+    check_augment,
+    dataset_of,
+    shares_batches,
+    split_pool,
+    steps_per_epoch,
+    training_batches,
+)
+from harness.trial.fingerprints import weights_sha256
+from harness.trial.models import flip_lowest_bit
+from harness.trial.seeds import SeedSet
+from harness.trial.train import (
+    TrialResult,
+    build_trainable,
+    evaluate,
+    outer_loop,
+    run_loop,
+    run_trial,
+    timing_from_calls,
+    train_step,
+    trial_result,
+)
+
+# --replicas=auto's K for this path, from `make speed`'s K scan (docs/speed.md, "Grouped replicas"): a
+# group saves dispatch, not arithmetic, so it gains most for small models and little past 4; the graph,
+# and its first call's trace, grows with K.
+MAX_AUTO_REPLICAS = 4
+# Past this many weights a replica's own step outweighs the dispatch a group saves (measured: the CNN and
+# the 784-128-10 Keras MLP gain, a 1M-weight model does not): auto trains such models one by one.
+AUTO_MAX_WEIGHTS = 500_000
+
+
+def why_not(config: TrialConfig) -> str | None:
+    """Why trials of this config cannot train as a group (one sentence), or None if they can."""
+    if config.trainer == "keras_fit":
+        return "--trainer=keras_fit trains with Keras's own fit, one model at a time"
+    if config.strategy != "none":
+        return "a tf.distribute strategy spreads one model over devices"
+    if config.xla:
+        return "XLA would compile the group's step as one cluster, fused across replicas, so its bits could differ"
+    return None
+
+
+def auto_replicas(config: TrialConfig) -> int:
+    """K for --replicas=auto on this path: MAX_AUTO_REPLICAS for models up to AUTO_MAX_WEIGHTS trainable
+    weights (one build of the model counts them), else 1."""
+    if why_not(config):
+        return 1
+    parameters = build_trainable(config, dataset_of(config), SeedSet.from_base(0)).description["parameters"]
+    return MAX_AUTO_REPLICAS if parameters <= AUTO_MAX_WEIGHTS else 1
+
+
+def run_grouped(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[TrialResult]:
+    """Trains len(configs) trials as one group; one result per trial, in order.
+
+    The configs may differ only in `flip_bit` and `reduction_order` (the `bit` and `order` conditions);
+    each must have `replicas` equal to the group's size. A group that fails as a whole (an op with no
+    deterministic kernel, out of memory, an error in the model) trains its trials one at a time instead,
+    so each gets the status it gets alone.
+    """
+    if any(_shared(c) != _shared(configs[0]) for c in configs) or configs[0].replicas != len(configs):
+        raise ValueError("a replica group shares one config (apart from flip_bit, reduction_order) "
+                         "with replicas == group size")
+    try:
+        return _train_group(configs, seed_sets)
+    except (tf.errors.OpError, ValueError, ArithmeticError):
+        return [run_trial(config, seeds) for config, seeds in zip(configs, seed_sets, strict=True)]
+
+
+def _train_group(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[TrialResult]:
+    start = time.perf_counter()
+    config, k = configs[0], len(configs)
+    determinism.set_thread_pools(config.intra_op_threads, config.inter_op_threads)
+    determinism.set_op_determinism(config.determinism)
+    dataset = dataset_of(config)
+    check_augment(config, dataset)
+    splits = [split_pool(dataset, seeds, config.validation_fraction, config.max_train_examples)
+              for seeds in seed_sets]
+    trainables, outputs, initial_hashes = [], [], []
+    for replica_config, seeds in zip(configs, seed_sets, strict=True):
+        trainable = build_trainable(replica_config, dataset, seeds)
+        replica_outputs = {"num_weights": trainable.description["parameters"]}
+        if replica_config.flip_bit >= 0:
+            replica_outputs["flipped_variable"] = flip_lowest_bit(trainable.variables, replica_config.flip_bit)
+        trainables.append(trainable)
+        outputs.append(replica_outputs)
+        initial_hashes.append(weights_sha256(trainable.variables))
+    shared = shares_batches(config, seed_sets)
+    batches = _batches(config, splits[:1] if shared else splits, seed_sets[:1] if shared else seed_sets)
+
+    @tf.function
+    def group_step(batch, step_number: tf.Tensor) -> tf.Tensor:
+        per_replica = [batch] * k if shared else batch
+        return tf.stack([train_step(trainable, x, y, step_number)[0]
+                         for trainable, (x, y) in zip(trainables, per_replica, strict=True)])
+
+    train_loop = outer_loop(group_step)
+    total_steps = steps_per_epoch(len(splits[0].train_y), config.batch_size) * config.epochs
+    setup_s = time.perf_counter() - start
+    chunks, call_seconds, call_steps = [], [], []
+    for _, n, chunk, seconds in run_loop(train_loop, iter(batches), total_steps, config.steps_per_loop):
+        chunks.append(chunk)
+        call_seconds.append(seconds)
+        call_steps.append(n)
+    losses = np.concatenate(chunks)  # [steps, K]
+    train_s = time.perf_counter() - start - setup_s
+    timing = timing_from_calls(config, call_seconds, call_steps, setup_s, train_s, start,
+                               examples_per_step=k * config.batch_size)
+    timing["vectorized"] = True  # step times and examples/s are the whole group's
+
+    results = []
+    for r, (replica_config, trainable, split) in enumerate(zip(configs, trainables, splits, strict=True)):
+        bad = np.flatnonzero(~np.isfinite(losses[:, r]))
+        if bad.size:
+            message = f"the training loss became {losses[bad[0], r]} at step {bad[0]}."
+            results.append(TrialResult({"code": "nan_loss", "message": message}, timing={"wall_s": timing["wall_s"]},
+                                       model=trainable.description))
+            continue
+        test_out, validation = evaluate(trainable, split)
+        replica_outputs = {**outputs[r], "vectorized": {"replicas": k, "index": r, "path": "grouped"}}
+        result = trial_result(replica_config, trainable.task, dataset, test_out, validation, losses[:, r],
+                              weights_sha256(trainable.variables), replica_outputs, dict(timing), initial_hashes[r])
+        result.model = trainable.description
+        results.append(result)
+    return results
+
+
+def _shared(config: TrialConfig) -> TrialConfig:
+    """What every member of a group has in common: its config without the per-replica fields."""
+    return config.replace(flip_bit=-1, reduction_order=-1)
+
+
+def _batches(config: TrialConfig, splits, seed_sets: list[SeedSet]) -> tf.data.Dataset:
+    """The trial's own pipeline of (x, y) batches for one split; for several, the replicas' pipelines
+    zipped: one element is a tuple of their (x, y) batches."""
+    pipelines = [training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size,
+                                  epochs=config.epochs, augment=config.augment)
+                 for split, seeds in zip(splits, seed_sets, strict=True)]
+    return pipelines[0] if len(pipelines) == 1 else tf.data.Dataset.zip(tuple(pipelines))
