@@ -11,9 +11,9 @@ the replicas' independent ops side by side on its inter-op threads.
 Bits you can rerun alone: every op a replica's numbers pass through is its trial's own op on its trial's
 own tensors, so its weights, predictions and loss trace are its trial's bit for bit (tested on CPU for
 the CNN and a Keras Sequential model with dropout). That is why it is not `model.stateless_call` over
-stacked variables under `tf.vectorized_map`: vectorizing turns each matmul into a batched one, which sums
-in another order than the trial alone's (measured on the MLP, docs/speed.md), so no replica could be
-rerun alone.
+stacked variables under `tf.vectorized_map`: measured on a Keras MLP, its logits and kernel gradients were
+each replica's alone, but its bias gradients (a sum over the batch of a stacked tensor) were not, in every
+replica (docs/speed.md), so no replica could be rerun alone.
 
 Not grouped (`why_not`): XLA (a group would compile as one cluster, fused across replicas), a
 tf.distribute strategy, and `--trainer=keras_fit` (Keras's own loop, one model at a time).
