@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import tensorflow as tf
 
 from harness.platform import determinism
@@ -43,10 +42,10 @@ from harness.trial.train import (
     TrialResult,
     build_trainable,
     evaluate,
+    nan_loss_failure,
     outer_loop,
-    run_loop,
+    run_group_loop,
     run_trial,
-    timing_from_calls,
     train_step,
     trial_result,
 )
@@ -127,24 +126,12 @@ def _train_group(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
     train_loop = outer_loop(group_step)
     total_steps = steps_per_epoch(len(splits[0].train_y), config.batch_size) * config.epochs
     setup_s = time.perf_counter() - start
-    chunks, call_seconds, call_steps = [], [], []
-    for _, n, chunk, seconds in run_loop(train_loop, iter(batches), total_steps, config.steps_per_loop):
-        chunks.append(chunk)
-        call_seconds.append(seconds)
-        call_steps.append(n)
-    losses = np.concatenate(chunks)  # [steps, K]
-    train_s = time.perf_counter() - start - setup_s
-    timing = timing_from_calls(config, call_seconds, call_steps, setup_s, train_s, start,
-                               examples_per_step=k * config.batch_size)
-    timing["vectorized"] = True  # step times and examples/s are the whole group's
-
+    losses, timing = run_group_loop(train_loop, iter(batches), config, total_steps, k, start, setup_s)  # [steps, K]
     results = []
     for r, (replica_config, trainable, split) in enumerate(zip(configs, trainables, splits, strict=True)):
-        bad = np.flatnonzero(~np.isfinite(losses[:, r]))
-        if bad.size:
-            message = f"the training loss became {losses[bad[0], r]} at step {bad[0]}."
-            results.append(TrialResult({"code": "nan_loss", "message": message}, timing={"wall_s": timing["wall_s"]},
-                                       model=trainable.description))
+        failed = nan_loss_failure(losses[:, r], timing["wall_s"], trainable.description)
+        if failed:
+            results.append(failed)
             continue
         test_out, validation = evaluate(trainable, split)
         replica_outputs = {**outputs[r], "vectorized": {"replicas": k, "index": r, "path": "grouped"}}

@@ -285,6 +285,32 @@ def run_loop(train_loop, iterator, total_steps: int, steps_per_loop: int):
         done += n
 
 
+def run_group_loop(train_loop, iterator, config: TrialConfig, total_steps: int, replicas: int, start: float,
+                   setup_s: float) -> tuple[np.ndarray, dict[str, Any]]:
+    """Runs a replica group's loop (vectorized.py, grouped.py) to its last step: the per-step losses
+    [steps, replicas] and the group's timing (its step times and examples/s are the whole group's)."""
+    chunks, call_seconds, call_steps = [], [], []
+    for _, n, chunk, seconds in run_loop(train_loop, iterator, total_steps, config.steps_per_loop):
+        chunks.append(chunk)
+        call_seconds.append(seconds)
+        call_steps.append(n)
+    train_s = time.perf_counter() - start - setup_s
+    timing = timing_from_calls(config, call_seconds, call_steps, setup_s, train_s, start,
+                               examples_per_step=replicas * config.batch_size)
+    timing["vectorized"] = True
+    return np.concatenate(chunks), timing
+
+
+def nan_loss_failure(losses: np.ndarray, wall_s: float, model: dict[str, Any] | None = None) -> TrialResult | None:
+    """A replica's failed result if its loss trace has a non-finite value (the first one named), else None:
+    a group trains on to the end, so this is decided after the loop, where run_trial stops at the first."""
+    bad = np.flatnonzero(~np.isfinite(losses))
+    if not bad.size:
+        return None
+    return TrialResult({"code": "nan_loss", "message": f"the training loss became {losses[bad[0]]} at step {bad[0]}."},
+                       timing={"wall_s": wall_s}, model=model or {})
+
+
 def distribution_strategy(name: str) -> tf.distribute.Strategy | None:
     return tf.distribute.MirroredStrategy() if name == "mirrored" else None
 

@@ -61,10 +61,10 @@ from harness.trial.train import (
     Adam,
     TrialResult,
     builtin_description,
+    nan_loss_failure,
     outer_loop,
     predict_in_batches,
-    run_loop,
-    timing_from_calls,
+    run_group_loop,
     train_step,
     trial_result,
 )
@@ -135,16 +135,7 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
     iterator = iter(_index_batches(splits[:1] if fused else splits, seed_sets[:1] if fused else seed_sets, config))
     setup_s = time.perf_counter() - start
 
-    chunks, call_seconds, call_steps = [], [], []
-    for _, n, chunk, seconds in run_loop(train_loop, iterator, total_steps, config.steps_per_loop):
-        chunks.append(chunk)
-        call_seconds.append(seconds)
-        call_steps.append(n)
-    losses = np.concatenate(chunks)  # [steps, K]
-    train_s = time.perf_counter() - start - setup_s
-    timing = timing_from_calls(config, call_seconds, call_steps, setup_s, train_s, start,
-                               examples_per_step=k * config.batch_size)
-    timing["vectorized"] = True  # step times and examples/s are the whole group's
+    losses, timing = run_group_loop(train_loop, iterator, config, total_steps, k, start, setup_s)  # [steps, K]
     path = "fused" if fused else "batched"
 
     predict = tf.function(trainable.predict)
@@ -153,10 +144,9 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
     held_out_outputs: dict[bytes, np.ndarray] = {}  # every replica's outputs per distinct held-out set (fused: one)
     results = []
     for r in range(k):
-        bad = np.flatnonzero(~np.isfinite(losses[:, r]))
-        if bad.size:
-            message = f"the training loss became {losses[bad[0], r]} at step {bad[0]}."
-            results.append(TrialResult({"code": "nan_loss", "message": message}, timing={"wall_s": timing["wall_s"]}))
+        failed = nan_loss_failure(losses[:, r], timing["wall_s"])
+        if failed:
+            results.append(failed)
             continue
         held_out = splits[r][1]
         validation = None

@@ -80,3 +80,15 @@ def test_trials_that_cannot_be_grouped_train_alone_and_the_study_says_why(user_f
     # auto: the grouped path's K for a small model, and one at a time past AUTO_MAX_WEIGHTS.
     assert grouped.auto_replicas(user_config(user_files)) == grouped.MAX_AUTO_REPLICAS
     assert grouped.auto_replicas(user_config(user_files, model_args={"units": 8000})) == 1
+
+
+def test_a_replica_whose_loss_diverges_fails_as_its_trial_alone_does():
+    """A group trains on to its last step; each replica whose loss became NaN records what run_trial records."""
+    from harness.trial.vectorized import run_replicas
+
+    config = load_benchmark("digits_mlp", **SMALL, learning_rate=1e30)
+    seeds = [SeedSet.from_base(0).replace(init=i) for i in range(2)]
+    alone = [run_trial(config, seed_set).status for seed_set in seeds]
+    assert alone == [{"code": "nan_loss", "message": "the training loss became nan at step 1."}] * 2
+    for run in (run_replicas, grouped.run_grouped):
+        assert [r.status for r in run([config.replace(replicas=2)] * 2, seeds)] == alone
