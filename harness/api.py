@@ -100,7 +100,7 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
         study_dir.push(with_curves=True)
         recorded = {r["trial_key"] for r in records}
         lost = [spec for spec in specs if spec.key not in recorded]
-        alone = study_runner.alone_reasons(specs) if replicas != 1 else {}
+        alone = study_runner.alone_reasons(specs, auto=replicas == "auto") if replicas != 1 else {}
         return StudyRun(summary, study_dir, ran, len(specs), wall_s, lost_reasons(lost, study_dir.local), alone)
 
 

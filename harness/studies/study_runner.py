@@ -16,6 +16,7 @@ a fresh process; `workers=K` spreads trials over K worker processes.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -155,13 +156,17 @@ def why_alone(config: TrialConfig, condition: Condition) -> str | None:
     return grouped.why_not(config)
 
 
-def alone_reasons(specs: list[TrialSpec]) -> dict[str, str]:
-    """The conditions among `specs` that train one at a time for a reason (not merely one repeat), each
-    with its reason: what a study with --replicas says it could not group."""
+def alone_reasons(specs: list[TrialSpec], auto: bool = False) -> dict[str, str]:
+    """The conditions among `specs` that train one at a time although they have several trials, each
+    with its reason: what a study with --replicas (`auto`: --replicas=auto) says it could not group."""
+    repeats = collections.Counter(spec.condition for spec in specs)
     reasons: dict[str, str] = {}
     for spec in specs:
-        if spec.group is None and spec.condition not in reasons:
+        if spec.group is None and spec.condition not in reasons and repeats[spec.condition] > 1:
             reason = why_alone(spec.config, _condition_of(spec.condition))
+            if reason is None and auto:
+                reason = ("--replicas=auto trains a model this size one trial at a time (a group would gain "
+                          "little, docs/speed.md); --replicas=K groups it anyway")
             if reason:
                 reasons[spec.condition] = reason
     return reasons

@@ -77,9 +77,14 @@ def test_trials_that_cannot_be_grouped_train_alone_and_the_study_says_why(user_f
         "env:onednn=0": "it needs a process of its own (environment variables or thread pools)"}
     xla = study_runner.plan(user_config(user_files, xla=True), 0, seeds, chosen[:1], 2, "s", replicas=2)
     assert study_runner.alone_reasons(xla) == {"init": grouped.why_not(user_config(user_files, xla=True))}
-    # auto: the grouped path's K for a small model, and one at a time past AUTO_MAX_WEIGHTS.
+    # auto: the grouped path's K for a small model, and one at a time past AUTO_MAX_WEIGHTS, which it says.
     assert grouped.auto_replicas(user_config(user_files)) == grouped.MAX_AUTO_REPLICAS
-    assert grouped.auto_replicas(user_config(user_files, model_args={"units": 8000})) == 1
+    big = study_runner.plan(user_config(user_files, model_args={"units": 8000}), 0, seeds, chosen[:1], 2, "s",
+                            replicas="auto")
+    assert all(s.group is None for s in big)
+    assert study_runner.alone_reasons(big, auto=True) == {"init": (
+        "--replicas=auto trains a model this size one trial at a time (a group would gain little, docs/speed.md); "
+        "--replicas=K groups it anyway")}
 
 
 def test_a_replica_whose_loss_diverges_fails_as_its_trial_alone_does():
