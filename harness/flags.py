@@ -24,7 +24,7 @@ flags.DEFINE_string("replicas", None, "Vectorized replicas: train K trials at a 
                     "cache, up to 16, for other models (yours) 4, or 1 past 500,000 weights; in groups of even size, "
                     "and 1 with --isolation=process, --workers or shards; 1 trains them one by one). bench: each "
                     "condition's repeats, default auto; tune, reeval, compare_configs: a configuration's seeds, "
-                    "default auto; bench_speed: the counts to measure, default 4,16. Environment variants, XLA, "
+                    "default auto; bench_speed: the counts to measure, default 4,auto,16. XLA (env:xla=1), "
                     "--strategy and --trainer=keras_fit train one by one, and bench says why.")
 flags.DEFINE_integer("seeds", 20, "Seeds each configuration is evaluated over, paired across configurations "
                      "(reeval, compare_configs).", lower_bound=2)

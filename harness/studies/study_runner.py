@@ -95,7 +95,7 @@ def plan(base: TrialConfig, base_seed: int, seeds: SeedSet, conditions: list[Con
     """Every trial of the study, repeats outermost so conditions interleave.
 
     `replicas` (a number, or "auto": each path's auto_replicas, in groups of even size) groups each
-    condition's repeats into replica groups where the condition can run that way (`why_alone`);
+    condition's repeats into replica groups where its trials can train that way (`grouped.why_not`);
     elsewhere trials run one by one.
     """
     flippable = _nonzero_weights(base, seeds) if any(c.flips_a_bit for c in conditions) else []
@@ -112,8 +112,12 @@ def plan(base: TrialConfig, base_seed: int, seeds: SeedSet, conditions: list[Con
     sizes = {}
     for condition in conditions:
         # Each condition's own trial config (its first repeat's) decides whether and how its trials group.
+        # A replica's bits are its trial's alone (harness/trial/vectorized.py, grouped.py), so identical
+        # repeats (control, kernels) stay identical runs in a group, and an environment variant's group
+        # trains in its environment (a worker process of its own, or under other processes' load) as its
+        # trials would alone.
         config = condition.trial(base, base_seed, seeds, 0, flippable)[0]
-        sizes[condition.name] = 1 if why_alone(config, condition) else _group_size(
+        sizes[condition.name] = 1 if grouped.why_not(config) else _group_size(
             wanted(config), replicas == "auto", repeats)
     specs = []
     for repeat in range(repeats):
@@ -143,19 +147,6 @@ def replica_path(config: TrialConfig) -> str:
     return "stacked" if vectorized.supports(config) else "grouped"
 
 
-def why_alone(config: TrialConfig, condition: Condition) -> str | None:
-    """Why this condition's trials (which have `config`) train one at a time whatever --replicas says, in
-    words; None if they can train as replica groups."""
-    # A replica's bits are its trial's alone (harness/trial/vectorized.py, grouped.py), so identical repeats
-    # (control, kernels) stay identical runs in a group. Environment variants run alone: they need
-    # processes of their own (environment variables, thread pools) or other processes' load around them.
-    if condition.needs_own_process:
-        return "it needs a process of its own (environment variables or thread pools)"
-    if condition.background_load:
-        return "it trains under other processes' load"
-    return grouped.why_not(config)
-
-
 def alone_reasons(specs: list[TrialSpec], auto: bool = False) -> dict[str, str]:
     """The conditions among `specs` that train one at a time although they have several trials, each
     with its reason: what a study with --replicas (`auto`: --replicas=auto) says it could not group."""
@@ -163,7 +154,7 @@ def alone_reasons(specs: list[TrialSpec], auto: bool = False) -> dict[str, str]:
     reasons: dict[str, str] = {}
     for spec in specs:
         if spec.group is None and spec.condition not in reasons and repeats[spec.condition] > 1:
-            reason = why_alone(spec.config, _condition_of(spec.condition))
+            reason = grouped.why_not(spec.config)
             if reason is None and auto:
                 reason = ("--replicas=auto trains a model this size one trial at a time (a group would gain "
                           "little, docs/speed.md); --replicas=K groups it anyway")
@@ -209,10 +200,35 @@ def _record(spec: TrialSpec, result: TrialResult, output_dir: Path) -> dict[str,
     return record
 
 
+def run_in_this_process(pending: list[TrialSpec], specs: list[TrialSpec], output_dir: Path, recorded: set,
+                        finished: Callable[[dict[str, Any]], None]) -> None:
+    """Runs `pending` here (the study's own process, or a worker's), one trial or one replica group at a
+    time; `specs` holds every member of their groups. `finished` gets each record as it is written."""
+    done_groups = set()
+    for spec in pending:
+        if spec.group is None:
+            finished(run_and_record(spec, output_dir))
+        elif (spec.condition, spec.group) not in done_groups:
+            done_groups.add((spec.condition, spec.group))
+            members = [s for s in specs if (s.condition, s.group) == (spec.condition, spec.group)]
+            # The whole group reruns (one graph trains them all), but only missing records are written.
+            for record in run_group_and_record(members, output_dir, recorded):
+                finished(record)
+
+
+def with_group_members(chosen: list[TrialSpec], specs: list[TrialSpec]) -> list[TrialSpec]:
+    """`chosen` and, for those in a replica group, every other member of it among `specs`, in study order."""
+    groups = {(s.condition, s.group) for s in chosen if s.group is not None}
+    return [s for s in specs if s in chosen or (s.group is not None and (s.condition, s.group) in groups)]
+
+
 def run_group_and_record(members: list[TrialSpec], output_dir: Path, recorded: set) -> list[dict[str, Any]]:
-    """Trains a replica group in this process; appends the records of members not yet recorded."""
+    """Trains a replica group in this process (under other processes' load for `env:load=1`); appends the
+    records of members not yet recorded."""
+    loaded = _condition_of(members[0].condition).background_load
     run = vectorized.run_replicas if replica_path(members[0].config) == "stacked" else grouped.run_grouped
-    results = run([m.config for m in members], [m.seeds for m in members])
+    with busy_cores() if loaded else contextlib.nullcontext():
+        results = run([m.config for m in members], [m.seeds for m in members])
     return [_record(spec, result, output_dir)
             for spec, result in zip(members, results, strict=True) if spec.key not in recorded]
 
@@ -283,20 +299,12 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
                 raise UsageError(f"condition {spec.condition} needs a fresh process, which cannot see the "
                                  f"{'model' if named == spec.config.model else 'data'} handed over in Python; "
                                  "name it as path/to/file.py:function (data: npz:PATH), or leave that condition out")
-    jobs = _jobs(elsewhere, isolation, workers)
-    done_groups = set()
+    # A worker gets every member of its replica groups, recorded or not: a group trains as a whole.
+    jobs = _jobs(with_group_members(elsewhere, specs), isolation, workers)
     progress = Progress(len(specs), len(specs) - len(pending), after_each)
     try:
-        for spec in local:
-            if spec.group is None:
-                record = run_and_record(spec, output_dir)
-                progress.finished(spec.condition, record["status"]["code"], record["timing"]["wall_s"])
-            elif (spec.condition, spec.group) not in done_groups:
-                done_groups.add((spec.condition, spec.group))
-                members = [s for s in specs if (s.condition, s.group) == (spec.condition, spec.group)]
-                # The whole group reruns (one graph trains them all), but only missing records are written.
-                for record in run_group_and_record(members, output_dir, recorded):
-                    progress.finished(spec.condition, record["status"]["code"], record["timing"]["wall_s"])
+        run_in_this_process(local, specs, output_dir, recorded, lambda record: progress.finished(
+            record["condition"], record["status"]["code"], record["timing"]["wall_s"]))
         _run_jobs(jobs, output_dir, workers, progress)
     finally:
         progress.close()

@@ -26,7 +26,7 @@ def test_the_python_api_studies_a_function_and_arrays(tmp_path):
     data = (digits.train_x[:300], digits.train_y[:300], digits.test_x[:100], digits.test_y[:100])
     # control and kernels: what the gate's determinism rule needs to see.
     result = harness.study(model=create_model_for_the_api, data=data,
-                           conditions=["control", "kernels", "dropout", "env:load=1"], repeats=2,
+                           conditions=["control", "kernels", "dropout", "env:xla=1"], repeats=2,
                            output_dir=str(tmp_path), **TRAINING)
     assert result.condition("control").bitwise_reproducible is True
     assert result.condition("dropout").unique_weight_hashes == 2
@@ -35,8 +35,9 @@ def test_the_python_api_studies_a_function_and_arrays(tmp_path):
     assert len(records) == 8 and all(schema_errors(r) == [] for r in records)
     # Replicas (auto): the user's model trains in groups, each replica its own model; what cannot, says why.
     assert {(r["condition"], (r["outputs"].get("vectorized") or {}).get("path")) for r in records} == {
-        ("control", "grouped"), ("kernels", "grouped"), ("dropout", "grouped"), ("env:load=1", None)}
-    assert result.alone == {"env:load=1": "it trains under other processes' load"}
+        ("control", "grouped"), ("kernels", "grouped"), ("dropout", "grouped"), ("env:xla=1", None)}
+    assert result.alone == {"env:xla=1": "XLA would compile the group's step as one cluster, fused across replicas, "
+                                         "so its bits could differ"}
     assert schema_errors(json.loads(result.summary_path.read_text())) == []
     # The study's programs read a user model's study like a built-in's.
     gate = run_program("harness.gate", f"--baseline={tmp_path}", f"--candidate={tmp_path}")

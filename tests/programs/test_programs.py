@@ -39,18 +39,18 @@ def test_a_fresh_process_matches_a_trial_run_in_this_process(tmp_path):
 
 
 def test_bench_prints_the_study_table_and_writes_a_valid_summary(tmp_path):
-    result = run_program("harness.bench", "--repeats=2", "--init_seed=11", "--conditions=control,init,env:load=1",
+    result = run_program("harness.bench", "--repeats=2", "--init_seed=11", "--conditions=control,init,env:xla=1",
                          *TINY, f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
     header = next(line for line in result.stdout.splitlines() if line.startswith("condition"))
     for column in ("test acc % mean", "SD 95% CI", "of all", "churn % [95% CI]", "hashes", "step ms", "vs control"):
         assert column in header
     assert "all 2 control runs gave bitwise-identical weights" in result.stdout
-    # control and init trained as replica groups (auto); env:load=1 cannot, and the study says why.
-    assert ("Trained one at a time, not in replica groups: env:load=1, as it trains under other processes' load."
-            in result.stdout)
+    # control and init trained as replica groups (auto); env:xla=1 cannot, and the study says why.
+    assert ("Trained one at a time, not in replica groups: env:xla=1, as XLA would compile the group's step as "
+            "one cluster, fused across replicas, so its bits could differ." in result.stdout)
     records = read_records(tmp_path / "trials.jsonl")
-    assert sorted(r["condition"] for r in records) == ["control", "control", "env:load=1", "env:load=1", "init", "init"]
+    assert sorted(r["condition"] for r in records) == ["control", "control", "env:xla=1", "env:xla=1", "init", "init"]
     assert {r["condition"] for r in records if "vectorized" in r["outputs"]} == {"control", "init"}
     assert [r["seeds"]["init"] for r in records if r["condition"] == "control"] == [11, 11]
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -74,7 +74,7 @@ def test_trials_that_cannot_be_grouped_train_alone_and_the_study_says_why(user_f
     assert all(s.group is None for s in specs)
     assert study_runner.alone_reasons(specs) == {
         "init": "--trainer=keras_fit trains with Keras's own fit, one model at a time",
-        "env:onednn=0": "it needs a process of its own (environment variables or thread pools)"}
+        "env:onednn=0": "--trainer=keras_fit trains with Keras's own fit, one model at a time"}
     xla = study_runner.plan(user_config(user_files, xla=True), 0, seeds, chosen[:1], 2, "s", replicas=2)
     assert study_runner.alone_reasons(xla) == {"init": grouped.why_not(user_config(user_files, xla=True))}
     # auto: the grouped path's K for a small model, and one at a time past AUTO_MAX_WEIGHTS, which it says.

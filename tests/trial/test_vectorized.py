@@ -99,13 +99,36 @@ def test_which_conditions_run_vectorized():
     specs = study_runner.plan(base, 0, seeds, chosen, 4, "s", replicas="auto")
     groups = {s.condition: (s.group, study_runner.replica_path(s.config)) for s in specs}
     assert groups["env:xla=1"][0] is None  # XLA would compile the group's step as one cluster
-    assert groups["env:onednn=0"][0] is None and groups["env:load=1"][0] is None  # own process, or others' load
-    assert {groups[name] for name in ("control", "kernels", "all", "bit")} == {(0, "stacked")}
+    # A process of its own, or others' load: the group trains there, as its trials would.
+    assert {groups[name] for name in ("control", "kernels", "all", "bit", "env:onednn=0", "env:load=1")} == {
+        (0, "stacked")}
     # `order` permutes each trial's own batch, which the stacked loop does not: each replica its own model.
     assert groups["order"] == (0, "grouped")
     cnn = study_runner.plan(load_benchmark("digits_mlp", **SMALL, model="cnn"), 0, seeds,
                             conditions.parse_conditions("init"), 4, "s", replicas=4)
     assert {(s.group, study_runner.replica_path(s.config)) for s in cnn} == {(0, "grouped")}
+
+
+def test_environment_variants_train_as_groups_in_their_environment_with_the_bits_of_their_trials_alone(tmp_path):
+    """env:threads=1 and env:onednn=0 groups train in a worker process of their own environment, env:load=1's
+    under other processes' load: each record is the one-by-one study's, fused (shared order) and batched."""
+    base, seeds = load_benchmark("digits_mlp", **SMALL), SeedSet.from_base(0)
+    chosen = conditions.parse_conditions("env:threads=1,env:onednn=0,env:load=1,split")
+    alone = study_runner.plan(base, 0, seeds, chosen, 2, "alone")
+    together = study_runner.plan(base, 0, seeds, chosen, 2, "together", replicas=2)
+    assert all(s.group == 0 for s in together)
+    assert study_runner.execute(alone, tmp_path / "alone") == study_runner.execute(together, tmp_path / "together") == 8
+    records = read_records(tmp_path / "together" / "trials.jsonl")
+    assert {(r["condition"], r["outputs"]["vectorized"]["path"]) for r in records} == {
+        ("env:threads=1", "fused"), ("env:onednn=0", "fused"), ("env:load=1", "fused"), ("split", "batched")}
+    assert _fingerprints_by_trial(tmp_path / "together") == _fingerprints_by_trial(tmp_path / "alone")
+    # A group with one member recorded: its worker trains the whole group and writes only the missing record.
+    path = tmp_path / "together" / "trials.jsonl"
+    lines = path.read_text().splitlines(keepends=True)
+    dropped = next(i for i, line in enumerate(lines) if '"condition": "env:threads=1"' in line)
+    path.write_text("".join(lines[:dropped] + lines[dropped + 1:]))
+    assert study_runner.execute(together, tmp_path / "together") == 1
+    assert _fingerprints_by_trial(tmp_path / "together") == _fingerprints_by_trial(tmp_path / "alone")
 
 
 def test_a_partly_recorded_group_reruns_and_writes_only_what_is_missing(tmp_path):
