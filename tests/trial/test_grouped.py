@@ -18,14 +18,12 @@ def _fingerprints(result):
     return {name: result.fingerprints[name] for name in TRIAL_FINGERPRINTS}
 
 
-@pytest.mark.parametrize("model", ["cnn", "keras", "keras, update compiled with XLA"])
+@pytest.mark.parametrize("model", ["cnn", "keras"])
 def test_each_grouped_replica_is_its_trial_alone_bit_for_bit(model, user_files):
     """The rerun-alone property on the grouped path: a replica's weights, predictions and loss trace are
     those of its seeds trained alone (run_trial), in any slot and group size, with its own batches or
     batches shared with the group."""
-    config = {"cnn": lambda: load_benchmark("digits_mlp", **SMALL, model="cnn"),
-              "keras": lambda: user_config(user_files),
-              "keras, update compiled with XLA": lambda: user_config(user_files, xla_update="on")}[model]()
+    config = load_benchmark("digits_mlp", **SMALL, model="cnn") if model == "cnn" else user_config(user_files)
     own = [SeedSet.from_base(0).replace(init=40 + i, shuffle=50 + i, dropout=60 + i) for i in range(3)]
     shared = [SeedSet.from_base(0).replace(init=70 + i, dropout=80 + i) for i in range(2)]
     alone = [_fingerprints(run_trial(config, seeds)) for seeds in own + shared]
@@ -42,6 +40,14 @@ def test_each_grouped_replica_is_its_trial_alone_bit_for_bit(model, user_files):
                                study_id="s", result=group[0], environment=environment.capture(),
                                inputs=inputs_identity(config))
     assert schema_errors(record) == [] and record["timing"]["vectorized"] is True
+
+
+def test_a_keras_update_compiled_with_xla_keeps_each_replica_its_trial_alone(user_files):
+    config = user_config(user_files, xla_update="on")
+    seeds = [SeedSet.from_base(0).replace(init=40 + i, shuffle=50 + i) for i in range(2)]
+    group = grouped.run_grouped([config.replace(replicas=2)] * 2, seeds)
+    assert {r.model["update"] for r in group} == {"xla"}
+    assert [_fingerprints(r) for r in group] == [_fingerprints(run_trial(config, s)) for s in seeds]
 
 
 def test_a_grouped_study_records_the_bits_of_the_sequential_study(tmp_path):
