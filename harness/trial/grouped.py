@@ -55,8 +55,8 @@ from harness.trial.train import (
 # and its first call's trace, grows with K.
 MAX_AUTO_REPLICAS = 4
 # Past this many weights a replica's own step outweighs the dispatch a group saves (measured: the Keras
-# 784-128-10 MLP, 0.1M weights, 1.7x at K=4; the CNN 1.4-1.7x; a 784-1024-10 one, 0.8M weights, 1.2x at
-# best, for K times the memory): auto trains such models one by one.
+# 784-128-10 MLP, 0.1M weights, 1.7x at K=4; the CNN 1.4-1.7x; a 784-1024-10 one, 0.8M weights, 1.3x at
+# most, for K times the memory): auto trains such models one by one.
 AUTO_MAX_WEIGHTS = 500_000
 
 
