@@ -335,10 +335,9 @@ def _fixed_cost(timing: dict[str, Any], steps_per_loop: int) -> float:
 
 def main(argv: list[str]) -> int:
     del argv
-    replicas = value_or("replicas", "4,auto,16")
-    counts = [k if k == "auto" else int(k) for k in replicas.split(",") if k == "auto" or k.isdigit()]
-    if len(counts) != len(replicas.split(",")) or any(k != "auto" and k < 1 for k in counts):
-        raise UsageError(f"--replicas takes whole numbers of at least 1 or auto, comma-separated; got {replicas}")
+    from harness.studies.study_runner import parse_replicas
+
+    counts = [parse_replicas(k) for k in value_or("replicas", "4,auto,16").split(",")]
     epochs, output_dir = value_or("epochs", 3), Path(value_or("output_dir", "results/speed"))
     if epochs < 2:
         raise UsageError(f"--epochs must be at least 2 here (the first is a warm-up), got {epochs}")

@@ -184,10 +184,14 @@ def _nonzero_weights(config: TrialConfig, seeds: SeedSet) -> list[int]:
 
 def run_and_record(spec: TrialSpec, output_dir: Path) -> dict[str, Any]:
     """Runs one trial in this process and records it (under other processes' load for `env:load=1`)."""
-    loaded = _condition_of(spec.condition).background_load
-    with busy_cores() if loaded else contextlib.nullcontext():
+    with _load_of(spec.condition):
         result = run_trial(spec.config, spec.seeds)
     return _record(spec, result, output_dir)
+
+
+def _load_of(condition: str):
+    """The load a condition's trials train under: every core busy for `env:load=1`, else none."""
+    return busy_cores() if _condition_of(condition).background_load else contextlib.nullcontext()
 
 
 def _record(spec: TrialSpec, result: TrialResult, output_dir: Path) -> dict[str, Any]:
@@ -225,9 +229,8 @@ def with_group_members(chosen: list[TrialSpec], specs: list[TrialSpec]) -> list[
 def run_group_and_record(members: list[TrialSpec], output_dir: Path, recorded: set) -> list[dict[str, Any]]:
     """Trains a replica group in this process (under other processes' load for `env:load=1`); appends the
     records of members not yet recorded."""
-    loaded = _condition_of(members[0].condition).background_load
     run = vectorized.run_replicas if replica_path(members[0].config) == "stacked" else grouped.run_grouped
-    with busy_cores() if loaded else contextlib.nullcontext():
+    with _load_of(members[0].condition):
         results = run([m.config for m in members], [m.seeds for m in members])
     return [_record(spec, result, output_dir)
             for spec, result in zip(members, results, strict=True) if spec.key not in recorded]

@@ -25,10 +25,8 @@ import time
 
 import tensorflow as tf
 
-from harness.platform import determinism
 from harness.trial.config import TrialConfig
 from harness.trial.datasets import (
-    check_augment,
     dataset_of,
     shares_batches,
     split_pool,
@@ -36,7 +34,6 @@ from harness.trial.datasets import (
     training_batches,
 )
 from harness.trial.fingerprints import weights_sha256
-from harness.trial.models import flip_lowest_bit
 from harness.trial.seeds import SeedSet
 from harness.trial.train import (
     TrialResult,
@@ -44,6 +41,8 @@ from harness.trial.train import (
     evaluate,
     nan_loss_failure,
     outer_loop,
+    outputs_after_build,
+    prepare,
     run_group_loop,
     run_trial,
     train_step,
@@ -100,20 +99,14 @@ def run_grouped(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[Tr
 def _train_group(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[TrialResult]:
     start = time.perf_counter()
     config, k = configs[0], len(configs)
-    determinism.set_thread_pools(config.intra_op_threads, config.inter_op_threads)
-    determinism.set_op_determinism(config.determinism)
-    dataset = dataset_of(config)
-    check_augment(config, dataset)
+    dataset = prepare(config)
     splits = [split_pool(dataset, seeds, config.validation_fraction, config.max_train_examples)
               for seeds in seed_sets]
     trainables, outputs, initial_hashes = [], [], []
     for replica_config, seeds in zip(configs, seed_sets, strict=True):
         trainable = build_trainable(replica_config, dataset, seeds)
-        replica_outputs = {"num_weights": trainable.description["parameters"]}
-        if replica_config.flip_bit >= 0:
-            replica_outputs["flipped_variable"] = flip_lowest_bit(trainable.variables, replica_config.flip_bit)
         trainables.append(trainable)
-        outputs.append(replica_outputs)
+        outputs.append(outputs_after_build(replica_config, trainable.description["parameters"], trainable.variables))
         initial_hashes.append(weights_sha256(trainable.variables))
     shared = shares_batches(config, seed_sets)
     batches = _batches(config, splits[:1] if shared else splits, seed_sets[:1] if shared else seed_sets)

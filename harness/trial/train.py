@@ -131,6 +131,25 @@ def builtin_description(model: tf.Module, config: TrialConfig, task: Task) -> di
             "loss": task.loss_name, "task": task.kind}
 
 
+def prepare(config: TrialConfig) -> Dataset:
+    """What every path does before it builds a trial's model (run_trial, a replica group): this config's
+    thread pools and op determinism, its data, and the --augment check. Returns the data."""
+    determinism.set_thread_pools(config.intra_op_threads, config.inter_op_threads)
+    determinism.set_op_determinism(config.determinism)
+    dataset = dataset_of(config)
+    check_augment(config, dataset)
+    return dataset
+
+
+def outputs_after_build(config: TrialConfig, parameters: int, variables: list) -> dict[str, Any]:
+    """A trial's outputs once its model is built: its size and, for the `bit` condition, which weight's lowest
+    bit this flips (flipping it now, before training)."""
+    outputs: dict[str, Any] = {"num_weights": parameters}
+    if config.flip_bit >= 0:
+        outputs["flipped_variable"] = flip_lowest_bit(variables, config.flip_bit)
+    return outputs
+
+
 def build_trainable(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
     """The trial's model, built-in or the user's Keras model, with its weights drawn from the init seed."""
     if config.is_user_model:
@@ -301,14 +320,18 @@ def run_group_loop(train_loop, iterator, config: TrialConfig, total_steps: int, 
     return np.concatenate(chunks), timing
 
 
-def nan_loss_failure(losses: np.ndarray, wall_s: float, model: dict[str, Any] | None = None) -> TrialResult | None:
-    """A replica's failed result if its loss trace has a non-finite value (the first one named), else None:
-    a group trains on to the end, so this is decided after the loop, where run_trial stops at the first."""
+def nan_loss_message(losses: np.ndarray, first_step: int = 0) -> str | None:
+    """What went wrong if the losses of steps first_step... hold a non-finite value (the first one), else None."""
     bad = np.flatnonzero(~np.isfinite(losses))
-    if not bad.size:
-        return None
-    return TrialResult({"code": "nan_loss", "message": f"the training loss became {losses[bad[0]]} at step {bad[0]}."},
-                       timing={"wall_s": wall_s}, model=model or {})
+    return f"the training loss became {losses[bad[0]]} at step {first_step + bad[0]}." if bad.size else None
+
+
+def nan_loss_failure(losses: np.ndarray, wall_s: float, model: dict[str, Any] | None = None) -> TrialResult | None:
+    """A replica's failed result if its loss trace has a non-finite value, else None: a group trains on to
+    the end, so this is decided after the loop, where run_trial stops at the first."""
+    message = nan_loss_message(losses)
+    return TrialResult({"code": "nan_loss", "message": message}, timing={"wall_s": wall_s},
+                       model=model or {}) if message else None
 
 
 def distribution_strategy(name: str) -> tf.distribute.Strategy | None:
@@ -321,11 +344,8 @@ def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> Trial
     With `trace`, the result's `trace` holds per-step fingerprints for `harness.diverge`.
     """
     start = time.perf_counter()
-    determinism.set_thread_pools(config.intra_op_threads, config.inter_op_threads)
-    determinism.set_op_determinism(config.determinism)
-    dataset = dataset_of(config)
+    dataset = prepare(config)
     split = split_pool(dataset, seeds, config.validation_fraction, config.max_train_examples)
-    check_augment(config, dataset)
     strategy = distribution_strategy(config.strategy)
     # Under a strategy, every variable (weights and optimizer slots) is created in its scope.
     scope = strategy.scope() if strategy else contextlib.nullcontext()
@@ -335,12 +355,10 @@ def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> Trial
         with scope:
             trainable = build_trainable(config, dataset, seeds)
             model = trainable.description
-            outputs: dict[str, Any] = {"num_weights": trainable.description["parameters"]}
+            outputs = outputs_after_build(config, trainable.description["parameters"], trainable.variables)
             if strategy:
                 outputs["strategy"] = config.strategy
                 outputs["replicas"] = int(strategy.num_replicas_in_sync)
-            if config.flip_bit >= 0:
-                outputs["flipped_variable"] = flip_lowest_bit(trainable.variables, config.flip_bit)
             if config.trainer == "keras_fit":
                 return fit_with_keras(config, seeds, split, trainable, outputs, start, trace)
             return _train_and_evaluate(config, seeds, split, trainable, outputs, start, strategy, trace)
@@ -396,9 +414,9 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, train
             snapshots.append(_snapshot(trainable, predict, split, first + n))
         call_seconds.append(seconds)
         call_steps.append(n)
-        bad = np.flatnonzero(~np.isfinite(chunk))
-        if bad.size:
-            raise TrialFailed("nan_loss", f"the training loss became {chunk[bad[0]]} at step {first + bad[0]}.")
+        message = nan_loss_message(chunk, first)
+        if message:
+            raise TrialFailed("nan_loss", message)
         chunks.append(chunk)
     losses = np.concatenate(chunks)
     train_s = time.perf_counter() - start - setup_s

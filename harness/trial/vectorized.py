@@ -43,11 +43,10 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from harness.platform import determinism, environment
+from harness.platform import environment
 from harness.trial.config import TrialConfig
 from harness.trial.datasets import (
     augment_images,
-    check_augment,
     dataset_of,
     epoch_order,
     shares_batches,
@@ -55,7 +54,7 @@ from harness.trial.datasets import (
     steps_per_epoch,
 )
 from harness.trial.fingerprints import named_arrays_sha256
-from harness.trial.models import build_model, count_weights, dropout, dropout_rate_of, flip_lowest_bit
+from harness.trial.models import build_model, count_weights, dropout, dropout_rate_of
 from harness.trial.seeds import SeedSet
 from harness.trial.train import (
     Adam,
@@ -63,7 +62,9 @@ from harness.trial.train import (
     builtin_description,
     nan_loss_failure,
     outer_loop,
+    outputs_after_build,
     predict_in_batches,
+    prepare,
     run_group_loop,
     train_step,
     trial_result,
@@ -118,10 +119,7 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
     k = len(configs)
     if any(c.replace(flip_bit=-1) != config.replace(flip_bit=-1) for c in configs) or config.replicas != k:
         raise ValueError("a replica group shares one config (apart from flip_bit) with replicas == group size")
-    determinism.set_thread_pools(config.intra_op_threads, config.inter_op_threads)
-    determinism.set_op_determinism(config.determinism)
-    dataset = dataset_of(config)
-    check_augment(config, dataset)
+    dataset = prepare(config)
     splits = [split_indices(len(dataset.train_y), s, config.validation_fraction, config.max_train_examples)
               for s in seed_sets]
     fused = shares_batches(config, seed_sets)
@@ -176,11 +174,8 @@ def _initial_weights(configs: list[TrialConfig], seed_sets: list[SeedSet], datas
     for config, seeds in zip(configs, seed_sets, strict=True):
         model = build_model(config, dataset, seeds.init)
         descriptions.append(builtin_description(model, config, task))
-        extra = {"num_weights": descriptions[-1]["parameters"]}
-        if config.flip_bit >= 0:
-            extra["flipped_variable"] = flip_lowest_bit(model.trainable_variables, config.flip_bit)
+        outputs.append(outputs_after_build(config, descriptions[-1]["parameters"], model.trainable_variables))
         per_replica.append([(v.name, v.numpy()) for v in model.trainable_variables])
-        outputs.append(extra)
     names = [name for name, _ in per_replica[0]]
     stacked = [np.stack([weights[i][1] for weights in per_replica], axis=_replica_axis(name, fused))
                for i, name in enumerate(names)]
