@@ -63,10 +63,10 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
               workers: int = 1, shard_index: int = 0, num_shards: int = 1) -> StudyRun:
     """Plans the study, runs the trials without a record yet, and writes its manifest and summary.
 
-    `replicas="auto"` vectorizes where trials share this one process and the study is whole: with fresh
-    processes or several workers (replicas train in one graph), or shards (which split a study by trials,
-    and keep their share even), it means one trial at a time."""
-    if replicas == "auto" and (isolation != "inprocess" or workers != 1 or num_shards > 1):
+    `replicas="auto"` vectorizes where a process trains more than one trial and the study is whole: with a
+    fresh process per trial, or shards (which split a study by trials, and keep their share even), it means
+    one trial at a time. Several workers each train whole replica groups."""
+    if replicas == "auto" and (isolation != "inprocess" or num_shards > 1):
         replicas = 1
     # Before any op runs: trials with these thread pools can then share this process.
     determinism.set_thread_pools(base.intra_op_threads, base.inter_op_threads)

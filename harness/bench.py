@@ -28,7 +28,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_enum("isolation", "inprocess", list(study_runner.ISOLATIONS),
                   "inprocess: trials share this process (results match fresh processes); "
                   "process: a fresh process per trial.")
-flags.DEFINE_integer("workers", 1, "Worker processes running trials in parallel.", lower_bound=1)
+flags.DEFINE_integer("workers", 1, "Worker processes running trials in parallel (a replica group whole in one).",
+                     lower_bound=1)
 flags.DEFINE_integer("shard_index", None, "Run only this shard of the study (default: $JOB_COMPLETION_INDEX, "
                      "as a Kubernetes Indexed Job sets it, else 0).")
 flags.DEFINE_integer("num_shards", None, "Shards the study is split into (default: $HARNESS_NUM_SHARDS, else 1).")

@@ -52,11 +52,17 @@ flags.DEFINE_integer("examples", 16384, "Training examples per epoch (of the 60,
 flags.DEFINE_bool("doctor", True, "Also time harness.doctor --verify on the two example scripts (about a minute).")
 flags.DEFINE_enum("memory_probe", None, ["builtin", "user"], "Internal: run one trial of this model in this process "
                   "and print the memory it added.")
+flags.DEFINE_bool("rates_probe", False, "Internal: with one intra-op and one inter-op thread, measure the rows "
+                  "named on stdin, one per line, and print each one's examples/s.")
 
 # The user's model of the comparison: the examples' MLP, as a user's file.
 USER_MODEL = "examples/mnist_mlp.py:create_model"
 REPLICA_PATHS = {"fused": "shared order, fused", "batched": "own order, batched",
                  "grouped": "own order, grouped"}
+# One-thread rows the probes measure (rates_probe): Keras fit, a trial alone, and auto's groups per path.
+PROBE_ROWS = ("fit", "alone", "fused", "batched", "grouped")
+# At most this many one-thread processes at once: a study's --workers on this machine's cores.
+MAX_PARALLEL_WORKERS = 4
 # The classic MNIST-MLP study at full size, whose duration is estimated from the measured rates.
 FULL_STUDY_EXAMPLES, FULL_STUDY_EPOCHS, FULL_STUDY_REPEATS = 60_000, 50, 10
 
@@ -155,9 +161,7 @@ def measure(examples: int, epochs: int, replica_counts: list[int | str]) -> dict
     for every in ("epoch", "step"):
         rows.append({"name": f"keras model.fit + FingerprintCallback(every={every!r})", "examples_per_s":
                      keras_fit_examples_per_s(data.train_x[:examples], data.train_y[:examples], epochs, every)})
-    # At least a few loop calls per epoch, so the steady state (every call after the first) has samples.
-    steps_per_loop = max(1, min(128, examples // 32 // 4))
-    base = load_benchmark("synthetic_mlp", epochs=epochs, max_train_examples=examples, steps_per_loop=steps_per_loop)
+    base = loop_config(examples, epochs)
     user = run_trial(_user_config(base), SeedSet.from_base(0))
     rows.append({"name": f"harness loop on --model={USER_MODEL}", "examples_per_s": user.timing["examples_per_s"]})
     # In-process fixed cost of a trial: data split, model, pipeline, and the first (tracing) call
@@ -172,33 +176,133 @@ def measure(examples: int, epochs: int, replica_counts: list[int | str]) -> dict
     counts = sorted({auto, *(int(k) for k in replica_counts if k != "auto")})
     for k in counts:
         label = f"--replicas={k}" + (" (auto)" if k == auto else "")
-        for path, seeds in (("fused", [SeedSet.from_base(0).replace(init=i, dropout=i) for i in range(k)]),
-                            ("batched", [SeedSet.from_base(0).replace(init=i, shuffle=i, dropout=i)
-                                         for i in range(k)])):
-            results = run_replicas([base.replace(replicas=k)] * k, seeds)
+        for path in ("fused", "batched"):
+            results = run_replicas([base.replace(replicas=k)] * k, replica_seeds(k, own_order=path == "batched"))
             assert results[0].outputs["vectorized"]["path"] == path
             rows.append({"name": f"harness {label}, {REPLICA_PATHS[path]} (aggregate)", "path": path,
                          "replicas": k, "auto": k == auto, "examples_per_s": results[0].timing["examples_per_s"]})
     # The grouped path at its auto K: the built-in MLP as the `order` condition trains it, and the user's model.
     k = grouped.MAX_AUTO_REPLICAS
-    own_orders = [SeedSet.from_base(0).replace(init=i, shuffle=i, dropout=i) for i in range(k)]
+    own_orders = replica_seeds(k, own_order=True)
     results = grouped.run_grouped([base.replace(replicas=k)] * k, own_orders)
     rows.append({"name": f"harness --replicas={k} (auto), {REPLICA_PATHS['grouped']} (aggregate)", "path": "grouped",
                  "replicas": k, "auto": True, "examples_per_s": results[0].timing["examples_per_s"]})
-    for order, seeds in (("shared order", [SeedSet.from_base(0).replace(init=i, dropout=i) for i in range(k)]),
-                         ("own order", own_orders)):
+    for order, seeds in (("shared order", replica_seeds(k, own_order=False)), ("own order", own_orders)):
         results = grouped.run_grouped([_user_config(base).replace(replicas=k)] * k, seeds)
         rows.append({"name": f"--model={USER_MODEL} --replicas={k} (auto), {order}, grouped (aggregate)",
                      "examples_per_s": results[0].timing["examples_per_s"]})
+    workers = min(MAX_PARALLEL_WORKERS, environment.capture()["cpu"]["usable_cores"])
+    rows += one_thread_rows(examples, epochs, workers)
     keras_rate = rows[0]["examples_per_s"]
     for row in rows:
         row["vs_keras"] = row["examples_per_s"] / keras_rate
         row["share_of_matmul_peak"] = row["examples_per_s"] * flops / peak
     return {"rows": rows, "matmul_peak_gflops": peak / 1e9, "model_flops_per_example": flops,
-            "full_study": full_study_minutes(rows),
+            "full_study": full_study_minutes(rows, workers),
             "update_bound": update_bound(base, max(counts), peak, flops, rows),
             "weights_fingerprint_ms": weights_fingerprint_ms(),
             "first_trial_fixed_cost_s": fixed[0], "fixed_trial_cost_s": float(np.median(fixed[1:]))}
+
+
+def loop_config(examples: int, epochs: int) -> TrialConfig:
+    """The built-in MLP's benchmark config of every harness row."""
+    # At least a few loop calls per epoch, so the steady state (every call after the first) has samples.
+    steps_per_loop = max(1, min(128, examples // 32 // 4))
+    return load_benchmark("synthetic_mlp", epochs=epochs, max_train_examples=examples, steps_per_loop=steps_per_loop)
+
+
+def replica_seeds(k: int, own_order: bool) -> list[SeedSet]:
+    """K replicas' seeds: each its own init and dropout, and with `own_order` its own batch order."""
+    return [SeedSet.from_base(0).replace(init=i, dropout=i, **({"shuffle": i} if own_order else {}))
+            for i in range(k)]
+
+
+def probe_rate(name: str, examples: int, epochs: int) -> dict[str, Any]:
+    """One of PROBE_ROWS in this process (rates_probe: one intra-op and one inter-op thread): its examples/s,
+    and for a group its path and K (auto's, as a study picks it with these threads)."""
+    from harness.trial import grouped
+    from harness.trial.datasets import load_dataset
+    from harness.trial.train import run_trial
+    from harness.trial.vectorized import auto_replicas, run_replicas
+
+    if name == "fit":
+        data = load_dataset("synthetic")
+        return {"examples_per_s": keras_fit_examples_per_s(data.train_x[:examples], data.train_y[:examples], epochs)}
+    base = loop_config(examples, epochs).replace(intra_op_threads=1, inter_op_threads=1)
+    if name == "alone":
+        return {"examples_per_s": run_trial(base, SeedSet.from_base(0)).timing["examples_per_s"]}
+    k = grouped.MAX_AUTO_REPLICAS if name == "grouped" else auto_replicas(base)
+    run = grouped.run_grouped if name == "grouped" else run_replicas
+    results = run([base.replace(replicas=k)] * k, replica_seeds(k, own_order=name != "fused"))
+    assert results[0].outputs["vectorized"]["path"] == name
+    return {"examples_per_s": results[0].timing["examples_per_s"], "path": name, "replicas": k}
+
+
+def rates_probe(examples: int, epochs: int) -> None:
+    """The probe process: warms up (a first fit and a first trial run slower), says so, then measures each
+    row named on stdin and prints its figures as one JSON line."""
+    from harness.platform import determinism
+    from harness.trial.datasets import load_dataset
+
+    determinism.set_thread_pools(1, 1)
+    data = load_dataset("synthetic")
+    warm_up = min(examples, 2048)
+    keras_fit_examples_per_s(data.train_x[:warm_up], data.train_y[:warm_up], 2)
+    probe_rate("alone", warm_up, 2)
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        print(json.dumps(probe_rate(line.strip(), examples, epochs)), flush=True)
+
+
+def one_thread_rows(examples: int, epochs: int, workers: int) -> list[dict[str, Any]]:
+    """Rows with one intra-op and one inter-op thread, each in a probe process: Keras fit and a trial alone in
+    one process, then `workers` processes at once, each a trial alone and auto's group per path (aggregate:
+    their sum). Tiny models train faster on one thread than on TF's pools; a study gets the second set with
+    --workers=N --intra_op_threads=1 --inter_op_threads=1."""
+    flags_ = ["--rates_probe", f"--examples={examples}", f"--epochs={epochs}"]
+    with tempfile.TemporaryDirectory() as scratch:
+        logs = [open(Path(scratch) / f"probe{i}.log", "w+") for i in range(workers)]
+        probes = [subprocess.Popen([sys.executable, "-m", "harness.bench_speed", *flags_], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=log, text=True) for log in logs]
+        try:
+            for probe, log in zip(probes, logs, strict=True):
+                _probe_answer(probe, log)
+
+            def ask(name: str, count: int) -> list[dict[str, Any]]:
+                for probe in probes[:count]:  # all at once: each is timed under the others' load
+                    probe.stdin.write(name + "\n")
+                    probe.stdin.flush()
+                return [_probe_answer(probe, log) for probe, log in zip(probes[:count], logs, strict=False)]
+
+            threads = "one thread (--intra_op_threads=1 --inter_op_threads=1)"
+            rows = [{"name": f"keras model.fit, {threads}", "threads": 1, "workers": 1, **ask("fit", 1)[0]},
+                    {"name": f"harness loop (determinism on), {threads}", "threads": 1, "workers": 1,
+                     **ask("alone", 1)[0]}]
+            if workers > 1:
+                for name in PROBE_ROWS[1:]:
+                    answers = ask(name, workers)
+                    what = ("harness loop (determinism on)" if name == "alone" else
+                            f"--replicas={answers[0]['replicas']} (auto), {REPLICA_PATHS[name]}")
+                    rows.append({**answers[0], "name": f"{workers} processes x one thread at once: {what} (aggregate)",
+                                 "threads": 1, "workers": workers,
+                                 "examples_per_s": sum(a["examples_per_s"] for a in answers)})
+            return rows
+        finally:
+            for probe in probes:
+                probe.stdin.close()
+                probe.wait()
+            for log in logs:
+                log.close()
+
+
+def _probe_answer(probe: subprocess.Popen, log) -> dict[str, Any]:
+    """The probe's next JSON line on stdout (other output skipped); one sentence if it died instead."""
+    for line in probe.stdout:
+        if line.startswith("{"):
+            return json.loads(line)
+    log.seek(0)
+    last = [line for line in log.read().splitlines() if line.strip()][-1:]
+    raise UsageError(f"a one-thread rates probe died: {last}")
 
 
 def update_bound(base: TrialConfig, k: int, peak: float, flops: int, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -232,16 +336,32 @@ def update_bound(base: TrialConfig, k: int, peak: float, flops: int, rows: list[
             "examples_per_s": bound, "vs_keras": bound / rows[0]["examples_per_s"], "reached": reached / bound}
 
 
-def full_study_minutes(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def full_study_minutes(rows: list[dict[str, Any]], workers: int) -> dict[str, Any]:
     """Minutes the full MNIST-MLP study's training would take at the measured rates: every trial one by
     one, and with --replicas=auto, each trial on the path the study gives it (fused, batched, grouped, or
-    alone where its condition cannot be grouped), at the rate measured for that path at auto's K.
-    Per-trial set-up is left out: under a second against minutes of training."""
+    alone where its condition cannot be grouped), at the rate measured for that path at auto's K; and so
+    with `workers` one-thread workers, at the rates measured with that many probes at once (their
+    aggregate: the workers share the study's groups). Per-trial set-up is left out: under a second against
+    minutes of training."""
+    alone = next(r["examples_per_s"] for r in rows if r["name"] == "harness loop (determinism on)")
+    rate = {r["path"]: r["examples_per_s"] for r in rows if r.get("auto")}
+    figures = _study_minutes(alone, rate, replicas=next(r["replicas"] for r in rows
+                                                        if r.get("auto") and r["path"] != "grouped"))
+    parallel = [r for r in rows if r.get("workers", 1) > 1]
+    if parallel:
+        alone = next(r["examples_per_s"] for r in parallel if "path" not in r)
+        rate = {r["path"]: r["examples_per_s"] for r in parallel if "path" in r}
+        one_thread = _study_minutes(alone, rate, next(r["replicas"] for r in parallel if r.get("path") == "fused"))
+        figures["parallel"] = {"workers": workers, "threads": 1, "replicas": one_thread["replicas"],
+                               "minutes": one_thread["vectorized_min"]}
+    return figures
+
+
+def _study_minutes(alone: float, rate: dict[str, float], replicas: int) -> dict[str, Any]:
+    """The full study's minutes one by one at `alone` examples/s, and with --replicas=auto at `rate` per path."""
     from harness.studies import conditions, study_runner
     from harness.trial.datasets import shares_batches
 
-    alone = next(r["examples_per_s"] for r in rows if r["name"] == "harness loop (determinism on)")
-    rate = {r["path"]: r["examples_per_s"] for r in rows if r.get("auto")}
     base = load_benchmark("synthetic_mlp", epochs=FULL_STUDY_EPOCHS)
     chosen = conditions.default_conditions(base)
     specs = study_runner.plan(base, 0, SeedSet.from_base(0), chosen, FULL_STUDY_REPEATS, "estimate", replicas="auto")
@@ -256,10 +376,8 @@ def full_study_minutes(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 else "fused" if shares_batches(config, seed_sets) else "batched")
         paths[path] += len(members)
         vectorized_s += len(members) * per_trial / (alone if path == "alone" else rate[path])
-    return {"conditions": len(chosen), "trials": len(specs),
-            "replicas": next(r["replicas"] for r in rows if r.get("auto") and r["path"] != "grouped"),
-            "trials_by_path": paths, "sequential_min": len(specs) * per_trial / alone / 60,
-            "vectorized_min": vectorized_s / 60}
+    return {"conditions": len(chosen), "trials": len(specs), "replicas": replicas, "trials_by_path": paths,
+            "sequential_min": len(specs) * per_trial / alone / 60, "vectorized_min": vectorized_s / 60}
 
 
 def _user_config(base: TrialConfig) -> TrialConfig:
@@ -341,6 +459,9 @@ def main(argv: list[str]) -> int:
     epochs, output_dir = value_or("epochs", 3), Path(value_or("output_dir", "results/speed"))
     if epochs < 2:
         raise UsageError(f"--epochs must be at least 2 here (the first is a warm-up), got {epochs}")
+    if FLAGS.rates_probe:
+        rates_probe(FLAGS.examples, epochs)
+        return 0
     if FLAGS.memory_probe:
         print(json.dumps(memory_of_one_trial(FLAGS.memory_probe, FLAGS.examples, epochs)))
         return 0
@@ -379,6 +500,17 @@ def main(argv: list[str]) -> int:
           f"{study['sequential_min']:.0f} min one by one, {study['vectorized_min']:.0f} min with "
           f"--replicas=auto ({study['replicas']} on the stacked paths; trials "
           + ", ".join(f"{path} {n}" for path, n in study["trials_by_path"].items()) + ")")
+    if "parallel" in study:
+        parallel = study["parallel"]
+        print(f"  and {parallel['minutes']:.0f} min with --replicas=auto --workers={parallel['workers']} "
+              f"--intra_op_threads=1 --inter_op_threads=1 (the rows of {parallel['workers']} processes at once)")
+    by_name = {r["name"]: r for r in figures["rows"]}
+    one_thread = [r for r in figures["rows"] if r.get("threads") == 1 and r["workers"] == 1]
+    if len(one_thread) == 2:
+        fit, loop = one_thread
+        print(f"on one thread each: the harness loop {loop['examples_per_s']:,.0f} examples/s, keras fit "
+              f"{fit['examples_per_s']:,.0f}: {loop['examples_per_s'] / fit['examples_per_s']:.2f}x "
+              f"(TF's thread pools: {by_name['harness loop (determinism on)']['vs_keras']:.2f}x)")
     memory = figures["memory"]
     print(format_table(["one trial in a fresh process", "memory added (peak RSS)", "vs built-in MLP"],
                        [[f"built-in MLP ({name})" if name == "builtin" else f"--model={USER_MODEL}",

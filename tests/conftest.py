@@ -160,15 +160,17 @@ TINY = dict(epochs=2, max_train_examples=300, validation_fraction=0.2, augment=T
             steps_per_loop=5)
 
 
-def plan_conditions(names, repeats=2, **overrides):
-    """(base config, base seeds, the plan) of a tiny digits_mlp study of these conditions."""
+def plan_conditions(names, repeats=2, replicas=1, **overrides):
+    """(base config, base seeds, the plan) of a tiny digits_mlp study of these conditions (`replicas`: as
+    --replicas)."""
     from harness.studies import conditions, study_runner
     from harness.trial.config import load_benchmark
     from harness.trial.seeds import SeedSet
 
     base = load_benchmark("digits_mlp", **{**TINY, **overrides})
     seeds = SeedSet.from_base(0)
-    return base, seeds, study_runner.plan(base, 0, seeds, conditions.parse_conditions(names), repeats, "test")
+    return base, seeds, study_runner.plan(base, 0, seeds, conditions.parse_conditions(names), repeats, "test",
+                                           replicas)
 
 
 # The programs that score a configuration over seeds (reeval, compare_configs, tune), on a small digits MLP.

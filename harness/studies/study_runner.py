@@ -11,7 +11,8 @@ and op determinism is switched per trial, so results match a fresh process).
 Trials that need another process environment (thread pools other than this
 process's, an environment variable such as TF_ENABLE_ONEDNN_OPTS) run in a
 fresh worker process per environment. `isolation="process"` gives every trial
-a fresh process; `workers=K` spreads trials over K worker processes.
+a fresh process; `workers=K` spreads trials (a replica group as a whole) over K
+worker processes.
 """
 
 from __future__ import annotations
@@ -291,9 +292,9 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
     if not pending:
         return 0
     here = _this_process_environment()
-    if any(s.group is not None for s in pending) and (isolation != "inprocess" or workers != 1):
-        raise UsageError("vectorized replicas train in this process; use --replicas with --isolation=inprocess "
-                         "and --workers=1")
+    if any(s.group is not None for s in pending) and isolation != "inprocess":
+        raise UsageError("vectorized replicas train together in one process; use --replicas with "
+                         "--isolation=inprocess")
     local = [s for s in pending if isolation == "inprocess" and workers == 1 and s.process_environment == here]
     elsewhere = [s for s in pending if s not in local]
     for spec in elsewhere:
@@ -396,14 +397,20 @@ def _jobs(specs: list[TrialSpec], isolation: str, workers: int) -> list[list[Tri
     """Groups specs into worker-process jobs: one environment per job, order kept within it."""
     if isolation == "process":
         return [[spec] for spec in specs]
-    groups: dict[tuple, list[TrialSpec]] = {}
+    environments: dict[tuple, list[list[TrialSpec]]] = {}
+    units: dict[tuple, list[TrialSpec]] = {}
     for spec in specs:
-        groups.setdefault(spec.process_environment, []).append(spec)
+        # A replica group is one unit of work: it trains as a whole, in one worker.
+        unit_key = (spec.condition, spec.group) if spec.group is not None else spec.key
+        if unit_key not in units:
+            units[unit_key] = []
+            environments.setdefault(spec.process_environment, []).append(units[unit_key])
+        units[unit_key].append(spec)
     jobs = []
-    for group in groups.values():
+    for in_environment in environments.values():
         # Round-robin keeps each worker's share interleaved across conditions.
-        parts = min(workers, len(group))
-        jobs.extend(group[i::parts] for i in range(parts))
+        parts = min(workers, len(in_environment))
+        jobs.extend([spec for unit in in_environment[i::parts] for spec in unit] for i in range(parts))
     return jobs
 
 

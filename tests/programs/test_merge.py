@@ -1,5 +1,6 @@
 """Past one machine: shards of a study, merged (`harness.merge`), give the unsharded study's summary."""
 
+import concurrent.futures
 import json
 
 from conftest import run_program
@@ -17,13 +18,15 @@ def _comparable(summary):
 
 
 def test_three_shards_and_a_merge_give_the_unsharded_summary(tmp_path):
-    whole = run_program("harness.bench", *STUDY, f"--output_dir={tmp_path / 'whole'}")
+    with concurrent.futures.ThreadPoolExecutor() as pool:
+        # The shards run at once, as an indexed job's pods do, beside the whole study.
+        shards = [pool.submit(run_program, "harness.bench", *STUDY, f"--shard_index={index}", "--num_shards=3",
+                              f"--output_dir={tmp_path / 'sharded'}") for index in range(3)]
+        whole = run_program("harness.bench", *STUDY, f"--output_dir={tmp_path / 'whole'}")
     assert whole.returncode == 0, whole.stderr
-    for index in range(3):
-        shard = run_program("harness.bench", *STUDY, f"--shard_index={index}", "--num_shards=3",
-                            f"--output_dir={tmp_path / 'sharded'}")
-        assert shard.returncode == 0, shard.stderr
-        assert f"shard {index} of 3" in shard.stdout
+    for index, shard in enumerate(shards):
+        assert shard.result().returncode == 0, shard.result().stderr
+        assert f"shard {index} of 3" in shard.result().stdout
     shard_records = [read_records(tmp_path / "sharded" / f"shard-{i:05d}-of-00003" / "trials.jsonl")
                      for i in range(3)]
     assert [len(r) for r in shard_records] == [4, 4, 4]

@@ -42,10 +42,15 @@ def test_inprocess_and_process_isolation_give_identical_weights(tmp_path):
 
 
 def test_two_workers_give_the_same_records_as_one(tmp_path):
-    _, _, specs = plan_conditions("control,init,all", repeats=2)
+    # Replica groups of 2 on the three paths (fused, batched, grouped): each group is one worker's, whole.
+    _, _, specs = plan_conditions("init,all,order", repeats=2, replicas=2)
+    jobs = study_runner._jobs(specs, "inprocess", workers=2)
+    assert [[s.condition for s in job] for job in jobs] == [["init", "init", "order", "order"], ["all", "all"]]
     study_runner.execute(specs, tmp_path / "one", workers=1)
     study_runner.execute(specs, tmp_path / "two", workers=2)
     assert _results(tmp_path / "one") == _results(tmp_path / "two")
+    paths = sorted(r["outputs"]["vectorized"]["path"] for r in read_records(tmp_path / "two" / "trials.jsonl"))
+    assert paths == ["batched", "batched", "fused", "fused", "grouped", "grouped"]
     lines = (tmp_path / "two" / "trials.jsonl").read_text().splitlines()
     assert len(lines) == len(specs) and all(json.loads(line) for line in lines)
 

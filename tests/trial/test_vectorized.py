@@ -145,7 +145,8 @@ def test_a_partly_recorded_group_reruns_and_writes_only_what_is_missing(tmp_path
 
 @pytest.mark.parametrize("args,message", [
     (["--replicas=0"], "--replicas must be a whole number of at least 1, or auto"),
-    (["--replicas=4", "--workers=2", "--conditions=init"], "vectorized replicas train in this process"),
+    (["--replicas=4", "--isolation=process", "--conditions=init"], "vectorized replicas train together in one "
+                                                                      "process"),
 ])
 def test_bad_replica_flags_get_one_sentence(tmp_path, args, message):
     from conftest import run_program
@@ -170,10 +171,19 @@ def test_the_speed_benchmark_prints_the_side_by_side_table_and_a_valid_record(tm
                 "the update's bound: Adam over", "memory added (peak RSS)",
                 "the full MNIST-MLP study (60,000 examples x 50 epochs, 120 trials of 12 conditions)",
                 "keras model.fit + FingerprintCallback(every='epoch')",
-                "keras model.fit + FingerprintCallback(every='step')", "ms a step ("):
+                "keras model.fit + FingerprintCallback(every='step')", "ms a step (",
+                "keras model.fit, one thread (--intra_op_threads=1 --inter_op_threads=1)",
+                "harness loop (determinism on), one thread (--intra_op_threads=1 --inter_op_threads=1)",
+                "2 processes x one thread at once: harness loop (determinism on) (aggregate)",
+                "2 processes x one thread at once: --replicas=4 (auto), own order, grouped (aggregate)",
+                "with --replicas=auto --workers=2 --intra_op_threads=1 --inter_op_threads=1",
+                "on one thread each: the harness loop"):
         assert row in result.stdout
     record = json.loads((tmp_path / "speed.json").read_text())
     assert schema_errors(record) == [] and record["rows"][0]["vs_keras"] == 1.0
+    together = [r for r in record["rows"] if r.get("workers") == 2]
+    assert [r.get("path") for r in together] == [None, "fused", "batched", "grouped"]
+    assert record["full_study"]["parallel"]["workers"] == 2
     assert record["memory"]["user"]["trial_mib"] >= 0 and record["memory"]["builtin"]["peak_mib"] > 0
 
 
