@@ -398,7 +398,7 @@ def _jobs(specs: list[TrialSpec], isolation: str, workers: int) -> list[list[Tri
     if isolation == "process":
         return [[spec] for spec in specs]
     environments: dict[tuple, list[list[TrialSpec]]] = {}
-    units: dict[tuple, list[TrialSpec]] = {}
+    units: dict[object, list[TrialSpec]] = {}  # keyed by (condition, group), or a lone trial's key
     for spec in specs:
         # A replica group is one unit of work: it trains as a whole, in one worker.
         unit_key = (spec.condition, spec.group) if spec.group is not None else spec.key
