@@ -26,6 +26,7 @@ Writes OUTPUT_DIR/speed.json.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -270,8 +271,9 @@ def one_thread_rows(examples: int, epochs: int, workers: int) -> list[dict[str, 
 
             def ask(name: str, count: int) -> list[dict[str, Any]]:
                 for probe in probes[:count]:  # all at once: each is timed under the others' load
-                    probe.stdin.write(name + "\n")
-                    probe.stdin.flush()
+                    with contextlib.suppress(BrokenPipeError):  # a dead probe is reported by _probe_answer
+                        probe.stdin.write(name + "\n")
+                        probe.stdin.flush()
                 return [_probe_answer(probe, log) for probe, log in zip(probes[:count], logs, strict=False)]
 
             threads = "one thread (--intra_op_threads=1 --inter_op_threads=1)"
@@ -289,7 +291,8 @@ def one_thread_rows(examples: int, epochs: int, workers: int) -> list[dict[str, 
             return rows
         finally:
             for probe in probes:
-                probe.stdin.close()
+                with contextlib.suppress(BrokenPipeError):
+                    probe.stdin.close()
                 probe.wait()
             for log in logs:
                 log.close()
