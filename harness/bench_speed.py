@@ -150,13 +150,12 @@ def measure(examples: int, epochs: int, replica_counts: list[int | str]) -> dict
     from harness.trial import grouped
     from harness.trial.datasets import load_dataset
     from harness.trial.train import run_trial
-    from harness.trial.vectorized import auto_replicas, run_replicas
+    from harness.trial.vectorized import auto_replicas
 
     peak = matmul_peak_flops()
     flops = model_flops_per_example()
     data = load_dataset("synthetic")
-    # A first fit in a process runs slower (Keras and TF warming up); discarded, so the rows compare fairly.
-    keras_fit_examples_per_s(data.train_x[:2048], data.train_y[:2048], 2)
+    warm_up_fit(data, examples)
     rows = [{"name": f"keras model.fit of {USER_MODEL} (determinism on)",
              "examples_per_s": keras_fit_examples_per_s(data.train_x[:examples], data.train_y[:examples], epochs)}]
     for every in ("epoch", "step"):
@@ -178,21 +177,17 @@ def measure(examples: int, epochs: int, replica_counts: list[int | str]) -> dict
     for k in counts:
         label = f"--replicas={k}" + (" (auto)" if k == auto else "")
         for path in ("fused", "batched"):
-            results = run_replicas([base.replace(replicas=k)] * k, replica_seeds(k, own_order=path == "batched"))
-            assert results[0].outputs["vectorized"]["path"] == path
             rows.append({"name": f"harness {label}, {REPLICA_PATHS[path]} (aggregate)", "path": path,
-                         "replicas": k, "auto": k == auto, "examples_per_s": results[0].timing["examples_per_s"]})
+                         "replicas": k, "auto": k == auto, "examples_per_s": group_rate(base, path, k)})
     # The grouped path at its auto K: the built-in MLP as the `order` condition trains it, and the user's model.
     k = grouped.MAX_AUTO_REPLICAS
-    own_orders = replica_seeds(k, own_order=True)
-    results = grouped.run_grouped([base.replace(replicas=k)] * k, own_orders)
     rows.append({"name": f"harness --replicas={k} (auto), {REPLICA_PATHS['grouped']} (aggregate)", "path": "grouped",
-                 "replicas": k, "auto": True, "examples_per_s": results[0].timing["examples_per_s"]})
-    for order, seeds in (("shared order", replica_seeds(k, own_order=False)), ("own order", own_orders)):
-        results = grouped.run_grouped([_user_config(base).replace(replicas=k)] * k, seeds)
+                 "replicas": k, "auto": True, "examples_per_s": group_rate(base, "grouped", k)})
+    for order, own_order in (("shared order", False), ("own order", True)):
         rows.append({"name": f"--model={USER_MODEL} --replicas={k} (auto), {order}, grouped (aggregate)",
-                     "examples_per_s": results[0].timing["examples_per_s"]})
-    workers = min(MAX_PARALLEL_WORKERS, environment.capture()["cpu"]["usable_cores"])
+                     "examples_per_s": group_rate(_user_config(base), "grouped", k, own_order)})
+    # Where the OS does not say how many cores this process may use: no parallel rows.
+    workers = min(MAX_PARALLEL_WORKERS, environment.static_environment()["cpu"]["usable_cores"] or 1)
     rows += one_thread_rows(examples, epochs, workers)
     keras_rate = rows[0]["examples_per_s"]
     for row in rows:
@@ -218,13 +213,33 @@ def replica_seeds(k: int, own_order: bool) -> list[SeedSet]:
             for i in range(k)]
 
 
+def group_rate(config: TrialConfig, path: str, k: int, own_order: bool | None = None) -> float:
+    """Examples/s of a group of K replicas of `config` on `path` (fused, batched: stacked; grouped), each
+    with its own batch order unless they share one (fused; `own_order` says for grouped)."""
+    from harness.trial import grouped
+    from harness.trial.vectorized import run_replicas
+
+    run = grouped.run_grouped if path == "grouped" else run_replicas
+    own_order = path != "fused" if own_order is None else own_order
+    results = run([config.replace(replicas=k)] * k, replica_seeds(k, own_order))
+    assert results[0].outputs["vectorized"]["path"] == path
+    return results[0].timing["examples_per_s"]
+
+
+def warm_up_fit(data, examples: int) -> None:
+    """A first fit in a process runs slower (Keras and TF warming up): one is run and discarded, so the
+    measured fits compare fairly with the other rows."""
+    warm_up = min(examples, 2048)
+    keras_fit_examples_per_s(data.train_x[:warm_up], data.train_y[:warm_up], 2)
+
+
 def probe_rate(name: str, examples: int, epochs: int) -> dict[str, Any]:
     """One of PROBE_ROWS in this process (rates_probe: one intra-op and one inter-op thread): its examples/s,
     and for a group its path and K (auto's, as a study picks it with these threads)."""
     from harness.trial import grouped
     from harness.trial.datasets import load_dataset
     from harness.trial.train import run_trial
-    from harness.trial.vectorized import auto_replicas, run_replicas
+    from harness.trial.vectorized import auto_replicas
 
     if name == "fit":
         data = load_dataset("synthetic")
@@ -233,10 +248,7 @@ def probe_rate(name: str, examples: int, epochs: int) -> dict[str, Any]:
     if name == "alone":
         return {"examples_per_s": run_trial(base, SeedSet.from_base(0)).timing["examples_per_s"]}
     k = grouped.MAX_AUTO_REPLICAS if name == "grouped" else auto_replicas(base)
-    run = grouped.run_grouped if name == "grouped" else run_replicas
-    results = run([base.replace(replicas=k)] * k, replica_seeds(k, own_order=name != "fused"))
-    assert results[0].outputs["vectorized"]["path"] == name
-    return {"examples_per_s": results[0].timing["examples_per_s"], "path": name, "replicas": k}
+    return {"examples_per_s": group_rate(base, name, k), "path": name, "replicas": k}
 
 
 def rates_probe(examples: int, epochs: int) -> None:
@@ -246,10 +258,8 @@ def rates_probe(examples: int, epochs: int) -> None:
     from harness.trial.datasets import load_dataset
 
     determinism.set_thread_pools(1, 1)
-    data = load_dataset("synthetic")
-    warm_up = min(examples, 2048)
-    keras_fit_examples_per_s(data.train_x[:warm_up], data.train_y[:warm_up], 2)
-    probe_rate("alone", warm_up, 2)
+    warm_up_fit(load_dataset("synthetic"), examples)
+    probe_rate("alone", min(examples, 2048), 2)
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         print(json.dumps(probe_rate(line.strip(), examples, epochs)), flush=True)
@@ -346,41 +356,44 @@ def full_study_minutes(rows: list[dict[str, Any]], workers: int) -> dict[str, An
     with `workers` one-thread workers, at the rates measured with that many probes at once (their
     aggregate: the workers share the study's groups). Per-trial set-up is left out: under a second against
     minutes of training."""
+    conditions_, trials_by_path = _full_study_plan()
+    trials = sum(trials_by_path.values())
+    per_trial = FULL_STUDY_EXAMPLES * FULL_STUDY_EPOCHS
+
+    def minutes(rate: dict[str, float]) -> float:  # rate: examples/s per path, "alone" included
+        return sum(n * per_trial / rate[path] for path, n in trials_by_path.items() if n) / 60
+
     alone = next(r["examples_per_s"] for r in rows if r["name"] == "harness loop (determinism on)")
-    rate = {r["path"]: r["examples_per_s"] for r in rows if r.get("auto")}
-    figures = _study_minutes(alone, rate, replicas=next(r["replicas"] for r in rows
-                                                        if r.get("auto") and r["path"] != "grouped"))
+    rate = {"alone": alone, **{r["path"]: r["examples_per_s"] for r in rows if r.get("auto")}}
+    figures = {"conditions": conditions_, "trials": trials, "trials_by_path": trials_by_path,
+               "replicas": next(r["replicas"] for r in rows if r.get("auto") and r["path"] != "grouped"),
+               "sequential_min": trials * per_trial / alone / 60, "vectorized_min": minutes(rate)}
     parallel = [r for r in rows if r.get("workers", 1) > 1]
     if parallel:
-        alone = next(r["examples_per_s"] for r in parallel if "path" not in r)
-        rate = {r["path"]: r["examples_per_s"] for r in parallel if "path" in r}
-        one_thread = _study_minutes(alone, rate, next(r["replicas"] for r in parallel if r.get("path") == "fused"))
-        figures["parallel"] = {"workers": workers, "threads": 1, "replicas": one_thread["replicas"],
-                               "minutes": one_thread["vectorized_min"]}
+        rate = {r.get("path", "alone"): r["examples_per_s"] for r in parallel}
+        figures["parallel"] = {"workers": workers, "threads": 1, "minutes": minutes(rate),
+                               "replicas": next(r["replicas"] for r in parallel if r.get("path") == "fused")}
     return figures
 
 
-def _study_minutes(alone: float, rate: dict[str, float], replicas: int) -> dict[str, Any]:
-    """The full study's minutes one by one at `alone` examples/s, and with --replicas=auto at `rate` per path."""
+def _full_study_plan() -> tuple[int, dict[str, int]]:
+    """The full study as --replicas=auto plans it: its conditions, and its trials on each path."""
     from harness.studies import conditions, study_runner
     from harness.trial.datasets import shares_batches
 
     base = load_benchmark("synthetic_mlp", epochs=FULL_STUDY_EPOCHS)
     chosen = conditions.default_conditions(base)
     specs = study_runner.plan(base, 0, SeedSet.from_base(0), chosen, FULL_STUDY_REPEATS, "estimate", replicas="auto")
-    per_trial = FULL_STUDY_EXAMPLES * FULL_STUDY_EPOCHS
-    groups: dict[tuple[str, int], list[Any]] = {}
+    groups: dict[tuple[str, int | None], list[Any]] = {}
     for spec in specs:
         groups.setdefault((spec.condition, spec.group), []).append(spec)
-    vectorized_s, paths = 0.0, {"fused": 0, "batched": 0, "grouped": 0, "alone": 0}
+    trials_by_path = {"fused": 0, "batched": 0, "grouped": 0, "alone": 0}
     for (_, group), members in groups.items():
         config, seed_sets = members[0].config, [m.seeds for m in members]
         path = ("alone" if group is None else "grouped" if study_runner.replica_path(config) == "grouped"
                 else "fused" if shares_batches(config, seed_sets) else "batched")
-        paths[path] += len(members)
-        vectorized_s += len(members) * per_trial / (alone if path == "alone" else rate[path])
-    return {"conditions": len(chosen), "trials": len(specs), "replicas": replicas, "trials_by_path": paths,
-            "sequential_min": len(specs) * per_trial / alone / 60, "vectorized_min": vectorized_s / 60}
+        trials_by_path[path] += len(members)
+    return len(chosen), trials_by_path
 
 
 def _user_config(base: TrialConfig) -> TrialConfig:
