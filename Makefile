@@ -92,7 +92,7 @@ tune-example: $(INSTALLED)
 	$(PY) -m harness.tune --benchmark=$(BENCHMARK) --n_trials=$(TUNE_TRIALS) --seeds_per_trial=1 \
 		--study_name=single-seed --output_dir=$(TUNE_DIR)
 	$(PY) -m harness.reeval --optuna_storage=$(TUNE_STORAGE) --optuna_study=single-seed
-	$(PY) -m harness.tune --benchmark=$(BENCHMARK) --n_trials=$(TUNE_TRIALS) --seeds_per_trial=5 --objective=lcb \
+	$(PY) -m harness.tune --benchmark=$(BENCHMARK) --n_trials=$(TUNE_TRIALS) --seeds_per_trial=5 --aggregate=lcb \
 		--study_name=seed-robust --output_dir=$(TUNE_DIR)
 	$(PY) -m harness.reeval --optuna_storage=$(TUNE_STORAGE) --optuna_study=seed-robust
 	$(PY) -m harness.compare_configs --benchmark=$(BENCHMARK) --seed=1 --config=single:$(TUNE_DIR)/single-seed.best.json \

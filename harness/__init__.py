@@ -76,9 +76,11 @@ if "tensorflow" not in sys.modules and not _wants_tensorflow_logs():
 
 
 def __getattr__(name: str):
-    """`harness.study(...)` and `harness.rerun(...)`, the Python API (harness/api.py), imported on first use:
-    `import harness` stays light, and TensorFlow loads only when a study runs."""
-    if name in ("study", "rerun"):
+    """`harness.study(...)`, `harness.rerun(...)` and `harness.reeval(...)`, the Python API (harness/api.py),
+    imported on first use: `import harness` stays light, and TensorFlow loads only when a study runs. (The
+    programs `python -m harness.rerun` and `harness.reeval` are modules of the same names; importing them
+    as modules in Python would hide these functions, so use the functions.)"""
+    if name in ("study", "rerun", "reeval"):
         from harness import api
 
         return getattr(api, name)

@@ -6,6 +6,7 @@
     print(result)                                    # the table and findings `harness.bench` prints
     assert result.condition("control").bitwise_reproducible
     harness.rerun(result.output_dir, "3f2a9c")["same"]  # a recorded trial (its key's first characters), rerun alone
+    harness.reeval(objective=objective, storage="sqlite:///study.db")["expected_drop"]  # was my Optuna result luck?
 
 The same study as `python -m harness.bench` (which calls `run_study` below):
 the same plan, records (`trials.jsonl`), `summary.json`, TensorBoard curves
@@ -27,8 +28,8 @@ from harness.analysis.summary import format_summary, summarize_study, write_summ
 from harness.errors import UsageError
 from harness.platform import determinism, environment
 from harness.schema import LOST_FILE, STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIALS_FILE
+from harness.studies import ISOLATIONS, study_runner
 from harness.studies import conditions as conditions_lib
-from harness.studies import study_runner
 from harness.studies.records import content_id, read_records, write_json
 from harness.studies.storage import StudyDir, exclusive, shard_dir_name
 from harness.trial import user_code, user_data
@@ -209,8 +210,8 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
         raise UsageError(f"unknown setting {unknown[0]!r}; settings are {', '.join(CONFIG_FIELDS)}")
     if repeats < 1:
         raise UsageError(f"repeats must be at least 1, got {repeats}")
-    if isolation not in study_runner.ISOLATIONS:
-        raise UsageError(f"isolation must be one of {', '.join(study_runner.ISOLATIONS)}, got {isolation!r}")
+    if isolation not in ISOLATIONS:
+        raise UsageError(f"isolation must be one of {', '.join(ISOLATIONS)}, got {isolation!r}")
     model_spec = model if isinstance(model, str) else user_code.register_function(model)
     fields = dict(settings, model=model_spec)
     if data is not None:
@@ -233,6 +234,27 @@ def rerun(study_dir: str | Path, trial_key: str) -> dict[str, Any]:
     from harness.studies.rerun import rerun_alone
 
     return rerun_alone(Path(study_dir), trial_key)
+
+
+def reeval(objective: Callable[..., Any] | str, storage: str, *, study: str | None = None, trial: int | None = None,
+           top_k: int = 1, seeds: int = 20, base_seed: int = 0, isolation: str = "inprocess",
+           tuned_score: float | None = None, output_dir: str | None = None) -> dict[str, Any]:
+    """Was my Optuna result luck? Calls your objective (a function taking an Optuna trial, or its spec
+    `file.py:objective`) with the study's best trial's parameters (or trial number `trial`) over `seeds`
+    seeds, each after keras.utils.set_random_seed(seed), as `python -m harness.reeval --objective` does.
+
+    Returns the comparison: `better_than_share` (where the tuned value falls among the re-runs),
+    `expected_drop` and `expected_drop_ci95` (what re-running loses, positive when it does worse),
+    `findings` (the same in words), and with `top_k` > 1, `top_k`: the K best trials over the same seeds
+    and whether the tuner's pick still wins. Runs and summary.json are written to `output_dir`.
+    `isolation="process"` calls the objective in a fresh process each time (it needs a spec string then)."""
+    from harness.tuning.objective_reevaluation import reevaluate
+
+    if isolation not in ISOLATIONS:
+        raise UsageError(f"isolation must be one of {', '.join(ISOLATIONS)}, got {isolation!r}")
+    return reevaluate(objective, storage=storage, study=study, trial=trial, top_k=top_k, seeds=seeds,
+                      base_seed=base_seed, isolation=isolation, tuned_score=tuned_score,
+                      output_dir=output_dir)["comparison"]
 
 
 def _conditions(conditions: Sequence[str] | str | None, base: TrialConfig) -> list[conditions_lib.Condition]:

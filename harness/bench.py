@@ -25,9 +25,6 @@ from harness.schema import LOST_FILE
 from harness.studies import conditions, study_runner
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("isolation", "inprocess", list(study_runner.ISOLATIONS),
-                  "inprocess: trials share this process (results match fresh processes); "
-                  "process: a fresh process per trial.")
 flags.DEFINE_integer("workers", 1, "Worker processes running trials in parallel (a replica group whole in one).",
                      lower_bound=1)
 flags.DEFINE_integer("shard_index", None, "Run only this shard of the study (default: $JOB_COMPLETION_INDEX, "

@@ -47,13 +47,13 @@ def configs_from_flags() -> list[tuple[str, dict[str, Any]]]:
     found = []
     for text in given:
         if text.endswith(".json") and ":" not in text:
-            found.append((Path(text).stem, hyperparameters.params_from_json(text)[0]))
+            found.append((Path(text).stem, hyperparameters.params_from_json(text).params))
             continue
         label, colon, rest = (part.strip() for part in text.partition(":"))
         if not colon or not label:
             raise UsageError(f"--config={text}: write LABEL:NAME=VALUE,..., LABEL:FILE.json or FILE.json")
         if rest.endswith(".json") and "=" not in rest:
-            found.append((label, hyperparameters.params_from_json(rest)[0]))
+            found.append((label, hyperparameters.params_from_json(rest).params))
         else:
             found.append((label, hyperparameters.parse_assignments(rest, f"--config={text}")))
     labels = [label for label, _ in found]
@@ -64,9 +64,9 @@ def configs_from_flags() -> list[tuple[str, dict[str, Any]]]:
 
 def main(argv: list[str]) -> int:
     del argv
-    base = trial_flags.config_from_flags()
-    candidates = [(label, fields, hyperparameters.configured(base, fields)) for label, fields in configs_from_flags()]
-    metric = score_flags.metric_from_flags(base)
+    base, metric = score_flags.scoring_from_flags(trial_flags.config_from_flags())
+    candidates = [(label, fields, hyperparameters.configured(base, fields, f"--config={label}"))
+                  for label, fields in configs_from_flags()]
     for _, _, config in candidates:
         seed_scores.check_metric(metric, config)
     # A directory per comparison (its configurations and seeds), so one never overwrites another's verdicts.

@@ -10,6 +10,8 @@ from typing import Any
 
 from absl import flags
 
+from harness.studies import ISOLATIONS
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("output_dir", None, "Where the program writes. Defaults: bench results/BENCHMARK; tune "
@@ -34,6 +36,10 @@ flags.DEFINE_string("conditions", None,
                     "of them, less augment without --augment, split without a validation share, and order for your "
                     "own Keras model; isolation_cost's: control,init.")
 flags.DEFINE_integer("repeats", None, "Trials per condition (bench: 10; isolation_cost: 5).", lower_bound=1)
+flags.DEFINE_enum("isolation", "inprocess", list(ISOLATIONS),
+                  "inprocess: trials (bench) or calls of your objective (reeval --objective) share this process; "
+                  "process: a fresh process for each. A trial's bits are the same either way; an objective's "
+                  "module-level code (data made at import) runs once per process.")
 flags.DEFINE_integer("epochs", None, "Training epochs (default: the benchmark's; bench_speed: 3, the first a warm-up).")
 
 

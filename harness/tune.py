@@ -1,6 +1,6 @@
 """`python -m harness.tune`: an Optuna study that scores every candidate over k seeds, not one.
 
-    python -m harness.tune --n_trials=20 --seeds_per_trial=5 --objective=lcb
+    python -m harness.tune --n_trials=20 --seeds_per_trial=5 --aggregate=lcb
     python -m harness.tune --n_trials=20 --seeds_per_trial=1        # the single-seed habit, for contrast
 
 Each candidate (hyperparameters drawn from --space) trains over the same k
@@ -36,15 +36,15 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("n_trials", 20, "Candidates the study should have finished; a resumed study runs the rest.",
                      lower_bound=1)
 flags.DEFINE_integer("seeds_per_trial", 5, "k: seeds each candidate trains over.", lower_bound=1)
-flags.DEFINE_enum("objective", "mean", ["mean", "lcb"], "What the tuner optimizes over a candidate's k scores: "
+flags.DEFINE_enum("aggregate", "mean", ["mean", "lcb"], "What the tuner optimizes over a candidate's k scores: "
                   "their mean, or a one-sided confidence bound on the bad side of the mean (lcb).")
 flags.DEFINE_float("lcb_confidence", 0.9, "One-sided confidence of the lcb objective's bound.")
 flags.DEFINE_string("space", None, "Search space: NAME=LOW..HIGH[:log] or NAME=A|B|C, comma-separated; NAME one of "
-                    f"{', '.join(hyperparameters.TUNABLE)}, or model_args.NAME for an argument of your model "
-                    f"function (default: {hyperparameters.DEFAULT_SPACE}; for your own model "
-                    f"{hyperparameters.USER_MODEL_SPACE}).")
+                    f"{', '.join(hyperparameters.TUNABLE)} for a built-in benchmark; for your own model an argument "
+                    "of its function under its own name (units), or learning_rate, batch_size, epochs (default: "
+                    f"{hyperparameters.DEFAULT_SPACE}; for your own model {hyperparameters.USER_MODEL_SPACE}).")
 flags.DEFINE_string("storage", None, "Optuna storage URL (default: sqlite:///OUTPUT_DIR/optuna.db).")
-flags.DEFINE_string("study_name", None, "Optuna study name (default: BENCHMARK-METRIC-kSEEDS-OBJECTIVE).")
+flags.DEFINE_string("study_name", None, "Optuna study name (default: BENCHMARK-METRIC-kSEEDS-AGGREGATE).")
 
 
 def space_from_flags(base) -> str:
@@ -55,54 +55,36 @@ def settings_from_flags(metric: str, base) -> dict[str, Any]:
     """What defines the tuning study: stored in it, and checked again when it is resumed."""
     if not 0.5 <= FLAGS.lcb_confidence < 1:
         raise UsageError(f"--lcb_confidence must be in [0.5, 1), got {FLAGS.lcb_confidence}")
+    # "objective": what the study optimizes over a candidate's seeds (--aggregate), as studies store it.
     return {"config": base.as_dict(), "metric": metric, "base_seed": FLAGS.seed,
-            "seeds_per_trial": FLAGS.seeds_per_trial, "objective": FLAGS.objective,
-            "lcb_confidence": FLAGS.lcb_confidence if FLAGS.objective == "lcb" else None,
+            "seeds_per_trial": FLAGS.seeds_per_trial, "objective": FLAGS.aggregate,
+            "lcb_confidence": FLAGS.lcb_confidence if FLAGS.aggregate == "lcb" else None,
             "space": space_from_flags(base), "replicas": score_flags.replicas_flag()}
 
 
 def main(argv: list[str]) -> int:
     del argv
-    base = trial_flags.config_from_flags()
-    metric = score_flags.metric_from_flags(base)
+    base, metric = score_flags.scoring_from_flags(trial_flags.config_from_flags())
     space = hyperparameters.parse_space(space_from_flags(base))
     hyperparameters.check_space(space, base)
-    replicas = score_flags.replicas_from_flags()
     settings = settings_from_flags(metric, base)
     output_dir = Path(value_or("output_dir", f"results/tune/{base.benchmark}"))
     with exclusive(output_dir):  # One tuner writes a directory's records at a time.
         storage_url = FLAGS.storage or optuna_storage.sqlite_url(output_dir / "optuna.db")
-        name = FLAGS.study_name or f"{base.benchmark}-{metric}-k{FLAGS.seeds_per_trial}-{FLAGS.objective}"
-        study = tuner.open_study(storage_url, name, settings)
-        done = optuna_storage.finished_count(study)
-        remaining = max(0, FLAGS.n_trials - done)
-        started = time.perf_counter()
-        if remaining:
-            logging.info("study %s: %d candidate(s) finished, running %d more", name, done, remaining)
-
-            def progress(study, trial) -> None:
-                value = "failed" if trial.value is None else stats.format_score(trial.value, metric)
-                logging.info("[candidate %d] %s: objective %s; best so far %s", trial.number,
-                             hyperparameters.describe(trial.params), value,
-                             stats.format_score(study.best_value, metric) if optuna_storage.completed(study) else "-")
-
-            # --n_trials is per study. Other tuners on the same --storage (their own --output_dir) run
-            # candidates too: stop once the study holds n_trials finished or running, as theirs do.
-            states = optuna_storage.import_optuna().trial.TrialState
-            enough = optuna_storage.import_optuna().study.MaxTrialsCallback(
-                FLAGS.n_trials, states=(states.COMPLETE, states.PRUNED, states.RUNNING))
-            study.optimize(tuner.make_objective(base, settings, space, output_dir, replicas), n_trials=remaining,
-                           callbacks=[progress, enough])
-        if not optuna_storage.completed(study):
-            raise UsageError(f"no candidate of study {name!r} finished with a score; see {output_dir}/trials.jsonl")
+        name = FLAGS.study_name or f"{base.benchmark}-{metric}-k{FLAGS.seeds_per_trial}-{FLAGS.aggregate}"
+        with tuner.removed_if_it_fails(storage_url, name):
+            study = tuner.open_study(storage_url, name, settings)
+            started, remaining = time.perf_counter(), run_candidates(study, base, metric, space, settings, output_dir)
         best = study.best_trial
         best_file = output_dir / f"{name}.best.json"
-        # What reeval --params and compare_configs --config=LABEL:FILE read (an Optuna trial's shape).
+        # What reeval --params and compare_configs --config=LABEL:FILE read (an Optuna trial's shape), with the
+        # study's settings: what measured the value.
         write_json(best_file, {"params": best.params, "value": best.value, "mean": best.user_attrs.get("mean"),
-                               "study": name, "trial": best.number, "storage": storage_url})
-        objective = "mean" if FLAGS.objective == "mean" else f"{FLAGS.lcb_confidence:.0%} pessimistic bound"
+                               "study": name, "trial": best.number, "storage": optuna_storage.public_url(storage_url),
+                               optuna_storage.HARNESS_ATTR: settings})
+        aggregate = "mean" if FLAGS.aggregate == "mean" else f"{FLAGS.lcb_confidence:.0%} pessimistic bound"
         print(f"{name}: {optuna_storage.finished_count(study)} candidates, each over {FLAGS.seeds_per_trial} seed(s); "
-              f"objective: the {objective} of {metric}")
+              f"objective: the {aggregate} of {metric}")
         print(tuner.results_table(study, metric))
         print(f"\nBest: trial {best.number} ({hyperparameters.describe(best.params)}), objective "
               f"{stats.format_score(best.value, metric)}.")
@@ -111,6 +93,32 @@ def main(argv: list[str]) -> int:
         print(f"Its hyperparameters are in {best_file}. Re-evaluate it on fresh seeds:\n"
               f"  python -m harness.reeval --optuna_storage={storage_url} --optuna_study={name}")
         return 0
+
+
+def run_candidates(study, base, metric: str, space, settings: dict[str, Any], output_dir: Path) -> int:
+    """Runs the candidates the study still lacks for --n_trials; how many. One sentence if none has a score."""
+    done = optuna_storage.finished_count(study)
+    remaining = max(0, FLAGS.n_trials - done)
+    if remaining:
+        logging.info("study %s: %d candidate(s) finished, running %d more", study.study_name, done, remaining)
+
+        def progress(study, trial) -> None:
+            value = "failed" if trial.value is None else stats.format_score(trial.value, metric)
+            logging.info("[candidate %d] %s: objective %s; best so far %s", trial.number,
+                         hyperparameters.describe(trial.params), value,
+                         stats.format_score(study.best_value, metric) if optuna_storage.completed(study) else "-")
+
+        # --n_trials is per study. Other tuners on the same --storage (their own --output_dir) run
+        # candidates too: stop once the study holds n_trials finished or running, as theirs do.
+        states = optuna_storage.import_optuna().trial.TrialState
+        enough = optuna_storage.import_optuna().study.MaxTrialsCallback(
+            FLAGS.n_trials, states=(states.COMPLETE, states.PRUNED, states.RUNNING))
+        objective = tuner.make_objective(base, settings, space, output_dir, score_flags.replicas_from_flags())
+        study.optimize(objective, n_trials=remaining, callbacks=[progress, enough])
+    if not optuna_storage.completed(study):
+        raise UsageError(f"no candidate of study {study.study_name!r} finished with a score; see "
+                         f"{output_dir}/trials.jsonl")
+    return remaining
 
 
 if __name__ == "__main__":

@@ -112,6 +112,7 @@ TESTED_THROUGH = {
     "trial.fingerprints": "trial/test_train.py",
     "trial.models": "trial/test_train.py",
     "trial.trainable": "trial/test_train.py",
+    "tuning.objective_runs": "tuning/test_objective_reevaluation.py",
     "tuning.optuna_storage": "tuning/test_tuner.py",
 }
 

@@ -8,12 +8,15 @@ SPEED_SCHEMA = "harness.speed/1"  # make speed's figures
 DIVERGENCE_SCHEMA = "harness.divergence/1"  # where two traced runs first differ
 COMPARE_SCHEMA = "harness.compare/1"  # two tuned configs compared over seeds
 DOCTOR_SCHEMA = "harness.doctor/1"  # the doctor's verdicts on a user's script
+OBJECTIVE_RUN_SCHEMA = "harness.objective_run/1"  # one seeded call of a user's Optuna objective (reeval --objective)
+OBJECTIVE_REEVAL_SCHEMA = "harness.objective_reeval/1"  # reeval --objective: the calls against the tuned value
 TRACE_SCHEMA = "harness.trace/1"  # FingerprintCallback's JSON lines (a line format: no JSON Schema file)
 
 SCHEMA_FILES = {TRIAL_SCHEMA: "trial.schema.json", STUDY_SCHEMA: "study.schema.json",
                 SUMMARY_SCHEMA: "summary.schema.json", SPEED_SCHEMA: "speed.schema.json",
                 DIVERGENCE_SCHEMA: "divergence.schema.json", COMPARE_SCHEMA: "compare.schema.json",
-                DOCTOR_SCHEMA: "doctor.schema.json"}
+                DOCTOR_SCHEMA: "doctor.schema.json", OBJECTIVE_RUN_SCHEMA: "objective_run.schema.json",
+                OBJECTIVE_REEVAL_SCHEMA: "objective_reeval.schema.json"}
 
 # The files of a study directory.
 TRIALS_FILE = "trials.jsonl"
@@ -27,3 +30,7 @@ SPEED_FILE = "speed.json"
 DIVERGENCE_FILE = "divergence.json"
 COMPARE_FILE = "compare.json"
 DOCTOR_FILE = "doctor.json"
+# reeval --objective's directory: one record per call of the objective, its summary in SUMMARY_FILE, and
+# what the objective itself printed.
+OBJECTIVE_RUNS_FILE = "runs.jsonl"
+OBJECTIVE_LOG_FILE = "objective_output.log"

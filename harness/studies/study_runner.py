@@ -55,8 +55,6 @@ from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
 from harness.trial.train import TrialResult, build_trainable, inputs_identity, run_trial
 
-ISOLATIONS = ("inprocess", "process")
-
 
 @dataclasses.dataclass(frozen=True)
 class TrialSpec:
@@ -379,7 +377,10 @@ def refuse_other_environments(records: list[dict[str, Any]], output_dir: Path) -
 
 
 def _condition_of(name: str | None) -> Condition:
-    """The condition a record or spec names; an unknown name (another version's) is treated as control."""
+    """The condition a record or spec names; an unknown name (another version's) or none (a record of a re-run
+    objective) is treated as control."""
+    if not isinstance(name, str):
+        return named_condition(CONTROL)
     try:
         return named_condition(name)
     except (UsageError, TypeError):

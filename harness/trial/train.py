@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from typing import Any
@@ -22,7 +23,7 @@ import tensorflow as tf
 from harness.errors import UsageError, first_line
 from harness.platform import determinism, known_ops
 from harness.trial import keras_model, user_code
-from harness.trial.config import TrialConfig
+from harness.trial.config import TrialConfig, user_model_config
 from harness.trial.datasets import (
     Dataset,
     Split,
@@ -168,6 +169,29 @@ def inputs_identity(config: TrialConfig) -> dict[str, Any]:
                  "test_examples": int(len(dataset.test_y)), "example_shape": list(dataset.train_x.shape[1:]),
                  "classes": dataset.num_classes},
     }
+
+
+def task_of(config: TrialConfig) -> str:
+    """What the config's model predicts: "multiclass", "binary" or "regression" (its records' `model.task`),
+    known before any training, so a program can refuse a metric the model has not. A user's model is built
+    once per model, arguments, data and loss (not per training setting) to read it from its loss and outputs."""
+    if not config.is_user_model:
+        return "regression" if config.model == "regression" else "multiclass"
+    # Keyed by only what decides the task, so configs that differ in training settings share one build.
+    return _user_task(user_model_config(**{name: getattr(config, name) for name in _TASK_FIELDS}))
+
+
+_TASK_FIELDS = ("model", "model_args", "dataset", "data_dir", "label_column", "loss")
+
+
+@functools.lru_cache(maxsize=16)
+def _user_task(config: TrialConfig) -> str:
+    import keras
+
+    dataset = dataset_of(config)
+    keras.backend.clear_session()
+    model = keras_model.build_model(config, dataset, init_seed=0)
+    return keras_model.task_for(config, model, dataset).kind
 
 
 def train_step(trainable: Trainable, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor,

@@ -1,14 +1,18 @@
 """Hyperparameters: named config fields, read from JSON files, and the tuner's search space.
 
-A hyperparameter is a `TrialConfig` field (learning_rate, dropout_rate,
-hidden_units, ...) or, for your own Keras model, an argument of its function
-(`model_args.units`), so a tuned configuration is an ordinary config and its
+A hyperparameter is, for your own Keras model, an argument of its function
+under the name the function gives it (`units`, as an Optuna study of it
+stores it; `model_args.units` says the same), or a `TrialConfig` field the
+function does not take (learning_rate, batch_size, epochs); for a built-in
+benchmark, one of its config fields (learning_rate, dropout_rate,
+hidden_units, ...). So a tuned configuration is an ordinary config and its
 trials are ordinary trial records with the hyperparameters in `config`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import re
@@ -17,7 +21,9 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.studies.records import load_document
-from harness.trial.config import BUILTIN_MODEL_FIELDS, TrialConfig
+from harness.trial import user_code
+from harness.trial.config import BUILTIN_MODEL_FIELDS, CONFIG_FIELDS, TrialConfig
+from harness.tuning.optuna_storage import HARNESS_ATTR
 
 # Fields a tuner may set, with their types. The rest of a config (dataset, determinism, ...)
 # describes the experiment, not the candidate.
@@ -39,39 +45,82 @@ def is_model_arg(name: str) -> bool:
     return name.startswith(MODEL_ARG) and name[len(MODEL_ARG):].isidentifier()
 
 
-def configured(base: TrialConfig, params: dict[str, Any]) -> TrialConfig:
-    """`base` with the hyperparameters set: config fields as they are, `model_args.NAME` as an argument of
-    the model function (over the base's own arguments). One sentence where they do not fit the model."""
-    shaping = [name for name in params if name in BUILTIN_MODEL_FIELDS]
-    if base.is_user_model and shaping:
-        raise UsageError(f"{shaping[0]} shapes the built-in models; for your own model tune an argument of its "
-                         f"function instead, e.g. model_args.units=16..256:log")
-    fields = {name: value for name, value in params.items() if not is_model_arg(name)}
-    model_args = {name[len(MODEL_ARG):]: value for name, value in params.items() if is_model_arg(name)}
+def model_arguments(base: TrialConfig) -> tuple[list[str], bool]:
+    """(the named arguments of a user's model function, whether it also takes **kwargs)."""
+    function = user_code.resolve_function(base.model, "model")
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return [], True  # no signature to read: let the call say
+    named = [p.name for p in parameters if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return named, any(p.kind == p.VAR_KEYWORD for p in parameters)
+
+
+def placement(base: TrialConfig, names: list[str], source: str = "hyperparameters") -> dict[str, tuple[str, str]]:
+    """Where each hyperparameter goes: ("model_args", ARG) for an argument of the user's model function (its
+    own name, or model_args.ARG), ("field", NAME) for a config field. For your own model, a name the function
+    takes is its argument even where a config field has the name too (`learning_rate`): the function is what
+    the tuner set. One sentence naming what can be set, for a name nothing takes."""
+    arguments, takes_any = model_arguments(base) if base.is_user_model else ([], False)
+    placed, unknown = {}, []
+    for name in names:
+        if is_model_arg(name):
+            placed[name] = ("model_args", name[len(MODEL_ARG):])
+        elif base.is_user_model and (name in arguments or (takes_any and name not in CONFIG_FIELDS)):
+            placed[name] = ("model_args", name)
+        elif name in CONFIG_FIELDS and not (base.is_user_model and name in BUILTIN_MODEL_FIELDS):
+            placed[name] = ("field", name)
+        else:
+            unknown.append(name)
+    if unknown:
+        names_said = ", ".join(map(repr, unknown))
+        if base.is_user_model:
+            listed = ", ".join(a for a in arguments if a != "seed") or "none"
+            raise UsageError(f"{source} names {names_said}, which {base.model} does not take (its arguments: "
+                             f"{listed}) and the harness does not set (it sets {', '.join(_HARNESS_SET)})")
+        raise UsageError(f"{source} names {names_said}, which the built-in model of benchmark {base.benchmark!r} "
+                         f"does not take; its hyperparameters are {', '.join(TUNABLE)} (for your own model pass "
+                         "--model=FILE.py:FUNCTION, for your own Optuna objective --objective=FILE.py:FUNCTION)")
+    return placed
+
+
+# What the harness sets on any model: its training loop's settings.
+_HARNESS_SET = ("learning_rate", "batch_size", "epochs")
+
+
+def configured(base: TrialConfig, params: dict[str, Any], source: str = "hyperparameters") -> TrialConfig:
+    """`base` with the hyperparameters set (see `placement`): arguments of the model function over the base's
+    own arguments, config fields of their type. One sentence where they do not fit the model."""
+    fields, model_args = {}, {}
+    for name, (where, key) in placement(base, list(params), source).items():
+        if where == "model_args":
+            model_args[key] = params[name]
+        else:
+            fields[key] = _field_value(key, params[name], source)
     if model_args:
         fields["model_args"] = {**base.model_args, **model_args}
     return base.replace(**fields)
 
 
+def _field_value(name: str, value: Any, source: str) -> Any:
+    kind = TUNABLE.get(name)
+    if kind is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and float(value) != int(value)):
+        raise UsageError(f"{source}: {name} must be {'a whole number' if kind is int else 'a number'}, got {value!r}")
+    return kind(value)
+
+
 def check_params(params: dict[str, Any], source: str) -> dict[str, Any]:
-    """Hyperparameters as config fields of the right type; one sentence on anything else."""
-    unknown = sorted(name for name in params if name not in TUNABLE and not is_model_arg(name))
-    if unknown:
-        raise UsageError(f"{source} names {', '.join(map(repr, unknown))}, which the harness cannot set; "
-                         f"hyperparameters are {', '.join(TUNABLE)} and model_args.NAME")
+    """Hyperparameters as a tuner stores them: names, each with a number, a string or true/false (what they
+    set is decided against the model, by `configured`); one sentence on anything else."""
     checked = {}
     for name, value in params.items():
-        if is_model_arg(name):  # The model function says what it accepts; JSON scalars pass through.
-            if not isinstance(value, (bool, int, float, str)):
-                raise UsageError(f"{source}: {name} must be a number, a string or true/false, got {value!r}")
-            checked[name] = value
-            continue
-        kind = TUNABLE[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                (kind is int and float(value) != int(value)):
-            raise UsageError(f"{source}: {name} must be {'a whole number' if kind is int else 'a number'}, "
-                             f"got {value!r}")
-        checked[name] = kind(value)
+        if not isinstance(name, str) or not (name.isidentifier() or is_model_arg(name)):
+            raise UsageError(f"{source}: {name!r} is not a parameter name")
+        if not isinstance(value, (bool, int, float, str)):
+            raise UsageError(f"{source}: {name} must be a number, a string or true/false, got {value!r}")
+        checked[name] = _field_value(name, value, source) if name in TUNABLE else value
     return checked
 
 
@@ -80,13 +129,14 @@ _FIXED_FIELDS = ("benchmark", "replicas", "determinism")
 
 
 def parse_assignments(text: str, source: str) -> dict[str, Any]:
-    """`learning_rate=0.01,augment=false,model_args.units=64` as config values, typed like the config's
-    fields."""
+    """`learning_rate=0.01,augment=false,units=64` as values: config fields typed like the config's fields,
+    any other name (an argument of your model function, `units` or `model_args.units`) read as JSON where it
+    parses; `configured` decides what each sets."""
     defaults = {f.name: f.default for f in dataclasses.fields(TrialConfig)}
     values = {}
     for part in [p.strip() for p in text.split(",") if p.strip()]:
         name, equals, value = (x.strip() for x in part.partition("="))
-        if equals and is_model_arg(name):  # An argument of the model function: JSON where it parses.
+        if equals and name not in defaults and (name.isidentifier() or is_model_arg(name)):
             try:
                 values[name] = json.loads(value)
             except json.JSONDecodeError:
@@ -94,7 +144,7 @@ def parse_assignments(text: str, source: str) -> dict[str, Any]:
             continue
         if not equals or name not in defaults:
             raise UsageError(f"{source}: cannot read {part!r}; write NAME=VALUE with NAME a config field "
-                             f"such as {', '.join(TUNABLE)}")
+                             f"such as {', '.join(TUNABLE)}, or an argument of your model function")
         if name in _FIXED_FIELDS:
             raise UsageError(f"{source}: {name} cannot differ between compared configurations")
         values[name] = _typed(name, value, defaults[name], source)
@@ -114,12 +164,25 @@ def _typed(name: str, text: str, default: Any, source: str) -> Any:
                          f"got {text!r}") from None
 
 
-def params_from_json(path: str) -> tuple[dict[str, Any], float | None]:
-    """(hyperparameters, tuned score or None) from a JSON file.
+@dataclasses.dataclass(frozen=True)
+class TunedFile:
+    """What a JSON file of hyperparameters holds: the hyperparameters, the tuned value (None for none), and
+    for a file harness.tune wrote, the study's settings (its config and metric: what measured the value)
+    and the mean over the candidate's tuning seeds."""
+
+    params: dict[str, Any]
+    value: float | None = None
+    settings: dict[str, Any] | None = None
+    mean: float | None = None
+
+
+def params_from_json(path: str) -> TunedFile:
+    """The hyperparameters (and tuned value) a JSON file holds.
 
     Either a flat object of hyperparameters, `{"learning_rate": 0.003}`, or an
     Optuna-trial-shaped one, `{"params": {...}, "value": 0.97}`, whose value
-    is the score the tuner reported.
+    is the score the tuner reported. A file harness.tune wrote also holds the
+    study's settings (`"harness": {...}`) and the candidate's `mean`.
     """
     file = Path(path)
     if not file.is_file():
@@ -136,8 +199,11 @@ def params_from_json(path: str) -> tuple[dict[str, Any], float | None]:
             raise UsageError(f"{path}: value must be a number, got {value!r}")
         if not isinstance(document["params"], dict):
             raise UsageError(f"{path}: params must be a JSON object")
-        return check_params(document["params"], path), value
-    return check_params(document, path), None
+        settings, mean = document.get(HARNESS_ATTR), document.get("mean")
+        return TunedFile(check_params(document["params"], path), value,
+                         settings if isinstance(settings, dict) else None,
+                         mean if isinstance(mean, (int, float)) and not isinstance(mean, bool) else None)
+    return TunedFile(check_params(document, path))
 
 
 def describe(params: dict[str, Any]) -> str:
@@ -176,9 +242,9 @@ def parse_space(text: str) -> list[Dimension]:
     for part in [p.strip() for p in text.split(",") if p.strip()]:
         name, _, spec = part.partition("=")
         name = name.strip()
-        if name not in TUNABLE and not is_model_arg(name):
-            raise UsageError(f"--space names {name!r}; hyperparameters are {', '.join(TUNABLE)} and "
-                             "model_args.NAME (an argument of your model function)")
+        if not (name.isidentifier() or is_model_arg(name)):
+            raise UsageError(f"--space: cannot read {part!r}; write NAME=LOW..HIGH, NAME=LOW..HIGH:log or "
+                             "NAME=A|B|C with NAME a hyperparameter")
         if any(d.name == name for d in dimensions):
             raise UsageError(f"--space names {name} twice")
         kind = TUNABLE.get(name) or _model_arg_kind(spec)
@@ -219,8 +285,10 @@ def _model_arg_kind(spec: str) -> type:
 
 
 def check_space(dimensions: list[Dimension], base: TrialConfig) -> None:
-    """Every value the space can draw gives a valid config (checked at its ends), before any training."""
+    """Every name is a hyperparameter of this model and every value the space can draw gives a valid config
+    (checked at its ends), before any training."""
+    placement(base, [d.name for d in dimensions], "--space")
     for dimension in dimensions:
         values = dimension.choices or (dimension.low, dimension.high)
         for value in values:
-            configured(base, {dimension.name: dimension.kind(value)})  # The config's checks say why.
+            configured(base, {dimension.name: dimension.kind(value)}, "--space")  # The config's checks say why.

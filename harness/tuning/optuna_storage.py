@@ -78,18 +78,47 @@ def load_study(url: str, name: str | None):
 
 def chosen_trial(study, number: int | None):
     """The study's best trial, or trial `number`; it must have finished with a value."""
+    return chosen_trials(study, number, 1)[0]
+
+
+def chosen_trials(study, number: int | None, k: int) -> list:
+    """The trial to re-evaluate (the best, or trial `number`) first, then the next best completed trials up
+    to `k` in all, best first by the study's direction (ties: the earlier trial)."""
     complete = completed(study)
     if not complete:
         raise UsageError(f"Optuna study {study.study_name!r} has no completed trial yet")
     if len(study.directions) != 1:
         raise UsageError(f"Optuna study {study.study_name!r} optimizes {len(study.directions)} objectives; "
                          "re-evaluation needs a single-objective study")
+    optuna = import_optuna()
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    ranked = sorted(complete, key=lambda t: (sign * t.value, t.number))
     if number is None:
-        return study.best_trial
-    found = [t for t in complete if t.number == number]
-    if not found:
-        raise UsageError(f"Optuna study {study.study_name!r} has no completed trial number {number}")
-    return found[0]
+        # Optuna's own best trial leads (the first of equal values, as ranked here).
+        chosen = study.best_trial
+    else:
+        found = [t for t in complete if t.number == number]
+        if not found:
+            raise UsageError(f"Optuna study {study.study_name!r} has no completed trial number {number}")
+        chosen = found[0]
+    if k > len(complete):
+        raise UsageError(f"--top_k={k} asks for more trials than Optuna study {study.study_name!r} completed "
+                         f"({len(complete)})")
+    return [chosen, *[t for t in ranked if t.number != chosen.number][:k - 1]]
+
+
+def maximizes(study) -> bool:
+    return study.direction == import_optuna().study.StudyDirection.MAXIMIZE
+
+
+def public_url(url: str) -> str:
+    """A storage URL as records may hold it: a password in it (postgresql://user:PASSWORD@host/db) is hidden."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: keep none of it that could be a secret
+        return url.split("@")[-1] if "@" in url else url
 
 
 def completed(study) -> list:

@@ -29,6 +29,7 @@ from harness.studies import conditions, study_runner
 from harness.studies.records import content_id
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
+from harness.trial.train import task_of
 
 METRICS = ("validation_accuracy", "validation_loss", "test_accuracy", "test_loss")
 # Bouthillier et al. 2021: A's improvement is meaningful when P(A beats B) exceeds this,
@@ -36,16 +37,37 @@ METRICS = ("validation_accuracy", "validation_loss", "test_accuracy", "test_loss
 MEANINGFUL_PROBABILITY = 0.75
 
 
-def check_metric(metric: str, config: TrialConfig) -> None:
+# A validation metric on data that holds nothing out holds out this share (Keras's validation_split habit).
+DEFAULT_VALIDATION_FRACTION = 0.2
+
+
+def default_metric(task: str) -> str:
+    """The score a tuner should use: held-out data, accuracy where the model classifies, else its loss."""
+    return "validation_loss" if task == "regression" else "validation_accuracy"
+
+
+def metrics_of(config: TrialConfig, task: str) -> list[str]:
+    """The metrics trials of this config record."""
+    kinds = ["loss"] if task == "regression" else ["accuracy", "loss"]
+    splits = ["validation", "test"] if config.validation_fraction > 0 else ["test"]
+    return [f"{split}_{kind}" for split in splits for kind in kinds]
+
+
+def check_metric(metric: str, config: TrialConfig, task: str | None = None) -> None:
+    """One sentence, before any training, for a metric this config's trials do not record (`task`: its
+    model's, from `task_of`, which builds a user's model once when not given)."""
     if metric not in METRICS:
         raise UsageError(f"unknown metric {metric!r}; choose one of {', '.join(METRICS)}")
-    if metric.endswith("_accuracy") and config.model == "regression":
-        # A user's model may be a regression too; that is known once it is built (see `scores`).
-        raise UsageError(f"benchmark {config.benchmark!r} is a regression and has no accuracy; pass "
-                         "--metric=test_loss (or --metric=validation_loss with --validation_fraction=0.1)")
-    if metric.startswith("validation_") and config.validation_fraction == 0:
-        raise UsageError(f"--metric={metric} needs a validation set, and benchmark {config.benchmark!r} holds none "
-                         f"out; pass --validation_fraction=0.1 (or --metric={metric.replace('validation_', 'test_')})")
+    task = task or task_of(config)
+    has = metrics_of(config, task)
+    if metric in has:
+        return
+    if metric.endswith("_accuracy") and task == "regression":
+        raise UsageError(f"{config.benchmark!r} is a regression (its model's loss is its only measure) and has no "
+                         f"accuracy; its metrics are {', '.join(has)}: pass --metric={has[0]}")
+    raise UsageError(f"--metric={metric} needs a validation set, and {config.benchmark!r} holds none out "
+                     f"(--validation_fraction=0); give a validation share, e.g. --validation_fraction="
+                     f"{DEFAULT_VALIDATION_FRACTION}, or pass one of its metrics: {', '.join(has)}")
 
 
 def seeds_study_id(config: TrialConfig, base_seed: int) -> str:
@@ -115,13 +137,15 @@ def pessimistic_bound(values: Sequence[float], metric: str, confidence: float) -
     return float(data.mean() - margin if higher_is_better(metric) else data.mean() + margin)
 
 
-def against_tuned_score(values: Sequence[float], tuned: float | None, metric: str) -> dict[str, Any]:
+def against_tuned_score(values: Sequence[float], tuned: float | None, metric: str,
+                        higher: bool | None = None) -> dict[str, Any]:
     """Where a tuner's reported score falls among re-evaluation scores, and the expected drop.
 
     `better_than_share`: the share of re-evaluation runs the tuned score beats
     (ties count half). `expected_drop`: tuned score minus the re-evaluation mean,
     signed so that positive means "re-running does worse than the tuner said",
-    with the mean's t interval carried over.
+    with the mean's t interval carried over. `higher`: whether a higher value is better, where the metric's
+    name does not say (a user's objective: its study's direction).
     """
     data = np.asarray(values, dtype=np.float64)
     interval = mean_interval(data)
@@ -129,7 +153,7 @@ def against_tuned_score(values: Sequence[float], tuned: float | None, metric: st
                               "expected_drop_ci95": None, "tuned_z": None}
     if tuned is None or data.size == 0:
         return result
-    sign = 1.0 if higher_is_better(metric) else -1.0
+    sign = 1.0 if (higher_is_better(metric) if higher is None else higher) else -1.0
     beaten = np.sum(sign * (tuned - data) > 0) + 0.5 * np.sum(tuned == data)
     result["better_than_share"] = float(beaten / data.size)
     result["expected_drop"] = float(sign * (tuned - data.mean()))
@@ -142,7 +166,7 @@ def against_tuned_score(values: Sequence[float], tuned: float | None, metric: st
 
 
 def paired_comparison(a: Sequence[float | None], b: Sequence[float | None], metric: str,
-                      confidence: float = CONFIDENCE) -> dict[str, Any]:
+                      confidence: float = CONFIDENCE, higher: bool | None = None) -> dict[str, Any]:
     """P(A beats B) over seeds both ran, with an interval, and the paired mean difference.
 
     Pair r is A and B trained with the same seeds. A tie counts half a win to
@@ -150,13 +174,13 @@ def paired_comparison(a: Sequence[float | None], b: Sequence[float | None], metr
     win share among the pairs that did not tie, mapped back to all pairs: it
     stays honest at small N, where a bootstrap of 4 wins out of 4 would claim
     [1, 1]. Verdict (Bouthillier et al. 2021): a difference is detected when
-    the interval excludes 0.5, and meaningful when P also exceeds 0.75.
+    the interval excludes 0.5, and meaningful when P also exceeds 0.75. `higher` as in against_tuned_score.
     """
     pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
     n = len(pairs)
     if n == 0:
         raise UsageError("no seed gave a score for both configurations, so they cannot be compared")
-    sign = 1.0 if higher_is_better(metric) else -1.0
+    sign = 1.0 if (higher_is_better(metric) if higher is None else higher) else -1.0
     diffs = np.array([sign * (x - y) for x, y in pairs])  # > 0: A did better on this seed
     wins, ties = int(np.sum(diffs > 0)), int(np.sum(diffs == 0))
     decided = n - ties

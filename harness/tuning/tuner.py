@@ -3,6 +3,8 @@ match), the objective that scores a candidate over k seeds, and the table of the
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,23 @@ from harness.errors import UsageError
 from harness.table import format_table
 from harness.trial.seeds import derive_seed
 from harness.tuning import hyperparameters, optuna_storage, seed_scores
+
+
+@contextlib.contextmanager
+def removed_if_it_fails(storage_url: str, name: str) -> Iterator[None]:
+    """A study this run creates and that ends in an error before any candidate completed is deleted again: a
+    failed first attempt must not leave a study behind (a later `reeval` would have to pick among them)."""
+    optuna = optuna_storage.import_optuna()
+    storage = optuna_storage.open_storage(storage_url, create=True)
+    existed = name in optuna.get_all_study_names(storage)
+    try:
+        yield
+    except Exception:
+        if not existed and name in optuna.get_all_study_names(storage):
+            study = optuna.load_study(study_name=name, storage=storage)
+            if not optuna_storage.completed(study):
+                optuna.delete_study(study_name=name, storage=storage)
+        raise
 
 
 def open_study(storage_url: str, name: str, settings: dict[str, Any]):

@@ -37,16 +37,19 @@ def test_tuning_sets_arguments_of_the_model_function(user_files):
     assert hyperparameters.default_space(base) == "learning_rate=1e-4..3e-2:log"
     tuned = hyperparameters.configured(base, {"model_args.units": 16, "learning_rate": 0.01})
     assert tuned.model_args == {"units": 16} and tuned.learning_rate == 0.01
-    with pytest.raises(UsageError, match=r"^hidden_units shapes the built-in models; for your own model tune an "
-                                         r"argument of its function instead, e\.g\. model_args\.units=16\.\.256:log$"):
+    # The function's own names, as an Optuna study of it stores them.
+    assert hyperparameters.configured(base, {"units": 16, "dropout": 0.3}).model_args == {"units": 16, "dropout": 0.3}
+    with pytest.raises(UsageError, match=rf"^--space names 'hidden_units', which {user_files}/model\.py:create_model "
+                                         r"does not take \(its arguments: units, dropout\) and the harness does not "
+                                         r"set \(it sets learning_rate, batch_size, epochs\)$"):
         hyperparameters.check_space(hyperparameters.parse_space("hidden_units=8..64"), base)
     output_dir = user_files / "tune"
     result = run_program("harness.tune", f"--model={user_files}/model.py:create_model",
                          f"--data=npz:{user_files}/data.npz", "--epochs=1", "--n_trials=2", "--seeds_per_trial=2",
-                         "--space=model_args.units=8|16", "--metric=test_accuracy", f"--output_dir={output_dir}")
+                         "--space=units=8|16", "--metric=test_accuracy", f"--output_dir={output_dir}")
     assert result.returncode == 0, result.stderr
     best = json.loads(next(output_dir.glob("*.best.json")).read_text())
-    assert best["params"]["model_args.units"] in (8, 16)
+    assert best["params"]["units"] in (8, 16)
     records = read_records(output_dir / "trials.jsonl")
     # Two seeds per candidate; a candidate drawn twice reuses its trials.
     assert len(records) in (2, 4) and all(r["model"]["args"] == r["config"]["model_args"] for r in records)
@@ -60,15 +63,21 @@ def test_search_spaces_and_hyperparameter_files_are_read_or_refused_in_one_sente
     assert [(d.name, d.low, d.high, d.log, d.choices) for d in space] == [
         ("learning_rate", 1e-4, 1e-1, True, ()), ("hidden_units", None, None, False, (32, 64)),
         ("epochs", 1.0, 3.0, False, ())]
-    for bad in ("momentum=0..1", "learning_rate=1..0", "learning_rate=0..1:log", "hidden_units=1.5..9", ""):
+    for bad in ("learning_rate=1..0", "learning_rate=0..1:log", "hidden_units=1.5..9", "", "2x=1..2"):
         with pytest.raises(UsageError):
             hyperparameters.parse_space(bad)
+    from harness.trial.config import load_benchmark
+
+    with pytest.raises(UsageError, match=r"^--space names 'momentum', which the built-in model of benchmark "
+                                         r"'digits_mlp' does not take; its hyperparameters are learning_rate, "):
+        hyperparameters.check_space(hyperparameters.parse_space("momentum=0..1"), load_benchmark("digits_mlp"))
     flat, trial_shaped, wrong = tmp_path / "flat.json", tmp_path / "trial.json", tmp_path / "wrong.json"
     flat.write_text('{"learning_rate": 0.01, "hidden_units": 64}')
     trial_shaped.write_text('{"params": {"dropout_rate": 0.3}, "value": 0.97}')
     wrong.write_text('{"hidden_units": 6.5}')
-    assert hyperparameters.params_from_json(str(flat)) == ({"learning_rate": 0.01, "hidden_units": 64}, None)
-    assert hyperparameters.params_from_json(str(trial_shaped)) == ({"dropout_rate": 0.3}, 0.97)
+    assert hyperparameters.params_from_json(str(flat)) == hyperparameters.TunedFile(
+        {"learning_rate": 0.01, "hidden_units": 64})
+    assert hyperparameters.params_from_json(str(trial_shaped)) == hyperparameters.TunedFile({"dropout_rate": 0.3}, 0.97)
     with pytest.raises(UsageError, match="whole number"):
         hyperparameters.params_from_json(str(wrong))
     assert hyperparameters.parse_assignments("learning_rate=0.01,augment=false", "x") == \

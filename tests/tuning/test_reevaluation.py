@@ -1,38 +1,53 @@
-"""Re-evaluation (`harness.reeval`): a tuned trial of an Optuna study re-run over fresh seeds."""
+"""Re-evaluation (`harness.reeval`) of hyperparameters on a model: natural parameter names, a tuned value only
+where it can be tied to the model, metric and split re-run, and the report of its findings."""
 
 import json
 
-import optuna
-from conftest import SCORING_FLAGS, run_program
+from conftest import run_program
 
 from harness.studies.records import read_records, schema_errors
 
+REGRESSION = ["--model=examples/optuna_regression.py:create_model", "--data=examples/optuna_regression.py:load_data",
+              "--epochs=2"]
 
-def test_reeval_reads_the_best_trial_of_an_optuna_study_in_sqlite(tmp_path):
-    # A study as a user's own Optuna tuning leaves it: two trials, the second the best.
-    storage = f"sqlite:///{tmp_path / 'tuning.db'}"
-    study = optuna.create_study(storage=storage, study_name="mine", direction="maximize")
-    distributions = {"learning_rate": optuna.distributions.FloatDistribution(1e-4, 1e-1, log=True),
-                     "hidden_units": optuna.distributions.IntDistribution(16, 256)}
-    for params, value in (({"learning_rate": 0.001, "hidden_units": 32}, 0.90),
-                          ({"learning_rate": 0.02, "hidden_units": 64}, 0.99)):
-        study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions, value=value))
 
-    result = run_program("harness.reeval", f"--optuna_storage={storage}", "--seeds=4", *SCORING_FLAGS,
-                         f"--output_dir={tmp_path / 'reeval'}")
+def test_the_examples_optuna_parameters_under_their_own_names(tmp_path):
+    # {"units": 64, "learning_rate": 0.01}, as Optuna's best_params hands them over: arguments of create_model.
+    result = run_program("harness.reeval", *REGRESSION, "--params=examples/optuna_best_params.json", "--seeds=3",
+                         "--tuned_score=0.05", f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
-    summary = json.loads((tmp_path / "reeval" / "summary.json").read_text())
+    summary = json.loads((tmp_path / "summary.json").read_text())
     assert schema_errors(summary) == []
     comparison = summary["comparison"]
-    assert comparison["hyperparameters"] == {"learning_rate": 0.02, "hidden_units": 64}
-    assert comparison["source"] == {"kind": "optuna", "storage": storage, "study": "mine", "trial": 1}
-    assert comparison["tuned_score"] == 0.99 and comparison["n_seeds"] == 4
-    assert comparison["distribution"]["n"] == 4
-    records = read_records(tmp_path / "reeval" / "trials.jsonl")
-    assert len(records) == 4 and all(schema_errors(r) == [] for r in records)
-    assert {r["condition"] for r in records} == {"all"}
-    assert {(r["config"]["learning_rate"], r["config"]["hidden_units"]) for r in records} == {(0.02, 64)}
-    assert "The tuner reported 99.00" in result.stdout
+    assert comparison["hyperparameters"] == {"units": 64, "learning_rate": 0.01}
+    assert comparison["metric"] == "validation_loss" and comparison["tuned_score_is"] == "as given by --tuned_score"
+    records = read_records(tmp_path / "trials.jsonl")
+    assert {json.dumps(r["config"]["model_args"], sort_keys=True) for r in records} == {
+        '{"learning_rate": 0.01, "units": 64}'}
+    assert all(r["model"]["parameters"] == 10 * 64 + 64 + 64 + 1 for r in records)
+    assert all(r["config"]["validation_fraction"] == 0.2 for r in records)
+    # The header says what was re-run, and on which data split.
+    assert ("Re-evaluating units=64, learning_rate=0.01 (from examples/optuna_best_params.json): your model "
+            "examples/optuna_regression.py:create_model trained by the harness's training loop on "
+            "examples/optuna_regression.py:load_data, scored by validation_loss on the 20% of the training data each "
+            "run's split seed holds out (the score --tuned_score states it was measured by).") in result.stdout
     from harness.analysis.study_report import answer  # The report states the re-evaluation's findings too.
 
     assert comparison["findings"][1] in answer(summary)
+
+
+def test_a_tuned_value_from_a_file_the_harness_did_not_write_is_refused(tmp_path):
+    trial = tmp_path / "best.json"
+    trial.write_text(json.dumps({"params": {"units": 64, "learning_rate": 0.01}, "value": 9.311}))
+    result = run_program("harness.reeval", *REGRESSION, f"--params={trial}", f"--output_dir={tmp_path / 'out'}")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip() == (
+        f"error: {trial} holds a tuned value but was not made by harness.tune, so the harness cannot tell which "
+        "model, data split and metric produced its score; re-run your own objective over seeds with "
+        "--objective=FILE.py:FUNCTION.")
+    # The built-in benchmarks take the built-in names only.
+    builtin = run_program("harness.reeval", "--benchmark=digits_mlp", "--params=examples/optuna_best_params.json",
+                          f"--output_dir={tmp_path / 'out'}")
+    assert builtin.returncode == 2
+    assert ("'units', which the built-in model of benchmark 'digits_mlp' does not take; its hyperparameters are "
+            "learning_rate, dropout_rate, hidden_units, batch_size, epochs") in builtin.stderr

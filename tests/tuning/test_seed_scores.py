@@ -61,7 +61,7 @@ def test_the_pessimistic_bound_sits_on_the_bad_side_of_the_mean():
     ("harness.reeval", ["--params={tmp}/missing.json"], "missing.json: no such file"),
     ("harness.reeval", ["--optuna_storage=sqlite:///{tmp}/nowhere.db"], "no such SQLite file"),
     ("harness.compare_configs", ["--config=A:"], "at least two configurations"),
-    ("harness.tune", ["--space=momentum=0..1"], "--space names 'momentum'"),
+    ("harness.tune", ["--space=momentum=0..1"], "--space names 'momentum', which the built-in model of benchmark"),
 ])
 def test_bad_input_is_one_sentence_and_exit_2(tmp_path, program, args, message):
     result = run_program(program, *[a.format(tmp=tmp_path) for a in args], f"--output_dir={tmp_path}")
@@ -76,8 +76,12 @@ def test_metric_advice_names_a_metric_the_benchmark_has():
     regression = load_benchmark("random_regression")
     with pytest.raises(UsageError) as raised:
         seed_scores.check_metric("validation_accuracy", regression)
-    assert str(raised.value) == ("benchmark 'random_regression' is a regression and has no accuracy; pass "
-                                 "--metric=test_loss (or --metric=validation_loss with --validation_fraction=0.1)")
-    with pytest.raises(UsageError, match=r"pass --validation_fraction=0\.1 \(or --metric=test_loss\)$"):
+    assert str(raised.value) == ("'random_regression' is a regression (its model's loss is its only measure) and has "
+                                 "no accuracy; its metrics are test_loss: pass --metric=test_loss")
+    with pytest.raises(UsageError, match=r"give a validation share, e\.g\. --validation_fraction=0\.2, or pass one of "
+                                         r"its metrics: test_loss$"):
         seed_scores.check_metric("validation_loss", regression)
     seed_scores.check_metric("test_loss", regression)
+    assert seed_scores.default_metric(seed_scores.task_of(regression)) == "validation_loss"
+    held_out = regression.replace(validation_fraction=0.2)
+    assert seed_scores.metrics_of(held_out, "regression") == ["validation_loss", "test_loss"]

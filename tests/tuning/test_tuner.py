@@ -47,3 +47,54 @@ def test_tune_runs_resumes_from_sqlite_and_its_best_trial_reevaluates_on_fresh_s
     assert comparison["hyperparameters"] == best.params and comparison["base_seed"] == 1
     assert comparison["tuned_score"] == pytest.approx(best.user_attrs["mean"])
     assert comparison["tuning_seeds_reused"] == 0
+    # Only like with like: another metric or another experiment than the tuner scored is refused.
+    for flag, said in (("--metric=validation_loss", "the study scored its trials by validation_accuracy; "
+                                                   "--metric=validation_loss would set another metric"),
+                       ("--epochs=3", "study 't' was tuned with epochs=2; --epochs would re-evaluate another "
+                                      "experiment")):
+        refused = run_program("harness.reeval", f"--optuna_storage={storage}", flag, f"--output_dir={tmp_path / 'x'}")
+        assert refused.returncode == 2 and said in refused.stderr
+
+
+# A user's regression model, and a width the tuner's space reaches that its function refuses.
+REGRESSION = """import keras
+
+
+def create_model(units=8):
+    if units > 8:
+        raise ValueError("too wide for this machine")
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(units, activation="relu"), keras.layers.Dense(1)])
+    model.compile(optimizer="adam", loss="mse")
+    return model
+
+
+def load_data():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.random((120, 10)).astype("float32")
+    return (x[:100], x[:100].sum(axis=1, keepdims=True)), (x[100:], x[100:].sum(axis=1, keepdims=True))
+"""
+
+
+def test_tune_on_a_regression_scores_its_validation_loss_and_a_failed_tune_leaves_no_study(tmp_path):
+    (tmp_path / "regression.py").write_text(REGRESSION)
+    user = [f"--model={tmp_path}/regression.py:create_model", f"--data={tmp_path}/regression.py:load_data",
+            "--epochs=1", "--seeds_per_trial=2", f"--output_dir={tmp_path / 'tune'}"]
+    storage = f"sqlite:///{tmp_path / 'tune' / 'optuna.db'}"
+    # Defaults: the loss on a held-out 20% (a regression has no accuracy), the learning rate tuned.
+    tuned = run_program("harness.tune", "--n_trials=1", *user)
+    assert tuned.returncode == 0, tuned.stderr
+    (name,) = optuna.get_all_study_names(storage)
+    settings = _study(storage, name).user_attrs["harness"]
+    assert settings["metric"] == "validation_loss" and settings["config"]["validation_fraction"] == 0.2
+    records = read_records(tmp_path / "tune" / "trials.jsonl")
+    assert len(records) == 2 and all(r["metrics"]["validation_loss"] is not None for r in records)
+    # Accuracy is refused before any training, naming the metrics the model has.
+    refused = run_program("harness.tune", "--n_trials=1", "--metric=validation_accuracy", *user)
+    assert refused.returncode == 2 and "its metrics are validation_loss, test_loss" in refused.stderr
+    assert len(read_records(tmp_path / "tune" / "trials.jsonl")) == 2
+    # A tune whose first candidate fails stops with one sentence and leaves no new study behind.
+    failed = run_program("harness.tune", "--n_trials=1", "--space=units=16|32", "--study_name=wide", *user)
+    assert failed.returncode == 2 and "too wide for this machine" in failed.stderr
+    assert optuna.get_all_study_names(storage) == [name]

@@ -1,0 +1,142 @@
+"""Re-running a user's own Optuna objective (`harness.reeval --objective`, `harness.reeval(...)`): the values
+it returns over seeds, against the value its study recorded."""
+
+import json
+
+import optuna
+import pytest
+from conftest import run_program
+
+import harness
+from harness.errors import UsageError
+from harness.studies.records import read_records, schema_errors
+
+# Objectives as users write them: Optuna's names, randomness from NumPy's global generator (which
+# keras.utils.set_random_seed seeds, as it seeds Python's, TensorFlow's and Keras's).
+OBJECTIVES = """\
+import numpy as np
+import optuna
+
+
+def noisy(trial):
+    x = trial.suggest_float("x", -1.0, 1.0)
+    return x ** 2 + np.random.normal(0.0, 1.0)
+
+
+def noiseless(trial):
+    x = trial.suggest_float("x", -1.0, 1.0)
+    return (x - 0.3) ** 2
+
+
+def self_seeded(trial):
+    np.random.seed(7)
+    return trial.suggest_float("x", -1.0, 1.0) + np.random.normal()
+
+
+def asks_for_more(trial):
+    return trial.suggest_float("x", -1.0, 1.0) + trial.suggest_int("layers", 1, 3)
+
+
+if __name__ == "__main__":
+    optuna.create_study().optimize(noisy, n_trials=3)
+"""
+
+
+def _study(tmp_path, name, n_trials=20):
+    """A study as a user's own tuning leaves it: their objective, unseeded, minimized, in SQLite."""
+    import importlib.util
+
+    (tmp_path / "tuning.py").write_text(OBJECTIVES)
+    spec = importlib.util.spec_from_file_location("user_tuning", tmp_path / "tuning.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(storage=storage, study_name=name, direction="minimize",
+                                sampler=optuna.samplers.RandomSampler(seed=1))
+    study.optimize(getattr(module, name), n_trials=n_trials)
+    return storage, study
+
+
+def test_a_noisy_objectives_best_trial_was_a_lucky_seed_and_the_top_k_are_rerun_paired(tmp_path):
+    storage, study = _study(tmp_path, "noisy")
+    comparison = harness.reeval(objective=f"{tmp_path}/tuning.py:noisy", storage=storage, seeds=12, top_k=3,
+                                output_dir=str(tmp_path / "reeval"))
+    # The best of 20 noisy values is far below what the same x gives on fresh seeds.
+    assert comparison["source"]["kind"] == "objective" and comparison["source"]["trial"] == study.best_trial.number
+    assert comparison["hyperparameters"] == study.best_trial.params and comparison["higher_is_better"] is False
+    assert comparison["tuned_score"] == study.best_value
+    assert comparison["expected_drop"] > 0 and comparison["expected_drop_ci95"][0] > 0
+    assert "the tuned score was partly a lucky seed (the winner's curse)" in comparison["findings"][-1]
+    # Seed r gives every trial the same noise, so the pairs differ by x**2 alone: each verdict is certain.
+    top = comparison["top_k"]
+    xs = {t["trial"]: t["params"]["x"] ** 2 for t in top["trials"]}
+    assert top["k"] == 3 and [t["trial"] for t in top["trials"]][0] == study.best_trial.number
+    assert top["rerun_best"] == min(xs, key=xs.get)
+    for pair in top["pairs"]:
+        assert pair["n_pairs"] == 12 and pair["ties"] == 0 and pair["p_a_beats_b"] in (0.0, 1.0)
+    if top["rerun_best"] != study.best_trial.number:
+        assert top["findings"][-1].startswith("Yes, another trial would have been chosen")
+    summary = json.loads((tmp_path / "reeval" / "summary.json").read_text())
+    assert schema_errors(summary) == [] and summary["comparison"] == comparison
+    runs = read_records(tmp_path / "reeval" / "runs.jsonl")
+    assert len(runs) == 36 and all(schema_errors(r) == [] for r in runs)
+    assert [r["seed"] for r in runs[:12]] == list(range(12))
+    # Run again: every call is recorded, none runs twice.
+    again = harness.reeval(objective=f"{tmp_path}/tuning.py:noisy", storage=storage, seeds=12, top_k=3,
+                           output_dir=str(tmp_path / "reeval"))
+    assert again == comparison and len(read_records(tmp_path / "reeval" / "runs.jsonl")) == 36
+
+
+def test_a_noiseless_objective_has_no_drop_and_says_the_seed_does_not_matter(tmp_path):
+    storage, study = _study(tmp_path, "noiseless", n_trials=5)
+    comparison = harness.reeval(objective=f"{tmp_path}/tuning.py:noiseless", storage=storage, seeds=4,
+                                output_dir=str(tmp_path / "reeval"))
+    assert comparison["expected_drop"] == 0 and comparison["expected_drop_ci95"] == [0, 0]
+    assert comparison["distribution"]["sd"] == 0
+    assert comparison["findings"][1] == ("All 4 runs gave the same score: it does not change with the seed here, "
+                                         "so re-running cannot show whether the tuned score was a lucky seed.")
+    assert comparison["findings"][-1] == ("The tuned score is within the re-evaluation's uncertainty of its mean: "
+                                          "no sign of a lucky seed at this N.")
+
+
+def test_an_objective_that_seeds_itself_is_named(tmp_path):
+    storage, _ = _study(tmp_path, "self_seeded", n_trials=3)
+    comparison = harness.reeval(objective=f"{tmp_path}/tuning.py:self_seeded", storage=storage, seeds=3,
+                                output_dir=str(tmp_path / "reeval"))
+    assert comparison["distribution"]["sd"] == 0
+    assert comparison["findings"][-1].startswith(f"{tmp_path}/tuning.py:self_seeded makes its own seeding call "
+                                                 "(np.random.seed(7) at tuning.py:16)")
+
+
+def test_objective_errors_are_one_sentence(tmp_path):
+    storage, _ = _study(tmp_path, "noiseless", n_trials=2)
+    with pytest.raises(UsageError, match=r"tuning\.py:asks_for_more raised on its first call with trial \d+'s "
+                                         r"parameters \(it suggests a parameter the trial does not hold: "):
+        harness.reeval(objective=f"{tmp_path}/tuning.py:asks_for_more", storage=storage, seeds=2,
+                       output_dir=str(tmp_path / "reeval"))
+    with pytest.raises(UsageError, match=r"^--top_k=5 asks for more trials than Optuna study 'noiseless' "
+                                         r"completed \(2\)$"):
+        harness.reeval(objective=f"{tmp_path}/tuning.py:noiseless", storage=storage, top_k=5,
+                       output_dir=str(tmp_path / "reeval"))
+
+
+def test_reeval_of_a_study_it_did_not_make_needs_the_objective(tmp_path):
+    storage, study = _study(tmp_path, "noisy", n_trials=3)
+    refused = run_program("harness.reeval", f"--optuna_storage={storage}", f"--output_dir={tmp_path / 'out'}")
+    assert refused.returncode == 2 and refused.stdout == ""
+    assert refused.stderr.strip() == (
+        "error: Optuna study 'noisy' was not made by harness.tune, so the harness cannot tell which model, data "
+        "split and metric produced its score; re-run your own objective over seeds with "
+        "--objective=FILE.py:FUNCTION.")
+    assert not (tmp_path / "out" / "summary.json").exists()
+    # The same with the objective, each call in a fresh process: the study's script is imported, not run.
+    result = run_program("harness.reeval", f"--objective={tmp_path}/tuning.py:noisy", f"--optuna_storage={storage}",
+                         "--seeds=2", "--isolation=process", f"--output_dir={tmp_path / 'out'}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Re-running {tmp_path}/tuning.py:noisy, your own objective (its model, data, "
+                                    "split and metric as you wrote them), with Optuna study 'noisy' trial "
+                                    f"{study.best_trial.number}'s parameters (x=")
+    runs = read_records(tmp_path / "out" / "runs.jsonl")
+    assert [(r["isolation"], r["seed"], r["status"]["code"]) for r in runs] == [("process", 0, "ok"),
+                                                                                ("process", 1, "ok")]
+    assert len(optuna.load_study(study_name="noisy", storage=storage).trials) == 3
