@@ -14,10 +14,15 @@ Then, per fitted model, it says where the runs first differ and why, in the
 order a run decides them: initial weights (seeding that does not reach Keras's
 initializers), batch order (data shuffling, with the line that shuffled),
 dropout masks (unseeded SeedGenerators), or, with all of those equal, a
-kernel. It ends with the smallest change that makes the script reproducible;
---verify runs the script twice more with that change (`keras.utils.set_random_seed`
-first) to show it works. When the runs match, it measures what would break them
-elsewhere: oneDNN off, one thread.
+kernel; other data values (drawn at random with no seed) are named with the
+lines that drew them. It ends with the smallest change that makes the script
+reproducible, as text that runs where it is printed (it names Keras as the
+script imports it, or imports it); --verify makes exactly that change in a copy
+(OUTPUT_DIR/SCRIPT.fixed.py) and runs the copy twice to show it works. When
+the runs match, it measures what would break them elsewhere: oneDNN off, one
+thread. Models one builder made with the same arguments in one run are compared
+with each other too ("why do my two fits differ?"), with the change that makes
+them equal (seeding inside the builder), verified with --verify.
 Writes OUTPUT_DIR/doctor.json (`harness.doctor/1`) and each run's observations.
 """
 
@@ -33,14 +38,15 @@ from typing import Any
 from absl import flags
 
 from harness import cli
+from harness.analysis import script_edits
 from harness.analysis.doctor_verdicts import (
-    FIX,
-    FIX_SEED,
-    OP_DETERMINISM_FIX,
+    builder_fix,
     compare_fits,
     explain,
+    explain_within,
     fix_for,
     runs_match,
+    within_run,
 )
 from harness.analysis.keras_probe import DETERMINISM
 from harness.errors import UsageError, meaningful_lines
@@ -51,60 +57,71 @@ from harness.studies.records import read_records, utc_timestamp, write_json
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 20, "Train steps observed per fitted model; each fit stops after them.", lower_bound=1)
-flags.DEFINE_bool("verify", False, "Run the script twice more with the proposed fix, to show it works.")
+flags.DEFINE_bool("verify", False, "Make the proposed change in a copy of the script and run it, to show it works.")
 flags.DEFINE_integer("timeout", 900, "Seconds a run of the script may take.", lower_bound=1)
 
 
-def run_observed(script: Path, args: list[str], out: Path, steps: int, seed: int | str | None = None,
-                 env: dict[str, str] | None = None, timeout: float = 900,
-                 reference: Path | None = None) -> list[dict[str, Any]]:
+def run_observed(script: Path, args: list[str], out: Path, steps: int, mode: str | None = None,
+                 env: dict[str, str] | None = None, timeout: float = 900, reference: Path | None = None,
+                 run_as: Path | None = None) -> list[dict[str, Any]]:
     """One observed run of the script in a fresh process; its fits' observations. With a `reference` (another
-    run's observations), the run ends at its first difference from it."""
+    run's observations), the run ends at its first difference from it. `run_as`: the user's script that
+    `script` (a fixed copy) stands in for."""
     out.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "harness.keras_probe", str(out), str(steps),
-               "-" if seed is None else str(seed), str(reference or "-"), str(script), *args]
+    command = [sys.executable, "-m", "harness.keras_probe", str(out), str(steps), mode or "-",
+               str(reference or "-"), str(run_as or "-"), str(script), *args]
     harness_root = str(Path(__file__).resolve().parents[1])
     environ = {**os.environ, **(env or {}),
                "PYTHONPATH": os.pathsep.join(p for p in (harness_root, os.environ.get("PYTHONPATH")) if p)}
     try:
         result = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
-        raise UsageError(f"{script} ran longer than --timeout={timeout:.0f}s") from None
+        raise UsageError(f"{run_as or script} ran longer than --timeout={timeout:.0f}s") from None
     if result.returncode != 0:
         said = meaningful_lines(result.stderr) or ["no message"]
         # The exception's own line (`ValueError: ...`) says why; Keras adds context lines after it.
         last = next((line for line in reversed(said) if re.match(r"^[A-Za-z_.]+(Error|Exception|Exit)\b", line)),
                     said[-1])
-        raise UsageError(f"{script} {' '.join(args)} failed (exit code {result.returncode}): {last}".replace("  ", " "))
+        what = f"{script} (the fixed copy of {run_as})" if run_as else str(script)
+        raise UsageError(f"{what} {' '.join(args)} failed (exit code {result.returncode}): {last}".replace("  ", " "))
     fits = read_records(out)
     if not fits:
-        raise UsageError(f"{script} fitted no Keras model (it never called model.fit); the doctor observes fit")
+        raise UsageError(f"{run_as or script} fitted no Keras model (it never called model.fit); the doctor observes "
+                         "fit")
     return fits
 
 
+def observed_pair(script: Path, args: list[str], work: Path, name: str, steps: int, timeout: float,
+                  mode: str | None = None, run_as: Path | None = None) -> list[list[dict[str, Any]]]:
+    """Two observed runs, WORK/NAME_a.jsonl and NAME_b.jsonl; the second stops each fit at its first difference."""
+    first = run_observed(script, args, work / f"{name}_a.jsonl", steps, mode=mode, timeout=timeout, run_as=run_as)
+    return [first, run_observed(script, args, work / f"{name}_b.jsonl", steps, mode=mode, timeout=timeout,
+                                reference=work / f"{name}_a.jsonl", run_as=run_as)]
+
+
 def confirm_kernel(script: Path, args: list[str], work: Path, steps: int, timeout: float,
-                   document: dict[str, Any]) -> str:
+                   document: dict[str, Any]) -> tuple[list[dict[str, Any]], str | None]:
     """Everything the script seeds was equal, yet the weights parted: run twice more with op determinism
     on. Equal then: a kernel it was, and op determinism is the fix. A run that stops: an op without a
     deterministic kernel, named with its alternative. Still different: not a kernel but randomness the
-    seeds do not reach. Prints the finding; returns the fix."""
+    seeds do not reach. Prints the finding; returns the fix's edits, or advice where no edit is the fix."""
     try:
-        runs = observed_pair(script, args, work, "determinism", steps, timeout, seed=DETERMINISM)
+        runs = observed_pair(script, args, work, "determinism", steps, timeout, mode=DETERMINISM)
     except UsageError as error:
         alternative = known_ops.alternative_for(str(error))
         document["kernel_check"] = "op without a deterministic kernel"
         print(f"With op determinism on, the script stops: {error}." +
               (f" Use {alternative} instead." if alternative else ""))
-        return alternative or OP_DETERMINISM_FIX
+        return ([], alternative) if alternative else (script_edits.op_determinism_at_top(script), None)
     if runs_match(*runs):
         document["kernel_check"] = "confirmed"
         print("Confirmed: with op determinism on, two runs are bitwise identical: a kernel that computes "
               "differently from run to run was the cause.")
-        return OP_DETERMINISM_FIX
+        return script_edits.op_determinism_at_top(script), None
     document["kernel_check"] = "not a kernel"
     print("With op determinism on, the runs still differ: not a kernel, but randomness the seeds do not "
           "reach (random numbers drawn in the model's own code outside Keras's seeding, or from the clock).")
-    return FIX
+    return script_edits.seeding_at_top(script), None
 
 
 def environment_checks(script: Path, args: list[str], reference: Path, work: Path,
@@ -120,12 +137,14 @@ def environment_checks(script: Path, args: list[str], reference: Path, work: Pat
     return checks
 
 
-def observed_pair(script: Path, args: list[str], work: Path, name: str, steps: int, timeout: float,
-                  seed: int | str | None = None) -> list[list[dict[str, Any]]]:
-    """Two observed runs, WORK/NAME_a.jsonl and NAME_b.jsonl; the second stops each fit at its first difference."""
-    first = run_observed(script, args, work / f"{name}_a.jsonl", steps, seed=seed, timeout=timeout)
-    return [first, run_observed(script, args, work / f"{name}_b.jsonl", steps, seed=seed, timeout=timeout,
-                                reference=work / f"{name}_a.jsonl")]
+def optimizer_evidence(findings: list[dict[str, Any]]) -> str | None:
+    """What the observed runs show of the optimizer: a fit whose two runs stayed equal through every step
+    applied the same updates to the same weights and gradients, so its update rule is deterministic."""
+    equal = [f for f in findings if f["cause"] is None and f.get("steps_compared")]
+    if not equal:
+        return None
+    return (f"with equal starts, two runs of this script repeat its every update bit for bit over the first "
+            f"{min(f['steps_compared'] for f in equal)} steps")
 
 
 def main(argv: list[str]) -> int:
@@ -144,12 +163,14 @@ def main(argv: list[str]) -> int:
         raise UsageError(f"the two runs fitted {len(runs[0])} and {len(runs[1])} models; the script's control "
                          "flow itself differs between runs")
     findings = [compare_fits(a, b) for a, b in zip(*runs, strict=True)]
-    lines = [explain(found, run) for found, run in zip(findings, runs[0], strict=True)]
+    groups = within_run(runs[0])
     document: dict[str, Any] = {"schema": DOCTOR_SCHEMA, "created_at": utc_timestamp(), "script": str(script),
                                 "args": args, "steps_observed": steps, "fits": findings,
-                                "seeding": runs[0][0]["seeding_before"], "reproducible": not any(
-                                    f["cause"] for f in findings)}
-    print("\n".join(lines))
+                                "seeding": runs[0][0]["seeding_before"], "within_run": groups,
+                                "reproducible": not any(f["cause"] for f in findings)}
+    print("\n".join(explain(found, a, b) for found, a, b in zip(findings, *runs, strict=True)))
+    evidence = optimizer_evidence(findings)
+    edits: list[dict[str, Any]] = []
     if document["reproducible"]:
         print(f"\nYour script is reproducible here (over the first {steps} steps of each fit). What would break "
               "it elsewhere, measured here:")
@@ -161,18 +182,24 @@ def main(argv: list[str]) -> int:
               "kernels; python -m harness.scan lists the risky ops of a model.")
     else:
         causes = sorted({f["cause"] for f in findings if f["cause"]})
-        fix = fix_for(findings, runs[0])
-        if causes == ["kernel"]:
-            fix = confirm_kernel(script, args, output_dir, steps, timeout, document)
-        document["fix"] = fix
-        print(f"\nThe smallest change: at the top of {script.name}, before anything random happens,\n    {fix}")
-        if FLAGS.verify and fix.startswith(FIX):
-            same = runs_match(*observed_pair(script, args, output_dir, "verify", steps, timeout, seed=FIX_SEED))
+        edits, advice = (confirm_kernel(script, args, output_dir, steps, timeout, document) if causes == ["kernel"]
+                         else (fix_for(findings, runs[0], script), None))
+        document["fix"] = advice or script_edits.fix_text(edits, script.name)
+        document["fix_edits"] = edits
+        print(f"\nThe smallest change, in {script.name}:\n{document['fix']}")
+        if FLAGS.verify and edits:
+            same = runs_match(*observed_pair(_fixed_copy(script, edits, output_dir), args, output_dir, "verify",
+                                             steps, timeout, run_as=script))
             document["verified"] = same
-            print(f"Verified: with it, two runs {'are bitwise identical' if same else 'STILL differ'} over the "
-                  f"first {steps} steps of each fit.")
+            print(f"Verified in a copy with exactly this change ({output_dir / (script.stem + '.fixed.py')}): two "
+                  f"runs {'are bitwise identical' if same else 'STILL differ'} over the first {steps} steps of each "
+                  "fit.")
+            if same:
+                evidence = evidence or (f"with the change above, two runs repeat its every update bit for bit over "
+                                        f"the first {steps} steps")
         elif not FLAGS.verify:
-            print("Pass --verify to run the script twice more with it.")
+            print("Pass --verify to run a copy of the script with it.")
+    within_run_report(script, args, groups, edits, evidence, output_dir, document)
     stops = sum(1 for fit in runs[1] if fit.get("stopped"))
     print(f"(Each fit was stopped after {steps} steps: --steps sets how many are observed"
           + (f"; the second run stopped {stops} of them at their first difference from the first." if stops else ".")
@@ -180,6 +207,38 @@ def main(argv: list[str]) -> int:
     write_json(output_dir / DOCTOR_FILE, document)
     print(f"record: {output_dir / DOCTOR_FILE}")
     return 0
+
+
+def within_run_report(script: Path, args: list[str], groups: list[dict[str, Any]], edits: list[dict[str, Any]],
+                      evidence: str | None, output_dir: Path, document: dict[str, Any]) -> None:
+    """The models one builder made with the same arguments in one run: equal or not, why, and the change that
+    makes them equal (seeding inside the builder, over the fix above), verified in a copy with --verify."""
+    if not groups:
+        return
+    print()
+    for group in groups:
+        print(explain_within(group, evidence))
+    differing = [g for g in groups if g["cause"] in ("init", "data", "dropout")]
+    builder_edits = [e for group in differing for e in builder_fix(script, group)]
+    if not builder_edits:
+        return
+    # One edit per line: two groups of one builder share its seeding.
+    builder_edits = list({(e["line"], tuple(e["insert"])): e for e in builder_edits}.values())
+    document["builder_fix"] = script_edits.fix_text(builder_edits, script.name)
+    print(f"For equal models within one run, seed inside the builder, in {script.name}:\n{document['builder_fix']}")
+    if FLAGS.verify:
+        copy = _fixed_copy(script, edits + builder_edits, output_dir, "builder_fixed")
+        fits = run_observed(copy, args, output_dir / "builder_verify.jsonl", FLAGS.steps, timeout=FLAGS.timeout,
+                            run_as=script)
+        equal = all(g["cause"] is None for g in within_run(fits))
+        document["builder_fix_verified"] = equal
+        print(f"Verified in a copy with {'both changes' if edits else 'this change'} ({copy}): the models of one "
+              f"builder {'are bitwise identical' if equal else 'STILL differ'} within a run, over the first "
+              f"{FLAGS.steps} steps of each fit.")
+
+
+def _fixed_copy(script: Path, edits: list[dict[str, Any]], output_dir: Path, suffix: str = "fixed") -> Path:
+    return script_edits.apply(script, edits, output_dir / f"{script.stem}.{suffix}.py")
 
 
 if __name__ == "__main__":

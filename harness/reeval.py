@@ -78,8 +78,9 @@ def main(argv: list[str]) -> int:
         return _reeval_objective()
     found = hyperparameters_from_flags()
     source = found["source"]
-    named_by = {"optuna": f"Optuna trial {source.get('trial')}", "json": source.get("path")}.get(source["kind"], "flags")
-    config, metric = score_flags.scoring_from_flags(hyperparameters.configured(found["base"], found["params"], named_by))
+    named_by = {"optuna": f"Optuna trial {source.get('trial')}", "json": source.get("path")}.get(source["kind"])
+    config, metric = score_flags.scoring_from_flags(
+        hyperparameters.configured(found["base"], found["params"], named_by or "flags"))
     if "metric" in found and metric != found["metric"]:
         raise UsageError(f"the study scored its trials by {found['metric']}; --metric={metric} would set another "
                          "metric against its scores (leave --metric out)")

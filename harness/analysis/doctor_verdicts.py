@@ -1,33 +1,78 @@
 """The doctor's verdicts: where two observed runs of a user's Keras script first part, why, in plain
 words, and the smallest change that makes the script reproducible (`python -m harness.doctor` runs
-the script and prints these).
+the script and prints these); and, within one run, whether the models one builder made with the same
+arguments came out equal, and why not.
+
+Fits are compared position by position (the n-th variable, the n-th generator), not by name: two
+models built in one process get other names (`sequential`, `sequential_1`) for the same layers.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-FIX_SEED = 0
-FIX = (f"keras.utils.set_random_seed({FIX_SEED})  # seeds Python's random, NumPy, TensorFlow and Keras, "
-       "before anything random happens")
+from harness.analysis import script_edits
+
+# What a first difference points to, in the order a run decides them. At the start of a fit: the
+# initial weights, and the arrays handed to it (other values); then per step the batch (the data order,
+# or values drawn at random where the data is a pipeline), the dropout state, or, with all of those
+# equal, a kernel.
+CAUSES = ("init", "data_values", "data", "dropout", "kernel")
+
+
+def _in_order(values: dict[str, Any] | None) -> list[Any]:
+    return list((values or {}).values())
+
+
+def data_difference(a: dict[str, Any], b: dict[str, Any]) -> str | None:
+    """"values" where the arrays handed to the two fits hold other values, "order" where the same rows come in
+    another order, None where they are equal or unknown (a tf.data pipeline)."""
+    first, second = a.get("data_sha256"), b.get("data_sha256")
+    if not first or not second or list(first) != list(second):
+        return None if not first or not second else "values"
+    if all(first[name]["values"] == second[name]["values"] for name in first):
+        return None
+    return "order" if all(first[name]["rows"] == second[name]["rows"] for name in first) else "values"
+
+
+def differing_calls(a: dict[str, Any], b: dict[str, Any], kind: str = "random_calls_before") -> list[dict[str, Any]]:
+    """The random calls the user's code made before the fit that drew other values in the two runs (matched
+    in the order they were made)."""
+    return [x for x, y in zip(a.get(kind, []), b.get(kind, []), strict=False)
+            if (x["call"], x["line"]) == (y["call"], y["line"]) and x.get("value_sha256") != y.get("value_sha256")]
 
 
 def compare_fits(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Where two runs of one fit first differ, and the cause that position points to."""
+    """Where two runs of one fit first differ (or two fits of one run), and the causes that position points
+    to: at the start, other initial weights and other data values can both hold (`causes` lists them)."""
     found = {"fit": a["fit"], "model": a["model"], "line": a["line"], "first_step": None, "variables": []}
-    if a.get("initial") != b.get("initial"):
-        names = [n for n in a.get("initial", {}) if a["initial"].get(n) != b.get("initial", {}).get(n)]
-        return {**found, "cause": "init", "variables": names}
+    starts, initial_a, initial_b = [], _in_order(a.get("initial")), _in_order(b.get("initial"))
+    if initial_a != initial_b:
+        names = list(a.get("initial") or {})
+        found["variables"] = [names[i] for i, (x, y) in enumerate(zip(initial_a, initial_b, strict=False)) if x != y]
+        starts.append("init")
+    data = data_difference(a, b)
+    if data == "values":
+        starts.append("data_values")
+    if starts:
+        return {**found, "cause": starts[0], "causes": starts}
     steps = min(len(a["steps"]), len(b["steps"]))
     for step in range(steps):
         if a["steps"][step]["batch"] != b["steps"][step]["batch"]:
-            return {**found, "cause": "data", "first_step": step}
+            # The arrays are not known (a pipeline) but values drawn at random before the fit differ: other
+            # values, not another order, as far as the doctor can tell.
+            cause = "data_values" if data is None and not a.get("data_sha256") and differing_calls(a, b) else "data"
+            return {**found, "cause": cause, "causes": [cause], "first_step": step}
         if a["steps"][step]["weights"] != b["steps"][step]["weights"]:
-            if a.get("seed_generators") != b.get("seed_generators"):
-                layers = [p for p in a["seed_generators"] if a["seed_generators"][p] != b["seed_generators"].get(p)]
-                return {**found, "cause": "dropout", "first_step": step, "variables": layers}
-            return {**found, "cause": "kernel", "first_step": step}
-    return {**found, "cause": None, "steps_compared": steps}
+            generators_a, generators_b = _in_order(a.get("seed_generators")), _in_order(b.get("seed_generators"))
+            if generators_a != generators_b:
+                paths = list(a.get("seed_generators") or {})
+                layers = [paths[i] for i, (x, y) in enumerate(zip(generators_a, generators_b, strict=False)) if x != y]
+                return {**found, "cause": "dropout", "causes": ["dropout"], "first_step": step, "variables": layers}
+            return {**found, "cause": "kernel", "causes": ["kernel"], "first_step": step}
+    return {**found, "cause": None, "causes": [], "steps_compared": steps}
 
 
 def runs_match(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
@@ -35,21 +80,25 @@ def runs_match(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
     return len(a) == len(b) and all(compare_fits(x, y)["cause"] is None for x, y in zip(a, b, strict=True))
 
 
-def explain(found: dict[str, Any], run: dict[str, Any]) -> str:
-    """The finding for one fitted model, in plain words."""
+def explain(found: dict[str, Any], run: dict[str, Any], other: dict[str, Any]) -> str:
+    """The finding for one fitted model (`run`: its observation in the first run, `other`: in the second)."""
     where = f"the model fitted at {found['line'] or 'an unknown line'} ({found['model']})"
     seeding = run["seeding_before"]
     calls = dict.fromkeys(f"{s['call']}({s['seed']}) at {s['line'] or '?'}" for s in seeding)
     said = ", ".join(calls) or "no seeding call"
+    causes = found.get("causes") or ([found["cause"]] if found["cause"] else [])
+    if "init" in causes or "data_values" in causes:
+        parts = []
+        if "init" in causes:
+            parts.append(f"start from different initial weights ({len(found['variables'])} of "
+                         f"{len(run['initial'])} variables differ)")
+        if "data_values" in causes:
+            parts.append(f"are given other data: {values_source(run, other)}")
+        text = f"{where}: the two runs {' and '.join(parts)}."
+        if "init" in causes:
+            text += f" Before the fit the script made {said}; {init_reason(seeding)}."
+        return text
     cause = found["cause"]
-    if cause == "init":
-        reason = ("tf.random.set_seed alone does not reach Keras 3's initializers, which draw from Keras's own "
-                  "seed generator" if any(s["call"] == "tf.random.set_seed" for s in seeding) and
-                  not any(s["call"] == "keras.utils.set_random_seed" for s in seeding)
-                  else "nothing seeds Keras's initializers before the model is built")
-        return (f"{where}: the two runs start from different initial weights "
-                f"({len(found['variables'])} of {len(run['initial'])} variables differ). Before the fit the script "
-                f"made {said}; {reason}.")
     if cause == "data":
         unseeded = dict.fromkeys(f"{c['call']} at {c['line']}" for c in run.get("data_calls_before", [])
                                  if not c["seeded"])
@@ -76,16 +125,124 @@ def explain(found: dict[str, Any], run: dict[str, Any]) -> str:
     return f"{where}: the two runs are bitwise identical over the {found['steps_compared']} steps observed."
 
 
-OP_DETERMINISM_FIX = "tf.config.experimental.enable_op_determinism()  # with the seeding the script has"
+def init_reason(seeding: list[dict[str, Any]]) -> str:
+    if any(s["call"] == "tf.random.set_seed" for s in seeding) and \
+            not any(s["call"] == "keras.utils.set_random_seed" for s in seeding):
+        return ("tf.random.set_seed alone does not reach Keras 3's initializers, which draw from Keras's own seed "
+                "generator")
+    return "nothing seeds Keras's initializers before the model is built"
 
 
-def fix_for(findings: list[dict[str, Any]], run: list[dict[str, Any]]) -> str:
-    """keras.utils.set_random_seed at the top; and a seed for each np.random.default_rng made without one
-    where the data order differs, since a Generator follows no global seed."""
-    lines = dict.fromkeys(c["line"] for found, fit in zip(findings, run, strict=False) if found["cause"] == "data"
-                          for c in fit.get("data_calls_before", [])
+def values_source(run: dict[str, Any], other: dict[str, Any]) -> str:
+    """Why the data's values differ: the random calls that drew them, with their lines."""
+    named = "the arrays handed to fit" if run.get("data_sha256") else "the data"
+    differing = differing_calls(run, other) or differing_calls(run, other, "data_calls_before")
+    generators = dict.fromkeys(f"np.random.default_rng() at {c['line']}" for c in run.get("data_calls_before", [])
+                               if c["call"] == "np.random.default_rng" and not c["seeded"])
+    if not differing and generators:
+        # A Generator's own draws cannot be watched, only its making.
+        return (f"{named} hold other values in the two runs, drawn from {', '.join(generators)}, made without a "
+                "seed (no global seed reaches a NumPy Generator)")
+    if not differing:
+        return (f"{named} hold other values in the two runs, drawn by no random call the doctor watches (a file "
+                "that changed between the runs, the clock, or a generator it does not see)")
+    lines = ", ".join(dict.fromkeys(f"{c['call']} at {c['line']}" for c in differing))
+    unseeded = any(not c["seeded"] or c["call"] == "np.random.default_rng" for c in differing)
+    return (f"{named} hold other values in the two runs, drawn by {lines}, which "
+            + ("no seed reached" if unseeded else "drew other numbers although a seed was set before it") + "")
+
+
+def within_run(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The fits of one run whose models one builder made with the same arguments, on the same data (a loop
+    over "identical" runs, or the same model trained twice): per group, whether they came out equal, and
+    where the first that did not parted from the first of them."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for fit in fits:
+        origin = fit.get("built_by") or {}
+        if not origin.get("built_at"):
+            continue
+        builder = [origin["function"], origin["line"], origin["arguments"]] if origin["function"] \
+            else origin["built_at"]
+        key = json.dumps([builder, fit.get("parameters"), len(fit.get("initial") or {}), fit.get("data_sha256")],
+                         sort_keys=True, default=str)
+        groups.setdefault(key, []).append(fit)
+    found = []
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        first = members[0]
+        comparisons = [compare_fits(first, other) for other in members[1:]]
+        differing = next((c for c in comparisons if c["cause"]), None)
+        found.append({"fits": [m["fit"] for m in members], "lines": [m["line"] for m in members],
+                      "built_by": first["built_by"], "optimizer": first.get("optimizer"),
+                      "cause": differing["cause"] if differing else None,
+                      "causes": differing["causes"] if differing else [],
+                      "first_step": differing["first_step"] if differing else None,
+                      "steps_compared": min(len(m["steps"]) for m in members)})
+    return found
+
+
+def describe_builder(origin: dict[str, Any]) -> str:
+    if not origin.get("function"):
+        return f"built at {origin['built_at']}"
+    arguments = ", ".join(f"{k}={v}" for k, v in (origin.get("arguments") or {}).items())
+    return f"built by {origin['function']}({arguments})"
+
+
+def explain_within(group: dict[str, Any], optimizer_evidence: str | None) -> str:
+    """One group of same-builder fits of one run, in plain words: equal, or why not, and whether the
+    optimizer is to blame."""
+    n, origin = len(group["fits"]), group["built_by"]
+    lines = ", ".join(dict.fromkeys(str(line) for line in group["lines"]))
+    head = f"Within one run, the {n} models {describe_builder(origin)} and fitted at {lines}"
+    if group["cause"] is None:
+        return f"{head} are bitwise identical over the {group['steps_compared']} steps observed."
+    why = {
+        "init": "they start from different initial weights: each build draws its weights from the global random "
+                "state, which every earlier build (and fit) advanced; a seed set at the top of the script seeds "
+                "the first build only, and tf.random.set_seed does not reach Keras's generator at all",
+        "data": f"batch {group['first_step']} holds other examples: fit's shuffle draws from the global random "
+                "state, which the earlier fit advanced",
+        "dropout": "their dropout masks differ: each Dropout layer's SeedGenerator takes its seed from the global "
+                   "random state when the layer is made, and every earlier build advanced it",
+        "data_values": "they are given other data, drawn at random between the fits",
+        "kernel": f"the weights part after step {group['first_step']} with equal starts and batches: an op "
+                  "computed differently",
+    }[group["cause"]]
+    text = f"{head} differ from each other: {why}."
+    optimizer = group.get("optimizer") or "the optimizer"
+    if group["cause"] != "kernel" and optimizer_evidence:
+        text += f" {optimizer} is not a source: {optimizer_evidence}."
+    return text
+
+
+# The seeding the fix adds to a builder, named in what the doctor prints.
+SEED_ARGUMENT = "seed"
+
+
+def builder_fix(script: Path, group: dict[str, Any]) -> list[dict[str, Any]]:
+    """Seeding inside the builder, so each build starts from the same state: keras.utils.set_random_seed with
+    the builder's own `seed` argument where it has one. [] where the models are built at top level."""
+    origin = group["built_by"]
+    if not origin.get("function"):
+        return []
+    seed = SEED_ARGUMENT if SEED_ARGUMENT in (origin.get("arguments") or {}) else None
+    return script_edits.seeding_in_function(script, origin["line"], seed)
+
+
+def fix_for(findings: list[dict[str, Any]], run: list[dict[str, Any]], script: Path) -> list[dict[str, Any]]:
+    """The smallest change, as edits of the script: keras.utils.set_random_seed after its imports (importing keras
+    where the script has no name for it); and a seed for each np.random.default_rng made without one where the
+    data differ, since a Generator follows no global seed."""
+    edits = script_edits.seeding_at_top(script)
+    lines = dict.fromkeys(c["line"] for found, fit in zip(findings, run, strict=False)
+                          if found["cause"] in ("data", "data_values")
+                          for c in fit.get("data_calls_before", []) + fit.get("random_calls_before", [])
                           if c["call"] == "np.random.default_rng" and not c["seeded"])
-    if not lines:
-        return FIX
-    return (f"{FIX}\n    and a seed for np.random.default_rng at {', '.join(lines)}, "
-            f"e.g. np.random.default_rng({FIX_SEED})")
+    for line in lines:
+        name, _, number = line.rpartition(":")
+        if name == script.name:
+            edit = script_edits.seed_argument_fix(script, int(number), "default_rng")
+            if edit:
+                edits.append(edit)
+    return edits

@@ -1,5 +1,5 @@
 """Observes an unmodified Keras script from the inside:
-`python -m harness.keras_probe OUT STEPS SEED REFERENCE SCRIPT [ARGS]`.
+`python -m harness.keras_probe OUT STEPS MODE REFERENCE RUN_AS SCRIPT [ARGS]`.
 
 Run by `harness.doctor`, once per run it compares. Before the script runs, it
 wraps what decides a run's bits, without changing them:
@@ -7,31 +7,42 @@ wraps what decides a run's bits, without changing them:
   `keras.utils.set_random_seed`), noting each with the script line that made it;
 - the calls that put data in a random order (`np.random.permutation`, `shuffle`
   and `choice`, `random.shuffle` and `sample`, `np.random.default_rng`,
-  `tf.data.Dataset.shuffle`, `tf.random.shuffle`) made by the user's code,
-  each with its line and whether anything seeded it;
+  `tf.data.Dataset.shuffle`, `tf.random.shuffle`) and the calls that draw
+  random values (`np.random.rand`, `randn`, `random`, `normal`, `uniform`,
+  `randint`, ..., `random.random`, ..., `tf.random.normal`, ... outside a
+  model), made by the user's code, each with its line, whether anything
+  seeded it, and a fingerprint of what it returned;
+- `keras.Model.__init__`: where each model was built (the user's builder
+  function, its arguments, the line), so fits of one builder can be compared
+  within a run;
 - `keras.Model.fit`: every fitted model gets a callback that records its initial
   weights, the state of every `keras.random.SeedGenerator` (dropout's
   randomness), and per step a fingerprint of the batch and of the weights after
   the step; the train step gets an in-graph fingerprint of its batch
   (integer arithmetic on the bits, which XLA compiles, as fit's default
-  `jit_compile="auto"` does). After STEPS steps it stops that fit
-  (`model.stop_training`): a diagnosis needs the first steps, not the whole run.
+  `jit_compile="auto"` does). The arrays handed to fit are fingerprinted whole,
+  in order and as a set of rows, so other values tell from another order.
+  After STEPS steps it stops that fit (`model.stop_training`): a diagnosis
+  needs the first steps, not the whole run.
 
 Then it runs the script as `__main__` with its own arguments. Every fit
 becomes one JSON line in OUT. REFERENCE other than `-` is another run's OUT:
 each fit stops at its first step (or initial weights) that differs from the
 same fit there (`stopped` in its line says which): what follows a first
 difference cannot tell where the runs parted. The script goes on to its next
-fit, so each fit gets its own comparison. SEED other than `-` first calls
-`keras.utils.set_random_seed(SEED)`: the fix the doctor proposes, verified;
-`determinism` turns on op determinism instead, to check a kernel verdict.
+fit, so each fit gets its own comparison. MODE `determinism` turns on op
+determinism first, to check a kernel verdict (`-`: nothing). RUN_AS other
+than `-` is the user's script that SCRIPT (the doctor's fixed copy of it)
+stands in for: SCRIPT runs as if it were there (its `__file__`, directory and
+`sys.argv[0]`).
 """
 
 from __future__ import annotations
 
+import builtins
+import hashlib
 import json
 import random
-import runpy
 import sys
 import traceback
 from pathlib import Path
@@ -39,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-# In place of SEED: turn on op determinism before the script runs, seeding nothing.
+# MODE: turn on op determinism before the script runs, seeding nothing.
 DETERMINISM = "determinism"
 # The calls that order data at random: the seeding calls that make each repeat (besides a seed argument
 # of its own), and the position of that argument (counting `self` for a method). A NumPy Generator's own
@@ -57,20 +68,34 @@ DATA_CALLS = {
     "tf.data.Dataset.shuffle": (TF_SEEDING, 2),
     "tf.random.shuffle": (TF_SEEDING, 1),
 }
+# The calls that draw random values (data made at random, as `X = np.random.rand(100, 10)`): the seeding
+# calls that make each repeat, and the position of a seed argument of its own. Outside a model only: a
+# layer's own random ops are the model's business (init, dropout).
+VALUE_CALLS = {
+    **{f"np.random.{name}": (NUMPY_SEEDING, None) for name in (
+        "rand", "randn", "random", "random_sample", "normal", "uniform", "randint", "standard_normal",
+        "binomial", "poisson", "exponential", "beta", "gamma", "multivariate_normal")},
+    **{f"random.{name}": (PYTHON_SEEDING, None) for name in (
+        "random", "uniform", "gauss", "normalvariate", "randint", "randrange", "choice", "choices")},
+    **{f"tf.random.{name}": (TF_SEEDING, "seed") for name in (
+        "normal", "uniform", "truncated_normal", "categorical", "gamma", "poisson")},
+}
 
 
 class Probe:
     """What one run of the script did: its seeding calls, and each fit's fingerprints."""
 
     def __init__(self, out: Path, steps: int, script: Path, reference: list[dict[str, Any]] | None = None,
-                 fix_seed: int | None = None) -> None:
+                 run_as: Path | None = None) -> None:
         self.out, self.steps, self.script = out, steps, script.resolve()
         self.reference = reference
-        # The doctor's fix, applied: keras.utils.set_random_seed(fix_seed) first, and that seed for every
-        # np.random.default_rng the script makes without one (a Generator follows no global seed).
-        self.fix_seed = fix_seed
+        # The user's script: its name in every line said (a fixed copy stands in for it), its directory
+        # the user's code.
+        self.run_as = (run_as or script).resolve()
         self.seeding: list[dict[str, Any]] = []
         self.data_calls: list[dict[str, Any]] = []
+        self.random_calls: list[dict[str, Any]] = []
+        self.origins: dict[int, dict[str, Any]] = {}  # id(model) -> where it was built
         self.fits = 0
         self._depth = 0  # keras.utils.set_random_seed calls the others: only the outermost call counts
 
@@ -79,8 +104,9 @@ class Probe:
         it); None when it is Keras, TensorFlow or any other library."""
         frame = sys._getframe(depth)
         path = Path(frame.f_code.co_filename).resolve()
-        directory = self.script.parent
-        if path == self.script or (path.parent == directory and path.suffix == ".py"):
+        if path == self.script:
+            return f"{self.run_as.name}:{frame.f_lineno}"
+        if path.parent == self.run_as.parent and path.suffix == ".py":
             return f"{path.name}:{frame.f_lineno}"
         return None
 
@@ -88,8 +114,27 @@ class Probe:
         """`train.py:12`: the innermost frame of the user's script on the stack."""
         for frame in reversed(traceback.extract_stack()):
             if Path(frame.filename).resolve() == self.script:
-                return f"{self.script.name}:{frame.lineno}"
+                return f"{self.run_as.name}:{frame.lineno}"
         return None
+
+    def builder(self) -> dict[str, Any]:
+        """Where the model being constructed comes from: the innermost function of the user's script on the
+        stack that is not a constructor (a `create_model(seed)`), its first line and arguments; or the
+        script's own line where it builds at top level."""
+        frame = sys._getframe(2)
+        while frame is not None:
+            if Path(frame.f_code.co_filename).resolve() == self.script and frame.f_code.co_name != "__init__":
+                break
+            frame = frame.f_back
+        if frame is None:
+            return {"function": None, "line": None, "arguments": None, "built_at": None}
+        code = frame.f_code
+        built_at = f"{self.run_as.name}:{frame.f_lineno}"
+        if code.co_name == "<module>":
+            return {"function": None, "line": None, "arguments": None, "built_at": built_at}
+        names = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+        return {"function": code.co_name, "line": code.co_firstlineno, "built_at": built_at,
+                "arguments": {name: _short_repr(frame.f_locals.get(name)) for name in names}}
 
     def wrap_seeding(self, owner: Any, attribute: str, name: str) -> None:
         original = getattr(owner, attribute)
@@ -118,20 +163,103 @@ class Probe:
 
         def data_call(*args: Any, **kwargs: Any) -> Any:
             line = probe.user_line()
+            result = original(*args, **kwargs)
             if line is not None:
                 seed = kwargs.get("seed", args[seed_position] if seed_position is not None
                                   and len(args) > seed_position else None)
                 seeded_by = [s for s in probe.seeding if s["call"] in seeding_calls]
                 probe.data_calls.append({"call": name, "line": line, "seed": seed if isinstance(
-                    seed, (int, type(None))) else str(seed), "seeded": seed is not None or bool(seeded_by)})
-                if name == "np.random.default_rng" and seed is None and probe.fix_seed is not None:
-                    return original(probe.fix_seed)
-            return original(*args, **kwargs)
+                    seed, (int, type(None))) else str(seed), "seeded": seed is not None or bool(seeded_by),
+                    "value_sha256": value_fingerprint(args[0] if result is None and args else result)})
+            return result
 
         setattr(owner, attribute, data_call)
 
+    def wrap_value_call(self, owner: Any, name: str) -> None:
+        """Notes each call that draws random values made by the user's code outside a model: its line,
+        whether it repeats (a seed argument, or a seeding call before it that reaches it), and what it drew."""
+        attribute = name.rsplit(".", 1)[1]
+        original = getattr(owner, attribute)
+        seeding_calls, seed_argument = VALUE_CALLS[name]
+        probe = self
+
+        def value_call(*args: Any, **kwargs: Any) -> Any:
+            line = probe.user_line()
+            result = original(*args, **kwargs)
+            if line is not None and not _inside_keras():
+                seed = kwargs.get(seed_argument) if seed_argument else None
+                seeded_by = [s for s in probe.seeding if s["call"] in seeding_calls]
+                probe.random_calls.append({"call": name, "line": line, "seeded": seed is not None or bool(seeded_by),
+                                           "value_sha256": value_fingerprint(result)})
+            return result
+
+        setattr(owner, attribute, value_call)
+
     def reference_fit(self, index: int) -> dict[str, Any] | None:
         return self.reference[index] if self.reference is not None and index < len(self.reference) else None
+
+
+def _short_repr(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _inside_keras() -> bool:
+    """Whether Keras code is on the stack: a random op a layer runs (while it is built or called) is the
+    model's own randomness, not the data's."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if f"{Path('keras') / 'src'}" in frame.f_code.co_filename:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def value_fingerprint(value: Any) -> str | None:
+    """SHA-256 of what a random call returned (an array's shape, dtype and bytes; a number's repr); None for
+    what has no value to read here (a symbolic tensor, a generator)."""
+    try:
+        if hasattr(value, "numpy") and not isinstance(value, np.ndarray):
+            value = value.numpy()
+        if isinstance(value, (np.ndarray, np.generic)):
+            array = np.ascontiguousarray(value)
+            if array.dtype == object:
+                return None
+            digest = hashlib.sha256(f"{array.shape}{array.dtype.str}".encode())
+            digest.update(array.tobytes())
+            return digest.hexdigest()
+        if isinstance(value, (int, float, str, bool, list, tuple)):
+            return hashlib.sha256(repr(value).encode()).hexdigest()
+    except Exception:  # noqa: BLE001 - a value the probe cannot read is simply not fingerprinted
+        return None
+    return None
+
+
+def data_fingerprints(x: Any, y: Any) -> dict[str, dict[str, str]] | None:
+    """Each array handed to fit (x, y, or each part of a dict or tuple of them): its values in order, and its
+    rows as a set (the same rows in another order give the same `rows`). None for a tf.data.Dataset or a
+    generator, whose content the probe does not read ahead of fit."""
+    import tensorflow as tf
+
+    if x is None or isinstance(x, tf.data.Dataset) or hasattr(x, "__next__") or hasattr(x, "__getitem__") and \
+            type(x).__name__.endswith(("Sequence", "PyDataset")):
+        return None
+    found = {}
+    for name, value in (("x", x), ("y", y)):
+        parts = tf.nest.flatten(value) if value is not None else []
+        for index, part in enumerate(parts):
+            try:
+                array = np.ascontiguousarray(np.asarray(part))
+            except Exception:  # noqa: BLE001 - not an array: nothing to compare
+                return None
+            if array.dtype == object:
+                return None
+            rows = array.reshape(array.shape[0], -1) if array.ndim else array.reshape(1, 1)
+            as_rows = np.ascontiguousarray(rows).view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1])))
+            found[name if len(parts) == 1 else f"{name}[{index}]"] = {
+                "values": value_fingerprint(array),
+                "rows": hashlib.sha256(np.sort(as_rows.reshape(-1)).tobytes()).hexdigest()}
+    return found
 
 
 def seed_generator_states(model: Any) -> dict[str, list[int]]:
@@ -181,7 +309,7 @@ def install(probe: Probe) -> None:
     import keras
     import tensorflow as tf
 
-    from harness.trial.fingerprints import weights_sha256
+    from harness.trial.fingerprints import array_sha256, weights_sha256_by_position
 
     probe.wrap_seeding(keras.utils, "set_random_seed", "keras.utils.set_random_seed")
     probe.wrap_seeding(tf.random, "set_seed", "tf.random.set_seed")
@@ -190,6 +318,15 @@ def install(probe: Probe) -> None:
     owners = {"np.random": np.random, "random": random, "tf.data.Dataset": tf.data.Dataset, "tf.random": tf.random}
     for name in DATA_CALLS:
         probe.wrap_data_call(owners[name.rsplit(".", 1)[0]], name)
+    for name in VALUE_CALLS:
+        probe.wrap_value_call(owners[name.rsplit(".", 1)[0]], name)
+    original_init = keras.Model.__init__
+
+    def init(model: Any, *args: Any, **kwargs: Any) -> None:
+        probe.origins.setdefault(id(model), probe.builder())
+        original_init(model, *args, **kwargs)
+
+    keras.Model.__init__ = init
     original_fit = keras.Model.fit
 
     class Recorder(keras.callbacks.Callback):
@@ -200,7 +337,9 @@ def install(probe: Probe) -> None:
         def on_train_begin(self, logs: Any = None) -> None:
             model = self.model
             self.record["parameters"] = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-            self.record["initial"] = {v.path: weights_sha256([v]) for v in model.trainable_variables}
+            # By position, not name: two fits of one run are compared too, and Keras names a second build's
+            # layers otherwise.
+            self.record["initial"] = {v.path: array_sha256(np.asarray(v.numpy())) for v in model.trainable_variables}
             self.record["seed_generators"] = seed_generator_states(model)
             reference = probe.reference_fit(self.record["fit"])
             if reference is not None and reference.get("initial") != self.record["initial"]:
@@ -210,7 +349,7 @@ def install(probe: Probe) -> None:
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
             steps = self.record["steps"]
             steps.append({"batch": [int(x) for x in self.batch_print.numpy()],
-                          "weights": weights_sha256(self.model.trainable_variables)})
+                          "weights": weights_sha256_by_position(self.model.trainable_variables)})
             reference = probe.reference_fit(self.record["fit"])
             step = len(steps) - 1
             if reference is not None and step < len(reference["steps"]) and reference["steps"][step] != steps[step]:
@@ -220,11 +359,16 @@ def install(probe: Probe) -> None:
                 self.model.stop_training = True
 
     def fit(model: Any, *args: Any, **kwargs: Any) -> Any:
+        x = args[0] if args else kwargs.get("x")
+        y = args[1] if len(args) > 1 else kwargs.get("y")
+        optimizer = getattr(model, "optimizer", None)
         record: dict[str, Any] = {"fit": probe.fits, "model": model.name, "line": probe.script_line(),
-                                  "shuffle": kwargs.get("shuffle", True),
-                                  "data": type(args[0] if args else kwargs.get("x")).__name__,
+                                  "shuffle": kwargs.get("shuffle", True), "data": type(x).__name__,
+                                  "data_sha256": data_fingerprints(x, y),
+                                  "optimizer": type(optimizer).__name__ if optimizer is not None else None,
+                                  "built_by": probe.origins.get(id(model)),
                                   "seeding_before": list(probe.seeding), "data_calls_before": list(probe.data_calls),
-                                  "steps": []}
+                                  "random_calls_before": list(probe.random_calls), "steps": []}
         probe.fits += 1
         if not model.built:
             # Built now, as fit would build it on its first batch: the same draws, but the initial
@@ -252,22 +396,28 @@ def install(probe: Probe) -> None:
 
 
 def main(argv: list[str]) -> None:
-    out, steps, seed, reference, script, *args = argv
+    out, steps, mode, reference, run_as, script, *args = argv
     from harness.studies.records import read_records
 
+    original = Path(script if run_as == "-" else run_as)
     probe = Probe(Path(out), int(steps), Path(script), None if reference == "-" else read_records(Path(reference)),
-                  fix_seed=None if seed in ("-", DETERMINISM) else int(seed))
+                  run_as=original)
     install(probe)
-    if seed == DETERMINISM:
+    if mode == DETERMINISM:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()  # the doctor's check of a kernel verdict
-    elif seed != "-":
-        import keras
-
-        keras.utils.set_random_seed(int(seed))
-        probe.seeding.clear()  # the doctor's own call is not the script's
-    sys.argv = [script, *args]
-    sys.path.insert(0, str(Path(script).resolve().parent))
-    runpy.run_path(script, run_name="__main__")
+    sys.argv = [str(original), *args]
+    sys.path.insert(0, str(original.resolve().parent))
+    # As `python SCRIPT` runs it, but as the user's script where a fixed copy stands in: its __file__ (a
+    # script that finds its data beside itself still does), with its lines counted in the copy.
+    code = compile(Path(script).read_text(), str(Path(script).resolve()), "exec")
+    module = type(sys)("__main__")
+    module.__dict__.update({"__file__": str(original), "__builtins__": builtins})
+    saved_main, sys.modules["__main__"] = sys.modules.get("__main__"), module
+    try:
+        exec(code, module.__dict__)
+    finally:
+        if saved_main is not None:
+            sys.modules["__main__"] = saved_main
 

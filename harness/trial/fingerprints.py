@@ -21,6 +21,12 @@ def weights_sha256(variables: Iterable[tf.Variable]) -> str:
     return named_arrays_sha256((variable_name(variable), np.asarray(variable.numpy())) for variable in variables)
 
 
+def weights_sha256_by_position(variables: Iterable[tf.Variable]) -> str:
+    """`weights_sha256` with each variable named by its position, not its path: two equal models built in one
+    process (whose layers Keras names `sequential/dense`, then `sequential_1/dense_1`) hash alike."""
+    return named_arrays_sha256((str(index), np.asarray(variable.numpy())) for index, variable in enumerate(variables))
+
+
 def variable_name(variable: tf.Variable) -> str:
     """A variable's name as records give it: a Keras variable's path (`dense/kernel`), else its TF name."""
     return getattr(variable, "path", None) or variable.name

@@ -1,9 +1,12 @@
 """The doctor on scripts written the way users write them: each seeding mistake gets its own verdict."""
 
 import json
+import subprocess
+import sys
 
 from conftest import run_program
 
+from harness.analysis import script_edits
 from harness.studies.records import read_records, schema_errors
 
 DATA = """\
@@ -96,8 +99,14 @@ def test_tf_random_set_seed_alone_gives_other_initial_weights_and_the_fix_is_ver
     assert document["seeding"] == [{"call": "tf.random.set_seed", "seed": 42, "line": "tf_seed_only.py:16"}]
     assert ("Before the fit the script made tf.random.set_seed(42) at tf_seed_only.py:16; tf.random.set_seed alone "
             "does not reach Keras 3's initializers") in said
-    assert document["fix"].startswith("keras.utils.set_random_seed(0)") and document["verified"] is True
-    assert "Verified: with it, two runs are bitwise identical over the first 10 steps of each fit." in said
+    # After the imports, in the name the script gives Keras; verified in a copy with exactly that text.
+    assert document["fix"] == ("before tf_seed_only.py:5, add\n    keras.utils.set_random_seed(0)  # seeds Python's "
+                               "random, NumPy, TensorFlow and Keras, before anything random happens")
+    assert document["verified"] is True
+    fixed = (tmp_path / "out" / "tf_seed_only.fixed.py").read_text().splitlines()
+    assert fixed[4].startswith("keras.utils.set_random_seed(0)")
+    assert fixed[5:] == SCRIPTS["tf_seed_only"].splitlines()[4:]
+    assert ("two runs are bitwise identical over the first 10 steps of each fit.") in said
     # The second run stopped the fit at its first difference, the initial weights: after one step, not 10.
     (first,), (second,) = (read_records(tmp_path / "out" / f"run_{side}.jsonl") for side in "ab")
     assert len(first["steps"]) == 10 and second["stopped"] == "the initial weights" and len(second["steps"]) == 1
@@ -120,7 +129,7 @@ def test_dropout_masks_are_told_apart(tmp_path):
     said, document = _doctor(tmp_path, "dropout")
     assert [f["cause"] for f in document["fits"]] == ["dropout"]
     assert "the SeedGenerator states of dropout#0 are not equal between runs" in said
-    assert document["fix"].startswith("keras.utils.set_random_seed(0)")
+    assert "keras.utils.set_random_seed(0)" in document["fix"]
 
 
 def test_data_order_names_the_line_that_shuffled_in_every_fit_of_a_loop(tmp_path):
@@ -132,7 +141,7 @@ def test_data_order_names_the_line_that_shuffled_in_every_fit_of_a_loop(tmp_path
                       "seeding call for it before).") == 2
     # Each fit of the second run stopped at its first difference, batch 0.
     assert [fit["stopped"] for fit in read_records(tmp_path / "out" / "run_b.jsonl")] == ["step 0", "step 0"]
-    assert document["fix"].startswith("keras.utils.set_random_seed(0)")
+    assert "keras.utils.set_random_seed(0)" in document["fix"]
 
 
 def test_an_unseeded_generator_is_named_in_the_fix_and_the_fix_verified(tmp_path):
@@ -140,8 +149,7 @@ def test_an_unseeded_generator_is_named_in_the_fix_and_the_fix_verified(tmp_path
     generator = _line("generator", "order = np.random.default_rng().permutation(len(x))")
     assert [f["cause"] for f in document["fits"]] == ["data"]
     assert f"The order comes from np.random.default_rng at {generator}, which no seed reached" in said
-    assert document["fix"].endswith(
-        f"and a seed for np.random.default_rng at {generator}, e.g. np.random.default_rng(0)")
+    assert document["fix"].endswith(f"at {generator}, default_rng(0) in place of default_rng()")
     assert document["verified"] is True
 
 
@@ -149,4 +157,91 @@ def test_a_kernel_verdict_is_confirmed_with_op_determinism(tmp_path):
     said, document = _doctor(tmp_path, "kernel")
     assert [f["cause"] for f in document["fits"]] == ["kernel"] and document["kernel_check"] == "confirmed"
     assert "Confirmed: with op determinism on, two runs are bitwise identical" in said
-    assert document["fix"].startswith("tf.config.experimental.enable_op_determinism()")
+    assert "\n    tf.config.experimental.enable_op_determinism()  # with the seeding the script has" in document["fix"]
+
+
+# The Optuna question's examples, as its author wrote them (examples/): random data from an unseeded
+# np.random.rand, a create_model(seed) that seeds TensorFlow only, and two fits of one run.
+def _example(tmp_path, name, *flags, text=None):
+    script = tmp_path / f"{name}.py"
+    script.write_text(text or open(f"examples/{name}.py").read())
+    result = run_program("harness.doctor", f"--output_dir={tmp_path / 'out'}", "--steps=5", *flags, str(script))
+    assert result.returncode == 0, result.stderr
+    document = json.loads((tmp_path / "out" / "doctor.json").read_text())
+    assert schema_errors(document) == []
+    return result.stdout, document
+
+
+def _example_line(name, text):
+    return f"{name}.py:{open(f'examples/{name}.py').read().splitlines().index(text) + 1}"
+
+
+def test_random_data_is_named_with_its_lines_beside_the_initial_weights(tmp_path):
+    said, document = _example(tmp_path, "seeded_builder_loop")
+    x, y = (_example_line("seeded_builder_loop", line) for line in ("X = np.random.rand(100, 10)",
+                                                                    "y = np.random.rand(100, 1)"))
+    assert [f["causes"] for f in document["fits"]] == [["init", "data_values"]] * 2
+    assert said.count(f"start from different initial weights (2 of 4 variables differ) and are given other data: the "
+                      f"arrays handed to fit hold other values in the two runs, drawn by np.random.rand at {x}, "
+                      f"np.random.rand at {y}, which no seed reached.") == 2
+    # The user seeds inside create_model, as the first verdict says: the data values are what is left, not their
+    # order (seeding only the data makes the runs bitwise identical).
+    followed = open("examples/seeded_builder_loop.py").read().replace("    tf.random.set_seed(seed)",
+                                                                      "    keras.utils.set_random_seed(seed)")
+    said, document = _example(tmp_path, "seeded_builder_loop", text=followed)
+    assert [f["causes"] for f in document["fits"]] == [["data_values"]] * 2
+    assert "order" not in said.split("The smallest change")[0] and "shuffle" not in said
+    assert f"drawn by np.random.rand at {x}, np.random.rand at {y}, which no seed reached." in said
+
+
+def test_two_fits_of_one_run_differ_by_their_builds_not_by_adam(tmp_path):
+    said, document = _example(tmp_path, "two_fits_one_run", "--verify")
+    assert document["verified"] is True  # the top-of-script seed makes the two runs alike ...
+    (group,) = document["within_run"]
+    assert group["cause"] == "init" and group["fits"] == [0, 1]  # ... but not the two fits of one run
+    fits = ", ".join(_example_line("two_fits_one_run", f"loss_{n} = {m}.fit(X, y, epochs=10, batch_size=32, "
+                                                       "verbose=0).history[\"loss\"][-1]")
+                     for n, m in (("a", "first"), ("b", "second")))
+    assert (f"Within one run, the 2 models built by create_model(seed=42) and fitted at {fits} differ from each "
+            "other: they start from different initial weights: each build draws its weights from the global random "
+            "state, which every earlier build (and fit) advanced") in said
+    assert "Adam is not a source: with the change above, two runs repeat its every update bit for bit" in said
+    builder = _example_line("two_fits_one_run", "    tf.random.set_seed(seed)")
+    assert document["builder_fix"] == f"before {builder}, add\n        keras.utils.set_random_seed(seed)"
+    assert document["builder_fix_verified"] is True
+    assert "the models of one builder are bitwise identical within a run" in said
+
+
+# The first question's script as users write it: Keras reached through tensorflow.keras imports only, so
+# `keras.utils.set_random_seed` would raise NameError there.
+NO_KERAS_NAME = """\
+import numpy as np
+import tensorflow as tf
+from tensorflow.keras.layers import Dense, Dropout
+from tensorflow.keras.models import Sequential
+
+x = np.random.default_rng(0).random((128, 8)).astype("float32")
+y = (x.sum(axis=1) > 4).astype("int32")
+model = Sequential([tf.keras.Input((8,)), Dense(16, activation="relu"), Dropout(0.5), Dense(2)])
+model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+model.fit(x, y, epochs=2, batch_size=32, verbose=0)
+"""
+
+
+def test_a_printed_fix_runs_as_printed(tmp_path):
+    said, document = _example(tmp_path, "first_question", "--verify", text=NO_KERAS_NAME)
+    assert document["fix"] == ("before first_question.py:6, add\n    tf.keras.utils.set_random_seed(0)  # seeds "
+                               "Python's random, NumPy, TensorFlow and Keras, before anything random happens")
+    assert document["verified"] is True
+    # With no name for Keras or TensorFlow at all, the fix imports keras itself, and the fixed copy runs.
+    bare = tmp_path / "bare.py"
+    bare.write_text(NO_KERAS_NAME.replace("import tensorflow as tf\n", "").replace("tf.keras.Input((8,)), ", "")
+                    .replace("tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True)",
+                             '"sparse_categorical_crossentropy"'))
+    edits = script_edits.seeding_at_top(bare)
+    assert script_edits.fix_text(edits, "bare.py") == (
+        "before bare.py:5, add\n    import keras\n    keras.utils.set_random_seed(0)  # seeds Python's random, NumPy, "
+        "TensorFlow and Keras, before anything random happens")
+    ran = subprocess.run([sys.executable, str(script_edits.apply(bare, edits, tmp_path / "bare.fixed.py"))],
+                         capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
