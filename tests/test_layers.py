@@ -104,6 +104,7 @@ def test_there_is_one_train_step():
 TESTED_THROUGH = {
     "analysis.doctor_verdicts": "programs/test_doctor.py",
     "analysis.keras_probe": "programs/test_doctor.py",
+    "analysis.script_edits": "programs/test_doctor.py",
     "analysis.gate_rules": "programs/test_gate.py",
     "analysis.gate_render": "programs/test_gate.py",
     "analysis.study_report": "programs/test_report_and_validate.py",
