@@ -98,3 +98,12 @@ def test_tune_on_a_regression_scores_its_validation_loss_and_a_failed_tune_leave
     failed = run_program("harness.tune", "--n_trials=1", "--space=units=16|32", "--study_name=wide", *user)
     assert failed.returncode == 2 and "too wide for this machine" in failed.stderr
     assert optuna.get_all_study_names(storage) == [name]
+
+
+def test_a_storage_password_never_reaches_a_record():
+    from harness.tuning import optuna_storage
+
+    assert optuna_storage.public_url("postgresql://tuner:s3cret@db.example/optuna") == \
+        "postgresql://tuner:***@db.example/optuna"
+    assert optuna_storage.public_url("mysql+pymysql://u:p%40ss@h:3306/o") == "mysql+pymysql://u:***@h:3306/o"
+    assert optuna_storage.public_url("sqlite:///results/tune/x.db") == "sqlite:///results/tune/x.db"
