@@ -91,11 +91,11 @@ def main(argv: list[str]) -> int:
     with exclusive(output_dir):  # One run writes a directory at a time.
         started = time.perf_counter()
         replicas = score_flags.replicas_from_flags()
-        records = seed_scores.run_seeds(config, base_seed, FLAGS.seeds, output_dir, replicas)
+        records = seed_scores.run_seeds(config, base_seed, FLAGS.seeds, output_dir, replicas, FLAGS.isolation)
         scores = seed_scores.scores(records, metric)
         others = [{**t, "scores": seed_scores.scores(seed_scores.run_seeds(
-            hyperparameters.configured(found["base"], t["params"]), base_seed, FLAGS.seeds, output_dir, replicas),
-            metric)} for t in found.get("others", [])]
+            config_of(found["base"], t["params"], config), base_seed, FLAGS.seeds, output_dir, replicas,
+            FLAGS.isolation), metric)} for t in found.get("others", [])]
         wall_s = time.perf_counter() - started
         summary = build_summary(study_id=study_id, base_config=config.as_dict(),
                                 base_seeds=SeedSet.from_base(base_seed).as_dict(), conditions=[condition(ALL)],
@@ -120,6 +120,11 @@ def main(argv: list[str]) -> int:
             print("\n".join(block["top_k"]["findings"]))
         print(f"\nrecords in {output_dir}/ (trials.jsonl, summary.json); {wall_s:.0f}s")
         return 0
+
+
+def config_of(base: TrialConfig, params: dict[str, Any], scored: TrialConfig) -> TrialConfig:
+    """Another trial's config, scored as the re-evaluated one is (the same validation share)."""
+    return hyperparameters.configured(base, params).replace(validation_fraction=scored.validation_fraction)
 
 
 def score_said(config: TrialConfig, metric: str) -> str:

@@ -1,1 +1,2 @@
-"""Optuna searches: hyperparameter spaces, seed-robust objectives, the study storage."""
+"""Optuna searches: hyperparameter spaces, seed-robust objectives, the study storage, and a user's own objective
+re-run over seeds."""

@@ -80,11 +80,11 @@ def _run(objective: objective_runs.Objective, trials: list[dict[str, Any]], sour
     runs_by_trial = []
     try:
         with objective_runs.output_to(directory / OBJECTIVE_LOG_FILE):
-            for t in trials:
+            for index, t in enumerate(trials):
                 runs_by_trial.append(objective_runs.run_seeds(
                     objective, t["trial"], t["params"], seeds, directory, isolation, source, existing,
                     lambda r: progress.finished(f"trial {r['trial']} seed {r['seed']}", r["status"]["code"],
-                                                r["wall_s"])))
+                                                r["wall_s"]), tuned=index == 0))
     finally:
         progress.close()
     pick = trials[0]

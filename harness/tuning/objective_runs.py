@@ -92,10 +92,11 @@ def load_objective(objective: str | Callable[..., Any]) -> Objective:
 
 def run_seeds(objective: Objective, trial_number: int, params: dict[str, Any], seeds: list[int], output_dir: Path,
               isolation: str, study: dict[str, Any], existing: dict[str, dict[str, Any]],
-              on_run: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+              on_run: Callable[[dict[str, Any]], None] | None = None, tuned: bool = True) -> list[dict[str, Any]]:
     """One trial's runs under each seed, in seed order: the ones in `existing` (by run key, from
     `check_resumable`) are reused, the others run now and are recorded one by one. `study` identifies where
-    the trial came from."""
+    the trial came from. For the `tuned` trial (the one re-evaluated), a first call that raises is bad input:
+    the tuner completed that trial, so the call is not what it made."""
     if isolation not in ISOLATIONS:
         raise UsageError(f"unknown isolation {isolation!r}; choose one of {', '.join(ISOLATIONS)}")
     if isolation == "process" and objective.in_process_only:
@@ -110,7 +111,7 @@ def run_seeds(objective: Objective, trial_number: int, params: dict[str, Any], s
             started = time.perf_counter()
             outcome = (call_seeded(objective.function, params, trial_number, seed) if isolation == "inprocess"
                        else call_in_fresh_process(objective.spec, params, trial_number, seed))
-            if repeat == 0 and outcome["status"]["code"] == "error" and not any(
+            if tuned and repeat == 0 and outcome["status"]["code"] == "error" and not any(
                     r.get("trial") == trial_number for r in existing.values()):
                 # The first call of a trial that raises says something about the objective, not about a seed.
                 raise UsageError(f"{objective.spec} raised on its first call with trial {trial_number}'s parameters "

@@ -77,16 +77,19 @@ def seeds_study_id(config: TrialConfig, base_seed: int) -> str:
 
 
 def run_seeds(config: TrialConfig, base_seed: int, n: int, output_dir: Path,
-              replicas: int | str = "auto") -> list[dict[str, Any]]:
+              replicas: int | str = "auto", isolation: str = "inprocess") -> list[dict[str, Any]]:
     """Trains `config` over seeds 0..n-1 of condition `all` (trials already recorded are reused).
 
     Returns the n records in repeat order. Vectorized replicas where the model
-    supports them (`replicas`: a number or "auto"), else one trial at a time.
+    supports them (`replicas`: a number or "auto"), else one trial at a time;
+    `isolation="process"`: each trial in a fresh process (so one at a time).
     """
+    if replicas == "auto" and isolation != "inprocess":
+        replicas = 1
     all_seeds = conditions.condition(conditions.ALL)
     study_id = seeds_study_id(config, base_seed)
     specs = study_runner.plan(config, base_seed, SeedSet.from_base(base_seed), [all_seeds], n, study_id, replicas)
-    study_runner.execute(specs, output_dir)
+    study_runner.execute(specs, output_dir, isolation=isolation)
     records = study_runner.study_records(specs, output_dir)
     return sorted(records, key=lambda r: r["repeat"])
 
