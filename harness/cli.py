@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from absl import app
+from absl import app, flags
 
 from harness.errors import UsageError, first_line
 
@@ -32,7 +32,15 @@ def run(main: Callable[[list[str]], int | None], positional_args: bool = False) 
             print("interrupted; records written so far are kept.", file=sys.stderr)
             sys.exit(130)
 
-    app.run(guarded)
+    app.run(guarded, flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with a bad flag value as bad input (one sentence, exit 2) rather than absl's exit 1."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        _fail(f"{first_line(error)}; --helpshort lists the flags")
 
 
 def _fail(message: str) -> None:

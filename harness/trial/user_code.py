@@ -176,6 +176,9 @@ def _load_module(where: str, what: str) -> Any:
         try:
             sys.modules[module_name] = module
             module_spec.loader.exec_module(module)
+        except UsageError:  # the harness's own refusal while importing (a study run at import): already a sentence
+            sys.modules.pop(module_name, None)
+            raise
         except Exception as error:
             sys.modules.pop(module_name, None)
             raise UsageError(f"importing {where} raised {type(error).__name__}: {first_line(error)}.") from None

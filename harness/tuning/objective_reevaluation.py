@@ -58,7 +58,7 @@ def reevaluate(objective: str | Callable[..., Any], *, storage: str, study: str 
                     "objective": {"spec": loaded.spec, "source_sha256": loaded.source_sha256},
                     "study": {**source, "direction": optuna_study.direction.name.lower(),
                               "completed_trials": len(optuna_storage.completed(optuna_study))},
-                    "seeds": seed_list, "isolation": isolation, "environment": environment.capture(),
+                    "base_seed": base_seed, "seeds": seed_list, "isolation": isolation, "environment": environment.capture(),
                     "wall_s": time.perf_counter() - started, "ran_now": sum(r["created_now"] for r in runs),
                     "output_dir": str(directory), "comparison": block}
         write_json(directory / SUMMARY_FILE, document)
@@ -91,9 +91,10 @@ def _run(objective: objective_runs.Objective, trials: list[dict[str, Any]], sour
     found = {"source": {**source, "trial": pick["trial"]}, "params": pick["params"],
              "tuned_score": pick["tuned_score"], "tuned_score_is": tuned_score_is}
     label = f"the value {objective.spec.rpartition(':')[2]}() returns"
-    seeding = f"seeds ({seeds[0]} to {seeds[-1]}, each set by keras.utils.set_random_seed before its call)"
+    seeding = "seeds (each set by keras.utils.set_random_seed before its call)"
+    failures = [f"seed {r['seed']}: {r['status']['message']}" for r in runs_by_trial[0] if r["status"]["code"] != "ok"]
     block = reevaluation.comparison_block(found, reevaluation.OBJECTIVE_VALUE, objective_runs.values(runs_by_trial[0]),
-                                          seeds[0], 0, higher=higher, label=label, seeds=seeding)
+                                          seeds[0], 0, higher=higher, label=label, seeds=seeding, failures=failures)
     block["findings"] += objective_runs.reseeding_findings(runs_by_trial[0], objective.spec)
     if len(trials) > 1:
         block["top_k"] = reevaluation.top_k_block(
@@ -111,7 +112,8 @@ def format_result(document: dict[str, Any]) -> str:
     lines = [f"Re-running {document['objective']['spec']}, your own objective (its model, data, split and metric as "
              f"you wrote them), with Optuna study {block['source']['study']!r} trial {block['source']['trial']}'s "
              f"parameters ({hyperparameters.describe(block['hyperparameters'])}): {len(seeds)} calls, each after "
-             f"keras.utils.set_random_seed(seed) for seeds {seeds[0]} to {seeds[-1]}, {where}; the study "
+             f"keras.utils.set_random_seed(seed) with a seed derived from --seed={document['base_seed']} (each "
+             f"call's seed is in its record), {where}; the study "
              f"{'maximizes' if block['higher_is_better'] else 'minimizes'} the value.",
              *block["findings"]]
     if "top_k" in block:

@@ -20,9 +20,10 @@ OBJECTIVE_VALUE = "objective"
 
 def comparison_block(found: dict[str, Any], metric: str, values: list[float | None], base_seed: int,
                      reused: int, *, higher: bool | None = None, label: str | None = None,
-                     seeds: str | None = None) -> dict[str, Any]:
+                     seeds: str | None = None, failures: list[str] | None = None) -> dict[str, Any]:
     """The tuned trial's re-runs against its tuned score. `higher` and `label` (what the score is, in
-    words) for a score whose name does not say; `seeds`: how the runs were seeded, in words."""
+    words) for a score whose name does not say; `seeds`: how the runs were seeded, in words; `failures`:
+    what each failed run said (`seed S: message`)."""
     ok = [v for v in values if v is not None]
     higher = stats.higher_is_better(metric) if higher is None else higher
     distribution = seed_scores.describe_scores(values)
@@ -30,7 +31,7 @@ def comparison_block(found: dict[str, Any], metric: str, values: list[float | No
              "label": label or metric, "seeds_are": seeds or "fresh seeds" if not reused else seeds or "seeds",
              "higher_is_better": higher, "tuned_score_is": found["tuned_score_is"],
              "base_seed": base_seed, "tuning_seeds_reused": reused, "n_seeds": len(values),
-             "n_failed": len(values) - len(ok), "distribution": distribution,
+             "n_failed": len(values) - len(ok), "failures": failures or [], "distribution": distribution,
              **seed_scores.against_tuned_score(ok, found["tuned_score"], metric, higher=higher)}
     block["findings"] = comparison_findings(block)
     return block
@@ -39,8 +40,9 @@ def comparison_block(found: dict[str, Any], metric: str, values: list[float | No
 def comparison_findings(block: dict[str, Any]) -> list[str]:
     metric, d = block["metric"], block["distribution"]
     label = block.get("label", metric)
+    failed = _failures_sentence(block)
     if not d:
-        return [f"No re-evaluation run gave a {label} ({block['n_failed']} failed)."]
+        return [f"No re-evaluation run gave a {label}.", failed]
     fmt = lambda v: stats.format_score(v, metric)  # noqa: E731
     amount = lambda v: stats.format_amount(v, metric)  # noqa: E731
     ci = d["mean_ci95"]
@@ -49,14 +51,15 @@ def comparison_findings(block: dict[str, Any]) -> list[str]:
     mean = fmt(d["mean"]) + (f" on average (95% CI {fmt(ci[0])} to {fmt(ci[1])})" if ci else "")
     seeds = block.get("seeds_are") or ("fresh seeds" if not block["tuning_seeds_reused"] else "seeds")
     said = [f"Over {d['n']} {seeds}, {label} is {mean}, {spread}, from {fmt(d['min'])} to {fmt(d['max'])}."]
-    if block["n_failed"]:
-        said.append(f"{block['n_failed']} of {block['n_seeds']} runs failed and are left out.")
-    if d["n"] > 1 and d["sd"] == 0:
-        said.append(f"All {d['n']} runs gave the same score: it does not change with the seed here, so re-running "
-                    "cannot show whether the tuned score was a lucky seed.")
+    if failed:
+        said.append(failed)
     if block["tuned_score"] is None:
+        if d["n"] > 1 and d["sd"] == 0:
+            said.append(f"All {d['n']} runs gave the same score: it does not change with the seed here.")
         said.append("No tuned score was given (--tuned_score), so there is nothing to set the runs against.")
         return said
+    if d["n"] > 1 and d["sd"] == 0:
+        return [*said, _seed_free_sentence(block, fmt, amount)]
     share, drop, drop_ci = block["better_than_share"], block["expected_drop"], block["expected_drop_ci95"]
     said.append(f"The tuner reported {fmt(block['tuned_score'])} ({block['tuned_score_is']}): better than "
                 f"{share:.0%} of the re-evaluation runs (its percentile among them).")
@@ -75,6 +78,30 @@ def comparison_findings(block: dict[str, Any]) -> list[str]:
         said.append(f"The first {block['tuning_seeds_reused']} seeds are the tuner's own (--seed equals the "
                     "tuning seed); fresh seeds give an unbiased re-evaluation.")
     return said
+
+
+def _failures_sentence(block: dict[str, Any]) -> str | None:
+    """How many runs failed and what the first said: a trial the tuner completed that fails on some seeds is
+    itself a finding, one its single tuned value does not show."""
+    n_failed, n = block["n_failed"], block["n_seeds"]
+    if not n_failed:
+        return None
+    first = f" (first, {block['failures'][0]})" if block.get("failures") else ""
+    return (f"{n_failed} of {n} runs ({n_failed / n:.0%}) failed{first} and are left out: with these parameters "
+            "the run fails on some seeds, which the study's one value does not show.")
+
+
+def _seed_free_sentence(block: dict[str, Any], fmt: Any, amount: Any) -> str:
+    """Every run gave the same score: the seed does not move it, so the tuned score was no lucky seed; a
+    tuned score that differs from it came from something else than the seed."""
+    d, tuned = block["distribution"], block["tuned_score"]
+    if tuned == d["mean"]:
+        return (f"All {d['n']} runs gave {fmt(tuned)}, the tuned score: it does not change with the seed, so the "
+                "tuned score was no lucky seed (expected drop 0).")
+    return (f"All {d['n']} runs gave {fmt(d['mean'])}, where the tuner reported {fmt(tuned)} "
+            f"({block['tuned_score_is']}): the score does not change with the seed here, so the difference of "
+            f"{amount(abs(tuned - d['mean']))} is no seed luck; something else differed when the tuner ran "
+            "(the code, the data, library versions or the machine).")
 
 
 def top_k_block(trials: list[dict[str, Any]], metric: str, higher: bool) -> dict[str, Any]:
@@ -115,6 +142,11 @@ def top_k_findings(block: dict[str, Any], metric: str) -> list[str]:
         return [f"Re-run over the same {n} seeds, the tuner's pick (trial {pick['trial']}) keeps the best mean of "
                 f"the {block['k']}{tail}: no other trial would have been chosen."]
     pair = next(p for p in block["pairs"] if p["b"] == f"trial {best}")
+    if pair.get("detected") and pair.get("seed_free") and pair["p_a_beats_b"] < 0.5:
+        return [f"Yes, another trial would have been chosen: re-run over the same {n} seeds, trial {best} does "
+                f"better than the tuner's pick (trial {pick['trial']}) on every seed, and neither score changed "
+                "with the seed: the tuner's ranking came from something other than the seed (its code, data or "
+                "machine)."]
     if pair.get("detected") and pair["p_a_beats_b"] < 0.5:
         low, high = 1 - pair["p_ci95"][1], 1 - pair["p_ci95"][0]
         return [f"Yes, another trial would have been chosen: re-run over the same {n} seeds, trial {best} beats the "

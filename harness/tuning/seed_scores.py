@@ -159,10 +159,11 @@ def against_tuned_score(values: Sequence[float], tuned: float | None, metric: st
     sign = 1.0 if (higher_is_better(metric) if higher is None else higher) else -1.0
     beaten = np.sum(sign * (tuned - data) > 0) + 0.5 * np.sum(tuned == data)
     result["better_than_share"] = float(beaten / data.size)
-    result["expected_drop"] = float(sign * (tuned - data.mean()))
+    # `+ 0.0` turns the -0.0 a minimized score equal to its mean gives into 0.0.
+    result["expected_drop"] = float(sign * (tuned - data.mean())) + 0.0
     if interval:
         drops = sorted(sign * (tuned - bound) for bound in interval)
-        result["expected_drop_ci95"] = [float(d) for d in drops]
+        result["expected_drop_ci95"] = [float(d) + 0.0 for d in drops]
     sd = sample_sd(data)
     result["tuned_z"] = float(sign * (tuned - data.mean()) / sd) if sd > 0 else None
     return result
@@ -195,11 +196,14 @@ def paired_comparison(a: Sequence[float | None], b: Sequence[float | None], metr
         interval = [0.5, 0.5]
     raw = np.array([x - y for x, y in pairs])
     mean_ci = mean_interval(raw, confidence)
+    # Neither side's score changed across the seeds: no run-to-run noise was seen, though a coarse score
+    # (accuracy on few examples) can repeat by chance, so the verdict still rests on the win-share test.
+    seed_free = n > 1 and len({x for x, _ in pairs}) == 1 and len({y for _, y in pairs}) == 1
     detected = interval[0] > 0.5 or interval[1] < 0.5
     return {"n_pairs": n, "wins": wins, "ties": ties, "losses": decided - wins,
             "p_a_beats_b": float(probability), "p_ci95": [float(v) for v in interval],
             "mean_difference": float(raw.mean()), "mean_difference_ci95": mean_ci,
-            "detected": bool(detected),
+            "seed_free": bool(seed_free), "detected": bool(detected),
             "meaningful": bool(detected and max(probability, 1 - probability) > MEANINGFUL_PROBABILITY)}
 
 
@@ -208,6 +212,11 @@ def verdict_sentence(name_a: str, name_b: str, comparison: dict[str, Any]) -> st
     n, p = comparison["n_pairs"], comparison["p_a_beats_b"]
     if comparison["ties"] == n:
         return f"{name_a} and {name_b} scored the same on all {n} paired seeds: no detectable difference."
+    if comparison.get("seed_free") and not comparison["detected"]:
+        better, worse = (name_a, name_b) if p > 0.5 else (name_b, name_a)
+        return (f"{better} is better than {worse} on all {n} paired seeds, by the same "
+                f"{abs(comparison['mean_difference']):.4g} each time: neither score changed with the seed, but "
+                f"{n} pairs are too few to rule out chance (6 or more would).")
     low, high = comparison["p_ci95"]
     wins, losses = comparison["wins"], comparison["losses"]
     if p < 0.5:  # Say it as "B is better", with B's probability and interval.

@@ -100,6 +100,12 @@ def test_bad_input_is_one_sentence_and_no_record_changes(corpus, program, args):
     assert json.loads((corpus / "study" / "summary.json").read_text())["schema"] == "harness.summary/1"
 
 
+def test_a_bad_flag_value_is_bad_input_with_exit_2():
+    result = run_program("harness.reeval", "--seeds=1")
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines()[-1] == "error: flag --seeds=1: 1 is not integer >= 2; --helpshort lists the flags."
+
+
 def test_bad_model_input_on_the_command_line_is_one_sentence(user_files):
     result = run_program("harness.bench", f"--model={user_files}/model.py:nope", f"--data=npz:{user_files}/data.npz",
                          "--hidden_units=64", f"--output_dir={user_files / 'out'}")

@@ -10,6 +10,7 @@ from conftest import run_program
 import harness
 from harness.errors import UsageError
 from harness.studies.records import read_records, schema_errors
+from harness.tuning.objective_runs import seeds_for
 
 # Objectives as users write them: Optuna's names, randomness from NumPy's global generator (which
 # keras.utils.set_random_seed seeds, as it seeds Python's, TensorFlow's and Keras's).
@@ -37,6 +38,17 @@ def asks_for_more(trial):
     return trial.suggest_float("x", -1.0, 1.0) + trial.suggest_int("layers", 1, 3)
 
 
+CALLS = [0]
+
+
+def flaky(trial):
+    # Diverges on every third call, whatever the seed: its first call in a process among them.
+    CALLS[0] += 1
+    if CALLS[0] % 3 == 1:
+        raise RuntimeError("the loss diverged")
+    return trial.suggest_float("x", -1.0, 1.0) ** 2
+
+
 if __name__ == "__main__":
     optuna.create_study().optimize(noisy, n_trials=3)
 """
@@ -53,7 +65,7 @@ def _study(tmp_path, name, n_trials=20):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     study = optuna.create_study(storage=storage, study_name=name, direction="minimize",
                                 sampler=optuna.samplers.RandomSampler(seed=1))
-    study.optimize(getattr(module, name), n_trials=n_trials)
+    study.optimize(getattr(module, name), n_trials=n_trials, catch=(RuntimeError,))
     return storage, study
 
 
@@ -80,7 +92,9 @@ def test_a_noisy_objectives_best_trial_was_a_lucky_seed_and_the_top_k_are_rerun_
     assert schema_errors(summary) == [] and summary["comparison"] == comparison
     runs = read_records(tmp_path / "reeval" / "runs.jsonl")
     assert len(runs) == 36 and all(schema_errors(r) == [] for r in runs)
-    assert [r["seed"] for r in runs[:12]] == list(range(12))
+    # Seeds hashed from --seed, not 0..11 (the seeds users tune with), each in its record to repeat by hand.
+    assert [r["seed"] for r in runs[:12]] == seeds_for(0, 12) == summary["seeds"]
+    assert len(set(summary["seeds"])) == 12 and not set(summary["seeds"]) & set(range(100))
     # Run again: every call is recorded, none runs twice.
     again = harness.reeval(objective=f"{tmp_path}/tuning.py:noisy", storage=storage, seeds=12, top_k=3,
                            output_dir=str(tmp_path / "reeval"))
@@ -92,11 +106,41 @@ def test_a_noiseless_objective_has_no_drop_and_says_the_seed_does_not_matter(tmp
     comparison = harness.reeval(objective=f"{tmp_path}/tuning.py:noiseless", storage=storage, seeds=4,
                                 output_dir=str(tmp_path / "reeval"))
     assert comparison["expected_drop"] == 0 and comparison["expected_drop_ci95"] == [0, 0]
+    assert str(comparison["expected_drop"]) == "0.0"  # not -0.0
     assert comparison["distribution"]["sd"] == 0
-    assert comparison["findings"][1] == ("All 4 runs gave the same score: it does not change with the seed here, "
-                                         "so re-running cannot show whether the tuned score was a lucky seed.")
-    assert comparison["findings"][-1] == ("The tuned score is within the re-evaluation's uncertainty of its mean: "
-                                          "no sign of a lucky seed at this N.")
+    tuned = f"{study.best_value:.4g}"
+    assert comparison["findings"] == [
+        f"Over 4 seeds (each set by keras.utils.set_random_seed before its call), the value noiseless() returns is "
+        f"{tuned} on average (95% CI {tuned} to {tuned}), SD 0 (95% CI 0 to 0), from {tuned} to {tuned}.",
+        f"All 4 runs gave {tuned}, the tuned score: it does not change with the seed, so the tuned score was no "
+        "lucky seed (expected drop 0)."]
+    # Trials whose value does not change with the seed: not "within run-to-run noise" (none was seen), but
+    # 3 pairs are still too few for a verdict; 6 are enough.
+    top = harness.reeval(objective=f"{tmp_path}/tuning.py:noiseless", storage=storage, seeds=3, top_k=2,
+                         output_dir=str(tmp_path / "top"))["top_k"]
+    pair = top["pairs"][0]
+    assert pair["seed_free"] and not pair["detected"] and pair["p_a_beats_b"] == 1.0
+    assert pair["sentence"].startswith(f"{pair['a']} is better than {pair['b']} on all 3 paired seeds, by the same ")
+    assert pair["sentence"].endswith("each time: neither score changed with the seed, but 3 pairs are too few to "
+                                     "rule out chance (6 or more would).")
+    top = harness.reeval(objective=f"{tmp_path}/tuning.py:noiseless", storage=storage, seeds=6, top_k=2,
+                         output_dir=str(tmp_path / "top6"))["top_k"]
+    assert top["pairs"][0]["detected"]
+    assert top["findings"][-1] == (f"Re-run over the same 6 seeds, the tuner's pick ({pair['a']}) keeps the best "
+                                   "mean of the 2 and beats every other detectably: no other trial would have "
+                                   "been chosen.")
+
+
+def test_a_run_that_raises_is_a_failed_run_even_the_first(tmp_path):
+    storage, _ = _study(tmp_path, "flaky", n_trials=4)
+    comparison = harness.reeval(objective=f"{tmp_path}/tuning.py:flaky", storage=storage, seeds=4,
+                                output_dir=str(tmp_path / "reeval"))
+    runs = read_records(tmp_path / "reeval" / "runs.jsonl")
+    assert [r["status"]["code"] for r in runs] == ["failed", "ok", "ok", "failed"]
+    assert comparison["n_failed"] == 2 and comparison["distribution"]["n"] == 2
+    assert comparison["findings"][1] == (f"2 of 4 runs (50%) failed (first, seed {runs[0]['seed']}: RuntimeError: "
+                                         "the loss diverged) and are left out: with these parameters the run fails "
+                                         "on some seeds, which the study's one value does not show.")
 
 
 def test_an_objective_that_seeds_itself_is_named(tmp_path):
@@ -110,14 +154,28 @@ def test_an_objective_that_seeds_itself_is_named(tmp_path):
 
 def test_objective_errors_are_one_sentence(tmp_path):
     storage, _ = _study(tmp_path, "noiseless", n_trials=2)
-    with pytest.raises(UsageError, match=r"tuning\.py:asks_for_more raised on its first call with trial \d+'s "
-                                         r"parameters \(it suggests a parameter the trial does not hold: "):
+    with pytest.raises(UsageError, match=r"tuning\.py:asks_for_more cannot be called with trial \d+'s parameters "
+                                         r"as the study ran it: it suggests a parameter the trial does not hold \("):
         harness.reeval(objective=f"{tmp_path}/tuning.py:asks_for_more", storage=storage, seeds=2,
                        output_dir=str(tmp_path / "reeval"))
     with pytest.raises(UsageError, match=r"^--top_k=5 asks for more trials than Optuna study 'noiseless' "
                                          r"completed \(2\)$"):
         harness.reeval(objective=f"{tmp_path}/tuning.py:noiseless", storage=storage, top_k=5,
                        output_dir=str(tmp_path / "reeval"))
+    optuna.create_study(storage=storage, study_name="another")
+    with pytest.raises(UsageError, match=r"holds 2 studies \(noiseless, another\); name one with --optuna_study "
+                                         r"\(study= in Python\)$"):
+        harness.reeval(objective=f"{tmp_path}/tuning.py:noiseless", storage=storage, output_dir=str(tmp_path / "r"))
+    # A file that runs its study when imported is refused before it can retrain anything.
+    (tmp_path / "runs_on_import.py").write_text(
+        "import optuna\n\ndef objective(trial):\n    return trial.suggest_float('x', 0, 1)\n\n"
+        "optuna.create_study().optimize(objective, n_trials=1)\n")
+    with pytest.raises(UsageError) as refused:
+        harness.reeval(objective=f"{tmp_path}/runs_on_import.py:objective", storage=storage, study="noiseless",
+                       output_dir=str(tmp_path / "r"))
+    assert str(refused.value) == (f"importing {tmp_path}/runs_on_import.py runs an Optuna study (study.optimize at "
+                                  "module level); put that under `if __name__ == \"__main__\":` so the harness can "
+                                  "import the objective alone")
 
 
 def test_reeval_of_a_study_it_did_not_make_needs_the_objective(tmp_path):
@@ -137,6 +195,6 @@ def test_reeval_of_a_study_it_did_not_make_needs_the_objective(tmp_path):
                                     "split and metric as you wrote them), with Optuna study 'noisy' trial "
                                     f"{study.best_trial.number}'s parameters (x=")
     runs = read_records(tmp_path / "out" / "runs.jsonl")
-    assert [(r["isolation"], r["seed"], r["status"]["code"]) for r in runs] == [("process", 0, "ok"),
-                                                                                ("process", 1, "ok")]
+    assert [(r["isolation"], r["seed"], r["status"]["code"]) for r in runs] == [("process", seed, "ok")
+                                                                                for seed in seeds_for(0, 2)]
     assert len(optuna.load_study(study_name="noisy", storage=storage).trials) == 3

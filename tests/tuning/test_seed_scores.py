@@ -22,7 +22,12 @@ def test_four_wins_out_of_four_are_not_yet_evidence():
     # A bootstrap would give [1, 1]; the exact interval admits that 4 coin flips can all land one way.
     comparison = seed_scores.paired_comparison([0.9] * 4, [0.8] * 4, "validation_accuracy")
     assert comparison["p_a_beats_b"] == 1.0 and comparison["p_ci95"][0] < 0.5 and not comparison["detected"]
-    assert "within run-to-run noise" in seed_scores.verdict_sentence("A", "B", comparison)
+    assert seed_scores.verdict_sentence("A", "B", comparison) == (
+        "A is better than B on all 4 paired seeds, by the same 0.1 each time: neither score changed with the seed, "
+        "but 4 pairs are too few to rule out chance (6 or more would).")
+    noisy = seed_scores.paired_comparison([0.9, 0.91, 0.92, 0.93], [0.8] * 4, "validation_accuracy")
+    assert not noisy["seed_free"] and not noisy["detected"]
+    assert "within run-to-run noise" in seed_scores.verdict_sentence("A", "B", noisy)
 
 
 def test_consistent_wins_over_enough_seeds_are_detected_for_either_direction_of_metric():
