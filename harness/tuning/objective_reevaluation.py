@@ -58,7 +58,8 @@ def reevaluate(objective: str | Callable[..., Any], *, storage: str, study: str 
                     "objective": {"spec": loaded.spec, "source_sha256": loaded.source_sha256},
                     "study": {**source, "direction": optuna_study.direction.name.lower(),
                               "completed_trials": len(optuna_storage.completed(optuna_study))},
-                    "base_seed": base_seed, "seeds": seed_list, "isolation": isolation, "environment": environment.capture(),
+                    "base_seed": base_seed, "seeds": seed_list, "isolation": isolation,
+                    "environment": environment.capture(),
                     "wall_s": time.perf_counter() - started, "ran_now": sum(r["created_now"] for r in runs),
                     "output_dir": str(directory), "comparison": block}
         write_json(directory / SUMMARY_FILE, document)

@@ -69,7 +69,8 @@ def load_study(url: str, name: str | None):
     if name is None:
         if len(names) != 1:
             listed = ", ".join(names) if names else "none"
-            raise UsageError(f"{url} holds {len(names)} studies ({listed}); name one with --optuna_study (study= in Python)")
+            raise UsageError(f"{url} holds {len(names)} studies ({listed}); name one with --optuna_study "
+                             "(study= in Python)")
         name = names[0]
     elif name not in names:
         raise UsageError(f"{url} has no study named {name!r}; it holds {', '.join(names) or 'none'}")

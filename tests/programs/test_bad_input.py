@@ -103,7 +103,8 @@ def test_bad_input_is_one_sentence_and_no_record_changes(corpus, program, args):
 def test_a_bad_flag_value_is_bad_input_with_exit_2():
     result = run_program("harness.reeval", "--seeds=1")
     assert result.returncode == 2, result.stderr
-    assert result.stderr.splitlines()[-1] == "error: flag --seeds=1: 1 is not integer >= 2; --helpshort lists the flags."
+    assert result.stderr.splitlines()[-1] == ("error: flag --seeds=1: 1 is not integer >= 2; --helpshort lists "
+                                              "the flags.")
 
 
 def test_bad_model_input_on_the_command_line_is_one_sentence(user_files):
