@@ -63,10 +63,11 @@ flags.DEFINE_integer("timeout", 900, "Seconds a run of the script may take.", lo
 
 def run_observed(script: Path, args: list[str], out: Path, steps: int, mode: str | None = None,
                  env: dict[str, str] | None = None, timeout: float = 900, reference: Path | None = None,
-                 run_as: Path | None = None) -> list[dict[str, Any]]:
+                 run_as: Path | None = None, failures: list[str] | None = None) -> list[dict[str, Any]]:
     """One observed run of the script in a fresh process; its fits' observations. With a `reference` (another
     run's observations), the run ends at its first difference from it. `run_as`: the user's script that
-    `script` (a fixed copy) stands in for."""
+    `script` (a fixed copy) stands in for. A script that fails after its fits completed (saving, plotting,
+    reading a metric the shortened fit did not log) still gives them: what it said goes to `failures`."""
     out.unlink(missing_ok=True)
     command = [sys.executable, "-m", "harness.keras_probe", str(out), str(steps), mode or "-",
                str(reference or "-"), str(run_as or "-"), str(script), *args]
@@ -77,26 +78,41 @@ def run_observed(script: Path, args: list[str], out: Path, steps: int, mode: str
         result = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise UsageError(f"{run_as or script} ran longer than --timeout={timeout:.0f}s") from None
+    fits = read_records(out) if out.exists() else []
     if result.returncode != 0:
         said = meaningful_lines(result.stderr) or ["no message"]
         # The exception's own line (`ValueError: ...`) says why; Keras adds context lines after it.
         last = next((line for line in reversed(said) if re.match(r"^[A-Za-z_.]+(Error|Exception|Exit)\b", line)),
                     said[-1])
-        what = f"{script} (the fixed copy of {run_as})" if run_as else str(script)
-        raise UsageError(f"{what} {' '.join(args)} failed (exit code {result.returncode}): {last}".replace("  ", " "))
-    fits = read_records(out)
+        if not fits or any(fit.get("raised") for fit in fits):
+            what = f"{script} (the fixed copy of {run_as})" if run_as else str(script)
+            raise UsageError(f"{what} {' '.join(args)} failed (exit code {result.returncode}): "
+                             f"{last}".replace("  ", " "))
+        if failures is not None:
+            line = _failing_line(result.stderr, script, run_as or script)
+            failures.append(f"after its {len(fits)} fit{'s' * (len(fits) != 1)} the script failed"
+                            f"{f' at {line}' if line else ''} (exit code {result.returncode}): {last}")
     if not fits:
         raise UsageError(f"{run_as or script} fitted no Keras model (it never called model.fit); the doctor observes "
                          "fit")
     return fits
 
 
+def _failing_line(stderr: str, script: Path, shown_as: Path) -> str | None:
+    """`train.py:42`: the script's innermost line in the traceback, named as the user's script."""
+    lines = re.findall(r'File "([^"]+)", line (\d+)', stderr)
+    own = [number for file, number in lines if Path(file).name == script.name]
+    return f"{shown_as.name}:{own[-1]}" if own else None
+
+
 def observed_pair(script: Path, args: list[str], work: Path, name: str, steps: int, timeout: float,
-                  mode: str | None = None, run_as: Path | None = None) -> list[list[dict[str, Any]]]:
+                  mode: str | None = None, run_as: Path | None = None,
+                  failures: list[str] | None = None) -> list[list[dict[str, Any]]]:
     """Two observed runs, WORK/NAME_a.jsonl and NAME_b.jsonl; the second stops each fit at its first difference."""
-    first = run_observed(script, args, work / f"{name}_a.jsonl", steps, mode=mode, timeout=timeout, run_as=run_as)
+    first = run_observed(script, args, work / f"{name}_a.jsonl", steps, mode=mode, timeout=timeout, run_as=run_as,
+                         failures=failures)
     return [first, run_observed(script, args, work / f"{name}_b.jsonl", steps, mode=mode, timeout=timeout,
-                                reference=work / f"{name}_a.jsonl", run_as=run_as)]
+                                reference=work / f"{name}_a.jsonl", run_as=run_as, failures=failures)]
 
 
 def confirm_kernel(script: Path, args: list[str], work: Path, steps: int, timeout: float,
@@ -158,10 +174,12 @@ def main(argv: list[str]) -> int:
     steps, timeout = FLAGS.steps, FLAGS.timeout
     print(f"Running {script} {' '.join(args)} twice (fresh processes), observing the first {steps} steps of "
           "each model it fits ...".replace("  ", " "), flush=True)
-    runs = observed_pair(script, args, output_dir, "run", steps, timeout)
+    failures: list[str] = []
+    runs = observed_pair(script, args, output_dir, "run", steps, timeout, failures=failures)
     if len(runs[0]) != len(runs[1]):
-        raise UsageError(f"the two runs fitted {len(runs[0])} and {len(runs[1])} models; the script's control "
-                         "flow itself differs between runs")
+        raise UsageError(f"the two runs fitted {len(runs[0])} and {len(runs[1])} models; " +
+                         (f"{script.name}: {failures[-1]}" if failures else
+                          "the script's control flow itself differs between runs"))
     findings = [compare_fits(a, b) for a, b in zip(*runs, strict=True)]
     groups = within_run(runs[0])
     document: dict[str, Any] = {"schema": DOCTOR_SCHEMA, "created_at": utc_timestamp(), "script": str(script),
@@ -169,6 +187,10 @@ def main(argv: list[str]) -> int:
                                 "seeding": runs[0][0]["seeding_before"], "within_run": groups,
                                 "reproducible": not any(f["cause"] for f in findings)}
     print("\n".join(explain(found, a, b) for found, a, b in zip(findings, *runs, strict=True)))
+    if failures:
+        # The first failure said (the second run stops its fits early, and may fail for that alone).
+        document["script_failed"] = failures[0]
+        print(f"{script.name}: {failures[0]}. The verdicts above are on the fits observed before it.")
     evidence = optimizer_evidence(findings)
     edits: list[dict[str, Any]] = []
     if document["reproducible"]:

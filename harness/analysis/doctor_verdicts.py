@@ -56,9 +56,15 @@ def compare_fits(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     data = data_difference(a, b)
     if data == "values":
         starts.append("data_values")
-    if starts:
-        return {**found, "cause": starts[0], "causes": starts}
     steps = min(len(a["steps"]), len(b["steps"]))
+    if starts:
+        # The batches hold the inputs, not the weights, so another order shows even under other initial
+        # weights; it is a second cause, with its own fix, that the first must not hide.
+        order = next((step for step in range(steps) if a["steps"][step]["batch"] != b["steps"][step]["batch"]), None)
+        if "data_values" not in starts and (order is not None or data == "order"):
+            starts.append("data")
+            found["data_first_step"] = order or 0
+        return {**found, "cause": starts[0], "causes": starts}
     for step in range(steps):
         if a["steps"][step]["batch"] != b["steps"][step]["batch"]:
             # The arrays are not known (a pipeline) but values drawn at random before the fit differ: other
@@ -94,23 +100,16 @@ def explain(found: dict[str, Any], run: dict[str, Any], other: dict[str, Any]) -
                          f"{len(run['initial'])} variables differ)")
         if "data_values" in causes:
             parts.append(f"are given other data: {values_source(run, other)}")
+        if "data" in causes:
+            parts.append(f"see the examples in another order (batch {found['data_first_step']} holds other "
+                         f"examples): {order_source(run)}")
         text = f"{where}: the two runs {' and '.join(parts)}."
         if "init" in causes:
             text += f" Before the fit the script made {said}; {init_reason(seeding)}."
         return text
     cause = found["cause"]
     if cause == "data":
-        unseeded = dict.fromkeys(f"{c['call']} at {c['line']}" for c in run.get("data_calls_before", [])
-                                 if not c["seeded"])
-        if unseeded:
-            source = (f"the order comes from {', '.join(unseeded)}, which no seed reached (no seed argument, "
-                      "and no seeding call for it before)")
-        elif run["shuffle"] and run["data"] not in ("DatasetV2", "_PrefetchDataset", "PrefetchDataset"):
-            source = ("fit(shuffle=True), the default for arrays, draws each epoch's order from the global seed, "
-                      "and the data may arrive in another order too")
-        else:
-            source = ("fit does not shuffle here, so the data arrived in another order: an unseeded permutation "
-                      "or shuffle before the fit")
+        source = order_source(run)
         return (f"{where}: same initial weights, but batch {found['first_step']} holds other examples: the data "
                 f"order differs. {source[0].upper() + source[1:]}. Seeding the script made before the fit: {said}.")
     if cause == "dropout":
@@ -123,6 +122,20 @@ def explain(found: dict[str, Any], run: dict[str, Any], other: dict[str, Any]) -
                 f"{found['first_step']}: an op computed differently. Turn on "
                 "tf.config.experimental.enable_op_determinism(); python -m harness.scan names ops known to need it.")
     return f"{where}: the two runs are bitwise identical over the {found['steps_compared']} steps observed."
+
+
+def order_source(run: dict[str, Any]) -> str:
+    """Where another order of the same examples comes from: an unseeded shuffle the script made, or fit's own."""
+    unseeded = dict.fromkeys(f"{c['call']} at {c['line']}" for c in run.get("data_calls_before", [])
+                             if not c["seeded"])
+    if unseeded:
+        return (f"the order comes from {', '.join(unseeded)}, which no seed reached (no seed argument, and no "
+                "seeding call for it before)")
+    if run["shuffle"] and run["data"] not in ("DatasetV2", "_PrefetchDataset", "PrefetchDataset"):
+        return ("fit(shuffle=True), the default for arrays, draws each epoch's order from the global seed, and the "
+                "data may arrive in another order too")
+    return ("fit does not shuffle here, so the data arrived in another order: an unseeded permutation or shuffle "
+            "before the fit")
 
 
 def init_reason(seeding: list[dict[str, Any]]) -> str:
@@ -236,7 +249,7 @@ def fix_for(findings: list[dict[str, Any]], run: list[dict[str, Any]], script: P
     data differ, since a Generator follows no global seed."""
     edits = script_edits.seeding_at_top(script)
     lines = dict.fromkeys(c["line"] for found, fit in zip(findings, run, strict=False)
-                          if found["cause"] in ("data", "data_values")
+                          if {"data", "data_values"} & set(found.get("causes") or [found["cause"]])
                           for c in fit.get("data_calls_before", []) + fit.get("random_calls_before", [])
                           if c["call"] == "np.random.default_rng" and not c["seeded"])
     for line in lines:

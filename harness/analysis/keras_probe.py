@@ -388,6 +388,11 @@ def install(probe: Probe) -> None:
         kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), Recorder(record, batch_print)]
         try:
             return original_fit(model, *args, **kwargs)
+        except Exception as error:
+            # A fit that raised is observed only in part: the doctor reports the error, not a verdict on it.
+            said = str(error).strip().splitlines()
+            record["raised"] = f"{type(error).__name__}: {said[0] if said else ''}"
+            raise
         finally:
             with probe.out.open("a") as out:
                 out.write(json.dumps(record) + "\n")

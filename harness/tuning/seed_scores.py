@@ -223,6 +223,9 @@ def verdict_sentence(name_a: str, name_b: str, comparison: dict[str, Any]) -> st
         name_a, name_b, p, low, high, wins, losses = name_b, name_a, 1 - p, 1 - high, 1 - low, losses, wins
     ties = comparison["ties"]
     counts = f"{wins} win{'s' * (wins != 1)}, {ties} tie{'s' * (ties != 1)}, {losses} loss{'es' * (losses != 1)}"
+    if p == 0.5:  # neither side is "better": say so rather than "A is better in 50%"
+        return (f"{name_a} and {name_b} each do better on half of {n} paired seeds ({counts}; 95% CI of "
+                f"P({name_a} beats {name_b}): {low:.0%} to {high:.0%}): no detectable difference.")
     head = (f"{name_a} is better in {p:.0%} of {n} paired seeds ({counts}; 95% CI of P({name_a} beats {name_b}): "
             f"{low:.0%} to {high:.0%})")
     if not comparison["detected"]:

@@ -56,6 +56,21 @@ x, y = data()
 order = np.random.default_rng().permutation(len(x))
 model().fit(x[order], y[order], epochs=3, batch_size=32, shuffle=False, verbose=0)
 """,
+    # Nothing seeded, and the examples put in order by Python's random.shuffle: two causes, each named.
+    "python_shuffle": DATA + """
+import random
+x, y = data()
+order = list(range(len(x)))
+random.shuffle(order)
+model().fit(x[order], y[order], epochs=3, batch_size=32, shuffle=False, verbose=0)
+""",
+    # Seeded right, but it reads a metric the fit never logs: it fails after its fit.
+    "fails_after_fit": DATA + """
+keras.utils.set_random_seed(42)
+x, y = data()
+history = model().fit(x, y, epochs=3, batch_size=32, verbose=0)
+print("final validation loss", history.history["val_loss"][-1])
+""",
     # Everything reseeded, but the Dropout layer was made before the seed: its masks differ.
     "dropout": DATA + """
 dropout = keras.layers.Dropout(0.5)
@@ -142,6 +157,26 @@ def test_data_order_names_the_line_that_shuffled_in_every_fit_of_a_loop(tmp_path
     # Each fit of the second run stopped at its first difference, batch 0.
     assert [fit["stopped"] for fit in read_records(tmp_path / "out" / "run_b.jsonl")] == ["step 0", "step 0"]
     assert "keras.utils.set_random_seed(0)" in document["fix"]
+
+
+def test_another_order_is_named_beside_other_initial_weights(tmp_path):
+    said, document = _doctor(tmp_path, "python_shuffle")
+    assert [f["causes"] for f in document["fits"]] == [["init", "data"]]
+    shuffle = _line("python_shuffle", "random.shuffle(order)")
+    assert ("the two runs start from different initial weights (2 of 4 variables differ) and see the examples in "
+            "another order (batch 0 holds other examples): the order comes from random.shuffle at "
+            f"{shuffle}, which no seed reached") in said
+    assert "keras.utils.set_random_seed(0)" in document["fix"]  # seeds Python's random too
+
+
+def test_a_script_that_fails_after_its_fit_is_still_diagnosed(tmp_path):
+    said, document = _doctor(tmp_path, "fails_after_fit")
+    assert [f["cause"] for f in document["fits"]] == [None] and document["reproducible"] is True
+    failing = _line("fails_after_fit", 'print("final validation loss", history.history["val_loss"][-1])')
+    assert document["script_failed"] == f"after its 1 fit the script failed at {failing} (exit code 1): KeyError: " \
+                                        "'val_loss'"
+    assert (f"fails_after_fit.py: after its 1 fit the script failed at {failing} (exit code 1): KeyError: 'val_loss'. "
+            "The verdicts above are on the fits observed before it.") in said
 
 
 def test_an_unseeded_generator_is_named_in_the_fix_and_the_fix_verified(tmp_path):

@@ -28,6 +28,10 @@ def test_four_wins_out_of_four_are_not_yet_evidence():
     noisy = seed_scores.paired_comparison([0.9, 0.91, 0.92, 0.93], [0.8] * 4, "validation_accuracy")
     assert not noisy["seed_free"] and not noisy["detected"]
     assert "within run-to-run noise" in seed_scores.verdict_sentence("A", "B", noisy)
+    even = seed_scores.paired_comparison([0.9, 0.7, 0.9, 0.7], [0.8] * 4, "validation_accuracy")
+    assert seed_scores.verdict_sentence("A", "B", even) == (
+        "A and B each do better on half of 4 paired seeds (2 wins, 0 ties, 2 losses; 95% CI of P(A beats B): 7% to "
+        "93%): no detectable difference.")
 
 
 def test_consistent_wins_over_enough_seeds_are_detected_for_either_direction_of_metric():
