@@ -44,6 +44,7 @@ from harness.platform import environment
 from harness.schema import SUMMARY_FILE
 from harness.studies.conditions import ALL, condition
 from harness.studies.storage import exclusive
+from harness.trial import train
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
 from harness.tuning import hyperparameters, objective_reevaluation, optuna_storage, reevaluation, seed_scores
@@ -130,7 +131,9 @@ def config_of(base: TrialConfig, params: dict[str, Any], scored: TrialConfig) ->
 def score_said(config: TrialConfig, metric: str) -> str:
     """What is trained and measured, in words: the model, the loop, the metric and the data split."""
     model = f"your model {config.model}" if config.is_user_model else f"the built-in {config.benchmark}"
-    loop = "your model's own fit" if config.trainer == "keras_fit" else "the harness's training loop"
+    trainer, reason = train.trainer_of(config)
+    loop = ("the harness's training loop" if trainer == "harness" else
+            f"your model's own fit ({reason})" if reason else "your model's own fit")
     split = (f"the {config.validation_fraction:.0%} of the training data each run's split seed holds out"
              if metric.startswith("validation_") else "the test set")
     return f"{model} trained by {loop} on {config.dataset}, scored by {metric} on {split}"

@@ -61,6 +61,11 @@ def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dic
         "conditions": rows,
         "power": power(rows, metric),
     }
+    trained_by = next(((r.get("model") or {}) for r in records if (r.get("model") or {}).get("trainer_reason")),
+                      None)
+    if trained_by:
+        # The config asked for the harness's loop, but the model's class has its own step: say which ran.
+        summary["trainer"] = {"name": trained_by["trainer"], "reason": trained_by["trainer_reason"]}
     summary["findings"] = findings(summary)
     return summary
 
@@ -433,7 +438,10 @@ def condition_table(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]
 
 
 def trainer_text(summary: dict[str, Any]) -> str:
-    """`, trained by the model's own Keras fit` for a keras_fit study; nothing for the harness loop."""
+    """`, trained by the model's own Keras fit` for a keras_fit study (with why, where the model's own train
+    step chose it); nothing for the harness loop."""
+    if summary.get("trainer"):
+        return f", trained by the model's own Keras fit ({summary['trainer']['reason']})"
     return ", trained by the model's own Keras fit" if summary["config"].get("trainer") == "keras_fit" else ""
 
 

@@ -16,7 +16,8 @@ each replica's alone, but its bias gradients (a sum over the batch of a stacked 
 replica (docs/speed.md), so no replica could be rerun alone.
 
 Not grouped (`why_not`): XLA (a group would compile as one cluster, fused across replicas), a
-tf.distribute strategy, and `--trainer=keras_fit` (Keras's own loop, one model at a time).
+tf.distribute strategy, and `--trainer=keras_fit` or a model with its own train_step (Keras's own loop, one
+model at a time).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from harness.trial.train import (
     run_group_loop,
     run_trial,
     train_step,
+    trainer_of,
     trial_result,
 )
 
@@ -61,8 +63,10 @@ AUTO_MAX_WEIGHTS = 500_000
 
 def why_not(config: TrialConfig) -> str | None:
     """Why trials of this config cannot train as a group (one sentence), or None if they can."""
-    if config.trainer == "keras_fit":
-        return "--trainer=keras_fit trains with Keras's own fit, one model at a time"
+    trainer, reason = trainer_of(config)
+    if trainer == "keras_fit":
+        return (f"{config.model} has {reason}, which trains in its own Keras fit, one model at a time" if reason
+                else "--trainer=keras_fit trains with Keras's own fit, one model at a time")
     if config.strategy != "none":
         return "a tf.distribute strategy spreads one model over devices"
     if config.xla:

@@ -36,6 +36,10 @@ from harness.trial.trainable import Task, Trainable, argmax_classes
 SEED_ARGUMENT = "seed"
 # From this many trainable parameters, `--xla_update=auto` compiles the optimizer's update (update_mode).
 XLA_UPDATE_MIN_PARAMETERS = 60_000
+# keras.Model methods a model class may override to train otherwise than a plain forward, loss and
+# gradient step (gradient clipping, training part of the model, its own loss): the harness's step would
+# train another procedure, so such a model trains in its own Keras fit (train.trainer_of).
+CUSTOM_STEP_METHODS = ("train_step", "compute_loss")
 
 
 def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
@@ -64,11 +68,6 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
     if update == "xla":
         apply_update = tf.function(apply_update, jit_compile=True)
 
-    def training_loss(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
-        loss = task.loss(targets, outputs)
-        # Regularization losses the layers added in this forward pass, as Keras's own fit adds them.
-        return loss + tf.add_n(model.losses) if model.losses else loss
-
     description = {
         "parameters": parameters,
         "update": update,
@@ -77,6 +76,7 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
         "loss": task.loss_name,
         "task": task.kind,
         "seed_generators": seed_generator_paths,
+        "custom_steps": custom_steps(model),
         "keras": keras.__version__,
     }
     return Trainable(
@@ -86,8 +86,10 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
         forward=lambda x, step, row_order=None: model(x, training=True),
         update=lambda gradients, step: apply_update(gradients),
         predict=lambda x: model(x, training=False),
-        task=Task(task.kind, task.num_classes, training_loss, task.predicted_classes, task.target_classes,
-                  task.loss_name),
+        task=task,
+        # Loss terms the layers added in the training forward pass (add_loss, activity and weight regularizers),
+        # as Keras's own fit adds them; read right after that pass, in its graph.
+        layer_losses=lambda: model.losses,
         layers=tuple(layer.name for layer in model.layers),
         description=description,
         keras_model=model,
@@ -134,6 +136,13 @@ def build_model(config: TrialConfig, dataset: Dataset, init_seed: int) -> Any:
         raise UsageError(f"{config.model} returned a model that {problem} the data's examples of shape "
                          f"{dataset.train_x.shape[1:]}: {first_line(error)}.") from None
     return model
+
+
+def custom_steps(model: Any) -> list[str]:
+    """The CUSTOM_STEP_METHODS the model's class defines itself (not Keras's own)."""
+    import keras
+
+    return [name for name in CUSTOM_STEP_METHODS if getattr(type(model), name, None) is not getattr(keras.Model, name)]
 
 
 def seed_generators(model: Any) -> list[tuple[str, Any]]:

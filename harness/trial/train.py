@@ -177,21 +177,39 @@ def task_of(config: TrialConfig) -> str:
     once per model, arguments, data and loss (not per training setting) to read it from its loss and outputs."""
     if not config.is_user_model:
         return "regression" if config.model == "regression" else "multiclass"
-    # Keyed by only what decides the task, so configs that differ in training settings share one build.
-    return _user_task(user_model_config(**{name: getattr(config, name) for name in _TASK_FIELDS}))
+    return _user_model_facts(_facts_key(config))[0]
 
 
-_TASK_FIELDS = ("model", "model_args", "dataset", "data_dir", "label_column", "loss")
+def trainer_of(config: TrialConfig) -> tuple[str, str | None]:
+    """The loop that trains the config's model, and why where the config did not choose it: "keras_fit" for
+    --trainer=keras_fit, and for a model whose class has its own train step (a custom train_step or
+    compute_loss: the harness's step would train another procedure); else "harness"."""
+    if config.trainer == "keras_fit" or not config.is_user_model:
+        return config.trainer, None
+    custom = _user_model_facts(_facts_key(config))[1]
+    if custom:
+        return "keras_fit", f"its own {' and '.join(custom)}"
+    return config.trainer, None
+
+
+# What decides a user model's facts (its task, its class's own steps), so configs that differ in training
+# settings share one build.
+_FACT_FIELDS = ("model", "model_args", "dataset", "data_dir", "label_column", "loss")
+
+
+def _facts_key(config: TrialConfig) -> TrialConfig:
+    return user_model_config(**{name: getattr(config, name) for name in _FACT_FIELDS})
 
 
 @functools.lru_cache(maxsize=16)
-def _user_task(config: TrialConfig) -> str:
+def _user_model_facts(config: TrialConfig) -> tuple[str, tuple[str, ...]]:
+    """(task, the class's own train-step methods) of a user's model: one build per model, arguments and data."""
     import keras
 
     dataset = dataset_of(config)
     keras.backend.clear_session()
     model = keras_model.build_model(config, dataset, init_seed=0)
-    return keras_model.task_for(config, model, dataset).kind
+    return keras_model.task_for(config, model, dataset).kind, tuple(keras_model.custom_steps(model))
 
 
 def train_step(trainable: Trainable, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor,
@@ -214,6 +232,9 @@ def train_step(trainable: Trainable, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor
         forward_args = (row_order,)
     with tf.GradientTape() as tape:
         loss_value = trainable.task.loss(y, trainable.forward(x, step, *forward_args))
+        added = trainable.layer_losses() if trainable.layer_losses is not None else []
+        if added:
+            loss_value = loss_value + tf.add_n(added)
         if scale_loss is not None:
             loss_value = scale_loss(loss_value)
         objective = loss_value if loss_value.shape.rank == 0 else tf.reduce_sum(loss_value)
@@ -383,7 +404,7 @@ def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> Trial
             if strategy:
                 outputs["strategy"] = config.strategy
                 outputs["replicas"] = int(strategy.num_replicas_in_sync)
-            if config.trainer == "keras_fit":
+            if config.trainer == "keras_fit" or trainable.description.get("custom_steps"):
                 return fit_with_keras(config, seeds, split, trainable, outputs, start, trace)
             return _train_and_evaluate(config, seeds, split, trainable, outputs, start, strategy, trace)
     except TrialFailed as failure:
@@ -496,9 +517,17 @@ def fit_with_keras(config: TrialConfig, seeds: SeedSet, split: Split, trainable:
     continuing iterator over every epoch); evaluation and fingerprints are the harness's."""
     import keras
 
+    custom = trainable.description.get("custom_steps")
+    why = (f"{config.model} has its own {' and '.join(custom)}, which only its own Keras fit runs" if custom
+           and config.trainer != "keras_fit" else "--trainer=keras_fit trains with the model's own Keras fit")
     if trace:
-        raise UsageError("per-step tracing runs in the harness loop; with --trainer=keras_fit, put "
-                         "harness.keras.FingerprintCallback in your own fit instead")
+        raise UsageError(f"per-step tracing runs in the harness loop; {why}: put harness.keras.FingerprintCallback "
+                         "in your own fit instead")
+    if config.xla:
+        raise UsageError(f"--xla compiles the harness's step; {why}, compiled as its compile(jit_compile=...) says")
+    if config.batch_order_seed is not None:
+        raise UsageError(f"the `order` condition permutes each batch inside the harness's step; {why}: leave "
+                         "`order` out for this model")
     model = trainable.keras_model
     keras_model.compile_for_fit(config, model)
     per_epoch = steps_per_epoch(len(split.train_y), config.batch_size)
@@ -542,6 +571,8 @@ def fit_with_keras(config: TrialConfig, seeds: SeedSet, split: Split, trainable:
     # fit runs its own update (compiled as its jit_compile says), not the harness loop's.
     description = {key: value for key, value in trainable.description.items() if key != "update"}
     result.model = {**description, "trainer": "keras_fit", "jit_compile": bool(getattr(model, "jit_compile", False))}
+    if config.trainer != "keras_fit":
+        result.model["trainer_reason"] = f"its own {' and '.join(custom)}"
     return result
 
 

@@ -66,3 +66,6 @@ class Trainable:
     # The seed of the per-step permutation of the batch (config.reduction_order), or None: train_step
     # permutes the examples so every sum over the batch adds its terms in another order.
     reduction_order: int | None = None
+    # () -> the loss terms the model's layers added in the last forward pass (a Keras model's `losses`), added
+    # to the task's loss in training only; None for models that add none.
+    layer_losses: Callable[[], list[tf.Tensor]] | None = None
