@@ -80,7 +80,8 @@ class FingerprintCallback(keras.callbacks.Callback):
             self._write(self._row("epoch", epoch, logs))
 
     def on_train_end(self, logs: Any = None) -> None:
-        self._write({"weights_sha256": weights_sha256(self.model.trainable_variables)})
+        # Every variable, trainable and not (BatchNorm's moving statistics), as a trial's weights_sha256.
+        self._write({"weights_sha256": weights_sha256(self.model.weights)})
         self._file.close()
 
 

@@ -339,7 +339,8 @@ def install(probe: Probe) -> None:
             self.record["parameters"] = int(sum(np.prod(v.shape) for v in model.trainable_variables))
             # By position, not name: two fits of one run are compared too, and Keras names a second build's
             # layers otherwise.
-            self.record["initial"] = {v.path: array_sha256(np.asarray(v.numpy())) for v in model.trainable_variables}
+            # Every variable, trainable and not: BatchNorm's moving statistics differ between runs too.
+            self.record["initial"] = {v.path: array_sha256(np.asarray(v.numpy())) for v in model.weights}
             self.record["seed_generators"] = seed_generator_states(model)
             reference = probe.reference_fit(self.record["fit"])
             if reference is not None and reference.get("initial") != self.record["initial"]:
@@ -349,7 +350,7 @@ def install(probe: Probe) -> None:
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
             steps = self.record["steps"]
             steps.append({"batch": [int(x) for x in self.batch_print.numpy()],
-                          "weights": weights_sha256_by_position(self.model.trainable_variables)})
+                          "weights": weights_sha256_by_position(self.model.weights)})
             reference = probe.reference_fit(self.record["fit"])
             step = len(steps) - 1
             if reference is not None and step < len(reference["steps"]) and reference["steps"][step] != steps[step]:

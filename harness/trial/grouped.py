@@ -28,7 +28,6 @@ import tensorflow as tf
 
 from harness.trial.config import TrialConfig
 from harness.trial.datasets import (
-    dataset_of,
     shares_batches,
     split_pool,
     steps_per_epoch,
@@ -41,12 +40,14 @@ from harness.trial.train import (
     build_trainable,
     evaluate,
     nan_loss_failure,
+    optimizer_sha256,
     outer_loop,
     outputs_after_build,
     prepare,
     run_group_loop,
     run_trial,
     train_step,
+    trainable_weights_of,
     trainer_of,
     trial_result,
 )
@@ -79,8 +80,7 @@ def auto_replicas(config: TrialConfig) -> int:
     weights (one build of the model counts them), else 1."""
     if why_not(config):
         return 1
-    parameters = build_trainable(config, dataset_of(config), SeedSet.from_base(0)).description["parameters"]
-    return MAX_AUTO_REPLICAS if parameters <= AUTO_MAX_WEIGHTS else 1
+    return MAX_AUTO_REPLICAS if trainable_weights_of(config) <= AUTO_MAX_WEIGHTS else 1
 
 
 def run_grouped(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[TrialResult]:
@@ -111,7 +111,7 @@ def _train_group(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
         trainable = build_trainable(replica_config, dataset, seeds)
         trainables.append(trainable)
         outputs.append(outputs_after_build(replica_config, trainable.description["parameters"], trainable.variables))
-        initial_hashes.append(weights_sha256(trainable.variables))
+        initial_hashes.append(weights_sha256(trainable.fingerprinted))
     shared = shares_batches(config, seed_sets)
     batches = _batches(config, splits[:1] if shared else splits, seed_sets[:1] if shared else seed_sets)
 
@@ -134,7 +134,8 @@ def _train_group(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
         test_out, validation = evaluate(trainable, split)
         replica_outputs = {**outputs[r], "vectorized": {"replicas": k, "index": r, "path": "grouped"}}
         result = trial_result(replica_config, trainable.task, dataset, test_out, validation, losses[:, r],
-                              weights_sha256(trainable.variables), replica_outputs, dict(timing), initial_hashes[r])
+                              weights_sha256(trainable.fingerprinted), replica_outputs, dict(timing),
+                              initial_hashes[r], optimizer_sha256(trainable))
         result.model = trainable.description
         results.append(result)
     return results

@@ -64,12 +64,14 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
         optimizer.apply_gradients(zip(gradients, variables, strict=True))
 
     parameters = int(sum(np.prod(v.shape) for v in variables))
-    update = update_mode(config, parameters)
+    update = update_mode(config, parameters)  # from the trainable weights: those the update touches
     if update == "xla":
         apply_update = tf.function(apply_update, jit_compile=True)
 
     description = {
-        "parameters": parameters,
+        # Keras's count_params(): every weight, trainable and not, as the fingerprint covers them.
+        "parameters": int(model.count_params()),
+        "trainable_parameters": parameters,
         "update": update,
         "architecture": architecture(model),
         "optimizer": {"class": type(optimizer).__name__, "learning_rate": _learning_rate(optimizer)},
@@ -90,6 +92,8 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
         # Loss terms the layers added in the training forward pass (add_loss, activity and weight regularizers),
         # as Keras's own fit adds them; read right after that pass, in its graph.
         layer_losses=lambda: model.losses,
+        state=list(model.weights),
+        optimizer_state=lambda: optimizer.variables,
         layers=tuple(layer.name for layer in model.layers),
         description=description,
         keras_model=model,

@@ -151,6 +151,11 @@ def outputs_after_build(config: TrialConfig, parameters: int, variables: list) -
     return outputs
 
 
+def optimizer_sha256(trainable: Trainable) -> str | None:
+    """The hash of the optimizer's variables after training (its slots, iteration count, learning rate)."""
+    return weights_sha256(trainable.optimizer_state()) if trainable.optimizer_state is not None else None
+
+
 def build_trainable(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
     """The trial's model, built-in or the user's Keras model, with its weights drawn from the init seed."""
     if config.is_user_model:
@@ -201,15 +206,24 @@ def _facts_key(config: TrialConfig) -> TrialConfig:
     return user_model_config(**{name: getattr(config, name) for name in _FACT_FIELDS})
 
 
+def trainable_weights_of(config: TrialConfig) -> int:
+    """How many weights training updates (what sizes a replica group): a user's model from its one probe build."""
+    if config.is_user_model:
+        return _user_model_facts(_facts_key(config))[2]
+    return build_trainable(config, dataset_of(config), SeedSet.from_base(0)).description["parameters"]
+
+
 @functools.lru_cache(maxsize=16)
-def _user_model_facts(config: TrialConfig) -> tuple[str, tuple[str, ...]]:
-    """(task, the class's own train-step methods) of a user's model: one build per model, arguments and data."""
+def _user_model_facts(config: TrialConfig) -> tuple[str, tuple[str, ...], int]:
+    """(task, the class's own train-step methods, trainable weights) of a user's model: one build per model,
+    arguments and data, asked by every planner (metric checks, grouping, the trainer) without building again."""
     import keras
 
     dataset = dataset_of(config)
     keras.backend.clear_session()
     model = keras_model.build_model(config, dataset, init_seed=0)
-    return keras_model.task_for(config, model, dataset).kind, tuple(keras_model.custom_steps(model))
+    trainable = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+    return keras_model.task_for(config, model, dataset).kind, tuple(keras_model.custom_steps(model)), trainable
 
 
 def train_step(trainable: Trainable, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor,
@@ -443,7 +457,7 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, train
     else:
         train_loop = make_train_loop(trainable, config.xla, trace)
         iterator = iter(batches)
-    initial_hash = weights_sha256(trainable.variables)
+    initial_hash = weights_sha256(trainable.fingerprinted)
     initial = fingerprint_rows([_read(v) for v in trainable.variables]).numpy() if trace else None
     setup_s = time.perf_counter() - start
 
@@ -469,7 +483,8 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, train
     test_out, validation = evaluate(trainable, split)
     timing = timing_from_calls(config, call_seconds, call_steps, setup_s, train_s, start)
     result = trial_result(config, trainable.task, split.dataset, test_out, validation, losses,
-                          weights_sha256(trainable.variables), outputs, timing, initial_hash)
+                          weights_sha256(trainable.fingerprinted), outputs, timing, initial_hash,
+                          optimizer_sha256(trainable))
     result.model = trainable.description
     if trace:
         result.trace = {"initial": initial, "steps": np.concatenate(trace_chunks),
@@ -533,7 +548,7 @@ def fit_with_keras(config: TrialConfig, seeds: SeedSet, split: Split, trainable:
     per_epoch = steps_per_epoch(len(split.train_y), config.batch_size)
     batches = training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size,
                                epochs=config.epochs, augment=config.augment)
-    initial_hash = weights_sha256(trainable.variables)
+    initial_hash = weights_sha256(trainable.fingerprinted)
     setup_s = time.perf_counter() - start
     running_means: list[float] = []
     epoch_seconds: list[float] = []
@@ -566,8 +581,10 @@ def fit_with_keras(config: TrialConfig, seeds: SeedSet, split: Split, trainable:
     test_out, validation = evaluate(trainable, split)
     # Each epoch is one "call" of per_epoch steps: the first (tracing) is left out of the steady state.
     timing = timing_from_calls(config, epoch_seconds, [per_epoch] * len(epoch_seconds), setup_s, train_s, start)
+    # fit's optimizer: the compile()'s, which compile_for_fit may have replaced.
     result = trial_result(config, trainable.task, split.dataset, test_out, validation, losses,
-                          weights_sha256(trainable.variables), outputs, timing, initial_hash)
+                          weights_sha256(trainable.fingerprinted), outputs, timing, initial_hash,
+                          weights_sha256(model.optimizer.variables))
     # fit runs its own update (compiled as its jit_compile says), not the harness loop's.
     description = {key: value for key, value in trainable.description.items() if key != "update"}
     result.model = {**description, "trainer": "keras_fit", "jit_compile": bool(getattr(model, "jit_compile", False))}
@@ -578,8 +595,10 @@ def fit_with_keras(config: TrialConfig, seeds: SeedSet, split: Split, trainable:
 
 def trial_result(config: TrialConfig, task: Task, dataset: Dataset, test_out: np.ndarray,
                  validation: tuple[np.ndarray, np.ndarray] | None, losses: np.ndarray, weights_hash: str,
-                 outputs: dict[str, Any], timing: dict[str, Any], initial_weights_hash: str) -> TrialResult:
-    """An ok trial's result from its model's outputs, per-step losses and weight hashes."""
+                 outputs: dict[str, Any], timing: dict[str, Any], initial_weights_hash: str,
+                 optimizer_hash: str | None = None) -> TrialResult:
+    """An ok trial's result from its model's outputs, per-step losses and weight hashes (and the optimizer's
+    state hash, where the harness keeps a Keras optimizer)."""
     metrics = output_metrics(task, test_out, dataset.test_y, "test")
     if validation is not None:
         metrics.update(output_metrics(task, validation[0], validation[1], "validation", per_class=False))
@@ -596,6 +615,8 @@ def trial_result(config: TrialConfig, task: Task, dataset: Dataset, test_out: np
         "predictions_sha256": array_sha256(test_out),
         "loss_trace_sha256": array_sha256(losses.astype(np.float32)),
     }
+    if optimizer_hash is not None:
+        fingerprints["optimizer_sha256"] = optimizer_hash
     return TrialResult({"code": "ok", "message": None}, metrics, fingerprints, outputs, timing)
 
 

@@ -69,3 +69,14 @@ class Trainable:
     # () -> the loss terms the model's layers added in the last forward pass (a Keras model's `losses`), added
     # to the task's loss in training only; None for models that add none.
     layer_losses: Callable[[], list[tf.Tensor]] | None = None
+    # Every variable the model holds, trainable and not (BatchNorm's moving statistics): what the weights'
+    # fingerprint covers. None: `variables` are all there is.
+    state: list[Any] | None = None
+    # () -> the optimizer's variables (iteration count, learning rate, slots), fingerprinted after training;
+    # None where the harness keeps no Keras optimizer (the built-in models).
+    optimizer_state: Callable[[], list[Any]] | None = None
+
+    @property
+    def fingerprinted(self) -> list[Any]:
+        """The variables `weights_sha256` covers: the whole model state."""
+        return self.state if self.state is not None else self.variables
