@@ -6,12 +6,15 @@ The user's function is called as they wrote it; the harness decides around it:
   function of the init seed (and layer names do not drift across trials of one
   process). `tf.random.set_seed` alone would not do it: Keras 3 initializers
   draw from Keras's own seed generator, seeded from Python's `random`.
-- `dropout`: after the build, the state of every `keras.random.SeedGenerator`
-  in the model (Dropout, GaussianNoise, GaussianDropout, SpatialDropout, random
-  augmentation layers...) is set from the dropout seed and the layer's path.
+- `dropout`, `augment`: after the build, the state of every
+  `keras.random.SeedGenerator` in the model is set from its source's seed and
+  the layer's path: Keras's augmentation layers (RandomFlip, RandomRotation...)
+  from the augment seed, the rest (Dropout, SpatialDropout, AlphaDropout,
+  GaussianDropout, GaussianNoise, a layer's own generator) from the dropout seed.
   Unseeded generators take their seed from Python's `random` when the layer is
   constructed, so without this, init and dropout would share one stream.
-- `shuffle`, `split`, `augment`: the harness's own `tf.data` pipeline.
+- `shuffle`, `split`, `augment`: the harness's own `tf.data` pipeline too (augment: its own
+  augmentation, where --augment turns it on).
 
 The optimizer and loss come from the model's `compile()` (or `--optimizer`,
 `--loss`), as Keras objects: no re-implementation of Adam for user models.
@@ -43,11 +46,13 @@ CUSTOM_STEP_METHODS = ("train_step", "compute_loss")
 
 
 def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
-    """The user's model, built from the init seed, its dropout state set from the dropout seed."""
+    """The user's model, built from the init seed, its random layers' state set from the dropout and augment
+    seeds."""
     import keras
 
     model = build_model(config, dataset, seeds.init)
-    seed_generator_paths = seed_dropout(model, seeds.dropout)
+    seed_sources = seed_random_layers(model, seeds)
+    seed_generator_paths = list(seed_sources)
     if config.batch_order_seed is not None and seed_generator_paths:
         raise UsageError(f"the `order` condition permutes each batch and keeps every example's random mask; "
                          f"{config.model} draws masks by position ({seed_generator_paths[0]}), so the masks would "
@@ -78,6 +83,7 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
         "loss": task.loss_name,
         "task": task.kind,
         "seed_generators": seed_generator_paths,
+        "seed_sources": seed_sources,
         "custom_steps": custom_steps(model),
         "keras": keras.__version__,
     }
@@ -152,17 +158,32 @@ def custom_steps(model: Any) -> list[str]:
 def seed_generators(model: Any) -> list[tuple[str, Any]]:
     """(`layer path#index`, generator) for every keras.random.SeedGenerator in the model: where Keras 3
     keeps the randomness of Dropout, noise and augmentation layers."""
-    return [(f"{getattr(layer, 'path', None) or layer.name}#{index}", generator)
-            for layer in layers_of(model) for index, generator in enumerate(getattr(layer, "_seed_generators", ()))]
+    return [(path, generator) for path, generator, _ in _generators_with_layers(model)]
 
 
-def seed_dropout(model: Any, dropout_seed: int) -> list[str]:
-    """Sets every SeedGenerator's state from (dropout seed, its layer's path); returns those paths."""
-    found = seed_generators(model)
-    for path, generator in found:
+def seed_random_layers(model: Any, seeds: SeedSet) -> dict[str, str]:
+    """Sets every SeedGenerator's state from (its source's seed, its layer's path); returns {path: source}.
+
+    Keras's augmentation layers (RandomFlip, RandomRotation, ... : the preprocessing layers) follow the
+    `augment` seed; everything else (the Dropout family, GaussianNoise, a layer's own generator) follows
+    `dropout`, the seed of the randomness a model draws while it trains."""
+    found = {}
+    for path, generator, layer in _generators_with_layers(model):
+        source = "augment" if is_augmentation_layer(layer) else "dropout"
         state = generator.state
-        state.assign(np.array([derive_seed(dropout_seed, path), 0], dtype=_numpy_dtype(state.dtype)))
-    return [path for path, _ in found]
+        state.assign(np.array([derive_seed(getattr(seeds, source), path), 0], dtype=_numpy_dtype(state.dtype)))
+        found[path] = source
+    return found
+
+
+def is_augmentation_layer(layer: Any) -> bool:
+    """A Keras preprocessing layer (keras.layers.Random*), or a layer built on one."""
+    return any(cls.__module__.startswith("keras.src.layers.preprocessing") for cls in type(layer).__mro__)
+
+
+def _generators_with_layers(model: Any) -> list[tuple[str, Any, Any]]:
+    return [(f"{getattr(layer, 'path', None) or layer.name}#{index}", generator, layer)
+            for layer in layers_of(model) for index, generator in enumerate(getattr(layer, "_seed_generators", ()))]
 
 
 def layers_of(model: Any) -> list[Any]:
