@@ -191,6 +191,7 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
     return {
         "name": condition.name,
         "varies": condition.varies,
+        "varies_nothing": _varies_nothing(condition.name, ok),
         "determinism": condition.determinism,
         "expects_identical_repeats": condition.expects_identical_repeats,
         "seeds_fixed": condition.seeds_fixed,
@@ -219,6 +220,27 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
         "matches_control_bitwise": None,
         "metric_delta_vs_control": None,
     }
+
+
+def _varies_nothing(name: str, ok: list[dict[str, Any]]) -> str | None:
+    """Why a seed condition can vary nothing in this model (its SD of 0 then says nothing about the source),
+    from what the trials record: the seeds the model's random layers follow, the config's dropout and
+    augmentation. None where it can vary something, or the records cannot say."""
+    if not ok or name not in ("dropout", "augment"):
+        return None
+    model, config = ok[0].get("model") or {}, ok[0].get("config") or {}
+    if "seed_sources" not in model:  # a built-in model: its config decides
+        if name == "dropout" and config.get("dropout_rate") == 0:
+            return "the model has no dropout (dropout_rate 0)"
+        if name == "augment" and not config.get("augment"):
+            return "the harness's own augmentation is off (--augment)"
+        return None
+    sources = set(model["seed_sources"].values())
+    if name == "dropout" and "dropout" not in sources:
+        return "the model has no layer the dropout seed drives (no Dropout, noise or other random layer)"
+    if name == "augment" and "augment" not in sources and not config.get("augment"):
+        return "the model has no augmentation layer and the harness's own augmentation is off (--augment)"
+    return None
 
 
 def _compare_with_reference_rows(rows: list[dict[str, Any]], metric: str) -> None:
@@ -252,6 +274,10 @@ def findings(summary: dict[str, Any]) -> list[str]:
         elif control["unique_weight_hashes"] > 1:
             said.append(f"Control runs are NOT bitwise reproducible: {control['unique_weight_hashes']} "
                         f"different weight hashes over {control['n_ok']} runs with identical seeds.")
+    for row in summary["conditions"]:
+        if row.get("varies_nothing"):
+            said.append(f"The {row['name']} condition varies nothing here: {row['varies_nothing']}, so its spread "
+                        f"says nothing about {row['name']} randomness.")
     sources = [r for r in summary["conditions"] if r["sd_share_of_all"] is not None
                and r["name"] not in (ALL, CONTROL)]
     if rows.get(ALL) and rows[ALL][metric] and sources:
@@ -416,7 +442,8 @@ def condition_table(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]
         ci = described and described["sd_ci95"]
         ratio = row["step_time_ratio_vs_control"]
         rows.append([
-            row["name"], row["varies"], "on" if row["determinism"] else "off",
+            row["name"], "nothing in this model" if row.get("varies_nothing") else row["varies"],
+            "on" if row["determinism"] else "off",
             f"{row['n_ok']}/{row['n_planned']}",
             f"{described['mean'] * scale:.2f}" if described else "-",
             f"{described['sd'] * scale:.3f}" if described else "-",

@@ -102,11 +102,12 @@ def default_conditions(config: TrialConfig) -> list[Condition]:
     out when the model or data was handed over in Python (another process
     cannot see it).
     """
+    from harness.trial.train import random_layer_sources_of
     from harness.trial.user_code import is_in_process
 
     names = list(DEFAULT_CONDITIONS)
-    if not config.augment:
-        names.remove("augment")
+    if not config.augment and "augment" not in random_layer_sources_of(config):
+        names.remove("augment")  # no augmentation of the pipeline, and no augmentation layer in the model
     if config.validation_fraction == 0:
         names.remove("split")
     if config.is_user_model:

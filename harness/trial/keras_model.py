@@ -176,6 +176,12 @@ def seed_random_layers(model: Any, seeds: SeedSet) -> dict[str, str]:
     return found
 
 
+def random_sources(model: Any) -> list[str]:
+    """The seeds the model's own random layers follow ("augment", "dropout"), without setting them."""
+    return sorted({"augment" if is_augmentation_layer(layer) else "dropout"
+                   for _, _, layer in _generators_with_layers(model)})
+
+
 def is_augmentation_layer(layer: Any) -> bool:
     """A Keras preprocessing layer (keras.layers.Random*), or a layer built on one."""
     return any(cls.__module__.startswith("keras.src.layers.preprocessing") for cls in type(layer).__mro__)

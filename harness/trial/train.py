@@ -206,6 +206,12 @@ def _facts_key(config: TrialConfig) -> TrialConfig:
     return user_model_config(**{name: getattr(config, name) for name in _FACT_FIELDS})
 
 
+def random_layer_sources_of(config: TrialConfig) -> list[str]:
+    """The seeds a user model's own random layers follow ("augment" for augmentation layers, "dropout" for
+    the rest); [] for the built-in models, whose dropout the config's dropout_rate decides."""
+    return list(_user_model_facts(_facts_key(config))[3]) if config.is_user_model else []
+
+
 def trainable_weights_of(config: TrialConfig) -> int:
     """How many weights training updates (what sizes a replica group): a user's model from its one probe build."""
     if config.is_user_model:
@@ -214,16 +220,18 @@ def trainable_weights_of(config: TrialConfig) -> int:
 
 
 @functools.lru_cache(maxsize=16)
-def _user_model_facts(config: TrialConfig) -> tuple[str, tuple[str, ...], int]:
-    """(task, the class's own train-step methods, trainable weights) of a user's model: one build per model,
-    arguments and data, asked by every planner (metric checks, grouping, the trainer) without building again."""
+def _user_model_facts(config: TrialConfig) -> tuple[str, tuple[str, ...], int, tuple[str, ...]]:
+    """(task, the class's own train-step methods, trainable weights, the seeds its random layers follow) of a
+    user's model: one build per model, arguments and data, asked by every planner (metric checks, grouping,
+    the trainer, the default conditions) without building again."""
     import keras
 
     dataset = dataset_of(config)
     keras.backend.clear_session()
     model = keras_model.build_model(config, dataset, init_seed=0)
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-    return keras_model.task_for(config, model, dataset).kind, tuple(keras_model.custom_steps(model)), trainable
+    return (keras_model.task_for(config, model, dataset).kind, tuple(keras_model.custom_steps(model)), trainable,
+            tuple(keras_model.random_sources(model)))
 
 
 def train_step(trainable: Trainable, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor,

@@ -43,3 +43,40 @@ def test_augmentation_layers_follow_the_augment_seed_and_noise_the_dropout_seed(
         assert other.fingerprints["initial_weights_sha256"] == control.fingerprints["initial_weights_sha256"]
         assert other.fingerprints["weights_sha256"] != control.fingerprints["weights_sha256"]
     assert augmented.fingerprints["weights_sha256"] != dropped.fingerprints["weights_sha256"]
+
+
+PLAIN = """\
+import keras
+
+
+def create_model():
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+"""
+
+
+def test_a_condition_that_can_vary_nothing_says_so(user_files):
+    from conftest import run_conditions
+
+    from harness.analysis.summary import format_summary, summary_from_records
+    from harness.studies.conditions import default_conditions
+    from harness.studies.records import schema_errors
+
+    (user_files / "model.py").write_text(PLAIN)
+    config = user_config(user_files)
+    assert "augment" not in [c.name for c in default_conditions(config)]
+    summary = summary_from_records(run_conditions(config, "control,dropout,augment", 2, user_files / "study"))
+    assert schema_errors(summary) == []
+    rows = {row["name"]: row for row in summary["conditions"]}
+    assert rows["dropout"]["varies_nothing"] == ("the model has no layer the dropout seed drives (no Dropout, "
+                                                 "noise or other random layer)")
+    assert rows["control"]["varies_nothing"] is None
+    assert ("The augment condition varies nothing here: the model has no augmentation layer and the harness's own "
+            "augmentation is off (--augment), so its spread says nothing about augment randomness.") in \
+        summary["findings"]
+    assert format_summary(summary).count("nothing in this model") == 2
+    # A model with augmentation layers: `augment` is a default condition, and it varies something.
+    (user_files / "augmented.py").write_text(AUGMENTED)
+    augmented = user_config(user_files).replace(model=f"{user_files}/augmented.py:create_model")
+    assert "augment" in [c.name for c in default_conditions(augmented)]
