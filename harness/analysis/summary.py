@@ -61,6 +61,10 @@ def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dic
         "conditions": rows,
         "power": power(rows, metric),
     }
+    source_batch = next(((r.get("data") or {}).get("source_batch_size") for r in records
+                         if (r.get("data") or {}).get("source_batch_size")), None)
+    if source_batch and source_batch != base_config.get("batch_size"):
+        summary["rebatched"] = {"source": source_batch, "trained": base_config.get("batch_size")}
     trained_by = next(((r.get("model") or {}) for r in records if (r.get("model") or {}).get("trainer_reason")),
                       None)
     if trained_by:
@@ -274,6 +278,12 @@ def findings(summary: dict[str, Any]) -> list[str]:
         elif control["unique_weight_hashes"] > 1:
             said.append(f"Control runs are NOT bitwise reproducible: {control['unique_weight_hashes']} "
                         f"different weight hashes over {control['n_ok']} runs with identical seeds.")
+    rebatched = summary.get("rebatched")
+    if rebatched:
+        said.append(f"Your training tf.data.Dataset comes in batches of {rebatched['source']}; the harness read its "
+                    f"examples and trained in batches of {rebatched['trained']} (--batch_size) from its own "
+                    "pipeline, so the shuffle seed orders them: pass --batch_size="
+                    f"{rebatched['source']} to train at your dataset's size.")
     for row in summary["conditions"]:
         if row.get("varies_nothing"):
             said.append(f"The {row['name']} condition varies nothing here: {row['varies_nothing']}, so its spread "

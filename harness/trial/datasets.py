@@ -56,6 +56,9 @@ class Dataset:
     num_classes: int  # 0 for regression
     # SHA-256 of the four arrays (names, dtypes, shapes, bytes): which data a record was made on.
     sha256: str = ""
+    # The batch size a user's batched training tf.data.Dataset came in (None otherwise): the harness trains in
+    # batches of --batch_size from its own pipeline, and the summary says so where the two differ.
+    source_batch_size: int | None = None
 
     @property
     def is_classification(self) -> bool:
@@ -109,8 +112,9 @@ def _load(name: str, data_dir: str | None, label_column: str) -> Dataset:
     if name.startswith("tfds:") and len(name) > len("tfds:"):
         return _tfds(name[len("tfds:"):], data_dir)
     if name.startswith(("npz:", "csv:", "arrays:")) or ":" in name:
-        spec, train_x, train_y, test_x, test_y = user_data.load(name, label_column)
-        return Dataset(spec, train_x, train_y, test_x, test_y, user_data.class_count(train_y, test_y))
+        spec, train_x, train_y, test_x, test_y, batch_size = user_data.load(name, label_column)
+        return Dataset(spec, train_x, train_y, test_x, test_y, user_data.class_count(train_y, test_y),
+                       source_batch_size=batch_size)
     raise UsageError(f"unknown dataset {name!r}; choose one of {dataset_names()}.")
 
 

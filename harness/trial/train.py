@@ -172,7 +172,8 @@ def inputs_identity(config: TrialConfig) -> dict[str, Any]:
                   "source_sha256": user_code.source_sha256(config.model) if config.is_user_model else None},
         "data": {"spec": config.dataset, "sha256": dataset.sha256, "train_examples": int(len(dataset.train_y)),
                  "test_examples": int(len(dataset.test_y)), "example_shape": list(dataset.train_x.shape[1:]),
-                 "classes": dataset.num_classes},
+                 "classes": dataset.num_classes,
+                 **({"source_batch_size": dataset.source_batch_size} if dataset.source_batch_size else {})},
     }
 
 

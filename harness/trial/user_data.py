@@ -32,8 +32,10 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 COPIES_PER_TRIAL = 3
 
 
-def load(spec: str, label_column: str = "") -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(name, x_train, y_train, x_test, y_test) from a data spec; one sentence on anything unusable."""
+def load(spec: str, label_column: str = "") -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int | None]:
+    """(name, x_train, y_train, x_test, y_test, the batch size a batched training tf.data.Dataset came in) from a
+    data spec; one sentence on anything unusable."""
+    source_batch_size = None
     if spec.startswith("npz:"):
         arrays = _npz(spec[len("npz:"):])
     elif spec.startswith("csv:"):
@@ -42,7 +44,9 @@ def load(spec: str, label_column: str = "") -> tuple[str, np.ndarray, np.ndarray
         arrays = user_code.registered(spec)
     else:
         function = user_code.resolve_function(spec, "data")
-        arrays = _from_function(user_code.call(function, spec, "data"), spec)
+        returned = user_code.call(function, spec, "data")
+        arrays = _from_function(returned, spec)
+        source_batch_size = _training_batch_size(returned)
     x_train, y_train, x_test, y_test = (_array(a, name, spec) for a, name in zip(arrays, NPZ_KEYS, strict=True))
     for x, y, part in ((x_train, y_train, "train"), (x_test, y_test, "test")):
         if len(x) != len(y):
@@ -53,7 +57,24 @@ def load(spec: str, label_column: str = "") -> tuple[str, np.ndarray, np.ndarray
         raise UsageError(f"{spec}: training examples have shape {x_train.shape[1:]} but test examples "
                          f"{x_test.shape[1:]}.")
     _check_memory(spec, (x_train, y_train, x_test, y_test))
-    return spec, x_train, y_train, x_test, y_test
+    return spec, x_train, y_train, x_test, y_test, source_batch_size
+
+
+def _training_batch_size(value: Any) -> int | None:
+    """The size of the first batch of a batched training tf.data.Dataset among what a data function returned:
+    the harness reads its examples and batches them itself, and says so where the sizes differ."""
+    import tensorflow as tf
+
+    train = (value[0] if isinstance(value, tuple) and len(value) == 2 else
+             value.get("train") if isinstance(value, Mapping) else value)
+    if not isinstance(train, tf.data.Dataset):
+        return None
+    element = train.element_spec
+    if not (isinstance(element, tuple) and element[0].shape.rank and element[0].shape[0] is None):
+        return None  # a dataset of single examples: no batch size of its own
+    for x, _ in train.take(1).as_numpy_iterator():
+        return int(len(x))
+    return None
 
 
 def from_python(data: Any) -> str:

@@ -80,3 +80,4 @@ def test_a_condition_that_can_vary_nothing_says_so(user_files):
     (user_files / "augmented.py").write_text(AUGMENTED)
     augmented = user_config(user_files).replace(model=f"{user_files}/augmented.py:create_model")
     assert "augment" in [c.name for c in default_conditions(augmented)]
+

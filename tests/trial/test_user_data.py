@@ -32,3 +32,36 @@ def test_data_specs_npz_x_y_csv_and_functions(tmp_path):
     with pytest.raises(UsageError, match="must hold arrays named x_train, y_train, x_test, y_test"):
         np.savez(tmp_path / "bad.npz", images=x)
         load_dataset(f"npz:{tmp_path}/bad.npz")
+
+
+BATCHED_DATA = """\
+import numpy as np
+import tensorflow as tf
+
+
+def load_data():
+    data = np.load(__file__.replace("batched.py", "data.npz"))
+    train = tf.data.Dataset.from_tensor_slices((data["x_train"], data["y_train"])).batch(64)
+    test = tf.data.Dataset.from_tensor_slices((data["x_test"], data["y_test"])).batch(64)
+    return train, test
+"""
+
+
+def test_a_batched_tf_data_dataset_is_said_to_be_rebatched(user_files):
+    from conftest import run_conditions, user_config
+
+    from harness.analysis.summary import summary_from_records
+    from harness.studies.records import schema_errors
+
+    (user_files / "batched.py").write_text(BATCHED_DATA)
+    config = user_config(user_files).replace(dataset=f"{user_files}/batched.py:load_data")
+    records = run_conditions(config, "control", 1, user_files / "study")
+    assert all(schema_errors(r) == [] and r["data"]["source_batch_size"] == 64 for r in records)
+    summary = summary_from_records(records)
+    assert summary["rebatched"] == {"source": 64, "trained": config.batch_size} and config.batch_size != 64
+    assert (f"Your training tf.data.Dataset comes in batches of 64; the harness read its examples and trained in "
+            f"batches of {config.batch_size} (--batch_size) from its own pipeline, so the shuffle seed orders them: "
+            "pass --batch_size=64 to train at your dataset's size.") in summary["findings"]
+    at_its_size = summary_from_records(run_conditions(config.replace(batch_size=64), "control", 1,
+                                                      user_files / "study64"))
+    assert "rebatched" not in at_its_size
