@@ -169,7 +169,7 @@ def seed_random_layers(model: Any, seeds: SeedSet) -> dict[str, str]:
     `dropout`, the seed of the randomness a model draws while it trains."""
     found = {}
     for path, generator, layer in _generators_with_layers(model):
-        source = "augment" if is_augmentation_layer(layer) else "dropout"
+        source = _seed_source(layer)
         state = generator.state
         state.assign(np.array([derive_seed(getattr(seeds, source), path), 0], dtype=_numpy_dtype(state.dtype)))
         found[path] = source
@@ -178,13 +178,14 @@ def seed_random_layers(model: Any, seeds: SeedSet) -> dict[str, str]:
 
 def random_sources(model: Any) -> list[str]:
     """The seeds the model's own random layers follow ("augment", "dropout"), without setting them."""
-    return sorted({"augment" if is_augmentation_layer(layer) else "dropout"
-                   for _, _, layer in _generators_with_layers(model)})
+    return sorted({_seed_source(layer) for _, _, layer in _generators_with_layers(model)})
 
 
-def is_augmentation_layer(layer: Any) -> bool:
-    """A Keras preprocessing layer (keras.layers.Random*), or a layer built on one."""
-    return any(cls.__module__.startswith("keras.src.layers.preprocessing") for cls in type(layer).__mro__)
+def _seed_source(layer: Any) -> str:
+    """The seed a random layer follows: "augment" for a Keras preprocessing layer (keras.layers.Random*) or a
+    layer built on one, "dropout" for every other."""
+    augmentation = any(cls.__module__.startswith("keras.src.layers.preprocessing") for cls in type(layer).__mro__)
+    return "augment" if augmentation else "dropout"
 
 
 def _generators_with_layers(model: Any) -> list[tuple[str, Any, Any]]:

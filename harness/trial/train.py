@@ -15,7 +15,8 @@ import dataclasses
 import functools
 import logging
 import time
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -183,7 +184,7 @@ def task_of(config: TrialConfig) -> str:
     once per model, arguments, data and loss (not per training setting) to read it from its loss and outputs."""
     if not config.is_user_model:
         return "regression" if config.model == "regression" else "multiclass"
-    return _user_model_facts(_facts_key(config))[0]
+    return _user_model_facts(_facts_key(config)).task
 
 
 def trainer_of(config: TrialConfig) -> tuple[str, str | None]:
@@ -192,10 +193,15 @@ def trainer_of(config: TrialConfig) -> tuple[str, str | None]:
     compute_loss: the harness's step would train another procedure); else "harness"."""
     if config.trainer == "keras_fit" or not config.is_user_model:
         return config.trainer, None
-    custom = _user_model_facts(_facts_key(config))[1]
+    custom = _user_model_facts(_facts_key(config)).custom_steps
     if custom:
-        return "keras_fit", f"its own {' and '.join(custom)}"
+        return "keras_fit", own_steps_reason(custom)
     return config.trainer, None
+
+
+def own_steps_reason(custom_steps: Sequence[str]) -> str:
+    """Why the model's own Keras fit trains it: `its own train_step` (records' model.trainer_reason)."""
+    return f"its own {' and '.join(custom_steps)}"
 
 
 # What decides a user model's facts (its task, its class's own steps), so configs that differ in training
@@ -210,29 +216,37 @@ def _facts_key(config: TrialConfig) -> TrialConfig:
 def random_layer_sources_of(config: TrialConfig) -> list[str]:
     """The seeds a user model's own random layers follow ("augment" for augmentation layers, "dropout" for
     the rest); [] for the built-in models, whose dropout the config's dropout_rate decides."""
-    return list(_user_model_facts(_facts_key(config))[3]) if config.is_user_model else []
+    return list(_user_model_facts(_facts_key(config)).random_sources) if config.is_user_model else []
 
 
 def trainable_weights_of(config: TrialConfig) -> int:
     """How many weights training updates (what sizes a replica group): a user's model from its one probe build."""
     if config.is_user_model:
-        return _user_model_facts(_facts_key(config))[2]
+        return _user_model_facts(_facts_key(config)).trainable_weights
     return build_trainable(config, dataset_of(config), SeedSet.from_base(0)).description["parameters"]
 
 
+class ModelFacts(NamedTuple):
+    """What planners ask of a user's model before any trial."""
+
+    task: str  # "multiclass", "binary" or "regression"
+    custom_steps: tuple[str, ...]  # the keras.Model train-step methods its class defines itself
+    trainable_weights: int
+    random_sources: tuple[str, ...]  # the seeds its random layers follow ("augment", "dropout")
+
+
 @functools.lru_cache(maxsize=16)
-def _user_model_facts(config: TrialConfig) -> tuple[str, tuple[str, ...], int, tuple[str, ...]]:
-    """(task, the class's own train-step methods, trainable weights, the seeds its random layers follow) of a
-    user's model: one build per model, arguments and data, asked by every planner (metric checks, grouping,
-    the trainer, the default conditions) without building again."""
+def _user_model_facts(config: TrialConfig) -> ModelFacts:
+    """A user's model's facts: one build per model, arguments and data, asked by every planner (metric checks,
+    grouping, the trainer, the default conditions) without building again."""
     import keras
 
     dataset = dataset_of(config)
     keras.backend.clear_session()
     model = keras_model.build_model(config, dataset, init_seed=0)
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-    return (keras_model.task_for(config, model, dataset).kind, tuple(keras_model.custom_steps(model)), trainable,
-            tuple(keras_model.random_sources(model)))
+    return ModelFacts(keras_model.task_for(config, model, dataset).kind, tuple(keras_model.custom_steps(model)),
+                      trainable, tuple(keras_model.random_sources(model)))
 
 
 def train_step(trainable: Trainable, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor,
@@ -542,7 +556,7 @@ def fit_with_keras(config: TrialConfig, seeds: SeedSet, split: Split, trainable:
     import keras
 
     custom = trainable.description.get("custom_steps")
-    why = (f"{config.model} has its own {' and '.join(custom)}, which only its own Keras fit runs" if custom
+    why = (f"{config.model} has {own_steps_reason(custom)}, which only its own Keras fit runs" if custom
            and config.trainer != "keras_fit" else "--trainer=keras_fit trains with the model's own Keras fit")
     if trace:
         raise UsageError(f"per-step tracing runs in the harness loop; {why}: put harness.keras.FingerprintCallback "
@@ -598,7 +612,7 @@ def fit_with_keras(config: TrialConfig, seeds: SeedSet, split: Split, trainable:
     description = {key: value for key, value in trainable.description.items() if key != "update"}
     result.model = {**description, "trainer": "keras_fit", "jit_compile": bool(getattr(model, "jit_compile", False))}
     if config.trainer != "keras_fit":
-        result.model["trainer_reason"] = f"its own {' and '.join(custom)}"
+        result.model["trainer_reason"] = own_steps_reason(custom)
     return result
 
 

@@ -44,9 +44,7 @@ def load(spec: str, label_column: str = "") -> tuple[str, np.ndarray, np.ndarray
         arrays = user_code.registered(spec)
     else:
         function = user_code.resolve_function(spec, "data")
-        returned = user_code.call(function, spec, "data")
-        arrays = _from_function(returned, spec)
-        source_batch_size = _training_batch_size(returned)
+        arrays, source_batch_size = _from_function(user_code.call(function, spec, "data"), spec)
     x_train, y_train, x_test, y_test = (_array(a, name, spec) for a, name in zip(arrays, NPZ_KEYS, strict=True))
     for x, y, part in ((x_train, y_train, "train"), (x_test, y_test, "test")):
         if len(x) != len(y):
@@ -58,23 +56,6 @@ def load(spec: str, label_column: str = "") -> tuple[str, np.ndarray, np.ndarray
                          f"{x_test.shape[1:]}.")
     _check_memory(spec, (x_train, y_train, x_test, y_test))
     return spec, x_train, y_train, x_test, y_test, source_batch_size
-
-
-def _training_batch_size(value: Any) -> int | None:
-    """The size of the first batch of a batched training tf.data.Dataset among what a data function returned:
-    the harness reads its examples and batches them itself, and says so where the sizes differ."""
-    import tensorflow as tf
-
-    train = (value[0] if isinstance(value, tuple) and len(value) == 2 else
-             value.get("train") if isinstance(value, Mapping) else value)
-    if not isinstance(train, tf.data.Dataset):
-        return None
-    element = train.element_spec
-    if not (isinstance(element, tuple) and element[0].shape.rank and element[0].shape[0] is None):
-        return None  # a dataset of single examples: no batch size of its own
-    for x, _ in train.take(1).as_numpy_iterator():
-        return int(len(x))
-    return None
 
 
 def from_python(data: Any) -> str:
@@ -193,24 +174,27 @@ def _numeric(row: list[str]) -> bool:
     return True
 
 
-def _from_function(value: Any, spec: str) -> tuple[Any, ...]:
+def _from_function(value: Any, spec: str) -> tuple[tuple[Any, ...], int | None]:
     """Arrays from what a data function returned: arrays in any accepted shape, or tf.data.Datasets
-    (train, test), read whole into memory."""
+    (train, test), read whole into memory; and the batch size a batched training dataset came in (the
+    harness batches the examples itself, and says so where the sizes differ)."""
     import tensorflow as tf
 
     if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, tf.data.Dataset) for v in value):
-        (x_train, y_train), (x_test, y_test) = (_read_dataset(v, spec) for v in value)
-        return x_train, y_train, x_test, y_test
+        (x_train, y_train, batch), (x_test, y_test, _) = (_read_dataset(v, spec) for v in value)
+        return (x_train, y_train, x_test, y_test), batch
     if isinstance(value, Mapping) and all(isinstance(value.get(k), tf.data.Dataset) for k in ("train", "test")):
-        (x_train, y_train), (x_test, y_test) = (_read_dataset(value[k], spec) for k in ("train", "test"))
-        return x_train, y_train, x_test, y_test
+        (x_train, y_train, batch), (x_test, y_test, _) = (_read_dataset(value[k], spec) for k in ("train", "test"))
+        return (x_train, y_train, x_test, y_test), batch
     if isinstance(value, tf.data.Dataset):
-        return _held_out_test(*_read_dataset(value, spec), spec)
-    return _four(value, spec)
+        x, y, batch = _read_dataset(value, spec)
+        return _held_out_test(x, y, spec), batch
+    return _four(value, spec), None
 
 
-def _read_dataset(dataset: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
-    """A tf.data.Dataset of (x, y) elements or batches, as two arrays."""
+def _read_dataset(dataset: Any, spec: str) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """A tf.data.Dataset of (x, y) elements or batches, as two arrays, and its first batch's size (None for a
+    dataset of single examples)."""
     import tensorflow as tf
 
     element = dataset.element_spec
@@ -227,7 +211,7 @@ def _read_dataset(dataset: Any, spec: str) -> tuple[np.ndarray, np.ndarray]:
         ys.append(y)
     if not xs:
         raise UsageError(f"{spec}: a tf.data.Dataset it returned is empty.")
-    return np.concatenate(xs), np.concatenate(ys)
+    return np.concatenate(xs), np.concatenate(ys), int(len(xs[0])) if batched else None
 
 
 def _array(value: Any, name: str, source: str) -> np.ndarray:

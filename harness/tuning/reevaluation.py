@@ -42,7 +42,7 @@ def comparison_findings(block: dict[str, Any]) -> list[str]:
     label = block.get("label", metric)
     failed = _failures_sentence(block)
     if not d:
-        return [f"No re-evaluation run gave a {label}.", failed]
+        return [f"No re-evaluation run gave a {label}.", *([failed] if failed else [])]
     fmt = lambda v: stats.format_score(v, metric)  # noqa: E731
     amount = lambda v: stats.format_amount(v, metric)  # noqa: E731
     ci = d["mean_ci95"]

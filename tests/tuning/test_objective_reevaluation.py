@@ -116,15 +116,17 @@ def test_a_noiseless_objective_has_no_drop_and_says_the_seed_does_not_matter(tmp
         "lucky seed (expected drop 0)."]
     # Trials whose value does not change with the seed: not "within run-to-run noise" (none was seen), but
     # 3 pairs are still too few for a verdict; 6 are enough.
-    top = harness.reeval(objective=f"{tmp_path}/tuning.py:noiseless", storage=storage, seeds=3, top_k=2,
-                         output_dir=str(tmp_path / "top"))["top_k"]
+    def top_two(seeds):
+        return harness.reeval(objective=f"{tmp_path}/tuning.py:noiseless", storage=storage, seeds=seeds, top_k=2,
+                              output_dir=str(tmp_path / f"top{seeds}"))["top_k"]
+
+    top = top_two(3)
     pair = top["pairs"][0]
     assert pair["seed_free"] and not pair["detected"] and pair["p_a_beats_b"] == 1.0
     assert pair["sentence"].startswith(f"{pair['a']} is better than {pair['b']} on all 3 paired seeds, by the same ")
     assert pair["sentence"].endswith("each time: neither score changed with the seed, but 3 pairs are too few to "
                                      "rule out chance (6 or more would).")
-    top = harness.reeval(objective=f"{tmp_path}/tuning.py:noiseless", storage=storage, seeds=6, top_k=2,
-                         output_dir=str(tmp_path / "top6"))["top_k"]
+    top = top_two(6)
     assert top["pairs"][0]["detected"]
     assert top["findings"][-1] == (f"Re-run over the same 6 seeds, the tuner's pick ({pair['a']}) keeps the best "
                                    "mean of the 2 and beats every other detectably: no other trial would have "
