@@ -201,7 +201,8 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
 
     `model`: a function returning a Keras model (compiled or not), a spec string (`file.py:function`,
     `package.module:function`) or a built-in model name. `data`: (x_train, y_train, x_test, y_test),
-    ((x_train, y_train), (x_test, y_test)), (x, y), a dict of those arrays, or a data spec string
+    ((x_train, y_train), (x_test, y_test)), (x, y), a dict of those arrays (each x one array, or several
+    inputs: a dict by input name or a tuple by position), or a data spec string
     (`npz:PATH`, `csv:PATH`, `file.py:function`, `tfds:NAME`, a built-in name). `settings`: any trial
     setting (epochs=, batch_size=, learning_rate=, model_args=, validation_fraction=, ...).
     """

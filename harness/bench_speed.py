@@ -5,7 +5,8 @@ Dropout(0.8), Dense10, Adam, batch 32), measured in one run:
 - Keras `model.fit` of the model in `examples/mnist_mlp.py` (a user's file), seeded, with op
   determinism: what users would otherwise run; and with `harness.keras.FingerprintCallback`
   fingerprinting the weights every epoch and every step (its cost);
-- the harness loop on that same user model (`--model=examples/mnist_mlp.py:create_model`);
+- the harness loop on that same user model (`--model=examples/mnist_mlp.py:create_model`), and that MLP with
+  its own train_step (`examples/own_train_step.py`), which the harness trains with its own Keras fit;
 - the harness loop on the built-in MLP with op determinism on and off;
 - vectorized replicas (K trials in one graph) for each --replicas value and the K a study would
   choose here (auto), on both stacked paths: replicas that share one batch order (fused first
@@ -56,8 +57,10 @@ flags.DEFINE_enum("memory_probe", None, ["builtin", "user"], "Internal: run one 
 flags.DEFINE_bool("rates_probe", False, "Internal: with one intra-op and one inter-op thread, measure the rows "
                   "named on stdin, one per line, and print each one's examples/s.")
 
-# The user's model of the comparison: the examples' MLP, as a user's file.
+# The user's model of the comparison: the examples' MLP, as a user's file; and that MLP with its own
+# train_step, which trains in its own Keras fit (train.trainer_of).
 USER_MODEL = "examples/mnist_mlp.py:create_model"
+OWN_STEP_MODEL = "examples/own_train_step.py:create_model"
 REPLICA_PATHS = {"fused": "shared order, fused", "batched": "own order, batched",
                  "grouped": "own order, grouped"}
 # One-thread rows the probes measure (rates_probe): Keras fit, a trial alone, and auto's groups per path.
@@ -164,6 +167,10 @@ def measure(examples: int, epochs: int, replica_counts: list[int | str]) -> dict
     base = loop_config(examples, epochs)
     user = run_trial(_user_config(base), SeedSet.from_base(0))
     rows.append({"name": f"harness loop on --model={USER_MODEL}", "examples_per_s": user.timing["examples_per_s"]})
+    own_step = run_trial(_user_config(base).replace(model=OWN_STEP_MODEL), SeedSet.from_base(0))
+    assert own_step.model["trainer"] == "keras_fit", own_step.status
+    rows.append({"name": f"--model={OWN_STEP_MODEL} (its own train_step: its own Keras fit)",
+                 "examples_per_s": own_step.timing["examples_per_s"]})
     # In-process fixed cost of a trial: data split, model, pipeline, and the first (tracing) call
     # less its steps' steady time. The process's first trial also warms up TF's runtime.
     fixed = [_fixed_cost(run_trial(base, SeedSet.from_base(i)).timing, base.steps_per_loop) for i in range(3)]

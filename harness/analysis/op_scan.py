@@ -28,9 +28,9 @@ def train_step_ops(config: TrialConfig) -> Counter:
     dataset = dataset_of(config)
     loop = make_train_loop(build_trainable(config, dataset, SeedSet.from_base(0)), config.xla)
     label_spec = tf.TensorSpec([config.batch_size, *dataset.train_y.shape[1:]], tf.as_dtype(dataset.train_y.dtype))
-    graph = loop.train_step.get_concrete_function(
-        tf.TensorSpec([config.batch_size, *dataset.train_x.shape[1:]], tf.as_dtype(dataset.train_x.dtype)),
-        label_spec, tf.TensorSpec([], tf.int64)).graph
+    input_spec = tf.nest.map_structure(
+        lambda x: tf.TensorSpec([config.batch_size, *x.shape[1:]], tf.as_dtype(x.dtype)), dataset.train_x)
+    graph = loop.train_step.get_concrete_function(input_spec, label_spec, tf.TensorSpec([], tf.int64)).graph
     ops: Counter = Counter()
     functions = [graph]
     while functions:

@@ -182,8 +182,8 @@ def _unstable_examples(summary: dict[str, Any], records: list[dict[str, Any]]):
         dataset = dataset_of(TrialConfig(**summary["config"]))
     except Exception:  # noqa: BLE001  The report still stands without the pictures.
         return None
-    if dataset.sha256 != records[0]["data"]["sha256"]:
-        return None
+    if dataset.sha256 != records[0]["data"]["sha256"] or dataset.several_inputs:
+        return None  # other data, or several inputs: no one picture of an example
     shown = unstable["most_unstable"]
     columns = min(4, len(shown))
     lines = math.ceil(len(shown) / columns)
@@ -268,14 +268,31 @@ def inputs_rows(record: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [
         ("model", model.get("spec") + (f" ({args})" if args else "")),
         ("model source sha256", model.get("source_sha256") or "the harness's built-in model"),
-        ("model layers", f"{layers}; {model.get('parameters'):,} trainable parameters"),
+        ("model layers", f"{layers}; {_parameters_in_words(model)}"),
         ("optimizer, loss, task", f"{optimizer.get('class')} (learning rate {rate}), "
                                   f"{model.get('loss')}, {model.get('task')}"),
         ("data", f"{data.get('spec')}: {data.get('train_examples')} training and {data.get('test_examples')} test "
-                 f"examples of shape {tuple(data.get('example_shape') or ())}"),
+                 f"examples of shape {_shape_in_words(data.get('example_shape'))}"),
         ("data sha256", data.get("sha256")),
     ]
     return [(name, str(value)) for name, value in rows]
+
+
+def _parameters_in_words(model: dict[str, Any]) -> str:
+    """`9,978 parameters (9,946 trainable)`: every weight the fingerprint covers, and those training updates."""
+    total, trainable = model.get("parameters"), model.get("trainable_parameters")
+    if total is None:
+        return "parameters not recorded"
+    return f"{total:,} parameters" + (f" ({trainable:,} trainable)" if trainable not in (None, total) else "")
+
+
+def _shape_in_words(shape: Any) -> str:
+    """One example's shape, or each input's for several inputs."""
+    if isinstance(shape, dict):
+        return ", ".join(f"{name} {tuple(value)}" for name, value in shape.items())
+    if shape and isinstance(shape[0], list):
+        return ", ".join(f"#{index} {tuple(value)}" for index, value in enumerate(shape))
+    return str(tuple(shape or ()))
 
 
 def environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:

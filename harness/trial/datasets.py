@@ -19,13 +19,14 @@ import os
 import zipfile
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from harness.errors import UsageError, first_line
 from harness.files import replace_atomically
-from harness.trial import user_data
+from harness.trial import features, user_data
 from harness.trial.config import TrialConfig
 from harness.trial.fingerprints import named_arrays_sha256
 from harness.trial.seeds import SeedSet
@@ -46,12 +47,13 @@ BUILTIN_DATASETS = ("digits", "mnist1d", "synthetic", "random_regression")
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """A training pool and a test set in memory. Images are NHWC float32 in [0, 1]."""
+    """A training pool and a test set in memory. Images are NHWC float32 in [0, 1]. A user's inputs may be
+    several arrays (a dict by input name or a tuple by position: features.py); labels are one array."""
 
     name: str
-    train_x: np.ndarray
+    train_x: Any  # np.ndarray, or a dict or tuple of them
     train_y: np.ndarray
-    test_x: np.ndarray
+    test_x: Any
     test_y: np.ndarray
     num_classes: int  # 0 for regression
     # SHA-256 of the four arrays (names, dtypes, shapes, bytes): which data a record was made on.
@@ -66,7 +68,11 @@ class Dataset:
 
     @property
     def is_image(self) -> bool:
-        return self.train_x.ndim == 4
+        return not self.several_inputs and self.train_x.ndim == 4
+
+    @property
+    def several_inputs(self) -> bool:
+        return features.is_several(self.train_x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,9 +80,9 @@ class Split:
     """What one trial trains, validates and tests on."""
 
     dataset: Dataset
-    train_x: np.ndarray
+    train_x: Any
     train_y: np.ndarray
-    validation_x: np.ndarray
+    validation_x: Any
     validation_y: np.ndarray
 
 
@@ -88,8 +94,10 @@ def dataset_names() -> str:
 def load_dataset(name: str, data_dir: str | None = None, label_column: str = "") -> Dataset:
     """Loads a data set by name or spec; cached, since loading is pure and trials share it."""
     dataset = _load(name, data_dir, label_column)
-    arrays = zip(("train_x", "train_y", "test_x", "test_y"),
-                 (dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y), strict=True)
+    parts = zip(("train_x", "train_y", "test_x", "test_y"),
+                (dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y), strict=True)
+    # One array is hashed under its part's name, as always; several inputs under `train_x/NAME`.
+    arrays = [pair for name, part in parts for pair in features.named(part, name)]
     return dataclasses.replace(dataset, sha256=named_arrays_sha256(arrays))
 
 
@@ -271,8 +279,8 @@ def split_pool(dataset: Dataset, seeds: SeedSet, validation_fraction: float,
                max_train_examples: int = 0) -> Split:
     """Holds out `validation_fraction` of the training pool, chosen by the split seed."""
     kept, held_out = split_indices(len(dataset.train_y), seeds, validation_fraction, max_train_examples)
-    return Split(dataset, dataset.train_x[kept], dataset.train_y[kept], dataset.train_x[held_out],
-                 dataset.train_y[held_out])
+    return Split(dataset, features.take(dataset.train_x, kept), dataset.train_y[kept],
+                 features.take(dataset.train_x, held_out), dataset.train_y[held_out])
 
 
 def split_indices(pool_size: int, seeds: SeedSet, validation_fraction: float,
@@ -302,23 +310,23 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return -(-num_examples // batch_size)
 
 
-def training_batches(x: np.ndarray, y: np.ndarray, seeds: SeedSet, *, batch_size: int,
+def training_batches(x: Any, y: np.ndarray, seeds: SeedSet, *, batch_size: int,
                      epochs: int, augment: bool) -> tf.data.Dataset:
     """All training batches of all epochs, in an order fixed by the shuffle seed.
 
     Index-based: each epoch's permutation comes from a stateless shuffle keyed
     by (shuffle seed, epoch), and each batch is gathered from the in-memory
-    arrays. The last batch of an epoch may be short, as in Keras `fit`.
+    arrays. The last batch of an epoch may be short, as in Keras `fit`. Several inputs keep their structure.
     """
-    features, labels = tf.constant(x), tf.constant(y)
+    inputs, labels = features.constant(x), tf.constant(y)
     n = len(y)
 
     def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
         order = epoch_order(n, tf.constant(seeds.shuffle, tf.int64), epoch)
         return tf.data.Dataset.from_tensor_slices(order).batch(batch_size)
 
-    def gather(batch_index: tf.Tensor, indices: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        batch_x = tf.gather(features, indices)
+    def gather(batch_index: tf.Tensor, indices: tf.Tensor) -> tuple[Any, tf.Tensor]:
+        batch_x = features.gather(inputs, indices)
         if augment:
             batch_x = augment_images(batch_x, tf.stack([tf.constant(seeds.augment, tf.int64), batch_index]))
         return batch_x, tf.gather(labels, indices)

@@ -16,8 +16,8 @@ each replica's alone, but its bias gradients (a sum over the batch of a stacked 
 replica (docs/speed.md), so no replica could be rerun alone.
 
 Not grouped (`why_not`): XLA (a group would compile as one cluster, fused across replicas), a
-tf.distribute strategy, and `--trainer=keras_fit` or a model with its own train_step (Keras's own loop, one
-model at a time).
+tf.distribute strategy, `--trainer=keras_fit` or a model with its own train_step (Keras's own loop, one
+model at a time), and a model drawing keras.random numbers with no seed (one global generator per process).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from harness.trial.seeds import SeedSet
 from harness.trial.train import (
     TrialResult,
     build_trainable,
+    draws_unseeded_of,
     evaluate,
     nan_loss_failure,
     optimizer_sha256,
@@ -72,6 +73,9 @@ def why_not(config: TrialConfig) -> str | None:
         return "a tf.distribute strategy spreads one model over devices"
     if config.xla:
         return "XLA would compile the group's step as one cluster, fused across replicas, so its bits could differ"
+    if draws_unseeded_of(config):
+        return (f"{config.model} draws keras.random numbers with no seed, from Keras's one global generator, which "
+                "a group's replicas would share")
     return None
 
 

@@ -12,7 +12,9 @@ The user's function is called as they wrote it; the harness decides around it:
   from the augment seed, the rest (Dropout, SpatialDropout, AlphaDropout,
   GaussianDropout, GaussianNoise, a layer's own generator) from the dropout seed.
   Unseeded generators take their seed from Python's `random` when the layer is
-  constructed, so without this, init and dropout would share one stream.
+  constructed, so without this, init and dropout would share one stream. A model
+  whose `call` draws `keras.random` numbers with no seed draws from Keras's one
+  global SeedGenerator: it is set from the dropout seed too.
 - `shuffle`, `split`, `augment`: the harness's own `tf.data` pipeline too (augment: its own
   augmentation, where --augment turns it on).
 
@@ -28,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from harness.errors import UsageError, first_line
-from harness.trial import user_code
+from harness.trial import features, user_code
 from harness.trial.config import TrialConfig
 from harness.trial.datasets import Dataset
 from harness.trial.seeds import SeedSet, derive_seed
@@ -39,6 +41,8 @@ from harness.trial.trainable import Task, Trainable, argmax_classes
 SEED_ARGUMENT = "seed"
 # From this many trainable parameters, `--xla_update=auto` compiles the optimizer's update (update_mode).
 XLA_UPDATE_MIN_PARAMETERS = 60_000
+# How records name Keras's global SeedGenerator, which keras.random calls with no seed draw from.
+GLOBAL_GENERATOR_PATH = "keras.random with no seed#0"
 # keras.Model methods a model class may override to train otherwise than a plain forward, loss and
 # gradient step (gradient clipping, training part of the model, its own loss): the harness's step would
 # train another procedure, so such a model trains in its own Keras fit (train.trainer_of).
@@ -52,6 +56,9 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
 
     model = build_model(config, dataset, seeds.init)
     seed_sources = seed_random_layers(model, seeds)
+    if draws_unseeded(model, dataset):
+        seed_sources[GLOBAL_GENERATOR_PATH] = "dropout"
+    install_global_generator(derive_seed(seeds.dropout, GLOBAL_GENERATOR_PATH))
     seed_generator_paths = list(seed_sources)
     if config.batch_order_seed is not None and seed_generator_paths:
         raise UsageError(f"the `order` condition permutes each batch and keeps every example's random mask; "
@@ -139,13 +146,18 @@ def build_model(config: TrialConfig, dataset: Dataset, init_seed: int) -> Any:
     try:
         # Calling the model once on real examples builds any model, Sequential or subclassed, and shows
         # that a built one takes this data.
-        model(tf.constant(dataset.train_x[:2]), training=False)
+        model(first_examples(dataset), training=False)
     except Exception as error:
         problem = "expects other inputs than" if was_built else \
             "has an unknown input shape and cannot be built on"
         raise UsageError(f"{config.model} returned a model that {problem} the data's examples of shape "
-                         f"{dataset.train_x.shape[1:]}: {first_line(error)}.") from None
+                         f"{features.describe_shapes(dataset.train_x)}: {first_line(error)}.") from None
     return model
+
+
+def first_examples(dataset: Dataset) -> Any:
+    """The training pool's first two examples as tensors (one, or several inputs): what a probe call takes."""
+    return features.constant(features.take(dataset.train_x, slice(0, 2)))
 
 
 def custom_steps(model: Any) -> list[str]:
@@ -176,9 +188,38 @@ def seed_random_layers(model: Any, seeds: SeedSet) -> dict[str, str]:
     return found
 
 
-def random_sources(model: Any) -> list[str]:
-    """The seeds the model's own random layers follow ("augment", "dropout"), without setting them."""
-    return sorted({_seed_source(layer) for _, _, layer in _generators_with_layers(model)})
+def random_sources(model: Any, dataset: Dataset) -> list[str]:
+    """The seeds the model's randomness follows ("augment", "dropout"), without setting them: its random layers',
+    and "dropout" for keras.random draws with no seed."""
+    sources = {_seed_source(layer) for _, _, layer in _generators_with_layers(model)}
+    return sorted(sources | ({"dropout"} if draws_unseeded(model, dataset) else set()))
+
+
+def draws_unseeded(model: Any, dataset: Dataset) -> bool:
+    """Whether the model's training-mode forward pass draws keras.random numbers with no seed (from Keras's one
+    global SeedGenerator). Probed in a keras.StatelessScope, which keeps every assignment (the generators'
+    counters, BatchNorm's statistics) from reaching the model: nothing in it changes."""
+    import keras
+
+    generator = install_global_generator(0)
+    try:
+        with keras.StatelessScope() as scope:
+            model(first_examples(dataset), training=True)
+    except Exception:  # noqa: BLE001  A model that fails in training mode fails its trial, which says why.
+        return False
+    return scope.get_current_value(generator.state) is not None
+
+
+def install_global_generator(seed: int) -> Any:
+    """A new global SeedGenerator for keras.random calls with no seed, from `seed`. Keras creates it lazily from
+    Python's `random` (so from the init seed) and has no public setter: this is its private global slot."""
+    import keras
+    from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+
+    generator = keras.random.SeedGenerator(seed)
+    global_state.set_global_attribute(GLOBAL_SEED_GENERATOR, generator)
+    return generator
 
 
 def _seed_source(layer: Any) -> str:
@@ -189,21 +230,35 @@ def _seed_source(layer: Any) -> str:
 
 
 def _generators_with_layers(model: Any) -> list[tuple[str, Any, Any]]:
-    return [(f"{getattr(layer, 'path', None) or layer.name}#{index}", generator, layer)
-            for layer in layers_of(model) for index, generator in enumerate(getattr(layer, "_seed_generators", ()))]
+    """(`path#index`, generator, layer) for every SeedGenerator, the path written one way for every layer: the
+    names of the layers that hold it, from the model's own down (`dropout#0`, `augment/random_flip#0`,
+    `block/dropout#0`), and the model's name for a generator of the model itself. Keras's own `layer.path`
+    depends on when the layer was built (`sequential/random_flip` beside `dropout`)."""
+    return [(f"{path}#{index}", generator, layer) for path, layer in layer_paths(model)
+            for index, generator in enumerate(getattr(layer, "_seed_generators", ()))]
 
 
-def layers_of(model: Any) -> list[Any]:
-    """The model and every layer inside it, nested models included."""
-    flatten = getattr(model, "_flatten_layers", None)
-    if flatten is not None:
-        return list(flatten(include_self=True, recursive=True))
-    found, queue = [], [model]
-    while queue:
-        layer = queue.pop(0)
-        found.append(layer)
-        queue.extend(getattr(layer, "layers", []))
+def layer_paths(model: Any) -> list[tuple[str, Any]]:
+    """(path, layer) for the model and every layer inside it, depth first; a layer held twice is listed once."""
+    found, seen = [], set()
+
+    def visit(layer: Any, path: str) -> None:
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        found.append((path, layer))
+        for child in _children(layer):
+            visit(child, f"{path}/{child.name}" if layer is not model else child.name)
+
+    visit(model, model.name)
     return found
+
+
+def _children(layer: Any) -> list[Any]:
+    flatten = getattr(layer, "_flatten_layers", None)
+    if flatten is not None:
+        return list(flatten(include_self=False, recursive=False))
+    return list(getattr(layer, "layers", []))
 
 
 def _numpy_dtype(dtype: Any) -> Any:
@@ -213,9 +268,10 @@ def _numpy_dtype(dtype: Any) -> Any:
 def task_for(config: TrialConfig, model: Any, dataset: Dataset) -> Task:
     """The loss (from --loss, else compile()) and what the outputs mean, read from the loss and the data."""
     loss, name = _loss(config, model)
-    outputs = model(tf.constant(dataset.train_x[:2]), training=False)
+    outputs = model(first_examples(dataset), training=False)
     if isinstance(outputs, (list, tuple, dict)):
-        raise UsageError(f"{config.model} returned a model with several outputs; the harness trains one.")
+        raise UsageError(f"{config.model} returned a model with several outputs; the harness trains and scores a "
+                         f"model with one output: it takes {features.SUPPORTED_FORMS}.")
     width = int(outputs.shape[-1]) if outputs.shape.rank and outputs.shape.rank > 1 else 1
     labels = dataset.train_y
     if dataset.num_classes and width > 1:
@@ -241,7 +297,8 @@ def _loss(config: TrialConfig, model: Any) -> tuple[Any, str]:
         raise UsageError(f"{config.model} returned a model that is not compiled; compile it in the function or "
                          "pass --loss (e.g. sparse_categorical_crossentropy or mse) and --optimizer.")
     if isinstance(spec, (list, tuple, dict)):
-        raise UsageError(f"{config.model} is compiled with one loss per output; the harness trains one output.")
+        raise UsageError(f"{config.model} is compiled with one loss per output; the harness trains and scores a "
+                         f"model with one output: it takes {features.SUPPORTED_FORMS}.")
     try:
         loss = keras.losses.get(spec) if isinstance(spec, str) else spec
     except ValueError:

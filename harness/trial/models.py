@@ -186,6 +186,9 @@ _MODELS = {"mlp": MLP, "regression": MLP, "cnn": CNN, "embedding": Embedding, "s
 
 def build_model(config: TrialConfig, dataset: Dataset, init_seed: int) -> tf.Module:
     """The benchmark's model for this data set, its weights drawn from `init_seed`."""
+    if dataset.several_inputs:
+        raise UsageError(f"the built-in {config.model} model takes one input array and {dataset.name!r} gives "
+                         "several; train your own Keras model on it (--model=file.py:function).")
     input_shape = dataset.train_x.shape[1:]
     if config.model in ("cnn", "embedding", "sparse") and not dataset.is_image:
         raise UsageError(f"the {config.model} model needs an image dataset, not {dataset.name!r}.")

@@ -23,7 +23,7 @@ import tensorflow as tf
 
 from harness.errors import UsageError, first_line
 from harness.platform import determinism, known_ops
-from harness.trial import keras_model, user_code
+from harness.trial import features, keras_model, user_code
 from harness.trial.config import TrialConfig, user_model_config
 from harness.trial.datasets import (
     Dataset,
@@ -172,7 +172,7 @@ def inputs_identity(config: TrialConfig) -> dict[str, Any]:
         "model": {"spec": config.model, "args": dict(config.model_args),
                   "source_sha256": user_code.source_sha256(config.model) if config.is_user_model else None},
         "data": {"spec": config.dataset, "sha256": dataset.sha256, "train_examples": int(len(dataset.train_y)),
-                 "test_examples": int(len(dataset.test_y)), "example_shape": list(dataset.train_x.shape[1:]),
+                 "test_examples": int(len(dataset.test_y)), "example_shape": features.example_shapes(dataset.train_x),
                  "classes": dataset.num_classes,
                  **({"source_batch_size": dataset.source_batch_size} if dataset.source_batch_size else {})},
     }
@@ -219,6 +219,12 @@ def random_layer_sources_of(config: TrialConfig) -> list[str]:
     return list(_user_model_facts(_facts_key(config)).random_sources) if config.is_user_model else []
 
 
+def draws_unseeded_of(config: TrialConfig) -> bool:
+    """Whether a user model draws keras.random numbers with no seed: from Keras's one global generator, which the
+    replicas of a group would share."""
+    return config.is_user_model and _user_model_facts(_facts_key(config)).draws_unseeded
+
+
 def trainable_weights_of(config: TrialConfig) -> int:
     """How many weights training updates (what sizes a replica group): a user's model from its one probe build."""
     if config.is_user_model:
@@ -233,6 +239,7 @@ class ModelFacts(NamedTuple):
     custom_steps: tuple[str, ...]  # the keras.Model train-step methods its class defines itself
     trainable_weights: int
     random_sources: tuple[str, ...]  # the seeds its random layers follow ("augment", "dropout")
+    draws_unseeded: bool  # its call draws keras.random numbers with no seed (Keras's one global generator)
 
 
 @functools.lru_cache(maxsize=16)
@@ -246,7 +253,8 @@ def _user_model_facts(config: TrialConfig) -> ModelFacts:
     model = keras_model.build_model(config, dataset, init_seed=0)
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_variables))
     return ModelFacts(keras_model.task_for(config, model, dataset).kind, tuple(keras_model.custom_steps(model)),
-                      trainable, tuple(keras_model.random_sources(model)))
+                      trainable, tuple(keras_model.random_sources(model, dataset)),
+                      keras_model.draws_unseeded(model, dataset))
 
 
 def train_step(trainable: Trainable, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor,
@@ -265,7 +273,7 @@ def train_step(trainable: Trainable, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor
     forward_args = ()
     if trainable.reduction_order is not None:
         row_order = batch_order(tf.shape(y)[0], trainable.reduction_order, step)
-        x, y = tf.gather(x, row_order), tf.gather(y, row_order)
+        x, y = features.gather(x, row_order), tf.gather(y, row_order)
         forward_args = (row_order,)
     with tf.GradientTape() as tape:
         loss_value = trainable.task.loss(y, trainable.forward(x, step, *forward_args))
@@ -523,8 +531,7 @@ def make_predict(trainable: Trainable, split: Split):
     """The model's inference pass as one traced function for any batch size of the split's examples."""
     # A closure per trial, not the bound method: TF counts retraces per Python
     # function, and a study builds many models of one class.
-    return tf.function(lambda x: trainable.predict(x), input_signature=[
-        tf.TensorSpec([None, *split.train_x.shape[1:]], tf.as_dtype(split.train_x.dtype))])
+    return tf.function(lambda x: trainable.predict(x), input_signature=[features.signature(split.train_x)])
 
 
 def _snapshot(trainable: Trainable, predict, split: Split, step: int) -> tuple[int, np.ndarray, np.ndarray]:
@@ -643,10 +650,11 @@ def trial_result(config: TrialConfig, task: Task, dataset: Dataset, test_out: np
     return TrialResult({"code": "ok", "message": None}, metrics, fingerprints, outputs, timing)
 
 
-def predict_in_batches(predict, x: np.ndarray, axis: int = 0) -> np.ndarray:
-    """`predict` over `x` in batches of EVAL_BATCH, joined along the examples' axis of its output."""
-    return np.concatenate([predict(tf.constant(x[i:i + EVAL_BATCH])).numpy()
-                           for i in range(0, len(x), EVAL_BATCH)], axis=axis)
+def predict_in_batches(predict, x: Any, axis: int = 0) -> np.ndarray:
+    """`predict` over `x` (one array or several inputs) in batches of EVAL_BATCH, joined along the examples'
+    axis of its output."""
+    return np.concatenate([predict(features.constant(features.take(x, slice(i, i + EVAL_BATCH)))).numpy()
+                           for i in range(0, features.count(x), EVAL_BATCH)], axis=axis)
 
 
 def output_metrics(task: Task, outputs: np.ndarray, targets: np.ndarray, prefix: str,

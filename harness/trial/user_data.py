@@ -1,6 +1,10 @@
 """A user's own data: `npz:PATH`, `csv:PATH`, a function returning arrays or `tf.data.Dataset`s,
 or arrays handed to the Python API.
 
+Inputs may be one array or several (`features.py`: a dict by input name, a tuple by position); an
+npz file holds several as `x_train/NAME` and `x_test/NAME` arrays (`x_train/0`, `x_train/1`... by
+position). Labels are one array.
+
 Whatever the source, it becomes a `Dataset`: a training pool and a fixed test
 set in memory, which the harness's own `tf.data` pipeline then splits (split
 seed), orders (shuffle seed) and augments (augment seed) as for the built-in
@@ -21,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import UsageError, first_line
-from harness.trial import user_code
+from harness.trial import features, user_code
 
 # Share of x, y-only data held out as the fixed test set, and the seed choosing it (part of the data's
 # definition, not a source of run-to-run variation).
@@ -32,9 +36,9 @@ NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 COPIES_PER_TRIAL = 3
 
 
-def load(spec: str, label_column: str = "") -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int | None]:
+def load(spec: str, label_column: str = "") -> tuple[str, Any, np.ndarray, Any, np.ndarray, int | None]:
     """(name, x_train, y_train, x_test, y_test, the batch size a batched training tf.data.Dataset came in) from a
-    data spec; one sentence on anything unusable."""
+    data spec, the inputs one array or several (features.py); one sentence on anything unusable."""
     source_batch_size = None
     if spec.startswith("npz:"):
         arrays = _npz(spec[len("npz:"):])
@@ -45,31 +49,56 @@ def load(spec: str, label_column: str = "") -> tuple[str, np.ndarray, np.ndarray
     else:
         function = user_code.resolve_function(spec, "data")
         arrays, source_batch_size = _from_function(user_code.call(function, spec, "data"), spec)
-    x_train, y_train, x_test, y_test = (_array(a, name, spec) for a, name in zip(arrays, NPZ_KEYS, strict=True))
-    for x, y, part in ((x_train, y_train, "train"), (x_test, y_test, "test")):
-        if len(x) != len(y):
-            raise UsageError(f"{spec}: x_{part} has {len(x)} examples but y_{part} has {len(y)}.")
-        if len(x) == 0:
-            raise UsageError(f"{spec}: the {part} set is empty.")
-    if x_train.shape[1:] != x_test.shape[1:]:
-        raise UsageError(f"{spec}: training examples have shape {x_train.shape[1:]} but test examples "
-                         f"{x_test.shape[1:]}.")
+    x_train, y_train, x_test, y_test = _checked(arrays, spec)
     _check_memory(spec, (x_train, y_train, x_test, y_test))
     return spec, x_train, y_train, x_test, y_test, source_batch_size
+
+
+def _checked(four: tuple[Any, ...], source: str) -> tuple[Any, np.ndarray, Any, np.ndarray]:
+    """The four parts as arrays (inputs: one or several), with as many inputs as labels in each set and the same
+    inputs, of the same example shapes, in both; one sentence on anything else."""
+    x_train, y_train, x_test, y_test = (_inputs(part, name, source) if name.startswith("x") else
+                                        _labels(part, name, source) for part, name in zip(four, NPZ_KEYS, strict=True))
+    for x, y, part in ((x_train, y_train, "train"), (x_test, y_test, "test")):
+        for name, array in features.named(x, f"x_{part}"):
+            if len(array) != len(y):
+                raise UsageError(f"{source}: {name} has {len(array)} examples but y_{part} has {len(y)}.")
+        if len(y) == 0:
+            raise UsageError(f"{source}: the {part} set is empty.")
+    train_shapes, test_shapes = features.example_shapes(x_train), features.example_shapes(x_test)
+    if train_shapes != test_shapes:
+        raise UsageError(f"{source}: training examples have shape {features.describe_shapes(x_train)} but test "
+                         f"examples {features.describe_shapes(x_test)}.")
+    return x_train, y_train, x_test, y_test
+
+
+def _inputs(value: Any, name: str, source: str) -> Any:
+    """A model's inputs: one array, or several (a dict by input name, a tuple by position), each an array."""
+    if features.is_several(value) and not len(value):
+        raise UsageError(f"{source}: {name} holds no arrays.")
+    return features.normalized(value, lambda array, key: _array(array, f"{name}/{key}" if key else name, source))
+
+
+def _labels(value: Any, name: str, source: str) -> np.ndarray:
+    if features.is_several(value):
+        raise UsageError(f"{source}: {name} holds several arrays, one per output; the harness trains and scores a "
+                         f"model with one output: it takes {features.SUPPORTED_FORMS}.")
+    return _array(value, name, source)
 
 
 def from_python(data: Any) -> str:
     """Registers data handed to the Python API and returns its spec.
 
     Accepts a spec string, (x_train, y_train, x_test, y_test), ((x_train, y_train), (x_test, y_test)),
-    (x, y), or a dict with the npz keys.
+    (x, y), or a dict with the npz keys; each x one array, or a dict or tuple of arrays (several inputs).
     """
     if isinstance(data, str):
         return data
     from harness.trial.fingerprints import named_arrays_sha256
 
-    arrays = tuple(_array(a, name, "data") for a, name in zip(_four(data, "data"), NPZ_KEYS, strict=True))
-    digest = named_arrays_sha256(zip(NPZ_KEYS, arrays, strict=True))
+    arrays = _checked(_four(data, "data"), "data")
+    digest = named_arrays_sha256(pair for part, key in zip(arrays, NPZ_KEYS, strict=True)
+                                 for pair in features.named(part, key))
     return user_code.register_object("arrays:", digest[:16], arrays)
 
 
@@ -99,7 +128,22 @@ def _npz(path: str) -> tuple[Any, ...]:
             arrays = {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise UsageError(f"{path} is not a readable .npz file ({first_line(error)}).") from None
-    return _four(arrays, path)
+    return _four(_several_inputs(arrays, path), path)
+
+
+def _several_inputs(arrays: dict[str, np.ndarray], path: str) -> dict[str, Any]:
+    """npz arrays named `x_train/NAME`, `x_test/NAME` gathered into one dict of inputs per part (a tuple where
+    every NAME is a position 0, 1, ...)."""
+    gathered: dict[str, Any] = {key: value for key, value in arrays.items() if "/" not in key}
+    for part in ("x_train", "x_test", "x"):
+        inputs = {key.split("/", 1)[1]: value for key, value in arrays.items() if key.startswith(part + "/")}
+        if not inputs:
+            continue
+        if part in gathered:
+            raise UsageError(f"{path} holds both {part} and {part}/NAME arrays; give one or the other.")
+        positions = [str(index) for index in range(len(inputs))]
+        gathered[part] = tuple(inputs[p] for p in positions) if sorted(inputs) == sorted(positions) else inputs
+    return gathered
 
 
 def _four(data: Any, source: str) -> tuple[Any, ...]:
@@ -108,7 +152,7 @@ def _four(data: Any, source: str) -> tuple[Any, ...]:
         if all(key in data for key in NPZ_KEYS):
             return tuple(data[key] for key in NPZ_KEYS)
         if "x" in data and "y" in data:
-            return _held_out_test(np.asarray(data["x"]), np.asarray(data["y"]), source)
+            return _held_out_test(data["x"], data["y"], source)
         raise UsageError(f"{source} must hold arrays named {', '.join(NPZ_KEYS)} (or x and y); it holds "
                          f"{', '.join(sorted(map(str, data))) or 'nothing'}.")
     if isinstance(data, (tuple, list)):
@@ -118,20 +162,22 @@ def _four(data: Any, source: str) -> tuple[Any, ...]:
             (x_train, y_train), (x_test, y_test) = data
             return x_train, y_train, x_test, y_test
         if len(data) == 2:
-            return _held_out_test(np.asarray(data[0]), np.asarray(data[1]), source)
+            return _held_out_test(data[0], data[1], source)
     raise UsageError(f"{source} must be (x_train, y_train, x_test, y_test), ((x_train, y_train), (x_test, y_test)), "
                      f"(x, y) or a dict of arrays, not {type(data).__name__}.")
 
 
-def _held_out_test(x: np.ndarray, y: np.ndarray, source: str) -> tuple[np.ndarray, ...]:
-    if len(x) != len(y):
-        raise UsageError(f"{source}: x has {len(x)} examples but y has {len(y)}.")
-    if len(x) < 5:
-        raise UsageError(f"{source}: {len(x)} examples are too few to hold out a test set.")
-    order = np.random.default_rng(TEST_SPLIT_SEED).permutation(len(x))
-    n_test = max(1, int(round(TEST_SHARE * len(x))))
+def _held_out_test(x: Any, y: Any, source: str) -> tuple[Any, ...]:
+    x, y = _inputs(x, "x", source), _labels(y, "y", source)
+    for name, array in features.named(x, "x"):
+        if len(array) != len(y):
+            raise UsageError(f"{source}: {name} has {len(array)} examples but y has {len(y)}.")
+    if len(y) < 5:
+        raise UsageError(f"{source}: {len(y)} examples are too few to hold out a test set.")
+    order = np.random.default_rng(TEST_SPLIT_SEED).permutation(len(y))
+    n_test = max(1, int(round(TEST_SHARE * len(y))))
     test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
-    return x[train], y[train], x[test], y[test]
+    return features.take(x, train), y[train], features.take(x, test), y[test]
 
 
 def _csv(path: str, label_column: str) -> tuple[np.ndarray, ...]:
@@ -192,18 +238,22 @@ def _from_function(value: Any, spec: str) -> tuple[tuple[Any, ...], int | None]:
     return _four(value, spec), None
 
 
-def _read_dataset(dataset: Any, spec: str) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """A tf.data.Dataset of (x, y) elements or batches, as two arrays, and its first batch's size (None for a
-    dataset of single examples)."""
+def _read_dataset(dataset: Any, spec: str) -> tuple[Any, np.ndarray, int | None]:
+    """A tf.data.Dataset of (x, y) elements or batches (x one tensor, or a dict or tuple of them), as arrays of
+    the same structure, and its first batch's size (None for a dataset of single examples)."""
     import tensorflow as tf
 
     element = dataset.element_spec
     if not (isinstance(element, tuple) and len(element) == 2):
         raise UsageError(f"{spec}: a tf.data.Dataset must give (x, y) pairs, not {element}.")
+    if not isinstance(element[1], tf.TensorSpec):
+        raise UsageError(f"{spec}: the tf.data.Dataset gives several labels per example, one per output; the "
+                         f"harness trains and scores a model with one output: it takes {features.SUPPORTED_FORMS}.")
     if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
         raise UsageError(f"{spec}: the tf.data.Dataset is infinite (it repeats); give one pass over the data.")
     # Batched datasets have an unknown leading dimension; element datasets are batched here to read fast.
-    batched = element[0].shape.rank and element[0].shape[0] is None
+    first = tf.nest.flatten(element[0])[0]
+    batched = first.shape.rank and first.shape[0] is None
     source = dataset if batched else dataset.batch(4096)
     xs, ys = [], []
     for x, y in source.as_numpy_iterator():
@@ -211,7 +261,7 @@ def _read_dataset(dataset: Any, spec: str) -> tuple[np.ndarray, np.ndarray, int 
         ys.append(y)
     if not xs:
         raise UsageError(f"{spec}: a tf.data.Dataset it returned is empty.")
-    return np.concatenate(xs), np.concatenate(ys), int(len(xs[0])) if batched else None
+    return features.concatenate(xs), np.concatenate(ys), features.count(xs[0]) if batched else None
 
 
 def _array(value: Any, name: str, source: str) -> np.ndarray:
@@ -232,9 +282,9 @@ def _array(value: Any, name: str, source: str) -> np.ndarray:
     return array
 
 
-def _check_memory(spec: str, arrays: tuple[np.ndarray, ...]) -> None:
+def _check_memory(spec: str, arrays: tuple[Any, ...]) -> None:
     """Data sets are held in memory; refuse, in one sentence, data a trial cannot hold."""
-    size = sum(a.nbytes for a in arrays)
+    size = sum(features.nbytes(part) for part in arrays)
     available = _available_memory()
     if available is not None and size * COPIES_PER_TRIAL > available:
         raise UsageError(f"{spec} takes {size / 2**30:.1f} GiB in memory and a trial holds about "

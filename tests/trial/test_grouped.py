@@ -103,3 +103,18 @@ def test_a_replica_whose_loss_diverges_fails_as_its_trial_alone_does():
     assert alone == [{"code": "nan_loss", "message": "the training loss became nan at step 1."}] * 2
     for run in (run_replicas, grouped.run_grouped):
         assert [r.status for r in run([config.replace(replicas=2)] * 2, seeds)] == alone
+
+
+def test_a_two_input_model_groups_bit_for_bit_and_unseeded_draws_train_alone():
+    """Several inputs keep their structure through a group's pipelines; a model drawing keras.random numbers with
+    no seed (one global generator per process, which replicas would share) is not grouped, and says why."""
+    from test_model_corpus import corpus_config
+
+    config = corpus_config("two_inputs", "image_and_row_means")
+    seed_sets = [SeedSet.from_base(0).replace(init=40 + i, dropout=60 + i) for i in range(2)]
+    alone = [_fingerprints(run_trial(config, seeds)) for seeds in seed_sets]
+    assert [_fingerprints(r) for r in grouped.run_grouped([config.replace(replicas=2)] * 2, seed_sets)] == alone
+    unseeded = corpus_config("unseeded_ops_random_in_call", "images")
+    assert grouped.why_not(unseeded) == (
+        f"{unseeded.model} draws keras.random numbers with no seed, from Keras's one global generator, which a "
+        "group's replicas would share")

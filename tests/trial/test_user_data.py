@@ -65,3 +65,38 @@ def test_a_batched_tf_data_dataset_is_said_to_be_rebatched(user_files):
     at_its_size = summary_from_records(run_conditions(config.replace(batch_size=64), "control", 1,
                                                       user_files / "study64"))
     assert "rebatched" not in at_its_size
+
+
+def test_several_inputs_come_as_dicts_tuples_npz_names_and_tf_data_and_keep_their_structure(tmp_path):
+    """Inputs as a dict by name or a tuple by position, from npz names `x_train/NAME`, Python data or a tf.data
+    dataset: the same structure in the Dataset, split by the same fixed test share; several label arrays (one per
+    output) are refused in one sentence."""
+    from harness.trial.user_data import from_python
+
+    rng = np.random.default_rng(0)
+    image, meta, y = rng.random((50, 4, 4, 1)), rng.random((50, 3)), rng.integers(0, 3, 50)
+    np.savez(tmp_path / "named.npz", **{"x_train/image": image[:40], "x_train/meta": meta[:40], "y_train": y[:40],
+                                        "x_test/image": image[40:], "x_test/meta": meta[40:], "y_test": y[40:]})
+    named = load_dataset(f"npz:{tmp_path}/named.npz")
+    assert sorted(named.train_x) == ["image", "meta"] and named.train_x["meta"].shape == (40, 3)
+    assert named.several_inputs and not named.is_image
+    np.savez(tmp_path / "positional.npz", **{"x/0": image, "x/1": meta, "y": y})
+    positional = load_dataset(f"npz:{tmp_path}/positional.npz")
+    assert isinstance(positional.train_x, tuple) and positional.train_x[1].shape == (40, 3)
+    from_dict = load_dataset(from_python(({"image": image, "meta": meta}, y)))
+    assert np.array_equal(from_dict.test_x["meta"], positional.test_x[1])  # one fixed test share for both
+    assert from_dict.sha256 != positional.sha256  # inputs by name and by position are other data
+    assert load_dataset(from_python([[image, meta], y])).sha256 == positional.sha256
+    (tmp_path / "pairs.py").write_text(
+        "import numpy as np\nimport tensorflow as tf\n\n"
+        "def tuples():\n"
+        "    x, m, y = np.ones((20, 2), 'float32'), np.zeros((20, 3), 'float32'), np.arange(20) % 2\n"
+        "    return tf.data.Dataset.from_tensor_slices(((x, m), y)).batch(8), "
+        "tf.data.Dataset.from_tensor_slices(((x, m), y))\n")
+    pairs = load_dataset(f"{tmp_path}/pairs.py:tuples")
+    assert [a.shape for a in pairs.train_x] == [(20, 2), (20, 3)] and pairs.source_batch_size == 8
+    with pytest.raises(UsageError, match=r"^data: y holds several arrays, one per output; the harness trains and "
+                                         r"scores a model with one output"):
+        from_python(({"image": image}, (y, y)))
+    with pytest.raises(UsageError, match=r"x_train/image has 40 examples but y_train has 39\.$"):
+        from_python(({"image": image[:40], "meta": meta[:40]}, y[:39], {"image": image, "meta": meta}, y))
