@@ -213,6 +213,9 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
         raise UsageError(f"repeats must be at least 1, got {repeats}")
     if isolation not in ISOLATIONS:
         raise UsageError(f"isolation must be one of {', '.join(ISOLATIONS)}, got {isolation!r}")
+    if not isinstance(model, str) and not callable(model) or _is_keras_model(model):
+        raise UsageError(f"model must be a function that returns a Keras model (each trial builds its own, under "
+                         f"its init seed), or a spec string; got a {type(model).__name__} object")
     model_spec = model if isinstance(model, str) else user_code.register_function(model)
     fields = dict(settings, model=model_spec)
     if data is not None:
@@ -256,6 +259,12 @@ def reeval(objective: Callable[..., Any] | str, storage: str, *, study: str | No
     return reevaluate(objective, storage=storage, study=study, trial=trial, top_k=top_k, seeds=seeds,
                       base_seed=base_seed, isolation=isolation, tuned_score=tuned_score,
                       output_dir=output_dir)["comparison"]
+
+
+def _is_keras_model(value: Any) -> bool:
+    import keras
+
+    return isinstance(value, keras.Model)
 
 
 def _conditions(conditions: Sequence[str] | str | None, base: TrialConfig) -> list[conditions_lib.Condition]:

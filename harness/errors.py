@@ -12,9 +12,24 @@ class UsageError(Exception):
     """Bad input: an unknown name, an impossible flag combination, a bad file."""
 
 
+# Lines that wrap an error rather than say it: Keras's "Exception encountered when calling Dense.call()." and
+# its argument list, TF's op-location prefix, terminal colour codes.
+_WRAPPER_LINE = re.compile(r"^(Exception encountered when calling .*|Arguments received by .*|• .*)$")
+_OP_PREFIX = re.compile(r"^\{\{function_node [^}]*\}\}\s*")
+_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
+# A tensor's values printed over many lines inside a message (Keras's "Invalid input shape for input [[[0.] ...").
+_PRINTED_ARRAY = re.compile(r"\[[\[\]\s\d.eE+\-,]*\n[\[\]\s\d.eE+\-,]*\]")
+
+
 def first_line(error: BaseException | str) -> str:
-    """The first non-empty line of an error message: enough for a sentence, never a traceback."""
-    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    """The line of an error message that says what went wrong: enough for a sentence, never a traceback. The
+    first non-empty line, past the lines Keras wraps a layer's error in; for an error raised inside a
+    tf.function (TF's "in user code:" and the user's traceback), its last line, the error itself."""
+    text = _PRINTED_ARRAY.sub("(an array)", _COLOUR.sub("", str(error)))
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if lines and lines[0] == "in user code:":
+        lines = [re.sub(r"^\w+(Error|Exception): ", "", lines[-1])]
+    lines = [_OP_PREFIX.sub("", line) for line in lines if not _WRAPPER_LINE.match(line)]
     return lines[0].rstrip(".") if lines else type(error).__name__
 
 

@@ -106,6 +106,12 @@ def wrong_input():
     return keras.Sequential([keras.layers.Reshape((5, 5)), keras.layers.Dense(10)])
 
 
+def expects_ten_inputs():
+    model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(10)])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
 class HostSGD(keras.optimizers.SGD):
     # SGD through a host callback, an op XLA cannot compile.
 

@@ -278,6 +278,9 @@ def findings(summary: dict[str, Any]) -> list[str]:
         elif control["unique_weight_hashes"] > 1:
             said.append(f"Control runs are NOT bitwise reproducible: {control['unique_weight_hashes']} "
                         f"different weight hashes over {control['n_ok']} runs with identical seeds.")
+        elif control["bitwise_reproducible"] is None:
+            said.append("One control run finished: whether this configuration is reproducible takes two "
+                        "(--repeats=2 or more).")
     rebatched = summary.get("rebatched")
     if rebatched:
         said.append(f"Your training tf.data.Dataset comes in batches of {rebatched['source']}; the harness read its "

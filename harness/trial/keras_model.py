@@ -60,7 +60,8 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
         seed_sources[GLOBAL_GENERATOR_PATH] = "dropout"
     install_global_generator(derive_seed(seeds.dropout, GLOBAL_GENERATOR_PATH))
     seed_generator_paths = list(seed_sources)
-    if config.batch_order_seed is not None and seed_generator_paths:
+    # A model with its own train step trains in its own fit, which refuses `order` for that reason (train.py).
+    if config.batch_order_seed is not None and seed_generator_paths and not custom_steps(model):
         raise UsageError(f"the `order` condition permutes each batch and keeps every example's random mask; "
                          f"{config.model} draws masks by position ({seed_generator_paths[0]}), so the masks would "
                          "move too: leave `order` out for this model.")
@@ -279,6 +280,10 @@ def task_for(config: TrialConfig, model: Any, dataset: Dataset) -> Task:
             raise UsageError(f"{config.model} has {width} outputs but the labels name {dataset.num_classes} "
                              "classes.")
         one_hot = labels.ndim == 2 and labels.shape[1] > 1
+        lowest = min(int(labels.min()), int(dataset.test_y.min()))
+        if not one_hot and lowest < 0:
+            raise UsageError(f"{config.model}'s loss takes class labels 0 to {width - 1}, and the data's labels "
+                             f"include {lowest}.")
         targets = argmax_classes if one_hot else (lambda y: np.asarray(y).reshape(-1))
         return Task("multiclass", width, loss, argmax_classes, targets, name)
     binary_labels = bool(np.all((labels == 0) | (labels == 1)))
@@ -309,9 +314,21 @@ def _loss(config: TrialConfig, model: Any) -> tuple[Any, str]:
     if not isinstance(loss, keras.losses.Loss):
         # A loss function (e.g. the one "mse" names) gives one value per example; compile() reduces
         # them to the batch mean, as a Loss object does.
+        # compile() also brings targets and outputs to one rank first ((n,) labels for a (n, 1) output).
         function = loss
-        loss = lambda targets, outputs: tf.reduce_mean(function(targets, outputs))  # noqa: E731
+        loss = lambda targets, outputs: tf.reduce_mean(function(*_same_rank(targets, outputs)))  # noqa: E731
     return loss, str(name)
+
+
+def _same_rank(targets: Any, outputs: Any) -> tuple[Any, Any]:
+    """Targets and outputs whose ranks differ by a trailing axis of 1, given that axis both, as Keras's loss
+    wrapper does before it calls a loss function; sparse labels for wider outputs are left as they are."""
+    target_rank, output_rank = len(targets.shape), len(outputs.shape)
+    if target_rank == output_rank - 1 and outputs.shape[-1] == 1:
+        return tf.expand_dims(targets, -1), outputs
+    if output_rank == target_rank - 1 and targets.shape[-1] == 1:
+        return targets, tf.expand_dims(outputs, -1)
+    return targets, outputs
 
 
 def _from_logits(loss: Any) -> bool:

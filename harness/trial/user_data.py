@@ -15,6 +15,7 @@ scored on the same examples, so predictions can be compared run against run.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import zipfile
@@ -31,6 +32,9 @@ from harness.trial import features, user_code
 # definition, not a source of run-to-run variation).
 TEST_SHARE = 0.2
 TEST_SPLIT_SEED = 20211
+# The seed a data function runs under (Python's, NumPy's and TF's global seeds): an unseeded shuffle() of its
+# tf.data pipeline or np.random call gives the same data in every process, as part of the data's definition.
+DATA_FUNCTION_SEED = 20211
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # A trial holds about this many copies of the arrays (the arrays, the split, the pipeline's tensors).
 COPIES_PER_TRIAL = 3
@@ -45,10 +49,11 @@ def load(spec: str, label_column: str = "") -> tuple[str, Any, np.ndarray, Any, 
     elif spec.startswith("csv:"):
         arrays = _csv(spec[len("csv:"):], label_column)
     elif spec.startswith("arrays:"):
-        arrays = user_code.registered(spec)
+        arrays, source_batch_size = user_code.registered(spec)
     else:
         function = user_code.resolve_function(spec, "data")
-        arrays, source_batch_size = _from_function(user_code.call(function, spec, "data"), spec)
+        with fixed_seeds():
+            arrays, source_batch_size = _from_function(user_code.call(function, spec, "data"), spec)
     x_train, y_train, x_test, y_test = _checked(arrays, spec)
     _check_memory(spec, (x_train, y_train, x_test, y_test))
     return spec, x_train, y_train, x_test, y_test, source_batch_size
@@ -90,16 +95,40 @@ def from_python(data: Any) -> str:
     """Registers data handed to the Python API and returns its spec.
 
     Accepts a spec string, (x_train, y_train, x_test, y_test), ((x_train, y_train), (x_test, y_test)),
-    (x, y), or a dict with the npz keys; each x one array, or a dict or tuple of arrays (several inputs).
+    (x, y), or a dict with the npz keys, each x one array or a dict or tuple of arrays (several inputs); two
+    tf.data.Datasets (train, test) or one; or a function of no arguments returning any of these.
     """
     if isinstance(data, str):
         return data
     from harness.trial.fingerprints import named_arrays_sha256
 
-    arrays = _checked(_four(data, "data"), "data")
+    with fixed_seeds():
+        if callable(data):
+            data = user_code.call(data, f"the data function {getattr(data, '__name__', 'given')}", "data")
+        four, source_batch_size = _from_function(data, "data")
+    arrays = _checked(four, "data")
     digest = named_arrays_sha256(pair for part, key in zip(arrays, NPZ_KEYS, strict=True)
                                  for pair in features.named(part, key))
-    return user_code.register_object("arrays:", digest[:16], arrays)
+    return user_code.register_object("arrays:", digest[:16], (arrays, source_batch_size))
+
+
+@contextlib.contextmanager
+def fixed_seeds():
+    """Runs a data function under DATA_FUNCTION_SEED (keras.utils.set_random_seed: Python's, NumPy's and TF's
+    global seeds), then gives Python's and NumPy's generators back their state: the data is the same in every
+    process, and the caller's own random draws are not moved. TF's global seed stays set (TF cannot give its
+    state back); every trial sets its own seeds before it builds anything."""
+    import random
+
+    import keras
+
+    saved = random.getstate(), np.random.get_state()
+    keras.utils.set_random_seed(DATA_FUNCTION_SEED)
+    try:
+        yield
+    finally:
+        random.setstate(saved[0])
+        np.random.set_state(saved[1])
 
 
 def class_count(y_train: np.ndarray, y_test: np.ndarray) -> int:

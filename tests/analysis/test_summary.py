@@ -95,3 +95,11 @@ def test_the_bit_flip_sentence_gives_its_churn_or_says_how_to_measure_its_growth
         0.0064, 0.00004)
     unchanged = bit_sentence(0.0, 0.0)
     assert "10 runs; no prediction changed" in unchanged and "harness.diverge --b_flip_bit=N" in unchanged
+
+
+def test_one_control_run_gives_no_reproducibility_verdict_and_says_so():
+    rows = _prepared([_row("control", 0.0, n=1, expects_identical=True)])
+    said = summary_lib.findings(_summary(rows))
+    assert "One control run finished: whether this configuration is reproducible takes two (--repeats=2 or more)." \
+        in said
+    assert not any("reproducible here" in line or "NOT bitwise" in line for line in said)

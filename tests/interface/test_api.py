@@ -52,3 +52,12 @@ def test_the_python_api_studies_a_function_and_arrays(tmp_path):
                                          "handed over in Python"):
         harness.study(model=create_model_for_the_api, data=data, conditions=["env:onednn=0"], repeats=1,
                       output_dir=str(tmp_path / "env"), **TRAINING)
+
+
+def test_a_built_model_handed_to_the_api_is_refused_in_one_sentence():
+    import harness
+
+    with pytest.raises(UsageError) as refused:
+        harness.study(model=create_model_for_the_api(), data="digits")
+    assert str(refused.value) == ("model must be a function that returns a Keras model (each trial builds its own, "
+                                  "under its init seed), or a spec string; got a Sequential object")

@@ -52,6 +52,12 @@ def tf_data_dict_features():
     return train, test
 
 
+def images_even_or_odd():
+    # 0/1 labels of shape (n,): is the digit odd?
+    x_train, y_train, x_test, y_test = _digits()
+    return x_train, y_train % 2, x_test, y_test % 2
+
+
 def two_label_sets():
     x_train, y_train, x_test, y_test = _digits()
     return x_train, (y_train, y_train % 2), x_test, (y_test, y_test % 2)
@@ -79,6 +85,14 @@ def augmentation_layers():
         keras.layers.Dense(32, activation="relu"),
         keras.layers.Dense(10),
     ]))
+
+
+def binary_sigmoid():
+    # The most common binary classifier: one sigmoid unit, the loss named by its string, labels of shape (n,).
+    model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(optimizer="adam", loss="binary_crossentropy")
+    return model
 
 
 def two_inputs():

@@ -74,11 +74,34 @@ def test_an_optimizer_xla_cannot_compile_is_told_to_run_op_by_op(user_files):
     assert run_trial(user_config(user_files, "host_optimizer"), SeedSet.from_base(0)).status["code"] == "ok"
 
 
-def test_a_model_that_cannot_take_the_data_says_so(user_files):
-    config = user_config(user_files, "wrong_input")
-    with pytest.raises(UsageError, match=r"returned a model that has an unknown input shape and cannot be built "
-                                         r"on the data's examples of shape \(8, 8, 1\)"):
-        run_trial(config, SeedSet.from_base(0))
+def test_a_model_that_cannot_take_the_data_says_so_with_keras_s_reason(user_files):
+    """The sentence ends with what Keras said was wrong, not with the line Keras wraps it in ("Exception
+    encountered when calling Sequential.call()") nor the input tensor's printed values."""
+    with pytest.raises(UsageError) as unbuilt:
+        run_trial(user_config(user_files, "wrong_input"), SeedSet.from_base(0))
+    assert str(unbuilt.value) == (
+        f"{user_files}/model.py:wrong_input returned a model that has an unknown input shape and cannot be built on "
+        "the data's examples of shape (8, 8, 1): The total size of the tensor must be unchanged. Received: "
+        "input_shape=(8, 8, 1), target_shape=(5, 5).")
+    with pytest.raises(UsageError) as built:
+        run_trial(user_config(user_files, "expects_ten_inputs"), SeedSet.from_base(0))
+    assert str(built.value) == (
+        f"{user_files}/model.py:expects_ten_inputs returned a model that expects other inputs than the data's "
+        "examples of shape (8, 8, 1): Invalid input shape for input (an array) with name 'keras_tensor' and path ''. "
+        "Expected shape (None, 10), but input has incompatible shape (2, 8, 8, 1).")
+
+
+def test_negative_class_labels_are_refused_before_training(user_files):
+    import numpy as np
+
+    with np.load(user_files / "data.npz") as data:
+        arrays = dict(data)
+    arrays["y_train"] = arrays["y_train"] - 1
+    np.savez(user_files / "shifted.npz", **arrays)
+    with pytest.raises(UsageError) as refused:
+        run_trial(user_config(user_files).replace(dataset=f"npz:{user_files}/shifted.npz"), SeedSet.from_base(0))
+    assert str(refused.value) == (f"{user_files}/model.py:create_model's loss takes class labels 0 to 9, and the "
+                                  "data's labels include -1.")
 
 
 def test_an_uncompiled_model_trains_with_the_loss_and_optimizer_given(user_files):

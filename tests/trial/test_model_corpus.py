@@ -24,6 +24,7 @@ TRAINED = [
     ("two_inputs", "image_and_row_means", {"dropout"}, "harness"),
     ("custom_train_step", "images", {"dropout"}, "keras_fit"),
     ("add_loss_regularizer", "images", set(), "harness"),
+    ("binary_sigmoid", "images_even_or_odd", set(), "harness"),
     ("embedding_gru", "tokens", {"dropout"}, "harness"),
     ("spatial_and_alpha_dropout", "images", {"dropout"}, "harness"),
     ("two_inputs", "tf_data_dict_features", {"dropout"}, "harness"),
@@ -81,3 +82,12 @@ def test_a_model_kind_the_harness_cannot_score_is_refused_in_one_sentence(model,
     with pytest.raises(UsageError) as refused:
         run_trial(corpus_config(model, data), SEEDS)
     assert str(refused.value) == sentence
+
+
+def test_a_model_with_its_own_step_and_dropout_is_refused_order_for_its_step_first():
+    config = corpus_config("custom_train_step", "images").replace(reduction_order=1)
+    with pytest.raises(UsageError) as refused:
+        run_trial(config, SEEDS)
+    assert str(refused.value) == (f"the `order` condition permutes each batch inside the harness's step; "
+                                  f"{config.model} has its own train_step, which only its own Keras fit runs: "
+                                  "leave `order` out for this model")

@@ -100,3 +100,38 @@ def test_several_inputs_come_as_dicts_tuples_npz_names_and_tf_data_and_keep_thei
         from_python(({"image": image}, (y, y)))
     with pytest.raises(UsageError, match=r"x_train/image has 40 examples but y_train has 39\.$"):
         from_python(({"image": image[:40], "meta": meta[:40]}, y[:39], {"image": image, "meta": meta}, y))
+
+
+UNSEEDED_DATA = """\
+import numpy as np
+import tensorflow as tf
+
+
+def shuffled():
+    # As tutorials write it: an unseeded shuffle of the tf.data pipeline, an unseeded NumPy draw.
+    x = np.arange(200, dtype="float32").reshape(100, 2) + np.random.rand(100, 2).astype("float32")
+    y = np.arange(100) % 3
+    train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(100).batch(10)
+    return train, tf.data.Dataset.from_tensor_slices((x[:20], y[:20]))
+"""
+
+
+def test_a_data_function_with_unseeded_randomness_gives_the_same_data_every_time(tmp_path):
+    """A data function runs under a fixed seed (part of the data's definition): its unseeded shuffle() and
+    np.random draws give the same arrays on every load, and the caller's NumPy generator is not moved."""
+    import tensorflow as tf
+
+    from harness.trial.user_data import from_python
+
+    (tmp_path / "unseeded.py").write_text(UNSEEDED_DATA)
+    np.random.seed(7)
+    before = np.random.get_state()[1].copy()
+    loads = [load_dataset.__wrapped__(f"{tmp_path}/unseeded.py:shuffled") for _ in range(2)]
+    assert np.array_equal(np.random.get_state()[1], before)
+    assert loads[0].sha256 == loads[1].sha256 and loads[0].source_batch_size == 10
+    # The Python API takes the same: a data function, or the datasets it returns.
+    x, y = np.ones((30, 2), "float32"), np.arange(30) % 2
+    pair = (tf.data.Dataset.from_tensor_slices((x, y)).batch(5), tf.data.Dataset.from_tensor_slices((x, y)))
+    handed = load_dataset(from_python(lambda: pair))
+    assert handed.source_batch_size == 5 and handed.train_x.shape == (30, 2)
+    assert load_dataset(from_python(pair)).sha256 == handed.sha256
