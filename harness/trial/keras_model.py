@@ -189,11 +189,11 @@ def seed_random_layers(model: Any, seeds: SeedSet) -> dict[str, str]:
     return found
 
 
-def random_sources(model: Any, dataset: Dataset) -> list[str]:
+def random_sources(model: Any, unseeded_draws: bool) -> list[str]:
     """The seeds the model's randomness follows ("augment", "dropout"), without setting them: its random layers',
-    and "dropout" for keras.random draws with no seed."""
+    and "dropout" for keras.random draws with no seed (`draws_unseeded`)."""
     sources = {_seed_source(layer) for _, _, layer in _generators_with_layers(model)}
-    return sorted(sources | ({"dropout"} if draws_unseeded(model, dataset) else set()))
+    return sorted(sources | ({"dropout"} if unseeded_draws else set()))
 
 
 def draws_unseeded(model: Any, dataset: Dataset) -> bool:

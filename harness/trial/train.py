@@ -252,9 +252,9 @@ def _user_model_facts(config: TrialConfig) -> ModelFacts:
     keras.backend.clear_session()
     model = keras_model.build_model(config, dataset, init_seed=0)
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+    unseeded = keras_model.draws_unseeded(model, dataset)
     return ModelFacts(keras_model.task_for(config, model, dataset).kind, tuple(keras_model.custom_steps(model)),
-                      trainable, tuple(keras_model.random_sources(model, dataset)),
-                      keras_model.draws_unseeded(model, dataset))
+                      trainable, tuple(keras_model.random_sources(model, unseeded)), unseeded)
 
 
 def train_step(trainable: Trainable, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor,
