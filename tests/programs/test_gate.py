@@ -103,6 +103,21 @@ def test_overhead_rule_bounds_the_cost_of_deterministic_kernels(summary):
     assert _verdicts(summary, candidate, max_determinism_overhead=3.0)[("overhead", "kernels vs control")].passed
 
 
+def test_a_timing_of_one_sample_a_side_is_not_judged_however_far_off(summary):
+    """One step measurement per condition (a replica group's) is one noisy sample: the overhead and speed rules
+    say so and skip, where they failed a study gated against itself (+245% overhead on identical work)."""
+    candidate = copy.deepcopy(summary)
+    _row(candidate, "kernels")["step_time_ratio_vs_control"] = {"ratio": 0.29, "ci95": None}
+    verdict = _verdicts(summary, candidate)[("overhead", "kernels vs control")]
+    assert (verdict.passed, verdict.candidate, verdict.detail) == (
+        None, "+244.8%", "one sample a side, no interval: not judged")
+    baseline = copy.deepcopy(summary)
+    _row(baseline, "control")["step_ms"], _row(baseline, "control")["step_ms_median"] = [0.3], 0.3
+    _row(candidate, "control")["step_ms"], _row(candidate, "control")["step_ms_median"] = [0.9], 0.9
+    speed = _verdicts(baseline, candidate)[("speed", "control")]
+    assert (speed.passed, speed.detail) == (None, "3.00x, one sample a side, no interval: not judged")
+
+
 def test_newly_failing_trials_fail_the_failures_rule(summary):
     candidate = copy.deepcopy(summary)
     row = _row(candidate, "init")
