@@ -298,9 +298,15 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
     for spec in elsewhere:
         for named in (spec.config.model, spec.config.dataset):
             if user_code.is_in_process(named):
-                raise UsageError(f"condition {spec.condition} needs a fresh process, which cannot see the "
-                                 f"{'model' if named == spec.config.model else 'data'} handed over in Python; "
-                                 "name it as path/to/file.py:function (data: npz:PATH), or leave that condition out")
+                what = "model" if named == spec.config.model else "data"
+                if isolation != "inprocess" or workers > 1:
+                    why = "isolation=\"process\"" if isolation != "inprocess" else f"{workers} workers"
+                    raise UsageError(f"{why} trains in other processes, which cannot see the {what} handed over in "
+                                     "Python; name it as path/to/file.py:function (data: npz:PATH), or train in this "
+                                     "process (isolation=\"inprocess\", workers=1)")
+                raise UsageError(f"condition {spec.condition} needs a fresh process, which cannot see the {what} "
+                                 "handed over in Python; name it as path/to/file.py:function (data: npz:PATH), or "
+                                 "leave that condition out")
     # A worker gets every member of its replica groups, recorded or not: a group trains as a whole.
     jobs = _jobs(with_group_members(elsewhere, specs), isolation, workers)
     progress = Progress(len(specs), len(specs) - len(pending), after_each)

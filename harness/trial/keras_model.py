@@ -149,8 +149,8 @@ def build_model(config: TrialConfig, dataset: Dataset, init_seed: int) -> Any:
         # that a built one takes this data.
         model(first_examples(dataset), training=False)
     except Exception as error:
-        problem = "expects other inputs than" if was_built else \
-            "has an unknown input shape and cannot be built on"
+        # Keras's reason follows; the harness only knows the call failed (a shape, a vocabulary, a dtype...).
+        problem = "fails on" if was_built else "cannot be built on"
         raise UsageError(f"{config.model} returned a model that {problem} the data's examples of shape "
                          f"{features.describe_shapes(dataset.train_x)}: {first_line(error)}.") from None
     return model
@@ -275,23 +275,38 @@ def task_for(config: TrialConfig, model: Any, dataset: Dataset) -> Task:
                          f"model with one output: it takes {features.SUPPORTED_FORMS}.")
     width = int(outputs.shape[-1]) if outputs.shape.rank and outputs.shape.rank > 1 else 1
     labels = dataset.train_y
-    if dataset.num_classes and width > 1:
-        if width < dataset.num_classes:
+    values = np.concatenate([labels.ravel(), dataset.test_y.ravel()]).astype(np.float64)
+    kind = name.lower().replace("_", " ")
+    one_hot = labels.ndim == 2 and labels.shape[1] > 1
+    # Class labels: integers, one-hot rows, or (what pandas gives) whole-number floats under a sparse loss.
+    if width > 1 and (dataset.num_classes or ("sparse" in kind and not one_hot)):
+        if dataset.num_classes and width < dataset.num_classes:
             raise UsageError(f"{config.model} has {width} outputs but the labels name {dataset.num_classes} "
                              "classes.")
-        one_hot = labels.ndim == 2 and labels.shape[1] > 1
-        lowest = min(int(labels.min()), int(dataset.test_y.min()))
-        if not one_hot and lowest < 0:
-            raise UsageError(f"{config.model}'s loss takes class labels 0 to {width - 1}, and the data's labels "
-                             f"include {lowest}.")
-        targets = argmax_classes if one_hot else (lambda y: np.asarray(y).reshape(-1))
+        if not one_hot:
+            bad = values[(values < 0) | (values >= width) | (values != np.rint(values))]
+            if bad.size:
+                raise UsageError(f"{config.model}'s loss takes class labels 0 to {width - 1}, and the data's labels "
+                                 f"include {_worst(bad, 0, width - 1)}.")
+        targets = argmax_classes if one_hot else (lambda y: np.asarray(y).reshape(-1).astype(np.int64))
         return Task("multiclass", width, loss, argmax_classes, targets, name)
-    binary_labels = bool(np.all((labels == 0) | (labels == 1)))
-    if width == 1 and binary_labels and "binary" in name.lower().replace("_", " "):
-        threshold = 0.0 if _from_logits(loss) else 0.5
-        return Task("binary", 2, loss, lambda out: (np.asarray(out).reshape(-1) > threshold).astype(np.int64),
-                    lambda y: np.asarray(y).reshape(-1).astype(np.int64), name)
+    if width == 1 and "binary" in kind:
+        if values.min() < 0 or values.max() > 1:
+            raise UsageError(f"{config.model}'s loss ({name}) takes labels from 0 to 1, and the data's labels "
+                             f"include {_worst(values[(values < 0) | (values > 1)], 0, 1)}.")
+        if np.all((values == 0) | (values == 1)):
+            threshold = 0.0 if _from_logits(loss) else 0.5
+            return Task("binary", 2, loss, lambda out: (np.asarray(out).reshape(-1) > threshold).astype(np.int64),
+                        lambda y: np.asarray(y).reshape(-1).astype(np.int64), name)
+        # Soft targets between 0 and 1: scored by their loss, as a regression.
     return Task("regression", 0, loss, loss_name=name)
+
+
+def _worst(bad: np.ndarray, low: float, high: float) -> str:
+    """The label to name among those out of range: the lowest below `low`, else the highest above `high`, else
+    the first that is not a whole number; as the data writes it (`9`, `-1`, `0.5`)."""
+    value = bad.min() if bad.min() < low else bad.max() if bad.max() > high else bad[0]
+    return f"{value:g}"
 
 
 def _loss(config: TrialConfig, model: Any) -> tuple[Any, str]:

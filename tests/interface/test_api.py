@@ -61,3 +61,16 @@ def test_a_built_model_handed_to_the_api_is_refused_in_one_sentence():
         harness.study(model=create_model_for_the_api(), data="digits")
     assert str(refused.value) == ("model must be a function that returns a Keras model (each trial builds its own, "
                                   "under its init seed), or a spec string; got a Sequential object")
+
+
+def test_python_data_with_process_isolation_is_refused_for_the_isolation(tmp_path):
+    import harness
+
+    digits = load_dataset("digits")
+    data = (digits.train_x[:100], digits.train_y[:100], digits.test_x[:50], digits.test_y[:50])
+    with pytest.raises(UsageError) as refused:
+        harness.study(model=create_model_for_the_api, data=data, conditions=["control"], repeats=2,
+                      isolation="process", output_dir=str(tmp_path), **TRAINING)
+    assert str(refused.value).startswith(
+        'isolation="process" trains in other processes, which cannot see the data handed over in Python; name it '
+        'as path/to/file.py:function (data: npz:PATH), or train in this process (isolation="inprocess", workers=1)')

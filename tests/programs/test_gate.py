@@ -304,3 +304,14 @@ def test_a_duplicated_record_is_counted_once(small_study):
     once, twice = summary_from_records(records), summary_from_records(records + copy.deepcopy(records))
     assert [r["n_ok"] for r in twice["conditions"]] == [r["n_ok"] for r in once["conditions"]] == [3] * 5
     assert twice["conditions"][2]["test_accuracy"] == once["conditions"][2]["test_accuracy"]
+
+
+def test_a_study_without_kernels_passes_against_itself_and_a_dropped_kernels_condition_fails(summary):
+    without = copy.deepcopy(summary)
+    without["conditions"] = [row for row in without["conditions"] if row["name"] != "kernels"]
+    verdicts = _verdicts(without, copy.deepcopy(without))
+    assert all(v.passed is not False for v in verdicts.values()), verdicts
+    assert ("determinism", "kernels") not in verdicts
+    dropped = _verdicts(summary, without)[("determinism", "kernels")]
+    assert (dropped.passed, dropped.detail) == (False, "the candidate has no kernels condition; run it, or "
+                                                       "--skip=determinism")

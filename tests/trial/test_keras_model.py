@@ -80,28 +80,51 @@ def test_a_model_that_cannot_take_the_data_says_so_with_keras_s_reason(user_file
     with pytest.raises(UsageError) as unbuilt:
         run_trial(user_config(user_files, "wrong_input"), SeedSet.from_base(0))
     assert str(unbuilt.value) == (
-        f"{user_files}/model.py:wrong_input returned a model that has an unknown input shape and cannot be built on "
+        f"{user_files}/model.py:wrong_input returned a model that cannot be built on "
         "the data's examples of shape (8, 8, 1): The total size of the tensor must be unchanged. Received: "
         "input_shape=(8, 8, 1), target_shape=(5, 5).")
     with pytest.raises(UsageError) as built:
         run_trial(user_config(user_files, "expects_ten_inputs"), SeedSet.from_base(0))
     assert str(built.value) == (
-        f"{user_files}/model.py:expects_ten_inputs returned a model that expects other inputs than the data's "
+        f"{user_files}/model.py:expects_ten_inputs returned a model that fails on the data's "
         "examples of shape (8, 8, 1): Invalid input shape for input (an array) with name 'keras_tensor' and path ''. "
         "Expected shape (None, 10), but input has incompatible shape (2, 8, 8, 1).")
 
 
-def test_negative_class_labels_are_refused_before_training(user_files):
+def test_labels_a_classifier_cannot_take_are_refused_before_training_and_float_classes_are_classes(user_files):
+    """Class labels out of the output's range (negative, too large, not whole) and labels outside 0..1 for a
+    binary loss are one sentence before any training (they failed every trial, or were scored as a regression);
+    whole-number float labels under a sparse loss (what pandas gives) are classes, scored by accuracy."""
     import numpy as np
+    from test_model_corpus import CORPUS
+
+    from harness.trial.train import task_of
 
     with np.load(user_files / "data.npz") as data:
         arrays = dict(data)
-    arrays["y_train"] = arrays["y_train"] - 1
-    np.savez(user_files / "shifted.npz", **arrays)
-    with pytest.raises(UsageError) as refused:
-        run_trial(user_config(user_files).replace(dataset=f"npz:{user_files}/shifted.npz"), SeedSet.from_base(0))
-    assert str(refused.value) == (f"{user_files}/model.py:create_model's loss takes class labels 0 to 9, and the "
-                                  "data's labels include -1.")
+
+    def config_with_labels(y_train, model=None, y_test=arrays["y_test"]):
+        # A file of its own each: data sets are cached by name within a process.
+        path = user_files / f"labels{len(list(user_files.glob('labels*.npz')))}.npz"
+        np.savez(path, **{**arrays, "y_train": y_train, "y_test": y_test})
+        config = user_config(user_files).replace(dataset=f"npz:{path}")
+        return config.replace(model=model) if model else config
+
+    def refusal(config):
+        with pytest.raises(UsageError) as refused:
+            run_trial(config, SeedSet.from_base(0))
+        return str(refused.value)
+
+    model = f"{user_files}/model.py:create_model"
+    assert refusal(config_with_labels(arrays["y_train"] - 1)) == (
+        f"{model}'s loss takes class labels 0 to 9, and the data's labels include -1.")
+    as_floats = arrays["y_train"].astype(np.float32)
+    assert task_of(config_with_labels(as_floats)) == "multiclass"
+    assert refusal(config_with_labels(np.where(np.arange(len(as_floats)) == 7, 12.0, as_floats))) == (
+        f"{model}'s loss takes class labels 0 to 9, and the data's labels include 12.")
+    binary = f"{CORPUS}:binary_sigmoid"
+    assert refusal(config_with_labels(arrays["y_train"] % 3, binary, arrays["y_test"] % 3)) == (
+        f"{binary}'s loss (binary_crossentropy) takes labels from 0 to 1, and the data's labels include 2.")
 
 
 def test_an_uncompiled_model_trains_with_the_loss_and_optimizer_given(user_files):
