@@ -180,7 +180,14 @@ def test_the_speed_benchmark_prints_the_side_by_side_table_and_a_valid_record(tm
                 "on one thread each: the harness loop"):
         assert row in result.stdout
     record = json.loads((tmp_path / "speed.json").read_text())
-    assert schema_errors(record) == [] and record["rows"][0]["vs_keras"] == 1.0
+    assert schema_errors(record) == []
+    # Every ratio divides by the fastest plain fit of the run (TF's pools or one thread), which it names.
+    fits = {r["name"]: r["examples_per_s"] for r in record["rows"]
+            if r["name"].startswith("keras model.fit") and "FingerprintCallback" not in r["name"]}
+    assert record["keras_reference"]["examples_per_s"] == max(fits.values())
+    assert {r["name"]: r["vs_keras"] for r in record["rows"]}[record["keras_reference"]["name"]] == 1.0
+    assert all(r["vs_keras"] <= 1.0 for r in record["rows"] if r["name"] in fits)
+    assert "`vs fastest fit` divides by the fastest keras fit of this run: " in result.stdout
     together = [r for r in record["rows"] if r.get("workers") == 2]
     assert [r.get("path") for r in together] == [None, "fused", "batched", "grouped"]
     assert record["full_study"]["parallel"]["workers"] == 2
