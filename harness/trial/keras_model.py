@@ -49,14 +49,15 @@ GLOBAL_GENERATOR_PATH = "keras.random with no seed#0"
 CUSTOM_STEP_METHODS = ("train_step", "compute_loss")
 
 
-def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
+def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet, unseeded_draws: bool) -> Trainable:
     """The user's model, built from the init seed, its random layers' state set from the dropout and augment
-    seeds."""
+    seeds. `unseeded_draws`: whether its call draws keras.random numbers with no seed (`draws_unseeded`, probed
+    once per model by the caller)."""
     import keras
 
     model = build_model(config, dataset, seeds.init)
     seed_sources = seed_random_layers(model, seeds)
-    if draws_unseeded(model, dataset):
+    if unseeded_draws:
         seed_sources[GLOBAL_GENERATOR_PATH] = "dropout"
     install_global_generator(derive_seed(seeds.dropout, GLOBAL_GENERATOR_PATH))
     seed_generator_paths = list(seed_sources)

@@ -160,7 +160,9 @@ def optimizer_sha256(trainable: Trainable) -> str | None:
 def build_trainable(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Trainable:
     """The trial's model, built-in or the user's Keras model, with its weights drawn from the init seed."""
     if config.is_user_model:
-        return keras_model.build(config, dataset, seeds)
+        # Probed once per model (before this build: the probe clears the Keras session), not once per trial.
+        unseeded = draws_unseeded_of(config)
+        return keras_model.build(config, dataset, seeds, unseeded)
     return builtin_trainable(build_model(config, dataset, seeds.init), config, dataset.num_classes, seeds.dropout)
 
 
