@@ -197,7 +197,12 @@ def _four(data: Any, source: str) -> tuple[Any, ...]:
 
 
 def _held_out_test(x: Any, y: Any, source: str) -> tuple[Any, ...]:
-    x, y = _inputs(x, "x", source), _labels(y, "y", source)
+    # Indexable arrays only: _checked converts and checks the four parts once, after the split.
+    if features.is_several(y):
+        _labels(y, "y", source)  # refused, in its one sentence
+    x, y = features.normalized(x, lambda array, _: np.asarray(array)), np.asarray(y)
+    if any(array.ndim == 0 for array in features.arrays(x)) or y.ndim == 0:
+        _inputs(x, "x", source), _labels(y, "y", source)  # no examples axis: refused, in its one sentence
     for name, array in features.named(x, "x"):
         if len(array) != len(y):
             raise UsageError(f"{source}: {name} has {len(array)} examples but y has {len(y)}.")
