@@ -9,7 +9,7 @@ from harness.trial import keras_model
 from harness.trial.datasets import dataset_of
 from harness.trial.fingerprints import weights_sha256
 from harness.trial.seeds import SeedSet
-from harness.trial.train import run_trial, trainable_weights_of
+from harness.trial.train import build_trainable, run_trial, trainable_weights_of
 
 BATCHNORM = """\
 import keras
@@ -31,7 +31,7 @@ def create_model():
 def test_the_fingerprint_covers_the_moving_statistics(user_files):
     (user_files / "model.py").write_text(BATCHNORM)
     config = user_config(user_files)
-    trainable = keras_model.build(config, dataset_of(config), SeedSet.from_base(0))
+    trainable = build_trainable(config, dataset_of(config), SeedSet.from_base(0))
     model = trainable.keras_model
     assert trainable.description["parameters"] == model.count_params()
     assert trainable.description["trainable_parameters"] == trainable_weights_of(config) < model.count_params()
