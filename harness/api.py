@@ -30,6 +30,7 @@ from harness.platform import determinism, environment
 from harness.schema import LOST_FILE, STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIALS_FILE
 from harness.studies import ISOLATIONS, study_runner
 from harness.studies import conditions as conditions_lib
+from harness.studies import determinism_cost
 from harness.studies.records import content_id, read_records, write_json
 from harness.studies.storage import StudyDir, exclusive, shard_dir_name
 from harness.trial import user_code, user_data
@@ -41,6 +42,9 @@ from harness.trial.config import (
     load_benchmark,
     user_model_config,
 )
+from harness.trial.cost import DEFAULT_BLOCKS as DEFAULT_COST_BLOCKS
+from harness.trial.cost import MAX_BLOCKS as MAX_COST_BLOCKS
+from harness.trial.cost import MIN_BLOCKS as MIN_COST_BLOCKS
 from harness.trial.seeds import SeedSet
 
 
@@ -61,12 +65,15 @@ class StudyRun:
 
 def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[conditions_lib.Condition],
               repeats: int, output_dir: str, *, replicas: int | str = "auto", isolation: str = "inprocess",
-              workers: int = 1, shard_index: int = 0, num_shards: int = 1) -> StudyRun:
+              workers: int = 1, shard_index: int = 0, num_shards: int = 1,
+              cost_blocks: int = DEFAULT_COST_BLOCKS) -> StudyRun:
     """Plans the study, runs the trials without a record yet, and writes its manifest and summary.
 
     `replicas="auto"` vectorizes where a process trains more than one trial and the study is whole: with a
     fresh process per trial, or shards (which split a study by trials, and keep their share even), it means
-    one trial at a time. Several workers each train whole replica groups."""
+    one trial at a time. Several workers each train whole replica groups. `cost_blocks`: blocks per setting of
+    the interleaved cost measurement (studies/determinism_cost.py; 0: none), run in shard 0."""
+    check_cost_blocks(cost_blocks)
     if replicas == "auto" and (isolation != "inprocess" or num_shards > 1):
         replicas = 1
     # Before any op runs: trials with these thread pools can then share this process.
@@ -96,13 +103,22 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
                                    after_each=study_dir.push, existing=existing)
         wall_s = time.perf_counter() - started
         records = study_runner.study_records(specs, study_dir.local)
-        summary = summarize_study(manifest, records, environment.capture(), wall_s)
+        # The cost is the study's, not a shard's: shard 0 measures it, and merge carries it.
+        cost = determinism_cost.ensure(base, seeds, chosen, study_dir.local, study_id, cost_blocks) \
+            if shard_index == 0 else None
+        summary = summarize_study(manifest, records, environment.capture(), wall_s, cost)
         write_summary(study_dir.local / SUMMARY_FILE, summary)
         study_dir.push(with_curves=True)
         recorded = {r["trial_key"] for r in records}
         lost = [spec for spec in specs if spec.key not in recorded]
         alone = study_runner.alone_reasons(specs, auto=replicas == "auto") if replicas != 1 else {}
         return StudyRun(summary, study_dir, ran, len(specs), wall_s, lost_reasons(lost, study_dir.local), alone)
+
+
+def check_cost_blocks(blocks: int) -> None:
+    if blocks != 0 and not MIN_COST_BLOCKS <= blocks <= MAX_COST_BLOCKS:
+        raise UsageError(f"cost_blocks must be 0 (no cost measurement) or {MIN_COST_BLOCKS} to {MAX_COST_BLOCKS}: "
+                         f"fewer paired blocks give an interval too wide to say anything; got {blocks}")
 
 
 def lost_reasons(lost: list[study_runner.TrialSpec], directory: Path) -> list[str]:
@@ -196,7 +212,7 @@ class StudyResult:
 def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequence[str] | str | None = None,
           repeats: int = 10, output_dir: str | None = None, seed: int = 0, benchmark: str | None = None,
           replicas: int | str = "auto", isolation: str = "inprocess", workers: int = 1,
-          **settings: Any) -> StudyResult:
+          cost_blocks: int = DEFAULT_COST_BLOCKS, **settings: Any) -> StudyResult:
     """Runs a variance study of a model and returns its result.
 
     `model`: a function returning a Keras model (compiled or not), a spec string (`file.py:function`,
@@ -204,7 +220,8 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
     ((x_train, y_train), (x_test, y_test)), (x, y), a dict of those arrays (each x one array, or several
     inputs: a dict by input name or a tuple by position), or a data spec string
     (`npz:PATH`, `csv:PATH`, `file.py:function`, `tfds:NAME`, a built-in name). `settings`: any trial
-    setting (epochs=, batch_size=, learning_rate=, model_args=, validation_fraction=, ...).
+    setting (epochs=, batch_size=, learning_rate=, model_args=, validation_fraction=, ...). `cost_blocks`: blocks
+    per setting of the interleaved measurement of determinism's cost (0: none; summary's determinism_cost).
     """
     unknown = sorted(set(settings) - set(CONFIG_FIELDS) - {"benchmark"})
     if unknown:
@@ -227,7 +244,7 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
     chosen = _conditions(conditions, base)
     replicas = study_runner.parse_replicas(str(replicas))
     run = run_study(base, seed, SeedSet.from_base(seed), chosen, repeats, output_dir or f"results/{base.benchmark}",
-                    replicas=replicas, isolation=isolation, workers=workers)
+                    replicas=replicas, isolation=isolation, workers=workers, cost_blocks=cost_blocks)
     return StudyResult(run.summary, run.directory.local, run.lost, run.alone)
 
 

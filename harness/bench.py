@@ -30,6 +30,9 @@ flags.DEFINE_integer("workers", 1, "Worker processes running trials in parallel 
 flags.DEFINE_integer("shard_index", None, "Run only this shard of the study (default: $JOB_COMPLETION_INDEX, "
                      "as a Kubernetes Indexed Job sets it, else 0).")
 flags.DEFINE_integer("num_shards", None, "Shards the study is split into (default: $HARNESS_NUM_SHARDS, else 1).")
+flags.DEFINE_integer("cost_blocks", api.DEFAULT_COST_BLOCKS, "Blocks per setting of the interleaved measurement of "
+                     "determinism's cost (op determinism off/on, tf.data's deterministic off/on, XLA with env:xla=1) "
+                     "in a study with control and kernels: at least 8; 0 measures nothing (docs/speed.md).")
 flags.DEFINE_enum("scan_ops", "auto", ["auto", "on", "off"], "Warn at the start of the study, in one line, of train "
                   "step ops with known GPU determinism issues: auto where a GPU is visible (on a CPU they are "
                   "deterministic), on always, off never.")
@@ -68,7 +71,8 @@ def main(argv: list[str]) -> int:
     output_dir = value_or("output_dir", f"results/{base.benchmark}")
     run = api.run_study(base, FLAGS.seed, seeds, chosen, value_or("repeats", 10), output_dir,
                         replicas=study_runner.parse_replicas(value_or("replicas", "auto")), isolation=FLAGS.isolation,
-                        workers=FLAGS.workers, shard_index=shard_index, num_shards=num_shards)
+                        workers=FLAGS.workers, shard_index=shard_index, num_shards=num_shards,
+                        cost_blocks=FLAGS.cost_blocks)
     print(format_summary(run.summary))
     if run.alone:
         print("\nTrained one at a time, not in replica groups: "

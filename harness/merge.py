@@ -19,7 +19,8 @@ import harness.flags  # noqa: F401 (defines --output_dir and --input_dir)
 from harness import cli
 from harness.analysis.summary import format_summary, summarize_study, write_summary
 from harness.errors import UsageError
-from harness.schema import STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIALS_FILE
+from harness.schema import COST_FILE, STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIALS_FILE
+from harness.studies import determinism_cost
 from harness.studies.records import (
     load_document,
     read_records,
@@ -82,7 +83,12 @@ def main(argv: list[str]) -> int:
         write_records(target.local / TRIALS_FILE, sorted(records, key=lambda r: (r["repeat"], r["trial_key"])))
         write_json(target.local / STUDY_FILE, manifest)
         environment = records[0]["environment"] if records else {}
-        summary = summarize_study(manifest, records, environment, wall_s=None)
+        # The study's cost record, measured by shard 0, goes with the merged records.
+        cost = next((found for found in map(determinism_cost.read, (shard.local for shard in shards))
+                     if found and found["study_id"] == manifest["study_id"]), None)
+        if cost:
+            write_json(target.local / COST_FILE, cost)
+        summary = summarize_study(manifest, records, environment, wall_s=None, cost=cost)
         write_summary(target.local / SUMMARY_FILE, summary)
         target.push()
     print(format_summary(summary))

@@ -57,8 +57,9 @@ def small_study(tmp_path_factory) -> Path:
     from harness.analysis.summary import build_summary, write_summary
     from harness.platform import environment
     from harness.schema import SUMMARY_FILE
-    from harness.studies import conditions, study_runner
+    from harness.studies import conditions, determinism_cost, study_runner
     from harness.trial.config import load_benchmark
+    from harness.trial.cost import DEFAULT_BLOCKS
     from harness.trial.seeds import SeedSet
 
     output_dir = tmp_path_factory.mktemp("small_study")
@@ -66,9 +67,11 @@ def small_study(tmp_path_factory) -> Path:
     chosen = conditions.parse_conditions(STUDY_CONDITIONS)
     specs = study_runner.plan(base, 0, seeds, chosen, 3, "smallstudy")
     study_runner.execute(specs, output_dir)
+    # As harness.bench does: the cost of determinism measured in interleaved blocks after the trials (cost.json).
+    cost = determinism_cost.ensure(base, seeds, chosen, output_dir, "smallstudy", DEFAULT_BLOCKS)
     summary = build_summary(study_id="smallstudy", base_config=base.as_dict(), base_seeds=seeds.as_dict(),
                             conditions=chosen, repeats=3, records=study_runner.study_records(specs, output_dir),
-                            environment=environment.capture(), wall_s=1.0)
+                            environment=environment.capture(), wall_s=1.0, cost=cost)
     write_summary(output_dir / SUMMARY_FILE, summary)
     return output_dir
 

@@ -211,3 +211,57 @@ def max_per_class_difference(per_class: Sequence[Sequence[float | None]]) -> flo
 def noise_floor(accuracy: float, n_test: int) -> float:
     """sqrt(p(1-p)/n): the SD of test accuracy from the finite test set alone."""
     return math.sqrt(accuracy * (1.0 - accuracy) / n_test)
+
+
+def paired_ratio(numerator_s: Sequence[float], denominator_s: Sequence[float]) -> dict[str, Any] | None:
+    """The ratio of two settings' times from paired blocks (block i of each timed back to back), with a 95%
+    t-interval of the mean log ratio: a paired test, so a machine that speeds up or slows down between
+    blocks moves both sides of a pair and drops out. Needs at least 2 pairs for an interval."""
+    a = np.asarray(numerator_s, dtype=np.float64)
+    b = np.asarray(denominator_s, dtype=np.float64)
+    if a.size == 0 or a.size != b.size or np.any(a <= 0) or np.any(b <= 0):
+        return None
+    logs = np.log(a / b)
+    mean = float(logs.mean())
+    interval = None
+    if logs.size >= 2:
+        half = float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, logs.size - 1) * logs.std(ddof=1) / math.sqrt(logs.size))
+        interval = [math.exp(mean - half), math.exp(mean + half)]
+    return {"ratio": math.exp(mean), "ci95": interval, "blocks": int(logs.size)}
+
+
+def distribution_sd(correct: np.ndarray, resamples: int = 1000) -> dict[str, Any] | None:
+    """How much of the run-to-run spread of test accuracy is a real difference in model quality (Jordan 2024,
+    arXiv 2304.01910; docs/references.md).
+
+    `correct`: [runs, examples] booleans, each run's correctness on each test example. Were each example's
+    errors independent of every other's, the accuracy's variance over runs would be
+    sum_i p_i (1 - p_i) / n^2 (p_i: the share of runs that get example i right; k/(k-1) unbiases it from k
+    runs): what another test set's draw would add. What the observed variance has beyond that is the
+    distribution-wise variance, the spread the runs' accuracy on the whole distribution has; its square root
+    is `sd` (0 where the observed spread is all independent errors). The interval resamples runs (a percentile
+    bootstrap, fixed seed). Needs 3 runs."""
+    correct = np.asarray(correct, dtype=np.float64)
+    runs, examples = correct.shape
+    if runs < 3 or examples == 0:
+        return None
+
+    def variances(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(observed, independent-errors) variance of accuracy for each row of run weights (counts)."""
+        count = weights.sum(axis=1, keepdims=True)
+        accuracy = correct.mean(axis=1)
+        mean = (weights @ accuracy)[:, None] / count
+        observed = (weights * (accuracy[None, :] - mean) ** 2).sum(axis=1) / (count[:, 0] - 1)
+        p = (weights @ correct) / count
+        independent = (p * (1 - p)).sum(axis=1) / examples ** 2 * count[:, 0] / (count[:, 0] - 1)
+        return observed, independent
+
+    observed, independent = (v[0] for v in variances(np.ones((1, runs))))
+    rng = np.random.default_rng(BOOTSTRAP_SEED)
+    weights = rng.multinomial(runs, np.full(runs, 1 / runs), size=resamples).astype(np.float64)
+    boot_observed, boot_independent = variances(weights)
+    boot_sd = np.sqrt(np.clip(boot_observed - boot_independent, 0, None))
+    low, high = np.percentile(boot_sd, [50 * (1 - CONFIDENCE), 50 * (1 + CONFIDENCE)])
+    return {"sd": math.sqrt(max(observed - independent, 0.0)), "ci95": [float(low), float(high)],
+            "test_set_sd": math.sqrt(observed), "independent_errors_sd": math.sqrt(independent),
+            "runs": int(runs), "examples": int(examples)}

@@ -19,6 +19,7 @@ import numpy as np
 from harness.analysis import stats
 from harness.errors import UsageError
 from harness.schema import SUMMARY_FILE, SUMMARY_SCHEMA, TRIAL_SCHEMA, TRIALS_FILE
+from harness.studies import determinism_cost
 from harness.studies.conditions import ALL, CONTROL, KERNELS, Condition, condition
 from harness.studies.records import (
     NotStrictJson,
@@ -33,7 +34,9 @@ from harness.table import format_table
 
 def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dict[str, int],
                   conditions: list[Condition], repeats: int, records: list[dict[str, Any]],
-                  environment: dict[str, Any], wall_s: float | None) -> dict[str, Any]:
+                  environment: dict[str, Any], wall_s: float | None,
+                  cost: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`cost`: the study's cost record (COST_FILE, harness/studies/determinism_cost.py), if it has one."""
     by_condition: dict[str, list[dict[str, Any]]] = {c.name: [] for c in conditions}
     for record in records:
         if record["condition"] in by_condition:
@@ -46,7 +49,8 @@ def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dic
     metric = "test_accuracy" if classification else "test_loss"
     rows = [_condition_summary(c, sorted(by_condition[c.name], key=lambda r: r["repeat"]), repeats, metric)
             for c in conditions]
-    _compare_with_reference_rows(rows, metric)
+    determinism_cost = cost_block(cost)
+    _compare_with_reference_rows(rows, metric, determinism_cost)
     summary = {
         "schema": SUMMARY_SCHEMA,
         "study_id": study_id,
@@ -60,6 +64,7 @@ def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dic
         "wall_s": wall_s,
         "conditions": rows,
         "power": power(rows, metric),
+        "determinism_cost": determinism_cost,
     }
     source_batch = next(((r.get("data") or {}).get("source_batch_size") for r in records
                          if (r.get("data") or {}).get("source_batch_size")), None)
@@ -96,15 +101,15 @@ def power(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
 
 
 def summarize_study(manifest: dict[str, Any], records: list[dict[str, Any]], environment: dict[str, Any],
-                    wall_s: float | None) -> dict[str, Any]:
+                    wall_s: float | None, cost: dict[str, Any] | None = None) -> dict[str, Any]:
     """The summary of the study a `harness.study/1` manifest planned, from its trial records."""
     return build_summary(
         study_id=manifest["study_id"], base_config=manifest["base_config"], base_seeds=manifest["base_seeds"],
         conditions=[condition(name) for name in manifest["conditions"]], repeats=manifest["repeats"],
-        records=records, environment=environment, wall_s=wall_s)
+        records=records, environment=environment, wall_s=wall_s, cost=cost)
 
 
-def summary_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
+def summary_from_records(records: list[dict[str, Any]], cost: dict[str, Any] | None = None) -> dict[str, Any]:
     """A summary rebuilt from trial records alone (no study flags at hand).
 
     Conditions come in the order the study ran them, repeats from the highest
@@ -129,7 +134,8 @@ def summary_from_records(records: list[dict[str, Any]]) -> dict[str, Any]:
     return build_summary(
         study_id=studies[0], base_config=reference["config"], base_seeds=reference["seeds"],
         conditions=[condition(name) for name in names], repeats=ordered[-1]["repeat"] + 1, records=records,
-        environment=reference["environment"], wall_s=None)
+        environment=reference["environment"], wall_s=None,
+        cost=cost if cost and cost.get("study_id") == studies[0] else None)
 
 
 def load_summary(path: str | os.PathLike) -> dict[str, Any]:
@@ -161,7 +167,8 @@ def load_summary(path: str | os.PathLike) -> dict[str, Any]:
         raise UsageError(f"{path} holds no records")
     for number, record in enumerate(records, start=1):
         _check_schema(path, record, TRIAL_SCHEMA, f" (record {number})")
-    return summary_from_records(records)
+    # The study's cost record beside its trials, if it has one of the same study (summary_from_records checks).
+    return summary_from_records(records, determinism_cost.read(path.parent))
 
 
 def _check_schema(path: Path, record: dict[str, Any], expected: str, where: str = "") -> None:
@@ -192,6 +199,8 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
                if _vectorized(r).get("index", 0) == 0]
     steps = [median / group.get("replicas", 1) for median, group in medians if median is not None]
     n_test = ok[0]["metrics"].get("test_examples") if ok else None
+    correct = [np.unpackbits(np.frombuffer(base64.b64decode(r["outputs"]["test_correct_b64"]), np.uint8))[:n_test]
+               for r in ok if "test_correct_b64" in r["outputs"]]
     return {
         "name": condition.name,
         "varies": condition.varies,
@@ -215,6 +224,8 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
         "max_per_class_accuracy_diff": stats.max_per_class_difference(
             [r["metrics"]["test_per_class_accuracy"] for r in ok if r["metrics"].get("test_per_class_accuracy")]),
         "noise_floor": stats.noise_floor(accuracy["mean"], n_test) if accuracy and n_test else None,
+        # Every ok run's correctness per test example, or none (records from before test_correct_b64).
+        "distribution_sd": stats.distribution_sd(np.stack(correct)) if correct and len(correct) == len(ok) else None,
         "step_ms_median": float(np.median(steps)) if steps else None,
         "step_ms": steps,
         # Filled in against the reference rows (`all`, `control`) afterwards.
@@ -247,7 +258,8 @@ def _varies_nothing(name: str, ok: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def _compare_with_reference_rows(rows: list[dict[str, Any]], metric: str) -> None:
+def _compare_with_reference_rows(rows: list[dict[str, Any]], metric: str,
+                                 determinism_cost: dict[str, Any] | None = None) -> None:
     named = {row["name"]: row for row in rows}
     all_row, control = named.get(ALL), named.get(CONTROL)
     all_sd = (all_row or {}).get(metric, None) and all_row[metric]["sd"]
@@ -258,11 +270,61 @@ def _compare_with_reference_rows(rows: list[dict[str, Any]], metric: str) -> Non
                                                            all_row[metric]["n"])
         if control is None or row is control:
             continue
-        row["step_time_ratio_vs_control"] = stats.ratio_of_medians(row["step_ms"], control["step_ms"])
+        row["step_time_ratio_vs_control"] = _step_ratio(row, control, determinism_cost)
         if row[metric] and control[metric]:
             row["metric_delta_vs_control"] = row[metric]["mean"] - control[metric]["mean"]
         if row["seeds_fixed"] and row["weight_hashes"]:
             row["matches_control_bitwise"] = row["weight_hashes"] == control["weight_hashes"]
+
+
+# Where a row's step time is that of trials run minutes apart from control's: other load and the machine's
+# drift are in the ratio, so it has no interval and is not compared (the gate does not judge it either).
+TIMED_APART = "timed apart"
+TIMED_APART_NOTE = "~: trials timed minutes apart from control's, not an interval, not comparable"
+
+
+def _step_ratio(row: dict[str, Any], control: dict[str, Any],
+                determinism_cost: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A row's step time over control's: for `kernels` (and env:xla=1) the interleaved measurement's paired
+    ratio with its interval; for any other row the ratio of the conditions' medians, marked timed apart."""
+    components = (determinism_cost or {}).get("components") or {}
+    measured = {KERNELS: ("op_determinism", True), "env:xla=1": ("xla", False)}.get(row["name"])
+    if measured and (components.get(measured[0]) or {}).get("ratio"):
+        component = components[measured[0]]
+        # The cost is B (determinism on, XLA) over A; kernels' row is op determinism off over on.
+        ratio, interval = component["ratio"], component["ci95"]
+        if measured[1]:
+            ratio, interval = 1 / ratio, interval and [1 / interval[1], 1 / interval[0]]
+        return {"ratio": ratio, "ci95": interval, "method": "interleaved", "blocks": component["blocks"]}
+    apart = stats.ratio_of_medians(row["step_ms"], control["step_ms"])
+    return {"ratio": apart["ratio"], "ci95": None, "method": TIMED_APART} if apart else None
+
+
+COMPONENT_NAMES = {"op_determinism": "op determinism", "tf_data_determinism": "tf.data determinism",
+                   "xla": "XLA"}
+
+
+def cost_block(cost: dict[str, Any] | None) -> dict[str, Any] | None:
+    """summary.json's `determinism_cost`: op determinism's cost in step time (B over A: on over off) with its
+    interval from interleaved blocks, and each component's the same way, or why it was not measured."""
+    if not cost:
+        return None
+    components = {}
+    for key, measured in cost["components"].items():
+        entry = {"a": measured["a"], "b": measured["b"], "measured": measured["measured"]}
+        if measured["measured"]:
+            ratio = stats.paired_ratio(measured["b_seconds"], measured["a_seconds"])
+            entry.update(ratio or {"ratio": None, "ci95": None, "blocks": 0},
+                         steps_per_block=measured["steps_per_block"],
+                         a_block_s_median=float(np.median(measured["a_seconds"])),
+                         b_block_s_median=float(np.median(measured["b_seconds"])))
+        else:
+            entry.update(ratio=None, ci95=None, blocks=0, reason=measured["reason"])
+        components[key] = entry
+    op = components.get("op_determinism") or {}
+    return {"ratio": op.get("ratio"), "ci95": op.get("ci95"), "blocks": op.get("blocks", 0),
+            "method": cost["method"], "measured_at": cost["created_at"], "components": components,
+            "ops_that_pay": cost.get("ops_that_pay")}
 
 
 def findings(summary: dict[str, Any]) -> list[str]:
@@ -334,7 +396,7 @@ def findings(summary: dict[str, Any]) -> list[str]:
         said.append(statement)
     kernels = rows.get(KERNELS)
     if kernels and kernels["n_ok"]:
-        cost = _overhead_sentence(kernels["step_time_ratio_vs_control"])
+        cost = _cost_sentences(summary.get("determinism_cost"))
         same = "gave the same bits as control" if kernels["matches_control_bitwise"] else \
             "gave different bits from control"
         repeat = "reproducible among themselves" if kernels["bitwise_reproducible"] else \
@@ -368,8 +430,39 @@ def findings(summary: dict[str, Any]) -> list[str]:
             delta = row["metric_delta_vs_control"]
             change = f"{delta * 100:+.2f} points" if metric == "test_accuracy" else f"{delta:+.4g}"
             moved = f" ({metric.replace('_', ' ')} moves {change} on average)" if delta else ""
-            said.append(f"{row['name']} ({row['varies']}) {verdict}{moved}.")
+            said.append(f"{row['name']} ({row['varies']}) {verdict}{moved}{_interleaved_step_text(row)}.")
+    quality = _distribution_sentence(summary["conditions"], metric)
+    if quality:
+        said.append(quality)
     return said
+
+
+def _interleaved_step_text(row: dict[str, Any]) -> str:
+    """`; its step takes 2.71x control's (95% CI [...], interleaved)` where the row's step was timed interleaved."""
+    ratio = row["step_time_ratio_vs_control"]
+    if not ratio or ratio.get("method") != "interleaved" or not ratio["ci95"]:
+        return ""
+    return f"; its step takes {ratio['ratio']:.2f}x control's (95% CI [{ratio['ci95'][0]:.2f}, " \
+           f"{ratio['ci95'][1]:.2f}], {ratio['blocks']} interleaved blocks)"
+
+
+def _distribution_sentence(rows: list[dict[str, Any]], metric: str) -> str | None:
+    """Whether the seeds change the model's quality or only which test examples it gets right (Jordan 2024):
+    for `all`, else the varied condition with the largest test-set SD."""
+    varied = [row for row in rows if not row["expects_identical_repeats"] and row.get("distribution_sd")
+              and row["distribution_sd"]["test_set_sd"] > 0]
+    if metric != "test_accuracy" or not varied:
+        return None
+    row = next((r for r in varied if r["name"] == ALL), max(varied, key=lambda r: r["distribution_sd"]["test_set_sd"]))
+    d = row["distribution_sd"]
+    low, high = d["ci95"]
+    figures = (f"{row['name']}'s test-set SD is {d['test_set_sd'] * 100:.3g} points, independent per-example errors "
+               f"predict {d['independent_errors_sd'] * 100:.3g}, and the distribution-wise SD is "
+               f"{d['sd'] * 100:.3g} (95% CI [{low * 100:.3g}, {high * 100:.3g}], {d['runs']} runs)")
+    if low > 0:
+        return f"The seeds change the model's quality, not only which test examples flip: {figures}."
+    return f"The seeds change which test examples flip, not measurably the model's quality: {figures}; another " \
+           "test set would rank these runs differently."
 
 
 def _noise_floor_sentence(all_row: dict[str, Any], varied: list[dict[str, Any]], metric: str) -> str | None:
@@ -421,27 +514,53 @@ def _power_sentence(block: dict[str, Any] | None) -> str | None:
     return f"Power: {known}, so {verdict}: {told}{more}."
 
 
-def _overhead_sentence(ratio: dict[str, Any] | None) -> str:
-    """Op determinism's cost in step time, from the kernels/control ratio and its interval."""
-    if not ratio:
+def _cost_sentences(block: dict[str, Any] | None) -> str:
+    """Op determinism's cost in step time from the interleaved blocks, then tf.data's and the ops that pay.
+    Nothing without a measurement: the kernels row's ratio then says it was timed apart."""
+    if not block:
         return ""
-    overhead = 1 / ratio["ratio"] - 1
-    interval = ratio["ci95"]
-    if interval is None:
-        return f" Deterministic kernels took {overhead:+.1%} step time against nondeterministic ones " \
-               "(too few runs for an interval)."
-    low, high = 1 / interval[1] - 1, 1 / interval[0] - 1
+    components = block["components"]
+    said = [_component_sentence("Deterministic kernels", components.get("op_determinism"), "step time")]
+    said.append(_component_sentence("tf.data's deterministic option", components.get("tf_data_determinism"),
+                                    "input pipeline time"))
+    ops = block.get("ops_that_pay")
+    if ops and ops.get("ops"):
+        listed = ", ".join(f"{row['op']} {row['off_ms_per_step']:.3g} -> {row['on_ms_per_step']:.3g} ms"
+                           if row["off_ms_per_step"] is not None and row["on_ms_per_step"] is not None
+                           else row["op"] for row in ops["ops"][:5])
+        said.append(f"Ops whose kernels op determinism changes, per step off -> on (one profiled block each): "
+                    f"{listed}.")
+    elif ops and ops.get("note"):
+        said.append(ops["note"][0].upper() + ops["note"][1:] + ".")
+    return "".join(f" {sentence}" for sentence in said if sentence)
+
+
+def _component_sentence(subject: str, component: dict[str, Any] | None, what: str) -> str | None:
+    """`Deterministic kernels cost +4.1% step time (95% CI [...], 16 interleaved blocks).`, or no measurable
+    cost where the interval holds 0, or why it was not measured."""
+    if not component:
+        return None
+    if not component["measured"]:
+        return f"{subject}' cost was not measured: {component['reason'].rstrip('.')}." if subject.endswith("s") \
+            else f"{subject}'s cost was not measured: {component['reason'].rstrip('.')}."
+    cost = component["ratio"] - 1
+    interval = component["ci95"]
+    if not interval:
+        return f"{subject} cost {cost:+.1%} {what} (one block pair: no interval)."
+    low, high = interval[0] - 1, interval[1] - 1
+    measured = f"95% CI [{low:+.1%}, {high:+.1%}], {component['blocks']} interleaved blocks"
     if low <= 0 <= high:
-        return f" Deterministic kernels cost no measurable step time here ({overhead:+.1%}, 95% CI " \
-               f"[{low:+.1%}, {high:+.1%}])."
-    return f" Deterministic kernels cost {overhead:+.1%} step time (95% CI [{low:+.1%}, {high:+.1%}])."
+        return f"{subject} cost no measurable {what} here ({cost:+.1%}, {measured})."
+    return f"{subject} cost {cost:+.1%} {what} ({measured})."
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The terminal table: a header line, a row per condition, then the findings."""
     header = (f"{summary['benchmark']}: {summary['repeats']} repeats per condition, study "
               f"{summary['study_id']}{trainer_text(summary)}")
-    return "\n".join([header, format_table(*condition_table(summary)), "", *summary["findings"]])
+    notes = [TIMED_APART_NOTE] if any((row["step_time_ratio_vs_control"] or {}).get("method") == TIMED_APART
+                                      for row in summary["conditions"]) else []
+    return "\n".join([header, format_table(*condition_table(summary)), *notes, "", *summary["findings"]])
 
 
 def condition_table(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
@@ -467,11 +586,13 @@ def condition_table(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]
             f"{row['unique_weight_hashes']}/{row['n_ok']}",
             f"{row['step_ms_median']:.3f}" if row["step_ms_median"] else "-",
             _ratio_text(ratio),
+            _distribution_text(row.get("distribution_sd")) if metric == "test_accuracy" else None,
         ])
     headers = ["condition", "varies", "det", "ok", label + " mean", "SD", "SD 95% CI", "test loss SD",
-               "of all [95% CI]", "churn % [95% CI]", "hashes", "step ms", "vs control"]
+               "of all [95% CI]", "churn % [95% CI]", "hashes", "step ms", "vs control", "dist SD [95% CI]"]
     if metric != "test_accuracy":  # The loss is already the metric, and a regression has no classes to churn.
-        dropped = (headers.index("test loss SD"), headers.index("churn % [95% CI]"))
+        dropped = (headers.index("test loss SD"), headers.index("churn % [95% CI]"),
+                   headers.index("dist SD [95% CI]"))
         headers = [h for i, h in enumerate(headers) if i not in dropped]
         rows = [[cell for i, cell in enumerate(row) if i not in dropped] for row in rows]
     return headers, rows
@@ -493,9 +614,18 @@ def _churn_text(row: dict[str, Any]) -> str:
     return f"{churn * 100:.2f} [{ci[0] * 100:.2f}, {ci[1] * 100:.2f}]" if ci else f"{churn * 100:.2f}"
 
 
+def _distribution_text(described: dict[str, Any] | None) -> str:
+    """The distribution-wise SD in points with its interval (Jordan 2024), or - without 3 runs' correctness."""
+    if not described:
+        return "-"
+    return f"{described['sd'] * 100:.3f} [{described['ci95'][0] * 100:.3f}, {described['ci95'][1] * 100:.3f}]"
+
+
 def _ratio_text(ratio: dict[str, Any] | None) -> str:
     if not ratio:
         return "-"
+    if ratio.get("method") == TIMED_APART:
+        return f"~{ratio['ratio']:.2f}x"
     if not ratio["ci95"]:
         return f"{ratio['ratio']:.2f}x"
     return f"{ratio['ratio']:.2f}x [{ratio['ci95'][0]:.2f}, {ratio['ci95'][1]:.2f}]"

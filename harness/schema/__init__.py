@@ -10,13 +10,14 @@ COMPARE_SCHEMA = "harness.compare/1"  # two tuned configs compared over seeds
 DOCTOR_SCHEMA = "harness.doctor/1"  # the doctor's verdicts on a user's script
 OBJECTIVE_RUN_SCHEMA = "harness.objective_run/1"  # one seeded call of a user's Optuna objective (reeval --objective)
 OBJECTIVE_REEVAL_SCHEMA = "harness.objective_reeval/1"  # reeval --objective: the calls against the tuned value
+COST_SCHEMA = "harness.cost/1"  # a study's determinism cost: two settings' seconds in interleaved blocks
 TRACE_SCHEMA = "harness.trace/1"  # FingerprintCallback's JSON lines (a line format: no JSON Schema file)
 
 SCHEMA_FILES = {TRIAL_SCHEMA: "trial.schema.json", STUDY_SCHEMA: "study.schema.json",
                 SUMMARY_SCHEMA: "summary.schema.json", SPEED_SCHEMA: "speed.schema.json",
                 DIVERGENCE_SCHEMA: "divergence.schema.json", COMPARE_SCHEMA: "compare.schema.json",
                 DOCTOR_SCHEMA: "doctor.schema.json", OBJECTIVE_RUN_SCHEMA: "objective_run.schema.json",
-                OBJECTIVE_REEVAL_SCHEMA: "objective_reeval.schema.json"}
+                OBJECTIVE_REEVAL_SCHEMA: "objective_reeval.schema.json", COST_SCHEMA: "cost.schema.json"}
 
 # The files of a study directory.
 TRIALS_FILE = "trials.jsonl"
@@ -25,6 +26,7 @@ TRIALS_FILE = "trials.jsonl"
 LOST_FILE = "lost.jsonl"
 STUDY_FILE = "study.json"
 SUMMARY_FILE = "summary.json"
+COST_FILE = "cost.json"
 # The files of the other programs' output directories.
 SPEED_FILE = "speed.json"
 DIVERGENCE_FILE = "divergence.json"

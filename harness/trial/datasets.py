@@ -311,12 +311,14 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
 
 
 def training_batches(x: Any, y: np.ndarray, seeds: SeedSet, *, batch_size: int,
-                     epochs: int, augment: bool) -> tf.data.Dataset:
+                     epochs: int, augment: bool, deterministic: bool = True) -> tf.data.Dataset:
     """All training batches of all epochs, in an order fixed by the shuffle seed.
 
     Index-based: each epoch's permutation comes from a stateless shuffle keyed
     by (shuffle seed, epoch), and each batch is gathered from the in-memory
     arrays. The last batch of an epoch may be short, as in Keras `fit`. Several inputs keep their structure.
+    `deterministic=False` lets the parallel map hand batches out as they finish: only the cost measurement
+    (cost.py) asks for it, to time what tf.data's determinism costs; trials always keep it on.
     """
     inputs, labels = features.constant(x), tf.constant(y)
     n = len(y)
@@ -335,11 +337,11 @@ def training_batches(x: Any, y: np.ndarray, seeds: SeedSet, *, batch_size: int,
         tf.data.Dataset.range(epochs)
         .flat_map(epoch_batches)
         .enumerate()
-        .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
         .prefetch(tf.data.AUTOTUNE)
     )
     options = tf.data.Options()
-    options.deterministic = True
+    options.deterministic = deterministic
     return batches.with_options(options)
 
 

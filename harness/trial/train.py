@@ -641,6 +641,10 @@ def trial_result(config: TrialConfig, task: Task, dataset: Dataset, test_out: np
     if task.num_classes and task.num_classes <= 256:
         outputs["test_predicted_classes_b64"] = base64.b64encode(
             task.predicted_classes(test_out).astype(np.uint8).tobytes()).decode()
+    # One bit per test example, right or wrong: how much of the accuracy's spread is real is read from it.
+    if task.num_classes:
+        right = task.predicted_classes(test_out) == task.target_classes(dataset.test_y)
+        outputs["test_correct_b64"] = base64.b64encode(np.packbits(right.astype(np.uint8))).decode()
     fingerprints = {
         "initial_weights_sha256": initial_weights_hash,
         "weights_sha256": weights_hash,

@@ -1,0 +1,254 @@
+"""The price of determinism, measured: two settings of one train step timed in interleaved blocks.
+
+Conditions trained minutes apart compare the machine's drift and other load, not the setting: the same
+study printed +23%, +64%, +85% and -9% for deterministic kernels (docs/speed.md). Here both settings run in
+this process on one warmed model and the same cached batches, alternating A B B A A B ..., so a drift
+that is linear over a pair of blocks cancels, and each block's pair of timings is one paired sample
+(the summary's interval is a t-interval of their mean log ratio: `analysis/stats.paired_ratio`).
+
+Components, each A against B:
+- `op_determinism`: the train step with op determinism off against on (what `kernels` differs by);
+- `tf_data_determinism`: the study's input pipeline with tf.data's `deterministic` option off against on,
+  op determinism off in both (the harness keeps the option on in every condition);
+- `xla` (with env:xla=1 in the study): the train step as traced against compiled with XLA, determinism on.
+
+Only raw seconds are kept here; the ratio and its interval are the summary's. On a GPU, `ops_that_pay`
+lists, from TensorFlow's profiler, the train step's ops whose kernels change under op determinism
+(`known_ops`) with each op's time per step in both settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import tensorflow as tf
+
+from harness.errors import first_line
+from harness.platform import determinism, known_ops
+from harness.trial import train
+from harness.trial.config import TrialConfig
+from harness.trial.datasets import split_pool, training_batches
+from harness.trial.seeds import SeedSet
+
+DEFAULT_BLOCKS = 48
+MIN_BLOCKS = 8  # fewer paired samples give an interval too wide to say anything
+MAX_BLOCKS = 1000
+# What one setting's block aims to take: long against the timer and a call's overhead, short against the
+# machine's changes of speed, so a pair's two blocks see the same machine (measured under load: 48 blocks of
+# 0.025 s gave intervals half as wide as 16 of 0.1 s, in the same time).
+BLOCK_SECONDS = 0.025
+MAX_STEPS_PER_BLOCK = 2000
+CACHED_BATCHES = 16  # the batches both settings train on, over and over (the op component leaves tf.data out)
+NO_GPU_NOTE = ("no GPU here: the kernels op determinism changes (cuDNN algorithm choice, atomics) are GPU kernels, "
+               "so on a CPU there is no op to list")
+METHOD = ("interleaved blocks (A B B A ...), both settings in one process on the same warmed model and batches; "
+          "95% CI: t-interval of the mean log ratio of each block's pair")
+
+
+class Setting:
+    """One side of a comparison: what it is called, what switches to it, and `run(n)`, which runs n steps and
+    waits for them."""
+
+    def __init__(self, name: str, enter: Callable[[], None], run: Callable[[int], Any]) -> None:
+        self.name, self.enter, self.run = name, enter, run
+
+
+def interleaved_seconds(a: Setting, b: Setting, blocks: int, steps: int) -> tuple[list[float], list[float]]:
+    """Each setting's seconds per block, blocks run A B, B A, A B, ...: block i's two timings are a pair."""
+    seconds: dict[str, list[float]] = {a.name: [], b.name: []}
+    for block in range(blocks):
+        for setting in (a, b) if block % 2 == 0 else (b, a):
+            setting.enter()
+            began = time.perf_counter()
+            setting.run(steps)
+            seconds[setting.name].append(time.perf_counter() - began)
+    return seconds[a.name], seconds[b.name]
+
+
+def steps_per_block(setting: Setting) -> int:
+    """Steps that make a block of about BLOCK_SECONDS: calls of 4, 16, 64... steps until one takes a quarter
+    of a block, so a call's fixed overhead does not inflate the per-step estimate."""
+    setting.enter()
+    steps = 4
+    while True:
+        began = time.perf_counter()
+        setting.run(steps)
+        seconds = time.perf_counter() - began
+        if seconds >= BLOCK_SECONDS / 4 or steps >= MAX_STEPS_PER_BLOCK:
+            break
+        steps *= 4
+    return int(min(MAX_STEPS_PER_BLOCK, max(4, math.ceil(steps * BLOCK_SECONDS / max(seconds, 1e-9)))))
+
+
+def compare(a: Setting, b: Setting, blocks: int) -> dict[str, Any]:
+    """The component's record: both settings warmed (traced, compiled, caches filled), a block size, and the
+    interleaved blocks' seconds; or why it was not measured, in one sentence."""
+    try:
+        for setting in (a, b):
+            setting.enter()
+            setting.run(CACHED_BATCHES)
+        steps = steps_per_block(a)
+        a_seconds, b_seconds = interleaved_seconds(a, b, blocks, steps)
+    except (tf.errors.OpError, ValueError) as error:
+        reason = determinism.explain_op_error(error)[1] if isinstance(error, tf.errors.OpError) else \
+            first_line(error)
+        return {"measured": False, "a": a.name, "b": b.name, "reason": f"{type(error).__name__}: {reason}"}
+    return {"measured": True, "a": a.name, "b": b.name, "steps_per_block": steps,
+            "a_seconds": a_seconds, "b_seconds": b_seconds}
+
+
+def not_measured(a: str, b: str, reason: str) -> dict[str, Any]:
+    return {"measured": False, "a": a, "b": b, "reason": reason}
+
+
+def measure(config: TrialConfig, seeds: SeedSet, blocks: int = DEFAULT_BLOCKS, xla: bool = False,
+            profile_ops: bool | None = None) -> dict[str, Any]:
+    """The components of determinism's cost for a study's control config and seeds (see the module's text).
+
+    `xla`: also time the XLA-compiled step against the traced one (for env:xla=1). `profile_ops`: list
+    the ops that pay (None: where a GPU is visible). Op determinism is left as it was found."""
+    control = config.replace(determinism=True)
+    was = determinism.op_determinism_enabled()
+    try:
+        components = {"tf_data_determinism": _tf_data_component(control, seeds, blocks)}
+        trainer, reason = train.trainer_of(control)
+        if trainer != "harness" or control.strategy != "none":
+            why = (f"the model trains through its own Keras fit ({reason or '--trainer=keras_fit'}), which the "
+                   "harness cannot time in blocks") if trainer != "harness" else \
+                f"--strategy={control.strategy} splits the step over replicas, which the harness times only whole"
+            components["op_determinism"] = not_measured("op determinism off", "op determinism on", why)
+            if xla:
+                components["xla"] = not_measured("traced", "XLA-compiled", why)
+            return {"components": components, "ops_that_pay": None}
+        dataset = train.prepare(control)
+        split = split_pool(dataset, seeds, control.validation_fraction, control.max_train_examples)
+        trainable = train.build_trainable(control, dataset, seeds)
+        batches = _cached_batches(control, seeds, split)
+        off, on = (_step_setting(f"op determinism {word}", trainable, batches, control.xla, enabled)
+                   for word, enabled in (("off", False), ("on", True)))
+        components["op_determinism"] = compare(off, on, blocks)
+        if xla:
+            traced, compiled = (_step_setting(name, trainable, batches, jit, True)
+                                for name, jit in (("traced", False), ("XLA-compiled", True)))
+            components["xla"] = compare(traced, compiled, blocks)
+        gpu = bool(tf.config.list_physical_devices("GPU"))
+        if profile_ops or (profile_ops is None and gpu):
+            ops = ops_that_pay(off, on, components["op_determinism"].get("steps_per_block") or CACHED_BATCHES)
+        else:
+            ops = {"ops": [], "note": NO_GPU_NOTE if not gpu else "not profiled"}
+        return {"components": components, "ops_that_pay": ops}
+    finally:
+        determinism.set_op_determinism(was)
+
+
+def _cached_batches(config: TrialConfig, seeds: SeedSet, split) -> tf.data.Dataset:
+    """The first CACHED_BATCHES full batches of the trial's own pipeline, cached and repeated: both settings
+    train on the same batches, and reading them costs next to nothing (the pipeline is its own component)."""
+    batches = training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size,
+                               epochs=config.epochs, augment=config.augment)
+    full = batches.filter(lambda x, y: tf.shape(y)[0] == config.batch_size)
+    return full.take(CACHED_BATCHES).cache().repeat()
+
+
+def _step_setting(name: str, trainable, batches: tf.data.Dataset, xla: bool, op_determinism: bool) -> Setting:
+    """The train step in one setting: its own traced loop (kernels are made when a function first runs, so
+    each setting's loop first runs under it) and its own iterator over the same batches."""
+    loop = train.make_train_loop(trainable, xla)
+    iterator = iter(batches)
+    done = [0]
+
+    def run(n: int) -> None:
+        loop(iterator, tf.constant(n, tf.int64), tf.constant(done[0], tf.int64)).numpy()
+        done[0] += n
+
+    return Setting(name, lambda: determinism.set_op_determinism(op_determinism), run)
+
+
+def _tf_data_component(config: TrialConfig, seeds: SeedSet, blocks: int) -> dict[str, Any]:
+    """The input pipeline alone, `deterministic` off against on, drained inside a tf.function."""
+    determinism.set_op_determinism(False)  # op determinism would force tf.data's option on
+    dataset = train.prepare(config.replace(determinism=False))
+    split = split_pool(dataset, seeds, config.validation_fraction, config.max_train_examples)
+
+    @tf.function
+    def drain(iterator, n: tf.Tensor) -> tf.Tensor:
+        total = tf.constant(0, tf.int64)
+        for _ in tf.range(n):
+            _, labels = next(iterator)
+            total += tf.size(labels, tf.int64)
+        return total
+
+    def setting(name: str, deterministic: bool) -> Setting:
+        pipeline = training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size,
+                                    epochs=config.epochs, augment=config.augment, deterministic=deterministic)
+        iterator = iter(pipeline.repeat())
+        return Setting(name, lambda: determinism.set_op_determinism(False),
+                       lambda n: drain(iterator, tf.constant(n, tf.int64)).numpy())
+
+    return compare(setting("tf.data deterministic off", False), setting("tf.data deterministic on", True), blocks)
+
+
+def ops_that_pay(off: Setting, on: Setting, steps: int, kinds: tuple[str, ...] = ("Device",),
+                 listed: Callable[[str], bool] | None = None) -> dict[str, Any]:
+    """The train step's ops whose kernels change under op determinism, with each op's self time per step in
+    both settings, from TensorFlow's profiler (one block of `steps` per setting).
+
+    `kinds`: where the ops ran, as the profiler names it ("Device": a GPU; "Host": the CPU). `listed`: which
+    op types to list (default: those `known_ops` says op determinism changes). Tests pass the CPU's
+    ("Host",) and a listing of their own to see the path work where no kernel changes."""
+    listed = listed or (lambda op: op in known_ops.KNOWN_OPS)
+    try:
+        times = {setting.name: _profiled_op_ms(setting, steps, kinds) for setting in (off, on)}
+    except (tf.errors.OpError, RuntimeError, ValueError) as error:
+        return {"ops": [], "note": f"not profiled: {type(error).__name__}: {first_line(error)}"}
+    ops = sorted({op for per_op in times.values() for op in per_op if listed(op)})
+    rows = [{"op": op, "what": getattr(known_ops.KNOWN_OPS.get(op), "what", None),
+             "off_ms_per_step": times[off.name].get(op), "on_ms_per_step": times[on.name].get(op)} for op in ops]
+    rows.sort(key=lambda row: -((row["on_ms_per_step"] or 0) - (row["off_ms_per_step"] or 0)))
+    note = None if rows else "no op of the train step has a kernel that op determinism changes here"
+    return {"ops": rows, "note": note, "steps": steps}
+
+
+def _profiled_op_ms(setting: Setting, steps: int, kinds: tuple[str, ...]) -> dict[str, float]:
+    """Milliseconds per step of each op type (self time, summed over its instances) of one profiled block."""
+    from tensorflow.python.profiler.internal import _pywrap_profiler_plugin as profiler_plugin
+
+    with tempfile.TemporaryDirectory(prefix="harness-profile-") as logdir:
+        setting.enter()
+        tf.profiler.experimental.start(logdir)
+        try:
+            setting.run(steps)
+        finally:
+            with contextlib.suppress(Exception):
+                tf.profiler.experimental.stop()
+        paths = sorted(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True))
+        if not paths:
+            raise RuntimeError("the profiler wrote no trace")
+        data, ok = profiler_plugin.xspace_to_tools_data(paths[-1:], "framework_op_stats", {})
+    if not ok:
+        raise RuntimeError(data.decode(errors="replace") if isinstance(data, bytes) else str(data))
+    tables = json.loads(data)
+    columns = [column["id"] for column in tables[0]["cols"]]
+    totals: dict[str, float] = {}
+    for row in tables[0]["rows"]:  # the first table counts every op once, IDLE included
+        cells = dict(zip(columns, (cell.get("v") for cell in row["c"]), strict=False))
+        if cells.get("host_or_device") in kinds and cells.get("type") != "IDLE":
+            op = _op_type(str(cells["type"]))
+            totals[op] = totals.get(op, 0.0) + float(cells["total_self_time"]) / 1e3 / steps
+    return totals
+
+
+def _op_type(profiled: str) -> str:
+    """The graph's op type of a profiled kernel: oneDNN's `_MklMatMul` is `MatMul`."""
+    for prefix in ("_MklNative", "_Mkl", "_FusedMkl"):
+        if profiled.startswith(prefix):
+            return profiled[len(prefix):]
+    return profiled.lstrip("_")
+
