@@ -24,7 +24,12 @@ matplotlib.use("Agg")  # Files only: no display on CI or in containers.
 import matplotlib.pyplot as plt  # noqa: E402  (the backend is chosen first)
 
 from harness.analysis import stats  # noqa: E402
-from harness.analysis.summary import condition_table, load_summary, trainer_text  # noqa: E402
+from harness.analysis.summary import (  # noqa: E402
+    COMPONENT_NAMES,
+    condition_table,
+    load_summary,
+    trainer_text,
+)
 from harness.errors import UsageError  # noqa: E402
 from harness.schema import TRIALS_FILE  # noqa: E402
 from harness.studies import conditions  # noqa: E402
@@ -224,8 +229,12 @@ def _step_times(summary: dict[str, Any]) -> plt.Figure:
     axes.set_ylabel("median steady-state step time per trial (ms)")
     kernels = next((row for row in rows if row["name"] == conditions.KERNELS), None)
     title = "blue: op determinism on, red: off"
-    if kernels and kernels["step_time_ratio_vs_control"]:
-        title += f"; kernels/control = {kernels['step_time_ratio_vs_control']['ratio']:.2f}x"
+    cost = summary.get("determinism_cost") or {}
+    if cost.get("ratio") and cost.get("ci95"):
+        title += f"; op determinism on/off = {cost['ratio']:.2f}x [{cost['ci95'][0]:.2f}, {cost['ci95'][1]:.2f}] " \
+                 f"(interleaved)"
+    elif kernels and kernels["step_time_ratio_vs_control"]:
+        title += f"; kernels/control ~{kernels['step_time_ratio_vs_control']['ratio']:.2f}x (timed apart)"
     axes.set_title(title, fontsize=10)
     axes.set_ylim(bottom=0)
     axes.grid(axis="y", alpha=0.3)
@@ -321,6 +330,60 @@ def environment_rows(environment: dict[str, Any]) -> list[tuple[str, str]]:
     return [(name, str(value)) for name, value in rows]
 
 
+def cost_tables(summary: dict[str, Any]) -> tuple[list[str], list[list[str]], list[str], list[list[str]], str]:
+    """The price of determinism for the report: (headers, a row per component, ops headers, a row per op that
+    pays, a sentence where there is no op to list). Empty rows where the study has no cost measurement."""
+    cost = summary.get("determinism_cost") or {}
+    headers = ["component", "A", "B", "B / A", "95% CI", "blocks", "steps per block"]
+    rows = []
+    for name, component in (cost.get("components") or {}).items():
+        if component["measured"] and component["ratio"]:
+            ci = component["ci95"]
+            rows.append([COMPONENT_NAMES.get(name, name), component["a"], component["b"], f"{component['ratio']:.3f}x",
+                         f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "one block pair", str(component["blocks"]),
+                         str(component.get("steps_per_block", "-"))])
+        else:
+            rows.append([COMPONENT_NAMES.get(name, name), component["a"], component["b"], "not measured",
+                         component.get("reason", ""), "-", "-"])
+    ops = cost.get("ops_that_pay") or {}
+    op_headers = ["op", "what", "ms per step, off", "ms per step, on"]
+    op_rows = [[row["op"], row.get("what") or "", _ms(row["off_ms_per_step"]), _ms(row["on_ms_per_step"])]
+               for row in ops.get("ops") or []]
+    return headers, rows, op_headers, op_rows, "" if op_rows else (ops.get("note") or "")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _cost_html(summary: dict[str, Any]) -> str:
+    esc = html.escape
+    headers, rows, op_headers, op_rows, note = cost_tables(summary)
+    if not rows:
+        return "<p>Not measured: the study has no control and kernels (or ran with --cost_blocks=0).</p>"
+
+    def table(head: list[str], body: list[list[str]]) -> str:
+        return "<table>\n<tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr>\n" + "\n".join(
+            "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in body) + "\n</table>"
+
+    method = esc((summary.get("determinism_cost") or {}).get("method", ""))
+    ops = table(op_headers, op_rows) if op_rows else f"<p>{esc(note[0].upper() + note[1:])}.</p>" if note else ""
+    return f"{table(headers, rows)}\n<p>Method: {method}.</p>\n<h3>Ops that pay</h3>\n{ops}"
+
+
+def _cost_markdown(summary: dict[str, Any]) -> list[str]:
+    headers, rows, op_headers, op_rows, note = cost_tables(summary)
+    if not rows:
+        return ["Not measured: the study has no control and kernels (or ran with --cost_blocks=0)."]
+
+    def table(head: list[str], body: list[list[str]]) -> list[str]:
+        return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + [
+            "| " + " | ".join(cell.replace("|", "/") for cell in row) + " |" for row in body]
+
+    lines = table(headers, rows) + ["", f"Method: {summary['determinism_cost']['method']}.", "", "### Ops that pay", ""]
+    return lines + (table(op_headers, op_rows) if op_rows else [note[0].upper() + note[1:] + "."] if note else [])
+
+
 def answer(summary: dict[str, Any]) -> list[str]:
     """The summary's findings, then a re-evaluation's (harness.reeval) against the tuned score."""
     return summary["findings"] + (summary.get("comparison") or {}).get("findings", [])
@@ -364,6 +427,8 @@ created {esc(summary['created_at'])}.</p>
 <table class="conditions">
 {table}
 </table>
+<h2>The price of determinism</h2>
+{_cost_html(summary)}
 <h2>Failed trials</h2>
 {failed}
 <h2>Plots</h2>
@@ -385,6 +450,7 @@ def _markdown(summary: dict[str, Any], captions: list[tuple[str, str]], environm
     headers, rows = condition_table(summary)
     lines += ["", "## Per condition", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(cell).replace("|", "/") for cell in row) + " |" for row in rows]
+    lines += ["", "## The price of determinism", "", *_cost_markdown(summary)]
     lines += ["", "## Failed trials", ""]
     lines += [f"- {c} repeat {r}: {code}: {why}" for c, r, code, why in failures] or ["Every trial finished."]
     lines += ["", "## Plots", ""]

@@ -99,3 +99,36 @@ def test_the_sd_ratio_interval_is_the_f_interval():
     low, high = stats.sd_ratio_interval(0.5, 10, 0.4, 10)
     assert low < 1.25 < high and math.isclose(low * high, 1.25 ** 2, rel_tol=1e-9)  # symmetric in log for equal n
     assert stats.sd_ratio_interval(0.5, 1, 0.4, 10) is None
+
+
+def test_a_paired_ratio_is_the_geometric_mean_of_the_blocks_ratios_with_a_t_interval():
+    exact = stats.paired_ratio([2.0, 4.0, 1.0], [1.0, 2.0, 0.5])
+    assert exact == {"ratio": pytest.approx(2.0), "ci95": [pytest.approx(2.0), pytest.approx(2.0)], "blocks": 3}
+    # log ratios 0 and log 2: mean log sqrt(2), t(1) half-width 12.706 * sd/sqrt(2) = 12.706 * log(2) / 2.
+    spread = stats.paired_ratio([1.0, 2.0], [1.0, 1.0])
+    half = 12.7062047 * np.log(2) / 2
+    assert spread["ratio"] == pytest.approx(np.sqrt(2))
+    assert spread["ci95"] == pytest.approx([np.sqrt(2) * np.exp(-half), np.sqrt(2) * np.exp(half)], rel=1e-6)
+    assert stats.paired_ratio([1.0], [2.0])["ci95"] is None
+    assert stats.paired_ratio([1.0, 2.0], [1.0]) is None
+
+
+def test_distribution_sd_tells_independent_errors_from_real_differences_in_quality():
+    """Jordan 2024: runs whose errors are independent per example differ only in which examples they get
+    right; runs of different skill differ in quality, which another test set would show too."""
+    rng = np.random.default_rng(1)
+    runs, examples = 10, 2000
+    difficulty = rng.beta(2, 0.5, examples)
+    independent = rng.random((runs, examples)) < difficulty
+    flips = stats.distribution_sd(independent)
+    assert flips["ci95"][0] == 0 and flips["sd"] < 0.003
+    assert flips["independent_errors_sd"] == pytest.approx(flips["test_set_sd"], rel=0.5)
+    skill = rng.normal(0, 0.6, runs)[:, None]
+    logits = np.log(difficulty / (1 - difficulty)) + skill
+    better_and_worse = rng.random((runs, examples)) < 1 / (1 + np.exp(-logits))
+    quality = stats.distribution_sd(better_and_worse)
+    assert quality["ci95"][0] > 0.01 and quality["sd"] > 5 * quality["independent_errors_sd"]
+    assert (quality["runs"], quality["examples"]) == (runs, examples)
+    assert stats.distribution_sd(independent[:2]) is None  # two runs have no interval
+    identical = stats.distribution_sd(np.tile(independent[:1], (4, 1)))
+    assert identical["sd"] == identical["test_set_sd"] == identical["ci95"][1] == 0

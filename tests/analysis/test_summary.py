@@ -2,6 +2,8 @@
 
 import copy
 
+import pytest
+
 from harness.analysis import summary as summary_lib
 
 
@@ -103,3 +105,65 @@ def test_one_control_run_gives_no_reproducibility_verdict_and_says_so():
     assert "One control run finished: whether this configuration is reproducible takes two (--repeats=2 or more)." \
         in said
     assert not any("reproducible here" in line or "NOT bitwise" in line for line in said)
+
+
+def test_a_real_study_has_its_cost_from_interleaved_blocks_and_distribution_sd_on_every_row(small_study):
+    import base64
+    import json
+
+    import numpy as np
+
+    from harness.studies.records import read_records, schema_errors
+
+    summary = json.loads((small_study / "summary.json").read_text())
+    assert schema_errors(summary) == []
+    rows = {row["name"]: row for row in summary["conditions"]}
+    # Each record's correctness bits are its accuracy, example by example.
+    for record in read_records(small_study / "trials.jsonl"):
+        n = record["metrics"]["test_examples"]
+        bits = np.unpackbits(np.frombuffer(base64.b64decode(record["outputs"]["test_correct_b64"]), np.uint8))
+        assert bits[:n].mean() == record["metrics"]["test_accuracy"] and not bits[n:].any()
+    for row in rows.values():
+        described = row["distribution_sd"]
+        assert described["runs"] == 3 and described["ci95"][0] <= described["sd"] <= described["ci95"][1]
+    assert rows["control"]["distribution_sd"]["test_set_sd"] == 0  # identical runs: no spread at all
+    cost = summary["determinism_cost"]
+    assert cost["blocks"] == 48 and cost["ci95"][0] <= cost["ratio"] <= cost["ci95"][1]
+    assert set(cost["components"]) == {"op_determinism", "tf_data_determinism"}
+    # kernels' step over control's is op determinism off over on: the cost's inverse, from the same blocks.
+    kernels = rows["kernels"]["step_time_ratio_vs_control"]
+    assert kernels["method"] == "interleaved" and kernels["ratio"] == pytest.approx(1 / cost["ratio"])
+    assert kernels["ci95"] == pytest.approx([1 / cost["ci95"][1], 1 / cost["ci95"][0]])
+    # Seed conditions' step ratios are of trials timed apart: no interval, marked in the table.
+    assert rows["init"]["step_time_ratio_vs_control"]["method"] == "timed apart"
+    assert rows["init"]["step_time_ratio_vs_control"]["ci95"] is None
+    table = summary_lib.format_summary(summary)
+    assert summary_lib.TIMED_APART_NOTE in table and "dist SD [95% CI]" in table
+    assert f"~{rows['init']['step_time_ratio_vs_control']['ratio']:.2f}x" in table
+    sentence = next(line for line in summary["findings"] if line.startswith("With op determinism off"))
+    assert "48 interleaved blocks" in sentence and "Deterministic kernels cost" in sentence
+    assert "No GPU here" in sentence
+    assert any(line.startswith("The seeds change") and "distribution-wise SD" in line
+               for line in summary["findings"])
+
+
+def _cost_record(ratio_blocks):
+    a = [0.01] * len(ratio_blocks)
+    return {"study_id": "s", "created_at": "now", "method": "interleaved", "ops_that_pay": None,
+            "components": {"op_determinism": {"measured": True, "a": "op determinism off", "b": "op determinism on",
+                                              "steps_per_block": 10, "a_seconds": a,
+                                              "b_seconds": [0.01 * r for r in ratio_blocks]},
+                           "tf_data_determinism": {"measured": False, "a": "off", "b": "on",
+                                                   "reason": "no pipeline here."}}}
+
+
+@pytest.mark.parametrize("blocks,said", [
+    ([1.0, 1.02, 0.98, 1.01], "Deterministic kernels cost no measurable step time here (+0.2%, 95% CI ["),
+    ([2.0, 2.1, 1.9, 2.05], "Deterministic kernels cost +101.1% step time (95% CI [+87.9%, +115.3%], 4 "
+                            "interleaved blocks)."),
+])
+def test_the_cost_sentence_says_no_measurable_cost_where_the_interval_holds_zero(blocks, said):
+    block = summary_lib.cost_block(_cost_record(blocks))
+    sentence = summary_lib._cost_sentences(block)  # noqa: SLF001
+    assert said in sentence
+    assert "tf.data's deterministic option's cost was not measured: no pipeline here." in sentence

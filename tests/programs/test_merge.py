@@ -37,6 +37,10 @@ def test_three_shards_and_a_merge_give_the_unsharded_summary(tmp_path):
     one = json.loads((tmp_path / "whole" / "summary.json").read_text())
     many = json.loads((tmp_path / "sharded" / "summary.json").read_text())
     assert schema_errors(many) == [] and many["study_id"] == one["study_id"]
+    # Shard 0 measured the study's cost of determinism; the merge carries it into the study's summary.
+    assert many["determinism_cost"]["blocks"] == one["determinism_cost"]["blocks"] == 48
+    assert (tmp_path / "sharded" / "cost.json").exists()
+    assert not (tmp_path / "sharded" / "shard-00001-of-00003" / "cost.json").exists()
     assert _comparable(many) == _comparable(one)
     # The whole study trains each condition's repeats as vectorized replicas (--replicas=auto), shards one by
     # one (auto, with shards): their configs and keys differ in `replicas`, their bits do not.

@@ -79,6 +79,13 @@ def test_report_renders_real_pngs_referenced_by_the_html(small_study, tmp_path):
     summary = json.loads((study / "summary.json").read_text())
     assert all(html.count(html_lib.escape(finding)) == 1 for finding in summary["findings"])
     assert "Every trial finished." in html and "## Failed trials" in markdown
+    # The price of determinism: each component's ratio with its interval, and the ops that pay (none on a CPU).
+    cost = summary["determinism_cost"]
+    assert "<h2>The price of determinism</h2>" in html and "## The price of determinism" in markdown
+    ci = cost["components"]["op_determinism"]["ci95"]
+    assert f"| op determinism | op determinism off | op determinism on | {cost['ratio']:.3f}x | " \
+           f"[{ci[0]:.3f}, {ci[1]:.3f}] | 48 |" in markdown
+    assert "No GPU here: the kernels op determinism changes" in html and "dist SD [95% CI]" in html
 
 
 def test_the_report_in_a_real_browser_fits_1280_pixels_and_every_plot_loads(small_study, tmp_path):

@@ -1,0 +1,77 @@
+"""Determinism's cost, measured: two settings of one real train step timed in interleaved blocks."""
+
+import pytest
+from conftest import SMALL, USER_MODEL
+
+from harness.platform import determinism
+from harness.trial import cost
+from harness.trial.config import load_benchmark, user_model_config
+from harness.trial.seeds import SeedSet
+
+
+def test_blocks_alternate_a_b_then_b_a_so_a_steady_drift_cancels():
+    order = []
+
+    def setting(name):
+        return cost.Setting(name, lambda: order.append(f"enter {name}"), lambda n: order.append(f"{name} x{n}"))
+
+    a_seconds, b_seconds = cost.interleaved_seconds(setting("A"), setting("B"), blocks=4, steps=7)
+    assert [step for step in order if " x" in step] == ["A x7", "B x7", "B x7", "A x7", "A x7", "B x7", "B x7",
+                                                         "A x7"]
+    assert order[:2] == ["enter A", "A x7"]  # each block runs under its own setting
+    assert len(a_seconds) == len(b_seconds) == 4 and min(a_seconds + b_seconds) > 0
+
+
+@pytest.mark.parametrize("found", [True, False])
+def test_a_real_train_step_is_timed_in_blocks_and_op_determinism_is_left_as_found(found):
+    config = load_benchmark("digits_mlp", **SMALL)
+    determinism.set_op_determinism(found)
+    measured = cost.measure(config, SeedSet.from_base(0), blocks=8, xla=found)
+    assert determinism.op_determinism_enabled() is found
+    components = measured["components"]
+    assert set(components) == {"op_determinism", "tf_data_determinism", *(["xla"] if found else [])}
+    for component in components.values():
+        assert component["measured"], component
+        assert len(component["a_seconds"]) == len(component["b_seconds"]) == 8
+        assert component["steps_per_block"] >= 4
+    assert (components["op_determinism"]["a"], components["op_determinism"]["b"]) == (
+        "op determinism off", "op determinism on")
+    # No GPU here: nothing to list, said so.
+    assert measured["ops_that_pay"] == {"ops": [], "note": cost.NO_GPU_NOTE}
+
+
+def test_the_profiler_lists_each_op_of_the_step_with_its_time_per_step_in_both_settings():
+    """The GPU path, run on the CPU's ops: no CPU kernel changes under op determinism, so the test names the op
+    to list (MatMul, which oneDNN runs as _MklMatMul) and the place ("Host")."""
+    from harness.trial import train
+    from harness.trial.datasets import split_pool
+
+    config = load_benchmark("digits_mlp", **SMALL).replace(determinism=True)
+    seeds = SeedSet.from_base(0)
+    dataset = train.prepare(config)
+    split = split_pool(dataset, seeds, config.validation_fraction, config.max_train_examples)
+    trainable = train.build_trainable(config, dataset, seeds)
+    batches = cost._cached_batches(config, seeds, split)  # noqa: SLF001  the measurement's own batches
+    off, on = (cost._step_setting(name, trainable, batches, False, enabled)  # noqa: SLF001
+               for name, enabled in (("off", False), ("on", True)))
+    for setting in (off, on):
+        setting.run(4)  # traced before profiling, as the measurement warms them
+    listed = cost.ops_that_pay(off, on, 8, kinds=("Host",), listed=lambda op: op == "MatMul")
+    assert [row["op"] for row in listed["ops"]] == ["MatMul"] and listed["note"] is None
+    row = listed["ops"][0]
+    assert row["off_ms_per_step"] > 0 and row["on_ms_per_step"] > 0
+    # What a GPU user gets on a CPU: the known GPU ops' kernels, of which the CPU ran none.
+    assert cost.ops_that_pay(off, on, 8)["ops"] == []
+
+
+def test_a_model_trained_by_its_own_keras_fit_is_not_timed_and_says_why(tmp_path):
+    path = tmp_path / "user_model.py"
+    path.write_text(USER_MODEL)
+    config = user_model_config(model=f"{path}:create_model", dataset="digits", trainer="keras_fit", epochs=1,
+                               max_train_examples=200)
+    measured = cost.measure(config, SeedSet.from_base(0), blocks=8)
+    assert measured["components"]["op_determinism"] == {
+        "measured": False, "a": "op determinism off", "b": "op determinism on",
+        "reason": "the model trains through its own Keras fit (--trainer=keras_fit), which the harness cannot "
+                  "time in blocks"}
+    assert measured["components"]["tf_data_determinism"]["measured"]
