@@ -28,9 +28,8 @@ from harness.analysis.summary import format_summary, summarize_study, write_summ
 from harness.errors import UsageError
 from harness.platform import determinism, environment
 from harness.schema import LOST_FILE, STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIALS_FILE
-from harness.studies import ISOLATIONS, study_runner
+from harness.studies import ISOLATIONS, determinism_cost, study_runner
 from harness.studies import conditions as conditions_lib
-from harness.studies import determinism_cost
 from harness.studies.records import content_id, read_records, write_json
 from harness.studies.storage import StudyDir, exclusive, shard_dir_name
 from harness.trial import user_code, user_data

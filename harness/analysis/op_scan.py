@@ -23,21 +23,15 @@ def train_step_ops(config: TrialConfig) -> Counter:
 
     from harness.trial.datasets import dataset_of
     from harness.trial.seeds import SeedSet
-    from harness.trial.train import build_trainable, make_train_loop
+    from harness.trial.train import build_trainable, graph_op_types, make_train_loop
 
     dataset = dataset_of(config)
     loop = make_train_loop(build_trainable(config, dataset, SeedSet.from_base(0)), config.xla)
     label_spec = tf.TensorSpec([config.batch_size, *dataset.train_y.shape[1:]], tf.as_dtype(dataset.train_y.dtype))
     input_spec = tf.nest.map_structure(
         lambda x: tf.TensorSpec([config.batch_size, *x.shape[1:]], tf.as_dtype(x.dtype)), dataset.train_x)
-    graph = loop.train_step.get_concrete_function(input_spec, label_spec, tf.TensorSpec([], tf.int64)).graph
-    ops: Counter = Counter()
-    functions = [graph]
-    while functions:
-        current = functions.pop()
-        ops.update(op.type for op in current.get_operations())
-        functions += [f.graph for f in getattr(current, "_functions", {}).values() if hasattr(f, "graph")]
-    return ops
+    return graph_op_types(loop.train_step.get_concrete_function(input_spec, label_spec,
+                                                                tf.TensorSpec([], tf.int64)).graph)
 
 
 def scan(config: TrialConfig) -> dict[str, Any]:

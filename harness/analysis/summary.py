@@ -525,14 +525,38 @@ def _cost_sentences(block: dict[str, Any] | None) -> str:
                                     "input pipeline time"))
     ops = block.get("ops_that_pay")
     if ops and ops.get("ops"):
-        listed = ", ".join(f"{row['op']} {row['off_ms_per_step']:.3g} -> {row['on_ms_per_step']:.3g} ms"
-                           if row["off_ms_per_step"] is not None and row["on_ms_per_step"] is not None
-                           else row["op"] for row in ops["ops"][:5])
-        said.append(f"Ops whose kernels op determinism changes, per step off -> on (one profiled block each): "
-                    f"{listed}.")
+        said.append(_ops_sentence(ops["ops"]))
     elif ops and ops.get("note"):
         said.append(ops["note"][0].upper() + ops["note"][1:] + ".")
     return "".join(f" {sentence}" for sentence in said if sentence)
+
+
+def _ops_sentence(rows: list[dict[str, Any]]) -> str:
+    """Which ops of the train step op determinism changes, with their profiled times: ops its Python API traces
+    in one setting only (a deterministic composite in place of one op), and ops whose kernel changes (a GPU's)."""
+    def timed(row: dict[str, Any], key: str) -> str:
+        return f"{row['op']} {row[key]:.3g} ms" if row[key] is not None else row["op"]
+
+    replaced = [row for row in rows if row.get("traced_off", True) and not row.get("traced_on", True)]
+    added = [row for row in rows if row.get("traced_on", True) and not row.get("traced_off", True)]
+    kernels = [row for row in rows if row.get("traced_on", True) and row.get("traced_off", True)]
+    parts = []
+    if replaced or added:
+        # The ops the profile saw first: the rest were folded or fused away, or too quick to register.
+        shown = sorted(added, key=lambda row: -(row["on_ms_per_step"] or 0))
+        listed = ", ".join(timed(row, "on_ms_per_step") for row in shown[:4])
+        more = f" and {len(shown) - 4} more" if len(shown) > 4 else ""
+        parts.append(f"it traces {_and([timed(row, 'off_ms_per_step') for row in replaced]) or 'no op'} as "
+                     f"{len(added)} other op(s) ({listed}{more})")
+    if kernels:
+        parts.append("it changes the kernels of " + ", ".join(
+            f"{row['op']} ({_op_ms(row['off_ms_per_step'])} -> {_op_ms(row['on_ms_per_step'])})" for row in kernels))
+    return f"Op determinism changes the train step's ops (per step, one profiled block a setting, no interval): " \
+           f"{'; '.join(parts)}."
+
+
+def _op_ms(value: float | None) -> str:
+    return "not seen" if value is None else f"{value:.3g} ms"
 
 
 def _component_sentence(subject: str, component: dict[str, Any] | None, what: str) -> str | None:

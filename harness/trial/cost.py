@@ -12,9 +12,10 @@ Components, each A against B:
   op determinism off in both (the harness keeps the option on in every condition);
 - `xla` (with env:xla=1 in the study): the train step as traced against compiled with XLA, determinism on.
 
-Only raw seconds are kept here; the ratio and its interval are the summary's. On a GPU, `ops_that_pay`
-lists, from TensorFlow's profiler, the train step's ops whose kernels change under op determinism
-(`known_ops`) with each op's time per step in both settings.
+Only raw seconds are kept here; the ratio and its interval are the summary's. `ops_that_pay` lists, from
+TensorFlow's profiler, the train step's ops that op determinism changes, with each op's time per step in
+both settings: on a GPU the ops whose kernels change (`known_ops`), and on any device the ops TensorFlow's
+Python API traces in one setting only.
 """
 
 from __future__ import annotations
@@ -46,8 +47,6 @@ MAX_BLOCKS = 1000
 BLOCK_SECONDS = 0.025
 MAX_STEPS_PER_BLOCK = 2000
 CACHED_BATCHES = 16  # the batches both settings train on, over and over (the op component leaves tf.data out)
-NO_GPU_NOTE = ("no GPU here: the kernels op determinism changes (cuDNN algorithm choice, atomics) are GPU kernels, "
-               "so on a CPU there is no op to list")
 METHOD = ("interleaved blocks (A B B A ...), both settings in one process on the same warmed model and batches; "
           "95% CI: t-interval of the mean log ratio of each block's pair")
 
@@ -56,8 +55,11 @@ class Setting:
     """One side of a comparison: what it is called, what switches to it, and `run(n)`, which runs n steps and
     waits for them."""
 
-    def __init__(self, name: str, enter: Callable[[], None], run: Callable[[int], Any]) -> None:
+    def __init__(self, name: str, enter: Callable[[], None], run: Callable[[int], Any],
+                 op_types: Callable[[], set[str]] | None = None) -> None:
         self.name, self.enter, self.run = name, enter, run
+        # The op types of its train step as traced in this setting (a train step's setting only).
+        self.op_types = op_types
 
 
 def interleaved_seconds(a: Setting, b: Setting, blocks: int, steps: int) -> tuple[list[float], list[float]]:
@@ -139,10 +141,11 @@ def measure(config: TrialConfig, seeds: SeedSet, blocks: int = DEFAULT_BLOCKS, x
                                 for name, jit in (("traced", False), ("XLA-compiled", True)))
             components["xla"] = compare(traced, compiled, blocks)
         gpu = bool(tf.config.list_physical_devices("GPU"))
-        if profile_ops or (profile_ops is None and gpu):
-            ops = ops_that_pay(off, on, components["op_determinism"].get("steps_per_block") or CACHED_BATCHES)
-        else:
-            ops = {"ops": [], "note": NO_GPU_NOTE if not gpu else "not profiled"}
+        ops = None
+        if profile_ops or (profile_ops is None and components["op_determinism"]["measured"]):
+            # Four blocks' steps: a profile of one op's time needs more than the block's 25 ms.
+            ops = ops_that_pay(off, on, 4 * (components["op_determinism"].get("steps_per_block") or CACHED_BATCHES),
+                               kinds=("Device",) if gpu else ("Host",))
         return {"components": components, "ops_that_pay": ops}
     finally:
         determinism.set_op_determinism(was)
@@ -168,7 +171,13 @@ def _step_setting(name: str, trainable, batches: tf.data.Dataset, xla: bool, op_
         loop(iterator, tf.constant(n, tf.int64), tf.constant(done[0], tf.int64)).numpy()
         done[0] += n
 
-    return Setting(name, lambda: determinism.set_op_determinism(op_determinism), run)
+    def op_types() -> set[str]:
+        determinism.set_op_determinism(op_determinism)  # should the step trace again, it traces in its setting
+        x_spec, y_spec = batches.element_spec
+        function = loop.train_step.get_concrete_function(x_spec, y_spec, tf.TensorSpec([], tf.int64))
+        return set(train.graph_op_types(function.graph))
+
+    return Setting(name, lambda: determinism.set_op_determinism(op_determinism), run, op_types)
 
 
 def _tf_data_component(config: TrialConfig, seeds: SeedSet, blocks: int) -> dict[str, Any]:
@@ -197,23 +206,46 @@ def _tf_data_component(config: TrialConfig, seeds: SeedSet, blocks: int) -> dict
 
 def ops_that_pay(off: Setting, on: Setting, steps: int, kinds: tuple[str, ...] = ("Device",),
                  listed: Callable[[str], bool] | None = None) -> dict[str, Any]:
-    """The train step's ops whose kernels change under op determinism, with each op's self time per step in
-    both settings, from TensorFlow's profiler (one block of `steps` per setting).
+    """The train step's ops that op determinism changes, with each op's self time per step in both settings,
+    from TensorFlow's profiler (one block of `steps` per setting: one sample each).
 
-    `kinds`: where the ops ran, as the profiler names it ("Device": a GPU; "Host": the CPU). `listed`: which
-    op types to list (default: those `known_ops` says op determinism changes). Tests pass the CPU's
-    ("Host",) and a listing of their own to see the path work where no kernel changes."""
-    listed = listed or (lambda op: op in known_ops.KNOWN_OPS)
+    Two kinds change: ops whose kernel is another under op determinism (`known_ops`: cuDNN algorithm choice,
+    atomics; GPU kernels), and ops TensorFlow's Python API puts in the graph only in one setting (measured
+    here on a CPU: `SparseSoftmaxCrossEntropyWithLogits` traced off becomes `LogSoftmax`, `GatherV2` and
+    `UnsortedSegmentSum` on). `kinds`: where ops ran, as the profiler names it ("Device": a GPU; "Host":
+    the CPU). `listed`: which op types to list instead (tests)."""
     try:
         times = {setting.name: _profiled_op_ms(setting, steps, kinds) for setting in (off, on)}
+        # Which ops each setting's step has is read off its traced graph: the profile also holds the input
+        # pipeline's ops, which run on their own threads whenever they like.
+        traced = {setting.name: setting.op_types() for setting in (off, on)}
     except (tf.errors.OpError, RuntimeError, ValueError) as error:
-        return {"ops": [], "note": f"not profiled: {type(error).__name__}: {first_line(error)}"}
-    ops = sorted({op for per_op in times.values() for op in per_op if listed(op)})
-    rows = [{"op": op, "what": getattr(known_ops.KNOWN_OPS.get(op), "what", None),
-             "off_ms_per_step": times[off.name].get(op), "on_ms_per_step": times[on.name].get(op)} for op in ops]
+        return {"ops": [], "note": f"not profiled: {type(error).__name__}: {first_line(error)}", "steps": steps}
+    off_ms, on_ms = times[off.name], times[on.name]
+    off_ops, on_ops = traced[off.name], traced[on.name]
+
+    def changed(op: str) -> bool:
+        return (op in off_ops) != (op in on_ops) or (op in known_ops.KNOWN_OPS and "Device" in kinds)
+
+    rows = [{"op": op, "what": _what_changed(op, op in off_ops, op in on_ops), "traced_off": op in off_ops,
+             "traced_on": op in on_ops, "off_ms_per_step": off_ms.get(op), "on_ms_per_step": on_ms.get(op)}
+            for op in sorted(off_ops | on_ops | set(off_ms) | set(on_ms)) if (listed or changed)(op)]
     rows.sort(key=lambda row: -((row["on_ms_per_step"] or 0) - (row["off_ms_per_step"] or 0)))
-    note = None if rows else "no op of the train step has a kernel that op determinism changes here"
+    note = None
+    if not rows:
+        note = "no op of the train step changes under op determinism here" + (
+            "" if "Device" in kinds else " (the GPU kernels it changes, cuDNN algorithm choice and atomics, do not "
+                                         "run on a CPU)")
     return {"ops": rows, "note": note, "steps": steps}
+
+
+def _what_changed(op: str, off: bool, on: bool) -> str:
+    if off and not on:
+        return "traced only with op determinism off: replaced by a deterministic composite when on"
+    if on and not off:
+        return "traced only with op determinism on: part of a deterministic composite"
+    known = known_ops.KNOWN_OPS.get(op)
+    return known.what if known else "in both settings"
 
 
 def _profiled_op_ms(setting: Setting, steps: int, kinds: tuple[str, ...]) -> dict[str, float]:

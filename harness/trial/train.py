@@ -15,6 +15,7 @@ import dataclasses
 import functools
 import logging
 import time
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -318,6 +319,17 @@ def make_train_loop(trainable: Trainable, xla: bool, trace: bool = False):
                             (tf.float32, tf.uint8) if trace else (tf.float32,))
     train_loop.train_step = traced_step  # for the op scan
     return train_loop
+
+
+def graph_op_types(graph: tf.Graph) -> Counter:
+    """Op types (with counts) of a traced graph and of every function it calls, as traced (before Grappler)."""
+    ops: Counter = Counter()
+    graphs = [graph]
+    while graphs:
+        current = graphs.pop()
+        ops.update(op.type for op in current.get_operations())
+        graphs += [f.graph for f in getattr(current, "_functions", {}).values() if hasattr(f, "graph")]
+    return ops
 
 
 def _read(variable) -> tf.Tensor:

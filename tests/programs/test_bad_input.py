@@ -56,6 +56,7 @@ CASES = [
                        "--output_dir={root}/out_args"]),
     ("harness.bench", ["--conditions=colour", "--output_dir={root}/out_colour"]),
     ("harness.bench", ["--epochs=0", "--output_dir={root}/out_epochs"]),
+    ("harness.bench", ["--cost_blocks=3", "--output_dir={root}/out_cost"]),
     ("harness.gate", ["--baseline={root}/empty.json", "--candidate={root}/study"]),
     ("harness.gate", ["--baseline={root}/study", "--candidate={root}/junk.json"]),
     ("harness.gate", ["--baseline={root}/study", "--candidate={root}/truncated.jsonl"]),

@@ -85,7 +85,8 @@ def test_report_renders_real_pngs_referenced_by_the_html(small_study, tmp_path):
     ci = cost["components"]["op_determinism"]["ci95"]
     assert f"| op determinism | op determinism off | op determinism on | {cost['ratio']:.3f}x | " \
            f"[{ci[0]:.3f}, {ci[1]:.3f}] | 48 |" in markdown
-    assert "No GPU here: the kernels op determinism changes" in html and "dist SD [95% CI]" in html
+    assert "<td>SparseSoftmaxCrossEntropyWithLogits</td><td>traced only with op determinism off" in html
+    assert "dist SD [95% CI]" in html
 
 
 def test_the_report_in_a_real_browser_fits_1280_pixels_and_every_plot_loads(small_study, tmp_path):
