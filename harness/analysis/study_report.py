@@ -409,7 +409,7 @@ def _html(summary: dict[str, Any], captions: list[tuple[str, str]], environment:
 <style>
 body {{ font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }}
 figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }} figcaption {{ color: #555; font-size: 0.9em; }}
-table {{ border-collapse: collapse; font-size: 0.85em; width: 100%; }}
+table {{ border-collapse: collapse; font-size: 0.8em; width: 100%; }}
 th, td {{ text-align: left; padding: 0.2em 0.4em; border-bottom: 1px solid #ddd; vertical-align: top;
           overflow-wrap: anywhere; }}
 /* A number is never broken across lines; the words of `varies` and of the headers wrap instead. */

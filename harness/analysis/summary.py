@@ -642,7 +642,7 @@ def _distribution_text(described: dict[str, Any] | None) -> str:
     """The distribution-wise SD in points with its interval (Jordan 2024), or - without 3 runs' correctness."""
     if not described:
         return "-"
-    return f"{described['sd'] * 100:.3f} [{described['ci95'][0] * 100:.3f}, {described['ci95'][1] * 100:.3f}]"
+    return f"{described['sd'] * 100:.2f} [{described['ci95'][0] * 100:.2f}, {described['ci95'][1] * 100:.2f}]"
 
 
 def _ratio_text(ratio: dict[str, Any] | None) -> str:
