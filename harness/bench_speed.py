@@ -51,6 +51,9 @@ from harness.trial.seeds import SeedSet
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("examples", 16384, "Training examples per epoch (of the 60,000 synthetic ones).", lower_bound=256)
+flags.DEFINE_integer("runs", 3, "Times every row is measured, one run of all rows after another: each row's "
+                     "`vs fastest fit` is the geometric mean of its runs' ratios with a 95% t-interval (1: one "
+                     "sample, no interval).", lower_bound=1)
 flags.DEFINE_bool("doctor", True, "Also time harness.doctor --verify on the two example scripts (about a minute).")
 flags.DEFINE_enum("memory_probe", None, ["builtin", "user"], "Internal: run one trial of this model in this process "
                   "and print the memory it added.")
@@ -206,6 +209,37 @@ def measure(examples: int, epochs: int, replica_counts: list[int | str]) -> dict
             "update_bound": update_bound(base, max(counts), peak, flops, rows, reference["examples_per_s"]),
             "weights_fingerprint_ms": weights_fingerprint_ms(),
             "first_trial_fixed_cost_s": fixed[0], "fixed_trial_cost_s": float(np.median(fixed[1:]))}
+
+
+def over_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One set of figures from several runs of `measure`: each row's examples/s is its median run, and its
+    `vs fastest fit` the geometric mean of its runs' ratios (each run's row over that run's fastest fit, so a
+    machine that speeds up between runs moves both) with a 95% t-interval (`stats.paired_ratio`); one run
+    gives the ratio alone. The other figures are the first run's."""
+    from harness.analysis import stats
+
+    figures = dict(runs[0])
+    rows = []
+    for number, row in enumerate(runs[0]["rows"]):
+        rates = [run["rows"][number]["examples_per_s"] for run in runs]
+        references = [run["keras_reference"]["examples_per_s"] for run in runs]
+        # rate / reference rate = reference's seconds per example over the row's.
+        ratio = stats.paired_ratio([1 / r for r in references], [1 / r for r in rates])
+        median = float(np.median(rates))
+        rows.append({**row, "examples_per_s": median, "runs_examples_per_s": rates, "vs_keras": ratio["ratio"],
+                     "vs_keras_ci95": ratio["ci95"],
+                     "share_of_matmul_peak": median * runs[0]["model_flops_per_example"]
+                     / (runs[0]["matmul_peak_gflops"] * 1e9)})
+    figures["rows"] = rows
+    figures["runs"] = len(runs)
+    references = [run["keras_reference"]["examples_per_s"] for run in runs]
+    figures["keras_reference"] = {**runs[0]["keras_reference"], "examples_per_s": float(np.median(references))}
+    return figures
+
+
+def _ratio_text(row: dict[str, Any]) -> str:
+    interval = row.get("vs_keras_ci95")
+    return f"{row['vs_keras']:.2f}x [{interval[0]:.2f}, {interval[1]:.2f}]" if interval else f"{row['vs_keras']:.2f}x"
 
 
 def fastest_fit(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -500,19 +534,21 @@ def main(argv: list[str]) -> int:
     if FLAGS.memory_probe:
         print(json.dumps(memory_of_one_trial(FLAGS.memory_probe, FLAGS.examples, epochs)))
         return 0
-    figures = measure(FLAGS.examples, epochs, counts)
+    figures = over_runs([measure(FLAGS.examples, epochs, counts) for _ in range(FLAGS.runs)])
     figures["memory"] = measure_memory(FLAGS.examples, epochs)
     if FLAGS.doctor:
         figures["doctor_s"], doctor_runs = doctor_seconds()
     env = environment.capture()
     print(f"{env['cpu']['model']}, {env['cpu']['usable_cores']} cores; TensorFlow {env['tensorflow']['version']}; "
           f"{FLAGS.examples} examples x {epochs} epochs, batch 32, first epoch/call excluded")
-    print(format_table(["configuration", "examples/s", "vs fastest fit", "of matmul peak"],
-                       [[r["name"], f"{r['examples_per_s']:,.0f}", f"{r['vs_keras']:.2f}x",
-                         f"{r['share_of_matmul_peak']:.1%}"] for r in figures["rows"]]))
+    print(format_table(["configuration", "examples/s", "vs fastest fit [95% CI]", "of matmul peak"],
+                       [[r["name"], f"{r['examples_per_s']:,.0f}", _ratio_text(r), f"{r['share_of_matmul_peak']:.1%}"]
+                        for r in figures["rows"]]))
     reference = figures["keras_reference"]
-    print(f"`vs fastest fit` divides by the fastest keras fit of this run: {reference['name']}, "
-          f"{reference['examples_per_s']:,.0f} examples/s (one run each, 2+ timed epochs: not an interval)")
+    runs = f"{FLAGS.runs} runs of every row, one after another; examples/s: the median run; each ratio: the " \
+        "geometric mean of its runs' ratios, 95% t-interval" if FLAGS.runs > 1 else "one run: one sample, no interval"
+    print(f"`vs fastest fit` divides by the fastest keras fit of each run: {reference['name']}, "
+          f"{reference['examples_per_s']:,.0f} examples/s ({runs})")
     print(f"matmul peak {figures['matmul_peak_gflops']:.1f} GFLOP/s (2048x2048 float32); model "
           f"{figures['model_flops_per_example']:,} training FLOPs/example")
     print(f"fixed in-process cost per trial (setup and tracing): {figures['fixed_trial_cost_s']:.2f} s; "

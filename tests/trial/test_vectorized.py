@@ -1,5 +1,6 @@
 """Vectorized replicas: K trials in one graph, each its own trial, reproducible when rerun vectorized."""
 
+import numpy as np
 import pytest
 from conftest import SMALL
 
@@ -161,7 +162,7 @@ def test_the_speed_benchmark_prints_the_side_by_side_table_and_a_valid_record(tm
     from conftest import run_program
 
     result = run_program("harness.bench_speed", "--examples=256", "--epochs=2", "--replicas=auto", "--nodoctor",
-                         f"--output_dir={tmp_path}")
+                         "--runs=2", f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     for row in ("keras model.fit of examples/mnist_mlp.py:create_model (determinism on)",
                 "harness loop on --model=examples/mnist_mlp.py:create_model", "harness loop (determinism on)",
@@ -181,13 +182,20 @@ def test_the_speed_benchmark_prints_the_side_by_side_table_and_a_valid_record(tm
         assert row in result.stdout
     record = json.loads((tmp_path / "speed.json").read_text())
     assert schema_errors(record) == []
-    # Every ratio divides by the fastest plain fit of the run (TF's pools or one thread), which it names.
-    fits = {r["name"]: r["examples_per_s"] for r in record["rows"]
+    # Every ratio divides by the fastest plain fit of each run (TF's pools or one thread), which it names; over
+    # the runs it is the geometric mean of the runs' ratios, with an interval.
+    assert record["runs"] == 2
+    fits = {r["name"]: r["runs_examples_per_s"] for r in record["rows"]
             if r["name"].startswith("keras model.fit") and "FingerprintCallback" not in r["name"]}
-    assert record["keras_reference"]["examples_per_s"] == max(fits.values())
-    assert {r["name"]: r["vs_keras"] for r in record["rows"]}[record["keras_reference"]["name"]] == 1.0
+    fastest = [max(rates[run] for rates in fits.values()) for run in range(2)]
+    for row in record["rows"]:
+        rates = row["runs_examples_per_s"]
+        assert row["vs_keras"] == pytest.approx(np.sqrt(rates[0] / fastest[0] * rates[1] / fastest[1]))
+        assert row["vs_keras_ci95"][0] <= row["vs_keras"] <= row["vs_keras_ci95"][1]
+        assert row["examples_per_s"] == pytest.approx(np.median(rates))
     assert all(r["vs_keras"] <= 1.0 for r in record["rows"] if r["name"] in fits)
-    assert "`vs fastest fit` divides by the fastest keras fit of this run: " in result.stdout
+    assert "`vs fastest fit` divides by the fastest keras fit of each run: " in result.stdout
+    assert "2 runs of every row, one after another" in result.stdout
     together = [r for r in record["rows"] if r.get("workers") == 2]
     assert [r.get("path") for r in together] == [None, "fused", "batched", "grouped"]
     assert record["full_study"]["parallel"]["workers"] == 2
