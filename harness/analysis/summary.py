@@ -20,7 +20,7 @@ from harness.analysis import stats
 from harness.errors import UsageError
 from harness.schema import SUMMARY_FILE, SUMMARY_SCHEMA, TRIAL_SCHEMA, TRIALS_FILE
 from harness.studies import determinism_cost
-from harness.studies.conditions import ALL, CONTROL, KERNELS, Condition, condition
+from harness.studies.conditions import ALL, CONTROL, KERNELS, XLA_ON, Condition, condition
 from harness.studies.records import (
     NotStrictJson,
     read_records,
@@ -288,7 +288,7 @@ def _step_ratio(row: dict[str, Any], control: dict[str, Any],
     """A row's step time over control's: for `kernels` (and env:xla=1) the interleaved measurement's paired
     ratio with its interval; for any other row the ratio of the conditions' medians, marked timed apart."""
     components = (determinism_cost or {}).get("components") or {}
-    measured = {KERNELS: ("op_determinism", True), "env:xla=1": ("xla", False)}.get(row["name"])
+    measured = {KERNELS: ("op_determinism", True), XLA_ON: ("xla", False)}.get(row["name"])
     if measured and (components.get(measured[0]) or {}).get("ratio"):
         component = components[measured[0]]
         # The cost is B (determinism on, XLA) over A; kernels' row is op determinism off over on.

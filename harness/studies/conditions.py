@@ -17,6 +17,8 @@ from harness.trial.seeds import SOURCES, SeedSet, derive_seed
 SEED_CONDITIONS = SOURCES  # init, shuffle, dropout, augment, split: that one seed varies.
 # The names other modules compare records with.
 CONTROL, KERNELS, ALL = "control", "kernels", "all"
+# The variant whose step ratio to control is measured interleaved in-process (studies/determinism_cost.py).
+XLA_ON = "env:xla=1"
 
 # Environment variants run with determinism on and every seed fixed, and are
 # judged against `control`: same bits or not. Each maps a value to what it sets.
@@ -91,7 +93,7 @@ NAMED_CONDITIONS = {c.name: c for c in (
     Condition("order", "the order of the batch's terms in every sum", determinism=True, reorders_sums=True),
 )}
 CONDITIONS = tuple(NAMED_CONDITIONS)
-DEFAULT_CONDITIONS = (*CONDITIONS, "env:threads=1", "env:onednn=0", "env:xla=1", "env:load=1")
+DEFAULT_CONDITIONS = (*CONDITIONS, "env:threads=1", "env:onednn=0", XLA_ON, "env:load=1")
 
 
 def default_conditions(config: TrialConfig) -> list[Condition]:

@@ -15,19 +15,17 @@ from typing import Any
 
 from harness.platform import environment
 from harness.schema import COST_FILE, COST_SCHEMA
-from harness.studies.conditions import CONTROL, KERNELS, Condition
+from harness.studies.conditions import CONTROL, KERNELS, XLA_ON, Condition
 from harness.studies.records import load_document, schema_errors, utc_timestamp, write_json
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
-
-XLA_VARIANT = "env:xla=1"
 
 
 def wanted(chosen: list[Condition]) -> tuple[bool, bool]:
     """(measure op determinism's cost, measure XLA's too): a study with control and kernels, or with
     control and env:xla=1, has a step ratio that only an interleaved measurement can give."""
     names = {c.name for c in chosen}
-    return CONTROL in names and KERNELS in names, CONTROL in names and XLA_VARIANT in names
+    return CONTROL in names and KERNELS in names, CONTROL in names and XLA_ON in names
 
 
 def read(directory: Path) -> dict[str, Any] | None:

@@ -115,40 +115,55 @@ def measure(config: TrialConfig, seeds: SeedSet, blocks: int = DEFAULT_BLOCKS, x
     """The components of determinism's cost for a study's control config and seeds (see the module's text).
 
     `xla`: also time the XLA-compiled step against the traced one (for env:xla=1). `profile_ops`: list
-    the ops that pay (None: where a GPU is visible). Op determinism is left as it was found."""
-    control = config.replace(determinism=True)
+    the ops that pay (None: wherever op determinism's cost was measured). Op determinism is left as it was
+    found. A measurement never stops a study: what fails is recorded as not measured, with why."""
     was = determinism.op_determinism_enabled()
     try:
-        components = {"tf_data_determinism": _tf_data_component(control, seeds, blocks)}
-        trainer, reason = train.trainer_of(control)
-        if trainer != "harness" or control.strategy != "none":
-            why = (f"the model trains through its own Keras fit ({reason or '--trainer=keras_fit'}), which the "
-                   "harness cannot time in blocks") if trainer != "harness" else \
-                f"--strategy={control.strategy} splits the step over replicas, which the harness times only whole"
-            components["op_determinism"] = not_measured("op determinism off", "op determinism on", why)
-            if xla:
-                components["xla"] = not_measured("traced", "XLA-compiled", why)
-            return {"components": components, "ops_that_pay": None}
-        dataset = train.prepare(control)
-        split = split_pool(dataset, seeds, control.validation_fraction, control.max_train_examples)
-        trainable = train.build_trainable(control, dataset, seeds)
-        batches = _cached_batches(control, seeds, split)
-        off, on = (_step_setting(f"op determinism {word}", trainable, batches, control.xla, enabled)
-                   for word, enabled in (("off", False), ("on", True)))
-        components["op_determinism"] = compare(off, on, blocks)
+        return _measure(config.replace(determinism=True), seeds, blocks, xla, profile_ops)
+    except Exception as error:  # noqa: BLE001  the study's records are written; its summary says why
+        why = f"{type(error).__name__}: {first_line(error)}"
+        components = {"tf_data_determinism": not_measured("tf.data deterministic off", "tf.data deterministic on",
+                                                          why),
+                      "op_determinism": not_measured("op determinism off", "op determinism on", why)}
         if xla:
-            traced, compiled = (_step_setting(name, trainable, batches, jit, True)
-                                for name, jit in (("traced", False), ("XLA-compiled", True)))
-            components["xla"] = compare(traced, compiled, blocks)
-        gpu = bool(tf.config.list_physical_devices("GPU"))
-        ops = None
-        if profile_ops or (profile_ops is None and components["op_determinism"]["measured"]):
-            # Four blocks' steps: a profile of one op's time needs more than the block's 25 ms.
-            ops = ops_that_pay(off, on, 4 * (components["op_determinism"].get("steps_per_block") or CACHED_BATCHES),
-                               kinds=("Device",) if gpu else ("Host",))
-        return {"components": components, "ops_that_pay": ops}
+            components["xla"] = not_measured("traced", "XLA-compiled", why)
+        return {"components": components, "ops_that_pay": None}
     finally:
         determinism.set_op_determinism(was)
+
+
+def _measure(control: TrialConfig, seeds: SeedSet, blocks: int, xla: bool,
+             profile_ops: bool | None) -> dict[str, Any]:
+    """`measure` for the control config: the pipeline's component, then the train step's (one model built
+    and warmed, both settings on its cached batches), then the ops that pay."""
+    components = {"tf_data_determinism": _tf_data_component(control, seeds, blocks)}
+    trainer, reason = train.trainer_of(control)
+    if trainer != "harness" or control.strategy != "none":
+        why = (f"the model trains through its own Keras fit ({reason or '--trainer=keras_fit'}), which the "
+               "harness cannot time in blocks") if trainer != "harness" else \
+            f"--strategy={control.strategy} splits the step over replicas, which the harness times only whole"
+        components["op_determinism"] = not_measured("op determinism off", "op determinism on", why)
+        if xla:
+            components["xla"] = not_measured("traced", "XLA-compiled", why)
+        return {"components": components, "ops_that_pay": None}
+    dataset = train.prepare(control)
+    split = split_pool(dataset, seeds, control.validation_fraction, control.max_train_examples)
+    trainable = train.build_trainable(control, dataset, seeds)
+    batches = _cached_batches(control, seeds, split)
+    off, on = (_step_setting(f"op determinism {word}", trainable, batches, control.xla, enabled)
+               for word, enabled in (("off", False), ("on", True)))
+    components["op_determinism"] = compare(off, on, blocks)
+    if xla:
+        traced, compiled = (_step_setting(name, trainable, batches, jit, True)
+                            for name, jit in (("traced", False), ("XLA-compiled", True)))
+        components["xla"] = compare(traced, compiled, blocks)
+    gpu = bool(tf.config.list_physical_devices("GPU"))
+    ops = None
+    if profile_ops or (profile_ops is None and components["op_determinism"]["measured"]):
+        # Four blocks' steps: a profile of one op's time needs more than the block's 25 ms.
+        ops = ops_that_pay(off, on, 4 * (components["op_determinism"].get("steps_per_block") or CACHED_BATCHES),
+                           kinds=("Device",) if gpu else ("Host",))
+    return {"components": components, "ops_that_pay": ops}
 
 
 def _cached_batches(config: TrialConfig, seeds: SeedSet, split) -> tf.data.Dataset:

@@ -93,3 +93,19 @@ def test_a_model_trained_by_its_own_keras_fit_is_not_timed_and_says_why(tmp_path
         "reason": "the model trains through its own Keras fit (--trainer=keras_fit), which the harness cannot "
                   "time in blocks"}
     assert measured["components"]["tf_data_determinism"]["measured"]
+
+
+def test_a_measurement_that_fails_says_why_and_never_stops_the_study(monkeypatch):
+    from harness.trial import train
+
+    def broken_build(*_):
+        raise ValueError("the model cannot be built twice\nsecond line")
+
+    monkeypatch.setattr(train, "build_trainable", broken_build)
+    determinism.set_op_determinism(False)
+    measured = cost.measure(load_benchmark("digits_mlp", **SMALL), SeedSet.from_base(0), blocks=8, xla=True)
+    assert determinism.op_determinism_enabled() is False
+    assert measured["ops_that_pay"] is None
+    for name in ("op_determinism", "tf_data_determinism", "xla"):
+        assert measured["components"][name]["measured"] is False
+        assert measured["components"][name]["reason"] == "ValueError: the model cannot be built twice"
