@@ -194,7 +194,8 @@ def test_the_speed_benchmark_prints_the_side_by_side_table_and_a_valid_record(tm
         assert row["vs_keras_ci95"][0] <= row["vs_keras"] <= row["vs_keras_ci95"][1]
         assert row["examples_per_s"] == pytest.approx(np.median(rates))
     assert all(r["vs_keras"] <= 1.0 for r in record["rows"] if r["name"] in fits)
-    assert "`vs fastest fit` divides by the fastest keras fit of each run: " in result.stdout
+    assert "`vs fastest fit` divides by the fastest keras fit of each run (run 1: keras model.fit" in result.stdout
+    assert len(record["keras_reference"]["runs_names"]) == 2
     assert "2 runs of every row, one after another" in result.stdout
     together = [r for r in record["rows"] if r.get("workers") == 2]
     assert [r.get("path") for r in together] == [None, "fused", "batched", "grouped"]
