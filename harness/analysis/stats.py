@@ -116,8 +116,9 @@ def describe(values: Sequence[float]) -> dict[str, Any] | None:
 def ratio_of_medians(values: Sequence[float], reference: Sequence[float]) -> dict[str, Any] | None:
     """median(values) / median(reference) with a 95% percentile-bootstrap interval.
 
-    Used for step time against `control`: for `kernels` it is the cost of op
-    determinism (its inverse). The interval needs at least 3 samples a side.
+    Used by the gate's speed rule (a candidate's step times against a baseline's), and for a condition's step
+    against control's where no interleaved measurement exists (the summary drops that interval: the two were
+    timed minutes apart, `paired_ratio` is the measurement). The interval needs at least 3 samples a side.
     """
     a = np.asarray([v for v in values if v is not None], dtype=np.float64)
     b = np.asarray([v for v in reference if v is not None], dtype=np.float64)
