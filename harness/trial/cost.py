@@ -226,9 +226,9 @@ def ops_that_pay(off: Setting, on: Setting, steps: int, kinds: tuple[str, ...] =
 
     Two kinds change: ops whose kernel is another under op determinism (`known_ops`: cuDNN algorithm choice,
     atomics; GPU kernels), and ops TensorFlow's Python API puts in the graph only in one setting (measured
-    here on a CPU: `SparseSoftmaxCrossEntropyWithLogits` traced off becomes `LogSoftmax`, `GatherV2` and
-    `UnsortedSegmentSum` on). `kinds`: where ops ran, as the profiler names it ("Device": a GPU; "Host":
-    the CPU). `listed`: which op types to list instead (tests)."""
+    here on a CPU: `SparseSoftmaxCrossEntropyWithLogits` traced off becomes a composite of `LogSoftmax`,
+    `UnsortedSegmentSum` and about ten more ops on). `kinds`: where ops ran, as the profiler names it
+    ("Device": a GPU; "Host": the CPU). `listed`: which op types to list instead (tests)."""
     try:
         times = {setting.name: _profiled_op_ms(setting, steps, kinds) for setting in (off, on)}
         # Which ops each setting's step has is read off its traced graph: the profile also holds the input
