@@ -32,9 +32,7 @@ def read(directory: Path) -> dict[str, Any] | None:
     """The directory's cost record, or None where it has none or one this harness cannot read (measured over)."""
     try:
         record = load_document((directory / COST_FILE).read_bytes(), str(directory / COST_FILE))
-    except FileNotFoundError:
-        return None
-    except Exception:  # a damaged record is measured over, not trusted
+    except Exception:  # no record, or a damaged one: measured over, not trusted
         return None
     if not isinstance(record, dict) or record.get("schema") != COST_SCHEMA or schema_errors(record):
         return None
@@ -42,14 +40,16 @@ def read(directory: Path) -> dict[str, Any] | None:
 
 
 def ensure(base: TrialConfig, seeds: SeedSet, chosen: list[Condition], directory: Path, study_id: str,
-           blocks: int) -> dict[str, Any] | None:
+           blocks: int, identity: dict[str, Any] | None = None) -> dict[str, Any] | None:
     """The study's cost record: the directory's own where it is of this study, environment and block count
     (and has the XLA component if the study has env:xla=1), else measured now and written atomically. None
-    where the study has nothing to measure or `blocks` is 0 (--cost_blocks=0)."""
+    where the study has nothing to measure or `blocks` is 0 (--cost_blocks=0). `identity`: the environment's
+    bit identity, where the caller has it."""
     ops, xla = wanted(chosen)
     if not (ops or xla) or blocks == 0:
         return None
-    identity = environment.bit_identity(environment.capture())
+    # The study's manifest already holds it (api.run_study): no second capture of the environment.
+    identity = identity or environment.bit_identity(environment.capture())
     existing = read(directory)
     if existing and existing["study_id"] == study_id and existing["environment"] == identity \
             and existing["blocks"] == blocks and (not xla or "xla" in existing["components"]):

@@ -106,8 +106,16 @@ def compare(a: Setting, b: Setting, blocks: int) -> dict[str, Any]:
             "a_seconds": a_seconds, "b_seconds": b_seconds}
 
 
-def not_measured(a: str, b: str, reason: str) -> dict[str, Any]:
-    return {"measured": False, "a": a, "b": b, "reason": reason}
+# Each component's two settings, A and B, as records and sentences name them.
+SETTINGS = {"op_determinism": ("op determinism off", "op determinism on"),
+            "tf_data_determinism": ("tf.data deterministic off", "tf.data deterministic on"),
+            "xla": ("traced", "XLA-compiled")}
+
+
+def not_measured(names: list[str], reason: str) -> dict[str, dict[str, Any]]:
+    """These components' records where they could not be measured, each with the one reason."""
+    return {name: {"measured": False, "a": SETTINGS[name][0], "b": SETTINGS[name][1], "reason": reason}
+            for name in names}
 
 
 def measure(config: TrialConfig, seeds: SeedSet, blocks: int = DEFAULT_BLOCKS, xla: bool = False,
@@ -121,13 +129,9 @@ def measure(config: TrialConfig, seeds: SeedSet, blocks: int = DEFAULT_BLOCKS, x
     try:
         return _measure(config.replace(determinism=True), seeds, blocks, xla, profile_ops)
     except Exception as error:  # noqa: BLE001  the study's records are written; its summary says why
-        why = f"{type(error).__name__}: {first_line(error)}"
-        components = {"tf_data_determinism": not_measured("tf.data deterministic off", "tf.data deterministic on",
-                                                          why),
-                      "op_determinism": not_measured("op determinism off", "op determinism on", why)}
-        if xla:
-            components["xla"] = not_measured("traced", "XLA-compiled", why)
-        return {"components": components, "ops_that_pay": None}
+        names = ["tf_data_determinism", "op_determinism", *(["xla"] if xla else [])]
+        return {"components": not_measured(names, f"{type(error).__name__}: {first_line(error)}"),
+                "ops_that_pay": None}
     finally:
         determinism.set_op_determinism(was)
 
@@ -142,20 +146,18 @@ def _measure(control: TrialConfig, seeds: SeedSet, blocks: int, xla: bool,
         why = (f"the model trains through its own Keras fit ({reason or '--trainer=keras_fit'}), which the "
                "harness cannot time in blocks") if trainer != "harness" else \
             f"--strategy={control.strategy} splits the step over replicas, which the harness times only whole"
-        components["op_determinism"] = not_measured("op determinism off", "op determinism on", why)
-        if xla:
-            components["xla"] = not_measured("traced", "XLA-compiled", why)
+        components.update(not_measured(["op_determinism", *(["xla"] if xla else [])], why))
         return {"components": components, "ops_that_pay": None}
     dataset = train.prepare(control)
     split = split_pool(dataset, seeds, control.validation_fraction, control.max_train_examples)
     trainable = train.build_trainable(control, dataset, seeds)
     batches = _cached_batches(control, seeds, split)
-    off, on = (_step_setting(f"op determinism {word}", trainable, batches, control.xla, enabled)
-               for word, enabled in (("off", False), ("on", True)))
+    off, on = (_step_setting(name, trainable, batches, control.xla, enabled)
+               for name, enabled in zip(SETTINGS["op_determinism"], (False, True), strict=True))
     components["op_determinism"] = compare(off, on, blocks)
     if xla:
         traced, compiled = (_step_setting(name, trainable, batches, jit, True)
-                            for name, jit in (("traced", False), ("XLA-compiled", True)))
+                            for name, jit in zip(SETTINGS["xla"], (False, True), strict=True))
         components["xla"] = compare(traced, compiled, blocks)
     gpu = bool(tf.config.list_physical_devices("GPU"))
     ops = None
@@ -216,7 +218,8 @@ def _tf_data_component(config: TrialConfig, seeds: SeedSet, blocks: int) -> dict
         return Setting(name, lambda: determinism.set_op_determinism(False),
                        lambda n: drain(iterator, tf.constant(n, tf.int64)).numpy())
 
-    return compare(setting("tf.data deterministic off", False), setting("tf.data deterministic on", True), blocks)
+    off, on = SETTINGS["tf_data_determinism"]
+    return compare(setting(off, False), setting(on, True), blocks)
 
 
 def ops_that_pay(off: Setting, on: Setting, steps: int, kinds: tuple[str, ...] = ("Device",),
