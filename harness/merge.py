@@ -5,8 +5,15 @@
 A sharded study (`--num_shards=N`, e.g. one pod of a Kubernetes Indexed Job per
 shard) leaves DIR/shard-IIIII-of-NNNNN/ directories, each with its own
 trials.jsonl and study.json. The merge checks they are shards of one study,
-writes DIR/trials.jsonl, DIR/study.json and DIR/summary.json as one unsharded
-run would have, and prints the study's table.
+adds their records to DIR/trials.jsonl, writes DIR/study.json and
+DIR/summary.json as one unsharded run would have, and prints the study's table.
+
+A merge never removes a record: records already in DIR/trials.jsonl (an earlier
+unsharded run of the same study with other conditions, an earlier merge) stay
+as they are, and a trial already there is not added again, so merging twice
+changes nothing. Records of another study, or trials recorded in another
+environment than the shards', are refused in a sentence: they would be mixed
+into one study's verdicts.
 """
 
 from __future__ import annotations
@@ -19,15 +26,10 @@ import harness.flags  # noqa: F401 (defines --output_dir and --input_dir)
 from harness import cli
 from harness.analysis.summary import format_summary, summarize_study, write_summary
 from harness.errors import UsageError
+from harness.platform import environment
 from harness.schema import COST_FILE, STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIALS_FILE
-from harness.studies import determinism_cost
-from harness.studies.records import (
-    load_document,
-    read_records,
-    schema_errors,
-    write_json,
-    write_records,
-)
+from harness.studies import determinism_cost, study_runner
+from harness.studies.records import append_record, load_document, read_records, schema_errors, write_json
 from harness.studies.storage import StudyDir, exclusive
 
 FLAGS = flags.FLAGS
@@ -48,12 +50,44 @@ def merge(shards: list[StudyDir], where: str) -> tuple[dict[str, Any], list[dict
         raise UsageError(f"{where} lacks shard(s) {', '.join(map(str, missing))} of {first['num_shards']}; "
                          "run them before merging")
     records: dict[str, dict[str, Any]] = {}
+    places = []
     for shard in shards:
-        for record in read_records(shard.local / TRIALS_FILE):
-            if record.get("study_id") == first["study_id"]:
-                records.setdefault(record["trial_key"], record)
+        mine = [r for r in read_records(shard.local / TRIALS_FILE) if r.get("study_id") == first["study_id"]]
+        places.append((str(shard), mine))
+        for record in mine:
+            records.setdefault(record["trial_key"], record)
+    refuse_mixed_environments(places)
     manifest = {**first, "shard_index": 0, "num_shards": 1, "trials_in_shard": first["trials_planned"]}
     return manifest, list(records.values())
+
+
+def refuse_mixed_environments(places: list[tuple[str, list[dict[str, Any]]]]) -> None:
+    """Shards that ran where the bits come out otherwise (another CPU, TF, XLA flag, thread pool: every
+    environment.BIT_SETTINGS entry) do not make one study: a condition would look irreproducible because
+    its repeats ran on two kinds of machine. One sentence naming the setting, both values and both places."""
+    reference_place, reference_record = next(((place, record) for place, records in places for record in records),
+                                             (None, None))
+    if reference_record is None:
+        return
+    reference = environment.bit_identity(reference_record.get("environment") or {})
+    for place, records in places:
+        for record in records:
+            changes = study_runner.environment_changes(record, reference)
+            if changes:
+                what = "; ".join(f"{name} {then} in {place}, {there} in {reference_place}"
+                                 for name, then, there in changes)
+                raise UsageError(f"the trials to merge were recorded in different environments ({what}); their "
+                                 "bits do not compare, so they are not one study: run every shard where the others "
+                                 "ran")
+
+
+def refuse_another_study(existing: list[dict[str, Any]], study_id: str, target: StudyDir) -> None:
+    """A directory holds one study's records: merging another study's shards into it would mix two."""
+    others = sorted({str(r.get("study_id")) for r in existing} - {study_id})
+    if others:
+        raise UsageError(f"{target}/{TRIALS_FILE} holds trials of study {others[0]} and the shards ran study "
+                         f"{study_id}; merging would mix two studies in one directory: give --output_dir another "
+                         "directory")
 
 
 def _manifest(shard: StudyDir) -> dict[str, Any]:
@@ -78,22 +112,31 @@ def main(argv: list[str]) -> int:
     shard_count = len(shards)
     manifest, records = merge(shards, FLAGS.input_dir)
     target = StudyDir(FLAGS.output_dir) if FLAGS.output_dir else source
-    with exclusive(target.local):  # One run writes a study directory at a time.
-        # Written whole, replacing any earlier merge: re-running a merge is safe.
-        write_records(target.local / TRIALS_FILE, sorted(records, key=lambda r: (r["repeat"], r["trial_key"])))
+    with exclusive(target.local):  # One run writes a study directory at a time; read and write under it.
+        existing = read_records(target.local / TRIALS_FILE)
+        refuse_another_study(existing, manifest["study_id"], target)
+        refuse_mixed_environments([(f"{target}/{TRIALS_FILE}", existing),
+                                   *(((str(shards[0]), records[:1]),) if records else ())])
+        # Added to what is there, never replacing it: records are appended one whole line at a time.
+        kept = {r.get("trial_key"): r for r in existing}
+        added = [r for r in sorted(records, key=lambda r: (r["repeat"], r["trial_key"])) if r["trial_key"] not in kept]
+        for record in added:
+            append_record(target.local / TRIALS_FILE, record)
+        study = [kept.get(r["trial_key"], r) for r in records]
         write_json(target.local / STUDY_FILE, manifest)
-        environment = records[0]["environment"] if records else {}
+        environment_then = study[0]["environment"] if study else {}
         # The study's cost record, measured by shard 0, goes with the merged records.
         cost = next((found for found in map(determinism_cost.read, (shard.local for shard in shards))
                      if found and found["study_id"] == manifest["study_id"]), None)
         if cost:
             write_json(target.local / COST_FILE, cost)
-        summary = summarize_study(manifest, records, environment, wall_s=None, cost=cost)
+        summary = summarize_study(manifest, study, environment_then, wall_s=None, cost=cost)
         write_summary(target.local / SUMMARY_FILE, summary)
         target.push()
     print(format_summary(summary))
     absent = manifest["trials_planned"] - len(records)
     print(f"\nmerged {len(records)} trial record(s) from {shard_count} shard(s) into {target}/"
+          f" ({len(added)} added; {len(existing)} already there kept)"
           + (f"; {absent} planned trial(s) have no record yet" if absent else ""))
     return 0
 

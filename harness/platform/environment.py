@@ -13,7 +13,7 @@ import platform
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import tensorflow as tf
@@ -47,6 +47,36 @@ RECORDED_ENV_VARS = {
     "TF_USE_LEGACY_KERAS": "Keras 2 (tf_keras) instead of Keras 3 for a user's model",
     "KERAS_BACKEND": "Keras 3's backend for a user's model",
 }
+# The recorded variables that cannot change a trial's bits: where threads run and how long they spin
+# (KMP_AFFINITY, KMP_BLOCKTIME), and which of the GPUs (the GPUs' names are compared instead).
+# TF_ENABLE_ONEDNN_OPTS is compared as "oneDNN", which is what it means (unset and 1 are both on).
+SPEED_ONLY_ENV_VARS = frozenset({"KMP_AFFINITY", "KMP_BLOCKTIME", "CUDA_VISIBLE_DEVICES", "TF_ENABLE_ONEDNN_OPTS"})
+# Every setting that can change a trial's bits, by the name a sentence gives it, and where a captured
+# environment holds it. Trials whose settings differ are not reruns of one another: a resumed study,
+# a rerun or a re-evaluation compares each (studies/study_runner.refuse_other_environments).
+BIT_SETTINGS: dict[str, tuple[str, ...]] = {
+    "TensorFlow": ("tensorflow", "version"),
+    "TensorFlow build": ("tensorflow", "git_version"),
+    "Keras": ("keras",),
+    "CPU": ("cpu", "model"),
+    # Which vector instructions the CPU has decides which kernels oneDNN and Eigen pick.
+    "CPU instruction sets": ("cpu", "instruction_sets"),
+    "GPUs": ("gpus",),
+    "oneDNN": ("onednn_enabled",),
+    "container image": ("container", "digest"),
+    # The pools the trials ran with: the bits of a sum depend on how it is split across threads.
+    "intra-op threads": ("threads", "intra_op"),
+    "inter-op threads": ("threads", "inter_op"),
+    **{name: ("env_vars", name) for name in RECORDED_ENV_VARS if name not in SPEED_ONLY_ENV_VARS},
+}
+# The settings a condition changes itself (its environment variables, its config's thread pools), which
+# differ between its trials and control's by design.
+SETTINGS_OF_CONDITION_CHANGES = {"TF_ENABLE_ONEDNN_OPTS": ("oneDNN",),
+                                 "intra_op_threads": ("intra-op threads",),
+                                 "inter_op_threads": ("inter-op threads",)}
+THREAD_SETTINGS = ("intra-op threads", "inter-op threads")
+# /proc/cpuinfo flags that select kernels (vector widths, fused multiply-add, AMX, VNNI, half floats).
+_KERNEL_CPU_FLAGS = re.compile(r"(sse4_[12]|avx.*|fma|f16c|amx.*|.*vnni.*|bf16)")
 # The harness's own settings (HARNESS_IMAGE, HARNESS_NUM_SHARDS, ...).
 RECORDED_ENV_PREFIX = "HARNESS_"
 # Even a recorded variable is written as REDACTED when its name says it holds a secret.
@@ -71,7 +101,7 @@ def static_environment() -> dict[str, Any]:
         },
         # A user's Keras model trains through Keras layers, losses and optimizers: their version changes bits.
         "keras": _package_version("keras"),
-        "cpu": {"model": cpu_model(), "logical_cores": os.cpu_count(),
+        "cpu": {"model": cpu_model(), "instruction_sets": cpu_instruction_sets(), "logical_cores": os.cpu_count(),
                 "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None},
         "gpus": gpus(),
         # Absence is recorded as absence: a CPU-only build, or a CUDA build that found no GPU.
@@ -85,18 +115,33 @@ def static_environment() -> dict[str, Any]:
     }
 
 
-def bit_identity(environment: dict[str, Any]) -> dict[str, Any]:
-    """What in a captured environment changes a trial's bits, labelled as a sentence names it: trials
-    whose identities differ are not reruns of one another (a resumed study must not mix them)."""
-    tf_info = environment.get("tensorflow") or {}
-    return {
-        "TensorFlow": f"{tf_info.get('version')} ({tf_info.get('git_version')})",
-        "Keras": environment.get("keras"),
-        "CPU": (environment.get("cpu") or {}).get("model"),
-        "GPUs": ", ".join(str(g.get("name")) for g in environment.get("gpus") or []) or "none",
-        "oneDNN": "on" if environment.get("onednn_enabled") else "off",
-        "container image": (environment.get("container") or {}).get("digest") or "none",
-    }
+def bit_identity(environment: dict[str, Any]) -> dict[str, str]:
+    """Every BIT_SETTINGS entry of a captured environment, as a sentence shows it: trials whose identities
+    differ are not reruns of one another (a resumed study must not mix them)."""
+    return {name: _shown(environment, path) for name, path in BIT_SETTINGS.items()}
+
+
+def _shown(environment: dict[str, Any], path: tuple[str, ...]) -> str:
+    value: Any = environment
+    for depth, key in enumerate(path):
+        if not isinstance(value, dict) or key not in value:
+            # A variable the record's env_vars lacks was unset; any other missing part was not recorded
+            # (a record of an older harness), which is not the same as any value now.
+            return "unset" if path[0] == "env_vars" and depth == 1 and isinstance(value, dict) else "not recorded"
+        value = value[key]
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, list):
+        return ", ".join(str(item.get("name") if isinstance(item, dict) else item) for item in value) or "none"
+    return "none" if value is None else str(value)
+
+
+def settings_changed_by(env_var_names: Iterable[str], config_keys: Iterable[str]) -> set[str]:
+    """The BIT_SETTINGS a condition changes by setting these variables and config fields."""
+    changed = set()
+    for name in (*env_var_names, *config_keys):
+        changed.update(SETTINGS_OF_CONDITION_CHANGES.get(name, (name,)))
+    return changed
 
 
 def recorded_env_vars(environ: Mapping[str, str]) -> dict[str, str]:
@@ -127,6 +172,19 @@ def capture() -> dict[str, Any]:
         },
         "op_determinism": op_determinism_enabled(),
     }
+
+
+def cpu_instruction_sets() -> str | None:
+    """The CPU's kernel-selecting instruction set flags (avx2 avx512f fma ...), sorted; None where
+    /proc/cpuinfo does not say (another OS)."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("flags"):
+                    return " ".join(sorted(f for f in line.split(":", 1)[1].split() if _KERNEL_CPU_FLAGS.fullmatch(f)))
+    except OSError:
+        pass
+    return None
 
 
 def cpu_model() -> str:

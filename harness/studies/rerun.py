@@ -51,7 +51,8 @@ def rerun_alone(study_dir: Path, key: str) -> dict[str, Any]:
     config, seeds = TrialConfig(**record["config"]), SeedSet(**record["seeds"])
     # The rerun must meet the record on the same code, data and environment, or it proves nothing.
     study_runner.refuse_changed_inputs([record], inputs_identity(config), study_dir)
-    study_runner.refuse_other_environments([record], study_dir)
+    # The rerun trains with the record's config, which sets its thread pools.
+    study_runner.refuse_other_environments([record], study_dir, thread_pools_from_config=True)
     condition = named_condition(record["condition"])
     spec = study_runner.TrialSpec(record.get("study_id", "rerun"), record["condition"], record["repeat"],
                                   config.replace(replicas=1), seeds, condition.env_vars)

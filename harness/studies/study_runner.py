@@ -357,29 +357,39 @@ def refuse_other_schemas(records: list[dict[str, Any]], output_dir: Path) -> Non
                          "wrote them)")
 
 
-def refuse_other_environments(records: list[dict[str, Any]], output_dir: Path) -> None:
-    """Trials recorded where the bits come out otherwise (another TF or Keras, CPU, GPU, image, oneDNN
-    setting) are not reruns of this run's: adopting them would make a reproducible configuration look
-    irreproducible. Refused in one sentence naming what changed."""
+def refuse_other_environments(records: list[dict[str, Any]], output_dir: Path, *,
+                               thread_pools_from_config: bool = False) -> None:
+    """Trials recorded where the bits come out otherwise (any of environment.BIT_SETTINGS: TF or Keras,
+    CPU, GPUs, image, oneDNN, XLA flags, thread pools and thread variables) are not reruns of this run's:
+    adopting them would make a reproducible configuration look irreproducible. Refused in one sentence
+    naming each setting that changed, with both values. `thread_pools_from_config`: the caller trains
+    with each record's own config, which sets the pools, so this process's pools do not matter."""
     if not records:
         return
     now = environment.bit_identity(environment.capture())
     seen = set()
     for record in records:
-        then = environment.bit_identity(record.get("environment") or {})
-        # A condition that sets TF_ENABLE_ONEDNN_OPTS itself (env:onednn=0) differs there by design.
-        if "TF_ENABLE_ONEDNN_OPTS" in dict(_condition_of(record.get("condition")).env_vars):
-            then = {**then, "oneDNN": now["oneDNN"]}
-        key = json.dumps(then, sort_keys=True)
-        if key in seen:
-            continue
-        seen.add(key)
-        changed = [name for name in now if then.get(name) != now[name]]
-        if changed:
-            what = "; ".join(f"{name} {then.get(name)} then, {now[name]} now" for name in changed)
+        changes = environment_changes(record, now, thread_pools_from_config=thread_pools_from_config)
+        if changes and changes not in seen:
+            seen.add(changes)
+            what = "; ".join(f"{name} {then} then, {there} now" for name, then, there in changes)
             raise UsageError(f"the trials in {output_dir} were recorded in another environment ({what}); their "
                              "bits do not compare with this run's: resume where they ran, or study this "
                              "environment in a new --output_dir")
+
+
+def environment_changes(record: dict[str, Any], reference: dict[str, str], *,
+                        thread_pools_from_config: bool = False) -> tuple[tuple[str, str, str], ...]:
+    """(setting, the record's value, the reference's) for each bit setting in which `record` differs from the
+    `reference` identity (environment.bit_identity), leaving out what the record's condition sets itself
+    (env:onednn=0's TF_ENABLE_ONEDNN_OPTS, env:threads=1's pools), which differs by design."""
+    then = environment.bit_identity(record.get("environment") or {})
+    condition = _condition_of(record.get("condition"))
+    by_design = environment.settings_changed_by(dict(condition.env_vars), dict(condition.config_changes))
+    if thread_pools_from_config:
+        by_design.update(environment.THREAD_SETTINGS)
+    return tuple((name, then.get(name, "not recorded"), value) for name, value in reference.items()
+                 if name not in by_design and then.get(name) != value)
 
 
 def _condition_of(name: str | None) -> Condition:

@@ -66,3 +66,62 @@ def test_a_kubernetes_indexed_job_picks_its_shard_from_the_environment(tmp_path)
     assert bad.returncode == 2 and "shard index 3 is not one of 3 shard(s)" in bad.stderr
 
 
+
+
+def test_a_merge_adds_to_the_records_already_there_and_never_drops_one(tmp_path):
+    small = ["--repeats=2", "--epochs=1", "--max_train_examples=200", "--cost_blocks=0", f"--output_dir={tmp_path}"]
+    # One trial at a time, as shards train: the same trials then have the same keys (replicas is in them).
+    assert run_program("harness.bench", "--conditions=control,kernels", "--replicas=1", *small).returncode == 0
+    before = (tmp_path / "trials.jsonl").read_bytes()
+    for index in range(2):
+        shard = run_program("harness.bench", "--conditions=control,init", f"--shard_index={index}", "--num_shards=2",
+                            *small)
+        assert shard.returncode == 0, shard.stderr
+    merged = run_program("harness.merge", f"--input_dir={tmp_path}")
+    assert merged.returncode == 0, merged.stderr
+    assert "merged 4 trial record(s) from 2 shard(s) into" in merged.stdout
+    assert "(2 added; 4 already there kept)" in merged.stdout
+    after = (tmp_path / "trials.jsonl").read_bytes()
+    assert after.startswith(before)  # every record that was there, byte for byte
+    records = read_records(tmp_path / "trials.jsonl")
+    assert sorted(r["condition"] for r in records) == ["control"] * 2 + ["init"] * 2 + ["kernels"] * 2
+    assert len({r["trial_key"] for r in records}) == 6
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [row["name"] for row in summary["conditions"]] == ["control", "init"]
+    # Merging again adds nothing.
+    again = run_program("harness.merge", f"--input_dir={tmp_path}")
+    assert again.returncode == 0 and "(0 added; 6 already there kept)" in again.stdout
+    assert (tmp_path / "trials.jsonl").read_bytes() == after
+
+
+def test_a_merge_refuses_another_studys_directory_and_shards_from_other_environments(tmp_path):
+    small = ["--conditions=control", "--repeats=2", "--epochs=1", "--max_train_examples=200", "--cost_blocks=0"]
+    other = tmp_path / "other"
+    assert run_program("harness.bench", *small, "--learning_rate=0.05", f"--output_dir={other}").returncode == 0
+    before = (other / "trials.jsonl").read_bytes()
+    sharded = tmp_path / "sharded"
+    for index, env in enumerate(({}, {"TF_XLA_FLAGS": "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit"})):
+        shard = run_program("harness.bench", *small, f"--shard_index={index}", "--num_shards=2",
+                            f"--output_dir={sharded}", env_vars=env)
+        assert shard.returncode == 0, shard.stderr
+    mixed = run_program("harness.merge", f"--input_dir={sharded}")
+    assert mixed.returncode == 2 and "Traceback" not in mixed.stderr
+    assert mixed.stderr.splitlines()[-1] == (
+        f"error: the trials to merge were recorded in different environments (TF_XLA_FLAGS --tf_xla_auto_jit=2 "
+        f"--tf_xla_cpu_global_jit in {sharded}/shard-00001-of-00002, unset in {sharded}/shard-00000-of-00002); "
+        "their bits do not compare, so they are not one study: run every shard where the others ran.")
+    assert not (sharded / "trials.jsonl").exists()
+    # The second shard again, where the first ran; then merged into a directory of another study.
+    shard = run_program("harness.bench", *small, "--shard_index=1", "--num_shards=2",
+                        f"--output_dir={tmp_path / 'redo'}")
+    assert shard.returncode == 0, shard.stderr
+    (sharded / "shard-00001-of-00002").rename(tmp_path / "xla-shard")
+    (tmp_path / "redo" / "shard-00001-of-00002").rename(sharded / "shard-00001-of-00002")
+    refused = run_program("harness.merge", f"--input_dir={sharded}", f"--output_dir={other}")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    other_id = read_records(other / "trials.jsonl")[0]["study_id"]
+    study_id = read_records(sharded / "shard-00000-of-00002" / "trials.jsonl")[0]["study_id"]
+    assert refused.stderr.splitlines()[-1] == (
+        f"error: {other}/trials.jsonl holds trials of study {other_id} and the shards ran study {study_id}; "
+        "merging would mix two studies in one directory: give --output_dir another directory.")
+    assert (other / "trials.jsonl").read_bytes() == before

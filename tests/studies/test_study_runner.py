@@ -1,5 +1,6 @@
 """Running a study: isolation and workers do not change results, kills resume, changed inputs are refused."""
 
+import copy
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ from conftest import REPO, USER_MODEL, kill_after_lines, plan_conditions, run_co
 
 from harness.analysis.summary import build_summary
 from harness.errors import UsageError
+from harness.platform import environment
 from harness.studies import conditions, study_runner
 from harness.studies.records import read_records, schema_errors
 from harness.trial.config import load_benchmark
@@ -124,6 +126,43 @@ def test_resuming_under_another_environment_is_refused_and_keeps_the_records(tmp
         "bits do not compare with this run's: resume where they ran, or study this environment in a new "
         "--output_dir.")
     assert (tmp_path / "trials.jsonl").read_bytes() == before
+
+
+REFUSAL_END = ("; their bits do not compare with this run's: resume where they ran, or study this environment in a "
+               "new --output_dir")
+
+
+@pytest.mark.parametrize("setting", list(environment.BIT_SETTINGS))
+def test_a_resume_is_refused_when_any_setting_that_changes_bits_differs(tmp_path, setting):
+    now = environment.capture()
+    then = copy.deepcopy(now)
+    *parents, leaf = environment.BIT_SETTINGS[setting]
+    holder = then
+    for key in parents:
+        holder = holder[key]
+    holder[leaf] = "--changed-for-this-test"
+    with pytest.raises(UsageError) as raised:
+        study_runner.refuse_other_environments([{"condition": "control", "environment": then}], tmp_path)
+    assert str(raised.value) == (f"the trials in {tmp_path} were recorded in another environment ({setting} "
+                                 f"--changed-for-this-test then, {environment.bit_identity(now)[setting]} now)"
+                                 + REFUSAL_END)
+
+
+def test_a_condition_that_changes_a_setting_itself_is_not_refused_for_it(tmp_path):
+    now = environment.capture()
+    onednn_off = {**now, "onednn_enabled": False, "env_vars": {**now["env_vars"], "TF_ENABLE_ONEDNN_OPTS": "0"}}
+    one_thread = {**now, "threads": {"intra_op": 1, "inter_op": 1}}
+    study_runner.refuse_other_environments([{"condition": "env:onednn=0", "environment": onednn_off},
+                                            {"condition": "env:threads=1", "environment": one_thread}], tmp_path)
+    # A rerun trains with the record's own config, which sets the pools.
+    study_runner.refuse_other_environments([{"condition": "control", "environment": one_thread}], tmp_path,
+                                           thread_pools_from_config=True)
+    with pytest.raises(UsageError, match=r"\(intra-op threads 1 then, 0 now; inter-op threads 1 then, 0 now\)"):
+        study_runner.refuse_other_environments([{"condition": "control", "environment": one_thread}], tmp_path)
+    # A record of an older harness that did not record a setting is not taken for this environment's.
+    older = {**now, "cpu": {"model": now["cpu"]["model"]}}
+    with pytest.raises(UsageError, match=r"\(CPU instruction sets not recorded then, "):
+        study_runner.refuse_other_environments([{"condition": "control", "environment": older}], tmp_path)
 
 
 def test_records_of_another_schema_or_with_nan_are_not_adopted(tmp_path):
