@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 
 from absl import app, flags
 
-from harness.errors import UsageError, first_line
+from harness.errors import Terminated, UsageError, first_line
 
 
 def run(main: Callable[[list[str]], int | None], positional_args: bool = False) -> None:
@@ -19,6 +20,7 @@ def run(main: Callable[[list[str]], int | None], positional_args: bool = False) 
     def guarded(argv: list[str]) -> int | None:
         if len(argv) > 1 and not positional_args:
             _fail(f"unexpected arguments {' '.join(argv[1:])!r}; every option is a --flag.")
+        signal.signal(signal.SIGTERM, _terminate)
         try:
             return main(argv)
         except UsageError as error:
@@ -31,8 +33,16 @@ def run(main: Callable[[list[str]], int | None], positional_args: bool = False) 
         except KeyboardInterrupt:
             print("interrupted; records written so far are kept.", file=sys.stderr)
             sys.exit(130)
+        except Terminated:
+            print("terminated (SIGTERM); records written so far are kept.", file=sys.stderr)
+            sys.exit(128 + signal.SIGTERM)
 
     app.run(guarded, flags_parser=_parse_flags)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    del signum, frame
+    raise Terminated()
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

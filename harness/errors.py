@@ -12,6 +12,13 @@ class UsageError(Exception):
     """Bad input: an unknown name, an impossible flag combination, a bad file."""
 
 
+class Terminated(BaseException):
+    """SIGTERM (`kill`, a scheduler ending a job), raised where the program is, so that it unwinds as after
+    Ctrl-C: worker processes are stopped and nothing is written half. A BaseException, like KeyboardInterrupt,
+    so no `except Exception` in user code swallows it; not a KeyboardInterrupt, so it is never taken for one
+    a user's code raised."""
+
+
 # Lines that wrap an error rather than say it: Keras's "Exception encountered when calling Dense.call()." and
 # its argument list, TF's op-location prefix, terminal colour codes.
 _WRAPPER_LINE = re.compile(r"^(Exception encountered when calling .*|Arguments received by .*|• .*)$")

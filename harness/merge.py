@@ -29,7 +29,14 @@ from harness.errors import UsageError
 from harness.platform import environment
 from harness.schema import COST_FILE, STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIALS_FILE
 from harness.studies import determinism_cost, study_runner
-from harness.studies.records import append_record, load_document, read_records, schema_errors, write_json
+from harness.studies.records import (
+    append_record,
+    load_document,
+    read_records,
+    schema_errors,
+    trial_identity,
+    write_json,
+)
 from harness.studies.storage import StudyDir, exclusive
 
 FLAGS = flags.FLAGS
@@ -117,12 +124,15 @@ def main(argv: list[str]) -> int:
         refuse_another_study(existing, manifest["study_id"], target)
         refuse_mixed_environments([(f"{target}/{TRIALS_FILE}", existing),
                                    *(((str(shards[0]), records[:1]),) if records else ())])
-        # Added to what is there, never replacing it: records are appended one whole line at a time.
-        kept = {r.get("trial_key"): r for r in existing}
-        added = [r for r in sorted(records, key=lambda r: (r["repeat"], r["trial_key"])) if r["trial_key"] not in kept]
+        # Added to what is there, never replacing it: records are appended one whole line at a time. A trial
+        # already there (by key, or run another way under another key) is not added again: it would count twice.
+        kept = {trial_identity(r): r for r in reversed(existing)}  # the first, should one be there twice
+        kept.update({r.get("trial_key"): r for r in reversed(existing)})
+        added = [r for r in sorted(records, key=lambda r: (r["repeat"], r["trial_key"]))
+                 if r["trial_key"] not in kept and trial_identity(r) not in kept]
         for record in added:
             append_record(target.local / TRIALS_FILE, record)
-        study = [kept.get(r["trial_key"], r) for r in records]
+        study = [kept.get(r["trial_key"]) or kept.get(trial_identity(r)) or r for r in records]
         write_json(target.local / STUDY_FILE, manifest)
         environment_then = study[0]["environment"] if study else {}
         # The study's cost record, measured by shard 0, goes with the merged records.

@@ -3,7 +3,9 @@
     python -m harness.validate results/digits_mlp/trials.jsonl results/digits_mlp/summary.json
 
 A `.json` file holds one record; any other file is JSON lines, one record per
-line. Every invalid record is reported with its file and line number. A torn
+line. Every invalid record is reported with its file and line number, and so is
+a trial recorded twice (its key again, or its study, condition, repeat and
+seeds again under another key). A torn
 last line (a write a kill interrupted) is reported but is not an error:
 readers ignore it and the next append cuts it off.
 
@@ -17,7 +19,15 @@ from pathlib import Path
 
 from harness import cli
 from harness.errors import UsageError
-from harness.studies.records import NotStrictJson, has_torn_tail, scan_lines, schema_errors, strict_json_loads
+from harness.schema import TRIAL_SCHEMA
+from harness.studies.records import (
+    NotStrictJson,
+    has_torn_tail,
+    repeated_trials,
+    scan_lines,
+    schema_errors,
+    strict_json_loads,
+)
 
 
 def validate_file(path: Path) -> tuple[int, list[str]]:
@@ -38,11 +48,15 @@ def validate_file(path: Path) -> tuple[int, list[str]]:
         if not isinstance(record, dict):
             return 1, [f"{path}: not a JSON object"]
         return 1, [f"{path}: {e}" for e in schema_errors(record)]
-    checked, problems = 0, []
+    checked, problems, parsed = 0, [], []
     for number, record, problem in scan_lines(data):
         checked += 1
         errors = [problem] if problem else schema_errors(record)
         problems += [f"{path} line {number}: {e}" for e in errors]
+        if record is not None and record.get("schema") == TRIAL_SCHEMA:
+            parsed.append((number, record))
+    # A trial recorded twice is counted twice by whatever reads the file.
+    problems += [f"{path} line {number}: {why}" for number, why in repeated_trials(parsed)]
     return checked, problems
 
 

@@ -17,16 +17,20 @@ from absl import flags
 
 import harness.flags  # noqa: F401 (defines --output_dir and --input_dir)
 from harness import cli
-from harness.platform import determinism
+from harness.platform import determinism, processes
 from harness.schema import TRIALS_FILE
 from harness.studies.records import read_records
 from harness.studies.study_runner import TrialSpec, run_in_this_process
 
 flags.mark_flag_as_required("output_dir")  # the study directory
+flags.DEFINE_integer("parent_pid", None, "The process that started this worker (it holds the study directory's "
+                     "lock); the worker ends when it does.")
 
 
 def main(argv: list[str]) -> int:
     del argv
+    if flags.FLAGS.parent_pid is not None:
+        processes.die_with_parent(flags.FLAGS.parent_pid)
     specs = [TrialSpec.from_json(item) for item in json.load(sys.stdin)]
     if specs:
         # Thread pools are fixed once per process, before the first op runs.

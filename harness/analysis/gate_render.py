@@ -12,8 +12,7 @@ from harness.table import format_table
 
 def render(verdicts: list[Verdict], notes: list[str], fmt: str, names: tuple[str, str]) -> str:
     failed = [v for v in verdicts if v.passed is False]
-    outcome = f"FAIL: {len(failed)} of {len(verdicts)} rule check(s) failed" if failed else \
-        f"PASS: all {sum(v.passed is True for v in verdicts)} rule check(s) passed"
+    outcome = verdict_line(verdicts)
     if fmt == "json":
         return json.dumps({"verdict": "fail" if failed else "pass", "baseline": names[0], "candidate": names[1],
                            "notes": notes, "rules": [dataclasses.asdict(v) for v in verdicts]}, indent=1)
@@ -27,6 +26,18 @@ def render(verdicts: list[Verdict], notes: list[str], fmt: str, names: tuple[str
         return "\n".join(lines + [""] + [f"- {note}" for note in notes])
     return "\n".join([f"baseline {names[0]}  vs  candidate {names[1]}", format_table(headers, rows), "",
                       *(f"note: {note}" for note in notes), outcome])
+
+
+def verdict_line(verdicts: list[Verdict]) -> str:
+    """The gate's last line: how many checks passed, failed and were skipped, and why each skipped one was, so
+    that a PASS never claims a check it did not make (determinism needs 2 repeats)."""
+    counts = {word: sum(v.passed is value for v in verdicts)
+              for word, value in (("passed", True), ("failed", False), ("skipped", None))}
+    said = ", ".join(f"{n} {word}" for word, n in counts.items() if n)
+    skipped = [v for v in verdicts if v.passed is None]
+    why = "; ".join(dict.fromkeys(f"{v.rule} ({v.condition}): {v.detail or 'not applicable'}" for v in skipped))
+    return f"{'FAIL' if counts['failed'] else 'PASS'}: {said or 'no rule check made'}" + (f"; skipped {why}" if why
+                                                                                            else "")
 
 
 def junit_xml(verdicts: list[Verdict], names: tuple[str, str]) -> str:

@@ -24,6 +24,7 @@ from harness.studies.conditions import ALL, CONTROL, KERNELS, XLA_ON, Condition,
 from harness.studies.records import (
     NotStrictJson,
     read_records,
+    repeated_trials,
     schema_errors,
     strict_json_loads,
     utc_timestamp,
@@ -161,12 +162,21 @@ def load_summary(path: str | os.PathLike) -> dict[str, Any]:
         document = None  # Not one JSON document: JSON lines of trial records, or damage.
     if isinstance(document, dict) and document.get("schema") != TRIAL_SCHEMA:
         _check_schema(path, document, SUMMARY_SCHEMA)
+        names = [row["name"] for row in document["conditions"]]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise UsageError(f"{path} has {names.count(twice[0])} rows of condition {twice[0]}; a summary "
+                             "has one row per condition (the file was edited or joined)")
         return document
     records = [document] if isinstance(document, dict) else read_records(path)
     if not records:
         raise UsageError(f"{path} holds no records")
     for number, record in enumerate(records, start=1):
         _check_schema(path, record, TRIAL_SCHEMA, f" (record {number})")
+    repeated = repeated_trials(list(enumerate(records, start=1)), unit="record")
+    if repeated:
+        number, why = repeated[0]
+        raise UsageError(f"{path} record {number} {why}; keep one record per trial (harness.validate lists them)")
     # The study's cost record beside its trials, if it has one of the same study (summary_from_records checks).
     return summary_from_records(records, determinism_cost.read(path.parent))
 

@@ -51,6 +51,33 @@ def trial_key(config: TrialConfig, seeds: SeedSet, condition: str, repeat: int) 
     return content_id(identity, length=20)
 
 
+def trial_identity(record: dict[str, Any]) -> str:
+    """What makes a record one trial of a study whatever its key says: its study, condition, repeat and seeds.
+    Two records with one identity are the same trial recorded twice (a copy under a new key, or one run as a
+    replica and again alone, whose keys differ in `replicas`): a summary counting both would double n."""
+    return canonical_json([record.get("study_id"), record.get("condition"), record.get("repeat"),
+                           record.get("seeds")])
+
+
+def repeated_trials(numbered: list[tuple[int, dict[str, Any]]], unit: str = "line") -> list[tuple[int, str]]:
+    """(number, why) for each record of `numbered` ((line or record number, record)) that repeats an earlier
+    one: the same trial key, or the same trial (trial_identity) under another key."""
+    by_key: dict[Any, int] = {}
+    by_identity: dict[str, int] = {}
+    found = []
+    for number, record in numbered:
+        key, identity = record.get("trial_key"), trial_identity(record)
+        if key in by_key:
+            found.append((number, f"repeats trial {key} of {unit} {by_key[key]} (a duplicate record)"))
+        elif identity in by_identity:
+            found.append((number, f"is trial {record.get('condition')} repeat {record.get('repeat')} of {unit} "
+                                  f"{by_identity[identity]} again, under another key (a copy, or the trial run "
+                                  "twice another way): a summary would count it twice"))
+        by_key.setdefault(key, number)
+        by_identity.setdefault(identity, number)
+    return found
+
+
 def make_trial_record(*, config: TrialConfig, seeds: SeedSet, condition: str, repeat: int,
                       study_id: str, result: Any, environment: dict[str, Any],
                       inputs: dict[str, Any]) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from harness.studies.records import (
     append_record,
     make_trial_record,
     read_records,
+    schema_errors,
     trial_key,
     utc_timestamp,
 )
@@ -355,6 +356,14 @@ def refuse_other_schemas(records: list[dict[str, Any]], output_dir: Path) -> Non
         raise UsageError(f"{output_dir / TRIALS_FILE} holds {strangers[0]!r} records and this harness writes "
                          f"{TRIAL_SCHEMA!r}; study in a new --output_dir (or resume with the harness version that "
                          "wrote them)")
+    # A record of the right schema id but damaged (a field missing, "repeat": "zero"): found now, before a
+    # trial runs, not by a summary after new records were appended beside it.
+    for number, record in enumerate(records, start=1):
+        errors = schema_errors(record)
+        if errors:
+            raise UsageError(f"{output_dir / TRIALS_FILE} record {number} is not a valid {TRIAL_SCHEMA} record "
+                             f"({errors[0]}); repair or remove it (python -m harness.validate lists every problem), "
+                             "or study in a new --output_dir")
 
 
 def refuse_other_environments(records: list[dict[str, Any]], output_dir: Path, *,
@@ -457,7 +466,8 @@ def _run_jobs(jobs: list[list[TrialSpec]], output_dir: Path, workers: int, progr
 def _start_worker(job: list[TrialSpec], output_dir: Path, events: queue.Queue) -> subprocess.Popen:
     env = {**os.environ, **dict(job[0].env_vars)}
     process = subprocess.Popen(
-        [sys.executable, "-m", "harness.worker", f"--output_dir={output_dir}"],
+        # The worker dies with this process, which holds the directory's lock (platform/processes.py).
+        [sys.executable, "-m", "harness.worker", f"--output_dir={output_dir}", f"--parent_pid={os.getpid()}"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     process.stdin.write(json.dumps([spec.to_json() for spec in job]))
     process.stdin.close()
@@ -485,13 +495,17 @@ def _worker_died(job: list[TrialSpec], output_dir: Path, returncode: int, stderr
     last = meaningful_lines(stderr)[-3:]
     if last:
         reason += ": " + " | ".join(line[:300] for line in last)
-    for spec in job:
-        if spec.key not in recorded:
-            append_record(output_dir / LOST_FILE, {"trial_key": spec.key, "condition": spec.condition,
-                                                   "repeat": spec.repeat, "reason": reason,
-                                                   "created_at": utc_timestamp()})
-            progress.finished(spec.condition, "lost", 0.0)
-    logging.warning("%s; its unfinished trials are in %s and a re-run retries them", reason, LOST_FILE)
+    unfinished = [spec for spec in job if spec.key not in recorded]
+    if not unfinished:
+        logging.warning("%s after recording all its trials; none is lost", reason)
+        return
+    for spec in unfinished:
+        append_record(output_dir / LOST_FILE, {"trial_key": spec.key, "condition": spec.condition,
+                                               "repeat": spec.repeat, "reason": reason,
+                                               "created_at": utc_timestamp()})
+        progress.finished(spec.condition, "lost", 0.0)
+    logging.warning("%s; its %d unfinished trial(s) are in %s and a re-run retries them", reason, len(unfinished),
+                    LOST_FILE)
 
 
 def exit_description(returncode: int) -> str:

@@ -366,3 +366,17 @@ def test_a_study_without_kernels_passes_against_itself_and_a_dropped_kernels_con
     dropped = _verdicts(summary, without)[("determinism", "kernels")]
     assert (dropped.passed, dropped.detail) == (False, "the candidate has no kernels condition; run it, or "
                                                        "--skip=determinism")
+
+
+def test_the_verdict_line_counts_skipped_checks_and_says_why():
+    from harness.analysis.gate_render import verdict_line
+
+    def verdict(rule, passed, detail=""):
+        return gate_rules.Verdict(rule, "control", "-", "-", "-", passed, detail)
+
+    checks = [verdict("accuracy", True), verdict("speed", True), verdict("determinism", None, "fewer than 2 ok runs"),
+              verdict("variance", None, "fewer than 2 ok runs")]
+    assert verdict_line(checks) == ("PASS: 2 passed, 2 skipped; skipped determinism (control): fewer than 2 ok "
+                                    "runs; variance (control): fewer than 2 ok runs")
+    assert verdict_line([*checks, verdict("speed", False)]).startswith("FAIL: 2 passed, 1 failed, 2 skipped; ")
+    assert verdict_line([verdict("accuracy", True)]) == "PASS: 1 passed"

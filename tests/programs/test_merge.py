@@ -70,8 +70,9 @@ def test_a_kubernetes_indexed_job_picks_its_shard_from_the_environment(tmp_path)
 
 def test_a_merge_adds_to_the_records_already_there_and_never_drops_one(tmp_path):
     small = ["--repeats=2", "--epochs=1", "--max_train_examples=200", "--cost_blocks=0", f"--output_dir={tmp_path}"]
-    # One trial at a time, as shards train: the same trials then have the same keys (replicas is in them).
-    assert run_program("harness.bench", "--conditions=control,kernels", "--replicas=1", *small).returncode == 0
+    # Repeats trained as vectorized replicas (--replicas=auto): the shards' control trials, one at a time, are the
+    # same trials under other keys (replicas is in a key), and are not added again.
+    assert run_program("harness.bench", "--conditions=control,kernels", *small).returncode == 0
     before = (tmp_path / "trials.jsonl").read_bytes()
     for index in range(2):
         shard = run_program("harness.bench", "--conditions=control,init", f"--shard_index={index}", "--num_shards=2",
@@ -88,6 +89,7 @@ def test_a_merge_adds_to_the_records_already_there_and_never_drops_one(tmp_path)
     assert len({r["trial_key"] for r in records}) == 6
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [row["name"] for row in summary["conditions"]] == ["control", "init"]
+    assert run_program("harness.validate", str(tmp_path / "trials.jsonl")).returncode == 0
     # Merging again adds nothing.
     again = run_program("harness.merge", f"--input_dir={tmp_path}")
     assert again.returncode == 0 and "(0 added; 6 already there kept)" in again.stdout

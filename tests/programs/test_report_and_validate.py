@@ -49,6 +49,37 @@ def test_validate_rejects_numbers_json_does_not_have(small_study, tmp_path):
         assert validate_file(summary) == (1, [f"{summary}: holds {token}, which is not JSON (RFC 8259)"])
 
 
+def test_validate_and_the_gate_find_a_trial_recorded_twice(small_study, tmp_path):
+    from harness.validate import validate_file
+
+    lines = (small_study / "trials.jsonl").read_text().splitlines()
+    copy = json.loads(lines[1])
+    copy["trial_key"] = "f" * 20  # the same trial under a new key
+    path = tmp_path / "trials.jsonl"
+    path.write_text("\n".join([*lines, lines[0], json.dumps(copy)]) + "\n")
+    first = json.loads(lines[1])
+    assert validate_file(path) == (len(lines) + 2, [
+        f"{path} line {len(lines) + 1}: repeats trial {json.loads(lines[0])['trial_key']} of line 1 (a duplicate "
+        "record)",
+        f"{path} line {len(lines) + 2}: is trial {first['condition']} repeat {first['repeat']} of line 2 again, under "
+        "another key (a copy, or the trial run twice another way): a summary would count it twice"])
+    result = run_program("harness.gate", f"--baseline={small_study}", f"--candidate={path}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        f"error: {path} record {len(lines) + 1} repeats trial {json.loads(lines[0])['trial_key']} of record 1 (a "
+        "duplicate record); keep one record per trial (harness.validate lists them).")
+    summary = json.loads((small_study / "summary.json").read_text())
+    summary["conditions"].append(summary["conditions"][0])
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    from harness.analysis.summary import load_summary
+    from harness.errors import UsageError
+
+    with pytest.raises(UsageError) as raised:
+        load_summary(tmp_path / "summary.json")
+    assert str(raised.value) == (f"{tmp_path / 'summary.json'} has 2 rows of condition control; a summary has one "
+                                 "row per condition (the file was edited or joined)")
+
+
 def test_validate_on_a_missing_file_exits_2_with_one_sentence(tmp_path):
     result = run_program("harness.validate", str(tmp_path / "nope.jsonl"))
     assert result.returncode == 2 and "nope.jsonl: no such file" in result.stderr

@@ -180,6 +180,15 @@ def test_records_of_another_schema_or_with_nan_are_not_adopted(tmp_path):
         with pytest.raises(UsageError) as raised:
             study_runner.execute(specs, tmp_path)
         assert str(raised.value) == f"{path} line 1 holds {token}, which is not JSON (RFC 8259)."
+    # A damaged record of the right schema is refused before a trial runs, not after new records are appended.
+    for damaged in ({**record, "repeat": "zero"}, {k: v for k, v in record.items() if k != "metrics"}):
+        path.write_text(json.dumps(damaged) + "\n")
+        with pytest.raises(UsageError) as raised:
+            study_runner.execute(specs, tmp_path)
+        assert str(raised.value).startswith(f"{path} record 1 is not a valid harness.trial/1 record (")
+        assert str(raised.value).endswith("); repair or remove it (python -m harness.validate lists every problem), "
+                                          "or study in a new --output_dir")
+        assert path.read_text() == json.dumps(damaged) + "\n"
 
 
 def _children(pid):
@@ -223,6 +232,56 @@ def test_a_worker_killed_mid_trial_loses_its_trial_and_a_resume_runs_it(tmp_path
     records = read_records(tmp_path / "trials.jsonl")
     assert len(records) == 3 and len({r["trial_key"] for r in records}) == 3
     assert all(r["status"]["code"] == "ok" for r in records) and "1 trial(s) ran now" in resumed.stdout
+
+
+def _workers_of(output_dir):
+    """Every running harness.worker process writing to `output_dir`."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes()
+        except OSError:
+            continue
+        if b"harness.worker" in text and f"--output_dir={output_dir}".encode() in text:
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+@pytest.mark.parametrize("sent", [signal.SIGKILL, signal.SIGTERM])
+def test_workers_die_with_the_run_that_started_them(tmp_path, sent):
+    args = [sys.executable, "-m", "harness.bench", "--conditions=control,kernels", "--repeats=4", "--workers=2",
+            "--isolation=process", "--epochs=3", "--max_train_examples=400", "--cost_blocks=0",
+            f"--output_dir={tmp_path}"]
+    process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while len(_workers_of(tmp_path)) < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # both workers inside their trials
+    assert len(_workers_of(tmp_path)) == 2
+    process.send_signal(sent)
+    _, stderr = process.communicate(timeout=60)
+    if sent == signal.SIGTERM:
+        assert process.returncode == 143 and "Traceback" not in stderr
+        assert stderr.splitlines()[-1] == "terminated (SIGTERM); records written so far are kept."
+    deadline = time.time() + 5
+    while _workers_of(tmp_path) and time.time() < deadline:
+        time.sleep(0.05)
+    assert _workers_of(tmp_path) == []
+    written = (tmp_path / "trials.jsonl").read_bytes() if (tmp_path / "trials.jsonl").exists() else b""
+    time.sleep(8)  # a worker left running would append its trial in these seconds
+    after = (tmp_path / "trials.jsonl").read_bytes() if (tmp_path / "trials.jsonl").exists() else b""
+    assert after == written
+
+
+def test_a_worker_that_dies_after_recording_its_trials_loses_none(tmp_path, caplog):
+    _, _, specs = plan_conditions("control", repeats=1)
+    study_runner.execute(specs, tmp_path)
+    progress = study_runner.Progress(total=1, already=1)
+    study_runner._worker_died(specs, tmp_path, -9, "", progress)
+    progress.close()
+    assert not (tmp_path / "lost.jsonl").exists()
+    assert "worker process killed by SIGKILL (the OOM killer or kill -9) after recording all its trials; none is " \
+           "lost" in caplog.text
 
 
 def test_a_second_run_into_a_held_directory_stops_and_a_dead_holders_lock_is_taken_over(tmp_path):
