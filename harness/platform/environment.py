@@ -107,7 +107,7 @@ def static_environment() -> dict[str, Any]:
         # Absence is recorded as absence: a CPU-only build, or a CUDA build that found no GPU.
         "gpu_visible": bool(tf.config.list_physical_devices("GPU")),
         "nvidia_smi": shutil.which("nvidia-smi") is not None,
-        "container": {"image": os.environ.get("HARNESS_IMAGE"),
+        "container": {"image": _redacted_or_none(os.environ.get("HARNESS_IMAGE")),
                       "digest": os.environ.get("HARNESS_IMAGE_DIGEST")},
         "env_vars": recorded_env_vars(os.environ),
         # oneDNN is on by default on x86 Linux builds; only TF_ENABLE_ONEDNN_OPTS=0 turns it off.
@@ -151,8 +151,29 @@ def recorded_env_vars(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def redact(name: str, value: str) -> str:
-    """REDACTED for a variable whose name says it holds a secret, else the value."""
-    return REDACTED if any(part in name.upper() for part in SECRET_NAME_PARTS) else value
+    """REDACTED for a variable whose name says it holds a secret, else the value with any credentials inside
+    it redacted (redact_value)."""
+    return REDACTED if any(part in name.upper() for part in SECRET_NAME_PARTS) else redact_value(value)
+
+
+# A password in a URL or registry reference (postgres://user:pw@host, user:pw@registry/image), but not an image
+# pinned by digest (image:tag@sha256:...), whose "tag@" is no password.
+_USERINFO_PASSWORD = re.compile(r"(?<![\w.-])([\w.%+-]+):([^@/\s:]+)@(?!sha\d+:)")
+# A query or option part whose name says it holds a secret: ?token=..., &api_key=..., sig=... (SAS URLs).
+_SECRET_PARAMETER = re.compile(r"(?i)\b([\w-]*(?:token|key|secret|password|passwd|pwd|sig|signature|credential)"
+                               r"[\w-]*)=([^&\s;,]+)")
+
+
+def redact_value(value: str) -> str:
+    """`value` with the credentials inside it replaced by REDACTED: a URL's or registry reference's password
+    (user:pw@host) and secret-named query parts (token=, key=, password=, sig=). Recorded values are shared and
+    committed; a name that looks harmless (HARNESS_DB_URL) can still hold a password."""
+    value = _USERINFO_PASSWORD.sub(lambda m: f"{m.group(1)}:{REDACTED}@", value)
+    return _SECRET_PARAMETER.sub(lambda m: f"{m.group(1)}={REDACTED}", value)
+
+
+def _redacted_or_none(value: str | None) -> str | None:
+    return None if value is None else redact_value(value)
 
 
 def _package_version(name: str) -> str | None:

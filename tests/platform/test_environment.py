@@ -93,7 +93,22 @@ def test_this_cpu_machine_records_absence_plainly():
 
 # Secrets people keep in their environment: Terraform's TF_ variables, and a harness-prefixed key.
 SECRETS = {"TF_VAR_db_password": "hunter2", "TF_TOKEN_app_terraform_io": "tfe-token-4711",
-           "TF_CLI_CONFIG_FILE": "/home/someone/.terraformrc", "HARNESS_API_KEY": "sk-live-0815"}
+           "TF_CLI_CONFIG_FILE": "/home/someone/.terraformrc", "HARNESS_API_KEY": "sk-live-0815",
+           # Secrets inside values of harmless names: a URL's password, a registry login, a signed URL's token.
+           "HARNESS_DB_URL": "postgres://u:pw-db-1234@db.example/x",
+           "HARNESS_IMAGE": "user:pw-registry-5678@registry.example/img:1",
+           "HARNESS_RESULTS": "https://store.example/r?token=tok-9012&sig=sig-3456"}
+
+
+def test_credentials_inside_values_are_redacted_and_what_looks_alike_is_kept():
+    redact = environment.redact_value
+    assert redact("postgres://u:pw@db.example/x") == "postgres://u:<redacted>@db.example/x"
+    assert redact("user:pw@registry.example/img:1") == "user:<redacted>@registry.example/img:1"
+    assert redact("https://x/y?token=abc&z=1&api_key=k") == "https://x/y?token=<redacted>&z=1&api_key=<redacted>"
+    assert redact("s3://b/k?X-Amz-Signature=abc") == "s3://b/k?X-Amz-Signature=<redacted>"
+    for kept in ("tf-determinism-harness:gpu", "img:1.0@sha256:abc", "registry:5000/img:tag", ":4096:8",
+                 "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit", "someone@example.com"):
+        assert redact(kept) == kept
 
 
 def test_only_variables_that_change_numerics_are_recorded_and_secrets_are_redacted():
@@ -101,7 +116,9 @@ def test_only_variables_that_change_numerics_are_recorded_and_secrets_are_redact
                "AWS_SECRET_ACCESS_KEY": "aws-secret", "HARNESS_NUM_SHARDS": "4"}
     assert environment.recorded_env_vars(environ) == {
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "HARNESS_API_KEY": "<redacted>", "HARNESS_NUM_SHARDS": "4",
-        "TF_ENABLE_ONEDNN_OPTS": "0"}
+        "TF_ENABLE_ONEDNN_OPTS": "0", "HARNESS_DB_URL": "postgres://u:<redacted>@db.example/x",
+        "HARNESS_IMAGE": "user:<redacted>@registry.example/img:1",
+        "HARNESS_RESULTS": "https://store.example/r?token=<redacted>&sig=<redacted>"}
 
 
 def test_no_secret_reaches_records_summary_or_report(tmp_path):
@@ -114,10 +131,13 @@ def test_no_secret_reaches_records_summary_or_report(tmp_path):
                if path.is_file() and path.suffix in (".jsonl", ".json", ".html", ".md")}
     assert {"trials.jsonl", "summary.json", "report.html", "report.md"} <= set(written)
     for name, text in written.items():
-        for secret in ("hunter2", "tfe-token-4711", ".terraformrc", "sk-live-0815"):
+        for secret in ("hunter2", "tfe-token-4711", ".terraformrc", "sk-live-0815", "pw-db-1234", "pw-registry-5678",
+                       "tok-9012", "sig-3456"):
             assert secret not in text, (name, secret)
     record = json.loads(written["trials.jsonl"].splitlines()[0])
     assert record["environment"]["env_vars"]["HARNESS_API_KEY"] == "<redacted>"
+    assert record["environment"]["container"]["image"] == "user:<redacted>@registry.example/img:1"
+    assert record["environment"]["env_vars"]["HARNESS_DB_URL"] == "postgres://u:<redacted>@db.example/x"
 
 
 def test_the_docs_list_every_recorded_variable_and_the_baseline_holds_no_other():
