@@ -92,7 +92,3 @@ def describe_shapes(x: Any) -> str:
 def signature(x: Any) -> Any:
     """TensorSpecs of a batch of any size of x's examples."""
     return tf.nest.map_structure(lambda a: tf.TensorSpec([None, *a.shape[1:]], tf.as_dtype(a.dtype)), x)
-
-
-def nbytes(x: Any) -> int:
-    return int(sum(a.nbytes for a in arrays(x)))

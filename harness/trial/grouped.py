@@ -36,6 +36,7 @@ from harness.trial.datasets import (
 from harness.trial.fingerprints import weights_sha256
 from harness.trial.seeds import SeedSet
 from harness.trial.train import (
+    TrialFailed,
     TrialResult,
     build_trainable,
     draws_unseeded_of,
@@ -51,6 +52,7 @@ from harness.trial.train import (
     trainable_weights_of,
     trainer_of,
     trial_result,
+    user_code_fails_the_trial,
 )
 
 # --replicas=auto's K for this path, from `make speed`'s K scan (docs/speed.md, "Grouped replicas"): a
@@ -99,8 +101,9 @@ def run_grouped(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[Tr
         raise ValueError("a replica group shares one config (apart from flip_bit, reduction_order) "
                          "with replicas == group size")
     try:
-        return _train_group(configs, seed_sets)
-    except (tf.errors.OpError, ValueError, ArithmeticError):
+        with user_code_fails_the_trial(configs[0]):
+            return _train_group(configs, seed_sets)
+    except (TrialFailed, tf.errors.OpError, ValueError, ArithmeticError):
         return [run_trial(config, seeds) for config, seeds in zip(configs, seed_sets, strict=True)]
 
 

@@ -133,6 +133,11 @@ def update_mode(config: TrialConfig, parameters: int) -> str:
 
 def build_model(config: TrialConfig, dataset: Dataset, init_seed: int) -> Any:
     """Calls the user's function under the init seed and builds the model on the data's example shape."""
+    with user_code.guarded(config.model, user_code.DOING["model"]):
+        return _build_model(config, dataset, init_seed)
+
+
+def _build_model(config: TrialConfig, dataset: Dataset, init_seed: int) -> Any:
     import keras
 
     function = user_code.resolve_function(config.model, "model")
@@ -281,20 +286,21 @@ def task_for(config: TrialConfig, model: Any, dataset: Dataset) -> Task:
     one_hot = labels.ndim == 2 and labels.shape[1] > 1
     # Class labels: integers, one-hot rows, or (what pandas gives) whole-number floats under a sparse loss.
     if width > 1 and (dataset.num_classes or ("sparse" in kind and not one_hot)):
-        if dataset.num_classes and width < dataset.num_classes:
-            raise UsageError(f"{config.model} has {width} outputs but the labels name {dataset.num_classes} "
-                             "classes.")
+        # Class indices are checked one by one: the label out of range is named, not only how many classes.
+        if one_hot and width < dataset.num_classes:
+            raise UsageError(f"{config.model} has {width} outputs but the one-hot labels of {config.dataset} name "
+                             f"{dataset.num_classes} classes.")
         if not one_hot:
             bad = values[(values < 0) | (values >= width) | (values != np.rint(values))]
             if bad.size:
-                raise UsageError(f"{config.model}'s loss takes class labels 0 to {width - 1}, and the data's labels "
-                                 f"include {_worst(bad, 0, width - 1)}.")
+                raise UsageError(f"{config.model}'s loss takes class labels 0 to {width - 1}, and the labels of "
+                                 f"{config.dataset} include {_worst(bad, 0, width - 1)}.")
         targets = argmax_classes if one_hot else (lambda y: np.asarray(y).reshape(-1).astype(np.int64))
         return Task("multiclass", width, loss, argmax_classes, targets, name)
     if width == 1 and "binary" in kind:
         if values.min() < 0 or values.max() > 1:
-            raise UsageError(f"{config.model}'s loss ({name}) takes labels from 0 to 1, and the data's labels "
-                             f"include {_worst(values[(values < 0) | (values > 1)], 0, 1)}.")
+            raise UsageError(f"{config.model}'s loss ({name}) takes labels from 0 to 1, and the labels of "
+                             f"{config.dataset} include {_worst(values[(values < 0) | (values > 1)], 0, 1)}.")
         if np.all((values == 0) | (values == 1)):
             threshold = 0.0 if _from_logits(loss) else 0.5
             return Task("binary", 2, loss, lambda out: (np.asarray(out).reshape(-1) > threshold).astype(np.int64),

@@ -196,6 +196,11 @@ def build_model(config: TrialConfig, dataset: Dataset, init_seed: int) -> tf.Mod
         raise UsageError(f"the regression model needs a regression dataset, not {dataset.name!r}.")
     if config.model != "regression" and not dataset.is_classification:
         raise UsageError(f"the {config.model} model needs a classification dataset, not {dataset.name!r}.")
+    lowest = min(dataset.train_y.min(), dataset.test_y.min()) if dataset.is_classification else 0
+    if lowest < 0:
+        # The classes are counted from the largest label up; a negative one failed every trial in its loss.
+        raise UsageError(f"the built-in {config.model} model takes class labels 0 to {dataset.num_classes - 1}, "
+                         f"and the labels of {dataset.name} include {lowest}.")
     outputs = dataset.num_classes or 1
     return _MODELS[config.model](tuple(input_shape), config.hidden_units, outputs, dropout_rate_of(config), init_seed)
 

@@ -253,10 +253,13 @@ def _user_model_facts(config: TrialConfig) -> ModelFacts:
 
     dataset = dataset_of(config)
     keras.backend.clear_session()
-    model = keras_model.build_model(config, dataset, init_seed=0)
-    trainable = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-    unseeded = keras_model.draws_unseeded(model, dataset)
-    return ModelFacts(keras_model.task_for(config, model, dataset).kind, tuple(keras_model.custom_steps(model)),
+    # The probes call the model again (in training mode too): part of building it, for its code.
+    with user_code.guarded(config.model, user_code.DOING["model"]):
+        model = keras_model.build_model(config, dataset, init_seed=0)
+        trainable = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+        unseeded = keras_model.draws_unseeded(model, dataset)
+        task = keras_model.task_for(config, model, dataset)
+    return ModelFacts(task.kind, tuple(keras_model.custom_steps(model)),
                       trainable, tuple(keras_model.random_sources(model, unseeded)), unseeded)
 
 
@@ -442,6 +445,15 @@ def distribution_strategy(name: str) -> tf.distribute.Strategy | None:
     return tf.distribute.MirroredStrategy() if name == "mirrored" else None
 
 
+def user_code_fails_the_trial(config: TrialConfig) -> contextlib.AbstractContextManager:
+    """Where a user's model trains (its own train_step, its layers and loss traced into the harness's step),
+    its code leaving the process (sys.exit, os._exit, its own KeyboardInterrupt) fails the trial with that
+    sentence, as a failing op does, and the study goes on (user_code.guarded); a real Ctrl-C still stops it."""
+    if not config.is_user_model:
+        return contextlib.nullcontext()
+    return user_code.guarded(config.model, "while training", lambda message: TrialFailed("error", message))
+
+
 def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> TrialResult:
     """Trains and evaluates one model; failures become a status, bad input raises UsageError.
 
@@ -456,7 +468,7 @@ def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> Trial
     # A trial that fails after the build still says what was built (its task says which metric it had).
     model: dict[str, Any] = {}
     try:
-        with scope:
+        with scope, user_code_fails_the_trial(config):
             trainable = build_trainable(config, dataset, seeds)
             model = trainable.description
             outputs = outputs_after_build(config, trainable.description["parameters"], trainable.variables)

@@ -12,12 +12,16 @@ arrays handed over as such are registered here under a spec of their own
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import importlib.util
 import inspect
+import os
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +30,8 @@ from harness.errors import UsageError, first_line
 # In-process objects by spec: functions and data handed to the Python API.
 _REGISTERED: dict[str, Any] = {}
 IN_PROCESS_PREFIXES = ("python:", "arrays:")
+# What the harness is doing with the code a spec names (`call`'s `what`), in sentences about it.
+DOING = {"model": "while building the model", "data": "while loading the data"}
 
 
 def is_in_process(spec: str) -> bool:
@@ -104,9 +110,11 @@ def source_sha256(spec: str) -> str | None:
 
 
 def call(function: Callable[..., Any], spec: str, what: str, **kwargs: Any) -> Any:
-    """Calls user code; whatever it raises becomes one sentence naming the spec."""
+    """Calls user code; whatever it raises becomes one sentence naming the spec, and so does leaving the
+    process (`guarded`)."""
     try:
-        return function(**kwargs)
+        with guarded(spec, DOING.get(what, f"while running the {what} function")):
+            return function(**kwargs)
     except UsageError:
         raise
     except TypeError as error:
@@ -116,6 +124,75 @@ def call(function: Callable[..., Any], spec: str, what: str, **kwargs: Any) -> A
         raise UsageError(f"{spec} raised TypeError: {first_line(error)}.") from None
     except Exception as error:
         raise UsageError(f"{spec} raised {type(error).__name__}: {first_line(error)}.") from None
+
+
+class _ProcessExit(BaseException):
+    """What os._exit(code) raises while user code runs under `guarded`. A BaseException, as os._exit cannot be
+    caught: no `except Exception` in the user's code swallows it."""
+
+    def __init__(self, code: Any) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+@contextlib.contextmanager
+def guarded(who: str, doing: str, failure: Callable[[str], Exception] = UsageError) -> Iterator[None]:
+    """Runs user code (with the harness code that calls into it: Keras, tf.function tracing) so that code which
+    would leave the process is one sentence, `failure("<who> called sys.exit(5) <doing>")`, and the program
+    goes on as for any other error of that code: sys.exit (SystemExit), os._exit, and a KeyboardInterrupt the
+    code raises itself. A real Ctrl-C stays a KeyboardInterrupt, which stops the program (exit 130).
+
+    os._exit would end the process on the spot, with no record and no sentence; it is replaced, while the code
+    runs, by one that raises. Only in this thread of this process: a process the code forks (multiprocessing)
+    and threads it starts still exit as they asked.
+
+    Ctrl-C and a KeyboardInterrupt raised by the code are told apart by a SIGINT handler installed for the
+    while, which notes the signal and then does what the handler before it does (Python's raises
+    KeyboardInterrupt). Where SIGINT has no Python handler (ignored, or the system's default, which ends the
+    process), no Ctrl-C raises KeyboardInterrupt, so the code raised it. Outside the main thread no handler can
+    be installed: every KeyboardInterrupt is taken for a real Ctrl-C, so a real one is never swallowed."""
+    real_exit, pid, thread = os._exit, os.getpid(), threading.get_ident()
+
+    def exit_here(code: Any) -> None:
+        if os.getpid() != pid or threading.get_ident() != thread:
+            real_exit(code)
+        raise _ProcessExit(code)
+
+    signalled: list[int] = []
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGINT) if in_main_thread else None
+    if callable(previous):
+        signal.signal(signal.SIGINT, _noting(previous, signalled))
+    os._exit = exit_here
+    try:
+        yield
+    except SystemExit as error:
+        raise failure(f"{who} called sys.exit({_exit_code(error.code)}) {doing}.") from None
+    except _ProcessExit as error:
+        raise failure(f"{who} called os._exit({_exit_code(error.code)}) {doing}.") from None
+    except KeyboardInterrupt:
+        if signalled or not in_main_thread:
+            raise
+        raise failure(f"{who} raised KeyboardInterrupt {doing}.") from None
+    finally:
+        os._exit = real_exit
+        if callable(previous):
+            signal.signal(signal.SIGINT, previous)
+
+
+def _noting(handler: Callable[[int, Any], Any], signalled: list[int]) -> Callable[[int, Any], Any]:
+    """A signal handler that notes the signal in `signalled`, then calls `handler`."""
+
+    def noting(signum: int, frame: Any) -> Any:
+        signalled.append(signum)
+        return handler(signum, frame)
+
+    return noting
+
+
+def _exit_code(code: Any) -> str:
+    """An exit code as the call wrote it: sys.exit(5), sys.exit(), sys.exit('done')."""
+    return "" if code is None else repr(code)
 
 
 def _is_signature_error(function: Callable[..., Any], kwargs: dict[str, Any]) -> bool:
@@ -175,7 +252,8 @@ def _load_module(where: str, what: str) -> Any:
         sys.path.insert(0, str(path.resolve().parent))
         try:
             sys.modules[module_name] = module
-            module_spec.loader.exec_module(module)
+            with guarded(where, "as it was imported"):
+                module_spec.loader.exec_module(module)
         except UsageError:  # the harness's own refusal while importing (a study run at import): already a sentence
             sys.modules.pop(module_name, None)
             raise

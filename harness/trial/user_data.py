@@ -19,7 +19,7 @@ import contextlib
 import csv
 import os
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,24 +38,31 @@ DATA_FUNCTION_SEED = 20211
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 # A trial holds about this many copies of the arrays (the arrays, the split, the pipeline's tensors).
 COPIES_PER_TRIAL = 3
+# Bytes of each value as a trial holds it: float32, or int32 for integers (`_array`).
+VALUE_BYTES = 4
+INT32 = np.iinfo(np.int32)
+# What to do with data that does not fit in memory.
+SUBSET = "study a subset of it, saved as its own npz file"
 
 
 def load(spec: str, label_column: str = "") -> tuple[str, Any, np.ndarray, Any, np.ndarray, int | None]:
     """(name, x_train, y_train, x_test, y_test, the batch size a batched training tf.data.Dataset came in) from a
     data spec, the inputs one array or several (features.py); one sentence on anything unusable."""
     source_batch_size = None
-    if spec.startswith("npz:"):
-        arrays = _npz(spec[len("npz:"):])
-    elif spec.startswith("csv:"):
-        arrays = _csv(spec[len("csv:"):], label_column)
-    elif spec.startswith("arrays:"):
-        arrays, source_batch_size = user_code.registered(spec)
-    else:
-        function = user_code.resolve_function(spec, "data")
-        with fixed_seeds():
-            arrays, source_batch_size = _from_function(user_code.call(function, spec, "data"), spec)
-    x_train, y_train, x_test, y_test = _checked(arrays, spec)
-    _check_memory(spec, (x_train, y_train, x_test, y_test))
+    with _memory_refused(spec):
+        if spec.startswith("npz:"):
+            arrays = _npz(spec[len("npz:"):])
+        elif spec.startswith("csv:"):
+            arrays = _csv(spec[len("csv:"):], label_column)
+        elif spec.startswith("arrays:"):
+            arrays, source_batch_size = user_code.registered(spec)
+        else:
+            function = user_code.resolve_function(spec, "data")
+            with fixed_seeds():
+                arrays, source_batch_size = _from_function(user_code.call(function, spec, "data"), spec)
+        # Before _checked converts the arrays, copying each: data the memory cannot hold is not copied at all.
+        _check_memory(spec, arrays)
+        x_train, y_train, x_test, y_test = _checked(arrays, spec)
     return spec, x_train, y_train, x_test, y_test, source_batch_size
 
 
@@ -74,6 +81,11 @@ def _checked(four: tuple[Any, ...], source: str) -> tuple[Any, np.ndarray, Any, 
     if train_shapes != test_shapes:
         raise UsageError(f"{source}: training examples have shape {features.describe_shapes(x_train)} but test "
                          f"examples {features.describe_shapes(x_test)}.")
+    # A model on examples of no values (shape (0,)) aborts the process in oneDNN, with no sentence.
+    for name, array in features.named(x_train, "x_train"):
+        if array.ndim > 1 and array[0].size == 0:
+            raise UsageError(f"{source}: {name}'s examples have shape {array.shape[1:]}, no values for a model to "
+                             "learn from.")
     return x_train, y_train, x_test, y_test
 
 
@@ -102,11 +114,13 @@ def from_python(data: Any) -> str:
         return data
     from harness.trial.fingerprints import named_arrays_sha256
 
-    with fixed_seeds():
-        if callable(data):
-            data = user_code.call(data, f"the data function {getattr(data, '__name__', 'given')}", "data")
-        four, source_batch_size = _from_function(data, "data")
-    arrays = _checked(four, "data")
+    with _memory_refused("data"):
+        with fixed_seeds():
+            if callable(data):
+                data = user_code.call(data, f"the data function {getattr(data, '__name__', 'given')}", "data")
+            four, source_batch_size = _from_function(data, "data")
+        _check_memory("data", four)
+        arrays = _checked(four, "data")
     digest = named_arrays_sha256(pair for part, key in zip(arrays, NPZ_KEYS, strict=True)
                                  for pair in features.named(part, key))
     return user_code.register_object("arrays:", digest[:16], (arrays, source_batch_size))
@@ -238,10 +252,14 @@ def _csv(path: str, label_column: str) -> tuple[np.ndarray, ...]:
                          f"{','.join(bad)!r}.") from None
     if table.ndim != 2 or table.shape[1] != len(header):
         raise UsageError(f"{path}: every row must have {len(header)} values, like the header.")
+    if len(header) == 1:
+        raise UsageError(f"{path} has no column but its label column {label!r}; a model needs at least one column "
+                         "of features.")
     index = header.index(label)
     y = table[:, index]
     # Whole-number labels are classes; anything else is a regression target.
-    y = y.astype(np.int32) if np.all(y == np.round(y)) and y.min() >= 0 else y.astype(np.float32)[:, None]
+    whole = np.all(y == np.round(y)) and y.min() >= 0
+    y = _int32(y, f"column {label!r}", path) if whole else y.astype(np.float32)[:, None]
     x = np.delete(table, index, axis=1).astype(np.float32)
     return _held_out_test(x, y, path)
 
@@ -302,6 +320,8 @@ def _array(value: Any, name: str, source: str) -> np.ndarray:
     """A float32 (or int32, for integer inputs and labels) array with at least one axis."""
     try:
         array = np.asarray(value)
+    except MemoryError:
+        raise
     except Exception as error:
         raise UsageError(f"{source}: {name} is not an array ({first_line(error)}).") from None
     if array.ndim == 0 or array.dtype == object or not (np.issubdtype(array.dtype, np.number)
@@ -309,21 +329,43 @@ def _array(value: Any, name: str, source: str) -> np.ndarray:
         raise UsageError(f"{source}: {name} must be a numeric array with an examples axis, got "
                          f"{array.dtype} of shape {array.shape}.")
     if np.issubdtype(array.dtype, np.integer):
-        return array.astype(np.int32)
+        return _int32(array, name, source)
     array = array.astype(np.float32)
     if not np.all(np.isfinite(array)):
         raise UsageError(f"{source}: {name} holds NaN or infinite values.")
     return array
 
 
+def _int32(array: np.ndarray, name: str, source: str) -> np.ndarray:
+    """Whole numbers (labels, token ids) as int32, which is what a trial holds; out of its range they would
+    wrap around (a label of 2**40 became class 0), so they are refused in one sentence."""
+    if array.size and (array.min() < INT32.min or array.max() > INT32.max):
+        value = array.min() if array.min() < INT32.min else array.max()
+        raise UsageError(f"{source}: {name} holds {int(value)}, outside the 32-bit integers the harness trains on "
+                         f"({INT32.min} to {INT32.max}).")
+    return array.astype(np.int32)
+
+
 def _check_memory(spec: str, arrays: tuple[Any, ...]) -> None:
-    """Data sets are held in memory; refuse, in one sentence, data a trial cannot hold."""
-    size = sum(features.nbytes(part) for part in arrays)
+    """Data sets are held in memory; refuse, in one sentence, data a trial cannot hold. The arrays may be as
+    given (before _checked): their size is counted as a trial holds them, VALUE_BYTES a value."""
+    size = VALUE_BYTES * sum(int(np.size(array)) for part in arrays for array in features.arrays(part))
     available = _available_memory()
     if available is not None and size * COPIES_PER_TRIAL > available:
         raise UsageError(f"{spec} takes {size / 2**30:.1f} GiB in memory and a trial holds about "
                          f"{COPIES_PER_TRIAL} copies, more than the {available / 2**30:.1f} GiB available here; "
-                         "study a subset of it, saved as its own npz file.")
+                         f"{SUBSET}.")
+
+
+@contextlib.contextmanager
+def _memory_refused(spec: str) -> Iterator[None]:
+    """An allocation that fails while the data is read, split or converted (numpy's MemoryError, which says how
+    much it asked for) is one sentence: what `_check_memory` could not foresee (the memory available unknown,
+    or taken meanwhile; copies made before the arrays are counted)."""
+    try:
+        yield
+    except MemoryError as error:
+        raise UsageError(f"{spec} does not fit in memory here ({first_line(error)}); {SUBSET}.") from None
 
 
 def _available_memory() -> int | None:

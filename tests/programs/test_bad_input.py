@@ -120,3 +120,50 @@ def test_bad_model_input_on_the_command_line_is_one_sentence(user_files):
     assert result.stderr.splitlines()[-1] == (f"error: {user_files}/model.py has no function 'nope' (the model "
                                               f"spec '{user_files}/model.py:nope').")
     assert not (user_files / "out" / "trials.jsonl").exists()
+
+
+LEAVING_MODELS = """\
+import os
+import sys
+
+import keras
+
+
+def hard_exit():
+    os._exit(9)
+
+
+class ExitsWhileTraining(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.flatten, self.head = keras.layers.Flatten(), keras.layers.Dense(10)
+
+    def call(self, x, training=False):
+        return self.head(self.flatten(x))
+
+    def train_step(self, data):
+        sys.exit(5)
+
+
+def exits_while_training():
+    model = ExitsWhileTraining()
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+"""
+
+
+def test_model_code_that_leaves_the_process_does_not_end_the_study(user_files):
+    """os._exit in the model function is one sentence and exit 2 (it would end the program with the code's own
+    exit code); sys.exit in its own train step fails the trial, with that sentence, and the study ends as
+    studies end."""
+    (user_files / "leaving.py").write_text(LEAVING_MODELS)
+    small = ["--repeats=1", "--conditions=control", "--epochs=1", f"--data=npz:{user_files}/data.npz"]
+    spec = f"{user_files}/leaving.py:hard_exit"
+    result = run_program("harness.bench", f"--model={spec}", *small, f"--output_dir={user_files / 'out1'}")
+    assert (result.returncode, result.stderr.splitlines()[-1]) == (
+        2, f"error: {spec} called os._exit(9) while building the model."), result.stderr
+    spec = f"{user_files}/leaving.py:exits_while_training"
+    result = run_program("harness.bench", f"--model={spec}", *small, f"--output_dir={user_files / 'out2'}")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    [record] = [json.loads(line) for line in (user_files / "out2" / "trials.jsonl").read_text().splitlines()]
+    assert record["status"] == {"code": "error", "message": f"{spec} called sys.exit(5) while training."}

@@ -1,5 +1,6 @@
 """TensorBoard curves: each ok trial of a study gets its own run directory, with its loss curve as recorded."""
 
+import pytest
 import tensorflow as tf
 
 from harness.schema import TRIALS_FILE
@@ -35,3 +36,28 @@ def test_a_failed_trial_writes_no_curve(small_study, tmp_path):
     record = dict(next(iter(read_records(small_study / TRIALS_FILE))), status={"code": "nan_loss", "message": "x"})
     tensorboard_curves.write_trial(tmp_path, record)
     assert not any(tmp_path.iterdir())
+
+
+def test_a_full_disk_while_writing_a_curve_is_an_os_error_and_leaves_no_curve_cut_short(small_study, tmp_path,
+                                                                                          monkeypatch):
+    """TF's event writer fails on a full disk with a ResourceExhaustedError (as below, from a 64 KiB tmpfs), which
+    was a traceback and a curve cut short; it is the OSError it is, which the programs say in one sentence
+    (`...: No space left on device; records written before this are kept.`), and the curve is left out."""
+    import errno
+
+    record = next(r for r in read_records(small_study / TRIALS_FILE) if r["status"]["code"] == "ok")
+    logdir = tensorboard_curves.trial_logdir(tmp_path, record)
+
+    def disk_full(*args, **kwargs):
+        [events] = logdir.glob("events.out.tfevents.*")
+        raise tf.errors.ResourceExhaustedError(None, None, (
+            "{{function_node __wrapped__WriteSummary_device_/job:localhost/replica:0/task:0/device:CPU:0}} "
+            f"{events}; No space left on device\n\tFailed to flush 11 events to {events}\n\tCould not flush events "
+            "file. [Op:WriteSummary]"))
+
+    monkeypatch.setattr(tf.summary, "scalar", disk_full)
+    with pytest.raises(OSError) as raised:
+        tensorboard_curves.write_trial(tmp_path, record)
+    assert (raised.value.errno, raised.value.strerror) == (errno.ENOSPC, "No space left on device")
+    assert raised.value.filename.startswith(f"{logdir}/events.out.tfevents.")
+    assert not list(logdir.glob("events.out.tfevents.*"))

@@ -111,20 +111,25 @@ def test_labels_a_classifier_cannot_take_are_refused_before_training_and_float_c
         return config.replace(model=model) if model else config
 
     def refusal(config):
+        """The sentence refusing the config, with its data spec written DATA."""
         with pytest.raises(UsageError) as refused:
             run_trial(config, SeedSet.from_base(0))
-        return str(refused.value)
+        return str(refused.value).replace(config.dataset, "DATA")
 
     model = f"{user_files}/model.py:create_model"
     assert refusal(config_with_labels(arrays["y_train"] - 1)) == (
-        f"{model}'s loss takes class labels 0 to 9, and the data's labels include -1.")
+        f"{model}'s loss takes class labels 0 to 9, and the labels of DATA include -1.")
+    # An integer label past the outputs is named too, not only the class count it implies.
+    with_12 = np.where(np.arange(len(arrays["y_train"])) == 7, 12, arrays["y_train"])
+    assert refusal(config_with_labels(with_12)) == (
+        f"{model}'s loss takes class labels 0 to 9, and the labels of DATA include 12.")
     as_floats = arrays["y_train"].astype(np.float32)
     assert task_of(config_with_labels(as_floats)) == "multiclass"
     assert refusal(config_with_labels(np.where(np.arange(len(as_floats)) == 7, 12.0, as_floats))) == (
-        f"{model}'s loss takes class labels 0 to 9, and the data's labels include 12.")
+        f"{model}'s loss takes class labels 0 to 9, and the labels of DATA include 12.")
     binary = f"{CORPUS}:binary_sigmoid"
     assert refusal(config_with_labels(arrays["y_train"] % 3, binary, arrays["y_test"] % 3)) == (
-        f"{binary}'s loss (binary_crossentropy) takes labels from 0 to 1, and the data's labels include 2.")
+        f"{binary}'s loss (binary_crossentropy) takes labels from 0 to 1, and the labels of DATA include 2.")
 
 
 def test_an_uncompiled_model_trains_with_the_loss_and_optimizer_given(user_files):

@@ -1,5 +1,7 @@
 """Your data: npz, x/y arrays, csv and Python functions are read as a user hands them over."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -135,3 +137,89 @@ def test_a_data_function_with_unseeded_randomness_gives_the_same_data_every_time
     handed = load_dataset(from_python(lambda: pair))
     assert handed.source_batch_size == 5 and handed.train_x.shape == (30, 2)
     assert load_dataset(from_python(pair)).sha256 == handed.sha256
+
+
+def test_integers_past_32_bits_are_refused_not_wrapped(tmp_path):
+    """Labels and integer inputs (token ids) are kept as 32-bit integers: a label of 2**40 became class 0, and
+    its trial was "ok". Out of that range, npz, function and CSV data are one sentence naming the value."""
+    rng = np.random.default_rng(0)
+    x, y = rng.random((50, 3)).astype(np.float32), np.arange(50) % 3
+    big = np.where(np.arange(50) == 7, 2**40, y)
+    np.savez(tmp_path / "label.npz", x_train=x, y_train=big, x_test=x, y_test=y)
+    outside = "outside the 32-bit integers the harness trains on (-2147483648 to 2147483647)."
+    with pytest.raises(UsageError) as refused:
+        load_dataset(f"npz:{tmp_path}/label.npz")
+    assert str(refused.value) == f"npz:{tmp_path}/label.npz: y_train holds 1099511627776, {outside}"
+    np.savez(tmp_path / "tokens.npz", x_train=big[:, None] - 2**41, y_train=y, x_test=y[:, None], y_test=y)
+    with pytest.raises(UsageError) as refused:
+        load_dataset(f"npz:{tmp_path}/tokens.npz")
+    assert str(refused.value) == f"npz:{tmp_path}/tokens.npz: x_train holds -2199023255552, {outside}"
+    rows = ["a,b,c,label"] + [f"{p},{q},{r},{t}" for (p, q, r), t in zip(x, big, strict=True)]
+    (tmp_path / "label.csv").write_text("\n".join(rows) + "\n")
+    with pytest.raises(UsageError) as refused:
+        load_dataset(f"csv:{tmp_path}/label.csv")
+    assert str(refused.value) == f"{tmp_path}/label.csv: column 'label' holds 1099511627776, {outside}"
+
+
+def test_data_with_no_features_is_refused(tmp_path):
+    """A CSV of its label column alone, or inputs with no values per example, aborted the process in oneDNN."""
+    (tmp_path / "labels.csv").write_text("label\n" + "".join(f"{i % 3}\n" for i in range(50)))
+    with pytest.raises(UsageError) as refused:
+        load_dataset(f"csv:{tmp_path}/labels.csv")
+    assert str(refused.value) == (f"{tmp_path}/labels.csv has no column but its label column 'label'; a model "
+                                  "needs at least one column of features.")
+    y = np.arange(50) % 3
+    np.savez(tmp_path / "empty.npz", x_train=np.zeros((50, 4, 0)), y_train=y, x_test=np.zeros((50, 4, 0)), y_test=y)
+    with pytest.raises(UsageError) as refused:
+        load_dataset(f"npz:{tmp_path}/empty.npz")
+    assert str(refused.value) == (f"npz:{tmp_path}/empty.npz: x_train's examples have shape (4, 0), no values "
+                                  "for a model to learn from.")
+
+
+# A data function returning more than memory holds: broadcast views, which cost no memory until copied (1 PiB
+# as float32: past any machine's address space, so no allocation of it can succeed, whatever the overcommit).
+HUGE_DATA = """\
+import numpy as np
+
+
+def huge():
+    x = np.broadcast_to(np.float64(0), (2**16, 2**16, 2**16))
+    return x, np.zeros(2**16, "int32"), x[:8], np.zeros(8, "int32")
+"""
+
+
+def test_data_that_does_not_fit_in_memory_is_one_sentence(tmp_path, monkeypatch):
+    """Data too large for the memory available is refused before the harness copies it (as float32), in one
+    sentence; where the memory available is unknown, the failed copy (numpy's MemoryError) is that sentence."""
+    from harness.trial import user_data
+
+    (tmp_path / "huge.py").write_text(HUGE_DATA)
+    spec = f"{tmp_path}/huge.py:huge"
+    subset = r"; study a subset of it, saved as its own npz file\.$"
+    with pytest.raises(UsageError, match=(rf"^{re.escape(spec)} takes 1048704\.0 GiB in memory and a trial holds "
+                                          rf"about 3 copies, more than the [\d.]+ GiB available here{subset}")):
+        load_dataset.__wrapped__(spec)
+    monkeypatch.setattr(user_data, "_available_memory", lambda: None)
+    with pytest.raises(UsageError, match=(rf"^{re.escape(spec)} does not fit in memory here \(Unable to allocate "
+                                          r"1\.00 PiB for an array with shape \(65536, 65536, 65536\) and data type "
+                                          rf"float32\){subset}")):
+        load_dataset.__wrapped__(spec)
+
+
+def test_a_negative_class_label_for_a_built_in_model_is_refused_before_training(tmp_path):
+    """Integer labels name max + 1 classes; one below 0 failed every trial of a built-in model in its loss
+    (`indices[1] = -1 is not in [0, 10)`). Your own model's loss is checked as its task is read
+    (test_keras_model)."""
+    from harness.trial.config import load_benchmark
+    from harness.trial.seeds import SeedSet
+    from harness.trial.train import run_trial
+
+    digits = load_dataset("digits")
+    y = np.where(np.arange(400) == 5, -1, digits.train_y[:400])
+    np.savez(tmp_path / "negative.npz", x_train=digits.train_x[:400], y_train=y, x_test=digits.test_x[:100],
+             y_test=digits.test_y[:100])
+    config = load_benchmark("digits_mlp", epochs=1).replace(dataset=f"npz:{tmp_path}/negative.npz")
+    with pytest.raises(UsageError) as refused:
+        run_trial(config, SeedSet.from_base(0))
+    assert str(refused.value) == (f"the built-in mlp model takes class labels 0 to 9, and the labels of "
+                                  f"npz:{tmp_path}/negative.npz include -1.")
