@@ -19,17 +19,17 @@ def run(main: Callable[[list[str]], int | None], positional_args: bool = False) 
 
     def guarded(argv: list[str]) -> int | None:
         if len(argv) > 1 and not positional_args:
-            _fail(f"unexpected arguments {' '.join(argv[1:])!r}; every option is a --flag.")
+            fail(f"unexpected arguments {' '.join(argv[1:])!r}; every option is a --flag.")
         signal.signal(signal.SIGTERM, _terminate)
         try:
             return main(argv)
         except UsageError as error:
-            _fail(str(error))
+            fail(str(error))
         except OSError as error:
             # A full disk, a read-only or vanished directory: the environment, not a bug, so a sentence.
             # Records are appended whole or cut off whole (records.append_record), so none is lost.
             where = f"{error.filename}: " if error.filename else ""
-            _fail(f"{where}{error.strerror or first_line(error)}; records written before this are kept")
+            fail(f"{where}{error.strerror or first_line(error)}; records written before this are kept")
         except KeyboardInterrupt:
             print("interrupted; records written so far are kept.", file=sys.stderr)
             sys.exit(130)
@@ -50,10 +50,15 @@ def _parse_flags(argv: list[str]) -> list[str]:
     try:
         return flags.FLAGS(argv)
     except flags.Error as error:
-        _fail(f"{first_line(error)}; --helpshort lists the flags")
+        fail(f"{first_line(error)}; --helpshort lists the flags")
+    except UnicodeDecodeError as error:
+        # absl reads a --flagfile as text and lets the decoding error out.
+        fail(f"a --flagfile is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); a "
+             "flagfile holds one --flag=value a line")
 
 
-def _fail(message: str) -> None:
+def fail(message: str) -> None:
+    """Bad input: `error: <message>.` on stderr, and exit 2."""
     message = message if message.endswith(".") else message + "."
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)

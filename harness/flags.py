@@ -6,19 +6,50 @@ and applies it with `value_or`.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from absl import flags
 
+from harness.errors import UsageError
 from harness.studies import ISOLATIONS
+from harness.studies.conditions import parse_conditions
 
 FLAGS = flags.FLAGS
+
+# Trials a count flag may ask for per condition (bench's --repeats) or per configuration (--seeds,
+# tune's --seeds_per_trial): every trial is planned before the first one runs, so an absurd count would
+# fill memory before anything is said. At a second a trial this many take hours; more is a typo.
+MAX_TRIALS_EACH = 10_000
+
+
+def define_float(name: str, default: float | None, help_text: str, **bounds: float) -> None:
+    """`flags.DEFINE_float` for a flag that must be a finite number, refused as it is parsed: absl reads `nan`
+    and `inf` as floats, and a NaN passes any lower_bound and upper_bound (every comparison with it is false).
+    Every float flag is defined through it but gate's thresholds, which gate_rules checks (from --rules too)."""
+    flags.DEFINE_float(name, default, help_text, **bounds)
+    flags.register_validator(name, lambda value: value is None or math.isfinite(value),
+                             message="must be a finite number")
+
+
+def _check_conditions(text: str | None) -> bool:
+    """--conditions checked as it is parsed, so every program that takes it refuses an unknown one before any
+    work (isolation_cost passes it on to the studies it starts)."""
+    if text is not None:
+        try:
+            parse_conditions(text)
+        except UsageError as error:
+            raise flags.ValidationError(str(error)) from None
+    return True
 
 flags.DEFINE_string("output_dir", None, "Where the program writes. Defaults: bench results/BENCHMARK; tune "
                     "results/tune/BENCHMARK; reeval results/reeval/BENCHMARK/ID and compare_configs "
                     "results/compare/BENCHMARK/ID (ID names the configs and seeds); diverge results/diverge; "
                     "bench_speed results/speed; doctor results/doctor/SCRIPT; report and merge: the input "
                     "directory; worker: required.")
+# An empty value would be the current directory: a study's files strewn where the command happened to run.
+flags.register_validator("output_dir", lambda value: value is None or bool(value.strip()),
+                         message="names no directory (leave the flag out for the program's default)")
 flags.DEFINE_string("input_dir", None, "The study directory to read: report's holds trials.jsonl and summary.json; "
                     "merge's holds shard-*-of-* directories (local or a gfile URL).")
 flags.DEFINE_string("replicas", None, "Vectorized replicas: train K trials at a time in one graph, each bit for bit "
@@ -29,13 +60,15 @@ flags.DEFINE_string("replicas", None, "Vectorized replicas: train K trials at a 
                     "default auto; bench_speed: the counts to measure, default 4,auto,16. XLA (env:xla=1), "
                     "--strategy and --trainer=keras_fit train one by one, and bench says why.")
 flags.DEFINE_integer("seeds", 20, "Seeds each configuration is evaluated over, paired across configurations "
-                     "(reeval, compare_configs).", lower_bound=2)
+                     "(reeval, compare_configs).", lower_bound=2, upper_bound=MAX_TRIALS_EACH)
 flags.DEFINE_string("conditions", None,
                     "Comma-separated conditions: control, kernels, init, shuffle, dropout, augment, split, "
                     "all, bit, order, env:threads=N, env:onednn=0|1, env:xla=0|1, env:load=0|1. bench's default: all "
                     "of them, less augment without --augment, split without a validation share, and order for your "
                     "own Keras model; isolation_cost's: control,init.")
-flags.DEFINE_integer("repeats", None, "Trials per condition (bench: 10; isolation_cost: 5).", lower_bound=1)
+flags.register_validator("conditions", _check_conditions)
+flags.DEFINE_integer("repeats", None, "Trials per condition (bench: 10; isolation_cost: 5).", lower_bound=1,
+                     upper_bound=MAX_TRIALS_EACH)
 flags.DEFINE_enum("isolation", "inprocess", list(ISOLATIONS),
                   "inprocess: trials (bench) or calls of your objective (reeval --objective) share this process; "
                   "process: a fresh process for each. A trial's bits are the same either way; an objective's "

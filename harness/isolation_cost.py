@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from absl import app
-
+from harness import cli
+from harness.errors import UsageError, meaningful_lines
 from harness.flags import value_or
 from harness.studies.records import read_records
 from harness.table import format_table
@@ -26,7 +26,11 @@ def _run(isolation: str, output_dir: Path) -> float:
     args = [sys.executable, "-m", "harness.bench", f"--isolation={isolation}", f"--repeats={value_or('repeats', 5)}",
             f"--conditions={value_or('conditions', 'control,init')}", f"--output_dir={output_dir}"]
     started = time.perf_counter()
-    subprocess.run(args, check=True, capture_output=True)
+    result = subprocess.run(args, capture_output=True, text=True)
+    if result.returncode != 0:
+        # The flags were checked here already; what is left (a lost trial, a full disk) bench said in a sentence.
+        said = (meaningful_lines(result.stderr) or [f"exit code {result.returncode}"])[-1]
+        raise UsageError(f"harness.bench --isolation={isolation} failed: {said.removeprefix('error: ')}")
     return time.perf_counter() - started
 
 
@@ -46,4 +50,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

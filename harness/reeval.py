@@ -39,7 +39,7 @@ from harness import cli, score_flags, trial_flags
 from harness.analysis import stats
 from harness.analysis.summary import build_summary, format_summary, write_summary
 from harness.errors import UsageError
-from harness.flags import value_or
+from harness.flags import define_float, value_or
 from harness.platform import environment
 from harness.schema import SUMMARY_FILE
 from harness.studies.conditions import ALL, condition
@@ -61,8 +61,8 @@ flags.DEFINE_string("optuna_study", None, "Study name in --optuna_storage (neede
 flags.DEFINE_integer("optuna_trial", None, "Re-evaluate this trial number instead of the best one.")
 flags.DEFINE_integer("top_k", 1, "Re-run the study's K best trials over the same seeds, paired, and say whether "
                      "the tuner's pick still wins.", lower_bound=1)
-flags.DEFINE_float("tuned_score", None, "The score the tuner reported (overrides the one in the study or file); "
-                   "given by hand, it states that it was measured as this re-evaluation measures it.")
+define_float("tuned_score", None, "The score the tuner reported (overrides the one in the study or file); "
+             "given by hand, it states that it was measured as this re-evaluation measures it.")
 
 # Config fields that change how fast a trial runs, not what it measures: a harness.tune study may be
 # re-evaluated with these set otherwise. Any other field set by a flag is another experiment.

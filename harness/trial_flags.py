@@ -11,8 +11,8 @@ from typing import Any
 
 from absl import flags
 
-import harness.flags  # noqa: F401 (defines --epochs, a config field)
 from harness.errors import UsageError
+from harness.flags import define_float  # importing it defines --epochs, a config field, too
 from harness.studies.records import NotStrictJson, strict_json_loads
 from harness.trial import config as config_lib
 from harness.trial.seeds import SOURCES, SeedSet
@@ -31,7 +31,7 @@ flags.DEFINE_alias("dataset", "data")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (for tfds:NAME datasets).")
 flags.DEFINE_string("label_column", None, "csv:PATH data: the column holding the label (default: the last).")
 flags.DEFINE_integer("max_train_examples", None, "Use only the first N training examples (0: all).")
-flags.DEFINE_float("validation_fraction", None, "Share of the training pool held out, chosen by the split seed.")
+define_float("validation_fraction", None, "Share of the training pool held out, chosen by the split seed.")
 flags.DEFINE_boolean("augment", None, "Random shifts of training images, keyed by the augment seed.")
 flags.DEFINE_string("model", None, f"A built-in model ({', '.join(config_lib.MODELS)}) or your own Keras model: "
                     "path/to/file.py:function or package.module:function returning a keras.Model.")
@@ -41,9 +41,9 @@ flags.DEFINE_string("optimizer", None, "Your model, if not compiled: a Keras opt
 flags.DEFINE_string("loss", None,
                     "Your model, if not compiled: a Keras loss name, e.g. sparse_categorical_crossentropy.")
 flags.DEFINE_integer("hidden_units", None, "Built-in models: width of the hidden dense layer.")
-flags.DEFINE_float("dropout_rate", None, "Built-in models: dropout rate (the original question used 0.8).")
+define_float("dropout_rate", None, "Built-in models: dropout rate (the original question used 0.8).")
 flags.DEFINE_integer("batch_size", None, "Training batch size.")
-flags.DEFINE_float("learning_rate", None, "Learning rate (your compiled model's own when not given).")
+define_float("learning_rate", None, "Learning rate (your compiled model's own when not given).")
 flags.DEFINE_integer("steps_per_loop", None, "Train steps per call of the outer tf.function.")
 flags.DEFINE_enum("determinism", None, ["on", "off"], "Op determinism (deterministic GPU kernels).")
 flags.DEFINE_boolean("xla", None, "Compile the train step with XLA (jit_compile).")

@@ -27,7 +27,7 @@ from absl import flags, logging
 from harness import cli, score_flags, trial_flags
 from harness.analysis import stats
 from harness.errors import UsageError
-from harness.flags import value_or
+from harness.flags import MAX_TRIALS_EACH, define_float, value_or
 from harness.studies.records import write_json
 from harness.studies.storage import exclusive
 from harness.tuning import hyperparameters, optuna_storage, tuner
@@ -35,10 +35,11 @@ from harness.tuning import hyperparameters, optuna_storage, tuner
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("n_trials", 20, "Candidates the study should have finished; a resumed study runs the rest.",
                      lower_bound=1)
-flags.DEFINE_integer("seeds_per_trial", 5, "k: seeds each candidate trains over.", lower_bound=1)
+flags.DEFINE_integer("seeds_per_trial", 5, "k: seeds each candidate trains over.", lower_bound=1,
+                     upper_bound=MAX_TRIALS_EACH)
 flags.DEFINE_enum("aggregate", "mean", ["mean", "lcb"], "What the tuner optimizes over a candidate's k scores: "
                   "their mean, or a one-sided confidence bound on the bad side of the mean (lcb).")
-flags.DEFINE_float("lcb_confidence", 0.9, "One-sided confidence of the lcb objective's bound.")
+define_float("lcb_confidence", 0.9, "One-sided confidence of the lcb objective's bound.")
 flags.DEFINE_string("space", None, "Search space: NAME=LOW..HIGH[:log] or NAME=A|B|C, comma-separated; NAME one of "
                     f"{', '.join(hyperparameters.TUNABLE)} for a built-in benchmark; for your own model an argument "
                     "of its function under its own name (units), or learning_rate, batch_size, epochs (default: "

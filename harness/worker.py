@@ -12,15 +12,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from absl import flags
 
 import harness.flags  # noqa: F401 (defines --output_dir and --input_dir)
 from harness import cli
+from harness.errors import UsageError, first_line
 from harness.platform import determinism, processes
 from harness.schema import TRIALS_FILE
-from harness.studies.records import read_records
+from harness.studies.records import load_document, read_records
 from harness.studies.study_runner import TrialSpec, run_in_this_process
+from harness.trial.seeds import SeedSet
 
 flags.mark_flag_as_required("output_dir")  # the study directory
 flags.DEFINE_integer("parent_pid", None, "The process that started this worker (it holds the study directory's "
@@ -31,7 +34,7 @@ def main(argv: list[str]) -> int:
     del argv
     if flags.FLAGS.parent_pid is not None:
         processes.die_with_parent(flags.FLAGS.parent_pid)
-    specs = [TrialSpec.from_json(item) for item in json.load(sys.stdin)]
+    specs = specs_from(sys.stdin.buffer.read())
     if specs:
         # Thread pools are fixed once per process, before the first op runs.
         determinism.set_thread_pools(specs[0].config.intra_op_threads, specs[0].config.inter_op_threads)
@@ -44,6 +47,28 @@ def main(argv: list[str]) -> int:
 
     run_in_this_process([s for s in specs if s.key not in recorded], specs, output_dir, recorded, finished)
     return 0
+
+
+def specs_from(stdin: bytes) -> list[TrialSpec]:
+    """The trial specs of stdin, as study_runner writes them (`TrialSpec.to_json`); anything else, one sentence
+    before any trial runs (the parent stops the study with it)."""
+    document = load_document(stdin, "stdin")
+    if not isinstance(document, list) or not all(isinstance(item, dict) for item in document):
+        raise UsageError("stdin must hold a JSON list of trial specs (objects), as the study that starts a worker "
+                         "writes it")
+    return [_spec(item, number) for number, item in enumerate(document, start=1)]
+
+
+def _spec(item: dict[str, Any], number: int) -> TrialSpec:
+    try:
+        spec = TrialSpec.from_json(item)
+        # SeedSet itself takes any value; from_base with every source given checks each is a seed.
+        SeedSet.from_base(0, **spec.seeds.as_dict())
+    except KeyError as error:
+        raise UsageError(f"trial spec {number} of stdin has no {first_line(error)}") from None
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"trial spec {number} of stdin is not one: {first_line(error)}") from None
+    return spec
 
 
 if __name__ == "__main__":

@@ -40,16 +40,21 @@ stands in for: SCRIPT runs as if it were there (its `__file__`, directory and
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import hashlib
 import json
 import random
 import sys
 import traceback
+import types
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from harness.errors import UsageError, first_line
+
+USAGE = "python -m harness.keras_probe OUT STEPS MODE REFERENCE RUN_AS SCRIPT [ARGS]"
 # MODE: turn on op determinism before the script runs, seeding nothing.
 DETERMINISM = "determinism"
 # The calls that order data at random: the seeding calls that make each repeat (besides a seed argument
@@ -401,29 +406,62 @@ def install(probe: Probe) -> None:
     keras.Model.fit = fit
 
 
-def main(argv: list[str]) -> None:
+@dataclasses.dataclass(frozen=True)
+class Invocation:
+    """What the probe's arguments ask for, checked: the probe, op determinism or not, the script (compiled) and
+    the user's script it runs as, and the script's own arguments."""
+
+    probe: Probe
+    determinism: bool
+    code: types.CodeType
+    run_as: Path
+    args: list[str]
+
+
+def parse_arguments(argv: list[str]) -> Invocation:
+    """OUT STEPS MODE REFERENCE RUN_AS SCRIPT [ARGS], each checked before anything of the script runs; one
+    sentence (UsageError) for the first that is not what the doctor passes."""
+    if len(argv) < 6:
+        raise UsageError(f"usage: {USAGE}, as harness.doctor runs it; got {len(argv)} of the 6 arguments")
     out, steps, mode, reference, run_as, script, *args = argv
+    if not steps.isdecimal() or not steps.isascii() or int(steps) < 1:
+        raise UsageError(f"STEPS must be a whole number of steps, at least 1, got {steps!r}")
+    if mode not in ("-", DETERMINISM):
+        raise UsageError(f"MODE must be - (nothing) or {DETERMINISM}, got {mode!r}")
+    if Path(out).is_dir() or not Path(out).parent.is_dir():
+        raise UsageError(f"OUT {out} must be a file in an existing directory")
+    for name, path in (("REFERENCE", reference), ("RUN_AS", run_as), ("SCRIPT", script)):
+        if (path != "-" or name == "SCRIPT") and not Path(path).is_file():
+            raise UsageError(f"{name} {path} is not a file")
     from harness.studies.records import read_records
 
+    try:
+        # As `python SCRIPT` would: a file that is not Python is refused before anything runs.
+        code = compile(Path(script).read_bytes(), str(Path(script).resolve()), "exec")
+    except (SyntaxError, ValueError) as error:
+        raise UsageError(f"SCRIPT {script} is not a Python script ({first_line(error)})") from None
     original = Path(script if run_as == "-" else run_as)
     probe = Probe(Path(out), int(steps), Path(script), None if reference == "-" else read_records(Path(reference)),
                   run_as=original)
-    install(probe)
-    if mode == DETERMINISM:
+    return Invocation(probe, mode == DETERMINISM, code, original, args)
+
+
+def main(invocation: Invocation) -> None:
+    install(invocation.probe)
+    if invocation.determinism:
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()  # the doctor's check of a kernel verdict
-    sys.argv = [str(original), *args]
+    original = invocation.run_as
+    sys.argv = [str(original), *invocation.args]
     sys.path.insert(0, str(original.resolve().parent))
     # As `python SCRIPT` runs it, but as the user's script where a fixed copy stands in: its __file__ (a
     # script that finds its data beside itself still does), with its lines counted in the copy.
-    code = compile(Path(script).read_text(), str(Path(script).resolve()), "exec")
     module = type(sys)("__main__")
     module.__dict__.update({"__file__": str(original), "__builtins__": builtins})
     saved_main, sys.modules["__main__"] = sys.modules.get("__main__"), module
     try:
-        exec(code, module.__dict__)
+        exec(invocation.code, module.__dict__)
     finally:
         if saved_main is not None:
             sys.modules["__main__"] = saved_main
-

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import json
+import math
 import pkgutil
 from typing import Any
 
@@ -25,6 +26,17 @@ STRATEGIES = ("none", "mirrored")
 # The harness loop (train.py), or the user's own model.fit (train.fit_with_keras).
 TRAINERS = ("harness", "keras_fit")
 XLA_UPDATE_CHOICES = ("auto", "on", "off")
+# The most an integer field may hold. They become TF int32 settings and seeds, and int64 step counts (epochs
+# times steps per epoch); past this they overflow inside TF, which says so in a failed trial or a traceback.
+MAX_INT = 2**31 - 1
+# The built-in models are the question's small networks; wider is refused from the config, before a weight is
+# drawn (planning a study builds the model to count them). 2**20 hidden units already make the MLP on MNIST's
+# 784 pixels 0.8 billion weights, 13 GB with their gradients and Adam's two moments.
+MAX_HIDDEN_UNITS = 2**20
+# TF starts every thread of its pools up front; more than any machine has cores.
+MAX_THREADS = 4096
+# Integer fields with a bound of their own, below MAX_INT.
+_MOST = {"hidden_units": MAX_HIDDEN_UNITS, "intra_op_threads": MAX_THREADS, "inter_op_threads": MAX_THREADS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,11 +129,15 @@ class TrialConfig:
             raise UsageError(
                 f"--validation_fraction must be in [0, 1), got {self.validation_fraction}."
             )
-        if self.learning_rate is not None and not self.learning_rate > 0:
-            raise UsageError(f"--learning_rate must be positive, got {self.learning_rate}.")
+        if self.learning_rate is not None and not 0 < self.learning_rate < math.inf:
+            raise UsageError(f"--learning_rate must be positive and finite, got {self.learning_rate}.")
         for name in ("max_train_examples", "intra_op_threads", "inter_op_threads"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name} must be 0 or more, got {getattr(self, name)}.")
+        for name in (f.name for f in dataclasses.fields(self) if f.type == "int"):
+            most = _MOST.get(name, MAX_INT)
+            if getattr(self, name) > most:
+                raise UsageError(f"--{name} must be at most {most:,}, got {_said(getattr(self, name))}.")
         if self.strategy not in STRATEGIES:
             raise UsageError(f"unknown strategy {self.strategy!r}; choose one of {', '.join(STRATEGIES)}.")
         if self.strategy != "none" and self.xla:
@@ -161,6 +177,16 @@ class TrialConfig:
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig))
 # Fields that shape the built-in models only; a user's model is shaped by its own function.
 BUILTIN_MODEL_FIELDS = ("hidden_units", "dropout_rate")
+
+
+def _said(number: int) -> str:
+    """A number as a message says it: in full, or past 20 digits how many it has (a pasted 4,000-digit one)."""
+    if number < 10**20:
+        return str(number)
+    digits = int(math.log10(number)) + 1
+    if 10 ** (digits - 1) > number:  # log10 in floats rounds 99...9 up to the next power of ten
+        digits -= 1
+    return f"a {digits}-digit number"
 
 
 def benchmark_names() -> list[str]:

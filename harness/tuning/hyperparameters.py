@@ -106,9 +106,13 @@ def _field_value(name: str, value: Any, source: str) -> Any:
     kind = TUNABLE.get(name)
     if kind is None:
         return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and float(value) != int(value)):
+    whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not whole):
         raise UsageError(f"{source}: {name} must be {'a whole number' if kind is int else 'a number'}, got {value!r}")
-    return kind(value)
+    try:
+        return kind(value)
+    except OverflowError:  # an integer of hundreds of digits, which JSON has and no float holds
+        raise UsageError(f"{source}: {name} is a number too large for a float ({len(str(value))} digits)") from None
 
 
 def check_params(params: dict[str, Any], source: str) -> dict[str, Any]:

@@ -15,6 +15,9 @@ import pytest
 from conftest import run_program
 
 JUNK = bytes(range(256)) * 8
+# Flags that make a study (and its trials) take seconds, for cases that ran to the end before they were refused.
+STUDY = ["--repeats=1", "--conditions=control"]
+TINY = ["--epochs=1", "--max_train_examples=200"]
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +34,9 @@ def corpus(small_study, tmp_path_factory):
         "nested.json": b"[" * 200_000 + b"]" * 200_000,
         "huge_int.json": b'{"accuracy_tolerance": ' + b"9" * 5000 + b"}",
         "nan_params.json": b'{"learning_rate": NaN}',
+        # 4,000 digits: strict JSON reads it (Python's limit is 4,300), no float holds it.
+        "long_int_params.json": b'{"learning_rate": ' + b"9" * 4000 + b"}",
+        "huge_hidden.json": b'{"hidden_units": 1000000000000}',
         "a_file": b"not a directory",
     }
     for name, data in files.items():
@@ -57,6 +63,15 @@ CASES = [
     ("harness.bench", ["--conditions=colour", "--output_dir={root}/out_colour"]),
     ("harness.bench", ["--epochs=0", "--output_dir={root}/out_epochs"]),
     ("harness.bench", ["--cost_blocks=3", "--output_dir={root}/out_cost"]),
+    ("harness.bench", ["--hidden_units=1000000000000", *STUDY, "--output_dir={root}/out_hidden"]),
+    ("harness.bench", ["--flagfile={root}/junk"]),
+    ("harness.bench", ["--repeats=1000000000000", "--conditions=control", "--output_dir={root}/out_repeats"]),
+    ("harness.bench", ["--learning_rate=inf", *STUDY, *TINY, "--output_dir={root}/out_inf"]),
+    ("harness.bench", ["--epochs=99999999999999999999999", *STUDY, "--output_dir={root}/out_long"]),
+    ("harness.bench", ["--intra_op_threads=99999999999999999999", *STUDY, *TINY, "--output_dir={root}/out_threads"]),
+    ("harness.bench", ["--reduction_order=99999999999999999999", *STUDY, *TINY, "--output_dir={root}/out_order"]),
+    ("harness.bench", ["--output_dir=", *STUDY, *TINY]),
+    ("harness.isolation_cost", ["--conditions=nope"]),
     ("harness.gate", ["--baseline={root}/empty.json", "--candidate={root}/study"]),
     ("harness.gate", ["--baseline={root}/study", "--candidate={root}/junk.json"]),
     ("harness.gate", ["--baseline={root}/study", "--candidate={root}/truncated.jsonl"]),
@@ -64,6 +79,7 @@ CASES = [
     ("harness.gate", ["--baseline={root}/study", "--candidate={root}/study", "--rules={root}/nested.json"]),
     ("harness.gate", ["--baseline={root}/study", "--candidate={root}/study", "--rules={root}/huge_int.json"]),
     ("harness.gate", ["--baseline={root}/nested.json", "--candidate={root}/study"]),
+    ("harness.gate", ["--baseline={root}/study", "--candidate={root}/study", "--alpha=nan"]),
     ("harness.report", ["--input_dir={root}/a_file"]),
     ("harness.report", ["--input_dir={root}/empty_dir"]),
     ("harness.report", ["--input_dir={root}/study", "--output_dir={root}/a_file"]),
@@ -73,6 +89,9 @@ CASES = [
     ("harness.reeval", ["--params={root}/a_dir", "--seeds=2", "--output_dir={root}/out_reeval"]),
     ("harness.reeval", ["--params={root}/nested.json", "--seeds=2", "--output_dir={root}/out_reeval"]),
     ("harness.reeval", ["--params={root}/nan_params.json", "--seeds=2", "--output_dir={root}/out_reeval"]),
+    ("harness.reeval", ["--params={root}/long_int_params.json", "--seeds=2", "--output_dir={root}/out_reeval"]),
+    ("harness.reeval", ["--params={root}/huge_hidden.json", "--seeds=2", "--output_dir={root}/out_reeval"]),
+    ("harness.reeval", ["--tuned_score=nan", "--seeds=2", *TINY, "--output_dir={root}/out_reeval"]),
     ("harness.diverge", ["--traces={root}/array.npy,{root}/array.npy", "--output_dir={root}/out_diverge"]),
     ("harness.diverge", ["--traces={root}/junk,{root}/junk", "--output_dir={root}/out_diverge"]),
     ("harness.diverge", ["--traces={root}/a_dir,{root}/junk", "--output_dir={root}/out_diverge"]),
@@ -81,6 +100,10 @@ CASES = [
     ("harness.tune", ["--space=colour=1..2", "--output_dir={root}/out_tune"]),
     ("harness.tune", ["--n_trials=1", "--output_dir={root}/a_file"]),
     ("harness.compare_configs", ["--config=A:learning_rate=x", "--config=B:learning_rate=0.1",
+                                 "--output_dir={root}/out_compare"]),
+    ("harness.compare_configs", ["--config=A:hidden_units=1000000000000", "--config=B:", "--seeds=2", *TINY,
+                                 "--output_dir={root}/out_compare"]),
+    ("harness.compare_configs", ["--config=A:reduction_order=99999999999999999999", "--config=B:", "--seeds=2", *TINY,
                                  "--output_dir={root}/out_compare"]),
     ("harness.scan", ["--model=nope"]),
     ("harness.rerun", ["--input_dir={root}/a_file", "--trial_key=abcdef"]),
@@ -101,11 +124,77 @@ def test_bad_input_is_one_sentence_and_no_record_changes(corpus, program, args):
     assert json.loads((corpus / "study" / "summary.json").read_text())["schema"] == "harness.summary/1"
 
 
+def said_in_one_sentence(result) -> str:
+    """The one `error:` line of a program that refused its input with exit 2 and no traceback."""
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    assert result.returncode == 2, (result.returncode, result.stdout, result.stderr)
+    said = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(said) == 1, result.stderr
+    return said[0]
+
+
+# What a worker may be handed on stdin instead of the JSON list of trial specs its parent writes.
+SPEC = {"study_id": "x", "condition": "control", "repeat": 0, "config": {"benchmark": "digits_mlp"},
+        "seeds": {"init": 1, "shuffle": 2, "dropout": 3, "augment": 4, "split": 5}, "env_vars": []}
+BAD_STDIN = {
+    "junk": JUNK,
+    "empty": b"",
+    "an object": b"{}",
+    "numbers": b"[1]",
+    "missing fields": json.dumps([{"study_id": "x"}]).encode(),
+    "unknown config field": json.dumps([{**SPEC, "config": {"benchmark": "digits_mlp", "colour": 1}}]).encode(),
+    "negative seed": json.dumps([{**SPEC, "seeds": {**SPEC["seeds"], "init": -1}}]).encode(),
+    "NaN": b'[{"repeat": NaN}]',
+}
+
+
+@pytest.mark.parametrize("stdin", BAD_STDIN.values(), ids=BAD_STDIN)
+def test_a_worker_given_bad_stdin_says_so_in_one_sentence(tmp_path, stdin):
+    (tmp_path / "stdin").write_bytes(stdin)
+    (tmp_path / "study").mkdir()
+    with open(tmp_path / "stdin", "rb") as given:
+        result = run_program("harness.worker", f"--output_dir={tmp_path / 'study'}", stdin=given)
+    assert "stdin" in said_in_one_sentence(result)
+    assert list((tmp_path / "study").iterdir()) == []
+
+
+def test_a_worker_without_a_directory_says_so(tmp_path):
+    result = run_program("harness.worker", "--output_dir=", input="[]")
+    assert said_in_one_sentence(result).startswith("error: flag --output_dir=: ")
+
+
+# harness.keras_probe OUT STEPS MODE REFERENCE RUN_AS SCRIPT [ARGS], each argument bad in turn.
+BAD_PROBE_ARGUMENTS = {
+    "none": [],
+    "too few": ["{tmp}/out.jsonl", "5", "-", "-", "-"],
+    "steps not a number": ["{tmp}/out.jsonl", "x", "-", "-", "-", "{tmp}/ok.py"],
+    "no steps": ["{tmp}/out.jsonl", "0", "-", "-", "-", "{tmp}/ok.py"],
+    "unknown mode": ["{tmp}/out.jsonl", "5", "nope", "-", "-", "{tmp}/ok.py"],
+    "junk reference": ["{tmp}/out.jsonl", "5", "-", "{tmp}/junk", "-", "{tmp}/ok.py"],
+    "missing reference": ["{tmp}/out.jsonl", "5", "-", "{tmp}/nope.jsonl", "-", "{tmp}/ok.py"],
+    "missing run_as": ["{tmp}/out.jsonl", "5", "-", "-", "{tmp}/nope.py", "{tmp}/ok.py"],
+    "missing script": ["{tmp}/out.jsonl", "5", "-", "-", "-", "{tmp}/nope.py"],
+    "junk script": ["{tmp}/out.jsonl", "5", "-", "-", "-", "{tmp}/junk"],
+    "a directory as script": ["{tmp}/out.jsonl", "5", "-", "-", "-", "{tmp}"],
+    "out in no directory": ["{tmp}/nowhere/out.jsonl", "5", "-", "-", "-", "{tmp}/ok.py"],
+    "out a directory": ["{tmp}", "5", "-", "-", "-", "{tmp}/ok.py"],
+}
+
+
+@pytest.mark.parametrize("arguments", BAD_PROBE_ARGUMENTS.values(), ids=BAD_PROBE_ARGUMENTS)
+def test_the_keras_probe_given_bad_arguments_says_so_in_one_sentence(tmp_path, arguments):
+    (tmp_path / "ok.py").write_text("print('ran')\n")
+    (tmp_path / "junk").write_bytes(JUNK)
+    result = run_program("harness.keras_probe", *[a.format(tmp=tmp_path) for a in arguments])
+    said_in_one_sentence(result)
+    assert "ran" not in result.stdout
+
+
 def test_a_bad_flag_value_is_bad_input_with_exit_2():
     result = run_program("harness.reeval", "--seeds=1")
     assert result.returncode == 2, result.stderr
-    assert result.stderr.splitlines()[-1] == ("error: flag --seeds=1: 1 is not integer >= 2; --helpshort lists "
-                                              "the flags.")
+    assert result.stderr.splitlines()[-1] == ("error: flag --seeds=1: 1 is not an integer in the range [2, 10000]; "
+                                              "--helpshort lists the flags.")
 
 
 def test_bad_model_input_on_the_command_line_is_one_sentence(user_files):
