@@ -32,7 +32,11 @@ def first_line(error: BaseException | str) -> str:
     """The line of an error message that says what went wrong: enough for a sentence, never a traceback. The
     first non-empty line, past the lines Keras wraps a layer's error in; for an error raised inside a
     tf.function (TF's "in user code:" and the user's traceback), its last line, the error itself."""
-    text = _PRINTED_ARRAY.sub("(an array)", _COLOUR.sub("", str(error)))
+    try:
+        said = str(error)
+    except Exception:  # noqa: BLE001 - a user's exception whose __str__ itself fails still gets a sentence
+        said = ""
+    text = _PRINTED_ARRAY.sub("(an array)", _COLOUR.sub("", said))
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     if lines and lines[0] == "in user code:":
         lines = [re.sub(r"^\w+(Error|Exception): ", "", lines[-1])]

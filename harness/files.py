@@ -7,6 +7,9 @@ import os
 import tempfile
 from pathlib import Path
 
+from harness.errors import UsageError
+from harness.schema import RECORD_FILES
+
 
 def _umask() -> int:
     """The process's umask (reading it means setting it; set straight back)."""
@@ -38,3 +41,14 @@ def replace_atomically(path: Path, data: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """A file a flag names for output beside the records (gate's --junit_xml, --markdown_summary): a regular or
+    new file (its directory is made, as CI report directories are), never a record file (writing there would
+    replace a study's records) nor a device or pipe (an atomic replace would swap a device such as /dev/full
+    for a file). One sentence otherwise."""
+    if path.name in RECORD_FILES:
+        raise UsageError(f"--{flag}={path} names a file of a study's records ({path.name}); name another file")
+    if path.exists() and not path.is_file():
+        raise UsageError(f"--{flag}={path} is not a regular file (a directory, device or pipe); name a file")

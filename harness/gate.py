@@ -24,7 +24,7 @@ from harness.analysis.gate_render import junit_xml, render
 from harness.analysis.gate_rules import DEFAULT_THRESHOLDS, RULES, check_comparable, evaluate, thresholds_from
 from harness.analysis.summary import load_summary
 from harness.errors import UsageError
-from harness.files import replace_atomically
+from harness.files import check_output_file, replace_atomically
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("baseline", None, "Baseline summary.json, trials.jsonl, or a study directory.")
@@ -47,6 +47,9 @@ def main(argv: list[str]) -> int:
         raise UsageError("give both --baseline=FILE and --candidate=FILE")
     thresholds, skipped = thresholds_from(FLAGS.rules, {k: FLAGS[k].value for k in DEFAULT_THRESHOLDS},
                                           FLAGS.skip)
+    for flag in ("junit_xml", "markdown_summary"):
+        if FLAGS[flag].value:
+            check_output_file(Path(FLAGS[flag].value), flag)
     names = (FLAGS.baseline, FLAGS.candidate)
     baseline, candidate = load_summary(FLAGS.baseline), load_summary(FLAGS.candidate)
     notes = check_comparable(baseline, candidate, names)

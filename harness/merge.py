@@ -24,7 +24,7 @@ from absl import flags
 
 import harness.flags  # noqa: F401 (defines --output_dir and --input_dir)
 from harness import cli
-from harness.analysis.summary import format_summary, summarize_study, write_summary
+from harness.analysis.summary import format_summary, load_summary, summarize_study, write_summary
 from harness.errors import UsageError
 from harness.platform import environment
 from harness.schema import COST_FILE, STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIALS_FILE
@@ -133,22 +133,43 @@ def main(argv: list[str]) -> int:
         for record in added:
             append_record(target.local / TRIALS_FILE, record)
         study = [kept.get(r["trial_key"]) or kept.get(trial_identity(r)) or r for r in records]
-        write_json(target.local / STUDY_FILE, manifest)
-        environment_then = study[0]["environment"] if study else {}
-        # The study's cost record, measured by shard 0, goes with the merged records.
-        cost = next((found for found in map(determinism_cost.read, (shard.local for shard in shards))
-                     if found and found["study_id"] == manifest["study_id"]), None)
-        if cost:
-            write_json(target.local / COST_FILE, cost)
-        summary = summarize_study(manifest, study, environment_then, wall_s=None, cost=cost)
-        write_summary(target.local / SUMMARY_FILE, summary)
-        target.push()
+        summary = _unchanged_summary(target, manifest) if not added else None
+        unchanged = summary is not None  # merged before: nothing to add, and no file is rewritten
+        if not unchanged:
+            summary = _write_study(target, manifest, study, shards)
     print(format_summary(summary))
     absent = manifest["trials_planned"] - len(records)
     print(f"\nmerged {len(records)} trial record(s) from {shard_count} shard(s) into {target}/"
-          f" ({len(added)} added; {len(existing)} already there kept)"
+          f" ({len(added)} added; {len(existing)} already there kept"
+          + ("; the study's files are unchanged)" if unchanged else ")")
           + (f"; {absent} planned trial(s) have no record yet" if absent else ""))
     return 0
+
+
+def _unchanged_summary(target: StudyDir, manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The directory's summary when it already is this merge's (the same study.json, a valid summary.json), so
+    that merging again changes no file; None when the study's files must be written."""
+    try:
+        previous = load_document((target.local / STUDY_FILE).read_bytes(), STUDY_FILE)
+        summary = load_summary(target.local / SUMMARY_FILE)
+    except (OSError, UsageError):
+        return None
+    return summary if previous == manifest else None
+
+
+def _write_study(target: StudyDir, manifest: dict[str, Any], study: list[dict[str, Any]],
+                 shards: list[StudyDir]) -> dict[str, Any]:
+    """Writes the merged study's study.json, cost.json (shard 0's) and summary.json; returns the summary."""
+    write_json(target.local / STUDY_FILE, manifest)
+    # The study's cost record, measured by shard 0, goes with the merged records.
+    cost = next((found for found in map(determinism_cost.read, (shard.local for shard in shards))
+                 if found and found["study_id"] == manifest["study_id"]), None)
+    if cost:
+        write_json(target.local / COST_FILE, cost)
+    summary = summarize_study(manifest, study, study[0]["environment"] if study else {}, wall_s=None, cost=cost)
+    write_summary(target.local / SUMMARY_FILE, summary)
+    target.push()
+    return summary
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ from harness.trial.seeds import SOURCES, SeedSet
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("benchmark", config_lib.DEFAULT_BENCHMARK, "Benchmark definition in benchmarks/ to run.")
-flags.DEFINE_integer("seed", 0, "Base seed; every source's seed is derived from it.")
+flags.DEFINE_integer("seed", 0, "Base seed; every source's seed is derived from it.", lower_bound=0,
+                     upper_bound=2**63 - 1)  # recorded as a JSON integer, which readers hold in 64 bits
 for _source in SOURCES:
     flags.DEFINE_integer(f"{_source}_seed", None, f"Overrides the derived `{_source}` seed alone.")
 

@@ -32,6 +32,9 @@ from harness.studies.records import (
 
 def validate_file(path: Path) -> tuple[int, list[str]]:
     """(records checked, problems) of one file; each problem names the file and line."""
+    if path.exists() and not path.is_file():
+        # A pipe would block, /dev/zero never ends: only regular files hold records.
+        raise UsageError(f"{path} is not a regular file (a directory, device or pipe); name a record file")
     try:
         data = path.read_bytes()
     except FileNotFoundError:

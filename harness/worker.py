@@ -27,7 +27,7 @@ from harness.trial.seeds import SeedSet
 
 flags.mark_flag_as_required("output_dir")  # the study directory
 flags.DEFINE_integer("parent_pid", None, "The process that started this worker (it holds the study directory's "
-                     "lock); the worker ends when it does.")
+                     "lock); the worker ends when it does.", lower_bound=1, upper_bound=2**22)  # Linux's pid_max
 
 
 def main(argv: list[str]) -> int:

@@ -148,6 +148,12 @@ def load_summary(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if path.is_dir():
         summary_path, trials_path = path / SUMMARY_FILE, path / TRIALS_FILE
+        if summary_path.exists() and trials_path.exists():
+            # The summary is read, but it stands for the records beside it (and the report draws them):
+            # damaged records are refused as they would be alone. Extra records of a trial are not: the summary
+            # counted each planned trial once (studies/study_runner.study_records).
+            for number, record in enumerate(read_records(trials_path), start=1):
+                _check_schema(trials_path, record, TRIAL_SCHEMA, f" (record {number})")
         path = summary_path if summary_path.exists() else trials_path
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
@@ -171,14 +177,19 @@ def load_summary(path: str | os.PathLike) -> dict[str, Any]:
     records = [document] if isinstance(document, dict) else read_records(path)
     if not records:
         raise UsageError(f"{path} holds no records")
+    _check_records(path, records)
+    # The study's cost record beside its trials, if it has one of the same study (summary_from_records checks).
+    return summary_from_records(records, determinism_cost.read(path.parent))
+
+
+def _check_records(path: Path, records: list[dict[str, Any]]) -> None:
+    """Every record valid, and each trial recorded once; one sentence naming the first that is not."""
     for number, record in enumerate(records, start=1):
         _check_schema(path, record, TRIAL_SCHEMA, f" (record {number})")
     repeated = repeated_trials(list(enumerate(records, start=1)), unit="record")
     if repeated:
         number, why = repeated[0]
         raise UsageError(f"{path} record {number} {why}; keep one record per trial (harness.validate lists them)")
-    # The study's cost record beside its trials, if it has one of the same study (summary_from_records checks).
-    return summary_from_records(records, determinism_cost.read(path.parent))
 
 
 def _check_schema(path: Path, record: dict[str, Any], expected: str, where: str = "") -> None:

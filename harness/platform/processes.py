@@ -4,8 +4,9 @@ A worker appends records to its study directory, which only the run holding the
 directory's lock may write. Were the parent killed (SIGKILL, the OOM killer), a
 worker left running would go on appending while a resume takes the lock: two
 writers, duplicate trials. So a worker dies with its parent: Linux's
-PR_SET_PDEATHSIG has the kernel kill it the moment the parent exits; elsewhere a
-thread watches the parent's pid.
+PR_SET_PDEATHSIG, set as the worker is started (`parent_death_signal`), has the
+kernel kill it the moment the parent exits; elsewhere a thread the worker
+starts (`die_with_parent`) watches the parent's pid.
 """
 
 from __future__ import annotations
@@ -16,10 +17,31 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 _PR_SET_PDEATHSIG = 1
 # How often the fallback watcher looks for its parent where the kernel cannot be asked to.
 _WATCH_INTERVAL_S = 0.2
+
+
+def parent_death_signal() -> Callable[[], None] | None:
+    """A `preexec_fn` for a child that must die with this process: it has the kernel SIGKILL the child when
+    this process ends, set in the child before it runs a line of its own (a worker importing TensorFlow for
+    seconds is covered too); None where the kernel cannot be asked (not Linux), where the child's own
+    `die_with_parent` watches instead. It does no more than one system call, safe between fork and exec."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up now: the child only calls it
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def set_in_child() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        _exit_if_orphaned(parent)  # the parent died between fork and prctl
+
+    return set_in_child
 
 
 def die_with_parent(parent_pid: int) -> None:

@@ -36,3 +36,6 @@ DOCTOR_FILE = "doctor.json"
 # what the objective itself printed.
 OBJECTIVE_RUNS_FILE = "runs.jsonl"
 OBJECTIVE_LOG_FILE = "objective_output.log"
+# The files holding records: a file a user names for other output (gate's --junit_xml) is never one of them.
+RECORD_FILES = (TRIALS_FILE, LOST_FILE, STUDY_FILE, SUMMARY_FILE, COST_FILE, SPEED_FILE, DIVERGENCE_FILE,
+                COMPARE_FILE, DOCTOR_FILE, OBJECTIVE_RUNS_FILE)

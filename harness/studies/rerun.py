@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
-from harness.schema import TRIALS_FILE
+from harness.schema import TRIAL_SCHEMA, TRIALS_FILE
 from harness.studies import study_runner
 from harness.studies.conditions import condition as named_condition
-from harness.studies.records import read_records
+from harness.studies.records import read_records, schema_errors
 from harness.trial.config import TrialConfig
 from harness.trial.fingerprints import TRIAL_FINGERPRINTS
 from harness.trial.seeds import SeedSet
@@ -38,7 +38,13 @@ def find_record(study_dir: Path, key: str) -> dict[str, Any]:
         raise UsageError(f"no trial in {path} has a key starting with {key!r}")
     if len(matches) > 1:
         raise UsageError(f"{len(matches)} trials in {path} have keys starting with {key!r}; give more of the key")
-    return next(iter(matches.values()))
+    record = next(iter(matches.values()))
+    # A damaged record (a field missing, "repeat": "zero") cannot say what to rerun.
+    errors = schema_errors(record)
+    if errors:
+        raise UsageError(f"trial {record['trial_key']} in {path} is not a valid {TRIAL_SCHEMA} record ({errors[0]}); "
+                         "it cannot be rerun")
+    return record
 
 
 def rerun_alone(study_dir: Path, key: str) -> dict[str, Any]:

@@ -37,7 +37,7 @@ import numpy as np
 from absl import logging
 
 from harness.errors import UsageError, meaningful_lines
-from harness.platform import environment
+from harness.platform import environment, processes
 from harness.schema import LOST_FILE, TRIAL_SCHEMA, TRIALS_FILE
 from harness.studies import tensorboard_curves
 from harness.studies.background_load import busy_cores
@@ -468,7 +468,8 @@ def _start_worker(job: list[TrialSpec], output_dir: Path, events: queue.Queue) -
     process = subprocess.Popen(
         # The worker dies with this process, which holds the directory's lock (platform/processes.py).
         [sys.executable, "-m", "harness.worker", f"--output_dir={output_dir}", f"--parent_pid={os.getpid()}"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=processes.parent_death_signal())
     process.stdin.write(json.dumps([spec.to_json() for spec in job]))
     process.stdin.close()
 

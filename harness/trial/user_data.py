@@ -244,14 +244,17 @@ def _csv(path: str, label_column: str) -> tuple[np.ndarray, ...]:
     label = label_column or header[-1]
     if label not in header:
         raise UsageError(f"{path} has no column {label!r}; its columns are {', '.join(header)}.")
+    # Rows of another length than the header first: numpy cannot make a table of them either way.
+    ragged = next((number for number, row in enumerate(rows[1:], start=2) if row and len(row) != len(header)), None)
+    if ragged is not None:
+        raise UsageError(f"{path}: every row must have {len(header)} values, like the header; row {ragged} has "
+                         f"{len(rows[ragged - 1])}.")
     try:
         table = np.array(body, dtype=np.float64)
     except ValueError:
         bad = next(row for row in body if not _numeric(row))
         raise UsageError(f"{path}: every value must be a number; row {body.index(bad) + 2} is "
                          f"{','.join(bad)!r}.") from None
-    if table.ndim != 2 or table.shape[1] != len(header):
-        raise UsageError(f"{path}: every row must have {len(header)} values, like the header.")
     if len(header) == 1:
         raise UsageError(f"{path} has no column but its label column {label!r}; a model needs at least one column "
                          "of features.")
@@ -324,8 +327,9 @@ def _array(value: Any, name: str, source: str) -> np.ndarray:
         raise
     except Exception as error:
         raise UsageError(f"{source}: {name} is not an array ({first_line(error)}).") from None
-    if array.ndim == 0 or array.dtype == object or not (np.issubdtype(array.dtype, np.number)
-                                                        or array.dtype == bool):
+    # Complex numbers are numbers to numpy, but casting them to float32 silently drops their imaginary part.
+    if array.ndim == 0 or array.dtype == object or np.issubdtype(array.dtype, np.complexfloating) or not (
+            np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise UsageError(f"{source}: {name} must be a numeric array with an examples axis, got "
                          f"{array.dtype} of shape {array.shape}.")
     if np.issubdtype(array.dtype, np.integer):

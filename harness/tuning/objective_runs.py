@@ -223,7 +223,12 @@ def call_seeded(function: Callable[..., Any], params: dict[str, Any], trial_numb
     keras.utils.set_random_seed(seed)
     with seeding_watch() as reseeded:
         try:
-            returned = function(optuna.trial.FixedTrial(params, number=trial_number))
+            # An objective that calls sys.exit or os._exit, or raises its own KeyboardInterrupt, fails its run
+            # with a sentence instead of ending the re-evaluation (a real Ctrl-C still stops it).
+            with user_code.guarded("the objective", "on this call", failure=_LeftTheProcess):
+                returned = function(optuna.trial.FixedTrial(params, number=trial_number))
+        except _LeftTheProcess as error:
+            return _outcome(None, "failed", str(error).rstrip("."), reseeded)
         except optuna.TrialPruned:
             return _outcome(None, "pruned", "the objective raised TrialPruned", reseeded)
         except Exception as error:  # noqa: BLE001 - the user's code: any failure becomes one sentence
@@ -232,6 +237,10 @@ def call_seeded(function: Callable[..., Any], params: dict[str, Any], trial_numb
                                                f"({first_line(error)})", reseeded)
             return _outcome(None, "failed", f"{type(error).__name__}: {first_line(error)}", reseeded)
     return _checked_value(returned, reseeded)
+
+
+class _LeftTheProcess(Exception):
+    """The objective tried to end the process (user_code.guarded's failure)."""
 
 
 def _is_missing_parameter(error: BaseException) -> bool:

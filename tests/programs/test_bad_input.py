@@ -8,6 +8,7 @@ impossible counts.
 """
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -42,6 +43,15 @@ def corpus(small_study, tmp_path_factory):
     for name, data in files.items():
         (root / name).write_bytes(data)
     (root / "a_dir").mkdir()
+    os.mkfifo(root / "fifo")  # a reader would block on it for ever
+    (root / "ragged.csv").write_text("a,b,label\n1,2,0\n1,2\n3,4,1\n")
+    np.savez(root / "complex.npz", x_train=np.ones((40, 4), np.complex64) * 1j, y_train=np.arange(40) % 2)
+    # A study copy whose first record is damaged, under a key a case can name.
+    damaged = root / "damaged"
+    shutil.copytree(small_study, damaged)
+    lines = (damaged / "trials.jsonl").read_text().splitlines()
+    lines[0] = json.dumps({**json.loads(lines[0]), "repeat": "zero", "trial_key": "abcdef0123456789abcd"})
+    (damaged / "trials.jsonl").write_text("\n".join(lines) + "\n")
     (root / "empty_dir").mkdir()
     np.save(root / "array.npy", np.zeros(3))
     return root
@@ -109,6 +119,19 @@ CASES = [
     ("harness.rerun", ["--input_dir={root}/a_file", "--trial_key=abcdef"]),
     ("harness.rerun", ["--input_dir={root}/study", "--trial_key=zzzzzz"]),
     ("harness.rerun", ["--input_dir={root}/study", "--trial_key=ab"]),
+    # Found by a 383-case hostile corpus on a fresh clone (issue 31's second pass).
+    ("harness.bench", ["--data=csv:{root}/ragged.csv", "--output_dir={root}/out_ragged"]),
+    ("harness.bench", ["--data=npz:{root}/complex.npz", "--output_dir={root}/out_complex"]),
+    ("harness.bench", ["--seed=1180591620717411303424", "--output_dir={root}/out_seed"]),
+    ("harness.validate", ["{root}/fifo"]),
+    ("harness.gate", ["--baseline={root}/study", "--candidate={root}/study", "--junit_xml={root}/study/trials.jsonl"]),
+    ("harness.gate", ["--baseline={root}/study", "--candidate={root}/study",
+                      "--markdown_summary={root}/study/summary.json"]),
+    ("harness.gate", ["--baseline={root}/study", "--candidate={root}/study", "--junit_xml={root}/fifo"]),
+    ("harness.gate", ["--baseline={root}/study", "--candidate={root}/damaged"]),
+    ("harness.report", ["--input_dir={root}/damaged", "--output_dir={root}/out_report_damaged"]),
+    ("harness.rerun", ["--input_dir={root}/damaged", "--trial_key=abcdef"]),
+    ("harness.worker", ["--output_dir={root}/out_worker", "--parent_pid=-1"]),
 ]
 
 

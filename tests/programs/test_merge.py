@@ -90,10 +90,11 @@ def test_a_merge_adds_to_the_records_already_there_and_never_drops_one(tmp_path)
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [row["name"] for row in summary["conditions"]] == ["control", "init"]
     assert run_program("harness.validate", str(tmp_path / "trials.jsonl")).returncode == 0
-    # Merging again adds nothing.
+    # Merging again adds nothing and rewrites nothing.
+    files = {name: (tmp_path / name).read_bytes() for name in ("trials.jsonl", "study.json", "summary.json")}
     again = run_program("harness.merge", f"--input_dir={tmp_path}")
-    assert again.returncode == 0 and "(0 added; 6 already there kept)" in again.stdout
-    assert (tmp_path / "trials.jsonl").read_bytes() == after
+    assert again.returncode == 0 and "(0 added; 6 already there kept; the study's files are unchanged)" in again.stdout
+    assert {name: (tmp_path / name).read_bytes() for name in files} == files
 
 
 def test_a_merge_refuses_another_studys_directory_and_shards_from_other_environments(tmp_path):

@@ -249,15 +249,16 @@ def _workers_of(output_dir):
 
 @pytest.mark.parametrize("sent", [signal.SIGKILL, signal.SIGTERM])
 def test_workers_die_with_the_run_that_started_them(tmp_path, sent):
-    args = [sys.executable, "-m", "harness.bench", "--conditions=control,kernels", "--repeats=4", "--workers=2",
-            "--isolation=process", "--epochs=3", "--max_train_examples=400", "--cost_blocks=0",
-            f"--output_dir={tmp_path}"]
+    # Two long-lived workers, each with a job of 6 trials one at a time (not a process per trial, which would
+    # leave moments with one worker or none).
+    args = [sys.executable, "-m", "harness.bench", "--conditions=control,kernels", "--repeats=6", "--workers=2",
+            "--replicas=1", "--epochs=20", "--max_train_examples=1000", "--cost_blocks=0", f"--output_dir={tmp_path}"]
     process = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
+    deadline = time.time() + 180
     while len(_workers_of(tmp_path)) < 2 and time.time() < deadline:
         time.sleep(0.05)
-    time.sleep(1.0)  # both workers inside their trials
-    assert len(_workers_of(tmp_path)) == 2
+    time.sleep(1.0)  # both workers importing TensorFlow or inside their trials
+    assert len(_workers_of(tmp_path)) == 2, "the study did not start 2 workers"
     process.send_signal(sent)
     _, stderr = process.communicate(timeout=60)
     if sent == signal.SIGTERM:

@@ -24,6 +24,17 @@ def test_a_bad_model_gets_one_sentence_naming_it(user_files, function, message):
     assert str(raised.value) == message.format(dir=user_files)
 
 
+def test_an_error_that_cannot_say_what_it_is_still_gets_a_sentence(user_files):
+    (user_files / "odd.py").write_text(
+        "class Odd(Exception):\n    def __str__(self):\n        raise RuntimeError('str fails')\n\n\n"
+        "def create_model():\n    raise Odd()\n")
+    config = user_model_config(model=f"{user_files}/odd.py:create_model", dataset=f"npz:{user_files}/data.npz",
+                               epochs=1)
+    with pytest.raises(UsageError) as raised:
+        run_trial(config, SeedSet.from_base(0))
+    assert str(raised.value) == f"{user_files}/odd.py:create_model raised Odd: Odd."
+
+
 # Model code that leaves the process instead of returning or raising an error: at build time and, in its own
 # train step, while it trains.
 LEAVING = """\

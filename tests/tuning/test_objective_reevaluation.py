@@ -145,6 +145,24 @@ def test_a_run_that_raises_is_a_failed_run_even_the_first(tmp_path):
                                          "on some seeds, which the study's one value does not show.")
 
 
+def test_an_objective_that_exits_fails_its_run_with_a_sentence():
+    import os
+    import sys
+
+    from harness.tuning.objective_runs import call_seeded
+
+    def exits(trial):
+        sys.exit(7)
+
+    def exits_hard(trial):
+        os._exit(9)
+
+    for objective, said in ((exits, "sys.exit(7)"), (exits_hard, "os._exit(9)")):
+        outcome = call_seeded(objective, {}, 0, 1)
+        assert outcome["value"] is None and outcome["status"]["code"] == "failed"
+        assert outcome["status"]["message"] == f"the objective called {said} on this call"
+
+
 def test_an_objective_that_seeds_itself_is_named(tmp_path):
     storage, _ = _study(tmp_path, "self_seeded", n_trials=3)
     comparison = harness.reeval(objective=f"{tmp_path}/tuning.py:self_seeded", storage=storage, seeds=3,
