@@ -125,14 +125,15 @@ def main(argv: list[str]) -> int:
         refuse_mixed_environments([(f"{target}/{TRIALS_FILE}", existing),
                                    *(((str(shards[0]), records[:1]),) if records else ())])
         # Added to what is there, never replacing it: records are appended one whole line at a time. A trial
-        # already there (by key, or run another way under another key) is not added again: it would count twice.
+        # already there is not added again, whether under its key or run another way under another key (one
+        # study's records: the same key is the same trial identity): it would count twice.
         kept = {trial_identity(r): r for r in reversed(existing)}  # the first, should one be there twice
-        kept.update({r.get("trial_key"): r for r in reversed(existing)})
-        added = [r for r in sorted(records, key=lambda r: (r["repeat"], r["trial_key"]))
-                 if r["trial_key"] not in kept and trial_identity(r) not in kept]
+        identified = [(trial_identity(r), r) for r in records]
+        study = [kept.get(identity, r) for identity, r in identified]
+        added = sorted((r for identity, r in identified if identity not in kept),
+                       key=lambda r: (r["repeat"], r["trial_key"]))
         for record in added:
             append_record(target.local / TRIALS_FILE, record)
-        study = [kept.get(r["trial_key"]) or kept.get(trial_identity(r)) or r for r in records]
         summary = _unchanged_summary(target, manifest) if not added else None
         unchanged = summary is not None  # merged before: nothing to add, and no file is rewritten
         if not unchanged:

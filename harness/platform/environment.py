@@ -71,10 +71,10 @@ BIT_SETTINGS: dict[str, tuple[str, ...]] = {
 }
 # The settings a condition changes itself (its environment variables, its config's thread pools), which
 # differ between its trials and control's by design.
-SETTINGS_OF_CONDITION_CHANGES = {"TF_ENABLE_ONEDNN_OPTS": ("oneDNN",),
-                                 "intra_op_threads": ("intra-op threads",),
-                                 "inter_op_threads": ("inter-op threads",)}
-THREAD_SETTINGS = ("intra-op threads", "inter-op threads")
+SETTINGS_OF_CONDITION_CHANGES = {"TF_ENABLE_ONEDNN_OPTS": "oneDNN",
+                                 "intra_op_threads": "intra-op threads",
+                                 "inter_op_threads": "inter-op threads"}
+THREAD_SETTINGS = (SETTINGS_OF_CONDITION_CHANGES["intra_op_threads"], SETTINGS_OF_CONDITION_CHANGES["inter_op_threads"])
 # /proc/cpuinfo flags that select kernels (vector widths, fused multiply-add, AMX, VNNI, half floats).
 _KERNEL_CPU_FLAGS = re.compile(r"(sse4_[12]|avx.*|fma|f16c|amx.*|.*vnni.*|bf16)")
 # The harness's own settings (HARNESS_IMAGE, HARNESS_NUM_SHARDS, ...).
@@ -138,10 +138,7 @@ def _shown(environment: dict[str, Any], path: tuple[str, ...]) -> str:
 
 def settings_changed_by(env_var_names: Iterable[str], config_keys: Iterable[str]) -> set[str]:
     """The BIT_SETTINGS a condition changes by setting these variables and config fields."""
-    changed = set()
-    for name in (*env_var_names, *config_keys):
-        changed.update(SETTINGS_OF_CONDITION_CHANGES.get(name, (name,)))
-    return changed
+    return {SETTINGS_OF_CONDITION_CHANGES.get(name, name) for name in (*env_var_names, *config_keys)}
 
 
 def recorded_env_vars(environ: Mapping[str, str]) -> dict[str, str]:

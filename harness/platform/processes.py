@@ -29,11 +29,8 @@ def parent_death_signal() -> Callable[[], None] | None:
     this process ends, set in the child before it runs a line of its own (a worker importing TensorFlow for
     seconds is covered too); None where the kernel cannot be asked (not Linux), where the child's own
     `die_with_parent` watches instead. It does no more than one system call, safe between fork and exec."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up now: the child only calls it
-    except (OSError, AttributeError):
+    prctl = _prctl()  # looked up now: the child only calls it
+    if prctl is None:
         return None
     parent = os.getpid()
 
@@ -47,15 +44,21 @@ def parent_death_signal() -> Callable[[], None] | None:
 def die_with_parent(parent_pid: int) -> None:
     """Ends this process when `parent_pid` (the process that started it) ends, from now on; at once if it
     has already ended (it died before this process got here)."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
-                _exit_if_orphaned(parent_pid)  # the parent may have died before prctl
-                return
-        except (OSError, AttributeError):
-            pass
+    prctl = _prctl()
+    if prctl is not None and prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+        _exit_if_orphaned(parent_pid)  # the parent may have died before prctl
+        return
     threading.Thread(target=_watch, args=(parent_pid,), daemon=True, name="die-with-parent").start()
+
+
+def _prctl() -> Callable[..., int] | None:
+    """Linux's prctl(2) from the C library; None elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
 
 
 def _watch(parent_pid: int) -> None:

@@ -376,11 +376,9 @@ def refuse_other_environments(records: list[dict[str, Any]], output_dir: Path, *
     if not records:
         return
     now = environment.bit_identity(environment.capture())
-    seen = set()
     for record in records:
         changes = environment_changes(record, now, thread_pools_from_config=thread_pools_from_config)
-        if changes and changes not in seen:
-            seen.add(changes)
+        if changes:
             what = "; ".join(f"{name} {then} then, {there} now" for name, then, there in changes)
             raise UsageError(f"the trials in {output_dir} were recorded in another environment ({what}); their "
                              "bits do not compare with this run's: resume where they ran, or study this "
