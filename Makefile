@@ -24,18 +24,24 @@ IMAGE_INPUTS := docker/$(FLAVOUR).Dockerfile docker/requirements-$(FLAVOUR).lock
 	$(shell find harness benchmarks -type f \( -name '*.py' -o -name '*.json' -o -name '*.gz' \) 2>/dev/null)
 LOCK_FLAGS := --generate-hashes --python-version 3.12 --python-platform x86_64-manylinux_2_28 --no-header
 
-# The study CI runs after the tests, and the committed summary it is gated against.
+# The study CI runs after the tests, and the committed summary it is gated against: the one definition that
+# `make gate` and .github/workflows/determinism.yml both use (gate-study, then gate-check).
 GATE_DIR := results/ci_gate
 GATE_BASELINE := benchmarks/baselines/digits_mlp_ci.json
 GATE_RULES := benchmarks/baselines/ci_rules.json
 GATE_STUDY := --benchmark=digits_mlp --conditions=control,kernels,init,all --repeats=5 --epochs=10
+# Extra gate flags, e.g. GATE_ARGS="--junit_xml=results/ci_gate/gate.xml --markdown_summary=$$GITHUB_STEP_SUMMARY"
+GATE_ARGS ?=
+RUN_GATE_STUDY = rm -rf $(GATE_DIR) && $(PY) -m harness.bench $(GATE_STUDY) --output_dir=$(GATE_DIR)
+RUN_GATE_CHECK = $(PY) -m harness.gate --baseline=$(GATE_BASELINE) --candidate=$(GATE_DIR) --rules=$(GATE_RULES) \
+	$(GATE_ARGS)
 
 # docs/tuning.md's worked example: single-seed tuning, its re-evaluation, and the seed-robust tuner's pick.
 TUNE_DIR := results/tune/$(BENCHMARK)
 TUNE_STORAGE := sqlite:///$(TUNE_DIR)/optuna.db
 TUNE_TRIALS ?= 30
 
-.PHONY: bench test speed gate gate-baseline report tune-example image locks lint clean
+.PHONY: bench test test-slow speed gate gate-study gate-check gate-baseline report screenshot tune-example image locks lint clean
 
 # The install prints nothing of ours: setuptools' notice that every editable install gets (about
 # editable installs, not this project) is left out; a warning about the project's packaging still shows.
@@ -68,8 +74,15 @@ locks: $(INSTALLED)
 	$(VENV)/bin/uv pip compile setup.cfg --extra cpu --extra tune $(LOCK_FLAGS) -o docker/requirements-cpu.lock
 	$(VENV)/bin/uv pip compile setup.cfg --extra gpu --extra tune $(LOCK_FLAGS) -o docker/requirements-gpu.lock
 
+# The quick tier (every module, small trials) on TEST_WORKERS processes; `make test-slow` runs the rest
+# (programs end to end in fresh processes, longer studies) one test at a time, since some of them time
+# things or load every core on purpose. .ci/run runs both.
+TEST_WORKERS ?= 2
 test: $(INSTALLED)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow" -n $(TEST_WORKERS) --dist loadscope
+
+test-slow: $(INSTALLED)
+	$(PY) -m pytest -q -m slow
 
 # The harness loop against Keras fit, and vectorized replicas, side by side (writes results/speed/speed.json).
 speed: $(INSTALLED)
@@ -77,14 +90,19 @@ speed: $(INSTALLED)
 
 # A fresh tiny study, gated against the committed baseline (exit 1 on a regression).
 gate: $(INSTALLED)
-	rm -rf $(GATE_DIR)
-	$(PY) -m harness.bench $(GATE_STUDY) --output_dir=$(GATE_DIR)
-	$(PY) -m harness.gate --baseline=$(GATE_BASELINE) --candidate=$(GATE_DIR) --rules=$(GATE_RULES)
+	$(RUN_GATE_STUDY)
+	$(RUN_GATE_CHECK)
+
+# The same, as two steps (a CI job shows the study and the verdict apart).
+gate-study: $(INSTALLED)
+	$(RUN_GATE_STUDY)
+
+gate-check: $(INSTALLED)
+	$(RUN_GATE_CHECK)
 
 # Re-measures the gate's baseline on this machine; commit the file it writes.
 gate-baseline: $(INSTALLED)
-	rm -rf $(GATE_DIR)
-	$(PY) -m harness.bench $(GATE_STUDY) --output_dir=$(GATE_DIR)
+	$(RUN_GATE_STUDY)
 	cp $(GATE_DIR)/summary.json $(GATE_BASELINE)
 
 # Re-running resumes both tuning studies (up to TUNE_TRIALS candidates) and reuses every recorded trial.
@@ -100,6 +118,13 @@ tune-example: $(INSTALLED)
 
 report: $(INSTALLED)
 	$(PY) -m harness.report --input_dir=$(OUTPUT_DIR)
+
+# The README's screenshot (SCREENSHOT) from the current code: the report of OUTPUT_DIR (the study `make bench`
+# writes) in Debian's headless Chromium at 1280 x 900 px (tests/browser.py).
+SCREENSHOT ?= docs/images/report.png
+screenshot: $(INSTALLED)
+	$(PY) -m harness.report --input_dir=$(OUTPUT_DIR)
+	$(PY) tests/browser.py $(OUTPUT_DIR)/report.html $(SCREENSHOT)
 
 lint: $(INSTALLED)
 	$(PY) -m ruff check .

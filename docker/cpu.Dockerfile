@@ -38,4 +38,4 @@ RUN useradd --create-home --uid 1000 harness && mkdir -p /results && chown harne
 USER 1000
 WORKDIR /results
 ENTRYPOINT ["harness-entrypoint"]
-CMD ["--output_dir=/results/digits_mlp"]
+CMD ["--output_dir=/results/mnist1d_mlp"]

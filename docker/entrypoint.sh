@@ -3,7 +3,7 @@
 # PROGRAM is one of the harness programs below; without one, `bench` runs.
 set -eu
 case "${1:-}" in
-  bench|gate|report|validate|merge|diverge|scan|bench_speed|tune|reeval|compare_configs)
+  bench|bench_speed|compare_configs|diverge|doctor|gate|isolation_cost|merge|reeval|report|rerun|scan|tune|validate)
     program="$1"
     shift
     ;;

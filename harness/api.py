@@ -36,14 +36,14 @@ from harness.trial import user_code, user_data
 from harness.trial.config import (
     CONFIG_FIELDS,
     DEFAULT_BENCHMARK,
+    DEFAULT_COST_BLOCKS,
+    MAX_COST_BLOCKS,
+    MIN_COST_BLOCKS,
     MODELS,
     TrialConfig,
     load_benchmark,
     user_model_config,
 )
-from harness.trial.cost import DEFAULT_BLOCKS as DEFAULT_COST_BLOCKS
-from harness.trial.cost import MAX_BLOCKS as MAX_COST_BLOCKS
-from harness.trial.cost import MIN_BLOCKS as MIN_COST_BLOCKS
 from harness.trial.seeds import SeedSet
 
 

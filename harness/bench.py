@@ -16,21 +16,29 @@ import os
 
 from absl import flags
 
-from harness import api, cli, trial_flags
+from harness import cli, trial_flags
 from harness.analysis import op_scan
-from harness.analysis.summary import format_summary
 from harness.errors import UsageError
 from harness.flags import value_or
+from harness.platform import processes
 from harness.schema import LOST_FILE
-from harness.studies import conditions, study_runner
+from harness.studies import conditions
+from harness.table import terminal_width
+from harness.trial.config import DEFAULT_COST_BLOCKS
 
+# TensorFlow and the study machinery are imported in main(): --help lists the flags without waiting for them.
 FLAGS = flags.FLAGS
+# The shared flags bench reads, which its --help lists (--determinism it refuses: each condition sets it).
+for _name in (*trial_flags.CONFIG_FLAGS, *trial_flags.SEED_FLAGS, "conditions", "repeats", "replicas", "isolation",
+              "output_dir"):
+    if _name != "determinism":
+        flags.declare_key_flag(_name)
 flags.DEFINE_integer("workers", 1, "Worker processes running trials in parallel (a replica group whole in one).",
                      lower_bound=1)
 flags.DEFINE_integer("shard_index", None, "Run only this shard of the study (default: $JOB_COMPLETION_INDEX, "
                      "as a Kubernetes Indexed Job sets it, else 0).")
 flags.DEFINE_integer("num_shards", None, "Shards the study is split into (default: $HARNESS_NUM_SHARDS, else 1).")
-flags.DEFINE_integer("cost_blocks", api.DEFAULT_COST_BLOCKS, "Blocks per setting of the interleaved measurement of "
+flags.DEFINE_integer("cost_blocks", DEFAULT_COST_BLOCKS, "Blocks per setting of the interleaved measurement of "
                      "determinism's cost (op determinism off/on, tf.data's deterministic off/on, XLA with env:xla=1) "
                      "in a study with control and kernels: at least 8; 0 measures nothing (docs/speed.md).")
 flags.DEFINE_enum("scan_ops", "auto", ["auto", "on", "off"], "Warn at the start of the study, in one line, of train "
@@ -59,6 +67,10 @@ def shard_from_flags() -> tuple[int, int]:
 
 def main(argv: list[str]) -> int:
     del argv
+    from harness import api
+    from harness.analysis.summary import format_summary
+    from harness.studies import study_runner
+
     if FLAGS["determinism"].present:
         raise UsageError("bench sets op determinism per condition; use --conditions=control (on) "
                          "or --conditions=kernels (off) instead of --determinism")
@@ -73,12 +85,16 @@ def main(argv: list[str]) -> int:
                         replicas=study_runner.parse_replicas(value_or("replicas", "auto")), isolation=FLAGS.isolation,
                         workers=FLAGS.workers, shard_index=shard_index, num_shards=num_shards,
                         cost_blocks=FLAGS.cost_blocks)
-    print(format_summary(run.summary))
+    print(format_summary(run.summary, width=terminal_width()))
     if run.alone:
         print("\nTrained one at a time, not in replica groups: "
               + "; ".join(f"{name}, as {reason}" for name, reason in run.alone.items()) + ".")
     shard_note = f" (shard {shard_index} of {num_shards}: merge with harness.merge)" if num_shards > 1 else ""
-    print(f"\n{run.ran} trial(s) ran now in {run.wall_s:.0f}s, {run.trials_in_shard - run.ran} already recorded; "
+    # "In all" counts Python's start, TensorFlow's import and the summary: a resume that trains nothing still
+    # takes those, and a time that left them out would be the wrong answer to "how long did this take".
+    in_all = processes.seconds_since_start()
+    took = f"{in_all:.0f}s in all (the study itself: {run.wall_s:.0f}s)" if in_all else f"{run.wall_s:.0f}s"
+    print(f"\n{run.ran} trial(s) ran now, {run.trials_in_shard - run.ran} already recorded; {took}; "
           f"records in {run.directory}/ (trials.jsonl, summary.json, tb/){shard_note}")
     if run.lost:
         # Not a result and not bad input: the study is incomplete, and the same command completes it.

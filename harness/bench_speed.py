@@ -50,6 +50,9 @@ from harness.trial.config import TrialConfig, load_benchmark
 from harness.trial.seeds import SeedSet
 
 FLAGS = flags.FLAGS
+# The shared flags bench_speed reads, which its --help lists with its own.
+for _name in ("epochs", "replicas", "output_dir"):
+    flags.declare_key_flag(_name)
 flags.DEFINE_integer("examples", 16384, "Training examples per epoch (of the 60,000 synthetic ones).", lower_bound=256)
 flags.DEFINE_integer("runs", 3, "Times every row is measured, one run of all rows after another: each row's "
                      "`vs fastest fit` is the geometric mean of its runs' ratios with a 95% t-interval (1: one "

@@ -1,9 +1,11 @@
-"""How every program of the harness starts and fails: absl flags, one-sentence errors."""
+"""How every program of the harness starts and fails: absl flags, one-sentence errors, and its --help."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
+import types
 from collections.abc import Callable
 
 from absl import app, flags
@@ -12,7 +14,8 @@ from harness.errors import Terminated, UsageError, first_line
 
 
 def run(main: Callable[[list[str]], int | None], positional_args: bool = False) -> None:
-    """`absl.app.run(main)`, with bad input reported as one sentence and exit code 2.
+    """`absl.app.run(main)`, with bad input reported as one sentence and exit code 2, and --help listing the
+    flags the program reads (`help_text`) on stdout with exit 0.
 
     Programs take only --flags unless `positional_args` (e.g. a list of files).
     """
@@ -37,7 +40,87 @@ def run(main: Callable[[list[str]], int | None], positional_args: bool = False) 
             print("terminated (SIGTERM); records written so far are kept.", file=sys.stderr)
             sys.exit(128 + signal.SIGTERM)
 
+    define_help_flags(sys.modules[main.__module__])
     app.run(guarded, flags_parser=_parse_flags)
+
+
+class _HelpFlag(flags.BooleanFlag):
+    """A help flag that prints on stdout and exits 0 (absl's exit 1, a failure to a script or CI step that only
+    asked for help): `help_text`, or with `full` absl's list of every flag defined in the process."""
+
+    def __init__(self, name: str, short_name: str | None, text: str, program: types.ModuleType, full: bool = False):
+        super().__init__(name, False, text, short_name=short_name, allow_hide_cpp=True, allow_override=True)
+        self.program, self.full = program, full
+
+    def parse(self, argument: str) -> None:
+        super().parse(argument)
+        if not self.value:
+            return
+        try:
+            if self.full:
+                app.usage(writeto_stdout=True)
+            else:
+                print(help_text(self.program))
+            sys.stdout.flush()
+        except BrokenPipeError:  # `--help | head`: what was read is enough
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+
+
+def define_help_flags(program: types.ModuleType) -> None:
+    """--help (-?), -h and --helpshort: `help_text(program)`; --helpfull: every flag. In place of absl's, which
+    are defined first (app.run would define them again over these otherwise) and replaced."""
+    app.define_help_flags()
+    for name, short_name, text, full in (
+            ("help", "?", "The flags this program reads, grouped, and exit.", False),
+            ("helpshort", "h", "The same as --help.", False),
+            ("helpfull", None, "Every flag defined in this process, absl's own too, and exit.", True)):
+        flags.DEFINE_flag(_HelpFlag(name, short_name, text, program, full))
+
+
+def help_text(program: types.ModuleType) -> str:
+    """What --help prints: the program's docstring, then the flags it reads, grouped by the module that defines
+    them: its own, then the shared ones it declares with `flags.declare_key_flag` (absl's key flags of the
+    program), e.g. harness.trial_flags' for a program that runs trials. Then the flags every program takes."""
+    spec = getattr(program, "__spec__", None)
+    name = spec.name if program.__name__ == "__main__" and spec else program.__name__
+    # absl files the flags of the module run as __main__ under sys.argv[0] (FlagValues.main_module_help).
+    registered = sys.argv[0] if program.__name__ == "__main__" else program.__name__
+    groups: dict[str, list[flags.Flag]] = {registered: []}
+    for flag in flags.FLAGS.get_key_flags_for_module(registered):
+        groups.setdefault(flags.FLAGS.find_module_defining_flag(flag.name), []).append(flag)
+    sections = [(program.__doc__ or f"python -m {name} [flags]").strip(), "Flags (--helpfull lists every flag):"]
+    for module, members in groups.items():
+        if members:
+            title = name if module == registered else _group_title(module)
+            sections.append("\n".join([f"{title}:", *(_flag_entry(flag) for flag in sorted(
+                members, key=lambda flag: flag.name))]))
+    sections.append("\n".join([
+        "every program:",
+        _entry("--flagfile", "Read more flags from this file, one --flag=value a line."),
+        _entry("-v,--verbosity", "absl's log level (1: debug); given at all, it also keeps TensorFlow's C++ "
+               "start-up notices (oneDNN, CPU features), which are otherwise left out."),
+        _entry("-h,--help,--helpshort", "These flags, and exit."),
+        _entry("--helpfull", "Every flag defined in this process, absl's own too, and exit.")]))
+    return "\n\n".join(sections)
+
+
+def _group_title(module: str) -> str:
+    """A shared flag module's group: what its flags are for (its HELP_TITLE), and where they are defined."""
+    title = getattr(sys.modules.get(module), "HELP_TITLE", None)
+    return f"{title} ({module})" if title else module
+
+
+def _flag_entry(flag: flags.Flag) -> str:
+    """One flag as absl's own help shows it."""
+    names = (f"-{flag.short_name}," if flag.short_name else "") + f"--{'[no]' * flag.boolean}{flag.name}"
+    return _entry(names, flag.help or "", flag.default_as_str and f"default: {flag.default_as_str}",
+                  flag.parser.syntactic_help)
+
+
+def _entry(names: str, text: str, *notes: str | None) -> str:
+    return "\n".join([flags.text_wrap(f"{names}: {text}", indent="    ", firstline_indent="  "),
+                      *(flags.text_wrap(f"({note})", indent="    ") for note in notes if note)])
 
 
 def _terminate(signum: int, frame: object) -> None:

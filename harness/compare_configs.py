@@ -33,6 +33,9 @@ from harness.studies.storage import exclusive
 from harness.tuning import comparison, hyperparameters, seed_scores
 
 FLAGS = flags.FLAGS
+# The shared flags compare_configs reads, which its --help lists with its own.
+for _name in (*trial_flags.CONFIG_FLAGS, "seed", "metric", "seeds", "replicas", "output_dir"):
+    flags.declare_key_flag(_name)
 flags.DEFINE_multi_string("config", None, "A configuration to compare: LABEL:NAME=VALUE,..., LABEL:FILE.json "
                           "or FILE.json (hyperparameters); give two or more.")
 

@@ -36,6 +36,9 @@ from harness.schema import DIVERGENCE_FILE, DIVERGENCE_SCHEMA
 from harness.studies.records import utc_timestamp, write_json
 
 FLAGS = flags.FLAGS
+# The shared flags diverge reads, which its --help lists with its own.
+for _name in (*trial_flags.CONFIG_FLAGS, *trial_flags.SEED_FLAGS, "output_dir"):
+    flags.declare_key_flag(_name)
 flags.DEFINE_list("traces", None, "Compare these two trace files (a.npz,b.npz) instead of running the trial.")
 flags.DEFINE_integer("b_flip_bit", None, "Run B only: flip the lowest bit of this initial weight.")
 flags.DEFINE_list("b_env", [], "Run B only: environment variables NAME=VALUE, e.g. TF_ENABLE_ONEDNN_OPTS=0.")

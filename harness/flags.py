@@ -16,6 +16,7 @@ from harness.studies import ISOLATIONS
 from harness.studies.conditions import parse_conditions
 
 FLAGS = flags.FLAGS
+HELP_TITLE = "shared with other programs"  # this module's group in a program's --help (cli.help_text)
 
 # Trials a count flag may ask for per condition (bench's --repeats) or per configuration (--seeds,
 # tune's --seeds_per_trial): every trial is planned before the first one runs, so an absurd count would
@@ -74,6 +75,9 @@ flags.DEFINE_enum("isolation", "inprocess", list(ISOLATIONS),
                   "process: a fresh process for each. A trial's bits are the same either way; an objective's "
                   "module-level code (data made at import) runs once per process.")
 flags.DEFINE_integer("epochs", None, "Training epochs (default: the benchmark's; bench_speed: 3, the first a warm-up).")
+# This module defines no flag past here: a flag `define_float` defines is the calling module's (its group in
+# that program's --help), not this one's.
+flags.disclaim_key_flags()
 
 
 def value_or(name: str, default: Any) -> Any:

@@ -6,7 +6,8 @@ Compares two study summaries (or trial-record files, summarized on the fly)
 condition by condition and prints a table: rule, condition, baseline,
 candidate, threshold, verdict (--junit_xml and --markdown_summary also
 write them for CI test reporters and GitHub's job summary). Exit 0 when every rule passes, 1 when any
-fails, 2 when an input is unusable (one sentence naming the file and why).
+fails, 2 when an input is unusable (one sentence naming the file and why; the JUnit file then holds one
+test case in error with that sentence, and the step summary says ERROR, so CI never shows "no tests").
 
 Every statistical rule fails only when the candidate is worse beyond its
 tolerance *and* the measured spread says so (a one-sided test at --alpha):
@@ -20,7 +21,7 @@ from pathlib import Path
 from absl import flags
 
 from harness import cli
-from harness.analysis.gate_render import junit_xml, render
+from harness.analysis.gate_render import junit_xml, render, unusable_junit_xml, unusable_markdown
 from harness.analysis.gate_rules import DEFAULT_THRESHOLDS, RULES, check_comparable, evaluate, thresholds_from
 from harness.analysis.summary import load_summary
 from harness.errors import UsageError
@@ -43,14 +44,26 @@ for _name, _value in DEFAULT_THRESHOLDS.items():
 
 def main(argv: list[str]) -> int:
     del argv
-    if not FLAGS.baseline or not FLAGS.candidate:
-        raise UsageError("give both --baseline=FILE and --candidate=FILE")
-    thresholds, skipped = thresholds_from(FLAGS.rules, {k: FLAGS[k].value for k in DEFAULT_THRESHOLDS},
-                                          FLAGS.skip)
     for flag in ("junit_xml", "markdown_summary"):
         if FLAGS[flag].value:
             check_output_file(Path(FLAGS[flag].value), flag)
     names = (FLAGS.baseline, FLAGS.candidate)
+    try:
+        return _gate(names)
+    except UsageError as error:
+        # CI reads these files, not stderr: an unusable input is an error there too.
+        if FLAGS.junit_xml:
+            replace_atomically(Path(FLAGS.junit_xml), unusable_junit_xml(str(error), names))
+        if FLAGS.markdown_summary:
+            _append(FLAGS.markdown_summary, unusable_markdown(str(error), names))
+        raise
+
+
+def _gate(names: tuple[str, str]) -> int:
+    if not FLAGS.baseline or not FLAGS.candidate:
+        raise UsageError("give both --baseline=FILE and --candidate=FILE")
+    thresholds, skipped = thresholds_from(FLAGS.rules, {k: FLAGS[k].value for k in DEFAULT_THRESHOLDS},
+                                          FLAGS.skip)
     baseline, candidate = load_summary(FLAGS.baseline), load_summary(FLAGS.candidate)
     notes = check_comparable(baseline, candidate, names)
     verdicts = evaluate(baseline, candidate, thresholds, skipped)
@@ -58,9 +71,13 @@ def main(argv: list[str]) -> int:
     if FLAGS.junit_xml:
         replace_atomically(Path(FLAGS.junit_xml), junit_xml(verdicts, names))
     if FLAGS.markdown_summary:
-        with open(FLAGS.markdown_summary, "a") as summary:  # GitHub's step summary collects every step's lines
-            summary.write(render(verdicts, notes, "markdown", names) + "\n")
+        _append(FLAGS.markdown_summary, render(verdicts, notes, "markdown", names))
     return 1 if any(v.passed is False for v in verdicts) else 0
+
+
+def _append(path: str, markdown: str) -> None:
+    with open(path, "a") as summary:  # GitHub's step summary collects every step's lines
+        summary.write(markdown + "\n")
 
 
 if __name__ == "__main__":

@@ -15,11 +15,17 @@ import tempfile
 import time
 from pathlib import Path
 
+from absl import flags
+
 from harness import cli
 from harness.errors import UsageError, meaningful_lines
 from harness.flags import value_or
 from harness.studies.records import read_records
 from harness.table import format_table
+
+# The shared flags isolation_cost reads (and passes on to the studies it runs), which its --help lists.
+for _name in ("repeats", "conditions"):
+    flags.declare_key_flag(_name)
 
 
 def _run(isolation: str, output_dir: Path) -> float:

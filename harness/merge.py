@@ -28,7 +28,7 @@ from harness.analysis.summary import format_summary, load_summary, summarize_stu
 from harness.errors import UsageError
 from harness.platform import environment
 from harness.schema import COST_FILE, STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIALS_FILE
-from harness.studies import determinism_cost, study_runner
+from harness.studies import determinism_cost
 from harness.studies.records import (
     append_record,
     load_document,
@@ -40,6 +40,9 @@ from harness.studies.records import (
 from harness.studies.storage import StudyDir, exclusive
 
 FLAGS = flags.FLAGS
+# The shared flags merge reads, which its --help lists.
+for _name in ("input_dir", "output_dir"):
+    flags.declare_key_flag(_name)
 
 
 def merge(shards: list[StudyDir], where: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -72,6 +75,8 @@ def refuse_mixed_environments(places: list[tuple[str, list[dict[str, Any]]]]) ->
     """Shards that ran where the bits come out otherwise (another CPU, TF, XLA flag, thread pool: every
     environment.BIT_SETTINGS entry) do not make one study: a condition would look irreproducible because
     its repeats ran on two kinds of machine. One sentence naming the setting, both values and both places."""
+    from harness.studies import study_runner  # TensorFlow: not at import, which --help does
+
     reference_place, reference_record = next(((place, record) for place, records in places for record in records),
                                              (None, None))
     if reference_record is None:

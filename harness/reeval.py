@@ -44,12 +44,14 @@ from harness.platform import environment
 from harness.schema import SUMMARY_FILE
 from harness.studies.conditions import ALL, condition
 from harness.studies.storage import exclusive
-from harness.trial import train
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
-from harness.tuning import hyperparameters, objective_reevaluation, optuna_storage, reevaluation, seed_scores
+from harness.tuning import hyperparameters, optuna_storage, reevaluation, seed_scores
 
 FLAGS = flags.FLAGS
+# The shared flags reeval reads, which its --help lists with its own.
+for _name in (*trial_flags.CONFIG_FLAGS, "seed", "metric", "seeds", "replicas", "isolation", "output_dir"):
+    flags.declare_key_flag(_name)
 flags.DEFINE_string("objective", None, "Your own Optuna objective, FILE.py:FUNCTION or package.module:FUNCTION: "
                     "called with the stored trial's parameters (optuna.trial.FixedTrial) over --seeds seeds; "
                     "needed for a study harness.tune did not make.")
@@ -131,6 +133,8 @@ def config_of(base: TrialConfig, params: dict[str, Any], scored: TrialConfig) ->
 def score_said(config: TrialConfig, metric: str) -> str:
     """What is trained and measured, in words: the model, the loop, the metric and the data split."""
     model = f"your model {config.model}" if config.is_user_model else f"the built-in {config.benchmark}"
+    from harness.trial import train  # TensorFlow: not at import, which --help does
+
     trainer, reason = train.trainer_of(config)
     loop = ("the harness's training loop" if trainer == "harness" else
             f"your model's own fit ({reason})" if reason else "your model's own fit")
@@ -260,6 +264,8 @@ def _source_text(source: dict[str, Any]) -> str:
 
 def _reeval_objective() -> int:
     """The user's own objective, re-run: the tuned trial (and with --top_k the next best) over --seeds seeds."""
+    from harness.tuning import objective_reevaluation  # the study machinery (TensorFlow): not at import
+
     config_flags = sorted(trial_flags.config_overrides())
     if config_flags or FLAGS["benchmark"].present or FLAGS.metric:
         given = f"--{(config_flags or ['benchmark' if FLAGS['benchmark'].present else 'metric'])[0]}"

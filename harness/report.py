@@ -1,7 +1,8 @@
 """`python -m harness.report --input_dir=DIR`: a study as plots people can read without the JSON.
 
 Writes DIR/report.html and DIR/report.md with PNG plots beside them (accuracy, SD by source, step
-time, loss curves) and the environment table; what each plot shows: harness/analysis/study_report.py.
+time, loss curves; each also as NAME.narrow.png, drawn for phones) and the environment table; what each
+plot shows: harness/analysis/study_report.py.
 """
 
 from __future__ import annotations
@@ -11,11 +12,14 @@ from pathlib import Path
 from absl import flags
 
 from harness import cli
-from harness.analysis.study_report import build_report
+from harness.analysis import build_report  # imports matplotlib and TensorFlow when called
 from harness.errors import UsageError
 from harness.flags import value_or
 
 FLAGS = flags.FLAGS
+# The shared flags report reads, which its --help lists.
+for _name in ("input_dir", "output_dir"):
+    flags.declare_key_flag(_name)
 
 
 def main(argv: list[str]) -> int:

@@ -24,10 +24,10 @@ from absl import flags
 import harness.flags  # noqa: F401 (defines --input_dir)
 from harness import cli
 from harness.errors import UsageError
-from harness.studies.rerun import rerun_alone
 from harness.table import format_table
 
 FLAGS = flags.FLAGS
+flags.declare_key_flag("input_dir")  # shared: its --help lists it with rerun's own
 flags.DEFINE_string("trial_key", None, "The trial to rerun: its trial_key in the study's trials.jsonl, or the "
                     "key's first characters (at least 6).")
 
@@ -51,6 +51,8 @@ def main(argv: list[str]) -> int:
     del argv
     if not FLAGS.input_dir or not FLAGS.trial_key:
         raise UsageError("name the study and the trial: --input_dir=results/STUDY --trial_key=KEY")
+    from harness.studies.rerun import rerun_alone  # TensorFlow: not at import, which --help does
+
     result = rerun_alone(Path(FLAGS.input_dir), FLAGS.trial_key)
     print(format_rerun(result))
     return 0 if result["same"] else 1

@@ -15,6 +15,9 @@ from harness import cli, trial_flags
 from harness.analysis.op_scan import format_scan, scan
 
 FLAGS = flags.FLAGS
+# The shared flags scan reads, which its --help lists.
+for _name in trial_flags.CONFIG_FLAGS:
+    flags.declare_key_flag(_name)
 
 
 def main(argv: list[str]) -> int:

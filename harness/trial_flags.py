@@ -18,6 +18,8 @@ from harness.trial import config as config_lib
 from harness.trial.seeds import SOURCES, SeedSet
 
 FLAGS = flags.FLAGS
+# Its flags' group in a program's --help (cli.help_text).
+HELP_TITLE = "the trial; a config flag given overrides that field of the benchmark"
 
 flags.DEFINE_string("benchmark", config_lib.DEFAULT_BENCHMARK, "Benchmark definition in benchmarks/ to run.")
 flags.DEFINE_integer("seed", 0, "Base seed; every source's seed is derived from it.", lower_bound=0,
@@ -66,6 +68,11 @@ flags.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES),
 # (bench's --replicas), not by a flag; `model_args` has a parser of its own.
 _FLAG_OF_FIELD = {name: ("data" if name == "dataset" else name) for name in config_lib.CONFIG_FIELDS
                   if name not in ("benchmark", "replicas", "model_args")}
+
+# The flags `config_from_flags` and `config_overrides` read (--dataset is --data's alias), and those
+# `seeds_from_flags` reads. A program declares the ones it reads as its key flags, which its --help lists.
+CONFIG_FLAGS = ("benchmark", *_FLAG_OF_FIELD.values(), "dataset", "model_args")
+SEED_FLAGS = ("seed", *(f"{source}_seed" for source in SOURCES))
 
 
 def config_overrides() -> dict:

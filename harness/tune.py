@@ -33,6 +33,9 @@ from harness.studies.storage import exclusive
 from harness.tuning import hyperparameters, optuna_storage, tuner
 
 FLAGS = flags.FLAGS
+# The shared flags tune reads, which its --help lists with its own.
+for _name in (*trial_flags.CONFIG_FLAGS, "seed", "metric", "replicas", "output_dir"):
+    flags.declare_key_flag(_name)
 flags.DEFINE_integer("n_trials", 20, "Candidates the study should have finished; a resumed study runs the rest.",
                      lower_bound=1)
 flags.DEFINE_integer("seeds_per_trial", 5, "k: seeds each candidate trains over.", lower_bound=1,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from absl import flags
 
@@ -22,16 +22,22 @@ from harness.errors import UsageError, first_line
 from harness.platform import determinism, processes
 from harness.schema import TRIALS_FILE
 from harness.studies.records import load_document, read_records
-from harness.studies.study_runner import TrialSpec, run_in_this_process
 from harness.trial.seeds import SeedSet
 
+if TYPE_CHECKING:
+    from harness.studies.study_runner import TrialSpec
+
+# The study machinery (TensorFlow) is imported where the specs are read and run: --help does not wait for it.
 flags.mark_flag_as_required("output_dir")  # the study directory
+flags.declare_key_flag("output_dir")  # shared: its --help lists it with the worker's own
 flags.DEFINE_integer("parent_pid", None, "The process that started this worker (it holds the study directory's "
                      "lock); the worker ends when it does.", lower_bound=1, upper_bound=2**22)  # Linux's pid_max
 
 
 def main(argv: list[str]) -> int:
     del argv
+    from harness.studies.study_runner import outcome, run_in_this_process
+
     if flags.FLAGS.parent_pid is not None:
         processes.die_with_parent(flags.FLAGS.parent_pid)
     specs = specs_from(sys.stdin.buffer.read())
@@ -41,9 +47,9 @@ def main(argv: list[str]) -> int:
     output_dir = Path(flags.FLAGS.output_dir)
     recorded = {r.get("trial_key") for r in read_records(output_dir / TRIALS_FILE)}
 
-    def finished(record: dict) -> None:
-        print(json.dumps({"condition": record["condition"], "status": record["status"]["code"],
-                          "wall_s": record["timing"]["wall_s"]}), flush=True)
+    def finished(records: list[dict]) -> None:
+        # One line per trial or replica group, for the parent's progress.
+        print(json.dumps({"trials": [outcome(record) for record in records]}), flush=True)
 
     run_in_this_process([s for s in specs if s.key not in recorded], specs, output_dir, recorded, finished)
     return 0
@@ -60,6 +66,8 @@ def specs_from(stdin: bytes) -> list[TrialSpec]:
 
 
 def _spec(item: dict[str, Any], number: int) -> TrialSpec:
+    from harness.studies.study_runner import TrialSpec
+
     try:
         spec = TrialSpec.from_json(item)
         # SeedSet itself takes any value; from_base with every source given checks each is a seed.

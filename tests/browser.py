@@ -6,7 +6,7 @@ none, unless HARNESS_REQUIRE_BROWSER=1 (set by `.ci/run`) makes a missing browse
 
     python tests/browser.py results/mnist1d_mlp/report.html docs/images/report.png
 
-writes the screenshot the README shows.
+writes the screenshot the README shows (at 1280 x 900; `make screenshot` runs it on a fresh report).
 """
 
 from __future__ import annotations
@@ -29,18 +29,34 @@ def chromium_path() -> str | None:
 
 
 @contextlib.contextmanager
-def open_page(html_file: Path) -> Iterator:
-    """The page at 1280 x 900 CSS pixels, loaded with every image."""
+def launch() -> Iterator:
+    """One headless Chromium for several pages (each launch takes seconds)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": WIDTH, "height": HEIGHT})
-            page.goto(Path(html_file).resolve().as_uri(), wait_until="load")
-            yield page
+            yield browser
         finally:
             browser.close()
+
+
+def load(browser, html_file: Path, width: int = WIDTH, height: int = HEIGHT, phone: bool = False):
+    """The page at width x height CSS pixels, loaded with every image. phone: as a phone's browser shows it
+    (a touch screen of 3 device pixels per CSS pixel that lays a page out 980 px wide and shrinks it, unless
+    the page's viewport meta says otherwise)."""
+    context = browser.new_context(viewport={"width": width, "height": height}, is_mobile=phone, has_touch=phone,
+                                  device_scale_factor=3 if phone else 1)
+    page = context.new_page()
+    page.goto(Path(html_file).resolve().as_uri(), wait_until="load")
+    return page
+
+
+@contextlib.contextmanager
+def open_page(html_file: Path, width: int = WIDTH, height: int = HEIGHT) -> Iterator:
+    """The page at width x height (1280 x 900) CSS pixels, loaded with every image."""
+    with launch() as browser:
+        yield load(browser, html_file, width, height)
 
 
 if __name__ == "__main__":

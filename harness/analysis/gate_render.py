@@ -61,5 +61,30 @@ def junit_xml(verdicts: list[Verdict], names: tuple[str, str]) -> str:
             ElementTree.SubElement(case, "skipped", {"message": v.detail or "not applicable"})
         else:
             ElementTree.SubElement(case, "system-out").text = said
+    return _xml(suite)
+
+
+def unusable_junit_xml(message: str, names: tuple[str, str]) -> str:
+    """JUnit XML for a gate that could not compare (exit 2): one test case in error, naming the problem, so that
+    a CI test reporter shows an error instead of "no tests"."""
+    suite = ElementTree.Element("testsuite", {"name": "harness.gate", "tests": "1", "failures": "0",
+                                              "skipped": "0", "errors": "1"})
+    properties = ElementTree.SubElement(suite, "properties")
+    for key, value in zip(("baseline", "candidate"), names, strict=True):
+        ElementTree.SubElement(properties, "property", {"name": key, "value": value or ""})
+    case = ElementTree.SubElement(suite, "testcase", {"classname": "harness.gate", "name": "inputs"})
+    ElementTree.SubElement(case, "error", {"message": message, "type": "unusable input"}).text = (
+        f"the gate could not compare baseline {names[0]} with candidate {names[1]}: {message}")
+    return _xml(suite)
+
+
+def unusable_markdown(message: str, names: tuple[str, str]) -> str:
+    """The step summary of a gate that could not compare (exit 2)."""
+    return "\n".join(["### Determinism gate: ERROR", "",
+                      f"Baseline `{names[0]}`, candidate `{names[1]}`: the gate could not compare them.", "",
+                      f"- {message}", ""])
+
+
+def _xml(suite: ElementTree.Element) -> str:
     ElementTree.indent(suite)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ElementTree.tostring(suite, encoding="unicode") + "\n"

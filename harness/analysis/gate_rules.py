@@ -14,8 +14,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from scipy import stats as scipy_stats
-
 from harness.analysis import stats
 from harness.errors import UsageError
 from harness.studies.conditions import ALL, CONTROL, KERNELS
@@ -187,6 +185,8 @@ def _accuracy(common: Pairs, baseline: dict[str, Any], _, thresholds: dict[str, 
 
 def _welch_less(candidate: dict[str, Any], baseline: dict[str, Any], shifted_mean: float) -> float:
     """One-sided p-value of "candidate mean < shifted_mean" (Welch, unequal variances)."""
+    from scipy import stats as scipy_stats
+
     if candidate["sd"] == 0 and baseline["sd"] == 0:
         # Bitwise-identical runs on both sides: the difference is exact, not estimated.
         return 0.0 if candidate["mean"] < shifted_mean else 1.0
@@ -202,6 +202,8 @@ def _negated(described: dict[str, Any]) -> dict[str, Any]:
 
 def _variance(common: Pairs, baseline: dict[str, Any], _, thresholds: dict[str, float]) -> list[Verdict]:
     """F-test, one-sided: has `all`'s SD grown beyond the allowed factor?"""
+    from scipy import stats as scipy_stats
+
     metric = baseline["primary_metric"]
     factor = thresholds["variance_factor"]
     for base, cand in common:

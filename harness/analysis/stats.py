@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats
+
+# scipy.stats is imported in the functions that use it: it takes seconds to import, and a program's
+# --help imports this module (tests/programs/test_help.py).
 
 CONFIDENCE = 0.95
 # Fixed so the same records always give the same summary, bootstrap included.
@@ -44,6 +46,8 @@ def format_amount(value: float, metric: str) -> str:
 
 def sd_interval(sd: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float] | None:
     """Chi-square interval of a standard deviation from n normal samples; None for n < 2."""
+    from scipy import stats as scipy_stats
+
     if n < 2:
         return None
     alpha = 1.0 - confidence
@@ -57,6 +61,8 @@ def sd_ratio_interval(sd_a: float, n_a: int, sd_b: float, n_b: int,
                       confidence: float = CONFIDENCE) -> list[float] | None:
     """F interval of the ratio of two standard deviations (sigma_a / sigma_b) from independent normal samples;
     None for fewer than 2 samples a side or a zero SD below."""
+    from scipy import stats as scipy_stats
+
     if n_a < 2 or n_b < 2 or sd_b == 0:
         return None
     alpha = 1.0 - confidence
@@ -71,6 +77,8 @@ def repeats_to_separate(sd_ratio: float, alpha: float = 1 - CONFIDENCE, power: f
     """Repeats per condition for a two-sided F-test at `alpha` to tell two SDs this far apart with this
     power (normal samples, equal repeats): the smallest n with P(reject | true ratio) >= power.
     None when the SDs are equal, or more than `most` repeats would be needed."""
+    from scipy import stats as scipy_stats
+
     variance_ratio = max(sd_ratio, 1 / sd_ratio) ** 2 if sd_ratio > 0 else math.inf
     if variance_ratio == 1 or not math.isfinite(variance_ratio):
         return None
@@ -120,6 +128,8 @@ def ratio_of_medians(values: Sequence[float], reference: Sequence[float]) -> dic
     against control's where no interleaved measurement exists (the summary drops that interval: the two were
     timed minutes apart, `paired_ratio` is the measurement). The interval needs at least 3 samples a side.
     """
+    from scipy import stats as scipy_stats
+
     a = np.asarray([v for v in values if v is not None], dtype=np.float64)
     b = np.asarray([v for v in reference if v is not None], dtype=np.float64)
     if a.size == 0 or b.size == 0 or np.median(b) == 0:
@@ -218,6 +228,8 @@ def paired_ratio(numerator_s: Sequence[float], denominator_s: Sequence[float]) -
     """The ratio of two settings' times from paired blocks (block i of each timed back to back), with a 95%
     t-interval of the mean log ratio: a paired test, so a machine that speeds up or slows down between
     blocks moves both sides of a pair and drops out. Needs at least 2 pairs for an interval."""
+    from scipy import stats as scipy_stats
+
     a = np.asarray(numerator_s, dtype=np.float64)
     b = np.asarray(denominator_s, dtype=np.float64)
     if a.size == 0 or a.size != b.size or np.any(a <= 0) or np.any(b <= 0):

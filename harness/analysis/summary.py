@@ -599,13 +599,19 @@ def _component_sentence(subject: str, component: dict[str, Any] | None, what: st
     return f"{subject} cost {cost:+.1%} {what} ({measured})."
 
 
-def format_summary(summary: dict[str, Any]) -> str:
-    """The terminal table: a header line, a row per condition, then the findings."""
+# The terminal table's columns left out first when it would not fit the terminal (the report keeps them all).
+OPTIONAL_COLUMNS = ("dist SD [95% CI]", "test loss SD", "SD 95% CI", "of all [95% CI]", "step ms", "det", "varies")
+
+
+def format_summary(summary: dict[str, Any], width: int | None = None) -> str:
+    """The terminal table: a header line, a row per condition, then the findings. `width`: the terminal's
+    columns, which the table is made to fit (table.format_table)."""
     header = (f"{summary['benchmark']}: {summary['repeats']} repeats per condition, study "
               f"{summary['study_id']}{trainer_text(summary)}")
     notes = [TIMED_APART_NOTE] if any((row["step_time_ratio_vs_control"] or {}).get("method") == TIMED_APART
                                       for row in summary["conditions"]) else []
-    return "\n".join([header, format_table(*condition_table(summary)), *notes, "", *summary["findings"]])
+    table = format_table(*condition_table(summary), width=width, optional=OPTIONAL_COLUMNS)
+    return "\n".join([header, table, *notes, "", *summary["findings"]])
 
 
 def condition_table(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:

@@ -9,29 +9,42 @@ pool sizes cannot: TF fixes them when its runtime starts.
 from __future__ import annotations
 
 import re
-
-import tensorflow as tf
-
-# The public API only has enable_op_determinism; the module it comes from
-# also has the switch back and the getter, which studies need to interleave.
-from tensorflow.python.framework import config as tf_config
+from typing import TYPE_CHECKING
 
 from harness.errors import UsageError
 
+if TYPE_CHECKING:
+    import tensorflow as tf
+
+# TensorFlow is imported where a switch is used, not with this module: a program's --help imports it and
+# must not wait for TensorFlow (tests/programs/test_help.py).
+
+
+def _tf_config():
+    """TF's framework config: the public API only has enable_op_determinism; the module it comes from
+    also has the switch back and the getter, which studies need to interleave."""
+    from tensorflow.python.framework import config as tf_config
+
+    return tf_config
+
 
 def set_op_determinism(enabled: bool) -> None:
+    import tensorflow as tf
+
     if enabled:
         tf.config.experimental.enable_op_determinism()
     else:
-        tf_config.disable_op_determinism()
+        _tf_config().disable_op_determinism()
 
 
 def op_determinism_enabled() -> bool:
-    return bool(tf_config.is_op_determinism_enabled())
+    return bool(_tf_config().is_op_determinism_enabled())
 
 
 def set_thread_pools(intra_op_threads: int, inter_op_threads: int) -> None:
     """Sizes TF's thread pools (0 = TF's default); only possible before TF's runtime starts."""
+    import tensorflow as tf
+
     current = (tf.config.threading.get_intra_op_parallelism_threads(),
                tf.config.threading.get_inter_op_parallelism_threads())
     if current == (intra_op_threads, inter_op_threads):

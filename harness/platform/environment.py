@@ -16,8 +16,6 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import tensorflow as tf
-
 from harness import __version__
 from harness.platform.determinism import op_determinism_enabled
 
@@ -90,6 +88,8 @@ NVIDIA_SMI_FIELDS = ("index", "name", "driver_version", "memory.total", "compute
 @functools.lru_cache(maxsize=1)
 def static_environment() -> dict[str, Any]:
     """The parts of the environment fixed for the life of the process."""
+    import tensorflow as tf  # here, not with the module: a program's --help imports it
+
     return {
         "harness_version": __version__,
         "python": platform.python_version(),
@@ -182,6 +182,8 @@ def _package_version(name: str) -> str | None:
 
 def capture() -> dict[str, Any]:
     """The full environment of a trial starting now (static parts plus current switches)."""
+    import tensorflow as tf
+
     return {
         **static_environment(),
         "threads": {
@@ -239,6 +241,8 @@ def last_level_cache_bytes(cache_dir: str = "/sys/devices/system/cpu/cpu0/cache"
 
 def gpus() -> list[dict[str, Any]]:
     """Every GPU TF sees, with details from TF and, where present, nvidia-smi. None is an empty list."""
+    import tensorflow as tf
+
     devices = tf.config.list_physical_devices("GPU")
     smi = parse_nvidia_smi(run_nvidia_smi()) if devices else []
     found = []

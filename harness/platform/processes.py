@@ -70,3 +70,15 @@ def _watch(parent_pid: int) -> None:
 def _exit_if_orphaned(parent_pid: int) -> None:
     if os.getppid() != parent_pid:
         os._exit(128 + signal.SIGKILL)  # as if killed with the parent; nothing more is written
+
+
+def seconds_since_start() -> float | None:
+    """How long this process has run (Linux: its start in /proc/self/stat against the uptime), so that a
+    program's "in all" counts Python's start and TensorFlow's import too; None where /proc does not say."""
+    try:
+        with open("/proc/self/stat") as stat, open("/proc/uptime") as uptime:
+            # Field 22 (starttime, clock ticks after boot) comes after the parenthesized command name.
+            started = int(stat.read().rsplit(")", 1)[1].split()[19]) / os.sysconf("SC_CLK_TCK")
+            return max(0.0, float(uptime.read().split()[0]) - started)
+    except (OSError, ValueError, IndexError):
+        return None

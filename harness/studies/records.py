@@ -19,15 +19,16 @@ import os
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from harness.errors import UsageError
 from harness.files import replace_atomically
 from harness.schema import SCHEMA_FILES, TRIAL_SCHEMA
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
+
+if TYPE_CHECKING:
+    import jsonschema
 
 
 def canonical_json(value: Any) -> str:
@@ -292,6 +293,8 @@ def schema_errors(record: dict[str, Any]) -> list[str]:
 
 @functools.cache
 def _validator(schema_id: str) -> jsonschema.Draft202012Validator:
+    import jsonschema  # here: a third of a second, and the flags' modules (a program's --help) import this one
+
     schema = load_schema(schema_id)
     jsonschema.Draft202012Validator.check_schema(schema)
     return jsonschema.Draft202012Validator(schema)

@@ -28,7 +28,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from harness.studies import tensorboard_curves
 from harness.studies.background_load import busy_cores
 from harness.studies.conditions import CONTROL, Condition
 from harness.studies.conditions import condition as named_condition
+from harness.studies.progress import Outcome, Progress
 from harness.studies.records import (
     append_record,
     make_trial_record,
@@ -205,19 +205,19 @@ def _record(spec: TrialSpec, result: TrialResult, output_dir: Path) -> dict[str,
 
 
 def run_in_this_process(pending: list[TrialSpec], specs: list[TrialSpec], output_dir: Path, recorded: set,
-                        finished: Callable[[dict[str, Any]], None]) -> None:
+                        finished: Callable[[list[dict[str, Any]]], None]) -> None:
     """Runs `pending` here (the study's own process, or a worker's), one trial or one replica group at a
-    time; `specs` holds every member of their groups. `finished` gets each record as it is written."""
+    time; `specs` holds every member of their groups. `finished` gets the records of each trial, or each
+    group's new ones, as they are written."""
     done_groups = set()
     for spec in pending:
         if spec.group is None:
-            finished(run_and_record(spec, output_dir))
+            finished([run_and_record(spec, output_dir)])
         elif (spec.condition, spec.group) not in done_groups:
             done_groups.add((spec.condition, spec.group))
             members = [s for s in specs if (s.condition, s.group) == (spec.condition, spec.group)]
             # The whole group reruns (one graph trains them all), but only missing records are written.
-            for record in run_group_and_record(members, output_dir, recorded):
-                finished(record)
+            finished(run_group_and_record(members, output_dir, recorded))
 
 
 def with_group_members(chosen: list[TrialSpec], specs: list[TrialSpec]) -> list[TrialSpec]:
@@ -236,43 +236,9 @@ def run_group_and_record(members: list[TrialSpec], output_dir: Path, recorded: s
             for spec, result in zip(members, results, strict=True) if spec.key not in recorded]
 
 
-class Progress:
-    """Done/total, the trial that just finished and an ETA: a progress bar (tqdm) on a terminal, and one
-    plain line per trial otherwise (a CI log, a file), on stderr where the results on stdout stay clean."""
-
-    def __init__(self, total: int, already: int, after_each: Callable[[], None] | None = None,
-                 stream=None) -> None:
-        self.total, self.done, self.ran = total, already, 0
-        self.after_each = after_each
-        self.started = time.perf_counter()
-        self.stream = stream or sys.stderr
-        self.bar = None
-        if already < total and getattr(self.stream, "isatty", lambda: False)():
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total, initial=already, unit="trial", file=self.stream, dynamic_ncols=True,
-                            desc="study")
-
-    def finished(self, condition: str, status: str, wall_s: float) -> None:
-        self.done += 1
-        self.ran += 1
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"{condition}: {status} in {wall_s:.1f}s", refresh=False)
-            self.bar.update(1)
-        else:
-            eta = (time.perf_counter() - self.started) / self.ran * (self.total - self.done)
-            print(f"[{self.done}/{self.total}] {condition}: {status} in {wall_s:.1f}s; ETA {_duration(eta)}",
-                  file=self.stream, flush=True)
-        if self.after_each:
-            self.after_each()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f}s" if seconds < 120 else f"{seconds / 60:.1f}min"
+def outcome(record: dict[str, Any]) -> Outcome:
+    """A record as the console's progress shows it."""
+    return Outcome(record["condition"], record["status"]["code"], record["timing"]["wall_s"])
 
 
 def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inprocess",
@@ -310,10 +276,10 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
                                  "leave that condition out")
     # A worker gets every member of its replica groups, recorded or not: a group trains as a whole.
     jobs = _jobs(with_group_members(elsewhere, specs), isolation, workers)
-    progress = Progress(len(specs), len(specs) - len(pending), after_each)
+    progress = Progress([s.condition for s in pending], len(specs), after_each)
     try:
-        run_in_this_process(local, specs, output_dir, recorded, lambda record: progress.finished(
-            record["condition"], record["status"]["code"], record["timing"]["wall_s"]))
+        run_in_this_process(local, specs, output_dir, recorded, lambda records: progress.finished(
+            [outcome(record) for record in records]))
         _run_jobs(jobs, output_dir, workers, progress)
     finally:
         progress.close()
@@ -451,7 +417,7 @@ def _run_jobs(jobs: list[list[TrialSpec]], output_dir: Path, workers: int, progr
                 running[process.pid] = (process, job)
             kind, pid, payload = events.get()
             if kind == "trial":
-                progress.finished(payload["condition"], payload["status"], payload["wall_s"])
+                progress.finished([Outcome(*trial) for trial in payload["trials"]])
             elif kind == "exit":
                 process, job = running.pop(pid)
                 if process.wait() != 0:
@@ -502,7 +468,7 @@ def _worker_died(job: list[TrialSpec], output_dir: Path, returncode: int, stderr
         append_record(output_dir / LOST_FILE, {"trial_key": spec.key, "condition": spec.condition,
                                                "repeat": spec.repeat, "reason": reason,
                                                "created_at": utc_timestamp()})
-        progress.finished(spec.condition, "lost", 0.0)
+        progress.finished([Outcome(spec.condition, "lost", 0.0)])
     logging.warning("%s; its %d unfinished trial(s) are in %s and a re-run retries them", reason, len(unfinished),
                     LOST_FILE)
 

@@ -35,6 +35,12 @@ MAX_INT = 2**31 - 1
 MAX_HIDDEN_UNITS = 2**20
 # TF starts every thread of its pools up front; more than any machine has cores.
 MAX_THREADS = 4096
+# Blocks per setting of the interleaved measurement of determinism's cost (trial/cost.py): the default, the
+# fewest (fewer paired samples give an interval too wide to say anything) and the most a study may ask for.
+# Here, not in cost.py, which imports TensorFlow: bench's --cost_blocks states its default without it.
+DEFAULT_COST_BLOCKS = 48
+MIN_COST_BLOCKS = 8
+MAX_COST_BLOCKS = 1000
 # Integer fields with a bound of their own, below MAX_INT.
 _MOST = {"hidden_units": MAX_HIDDEN_UNITS, "intra_op_threads": MAX_THREADS, "inter_op_threads": MAX_THREADS}
 

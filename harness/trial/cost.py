@@ -34,13 +34,11 @@ import tensorflow as tf
 from harness.errors import first_line
 from harness.platform import determinism, known_ops
 from harness.trial import train
-from harness.trial.config import TrialConfig
+from harness.trial.config import DEFAULT_COST_BLOCKS, MAX_COST_BLOCKS, MIN_COST_BLOCKS, TrialConfig
 from harness.trial.datasets import split_pool, training_batches
 from harness.trial.seeds import SeedSet
 
-DEFAULT_BLOCKS = 48
-MIN_BLOCKS = 8  # fewer paired samples give an interval too wide to say anything
-MAX_BLOCKS = 1000
+DEFAULT_BLOCKS, MIN_BLOCKS, MAX_BLOCKS = DEFAULT_COST_BLOCKS, MIN_COST_BLOCKS, MAX_COST_BLOCKS
 # What one setting's block aims to take: long against the timer and a call's overhead, short against the
 # machine's changes of speed, so a pair's two blocks see the same machine (measured under load: 48 blocks of
 # 0.025 s gave intervals half as wide as 16 of 0.1 s, in the same time).

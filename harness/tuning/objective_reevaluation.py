@@ -71,21 +71,23 @@ def _run(objective: objective_runs.Objective, trials: list[dict[str, Any]], sour
     """Every trial over every seed (the same seeds for each: trial r's runs are paired); the comparison block
     (`top_k` inside it for more than one trial) and whether each run ran now. The objective's own output
     (Keras progress bars, prints) goes to OBJECTIVE_LOG_FILE, not the terminal."""
-    from harness.studies.study_runner import Progress
+    from harness.studies.progress import Outcome, Progress
 
     existing = {r["run_key"]: r for r in objective_runs.check_resumable(directory / OBJECTIVE_RUNS_FILE, objective,
                                                                         directory)}
     keys = [objective_runs.run_key(objective, source, t["trial"], t["params"], seed, isolation)
             for t in trials for seed in seeds]
-    progress = Progress(len(keys), sum(key in existing for key in keys))
+    progress = Progress([f"trial {t['trial']} seed {seed}" for t in trials for seed in seeds
+                         if objective_runs.run_key(objective, source, t["trial"], t["params"], seed, isolation)
+                         not in existing], len(keys))
     runs_by_trial = []
     try:
         with objective_runs.output_to(directory / OBJECTIVE_LOG_FILE):
             for index, t in enumerate(trials):
                 runs_by_trial.append(objective_runs.run_seeds(
                     objective, t["trial"], t["params"], seeds, directory, isolation, source, existing,
-                    lambda r: progress.finished(f"trial {r['trial']} seed {r['seed']}", r["status"]["code"],
-                                                r["wall_s"]), tuned=index == 0))
+                    lambda r: progress.finished([Outcome(f"trial {r['trial']} seed {r['seed']}", r["status"]["code"],
+                                                         r["wall_s"])]), tuned=index == 0))
     finally:
         progress.close()
     pick = trials[0]

@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats as scipy_stats
 
 from harness.analysis.stats import CONFIDENCE, describe, higher_is_better, sample_sd
 from harness.errors import UsageError
-from harness.studies import conditions, study_runner
+from harness.studies import conditions
 from harness.studies.records import content_id
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
-from harness.trial.train import task_of
+
+# scipy.stats, the study runner and the trainer (TensorFlow) are imported in the functions that use them: they
+# take seconds to import, and the scoring flags (score_flags) import this module for a program's --help.
 
 METRICS = ("validation_accuracy", "validation_loss", "test_accuracy", "test_loss")
 # Bouthillier et al. 2021: A's improvement is meaningful when P(A beats B) exceeds this,
@@ -39,6 +40,13 @@ MEANINGFUL_PROBABILITY = 0.75
 
 # A validation metric on data that holds nothing out holds out this share (Keras's validation_split habit).
 DEFAULT_VALIDATION_FRACTION = 0.2
+
+
+def task_of(config: TrialConfig) -> str:
+    """What the config's model predicts (`trial.train.task_of`)."""
+    from harness.trial.train import task_of
+
+    return task_of(config)
 
 
 def default_metric(task: str) -> str:
@@ -84,6 +92,8 @@ def run_seeds(config: TrialConfig, base_seed: int, n: int, output_dir: Path,
     supports them (`replicas`: a number or "auto"), else one trial at a time;
     `isolation="process"`: each trial in a fresh process (so one at a time).
     """
+    from harness.studies import study_runner
+
     if replicas == "auto" and isolation != "inprocess":
         replicas = 1
     all_seeds = conditions.condition(conditions.ALL)
@@ -107,6 +117,8 @@ def scores(records: Sequence[dict[str, Any]], metric: str) -> list[float | None]
 
 def _t_margin(data: np.ndarray, quantile: float) -> float:
     """Student-t quantile times the standard error of the mean (n >= 2)."""
+    from scipy import stats as scipy_stats
+
     return scipy_stats.t.ppf(quantile, data.size - 1) * sample_sd(data) / math.sqrt(data.size)
 
 
@@ -180,6 +192,8 @@ def paired_comparison(a: Sequence[float | None], b: Sequence[float | None], metr
     [1, 1]. Verdict (Bouthillier et al. 2021): a difference is detected when
     the interval excludes 0.5, and meaningful when P also exceeds 0.75. `higher` as in against_tuned_score.
     """
+    from scipy import stats as scipy_stats
+
     pairs = [(x, y) for x, y in zip(a, b, strict=True) if x is not None and y is not None]
     n = len(pairs)
     if n == 0:

@@ -36,6 +36,7 @@ def test_a_bit_flipped_in_one_run_is_named_exactly(flip, variable):
     assert found["variables"] == [variable] and found["layer"] == variable.split("/")[0]
 
 
+@pytest.mark.slow
 def test_two_identical_runs_in_fresh_processes_never_diverge(tmp_path):
     result = run_program("harness.diverge", *TRIAL, f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
@@ -48,17 +49,29 @@ def test_two_identical_runs_in_fresh_processes_never_diverge(tmp_path):
     assert again.returncode == 0 and "No divergence" in again.stdout
 
 
-def test_a_real_onednn_difference_on_cpu_is_located(tmp_path):
+@pytest.mark.slow
+def test_a_real_onednn_difference_on_cpu_is_located_where_the_cpu_makes_one(tmp_path):
+    """oneDNN off changes the bits only where oneDNN's kernels compute differently from TF's own: on the AVX-512
+    machine these docs were measured on, from step 8; on an AVX2-only AMD EPYC, in no step of either MLP. The
+    answer must be exact either way: the first step and variable, or all steps identical."""
+    from harness.platform.environment import cpu_instruction_sets
+
     result = run_program("harness.diverge", *TRIAL, "--b_env=TF_ENABLE_ONEDNN_OPTS=0", f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
     record = json.loads((tmp_path / "divergence.json").read_text())
     assert schema_errors(record) == []
-    assert record["diverged"] and not record["final_weights_equal"]
     assert record["context"][0]["onednn"] is True and record["context"][1]["onednn"] is False
-    assert isinstance(record["first_step"], int) and record["variables"] and record["layer"] in ("dense1", "dense2")
-    assert f"First divergence at step {record['first_step']} of 18" in result.stdout
+    if "avx512f" in (cpu_instruction_sets() or "").split():
+        assert record["diverged"] and not record["final_weights_equal"]
+    if record["diverged"]:
+        assert not record["final_weights_equal"]
+        assert isinstance(record["first_step"], int) and record["variables"] and record["layer"] in ("dense1", "dense2")
+        assert f"First divergence at step {record['first_step']} of 18" in result.stdout
+    else:
+        assert record["final_weights_equal"] and "No divergence: all 18 steps" in result.stdout
 
 
+@pytest.mark.slow
 def test_bad_diverge_input_is_one_sentence(tmp_path):
     for args, message in ((["--traces=only_one.npz"], "--traces takes two files"),
                           ([f"--traces={tmp_path}/a.npz,{tmp_path}/b.npz"], "no such trace file"),
@@ -101,6 +114,7 @@ model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[FingerprintCallba
 """
 
 
+@pytest.mark.slow
 def test_callback_traces_of_two_runs_feed_diverge(tmp_path):
     import subprocess
     import sys
@@ -143,6 +157,7 @@ def test_growth_of_a_drift_reads_its_rate_and_when_predictions_part():
     assert "first differ at step 600" in divergence.format_growth(parted)
 
 
+@pytest.mark.slow
 def test_the_bit_probe_measures_the_drift_of_a_flipped_run(tmp_path):
     result = run_program("harness.diverge", *TRIAL, "--steps_per_loop=2", "--b_flip_bit=500",
                          f"--output_dir={tmp_path}")

@@ -1,5 +1,6 @@
 """The op scan: ops without deterministic GPU kernels are found in the traced train step, for any model."""
 
+import pytest
 from conftest import run_program, user_config
 
 from harness.analysis import op_scan
@@ -43,6 +44,7 @@ def test_the_scan_stays_quiet_on_ops_without_known_issues():
     assert raises["kind"] == "raises" and "dense matmul" in raises["alternative"]
 
 
+@pytest.mark.slow
 def test_a_study_warns_in_one_line_at_start_where_it_applies(tmp_path):
     """The warning is about GPUs: on this CPU-only machine it needs --scan_ops=on, and auto says nothing."""
     study = ["--benchmark=embedding", "--conditions=control", "--repeats=1", "--epochs=1", "--max_train_examples=100"]

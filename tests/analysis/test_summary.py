@@ -1,6 +1,7 @@
 """The summary's statements of power: share intervals, sources that cannot be told apart, shares above 100%."""
 
 import copy
+import json
 
 import pytest
 
@@ -168,3 +169,17 @@ def test_the_cost_sentence_says_no_measurable_cost_where_the_interval_holds_zero
     sentence = summary_lib._cost_sentences(block)  # noqa: SLF001
     assert said in sentence
     assert "tf.data's deterministic option's cost was not measured: no pipeline here." in sentence
+
+
+def test_the_terminal_table_fits_the_terminal_by_leaving_out_the_least_needed_columns(small_study):
+    summary = json.loads((small_study / "summary.json").read_text())
+    whole = summary_lib.format_summary(summary)
+    headers = whole.splitlines()[1]
+    assert all(name in headers for name in summary_lib.OPTIONAL_COLUMNS) and "left out" not in whole
+    for width in (140, 100):
+        fitted = summary_lib.format_summary(summary, width=width).splitlines()
+        end = next(i for i, line in enumerate(fitted) if line.startswith("(left out"))
+        table, note = fitted[1:end], fitted[end]
+        assert note.startswith(f"(left out to fit {width} columns: dist SD [95% CI]")
+        assert all(len(line) <= width for line in table), (width, max(map(len, table)))
+        assert "condition" in table[0] and "churn %" in table[0] and "hashes" in table[0]

@@ -19,6 +19,7 @@ def create_model_for_the_api():
     return model
 
 
+@pytest.mark.slow
 def test_the_python_api_studies_a_function_and_arrays(tmp_path):
     import harness
 

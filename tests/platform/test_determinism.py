@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import tensorflow as tf
 from conftest import REPO
 
@@ -49,6 +50,7 @@ STUDY = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_study_records_ops_without_deterministic_kernels_and_completes(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO), "TF_ENABLE_ONEDNN_OPTS": "0"}
     result = subprocess.run([sys.executable, "-c", STUDY, str(tmp_path)], cwd=REPO, env=env, capture_output=True,

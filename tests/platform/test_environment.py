@@ -121,6 +121,7 @@ def test_only_variables_that_change_numerics_are_recorded_and_secrets_are_redact
         "HARNESS_RESULTS": "https://store.example/r?token=<redacted>&sig=<redacted>"}
 
 
+@pytest.mark.slow
 def test_no_secret_reaches_records_summary_or_report(tmp_path):
     output_dir = tmp_path / "study"
     result = run_program("harness.bench", "--conditions=control", "--repeats=1", "--epochs=1",

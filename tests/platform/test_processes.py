@@ -33,6 +33,7 @@ def _alive(pid):
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("by", list(CHILD))
 def test_a_child_dies_when_its_parent_is_killed(by):
     parent = subprocess.Popen([sys.executable, "-c", PARENT.format(child=CHILD[by])], cwd=REPO, stdout=subprocess.PIPE,

@@ -135,6 +135,7 @@ CASES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("program,args", CASES, ids=[f"{p.split('.')[1]}:{' '.join(a)[:60]}" for p, a in CASES])
 def test_bad_input_is_one_sentence_and_no_record_changes(corpus, program, args):
     records = {path: path.read_bytes() for path in (corpus / "study").iterdir() if path.is_file()}
@@ -171,6 +172,7 @@ BAD_STDIN = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stdin", BAD_STDIN.values(), ids=BAD_STDIN)
 def test_a_worker_given_bad_stdin_says_so_in_one_sentence(tmp_path, stdin):
     (tmp_path / "stdin").write_bytes(stdin)
@@ -181,6 +183,7 @@ def test_a_worker_given_bad_stdin_says_so_in_one_sentence(tmp_path, stdin):
     assert list((tmp_path / "study").iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_worker_without_a_directory_says_so(tmp_path):
     result = run_program("harness.worker", "--output_dir=", input="[]")
     assert said_in_one_sentence(result).startswith("error: flag --output_dir=: ")
@@ -204,6 +207,7 @@ BAD_PROBE_ARGUMENTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arguments", BAD_PROBE_ARGUMENTS.values(), ids=BAD_PROBE_ARGUMENTS)
 def test_the_keras_probe_given_bad_arguments_says_so_in_one_sentence(tmp_path, arguments):
     (tmp_path / "ok.py").write_text("print('ran')\n")
@@ -213,6 +217,7 @@ def test_the_keras_probe_given_bad_arguments_says_so_in_one_sentence(tmp_path, a
     assert "ran" not in result.stdout
 
 
+@pytest.mark.slow
 def test_a_bad_flag_value_is_bad_input_with_exit_2():
     result = run_program("harness.reeval", "--seeds=1")
     assert result.returncode == 2, result.stderr
@@ -220,6 +225,7 @@ def test_a_bad_flag_value_is_bad_input_with_exit_2():
                                               "--helpshort lists the flags.")
 
 
+@pytest.mark.slow
 def test_bad_model_input_on_the_command_line_is_one_sentence(user_files):
     result = run_program("harness.bench", f"--model={user_files}/model.py:nope", f"--data=npz:{user_files}/data.npz",
                          "--hidden_units=64", f"--output_dir={user_files / 'out'}")
@@ -264,6 +270,7 @@ def exits_while_training():
 """
 
 
+@pytest.mark.slow
 def test_model_code_that_leaves_the_process_does_not_end_the_study(user_files):
     """os._exit in the model function is one sentence and exit 2 (it would end the program with the code's own
     exit code); sys.exit in its own train step fails the trial, with that sentence, and the study ends as

@@ -17,7 +17,8 @@ BIN = Path(sys.executable).parent
 
 def _make_n(*args: str) -> str:
     # -B: print every command as on a fresh clone, whatever this checkout has built.
-    result = subprocess.run(["make", "-n", "-B", *args], cwd=REPO, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["make", "--no-print-directory", "-n", "-B", *args], cwd=REPO, capture_output=True,
+                            text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -45,6 +46,32 @@ def test_make_bench_without_gpu_stays_local_and_image_takes_datasets():
         in image
 
 
+def test_the_containers_doc_shows_what_make_bench_gpu_runs_and_the_images_default_to_the_default_study():
+    from harness.trial.config import DEFAULT_BENCHMARK
+
+    def joined(text):
+        return " ".join(text.replace("\\\n", " ").split())
+
+    made = joined(_make_n("bench", "GPU=1"))
+    made = made[made.index("docker run"):].replace(str(REPO), "$PWD")
+    doc = (REPO / "docs" / "containers.md").read_text()
+    shown = joined(doc.split("`make bench GPU=1` runs", 1)[1].split("```sh", 1)[1].split("```", 1)[0])
+    assert shown == made
+    for flavour in ("cpu", "gpu"):
+        dockerfile = (REPO / "docker" / f"{flavour}.Dockerfile").read_text()
+        assert f'CMD ["--output_dir=/results/{DEFAULT_BENCHMARK}"]' in dockerfile, flavour
+
+
+def test_the_entrypoint_runs_every_program_and_the_doc_names_each():
+    """A program is a module under harness/ that starts through cli.run; the worker is the harness's own."""
+    programs = {path.stem for path in (REPO / "harness").glob("*.py") if "cli.run(" in path.read_text()} - {"worker"}
+    listed = re.search(r"^  ([\w|]+)\)$", (REPO / "docker" / "entrypoint.sh").read_text(), re.MULTILINE).group(1)
+    assert set(listed.split("|")) == programs
+    doc = (REPO / "docs" / "containers.md").read_text().split("entrypoint runs", 1)[1].split("Records carry")[0]
+    assert set(re.findall(r"`(\w+)`", doc)) | {"report"} == programs  # report: `report --input_dir=...`
+
+
+@pytest.mark.slow
 def test_both_dockerfiles_pass_hadolint():
     result = subprocess.run([str(BIN / "hadolint"), "docker/cpu.Dockerfile", "docker/gpu.Dockerfile"], cwd=REPO,
                             capture_output=True, text=True, timeout=60)
@@ -77,6 +104,7 @@ def _entrypoint(*args: str, **env_vars: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_the_entrypoint_runs_bench_by_default_and_other_programs_by_name(small_study, tmp_path):
     bad = _entrypoint("--benchmark=nope")
     assert bad.returncode == 2 and "unknown benchmark 'nope'" in bad.stderr

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from conftest import run_program
 
 from harness.analysis import script_edits
@@ -128,6 +129,7 @@ def test_tf_random_set_seed_alone_gives_other_initial_weights_and_the_fix_is_ver
     assert "the second run stopped 1 of them at their first difference from the first." in said
 
 
+@pytest.mark.slow
 def test_keras_set_random_seed_is_reproducible_for_every_fit_of_a_loop(tmp_path):
     said, document = _doctor(tmp_path, "keras_seed")
     assert [f["cause"] for f in document["fits"]] == [None, None] and document["reproducible"] is True
@@ -140,6 +142,7 @@ def _line(name, text):
     return f"{name}.py:{SCRIPTS[name].splitlines().index(text) + 1}"
 
 
+@pytest.mark.slow
 def test_dropout_masks_are_told_apart(tmp_path):
     said, document = _doctor(tmp_path, "dropout")
     assert [f["cause"] for f in document["fits"]] == ["dropout"]
@@ -147,6 +150,7 @@ def test_dropout_masks_are_told_apart(tmp_path):
     assert "keras.utils.set_random_seed(0)" in document["fix"]
 
 
+@pytest.mark.slow
 def test_data_order_names_the_line_that_shuffled_in_every_fit_of_a_loop(tmp_path):
     said, document = _doctor(tmp_path, "permutation")
     assert [f["cause"] for f in document["fits"]] == ["data", "data"]
@@ -159,6 +163,7 @@ def test_data_order_names_the_line_that_shuffled_in_every_fit_of_a_loop(tmp_path
     assert "keras.utils.set_random_seed(0)" in document["fix"]
 
 
+@pytest.mark.slow
 def test_another_order_is_named_beside_other_initial_weights(tmp_path):
     said, document = _doctor(tmp_path, "python_shuffle")
     assert [f["causes"] for f in document["fits"]] == [["init", "data"]]
@@ -169,6 +174,7 @@ def test_another_order_is_named_beside_other_initial_weights(tmp_path):
     assert "keras.utils.set_random_seed(0)" in document["fix"]  # seeds Python's random too
 
 
+@pytest.mark.slow
 def test_a_script_that_fails_after_its_fit_is_still_diagnosed(tmp_path):
     said, document = _doctor(tmp_path, "fails_after_fit")
     assert [f["cause"] for f in document["fits"]] == [None] and document["reproducible"] is True
@@ -179,6 +185,7 @@ def test_a_script_that_fails_after_its_fit_is_still_diagnosed(tmp_path):
             "The verdicts above are on the fits observed before it.") in said
 
 
+@pytest.mark.slow
 def test_an_unseeded_generator_is_named_in_the_fix_and_the_fix_verified(tmp_path):
     said, document = _doctor(tmp_path, "generator", "--verify")
     generator = _line("generator", "order = np.random.default_rng().permutation(len(x))")
@@ -188,6 +195,7 @@ def test_an_unseeded_generator_is_named_in_the_fix_and_the_fix_verified(tmp_path
     assert document["verified"] is True
 
 
+@pytest.mark.slow
 def test_a_kernel_verdict_is_confirmed_with_op_determinism(tmp_path):
     said, document = _doctor(tmp_path, "kernel")
     assert [f["cause"] for f in document["fits"]] == ["kernel"] and document["kernel_check"] == "confirmed"
@@ -211,6 +219,7 @@ def _example_line(name, text):
     return f"{name}.py:{open(f'examples/{name}.py').read().splitlines().index(text) + 1}"
 
 
+@pytest.mark.slow
 def test_random_data_is_named_with_its_lines_beside_the_initial_weights(tmp_path):
     said, document = _example(tmp_path, "seeded_builder_loop")
     x, y = (_example_line("seeded_builder_loop", line) for line in ("X = np.random.rand(100, 10)",
@@ -229,6 +238,7 @@ def test_random_data_is_named_with_its_lines_beside_the_initial_weights(tmp_path
     assert f"drawn by np.random.rand at {x}, np.random.rand at {y}, which no seed reached." in said
 
 
+@pytest.mark.slow
 def test_two_fits_of_one_run_differ_by_their_builds_not_by_adam(tmp_path):
     said, document = _example(tmp_path, "two_fits_one_run", "--verify")
     assert document["verified"] is True  # the top-of-script seed makes the two runs alike ...
@@ -263,6 +273,7 @@ model.fit(x, y, epochs=2, batch_size=32, verbose=0)
 """
 
 
+@pytest.mark.slow
 def test_a_printed_fix_runs_as_printed(tmp_path):
     said, document = _example(tmp_path, "first_question", "--verify", text=NO_KERAS_NAME)
     assert document["fix"] == ("before first_question.py:6, add\n    tf.keras.utils.set_random_seed(0)  # seeds "

@@ -3,6 +3,7 @@
 import concurrent.futures
 import json
 
+import pytest
 from conftest import run_program
 
 from harness.studies.records import read_records, schema_errors
@@ -17,6 +18,7 @@ def _comparable(summary):
     return rows, [line for line in summary["findings"] if "step time" not in line]
 
 
+@pytest.mark.slow
 def test_three_shards_and_a_merge_give_the_unsharded_summary(tmp_path):
     with concurrent.futures.ThreadPoolExecutor() as pool:
         # The shards run at once, as an indexed job's pods do, beside the whole study.
@@ -52,6 +54,7 @@ def test_three_shards_and_a_merge_give_the_unsharded_summary(tmp_path):
     assert prints(tmp_path / "sharded") == prints(tmp_path / "whole")
 
 
+@pytest.mark.slow
 def test_a_kubernetes_indexed_job_picks_its_shard_from_the_environment(tmp_path):
     result = run_program("harness.bench", *STUDY, f"--output_dir={tmp_path}",
                          env_vars={"JOB_COMPLETION_INDEX": "2", "HARNESS_NUM_SHARDS": "3"})
@@ -68,6 +71,7 @@ def test_a_kubernetes_indexed_job_picks_its_shard_from_the_environment(tmp_path)
 
 
 
+@pytest.mark.slow
 def test_a_merge_adds_to_the_records_already_there_and_never_drops_one(tmp_path):
     small = ["--repeats=2", "--epochs=1", "--max_train_examples=200", "--cost_blocks=0", f"--output_dir={tmp_path}"]
     # Repeats trained as vectorized replicas (--replicas=auto): the shards' control trials, one at a time, are the
@@ -97,6 +101,7 @@ def test_a_merge_adds_to_the_records_already_there_and_never_drops_one(tmp_path)
     assert {name: (tmp_path / name).read_bytes() for name in files} == files
 
 
+@pytest.mark.slow
 def test_a_merge_refuses_another_studys_directory_and_shards_from_other_environments(tmp_path):
     small = ["--conditions=control", "--repeats=2", "--epochs=1", "--max_train_examples=200", "--cost_blocks=0"]
     other = tmp_path / "other"

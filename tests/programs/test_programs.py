@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -14,6 +15,7 @@ TINY = ["--epochs=2", "--max_train_examples=300"]
 CONTROL = ["--conditions=control"]
 
 
+@pytest.mark.slow
 def test_two_fresh_processes_give_identical_weights(tmp_path):
     hashes = []
     for run in ("a", "b"):
@@ -25,6 +27,7 @@ def test_two_fresh_processes_give_identical_weights(tmp_path):
     assert hashes[0] == hashes[1]
 
 
+@pytest.mark.slow
 def test_a_fresh_process_matches_a_trial_run_in_this_process(tmp_path):
     from harness.trial.config import DEFAULT_BENCHMARK, load_benchmark
     from harness.trial.seeds import SeedSet
@@ -38,6 +41,7 @@ def test_a_fresh_process_matches_a_trial_run_in_this_process(tmp_path):
     assert record["fingerprints"] == here.fingerprints
 
 
+@pytest.mark.slow
 def test_bench_prints_the_study_table_and_writes_a_valid_summary(tmp_path):
     result = run_program("harness.bench", "--repeats=2", "--init_seed=11", "--conditions=control,init,env:xla=1",
                          *TINY, f"--output_dir={tmp_path}")
@@ -55,8 +59,18 @@ def test_bench_prints_the_study_table_and_writes_a_valid_summary(tmp_path):
     assert [r["seeds"]["init"] for r in records if r["condition"] == "control"] == [11, 11]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert schema_errors(summary) == []
+    # A log (stderr is not a terminal) has a line per trial, and one per replica group, its time said once.
+    assert re.search(r"^\[2/6\] control: group of 2 in \d+\.\ds \(2 ok\); ETA ", result.stderr, re.MULTILINE)
+    assert re.search(r"^\[6/6\] env:xla=1: ok in \d+\.\ds; done$", result.stderr, re.MULTILINE)
+    # A resume that trains nothing still starts Python, imports TensorFlow and writes the summary: "in all" says so.
+    again = run_program("harness.bench", "--repeats=2", "--init_seed=11", "--conditions=control,init,env:xla=1",
+                        *TINY, f"--output_dir={tmp_path}")
+    took = re.search(r"^0 trial\(s\) ran now, 6 already recorded; (\d+)s in all \(the study itself: (\d+)s\); ",
+                     again.stdout, re.MULTILINE)
+    assert again.returncode == 0 and took and int(took[1]) >= int(took[2]) and int(took[1]) >= 1, again.stdout
 
 
+@pytest.mark.slow
 def test_flagfile_works(tmp_path):
     flagfile = tmp_path / "trial.flags"
     flagfile.write_text("\n".join(["--repeats=1", "--conditions=kernels", *TINY, f"--output_dir={tmp_path}"]))
@@ -84,6 +98,7 @@ def test_flagfile_works(tmp_path):
     (["--no_such_flag=1"], "no_such_flag"),
     (["stray"], "unexpected arguments"),
 ])
+@pytest.mark.slow
 def test_bad_input_gets_one_sentence_and_a_nonzero_exit(tmp_path, args, message):
     result = run_program("harness.bench", *args, f"--output_dir={tmp_path}")
     assert result.returncode != 0
@@ -102,6 +117,7 @@ def test_every_listed_benchmark_is_a_loadable_definition():
         assert load_benchmark(name).benchmark == name
 
 
+@pytest.mark.slow
 def test_tensorflows_start_up_banners_stay_out_of_the_way_unless_verbosity_asks():
     """TF 2.21 prints its oneDNN and CPU-feature notices on import, before TF_CPP_MIN_LOG_LEVEL applies."""
     env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}

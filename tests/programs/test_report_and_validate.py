@@ -1,24 +1,26 @@
 """`harness.validate` names bad records by line; `harness.report` renders real plots from a real study."""
 
-import html as html_lib
 import json
 import os
 import shutil
 
 import pytest
-from browser import WIDTH, chromium_path, open_page
+from browser import WIDTH, chromium_path, launch, load
 from conftest import run_program
 from PIL import Image
 
+from harness.analysis import study_report
 from harness.analysis.study_report import build_report
 
 
+@pytest.mark.slow
 def test_validate_passes_a_real_study(small_study):
     result = run_program("harness.validate", str(small_study / "trials.jsonl"), str(small_study / "summary.json"))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "16 record(s) in 2 files: all valid" in result.stdout
 
 
+@pytest.mark.slow
 def test_validate_flags_a_corrupted_record_with_its_line_number(small_study, tmp_path):
     lines = (small_study / "trials.jsonl").read_text().splitlines()
     damaged = json.loads(lines[3])
@@ -49,6 +51,7 @@ def test_validate_rejects_numbers_json_does_not_have(small_study, tmp_path):
         assert validate_file(summary) == (1, [f"{summary}: holds {token}, which is not JSON (RFC 8259)"])
 
 
+@pytest.mark.slow
 def test_validate_and_the_gate_find_a_trial_recorded_twice(small_study, tmp_path):
     from harness.validate import validate_file
 
@@ -80,6 +83,7 @@ def test_validate_and_the_gate_find_a_trial_recorded_twice(small_study, tmp_path
                                  "row per condition (the file was edited or joined)")
 
 
+@pytest.mark.slow
 def test_validate_on_a_missing_file_exits_2_with_one_sentence(tmp_path):
     result = run_program("harness.validate", str(tmp_path / "nope.jsonl"))
     assert result.returncode == 2 and "nope.jsonl: no such file" in result.stderr
@@ -91,8 +95,9 @@ def test_report_renders_real_pngs_referenced_by_the_html(small_study, tmp_path):
     shutil.copytree(small_study, study)
     written = build_report(study, study)
     pngs = [p for p in written if p.suffix == ".png"]
-    assert {p.name for p in pngs} == {"accuracy.png", "sd_by_source.png", "churn.png", "unstable_examples.png",
-                                      "step_time.png", "loss_curves.png"}
+    names = {"accuracy", "sd_by_source", "churn", "unstable_examples", "step_time", "loss_curves"}
+    # Each plot drawn for wide screens, and narrower for phones (the page picks one by the screen's width).
+    assert {p.name for p in pngs} == {f"{name}.png" for name in names} | {f"{name}.narrow.png" for name in names}
     html = (study / "report.html").read_text()
     markdown = (study / "report.md").read_text()
     for png in pngs:
@@ -102,13 +107,18 @@ def test_report_renders_real_pngs_referenced_by_the_html(small_study, tmp_path):
             assert image.format == "PNG" and image.width > 300 and image.height > 200
             # Not a blank canvas: a real plot has many colours.
             assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 50
-        assert f'src="{png.name}"' in html and f"]({png.name})" in markdown
+        if png.name.endswith(".narrow.png"):
+            assert f'<source media="(max-width: 700px)" srcset="{png.name}">' in html
+        else:
+            assert f'src="{png.name}"' in html and f"]({png.name})" in markdown
     assert "bitwise-identical" in html and "TensorFlow" in html
     # The table is an HTML table that wraps to the page, not a preformatted block that scrolls sideways;
     # each finding appears once.
     assert '<table class="conditions">' in html and "<pre>" not in html and "churn % [95% CI]" in html
     summary = json.loads((study / "summary.json").read_text())
-    assert all(html.count(html_lib.escape(finding)) == 1 for finding in summary["findings"])
+    # Each finding once, its `code` as <code>.
+    assert all(html.count(study_report._inline(finding)) == 1 for finding in summary["findings"])
+    assert "`" not in html and "The test examples <code>" in html
     assert "Every trial finished." in html and "## Failed trials" in markdown
     # The price of determinism: each component's ratio with its interval, and the ops that pay (none on a CPU).
     cost = summary["determinism_cost"]
@@ -116,11 +126,45 @@ def test_report_renders_real_pngs_referenced_by_the_html(small_study, tmp_path):
     ci = cost["components"]["op_determinism"]["ci95"]
     assert f"| op determinism | op determinism off | op determinism on | {cost['ratio']:.3f}x | " \
            f"[{ci[0]:.3f}, {ci[1]:.3f}] | 48 |" in markdown
-    assert "<td>SparseSoftmaxCrossEntropyWithLogits</td><td>traced only with op determinism off" in html
+    # An op's name may break between its words on a phone.
+    assert "<td>Sparse<wbr>Softmax<wbr>Cross<wbr>Entropy<wbr>With<wbr>Logits</td><td>traced only with op " \
+           "determinism off" in html
     assert "dist SD [95% CI]" in html
 
 
-def test_the_report_in_a_real_browser_fits_1280_pixels_and_every_plot_loads(small_study, tmp_path):
+# Measured in the page: at a phone's width and a laptop's, what sideways scrolling there is, the conditions
+# table's box and its first column, each plot against its box and the smallest label's size on screen.
+LAYOUT = """() => {
+    const table = document.querySelector('table.conditions'), box = table.parentElement;
+    // A cell whose text the browser laid out on more than one line (outside the words of "varies").
+    const broken = [...table.querySelectorAll('tr')].slice(1).flatMap(tr => [...tr.cells])
+        .filter(td => td.cellIndex !== 1).filter(td => {
+            const range = document.createRange(); range.selectNodeContents(td);
+            return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size > 1;
+        }).map(td => td.textContent);
+    const firsts = [...table.rows].map(row => row.cells[0]), seconds = [...table.rows].map(row => row.cells[1]);
+    const before = seconds.map(cell => cell.getBoundingClientRect().left);
+    box.scrollLeft = box.scrollWidth;  // scrolled to its right end: the first column stays, the others move
+    const sticky = {position: getComputedStyle(firsts[1]).position,
+                    stays: firsts.every(cell => Math.abs(cell.getBoundingClientRect().left
+                                                         - box.getBoundingClientRect().left) < 1),
+                    moved: seconds.map((cell, i) => before[i] - cell.getBoundingClientRect().left)};
+    box.scrollLeft = 0;
+    const viewport = document.querySelector('meta[name="viewport"]');
+    return {page: document.documentElement.scrollWidth, view: window.innerWidth,
+            viewport: viewport && viewport.content, table: table.scrollWidth, box: box.clientWidth,
+            box_right: box.getBoundingClientRect().right, overflow: getComputedStyle(box).overflowX,
+            broken: broken, sticky: sticky, backticks: document.body.innerText.split('`').length - 1,
+            images: [...document.querySelectorAll('img, svg')].map(image => {
+                const rect = image.getBoundingClientRect(), parent = image.closest('figure') || image.parentElement;
+                return {src: image.currentSrc || image.getAttribute('src'), natural: image.naturalWidth || 0,
+                        loaded: image.tagName !== 'IMG' || image.complete, width: rect.width, right: rect.right,
+                        room: parent.clientWidth, parent_right: parent.getBoundingClientRect().right};
+            })};
+}"""
+
+
+def test_the_report_in_a_real_browser_reads_well_from_a_phone_to_a_laptop(small_study, tmp_path):
     if not chromium_path():
         if os.environ.get("HARNESS_REQUIRE_BROWSER") == "1":
             pytest.fail("no chromium on PATH, and HARNESS_REQUIRE_BROWSER=1 asks for the browser test.")
@@ -128,23 +172,88 @@ def test_the_report_in_a_real_browser_fits_1280_pixels_and_every_plot_loads(smal
     study = tmp_path / "study"
     shutil.copytree(small_study, study)
     build_report(study, study)
-    with open_page(study / "report.html") as page:
-        layout = page.evaluate("""() => {
-            const table = document.querySelector('table.conditions');
-            // A cell whose text the browser laid out on more than one line (outside the words of `varies`).
-            const broken = [...table.querySelectorAll('tr')].slice(1).flatMap(tr => [...tr.cells])
-                .filter(td => td.cellIndex !== 1).filter(td => {
-                    const range = document.createRange(); range.selectNodeContents(td);
-                    return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size > 1;
-                }).map(td => td.textContent);
-            return {page: document.documentElement.scrollWidth, view: window.innerWidth,
-                    table: table.scrollWidth, box: table.parentElement.clientWidth, broken: broken,
-                    images: [...document.images].map(i => [i.getAttribute('src'), i.complete && i.naturalWidth])};
-        }""")
-    assert layout["view"] == WIDTH
-    assert layout["page"] <= layout["view"] and layout["table"] <= layout["box"], layout  # no horizontal scroll
-    assert layout["broken"] == [], layout  # no number split across lines to make the table fit
-    assert len(layout["images"]) == 6 and all(width > 300 for _, width in layout["images"]), layout["images"]
+    with launch() as browser:
+        phone = load(browser, study / "report.html", 390, 844, phone=True).evaluate(LAYOUT)
+        laptop = load(browser, study / "report.html", WIDTH).evaluate(LAYOUT)
+    for width, layout in ((390, phone), (WIDTH, laptop)):
+        # Laid out at the screen's width (a phone lays out a page without a viewport meta 980 px wide and
+        # shrinks it), and the page never scrolls sideways.
+        assert "width=device-width" in (layout["viewport"] or ""), layout["viewport"]
+        assert layout["view"] == width and layout["page"] <= layout["view"], (width, layout["page"], layout["view"])
+        assert layout["broken"] == [], layout["broken"]  # no number split across lines to make the table fit
+        assert layout["backticks"] == 0  # Markdown's `code` shows as code, not as backticks
+        assert layout["box_right"] <= width and layout["overflow"] in ("auto", "scroll")
+        assert layout["sticky"]["position"] == "sticky" and layout["sticky"]["stays"], layout["sticky"]
+        images = layout["images"]
+        assert len(images) == 6 and all(image["loaded"] and image["natural"] > 300 for image in images), images
+        for image in images:
+            assert image["width"] <= image["room"] + 0.5 and image["right"] <= image["parent_right"] + 0.5, image
+            # The smallest label on screen, in CSS px: its size in the PNG, times the scale the page shows it at.
+            narrow = image["src"].endswith(study_report.NARROW_SUFFIX)
+            assert narrow == (width < 700), image["src"]
+            dpi = study_report.NARROW_DPI if narrow else study_report.DPI
+            smallest = study_report.SMALLEST_FONT_PT * dpi / 72 * image["width"] / image["natural"]
+            assert smallest >= 9, (width, image, smallest)
+    # A laptop shows the whole table; on a phone its box scrolls instead of the page, and the first column
+    # stays in view while the others move.
+    assert laptop["table"] <= laptop["box"], laptop
+    assert phone["table"] > phone["box"] + 100, phone
+    assert min(phone["sticky"]["moved"]) > 100, phone["sticky"]
+
+
+def test_every_plot_keeps_its_labels_in_their_frames_at_both_widths(small_study):
+    """No label on a plot's frame or past it, no title over another panel, no text smaller than the page
+    expects or bigger than the figure, no Markdown; bar labels with as many decimals each; a phone's figure
+    as wide as it should be."""
+    from matplotlib.text import Annotation, Text
+
+    from harness.analysis.summary import load_summary
+    from harness.studies.records import read_records
+
+    summary = load_summary(small_study)
+    records = read_records(small_study / "trials.jsonl")
+    for narrow in (False, True):
+        drawn = study_report.plots(summary, records, narrow)
+        assert set(drawn) == {"accuracy.png", "sd_by_source.png", "churn.png", "unstable_examples.png",
+                              "step_time.png", "loss_curves.png"}
+        for name, (_, figure) in drawn.items():
+            figure.canvas.draw()
+            renderer = figure.canvas.get_renderer()
+            for text in figure.findobj(Text):
+                where = (name, narrow, text.get_text())
+                assert "`" not in text.get_text(), where
+                assert not text.get_text().strip() or text.get_fontsize() >= study_report.SMALLEST_FONT_PT, where
+            # Everything drawn lies inside the figure (its layout made room for every label and title).
+            page, drawn_box = figure.bbox, figure.get_tightbbox(renderer).transformed(figure.dpi_scale_trans)
+            assert drawn_box.x0 >= page.x0 - 1 and drawn_box.x1 <= page.x1 + 1, (name, narrow, drawn_box, page)
+            assert drawn_box.y0 >= page.y0 - 1 and drawn_box.y1 <= page.y1 + 1, (name, narrow, drawn_box, page)
+            visible = [axes for axes in figure.axes if axes.get_visible() and axes.axison]
+            for axes in figure.axes:
+                frame = axes.get_window_extent(renderer)
+                for label in axes.texts:
+                    if isinstance(label, Annotation):
+                        extent = label.get_window_extent(renderer)
+                        assert frame.x0 - 0.5 <= extent.x0 and extent.x1 <= frame.x1 - 1, (name, narrow, label)
+                        assert frame.y0 - 0.5 <= extent.y0 and extent.y1 <= frame.y1 - 1, (name, narrow, label)
+                title = axes.title.get_window_extent(renderer) if axes.get_title() else None
+                for other in visible:
+                    if title is not None and other is not axes:
+                        assert not title.overlaps(other.get_window_extent(renderer)), (name, narrow, axes.get_title())
+            if narrow:
+                assert figure.get_size_inches()[0] == study_report.NARROW_WIDTH
+            if name in ("sd_by_source.png", "churn.png"):
+                values = [label.get_text().split()[0].rstrip("%") for label in figure.axes[0].texts]
+                assert len({len(value.split(".")[-1]) for value in values}) == 1, values  # 0.00 beside 7.40
+            study_report.plt.close(figure)
+
+
+def test_the_report_names_the_optimizer_as_keras_does(small_study):
+    from harness.analysis.study_report import inputs_rows
+
+    record = json.loads((small_study / "trials.jsonl").read_text().splitlines()[0])
+    assert record["model"]["optimizer"]["class"] == "ResourceApplyAdam"  # the fused kernel the built-ins run
+    rows = dict(inputs_rows(record))
+    assert rows["optimizer, loss, task"].startswith("Adam (learning rate 0.001), "), rows
 
 
 def test_a_study_whose_trials_all_failed_lists_each_failure_with_its_reason(small_study, tmp_path):
@@ -169,11 +278,12 @@ def test_a_noise_floor_far_beyond_the_bars_does_not_squash_them():
             for name, sd, floor in (("init", 0.004, 0.05), ("all", 0.006, 0.05))]
     figure = _sd_bars({"primary_metric": "test_accuracy", "conditions": rows})
     left, right = figure.axes[0].get_xlim()
-    assert left == 0 and right < 2.0  # the 5-point floor is a label; the bars (to 1.08 points) fill the axis
-    assert any("noise floor" in text.get_text() and "off this scale" in text.get_text()
-               for text in figure.axes[0].texts)
+    assert left == 0 and right < 2.0  # the 5-point floor is said in words; the bars (to 1.08 points) fill the axis
+    said = figure.axes[0].get_xlabel().replace("\n", " ")
+    assert "noise floor" in said and "off this scale" in said, said
 
 
+@pytest.mark.slow
 def test_report_program_and_its_bad_input(small_study, tmp_path):
     study = tmp_path / "study"
     shutil.copytree(small_study, study)

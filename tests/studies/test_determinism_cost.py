@@ -1,5 +1,6 @@
 """A study's cost record: measured once, reused by a resume of the same study, measured over otherwise."""
 
+import pytest
 from conftest import SMALL
 
 from harness.schema import COST_FILE
@@ -9,6 +10,7 @@ from harness.trial.config import load_benchmark
 from harness.trial.seeds import SeedSet
 
 
+@pytest.mark.slow
 def test_the_cost_record_is_reused_by_the_same_study_and_measured_over_for_another(tmp_path):
     base, seeds = load_benchmark("digits_mlp", **SMALL), SeedSet.from_base(0)
     chosen = conditions.parse_conditions("control,kernels,init")

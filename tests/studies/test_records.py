@@ -97,6 +97,7 @@ def test_non_finite_numbers_are_written_as_null(tmp_path):
     assert read_records(path) == [{"loss": None, "curve": [1.0, None]}]
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_only_whole_valid_lines(tmp_path):
     """SIGKILL a real bench run mid-study, then resume: every line stays whole and valid."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -145,6 +146,7 @@ def full_disk(tmp_path):
     subprocess.run(["umount", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_sentence_and_keeps_the_records(full_disk, record):
     study = full_disk / "study"
     append_record(study / "trials.jsonl", record)

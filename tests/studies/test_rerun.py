@@ -24,6 +24,7 @@ def study(tmp_path_factory):
     return {r["condition"]: r for r in read_records(directory / "trials.jsonl") if r["repeat"] == 1}, directory
 
 
+@pytest.mark.slow
 def test_a_vectorized_replica_reruns_alone_bit_for_bit(study):
     records, directory = study
     replica = records["init"]
@@ -35,6 +36,7 @@ def test_a_vectorized_replica_reruns_alone_bit_for_bit(study):
     assert result.stdout.rstrip().endswith("reproduced bit for bit: every fingerprint is the record's.")
 
 
+@pytest.mark.slow
 def test_a_rerun_gets_its_conditions_environment(study):
     """A trial of oneDNN off reruns with TF_ENABLE_ONEDNN_OPTS=0, as its condition ran it (from Python here)."""
     records, directory = study
@@ -42,6 +44,7 @@ def test_a_rerun_gets_its_conditions_environment(study):
     assert result["same"] and result["rerun"]["environment"]["onednn_enabled"] is False
 
 
+@pytest.mark.slow
 def test_a_fingerprint_that_does_not_reproduce_is_a_finding(study, tmp_path):
     records, directory = study
     shutil.copytree(directory, tmp_path / "copy")

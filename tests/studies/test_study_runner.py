@@ -17,6 +17,7 @@ from harness.analysis.summary import build_summary
 from harness.errors import UsageError
 from harness.platform import environment
 from harness.studies import conditions, study_runner
+from harness.studies.progress import Progress
 from harness.studies.records import read_records, schema_errors
 from harness.trial.config import load_benchmark
 from harness.trial.datasets import load_dataset
@@ -33,6 +34,7 @@ def _results(output_dir):
             for r in read_records(output_dir / "trials.jsonl")}
 
 
+@pytest.mark.slow
 def test_inprocess_and_process_isolation_give_identical_weights(tmp_path):
     _, _, specs = plan_conditions("control,kernels,init", repeats=2)
     study_runner.execute(specs, tmp_path / "inprocess")
@@ -43,6 +45,7 @@ def test_inprocess_and_process_isolation_give_identical_weights(tmp_path):
     assert workers == {True, False}
 
 
+@pytest.mark.slow
 def test_two_workers_give_the_same_records_as_one(tmp_path):
     # Replica groups of 2 on the three paths (fused, batched, grouped): each group is one worker's, whole.
     _, _, specs = plan_conditions("init,all,order", repeats=2, replicas=2)
@@ -57,6 +60,7 @@ def test_two_workers_give_the_same_records_as_one(tmp_path):
     assert len(lines) == len(specs) and all(json.loads(line) for line in lines)
 
 
+@pytest.mark.slow
 def test_environment_variant_runs_in_its_own_process_and_is_compared_with_control(tmp_path):
     chosen = conditions.parse_conditions("control,env:threads=1")
     base, seeds, specs = plan_conditions("control,env:threads=1", repeats=2)
@@ -71,6 +75,7 @@ def test_environment_variant_runs_in_its_own_process_and_is_compared_with_contro
     assert any(line.startswith("env:threads=1") for line in summary["findings"])
 
 
+@pytest.mark.slow
 def test_summary_of_a_real_study_is_valid_and_says_what_varied(tmp_path):
     names = "control,kernels,init,dropout,all,bit"
     base, seeds, specs = plan_conditions(names, repeats=3)
@@ -97,6 +102,7 @@ def test_summary_of_a_real_study_is_valid_and_says_what_varied(tmp_path):
     assert 0 < rows["all"]["noise_floor"] < 0.1
 
 
+@pytest.mark.slow
 def test_a_killed_study_resumes_to_exactly_one_record_per_trial(tmp_path):
     args = [sys.executable, "-m", "harness.bench", "--conditions=control,init,kernels", "--repeats=6",
             "--epochs=1", "--max_train_examples=200", f"--output_dir={tmp_path}"]
@@ -112,6 +118,7 @@ def test_a_killed_study_resumes_to_exactly_one_record_per_trial(tmp_path):
     assert schema_errors(json.loads((tmp_path / "summary.json").read_text())) == []
 
 
+@pytest.mark.slow
 def test_resuming_under_another_environment_is_refused_and_keeps_the_records(tmp_path):
     from conftest import run_program
 
@@ -201,6 +208,7 @@ def _children(pid):
     return found
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_trial_loses_its_trial_and_a_resume_runs_it(tmp_path):
     args = [sys.executable, "-m", "harness.bench", "--conditions=control", "--repeats=3", "--isolation=process",
             "--epochs=1", "--max_train_examples=200", f"--output_dir={tmp_path}"]
@@ -247,6 +255,7 @@ def _workers_of(output_dir):
     return found
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sent", [signal.SIGKILL, signal.SIGTERM])
 def test_workers_die_with_the_run_that_started_them(tmp_path, sent):
     # Two long-lived workers, each with a job of 6 trials one at a time (not a process per trial, which would
@@ -277,7 +286,7 @@ def test_workers_die_with_the_run_that_started_them(tmp_path, sent):
 def test_a_worker_that_dies_after_recording_its_trials_loses_none(tmp_path, caplog):
     _, _, specs = plan_conditions("control", repeats=1)
     study_runner.execute(specs, tmp_path)
-    progress = study_runner.Progress(total=1, already=1)
+    progress = Progress([], total=1)
     study_runner._worker_died(specs, tmp_path, -9, "", progress)
     progress.close()
     assert not (tmp_path / "lost.jsonl").exists()
@@ -285,6 +294,7 @@ def test_a_worker_that_dies_after_recording_its_trials_loses_none(tmp_path, capl
            "lost" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_second_run_into_a_held_directory_stops_and_a_dead_holders_lock_is_taken_over(tmp_path):
     import socket
 
@@ -335,6 +345,7 @@ def test_cpu_load_is_a_measured_condition_that_matches_control_here(tmp_path):
         "weights_sha256"]
 
 
+@pytest.mark.slow
 def test_resuming_after_the_model_file_changed_is_refused(user_files):
     args = [f"--model={user_files}/model.py:create_model", f"--data=npz:{user_files}/data.npz", "--epochs=1",
             "--conditions=control", "--repeats=1", f"--output_dir={user_files / 'study'}"]
@@ -373,25 +384,3 @@ def test_shards_never_split_a_replica_group():
                 groups.setdefault((spec.condition, spec.group), []).append(spec)
         # Every group in a shard has all its members, as many as its config says it trains together.
         assert all(len(members) == members[0].config.replicas for members in groups.values())
-
-
-def test_progress_is_a_bar_on_a_terminal_and_a_plain_line_per_trial_elsewhere():
-    import io
-
-    class Terminal(io.StringIO):
-        def isatty(self):
-            return True
-
-    log = io.StringIO()
-    plain = study_runner.Progress(total=3, already=1, stream=log)
-    plain.finished("init", "ok", 1.25)
-    plain.finished("all", "nan_loss", 0.5)
-    plain.close()
-    lines = log.getvalue().splitlines()
-    assert lines[0].startswith("[2/3] init: ok in 1.2s; ETA ") and lines[1].startswith("[3/3] all: nan_loss in 0.5s")
-    terminal = Terminal()
-    bar = study_runner.Progress(total=3, already=1, stream=terminal)
-    bar.finished("init", "ok", 1.25)
-    bar.close()
-    shown = terminal.getvalue()
-    assert "2/3" in shown and "trial" in shown and "init: ok in 1.2s" in shown and "[2/3] init" not in shown

@@ -31,6 +31,7 @@ def test_synthetic_mnist_has_mnist_shapes_and_is_fixed():
     assert datasets._synthetic_mnist().train_x[:3].tobytes() == synthetic.train_x[:3].tobytes()
 
 
+@pytest.mark.slow
 def test_mnist1d_is_generated_alike_in_a_fresh_process_and_from_its_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
     np.random.seed(7)

@@ -18,7 +18,7 @@ def _fingerprints(result):
     return {name: result.fingerprints[name] for name in TRIAL_FINGERPRINTS}
 
 
-@pytest.mark.parametrize("model", ["cnn", "keras"])
+@pytest.mark.parametrize("model", ["cnn", pytest.param("keras", marks=pytest.mark.slow)])
 def test_each_grouped_replica_is_its_trial_alone_bit_for_bit(model, user_files):
     """The rerun-alone property on the grouped path: a replica's weights, predictions and loss trace are
     those of its seeds trained alone (run_trial), in any slot and group size, with its own batches or
@@ -42,6 +42,7 @@ def test_each_grouped_replica_is_its_trial_alone_bit_for_bit(model, user_files):
     assert schema_errors(record) == [] and record["timing"]["vectorized"] is True
 
 
+@pytest.mark.slow
 def test_a_keras_update_compiled_with_xla_keeps_each_replica_its_trial_alone(user_files):
     config = user_config(user_files, xla_update="on")
     seeds = [SeedSet.from_base(0).replace(init=40 + i, shuffle=50 + i) for i in range(2)]
@@ -50,6 +51,7 @@ def test_a_keras_update_compiled_with_xla_keeps_each_replica_its_trial_alone(use
     assert [_fingerprints(r) for r in group] == [_fingerprints(run_trial(config, s)) for s in seeds]
 
 
+@pytest.mark.slow
 def test_a_grouped_study_records_the_bits_of_the_sequential_study(tmp_path):
     """The conditions the stacked MLP path cannot take (`order`, each trial permuting its own batches) and a
     bit flip per replica, grouped: each record is the sequential study's."""
@@ -105,6 +107,7 @@ def test_a_replica_whose_loss_diverges_fails_as_its_trial_alone_does():
         assert [r.status for r in run([config.replace(replicas=2)] * 2, seeds)] == alone
 
 
+@pytest.mark.slow
 def test_a_two_input_model_groups_bit_for_bit_and_unseeded_draws_train_alone():
     """Several inputs keep their structure through a group's pipelines; a model drawing keras.random numbers with
     no seed (one global generator per process, which replicas would share) is not grouped, and says why."""

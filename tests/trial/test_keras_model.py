@@ -11,6 +11,7 @@ from harness.trial.seeds import SeedSet
 from harness.trial.train import run_trial
 
 
+@pytest.mark.slow
 def test_each_seed_keeps_its_meaning_for_a_user_model(user_files):
     records = run_conditions(user_config(user_files), "control,init,dropout", 2, user_files / "study")
     assert all(schema_errors(r) == [] for r in records)
@@ -27,6 +28,7 @@ def test_each_seed_keeps_its_meaning_for_a_user_model(user_files):
     assert len({f["weights_sha256"] for f in by["control"]}) == 1
 
 
+@pytest.mark.slow
 def test_control_gives_one_hash_across_fresh_processes_and_this_one(user_files):
     args = [f"--model={user_files}/model.py:create_model", f"--data=npz:{user_files}/data.npz", "--epochs=2",
             "--steps_per_loop=5", "--conditions=control", "--repeats=1"]
@@ -45,6 +47,7 @@ def test_control_gives_one_hash_across_fresh_processes_and_this_one(user_files):
     assert changed_seed.fingerprints["weights_sha256"] != fingerprints[0]["weights_sha256"]
 
 
+@pytest.mark.slow
 def test_the_update_is_xla_compiled_on_request_and_from_a_size(user_files):
     op_by_op = run_trial(user_config(user_files), SeedSet.from_base(0))  # 2,410 parameters: auto leaves it
     fused = run_trial(user_config(user_files, xla_update="on"), SeedSet.from_base(0))

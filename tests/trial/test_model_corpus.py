@@ -52,8 +52,13 @@ def trained(config, seeds):
     return result
 
 
-@pytest.mark.parametrize(("model", "data", "sources", "trainer"), TRAINED,
-                         ids=[f"{model}-{data}" for model, data, _, _ in TRAINED])
+# The quick tier trains two kinds (the harness's loop and the model's own fit); the full tier every kind.
+QUICK = {("two_inputs", "image_and_row_means"), ("custom_train_step", "images")}
+
+
+@pytest.mark.parametrize(("model", "data", "sources", "trainer"), [
+    pytest.param(*kind, id=f"{kind[0]}-{kind[1]}", marks=() if kind[:2] in QUICK else pytest.mark.slow)
+    for kind in TRAINED])
 def test_each_model_kind_trains_as_written_under_its_seeds(model, data, sources, trainer):
     config = corpus_config(model, data)
     assert set(random_layer_sources_of(config)) == sources

@@ -1,6 +1,7 @@
 """Each random layer of a Keras model under the seed of its kind: augmentation layers (keras.layers.Random*)
 under `augment`, the Dropout family and noise layers under `dropout`."""
 
+import pytest
 from conftest import user_config
 
 from harness.trial.seeds import SeedSet
@@ -56,6 +57,7 @@ def create_model():
 """
 
 
+@pytest.mark.slow
 def test_a_condition_that_can_vary_nothing_says_so(user_files):
     from conftest import run_conditions
 

@@ -83,7 +83,7 @@ def test_non_finite_loss_stops_the_trial_with_a_clear_status():
     ("mnist1d_mlp", {"epochs": 1}),
     ("embedding", {"epochs": 1}),
     ("digits_mlp", {"model": "cnn", "epochs": 1, "dropout_rate": 0.25}),
-    ("digits_mlp", {"xla": True, "epochs": 1}),
+    pytest.param("digits_mlp", {"xla": True, "epochs": 1}, marks=pytest.mark.slow),
 ])
 def test_every_model_trains_reproducibly(benchmark, overrides):
     config = load_benchmark(benchmark, **overrides)
@@ -104,6 +104,7 @@ def test_determinism_switch_is_applied_per_trial(small_config):
     assert op_determinism_enabled()
 
 
+@pytest.mark.slow
 def test_keras_fit_trainer_keeps_every_seed_meaning_and_control_repeats_across_processes(tmp_path):
     args = ["--model=examples/mnist_mlp.py:create_model", "--data=examples/mnist_mlp.py:load_data", "--epochs=2",
             "--trainer=keras_fit"]
@@ -151,6 +152,7 @@ SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_records_replicas_and_is_bitwise_reproducible():
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=REPO, env=env, capture_output=True, text=True,
@@ -178,6 +180,7 @@ def test_reordering_the_batchs_sums_changes_only_the_bits(small_config):
     assert np.any(curves[0] != curves[1]) and np.allclose(curves[0], curves[1], rtol=1e-5, atol=0)
 
 
+@pytest.mark.slow
 def test_reordering_a_keras_model_with_random_layers_is_refused_in_one_sentence(user_files):
     from conftest import user_config
 

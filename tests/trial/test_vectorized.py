@@ -71,6 +71,7 @@ def _fingerprints_by_trial(output_dir):
     return {(r["condition"], r["repeat"]): r["fingerprints"] for r in read_records(output_dir / "trials.jsonl")}
 
 
+@pytest.mark.slow
 def test_a_vectorized_study_records_the_bits_of_the_sequential_study(tmp_path):
     """Every condition that can be vectorized, control and kernels included (identical repeats stay identical
     runs), in groups of 2, 2 and 1: each record's fingerprints are the sequential study's."""
@@ -110,6 +111,7 @@ def test_which_conditions_run_vectorized():
     assert {(s.group, study_runner.replica_path(s.config)) for s in cnn} == {(0, "grouped")}
 
 
+@pytest.mark.slow
 def test_environment_variants_train_as_groups_in_their_environment_with_the_bits_of_their_trials_alone(tmp_path):
     """env:onednn=0's groups train in a worker process of their environment (other kernels), env:load=1's
     under other processes' load: each record is the one-by-one study's, fused (shared order) and batched."""
@@ -149,6 +151,7 @@ def test_a_partly_recorded_group_reruns_and_writes_only_what_is_missing(tmp_path
     (["--replicas=4", "--isolation=process", "--conditions=init"], "vectorized replicas train together in one "
                                                                       "process"),
 ])
+@pytest.mark.slow
 def test_bad_replica_flags_get_one_sentence(tmp_path, args, message):
     from conftest import run_program
 
@@ -156,6 +159,7 @@ def test_bad_replica_flags_get_one_sentence(tmp_path, args, message):
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_the_speed_benchmark_prints_the_side_by_side_table_and_a_valid_record(tmp_path):
     import json
 

@@ -2,11 +2,13 @@
 
 import json
 
+import pytest
 from conftest import SCORING_FLAGS, run_program
 
 from harness.studies.records import read_records, schema_errors
 
 
+@pytest.mark.slow
 def test_compare_configs_finds_no_difference_between_twins_and_detects_a_far_off_learning_rate(tmp_path):
     result = run_program("harness.compare_configs", "--config=A:", "--config=B:",
                          "--config=slow:learning_rate=1e-6", "--seeds=8", *SCORING_FLAGS,

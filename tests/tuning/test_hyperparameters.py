@@ -29,6 +29,7 @@ def test_the_regression_example_with_tuned_hyperparameters(tmp_path):
         seed_scores.scores(records, "test_accuracy")
 
 
+@pytest.mark.slow
 def test_tuning_sets_arguments_of_the_model_function(user_files):
     space = hyperparameters.parse_space("learning_rate=1e-3..1e-1:log,model_args.units=8..64:log,"
                                         "model_args.activation=relu|tanh")

@@ -101,6 +101,7 @@ def test_a_noisy_objectives_best_trial_was_a_lucky_seed_and_the_top_k_are_rerun_
     assert again == comparison and len(read_records(tmp_path / "reeval" / "runs.jsonl")) == 36
 
 
+@pytest.mark.slow
 def test_a_noiseless_objective_has_no_drop_and_says_the_seed_does_not_matter(tmp_path):
     storage, study = _study(tmp_path, "noiseless", n_trials=5)
     comparison = harness.reeval(objective=f"{tmp_path}/tuning.py:noiseless", storage=storage, seeds=4,
@@ -198,6 +199,7 @@ def test_objective_errors_are_one_sentence(tmp_path):
                                   "import the objective alone")
 
 
+@pytest.mark.slow
 def test_reeval_of_a_study_it_did_not_make_needs_the_objective(tmp_path):
     storage, study = _study(tmp_path, "noisy", n_trials=3)
     refused = run_program("harness.reeval", f"--optuna_storage={storage}", f"--output_dir={tmp_path / 'out'}")

@@ -3,6 +3,7 @@ where it can be tied to the model, metric and split re-run, and the report of it
 
 import json
 
+import pytest
 from conftest import run_program
 
 from harness.studies.records import read_records, schema_errors
@@ -11,6 +12,7 @@ REGRESSION = ["--model=examples/optuna_regression.py:create_model", "--data=exam
               "--epochs=2"]
 
 
+@pytest.mark.slow
 def test_the_examples_optuna_parameters_under_their_own_names(tmp_path):
     # {"units": 64, "learning_rate": 0.01}, as Optuna's best_params hands them over: arguments of create_model.
     result = run_program("harness.reeval", *REGRESSION, "--params=examples/optuna_best_params.json", "--seeds=3",
@@ -36,6 +38,7 @@ def test_the_examples_optuna_parameters_under_their_own_names(tmp_path):
     assert comparison["findings"][1] in answer(summary)
 
 
+@pytest.mark.slow
 def test_a_tuned_value_from_a_file_the_harness_did_not_write_is_refused(tmp_path):
     trial = tmp_path / "best.json"
     trial.write_text(json.dumps({"params": {"units": 64, "learning_rate": 0.01}, "value": 9.311}))

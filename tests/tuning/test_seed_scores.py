@@ -72,6 +72,7 @@ def test_the_pessimistic_bound_sits_on_the_bad_side_of_the_mean():
     ("harness.compare_configs", ["--config=A:"], "at least two configurations"),
     ("harness.tune", ["--space=momentum=0..1"], "--space names 'momentum', which the built-in model of benchmark"),
 ])
+@pytest.mark.slow
 def test_bad_input_is_one_sentence_and_exit_2(tmp_path, program, args, message):
     result = run_program(program, *[a.format(tmp=tmp_path) for a in args], f"--output_dir={tmp_path}")
     assert result.returncode == 2

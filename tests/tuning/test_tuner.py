@@ -13,6 +13,7 @@ def _study(storage_url: str, name: str):
     return optuna.load_study(study_name=name, storage=storage_url)
 
 
+@pytest.mark.slow
 def test_tune_runs_resumes_from_sqlite_and_its_best_trial_reevaluates_on_fresh_seeds(tmp_path):
     tune = ["--seeds_per_trial=2", "--space=learning_rate=1e-3..3e-2:log,hidden_units=16..64", *SCORING_FLAGS,
             f"--output_dir={tmp_path}", "--study_name=t"]
@@ -77,6 +78,7 @@ def load_data():
 """
 
 
+@pytest.mark.slow
 def test_tune_on_a_regression_scores_its_validation_loss_and_a_failed_tune_leaves_no_study(tmp_path):
     (tmp_path / "regression.py").write_text(REGRESSION)
     user = [f"--model={tmp_path}/regression.py:create_model", f"--data={tmp_path}/regression.py:load_data",
