@@ -451,11 +451,25 @@ def findings(summary: dict[str, Any]) -> list[str]:
             delta = row["metric_delta_vs_control"]
             change = f"{delta * 100:+.2f} points" if metric == "test_accuracy" else f"{delta:+.4g}"
             moved = f" ({metric.replace('_', ' ')} moves {change} on average)" if delta else ""
-            said.append(f"{row['name']} ({row['varies']}) {verdict}{moved}{_interleaved_step_text(row)}.")
+            said.append(f"{row['name']} ({row['varies']}) {verdict}{moved}{_interleaved_step_text(row)}."
+                        + _same_setting_as_control(row["name"], summary.get("environment") or {}))
     quality = _distribution_sentence(summary["conditions"], metric)
     if quality:
         said.append(quality)
     return said
+
+
+def _same_setting_as_control(name: str, environment: dict[str, Any]) -> str:
+    """For env:onednn=V where control ran with oneDNN as V sets it (TensorFlow leaves oneDNN off by default on
+    CPUs without AVX-512 VNNI/BF16, AVX-VNNI or AMX): the row compared control with itself, so it says nothing of
+    oneDNN, and the sentence must say so."""
+    if not name.startswith("env:onednn=") or environment.get("onednn_enabled") is None:
+        return ""
+    wanted = name.endswith("=1")
+    if environment["onednn_enabled"] != wanted:
+        return ""
+    return (f" Control ran with oneDNN {'on' if wanted else 'off'} too (TensorFlow's default on this CPU), so "
+            f"this compares control with itself; env:onednn={int(not wanted)} shows what oneDNN changes here.")
 
 
 def _interleaved_step_text(row: dict[str, Any]) -> str:

@@ -110,9 +110,20 @@ def static_environment() -> dict[str, Any]:
         "container": {"image": _redacted_or_none(os.environ.get("HARNESS_IMAGE")),
                       "digest": os.environ.get("HARNESS_IMAGE_DIGEST")},
         "env_vars": recorded_env_vars(os.environ),
-        # oneDNN is on by default on x86 Linux builds; only TF_ENABLE_ONEDNN_OPTS=0 turns it off.
-        "onednn_enabled": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") not in ("0", "false", "False"),
+        "onednn_enabled": onednn_enabled(),
     }
+
+
+def onednn_enabled() -> bool:
+    """Whether TensorFlow's oneDNN kernels are on in this process, as TensorFlow itself decides: by
+    TF_ENABLE_ONEDNN_OPTS where it is set, and otherwise on only on CPUs with AVX-512 VNNI or BF16, AVX-VNNI or
+    AMX (an AVX2-only CPU runs without them). The variable alone would say "on" there, wrongly."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port  # TF's own test (tf.test uses it)
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except (ImportError, AttributeError):  # a TensorFlow without it: the variable, and TF's x86 default
+        return os.environ.get("TF_ENABLE_ONEDNN_OPTS", "1") not in ("0", "false", "False")
 
 
 def bit_identity(environment: dict[str, Any]) -> dict[str, str]:

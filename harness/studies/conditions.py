@@ -97,17 +97,22 @@ DEFAULT_CONDITIONS = (*CONDITIONS, "env:threads=1", "env:onednn=0", XLA_ON, "env
 
 
 def default_conditions(config: TrialConfig) -> list[Condition]:
-    """Every condition that can show something for this config.
+    """Every condition that can show something for this config, on this machine.
 
     `augment` varies nothing without augmentation, nor `split` without a
     validation share. Environment variants that need a fresh process are left
     out when the model or data was handed over in Python (another process
     cannot see it).
     """
+    from harness.platform.environment import onednn_enabled
     from harness.trial.train import random_layer_sources_of
     from harness.trial.user_code import is_in_process
 
     names = list(DEFAULT_CONDITIONS)
+    if not onednn_enabled():
+        # TensorFlow leaves oneDNN off by default on this CPU (no AVX-512 VNNI/BF16, AVX-VNNI or AMX):
+        # turning it off again would compare control with itself; turning it on is the other setting.
+        names[names.index("env:onednn=0")] = "env:onednn=1"
     if not config.augment and "augment" not in random_layer_sources_of(config):
         names.remove("augment")  # no augmentation of the pipeline, and no augmentation layer in the model
     if config.validation_fraction == 0:

@@ -183,3 +183,20 @@ def test_the_terminal_table_fits_the_terminal_by_leaving_out_the_least_needed_co
         assert note.startswith(f"(left out to fit {width} columns: dist SD [95% CI]")
         assert all(len(line) <= width for line in table), (width, max(map(len, table)))
         assert "condition" in table[0] and "churn %" in table[0] and "hashes" in table[0]
+
+
+def test_an_onednn_row_that_repeats_controls_setting_says_it_compares_control_with_itself(small_study):
+    summary = json.loads((small_study / "summary.json").read_text())
+    control = next(row for row in summary["conditions"] if row["name"] == "control")
+    for setting, name in ((False, "env:onednn=0"), (True, "env:onednn=1")):
+        row = {**control, "name": name, "varies": "oneDNN " + name[-1], "matches_control_bitwise": True,
+               "metric_delta_vs_control": 0.0}
+        said = summary_lib.findings({**summary, "conditions": [*summary["conditions"], row],
+                                     "environment": {**summary["environment"], "onednn_enabled": setting}})
+        sentence = next(line for line in said if line.startswith(name))
+        assert sentence.endswith(f"Control ran with oneDNN {'on' if setting else 'off'} too (TensorFlow's default "
+                                 f"on this CPU), so this compares control with itself; env:onednn={int(not setting)} "
+                                 "shows what oneDNN changes here."), sentence
+        other = summary_lib.findings({**summary, "conditions": [*summary["conditions"], row],
+                                      "environment": {**summary["environment"], "onednn_enabled": not setting}})
+        assert "compares control with itself" not in next(line for line in other if line.startswith(name))

@@ -2,6 +2,7 @@
 
 import collections
 import json
+import os
 
 import pytest
 from conftest import REPO, run_program
@@ -89,6 +90,24 @@ def test_this_cpu_machine_records_absence_plainly():
     assert captured["tensorflow"]["build_info"]["is_cuda_build"] is False
     assert captured["cpu"]["model"] and captured["threads"].keys() == {"intra_op", "inter_op"}
     assert captured["container"] == {"image": None, "digest": None}
+
+
+def test_onednn_is_recorded_as_tensorflow_decides_not_as_the_variables_absence_suggests():
+    """Without TF_ENABLE_ONEDNN_OPTS, TensorFlow turns oneDNN on only on CPUs with AVX-512 VNNI/BF16, AVX-VNNI or
+    AMX, and says so on import ("oneDNN custom operations are on"): the record must agree with TensorFlow (on an
+    AVX2-only CPU the variable's absence used to be recorded as "on")."""
+    import subprocess
+    import sys
+
+    code = ("import tensorflow\n"  # before the harness, whose import would hold back TF's start-up notices
+            "from harness.platform.environment import onednn_enabled\n"
+            "print(onednn_enabled())\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS", "TF_CPP_MIN_LOG_LEVEL")}
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**env, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "0"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    said_on = "oneDNN custom operations are on" in done.stderr
+    assert done.stdout.strip() == str(said_on), (done.stdout, done.stderr[-2000:])
 
 
 # Secrets people keep in their environment: Terraform's TF_ variables, and a harness-prefixed key.

@@ -57,3 +57,14 @@ def test_environment_variants():
     for bad in ("env:threads=0", "env:onednn=2", "env:nothing=1", "env:threads", "bogus", ""):
         with pytest.raises(UsageError):
             conditions.parse_conditions(bad)
+
+
+def test_the_default_onednn_condition_is_the_setting_this_cpu_does_not_run_by_default():
+    """TensorFlow leaves oneDNN off by default on an AVX2-only CPU: there the default study turns it on
+    (env:onednn=1), where env:onednn=0 would compare control with itself."""
+    from harness.platform.environment import onednn_enabled
+    from harness.trial.config import load_benchmark
+
+    names = [c.name for c in conditions.default_conditions(load_benchmark("digits_mlp"))]
+    assert [name for name in names if name.startswith("env:onednn=")] == [
+        "env:onednn=0" if onednn_enabled() else "env:onednn=1"]
