@@ -43,13 +43,8 @@ def verdict_line(verdicts: list[Verdict]) -> str:
 def junit_xml(verdicts: list[Verdict], names: tuple[str, str]) -> str:
     """JUnit XML, as GitLab, Jenkins and GitHub test reporters read it: a test case per rule check
     (`rule[condition]`), failed with its detail, or skipped (not applicable) with why."""
-    suite = ElementTree.Element("testsuite", {
-        "name": "harness.gate", "tests": str(len(verdicts)),
-        "failures": str(sum(v.passed is False for v in verdicts)),
-        "skipped": str(sum(v.passed is None for v in verdicts)), "errors": "0"})
-    properties = ElementTree.SubElement(suite, "properties")
-    for key, value in zip(("baseline", "candidate"), names, strict=True):
-        ElementTree.SubElement(properties, "property", {"name": key, "value": value})
+    suite = _suite(names, tests=len(verdicts), failures=sum(v.passed is False for v in verdicts),
+                   skipped=sum(v.passed is None for v in verdicts), errors=0)
     for v in verdicts:
         case = ElementTree.SubElement(suite, "testcase", {"classname": f"harness.gate.{v.rule}",
                                                           "name": f"{v.rule}[{v.condition}]"})
@@ -67,11 +62,7 @@ def junit_xml(verdicts: list[Verdict], names: tuple[str, str]) -> str:
 def unusable_junit_xml(message: str, names: tuple[str, str]) -> str:
     """JUnit XML for a gate that could not compare (exit 2): one test case in error, naming the problem, so that
     a CI test reporter shows an error instead of "no tests"."""
-    suite = ElementTree.Element("testsuite", {"name": "harness.gate", "tests": "1", "failures": "0",
-                                              "skipped": "0", "errors": "1"})
-    properties = ElementTree.SubElement(suite, "properties")
-    for key, value in zip(("baseline", "candidate"), names, strict=True):
-        ElementTree.SubElement(properties, "property", {"name": key, "value": value or ""})
+    suite = _suite(names, tests=1, failures=0, skipped=0, errors=1)
     case = ElementTree.SubElement(suite, "testcase", {"classname": "harness.gate", "name": "inputs"})
     ElementTree.SubElement(case, "error", {"message": message, "type": "unusable input"}).text = (
         f"the gate could not compare baseline {names[0]} with candidate {names[1]}: {message}")
@@ -83,6 +74,15 @@ def unusable_markdown(message: str, names: tuple[str, str]) -> str:
     return "\n".join(["### Determinism gate: ERROR", "",
                       f"Baseline `{names[0]}`, candidate `{names[1]}`: the gate could not compare them.", "",
                       f"- {message}", ""])
+
+
+def _suite(names: tuple[str, str], **counts: int) -> ElementTree.Element:
+    """The gate's <testsuite> with its counts, and the two studies it compared as properties."""
+    suite = ElementTree.Element("testsuite", {"name": "harness.gate", **{k: str(n) for k, n in counts.items()}})
+    properties = ElementTree.SubElement(suite, "properties")
+    for key, value in zip(("baseline", "candidate"), names, strict=True):
+        ElementTree.SubElement(properties, "property", {"name": key, "value": value or ""})
+    return suite
 
 
 def _xml(suite: ElementTree.Element) -> str:

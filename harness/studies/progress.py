@@ -37,7 +37,9 @@ class Progress:
                  stream=None, clock: Callable[[], float] = time.perf_counter) -> None:
         self.total, self.done = total, total - len(pending)
         self.remaining = collections.Counter(pending)
-        self.spent: dict[str, list[float]] = collections.defaultdict(list)
+        # Per condition: seconds spent and trials finished so far (their ratio is its rate).
+        self.spent: collections.Counter[str] = collections.Counter()
+        self.finished_n: collections.Counter[str] = collections.Counter()
         self.after_each = after_each
         self.clock = clock
         self.last = clock()
@@ -57,7 +59,8 @@ class Progress:
         now = self.clock()
         for number, outcome in enumerate(outcomes):
             # The first member took the group's time since the last finish; the others, none more.
-            self.spent[outcome.condition].append(now - self.last if number == 0 else 0.0)
+            self.spent[outcome.condition] += now - self.last if number == 0 else 0.0
+            self.finished_n[outcome.condition] += 1
             self.remaining[outcome.condition] -= 1
         self.last = now
         self.done += len(outcomes)
@@ -72,9 +75,9 @@ class Progress:
             self.after_each()
 
     def eta_s(self) -> float:
-        every = [s for spent in self.spent.values() for s in spent]
-        overall = sum(every) / len(every) if every else 0.0
-        return sum(left * (sum(self.spent[c]) / len(self.spent[c]) if self.spent[c] else overall)
+        count = sum(self.finished_n.values())
+        overall = sum(self.spent.values()) / count if count else 0.0
+        return sum(left * (self.spent[c] / self.finished_n[c] if self.finished_n[c] else overall)
                    for c, left in self.remaining.items() if left > 0)
 
     def close(self) -> None:

@@ -75,11 +75,10 @@ def _run(objective: objective_runs.Objective, trials: list[dict[str, Any]], sour
 
     existing = {r["run_key"]: r for r in objective_runs.check_resumable(directory / OBJECTIVE_RUNS_FILE, objective,
                                                                         directory)}
-    keys = [objective_runs.run_key(objective, source, t["trial"], t["params"], seed, isolation)
-            for t in trials for seed in seeds]
-    progress = Progress([f"trial {t['trial']} seed {seed}" for t in trials for seed in seeds
-                         if objective_runs.run_key(objective, source, t["trial"], t["params"], seed, isolation)
-                         not in existing], len(keys))
+    keys = {f"trial {t['trial']} seed {seed}": objective_runs.run_key(objective, source, t["trial"], t["params"],
+                                                                    seed, isolation)
+            for t in trials for seed in seeds}
+    progress = Progress([label for label, key in keys.items() if key not in existing], len(keys))
     runs_by_trial = []
     try:
         with objective_runs.output_to(directory / OBJECTIVE_LOG_FILE):
