@@ -105,7 +105,7 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
         # The cost is the study's, not a shard's: shard 0 measures it, and merge carries it.
         cost = determinism_cost.ensure(base, seeds, chosen, study_dir.local, study_id, cost_blocks,
                                        manifest["environment"]) if shard_index == 0 else None
-        summary = summarize_study(manifest, records, environment.capture(), wall_s, cost)
+        summary = summarize_study(manifest, records, environment.capture(), wall_s, study_dir.local, cost)
         write_summary(study_dir.local / SUMMARY_FILE, summary)
         study_dir.push(with_curves=True)
         recorded = {r["trial_key"] for r in records}

@@ -21,7 +21,7 @@ from harness.analysis import op_scan
 from harness.errors import UsageError
 from harness.flags import value_or
 from harness.platform import processes
-from harness.schema import LOST_FILE
+from harness.schema import LOST_FILE, PER_EXAMPLE_DIR, SUMMARY_FILE, TRIALS_FILE
 from harness.studies import conditions
 from harness.table import terminal_width
 from harness.trial.config import DEFAULT_COST_BLOCKS
@@ -94,8 +94,10 @@ def main(argv: list[str]) -> int:
     # takes those, and a time that left them out would be the wrong answer to "how long did this take".
     in_all = processes.seconds_since_start()
     took = f"{in_all:.0f}s in all (the study itself: {run.wall_s:.0f}s)" if in_all else f"{run.wall_s:.0f}s"
+    written = ", ".join(name for name in (TRIALS_FILE, f"{PER_EXAMPLE_DIR}/", SUMMARY_FILE, "tb/")
+                        if (run.directory.local / name).exists())
     print(f"\n{run.ran} trial(s) ran now, {run.trials_in_shard - run.ran} already recorded; {took}; "
-          f"records in {run.directory}/ (trials.jsonl, summary.json, tb/){shard_note}")
+          f"records in {run.directory}/ ({written}){shard_note}")
     if run.lost:
         # Not a result and not bad input: the study is incomplete, and the same command completes it.
         print(f"{len(run.lost)} trial(s) were lost, not run to the end ({run.lost[-1]}); the summary leaves them "

@@ -5,7 +5,8 @@
 A sharded study (`--num_shards=N`, e.g. one pod of a Kubernetes Indexed Job per
 shard) leaves DIR/shard-IIIII-of-NNNNN/ directories, each with its own
 trials.jsonl and study.json. The merge checks they are shards of one study,
-adds their records to DIR/trials.jsonl, writes DIR/study.json and
+adds their records to DIR/trials.jsonl (and copies the per-example files they
+name into DIR/per_example/, each checked against its hash), writes DIR/study.json and
 DIR/summary.json as one unsharded run would have, and prints the study's table.
 
 A merge never removes a record: records already in DIR/trials.jsonl (an earlier
@@ -18,6 +19,7 @@ into one study's verdicts.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from absl import flags
@@ -28,7 +30,7 @@ from harness.analysis.summary import format_summary, load_summary, summarize_stu
 from harness.errors import UsageError
 from harness.platform import environment
 from harness.schema import COST_FILE, STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIALS_FILE
-from harness.studies import determinism_cost
+from harness.studies import determinism_cost, per_example
 from harness.studies.records import (
     append_record,
     load_document,
@@ -45,8 +47,9 @@ for _name in ("input_dir", "output_dir"):
     flags.declare_key_flag(_name)
 
 
-def merge(shards: list[StudyDir], where: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(manifest of the whole study, its records, one per trial) from its shard directories."""
+def merge(shards: list[StudyDir], where: str) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Path]]:
+    """(manifest of the whole study, its records, one per trial, and the shard directory each record's
+    trial_key came from: its per-example file is there) from its shard directories."""
     if not shards:
         raise UsageError(f"{where} has no shard-*-of-* directories to merge")
     manifests = [_manifest(shard) for shard in shards]
@@ -60,15 +63,17 @@ def merge(shards: list[StudyDir], where: str) -> tuple[dict[str, Any], list[dict
         raise UsageError(f"{where} lacks shard(s) {', '.join(map(str, missing))} of {first['num_shards']}; "
                          "run them before merging")
     records: dict[str, dict[str, Any]] = {}
+    sources: dict[str, Path] = {}
     places = []
     for shard in shards:
         mine = [r for r in read_records(shard.local / TRIALS_FILE) if r.get("study_id") == first["study_id"]]
         places.append((str(shard), mine))
         for record in mine:
             records.setdefault(record["trial_key"], record)
+            sources.setdefault(record["trial_key"], shard.local)
     refuse_mixed_environments(places)
     manifest = {**first, "shard_index": 0, "num_shards": 1, "trials_in_shard": first["trials_planned"]}
-    return manifest, list(records.values())
+    return manifest, list(records.values()), sources
 
 
 def refuse_mixed_environments(places: list[tuple[str, list[dict[str, Any]]]]) -> None:
@@ -122,7 +127,7 @@ def main(argv: list[str]) -> int:
     source = StudyDir(FLAGS.input_dir)
     shards = source.shards()
     shard_count = len(shards)
-    manifest, records = merge(shards, FLAGS.input_dir)
+    manifest, records, sources = merge(shards, FLAGS.input_dir)
     target = StudyDir(FLAGS.output_dir) if FLAGS.output_dir else source
     with exclusive(target.local):  # One run writes a study directory at a time; read and write under it.
         existing = read_records(target.local / TRIALS_FILE)
@@ -137,6 +142,10 @@ def main(argv: list[str]) -> int:
         study = [kept.get(identity, r) for identity, r in identified]
         added = sorted((r for identity, r in identified if identity not in kept),
                        key=lambda r: (r["repeat"], r["trial_key"]))
+        # Every added record's per-example file first, each checked against its hash: a record is appended only
+        # where its file already is, and a shard's missing or damaged file stops the merge before any record.
+        for record in added:
+            per_example.copy(record, sources[record["trial_key"]], target.local)
         for record in added:
             append_record(target.local / TRIALS_FILE, record)
         summary = _unchanged_summary(target, manifest) if not added else None
@@ -172,7 +181,8 @@ def _write_study(target: StudyDir, manifest: dict[str, Any], study: list[dict[st
                  if found and found["study_id"] == manifest["study_id"]), None)
     if cost:
         write_json(target.local / COST_FILE, cost)
-    summary = summarize_study(manifest, study, study[0]["environment"] if study else {}, wall_s=None, cost=cost)
+    summary = summarize_study(manifest, study, study[0]["environment"] if study else {}, wall_s=None,
+                              directory=target.local, cost=cost)
     write_summary(target.local / SUMMARY_FILE, summary)
     target.push()
     return summary

@@ -102,7 +102,8 @@ def main(argv: list[str]) -> int:
         wall_s = time.perf_counter() - started
         summary = build_summary(study_id=study_id, base_config=config.as_dict(),
                                 base_seeds=SeedSet.from_base(base_seed).as_dict(), conditions=[condition(ALL)],
-                                repeats=FLAGS.seeds, records=records, environment=environment.capture(), wall_s=wall_s)
+                                repeats=FLAGS.seeds, records=records, environment=environment.capture(), wall_s=wall_s,
+                                directory=output_dir)
         block = reevaluation.comparison_block(found, metric, scores, base_seed, reused)
         higher = stats.higher_is_better(metric)
         if others:

@@ -5,7 +5,9 @@
 A `.json` file holds one record; any other file is JSON lines, one record per
 line. Every invalid record is reported with its file and line number, and so is
 a trial recorded twice (its key again, or its study, condition, repeat and
-seeds again under another key). A torn
+seeds again under another key), and so is a trial whose per-example file
+(per_example/<sha256>.npz beside the records) is missing or does not match the
+hash its record holds. A torn
 last line (a write a kill interrupted) is reported but is not an error:
 readers ignore it and the next append cuts it off.
 
@@ -20,6 +22,7 @@ from pathlib import Path
 from harness import cli
 from harness.errors import UsageError
 from harness.schema import TRIAL_SCHEMA
+from harness.studies import per_example
 from harness.studies.records import (
     NotStrictJson,
     has_torn_tail,
@@ -60,6 +63,9 @@ def validate_file(path: Path) -> tuple[int, list[str]]:
             parsed.append((number, record))
     # A trial recorded twice is counted twice by whatever reads the file.
     problems += [f"{path} line {number}: {why}" for number, why in repeated_trials(parsed)]
+    # Only valid records name their file where their schema says (a path is made of the name).
+    named = [(number, record) for number, record in parsed if not schema_errors(record)]
+    problems += [f"{path} line {number}: {why}" for number, why in per_example.problems(named, path.parent)]
     return checked, problems
 
 

@@ -71,7 +71,8 @@ def small_study(tmp_path_factory) -> Path:
     cost = determinism_cost.ensure(base, seeds, chosen, output_dir, "smallstudy", DEFAULT_BLOCKS)
     summary = build_summary(study_id="smallstudy", base_config=base.as_dict(), base_seeds=seeds.as_dict(),
                             conditions=chosen, repeats=3, records=study_runner.study_records(specs, output_dir),
-                            environment=environment.capture(), wall_s=1.0, cost=cost)
+                            environment=environment.capture(), wall_s=1.0, directory=output_dir,
+                            cost=cost)
     write_summary(output_dir / SUMMARY_FILE, summary)
     return output_dir
 

@@ -7,7 +7,6 @@ the old summary or the new one, never half of one.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 from collections import Counter
@@ -18,8 +17,15 @@ import numpy as np
 
 from harness.analysis import stats
 from harness.errors import UsageError
-from harness.schema import SUMMARY_FILE, SUMMARY_SCHEMA, TRIAL_SCHEMA, TRIALS_FILE
-from harness.studies import determinism_cost
+from harness.schema import (
+    CORRECT_ARRAY,
+    PREDICTED_CLASSES_ARRAY,
+    SUMMARY_FILE,
+    SUMMARY_SCHEMA,
+    TRIAL_SCHEMA,
+    TRIALS_FILE,
+)
+from harness.studies import determinism_cost, per_example
 from harness.studies.conditions import ALL, CONTROL, KERNELS, XLA_ON, Condition, condition
 from harness.studies.records import (
     NotStrictJson,
@@ -35,9 +41,10 @@ from harness.table import format_table
 
 def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dict[str, int],
                   conditions: list[Condition], repeats: int, records: list[dict[str, Any]],
-                  environment: dict[str, Any], wall_s: float | None,
+                  environment: dict[str, Any], wall_s: float | None, directory: Path | None,
                   cost: dict[str, Any] | None = None) -> dict[str, Any]:
-    """`cost`: the study's cost record (COST_FILE, harness/studies/determinism_cost.py), if it has one."""
+    """`directory`: where the records' trials.jsonl is (their per-example files are beside it). `cost`: the
+    study's cost record (COST_FILE, harness/studies/determinism_cost.py), if it has one."""
     by_condition: dict[str, list[dict[str, Any]]] = {c.name: [] for c in conditions}
     for record in records:
         if record["condition"] in by_condition:
@@ -48,8 +55,8 @@ def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dic
     classification = bool(tasks - {"regression"}) if tasks else \
         any(r["metrics"].get("test_accuracy") is not None for r in records)
     metric = "test_accuracy" if classification else "test_loss"
-    rows = [_condition_summary(c, sorted(by_condition[c.name], key=lambda r: r["repeat"]), repeats, metric)
-            for c in conditions]
+    rows = [_condition_summary(c, sorted(by_condition[c.name], key=lambda r: r["repeat"]), repeats, metric,
+                               directory) for c in conditions]
     determinism_cost = cost_block(cost)
     _compare_with_reference_rows(rows, metric, determinism_cost)
     summary = {
@@ -102,20 +109,23 @@ def power(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
 
 
 def summarize_study(manifest: dict[str, Any], records: list[dict[str, Any]], environment: dict[str, Any],
-                    wall_s: float | None, cost: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The summary of the study a `harness.study/1` manifest planned, from its trial records."""
+                    wall_s: float | None, directory: Path, cost: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The summary of the study a `harness.study/1` manifest planned, from its trial records (in
+    `directory`)."""
     return build_summary(
         study_id=manifest["study_id"], base_config=manifest["base_config"], base_seeds=manifest["base_seeds"],
         conditions=[condition(name) for name in manifest["conditions"]], repeats=manifest["repeats"],
-        records=records, environment=environment, wall_s=wall_s, cost=cost)
+        records=records, environment=environment, wall_s=wall_s, directory=directory, cost=cost)
 
 
-def summary_from_records(records: list[dict[str, Any]], cost: dict[str, Any] | None = None) -> dict[str, Any]:
+def summary_from_records(records: list[dict[str, Any]], cost: dict[str, Any] | None = None,
+                         directory: Path | None = None) -> dict[str, Any]:
     """A summary rebuilt from trial records alone (no study flags at hand).
 
     Conditions come in the order the study ran them, repeats from the highest
     repeat seen; the base config, seeds and environment are control's (or the
-    first record's, without a control condition).
+    first record's, without a control condition). `directory`: where their
+    trials.jsonl is, whose per_example/ holds their predictions.
     """
     if not records:
         raise UsageError("there are no trial records to summarize")
@@ -135,7 +145,7 @@ def summary_from_records(records: list[dict[str, Any]], cost: dict[str, Any] | N
     return build_summary(
         study_id=studies[0], base_config=reference["config"], base_seeds=reference["seeds"],
         conditions=[condition(name) for name in names], repeats=ordered[-1]["repeat"] + 1, records=records,
-        environment=reference["environment"], wall_s=None,
+        environment=reference["environment"], wall_s=None, directory=directory,
         cost=cost if cost and cost.get("study_id") == studies[0] else None)
 
 
@@ -179,7 +189,7 @@ def load_summary(path: str | os.PathLike) -> dict[str, Any]:
         raise UsageError(f"{path} holds no records")
     _check_records(path, records)
     # The study's cost record beside its trials, if it has one of the same study (summary_from_records checks).
-    return summary_from_records(records, determinism_cost.read(path.parent))
+    return summary_from_records(records, determinism_cost.read(path.parent), path.parent)
 
 
 def _check_records(path: Path, records: list[dict[str, Any]]) -> None:
@@ -202,12 +212,12 @@ def _check_schema(path: Path, record: dict[str, Any], expected: str, where: str 
 
 
 def _condition_summary(condition: Condition, records: list[dict[str, Any]], repeats: int,
-                       metric: str) -> dict[str, Any]:
+                       metric: str, directory: Path | None = None) -> dict[str, Any]:
     ok = [r for r in records if r["status"]["code"] == "ok"]
     hashes = [r["fingerprints"]["weights_sha256"] for r in ok]
     accuracy = stats.describe([r["metrics"].get("test_accuracy") for r in ok])
-    predictions = [np.frombuffer(base64.b64decode(r["outputs"]["test_predicted_classes_b64"]), np.uint8)
-                   for r in ok if "test_predicted_classes_b64" in r["outputs"]]
+    arrays = [per_example.load(r, directory) or {} for r in ok]
+    predictions = [a[PREDICTED_CLASSES_ARRAY] for a in arrays if PREDICTED_CLASSES_ARRAY in a]
     failed = [r["status"] for r in records if r["status"]["code"] != "ok"]
     reasons: dict[str, str] = {}  # per failure code, the first such trial's message: why, in its own words
     for status in failed:
@@ -220,8 +230,7 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
                if _vectorized(r).get("index", 0) == 0]
     steps = [median / group.get("replicas", 1) for median, group in medians if median is not None]
     n_test = ok[0]["metrics"].get("test_examples") if ok else None
-    correct = [np.unpackbits(np.frombuffer(base64.b64decode(r["outputs"]["test_correct_b64"]), np.uint8))[:n_test]
-               for r in ok if "test_correct_b64" in r["outputs"]]
+    correct = [a[CORRECT_ARRAY] for a in arrays if CORRECT_ARRAY in a]
     return {
         "name": condition.name,
         "varies": condition.varies,
@@ -245,7 +254,7 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
         "max_per_class_accuracy_diff": stats.max_per_class_difference(
             [r["metrics"]["test_per_class_accuracy"] for r in ok if r["metrics"].get("test_per_class_accuracy")]),
         "noise_floor": stats.noise_floor(accuracy["mean"], n_test) if accuracy and n_test else None,
-        # Every ok run's correctness per test example, or none (records from before test_correct_b64).
+        # Every ok run's correctness per test example, or none (records from before it was recorded).
         "distribution_sd": stats.distribution_sd(np.stack(correct)) if correct and len(correct) == len(ok) else None,
         "step_ms_median": float(np.median(steps)) if steps else None,
         "step_ms": steps,

@@ -27,6 +27,13 @@ LOST_FILE = "lost.jsonl"
 STUDY_FILE = "study.json"
 SUMMARY_FILE = "summary.json"
 COST_FILE = "cost.json"
+# Each trial's per-example predictions, one .npz per distinct content, named by its SHA-256 and referenced
+# from the trial's record (outputs.per_example; harness/studies/per_example.py).
+PER_EXAMPLE_DIR = "per_example"
+# Its arrays (numpy.load(file)[name]), one value per test example: the predicted class (uint8, tasks of at
+# most 256 classes) and whether it was right (bool).
+PREDICTED_CLASSES_ARRAY = "test_predicted_classes"
+CORRECT_ARRAY = "test_correct"
 # The files of the other programs' output directories.
 SPEED_FILE = "speed.json"
 DIVERGENCE_FILE = "divergence.json"

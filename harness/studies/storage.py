@@ -5,6 +5,8 @@ do. A remote study therefore works in a local mirror and pushes whole files
 after every trial: an object write replaces the object at once, so the remote
 copy is always a complete earlier or later version, never a torn one. On
 start the mirror pulls what the remote already has, so a remote study resumes.
+The per-example files (per_example/, named by their hash, never rewritten) are
+pushed once each, before the trials.jsonl that names them.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from harness.errors import UsageError
-from harness.schema import STUDY_FILE, SUMMARY_FILE, TRIALS_FILE
+from harness.schema import PER_EXAMPLE_DIR, STUDY_FILE, SUMMARY_FILE, TRIALS_FILE
 from harness.studies.records import utc_timestamp
 
 MIRRORED_FILES = (TRIALS_FILE, SUMMARY_FILE, STUDY_FILE)
@@ -103,6 +105,8 @@ class StudyDir:
     def __init__(self, location: str) -> None:
         self.location = location.rstrip("/")
         self.remote = is_remote(location)
+        # The per-example files the remote has (pulled or pushed): content-addressed, so each goes once.
+        self._remote_per_example: set[str] = set()
         if self.remote:
             self.local = Path(tempfile.mkdtemp(prefix="harness-study-"))
             self._pull()
@@ -120,6 +124,11 @@ class StudyDir:
             source = f"{self.location}/{name}"
             if tf.io.gfile.exists(source):
                 tf.io.gfile.copy(source, str(self.local / name), overwrite=True)
+        for source in tf.io.gfile.glob(f"{self.location}/{PER_EXAMPLE_DIR}/*.npz"):
+            name = source.rsplit("/", 1)[-1]
+            (self.local / PER_EXAMPLE_DIR).mkdir(exist_ok=True)
+            tf.io.gfile.copy(source, str(self.local / PER_EXAMPLE_DIR / name), overwrite=True)
+            self._remote_per_example.add(name)
 
     def push(self, with_curves: bool = False) -> None:
         """Copies the study's files to the remote location (a no-op for local studies)."""
@@ -128,6 +137,12 @@ class StudyDir:
         import tensorflow as tf
 
         tf.io.gfile.makedirs(self.location)
+        # First the files records name, then the records: the remote's trials.jsonl never names a missing file.
+        for path in sorted((self.local / PER_EXAMPLE_DIR).glob("*.npz")):
+            if path.name not in self._remote_per_example:
+                tf.io.gfile.makedirs(f"{self.location}/{PER_EXAMPLE_DIR}")
+                tf.io.gfile.copy(str(path), f"{self.location}/{PER_EXAMPLE_DIR}/{path.name}", overwrite=True)
+                self._remote_per_example.add(path.name)
         for name in MIRRORED_FILES:
             if (self.local / name).exists():
                 tf.io.gfile.copy(str(self.local / name), f"{self.location}/{name}", overwrite=True)

@@ -38,7 +38,7 @@ from absl import logging
 from harness.errors import UsageError, meaningful_lines
 from harness.platform import environment, processes
 from harness.schema import LOST_FILE, TRIAL_SCHEMA, TRIALS_FILE
-from harness.studies import tensorboard_curves
+from harness.studies import per_example, tensorboard_curves
 from harness.studies.background_load import busy_cores
 from harness.studies.conditions import CONTROL, Condition
 from harness.studies.conditions import condition as named_condition
@@ -199,6 +199,10 @@ def _record(spec: TrialSpec, result: TrialResult, output_dir: Path) -> dict[str,
     record = make_trial_record(config=spec.config, seeds=spec.seeds, condition=spec.condition,
                                repeat=spec.repeat, study_id=spec.study_id, result=result,
                                environment=environment.capture(), inputs=inputs_identity(spec.config))
+    # The per-example arrays go beside the record, written before it: a record never names a missing file.
+    reference = per_example.write(output_dir, result.per_example)
+    if reference:
+        record["outputs"] = {**record["outputs"], "per_example": reference}
     append_record(output_dir / TRIALS_FILE, record)
     tensorboard_curves.write_trial(output_dir / "tb", record)
     return record

@@ -9,7 +9,6 @@ same step with the optimizer and loss of its own `compile()`. No `model.fit`.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import functools
@@ -24,6 +23,7 @@ import tensorflow as tf
 
 from harness.errors import UsageError, first_line
 from harness.platform import determinism, known_ops
+from harness.schema import CORRECT_ARRAY, PREDICTED_CLASSES_ARRAY
 from harness.trial import features, keras_model, user_code
 from harness.trial.config import TrialConfig, user_model_config
 from harness.trial.datasets import (
@@ -78,6 +78,9 @@ class TrialResult:
     model: dict[str, Any] = dataclasses.field(default_factory=dict)
     # Per-step fingerprints when run with trace=True (not part of the record).
     trace: dict[str, Any] | None = None
+    # One value per test example (predicted class, right or not), by array name: written beside the record
+    # (studies/per_example.py), which names the file.
+    per_example: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
 
 
 class Adam:
@@ -661,14 +664,13 @@ def trial_result(config: TrialConfig, task: Task, dataset: Dataset, test_out: np
     epoch_losses = losses.reshape(config.epochs, -1).mean(axis=1)
     metrics["train_loss"] = float(epoch_losses[-1])
     metrics["epoch_train_loss"] = [float(v) for v in epoch_losses]
+    per_example = {}
     # One byte per test example: the disagreement between two runs' predictions is read from it.
     if task.num_classes and task.num_classes <= 256:
-        outputs["test_predicted_classes_b64"] = base64.b64encode(
-            task.predicted_classes(test_out).astype(np.uint8).tobytes()).decode()
-    # One bit per test example, right or wrong: how much of the accuracy's spread is real is read from it.
+        per_example[PREDICTED_CLASSES_ARRAY] = task.predicted_classes(test_out).astype(np.uint8)
+    # Right or wrong, per test example: how much of the accuracy's spread is real is read from it.
     if task.num_classes:
-        right = task.predicted_classes(test_out) == task.target_classes(dataset.test_y)
-        outputs["test_correct_b64"] = base64.b64encode(np.packbits(right.astype(np.uint8))).decode()
+        per_example[CORRECT_ARRAY] = task.predicted_classes(test_out) == task.target_classes(dataset.test_y)
     fingerprints = {
         "initial_weights_sha256": initial_weights_hash,
         "weights_sha256": weights_hash,
@@ -677,7 +679,8 @@ def trial_result(config: TrialConfig, task: Task, dataset: Dataset, test_out: np
     }
     if optimizer_hash is not None:
         fingerprints["optimizer_sha256"] = optimizer_hash
-    return TrialResult({"code": "ok", "message": None}, metrics, fingerprints, outputs, timing)
+    return TrialResult({"code": "ok", "message": None}, metrics, fingerprints, outputs, timing,
+                       per_example=per_example)
 
 
 def predict_in_batches(predict, x: Any, axis: int = 0) -> np.ndarray:

@@ -69,7 +69,7 @@ def test_failed_trials_are_counted_with_their_reason(small_study):
         if record["condition"] == "init":
             record["status"] = {"code": "nan_loss", "message": "the training loss became nan at step 7."}
             record["metrics"], record["fingerprints"] = {}, {}
-    summary = summary_from_records(records)
+    summary = summary_from_records(records, directory=small_study)
     row = next(r for r in summary["conditions"] if r["name"] == "init")
     assert row["failure_reasons"] == {"nan_loss": "the training loss became nan at step 7."}
     assert "init: 3 of 3 trials failed: nan_loss x3 (the training loss became nan at step 7)." in summary["findings"]
@@ -109,7 +109,6 @@ def test_one_control_run_gives_no_reproducibility_verdict_and_says_so():
 
 
 def test_a_real_study_has_its_cost_from_interleaved_blocks_and_distribution_sd_on_every_row(small_study):
-    import base64
     import json
 
     import numpy as np
@@ -119,11 +118,13 @@ def test_a_real_study_has_its_cost_from_interleaved_blocks_and_distribution_sd_o
     summary = json.loads((small_study / "summary.json").read_text())
     assert schema_errors(summary) == []
     rows = {row["name"]: row for row in summary["conditions"]}
-    # Each record's correctness bits are its accuracy, example by example.
+    # Each record's per-example file (numpy.load, as a user reads it) holds its accuracy, example by example.
     for record in read_records(small_study / "trials.jsonl"):
         n = record["metrics"]["test_examples"]
-        bits = np.unpackbits(np.frombuffer(base64.b64decode(record["outputs"]["test_correct_b64"]), np.uint8))
-        assert bits[:n].mean() == record["metrics"]["test_accuracy"] and not bits[n:].any()
+        with np.load(small_study / record["outputs"]["per_example"]["file"]) as arrays:
+            correct, classes = arrays["test_correct"], arrays["test_predicted_classes"]
+        assert correct.dtype == bool and classes.dtype == np.uint8 and correct.shape == classes.shape == (n,)
+        assert correct.mean() == record["metrics"]["test_accuracy"]
     for row in rows.values():
         described = row["distribution_sd"]
         assert described["runs"] == 3 and described["ci95"][0] <= described["sd"] <= described["ci95"][1]

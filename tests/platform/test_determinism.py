@@ -45,7 +45,7 @@ STUDY = textwrap.dedent("""
     records = study_runner.study_records(specs, __import__("pathlib").Path(sys.argv[1]))
     summary = build_summary(study_id="unimplemented", base_config=base.as_dict(), base_seeds=seeds.as_dict(),
                             conditions=chosen, repeats=2, records=records, environment=environment.capture(),
-                            wall_s=None)
+                            wall_s=None, directory=__import__("pathlib").Path(sys.argv[1]))
     print(json.dumps({"records": records, "summary": summary}))
 """)
 

@@ -3,6 +3,7 @@
 import copy
 import json
 import os
+import shutil
 
 import pytest
 from conftest import REPO, run_program
@@ -146,6 +147,7 @@ def test_a_study_gated_against_itself_with_every_core_busy_passes_ten_times_in_a
     study = tmp_path / "study"
     study.mkdir()
     (study / "trials.jsonl").write_bytes((small_study / "trials.jsonl").read_bytes())
+    shutil.copytree(small_study / "per_example", study / "per_example")
     base, seeds, chosen = _small_study_plan()
     with busy_cores() as cores:
         assert cores >= 1
@@ -389,7 +391,7 @@ def test_a_candidate_whose_every_trial_diverged_is_a_regression_not_bad_input(sm
     for record in records:
         record["status"] = {"code": "nan_loss", "message": "the training loss became nan at step 1."}
         record["metrics"] = {}
-    candidate = summary_from_records(records)
+    candidate = summary_from_records(records, directory=small_study)
     # Still an accuracy study: the records' model.task says so, though no trial has an accuracy.
     assert candidate["primary_metric"] == "test_accuracy"
     gate_rules.check_comparable(summary, candidate, ("b", "c"))
@@ -402,7 +404,8 @@ def test_a_duplicated_record_is_counted_once(small_study):
     from harness.studies.records import read_records
 
     records = read_records(small_study / "trials.jsonl")
-    once, twice = summary_from_records(records), summary_from_records(records + copy.deepcopy(records))
+    once = summary_from_records(records, directory=small_study)
+    twice = summary_from_records(records + copy.deepcopy(records), directory=small_study)
     assert [r["n_ok"] for r in twice["conditions"]] == [r["n_ok"] for r in once["conditions"]] == [3] * 5
     assert twice["conditions"][2]["test_accuracy"] == once["conditions"][2]["test_accuracy"]
 

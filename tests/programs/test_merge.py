@@ -82,6 +82,17 @@ def test_a_merge_adds_to_the_records_already_there_and_never_drops_one(tmp_path)
         shard = run_program("harness.bench", "--conditions=control,init", f"--shard_index={index}", "--num_shards=2",
                             *small)
         assert shard.returncode == 0, shard.stderr
+    # A shard's per-example file gone: the merge stops before adding any record, naming the file.
+    shard = tmp_path / "shard-00001-of-00002"
+    init = next(r for r in read_records(shard / "trials.jsonl") if r["condition"] == "init")
+    kept = shard / init["outputs"]["per_example"]["file"]
+    kept.rename(tmp_path / "aside.npz")
+    refused = run_program("harness.merge", f"--input_dir={tmp_path}")
+    assert refused.returncode == 2 and refused.stderr.splitlines()[-1] == (
+        f"error: {kept} is missing, and {shard / 'trials.jsonl'} trial {init['trial_key']} keeps its per-example "
+        "predictions there: copy a study's per_example/ directory with its trials.jsonl.")
+    assert (tmp_path / "trials.jsonl").read_bytes() == before
+    (tmp_path / "aside.npz").rename(kept)
     merged = run_program("harness.merge", f"--input_dir={tmp_path}")
     assert merged.returncode == 0, merged.stderr
     assert "merged 4 trial record(s) from 2 shard(s) into" in merged.stdout
@@ -93,7 +104,10 @@ def test_a_merge_adds_to_the_records_already_there_and_never_drops_one(tmp_path)
     assert len({r["trial_key"] for r in records}) == 6
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [row["name"] for row in summary["conditions"]] == ["control", "init"]
+    # validate checks every record's per-example file: the merge copied the shards' into the study's.
     assert run_program("harness.validate", str(tmp_path / "trials.jsonl")).returncode == 0
+    assert {r["outputs"]["per_example"]["file"] for r in records} <= {
+        f"per_example/{path.name}" for path in (tmp_path / "per_example").iterdir()}
     # Merging again adds nothing and rewrites nothing.
     files = {name: (tmp_path / name).read_bytes() for name in ("trials.jsonl", "study.json", "summary.json")}
     again = run_program("harness.merge", f"--input_dir={tmp_path}")

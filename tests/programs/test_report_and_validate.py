@@ -28,6 +28,7 @@ def test_validate_flags_a_corrupted_record_with_its_line_number(small_study, tmp
     lines[3] = json.dumps(damaged)
     lines[6] = lines[6][: len(lines[6]) // 2]  # a line cut in half, then more lines after it
     path = tmp_path / "trials.jsonl"
+    shutil.copytree(small_study / "per_example", tmp_path / "per_example")  # what the records name beside them
     path.write_text("\n".join(lines) + "\n" + '{"schema": "harness.trial/1", "torn')
     result = run_program("harness.validate", str(path))
     assert result.returncode == 1
@@ -41,6 +42,7 @@ def test_validate_rejects_numbers_json_does_not_have(small_study, tmp_path):
     from harness.validate import validate_file
 
     first = (small_study / "trials.jsonl").read_text().splitlines()[0]
+    shutil.copytree(small_study / "per_example", tmp_path / "per_example")
     for token in ("NaN", "-Infinity", "1e999"):
         path = tmp_path / "trials.jsonl"
         path.write_text(first + "\n" + first.replace('"test_loss": ', f'"test_loss": {token}, "was": ', 1) + "\n")
@@ -59,6 +61,7 @@ def test_validate_and_the_gate_find_a_trial_recorded_twice(small_study, tmp_path
     copy = json.loads(lines[1])
     copy["trial_key"] = "f" * 20  # the same trial under a new key
     path = tmp_path / "trials.jsonl"
+    shutil.copytree(small_study / "per_example", tmp_path / "per_example")
     path.write_text("\n".join([*lines, lines[0], json.dumps(copy)]) + "\n")
     first = json.loads(lines[1])
     assert validate_file(path) == (len(lines) + 2, [

@@ -69,7 +69,8 @@ def test_environment_variant_runs_in_its_own_process_and_is_compared_with_contro
     threads = [r for r in records if r["condition"] == "env:threads=1"]
     assert [r["environment"]["threads"] for r in threads] == [{"intra_op": 1, "inter_op": 1}] * 2
     summary = build_summary(study_id="test", base_config=base.as_dict(), base_seeds=seeds.as_dict(),
-                            conditions=chosen, repeats=2, records=records, environment={}, wall_s=1.0)
+                            conditions=chosen, repeats=2, records=records, environment={}, wall_s=1.0,
+                            directory=tmp_path)
     row = summary["conditions"][1]
     assert row["matches_control_bitwise"] in (True, False)
     assert any(line.startswith("env:threads=1") for line in summary["findings"])
@@ -82,7 +83,8 @@ def test_summary_of_a_real_study_is_valid_and_says_what_varied(tmp_path):
     study_runner.execute(specs, tmp_path)
     summary = build_summary(study_id="test", base_config=base.as_dict(), base_seeds=seeds.as_dict(),
                             conditions=conditions.parse_conditions(names), repeats=3,
-                            records=study_runner.study_records(specs, tmp_path), environment={}, wall_s=1.0)
+                            records=study_runner.study_records(specs, tmp_path), environment={}, wall_s=1.0,
+                            directory=tmp_path)
     assert schema_errors(summary) == []
     rows = {row["name"]: row for row in summary["conditions"]}
     control = rows["control"]

@@ -115,7 +115,7 @@ def test_a_study_says_which_loop_trained_and_does_not_group(custom_files):
     records = run_conditions(config, "control", 2, custom_files / "study")
     assert all(schema_errors(r) == [] and r["model"]["trainer_reason"] == "its own train_step" for r in records)
     assert len({r["fingerprints"]["weights_sha256"] for r in records}) == 1
-    summary = summary_from_records(records)
+    summary = summary_from_records(records, directory=custom_files / "study")
     assert summary["trainer"] == {"name": "keras_fit", "reason": "its own train_step"}
     assert schema_errors(summary) == []
     assert format_summary(summary).splitlines()[0].endswith(

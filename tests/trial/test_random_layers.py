@@ -68,7 +68,8 @@ def test_a_condition_that_can_vary_nothing_says_so(user_files):
     (user_files / "model.py").write_text(PLAIN)
     config = user_config(user_files)
     assert "augment" not in [c.name for c in default_conditions(config)]
-    summary = summary_from_records(run_conditions(config, "control,dropout,augment", 2, user_files / "study"))
+    summary = summary_from_records(run_conditions(config, "control,dropout,augment", 2, user_files / "study"),
+                                   directory=user_files / "study")
     assert schema_errors(summary) == []
     rows = {row["name"]: row for row in summary["conditions"]}
     assert rows["dropout"]["varies_nothing"] == ("the model has no layer the dropout seed drives (no Dropout, "

@@ -59,13 +59,13 @@ def test_a_batched_tf_data_dataset_is_said_to_be_rebatched(user_files):
     config = user_config(user_files).replace(dataset=f"{user_files}/batched.py:load_data")
     records = run_conditions(config, "control", 1, user_files / "study")
     assert all(schema_errors(r) == [] and r["data"]["source_batch_size"] == 64 for r in records)
-    summary = summary_from_records(records)
+    summary = summary_from_records(records, directory=user_files / "study")
     assert summary["rebatched"] == {"source": 64, "trained": config.batch_size} and config.batch_size != 64
     assert (f"Your training tf.data.Dataset comes in batches of 64; the harness read its examples and trained in "
             f"batches of {config.batch_size} (--batch_size) from its own pipeline, so the shuffle seed orders them: "
             "pass --batch_size=64 to train at your dataset's size.") in summary["findings"]
     at_its_size = summary_from_records(run_conditions(config.replace(batch_size=64), "control", 1,
-                                                      user_files / "study64"))
+                                                      user_files / "study64"), directory=user_files / "study64")
     assert "rebatched" not in at_its_size
 
 

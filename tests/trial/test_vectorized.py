@@ -89,7 +89,7 @@ def test_a_vectorized_study_records_the_bits_of_the_sequential_study(tmp_path):
     from harness.analysis.summary import _condition_summary
 
     init = [r for r in read_records(tmp_path / "vec" / "trials.jsonl") if r["condition"] == "init"]
-    row = _condition_summary(conditions.condition("init"), init, 5, "test_accuracy")
+    row = _condition_summary(conditions.condition("init"), init, 5, "test_accuracy", tmp_path / "vec")
     group_steps = [r["timing"]["steady_step_ms"]["median"] / r["config"]["replicas"] for r in init
                    if r["outputs"]["vectorized"]["index"] == 0]
     assert len(group_steps) == 3 and row["step_ms"] == group_steps
