@@ -41,14 +41,14 @@ TUNE_DIR := results/tune/$(BENCHMARK)
 TUNE_STORAGE := sqlite:///$(TUNE_DIR)/optuna.db
 TUNE_TRIALS ?= 30
 
-.PHONY: bench test test-slow speed gate gate-study gate-check gate-baseline report screenshot tune-example image locks lint clean
+.PHONY: bench bench-ray test test-slow speed gate gate-study gate-check gate-baseline report screenshot tune-example image locks lint clean
 
 # The install prints nothing of ours: setuptools' notice that every editable install gets (about
 # editable installs, not this project) is left out; a warning about the project's packaging still shows.
 $(INSTALLED): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade "pip>=23.1"
-	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e ".[cpu,dev,tune]"
+	PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install --quiet -e ".[cpu,dev,tune,ray]"
 	touch $(INSTALLED)
 
 ifeq ($(GPU),)
@@ -63,6 +63,20 @@ bench: $(IMAGE_STAMP)
 		$(IMAGE) bench --benchmark=$(BENCHMARK) --repeats=$(REPEATS) --output_dir=/results/$(BENCHMARK) $(ARGS)
 endif
 
+# A real two-node Ray cluster on the loopback (two raylets, one CPU each, as `ray start` starts them on two
+# machines), a small study run on it with --executor=ray, then the cluster stopped (`ray stop` stops this
+# user's Ray processes on this machine). docs/scale-out.md.
+RAY_PORT ?= 6390
+RAY_DIR ?= results/ray/digits_mlp
+RAY_STUDY := --benchmark=digits_mlp --conditions=control,init,all,env:onednn=1 --repeats=4 --epochs=5
+RAY := $(VENV)/bin/ray
+bench-ray: $(INSTALLED)
+	$(RAY) start --head --port=$(RAY_PORT) --num-cpus=1 --disable-usage-stats --include-dashboard=false >/dev/null
+	$(RAY) start --address=127.0.0.1:$(RAY_PORT) --num-cpus=1 --disable-usage-stats >/dev/null || \
+		{ $(RAY) stop >/dev/null; exit 1; }
+	$(PY) -m harness.bench $(RAY_STUDY) --executor=ray --ray_address=127.0.0.1:$(RAY_PORT) --output_dir=$(RAY_DIR) \
+		$(ARGS); status=$$?; $(RAY) stop >/dev/null; exit $$status
+
 image: $(IMAGE_STAMP)
 
 $(IMAGE_STAMP): $(IMAGE_INPUTS)
@@ -71,8 +85,8 @@ $(IMAGE_STAMP): $(IMAGE_INPUTS)
 
 # Regenerates the images' lock files (exact versions and hashes) from setup.cfg.
 locks: $(INSTALLED)
-	$(VENV)/bin/uv pip compile setup.cfg --extra cpu --extra tune $(LOCK_FLAGS) -o docker/requirements-cpu.lock
-	$(VENV)/bin/uv pip compile setup.cfg --extra gpu --extra tune $(LOCK_FLAGS) -o docker/requirements-gpu.lock
+	$(VENV)/bin/uv pip compile setup.cfg --extra cpu --extra tune --extra ray $(LOCK_FLAGS) -o docker/requirements-cpu.lock
+	$(VENV)/bin/uv pip compile setup.cfg --extra gpu --extra tune --extra ray $(LOCK_FLAGS) -o docker/requirements-gpu.lock
 
 # The quick tier (every module, small trials) on TEST_WORKERS processes; `make test-slow` runs the rest
 # (programs end to end in fresh processes, longer studies) one test at a time, since some of them time

@@ -19,6 +19,7 @@ this process only, so conditions that need a fresh process (`env:threads=N`,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,7 +29,7 @@ from harness.analysis.summary import format_summary, summarize_study, write_summ
 from harness.errors import UsageError
 from harness.platform import determinism, environment
 from harness.schema import LOST_FILE, STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIALS_FILE
-from harness.studies import ISOLATIONS, determinism_cost, study_runner
+from harness.studies import EXECUTORS, ISOLATIONS, Executor, determinism_cost, ray_executor, study_runner
 from harness.studies import conditions as conditions_lib
 from harness.studies.records import content_id, read_records, write_json
 from harness.studies.storage import StudyDir, exclusive, shard_dir_name
@@ -65,14 +66,18 @@ class StudyRun:
 def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[conditions_lib.Condition],
               repeats: int, output_dir: str, *, replicas: int | str = "auto", isolation: str = "inprocess",
               workers: int = 1, shard_index: int = 0, num_shards: int = 1,
-              cost_blocks: int = DEFAULT_COST_BLOCKS) -> StudyRun:
+              cost_blocks: int = DEFAULT_COST_BLOCKS, executor: Executor | None = None) -> StudyRun:
     """Plans the study, runs the trials without a record yet, and writes its manifest and summary.
 
     `replicas="auto"` vectorizes where a process trains more than one trial and the study is whole: with a
     fresh process per trial, or shards (which split a study by trials, and keep their share even), it means
     one trial at a time. Several workers each train whole replica groups. `cost_blocks`: blocks per setting of
-    the interleaved cost measurement (studies/determinism_cost.py; 0: none), run in shard 0."""
+    the interleaved cost measurement (studies/determinism_cost.py; 0: none), run in shard 0. `executor`: where
+    the trials run (this machine by default; a Ray cluster: harness/studies/ray_executor.py)."""
     check_cost_blocks(cost_blocks)
+    if executor and executor.name == "ray":  # before anything is written
+        study_runner.refuse_python_objects_on_ray(base)
+        ray_executor.check_cluster(executor.address, executor.gpus_per_trial)
     if replicas == "auto" and (isolation != "inprocess" or num_shards > 1):
         replicas = 1
     # Before any op runs: trials with these thread pools can then share this process.
@@ -90,7 +95,7 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
         started = time.perf_counter()
         planned = study_runner.plan(base, base_seed, seeds, chosen, repeats, study_id, replicas)
         specs = study_runner.shard(planned, shard_index, num_shards)
-        existing = study_runner.check_resumable(specs, study_dir.local)  # Before study.json is rewritten.
+        existing = study_runner.check_resumable(specs, study_dir.local, executor)  # Before study.json is rewritten.
         manifest = {"schema": STUDY_SCHEMA, "study_id": study_id, "benchmark": base.benchmark,
                     "base_config": base.as_dict(), "base_seed": base_seed, "base_seeds": seeds.as_dict(),
                     "conditions": [c.name for c in chosen], "repeats": repeats, "shard_index": shard_index,
@@ -98,14 +103,22 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
                     # What changes the bits where the study runs; a resume elsewhere is refused (study_runner).
                     "environment": environment.bit_identity(environment.capture())}
         write_json(study_dir.local / STUDY_FILE, manifest)
-        ran = study_runner.execute(specs, study_dir.local, isolation=isolation, workers=workers,
+        ran = study_runner.execute(specs, study_dir.local, isolation=isolation, workers=workers, executor=executor,
                                    after_each=study_dir.push, existing=existing)
         wall_s = time.perf_counter() - started
         records = study_runner.study_records(specs, study_dir.local)
-        # The cost is the study's, not a shard's: shard 0 measures it, and merge carries it.
-        cost = determinism_cost.ensure(base, seeds, chosen, study_dir.local, study_id, cost_blocks,
-                                       manifest["environment"]) if shard_index == 0 else None
-        summary = summarize_study(manifest, records, environment.capture(), wall_s, study_dir.local, cost)
+        # The cost is the study's, not a shard's: shard 0 measures it, and merge carries it. Measured, and the
+        # summary's environment read, where the trials ran: on Ray, the nodes (every record's, ray_executor
+        # checks), not this process's machine.
+        ran_in, identity, measure = environment.capture(), manifest["environment"], None
+        if executor and executor.name == "ray":
+            ran_in = study_runner.where_trials_ran(records) or ran_in
+            identity = environment.bit_identity(ran_in)
+            measure = functools.partial(ray_executor.measure_cost, address=executor.address,
+                                        gpus_per_trial=executor.gpus_per_trial)
+        cost = determinism_cost.ensure(base, seeds, chosen, study_dir.local, study_id, cost_blocks, identity,
+                                       measure) if shard_index == 0 else None
+        summary = summarize_study(manifest, records, ran_in, wall_s, study_dir.local, cost)
         write_summary(study_dir.local / SUMMARY_FILE, summary)
         study_dir.push(with_curves=True)
         recorded = {r["trial_key"] for r in records}
@@ -211,7 +224,8 @@ class StudyResult:
 def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequence[str] | str | None = None,
           repeats: int = 10, output_dir: str | None = None, seed: int = 0, benchmark: str | None = None,
           replicas: int | str = "auto", isolation: str = "inprocess", workers: int = 1,
-          cost_blocks: int = DEFAULT_COST_BLOCKS, **settings: Any) -> StudyResult:
+          cost_blocks: int = DEFAULT_COST_BLOCKS, executor: str = "local", ray_address: str | None = None,
+          ray_gpus_per_trial: float = 0.0, **settings: Any) -> StudyResult:
     """Runs a variance study of a model and returns its result.
 
     `model`: a function returning a Keras model (compiled or not), a spec string (`file.py:function`,
@@ -221,6 +235,8 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
     (`npz:PATH`, `csv:PATH`, `file.py:function`, `tfds:NAME`, a built-in name). `settings`: any trial
     setting (epochs=, batch_size=, learning_rate=, model_args=, validation_fraction=, ...). `cost_blocks`: blocks
     per setting of the interleaved measurement of determinism's cost (0: none; summary's determinism_cost).
+    `executor="ray"`: each trial a Ray task on the cluster at `ray_address` (default $RAY_ADDRESS, else a Ray
+    instance started here), with `ray_gpus_per_trial` GPUs each; the model and data then name files.
     """
     unknown = sorted(set(settings) - set(CONFIG_FIELDS) - {"benchmark"})
     if unknown:
@@ -229,6 +245,8 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
         raise UsageError(f"repeats must be at least 1, got {repeats}")
     if isolation not in ISOLATIONS:
         raise UsageError(f"isolation must be one of {', '.join(ISOLATIONS)}, got {isolation!r}")
+    if executor not in EXECUTORS:
+        raise UsageError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
     if not isinstance(model, str) and not callable(model) or _is_keras_model(model):
         raise UsageError(f"model must be a function that returns a Keras model (each trial builds its own, under "
                          f"its init seed), or a spec string; got a {type(model).__name__} object")
@@ -243,7 +261,8 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
     chosen = _conditions(conditions, base)
     replicas = study_runner.parse_replicas(str(replicas))
     run = run_study(base, seed, SeedSet.from_base(seed), chosen, repeats, output_dir or f"results/{base.benchmark}",
-                    replicas=replicas, isolation=isolation, workers=workers, cost_blocks=cost_blocks)
+                    replicas=replicas, isolation=isolation, workers=workers, cost_blocks=cost_blocks,
+                    executor=Executor(executor, ray_address, ray_gpus_per_trial))
     return StudyResult(run.summary, run.directory.local, run.lost, run.alone)
 
 

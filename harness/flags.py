@@ -12,7 +12,7 @@ from typing import Any
 from absl import flags
 
 from harness.errors import UsageError
-from harness.studies import ISOLATIONS
+from harness.studies import EXECUTORS, ISOLATIONS, Executor
 from harness.studies.conditions import parse_conditions
 
 FLAGS = flags.FLAGS
@@ -74,10 +74,26 @@ flags.DEFINE_enum("isolation", "inprocess", list(ISOLATIONS),
                   "inprocess: trials (bench) or calls of your objective (reeval --objective) share this process; "
                   "process: a fresh process for each. A trial's bits are the same either way; an objective's "
                   "module-level code (data made at import) runs once per process.")
+flags.DEFINE_enum("executor", "local", list(EXECUTORS),
+                  "Where trials run. local: this process and worker processes on this machine (--isolation, "
+                  "--workers). ray: each trial (a replica group whole) a Ray task in a fresh process on the Ray "
+                  "cluster at --ray_address (docs/scale-out.md); records are written here, by this process.")
+flags.DEFINE_string("ray_address", None, "The Ray cluster --executor=ray runs trials on: HOST:PORT of its head "
+                    "(ray start --head prints it). Default: $RAY_ADDRESS, else a Ray instance started on this "
+                    "machine for this run.")
+define_float("ray_gpus_per_trial", 0.0, "GPUs each Ray task asks for with --executor=ray (1 on GPU nodes: one "
+             "trial per GPU; 0: CPU only).", lower_bound=0.0, upper_bound=64.0)
 flags.DEFINE_integer("epochs", None, "Training epochs (default: the benchmark's; bench_speed: 3, the first a warm-up).")
 # This module defines no flag past here: a flag `define_float` defines is the calling module's (its group in
 # that program's --help), not this one's.
 flags.disclaim_key_flags()
+
+
+def executor_from_flags() -> Executor:
+    """Where this program's trials run, from --executor, --ray_address and --ray_gpus_per_trial."""
+    if FLAGS.executor != "ray" and (FLAGS["ray_address"].present or FLAGS["ray_gpus_per_trial"].present):
+        raise UsageError("--ray_address and --ray_gpus_per_trial are for --executor=ray; add it, or leave them out")
+    return Executor(FLAGS.executor, FLAGS.ray_address or None, FLAGS.ray_gpus_per_trial)
 
 
 def value_or(name: str, default: Any) -> Any:

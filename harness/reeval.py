@@ -39,7 +39,7 @@ from harness import cli, score_flags, trial_flags
 from harness.analysis import stats
 from harness.analysis.summary import build_summary, format_summary, write_summary
 from harness.errors import UsageError
-from harness.flags import define_float, value_or
+from harness.flags import define_float, executor_from_flags, value_or
 from harness.platform import environment
 from harness.schema import SUMMARY_FILE
 from harness.studies.conditions import ALL, condition
@@ -50,7 +50,8 @@ from harness.tuning import hyperparameters, optuna_storage, reevaluation, seed_s
 
 FLAGS = flags.FLAGS
 # The shared flags reeval reads, which its --help lists with its own.
-for _name in (*trial_flags.CONFIG_FLAGS, "seed", "metric", "seeds", "replicas", "isolation", "output_dir"):
+for _name in (*trial_flags.CONFIG_FLAGS, "seed", "metric", "seeds", "replicas", "isolation", "executor",
+              "ray_address", "ray_gpus_per_trial", "output_dir"):
     flags.declare_key_flag(_name)
 flags.DEFINE_string("objective", None, "Your own Optuna objective, FILE.py:FUNCTION or package.module:FUNCTION: "
                     "called with the stored trial's parameters (optuna.trial.FixedTrial) over --seeds seeds; "
@@ -94,11 +95,13 @@ def main(argv: list[str]) -> int:
     with exclusive(output_dir):  # One run writes a directory at a time.
         started = time.perf_counter()
         replicas = score_flags.replicas_from_flags()
-        records = seed_scores.run_seeds(config, base_seed, FLAGS.seeds, output_dir, replicas, FLAGS.isolation)
+        executor = executor_from_flags()
+        records = seed_scores.run_seeds(config, base_seed, FLAGS.seeds, output_dir, replicas, FLAGS.isolation,
+                                        executor)
         scores = seed_scores.scores(records, metric)
         others = [{**t, "scores": seed_scores.scores(seed_scores.run_seeds(
             config_of(found["base"], t["params"], config), base_seed, FLAGS.seeds, output_dir, replicas,
-            FLAGS.isolation), metric)} for t in found.get("others", [])]
+            FLAGS.isolation, executor), metric)} for t in found.get("others", [])]
         wall_s = time.perf_counter() - started
         summary = build_summary(study_id=study_id, base_config=config.as_dict(),
                                 base_seeds=SeedSet.from_base(base_seed).as_dict(), conditions=[condition(ALL)],

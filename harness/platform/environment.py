@@ -12,6 +12,7 @@ import os
 import platform
 import re
 import shutil
+import socket
 import subprocess
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -94,6 +95,8 @@ def static_environment() -> dict[str, Any]:
         "harness_version": __version__,
         "python": platform.python_version(),
         "os": platform.platform(),
+        # Which machine: a study on many (a Ray cluster, shards) says where each trial ran.
+        "host": socket.gethostname(),
         "tensorflow": {
             "version": tf.__version__,
             "git_version": tf.version.GIT_VERSION,

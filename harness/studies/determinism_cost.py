@@ -10,6 +10,7 @@ record of another study or environment is measured over. A sharded study measure
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,9 @@ from harness.studies.conditions import CONTROL, KERNELS, XLA_ON, Condition
 from harness.studies.records import load_document, schema_errors, utc_timestamp, write_json
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
+
+# Measures the cost somewhere else (a Ray task): (config, seeds, blocks, xla) -> (measurement, bit identity there).
+Measure = Callable[[TrialConfig, SeedSet, int, bool], tuple[dict[str, Any], dict[str, str]]]
 
 
 def wanted(chosen: list[Condition]) -> tuple[bool, bool]:
@@ -40,11 +44,13 @@ def read(directory: Path) -> dict[str, Any] | None:
 
 
 def ensure(base: TrialConfig, seeds: SeedSet, chosen: list[Condition], directory: Path, study_id: str,
-           blocks: int, identity: dict[str, Any] | None = None) -> dict[str, Any] | None:
+           blocks: int, identity: dict[str, Any] | None = None,
+           measure: Measure | None = None) -> dict[str, Any] | None:
     """The study's cost record: the directory's own where it is of this study, environment and block count
     (and has the XLA component if the study has env:xla=1), else measured now and written atomically. None
-    where the study has nothing to measure or `blocks` is 0 (--cost_blocks=0). `identity`: the environment's
-    bit identity, where the caller has it."""
+    where the study has nothing to measure or `blocks` is 0 (--cost_blocks=0). `identity`: the bit identity of
+    where the trials ran, where the caller has it. `measure`: where to measure (a Ray task, where the trials
+    ran; default: this process), returning the measurement and that place's bit identity."""
     ops, xla = wanted(chosen)
     if not (ops or xla) or blocks == 0:
         return None
@@ -56,7 +62,10 @@ def ensure(base: TrialConfig, seeds: SeedSet, chosen: list[Condition], directory
         return existing
     from harness.trial import cost
 
-    measured = cost.measure(base, seeds, blocks=blocks, xla=xla)
+    if measure is None:
+        measured = cost.measure(base, seeds, blocks=blocks, xla=xla)
+    else:
+        measured, identity = measure(base, seeds, blocks, xla)
     record = {"schema": COST_SCHEMA, "study_id": study_id, "created_at": utc_timestamp(), "blocks": blocks,
               "method": cost.METHOD, "environment": identity, **measured}
     write_json(directory / COST_FILE, record)

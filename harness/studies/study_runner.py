@@ -38,7 +38,7 @@ from absl import logging
 from harness.errors import UsageError, meaningful_lines
 from harness.platform import environment, processes
 from harness.schema import LOST_FILE, TRIAL_SCHEMA, TRIALS_FILE
-from harness.studies import per_example, tensorboard_curves
+from harness.studies import Executor, per_example, tensorboard_curves
 from harness.studies.background_load import busy_cores
 from harness.studies.conditions import CONTROL, Condition
 from harness.studies.conditions import condition as named_condition
@@ -184,9 +184,17 @@ def _nonzero_weights(config: TrialConfig, seeds: SeedSet) -> list[int]:
 
 def run_and_record(spec: TrialSpec, output_dir: Path) -> dict[str, Any]:
     """Runs one trial in this process and records it (under other processes' load for `env:load=1`)."""
-    with _load_of(spec.condition):
-        result = run_trial(spec.config, spec.seeds)
-    return _record(spec, result, output_dir)
+    return _record(spec, train_unit([spec])[0], output_dir)
+
+
+def train_unit(members: list[TrialSpec]) -> list[TrialResult]:
+    """Trains one unit of work in this process: a lone trial, or a replica group whole (one graph trains
+    them all), under other processes' load for `env:load=1`; each member's result, in order."""
+    with _load_of(members[0].condition):
+        if members[0].group is None:
+            return [run_trial(members[0].config, members[0].seeds)]
+        run = vectorized.run_replicas if replica_path(members[0].config) == "stacked" else grouped.run_grouped
+        return run([m.config for m in members], [m.seeds for m in members])
 
 
 def _load_of(condition: str):
@@ -194,18 +202,28 @@ def _load_of(condition: str):
     return busy_cores() if _condition_of(condition).background_load else contextlib.nullcontext()
 
 
-def _record(spec: TrialSpec, result: TrialResult, output_dir: Path) -> dict[str, Any]:
-    """Appends a trial's record and writes its TensorBoard curves: every record of a study goes through here."""
-    record = make_trial_record(config=spec.config, seeds=spec.seeds, condition=spec.condition,
-                               repeat=spec.repeat, study_id=spec.study_id, result=result,
-                               environment=environment.capture(), inputs=inputs_identity(spec.config))
+def make_record(spec: TrialSpec, result: TrialResult) -> dict[str, Any]:
+    """A trial's record, made where it trained: the environment, model code and data it names are that
+    process's (on a Ray cluster, that node's)."""
+    return make_trial_record(config=spec.config, seeds=spec.seeds, condition=spec.condition,
+                             repeat=spec.repeat, study_id=spec.study_id, result=result,
+                             environment=environment.capture(), inputs=inputs_identity(spec.config))
+
+
+def write_record(record: dict[str, Any], arrays: dict[str, np.ndarray], output_dir: Path) -> dict[str, Any]:
+    """Appends a trial's record, its per-example arrays beside it, and writes its TensorBoard curves: every
+    record of a study goes through here. Returns the record as written."""
     # The per-example arrays go beside the record, written before it: a record never names a missing file.
-    reference = per_example.write(output_dir, result.per_example)
+    reference = per_example.write(output_dir, arrays)
     if reference:
-        record["outputs"] = {**record["outputs"], "per_example": reference}
+        record = {**record, "outputs": {**record["outputs"], "per_example": reference}}
     append_record(output_dir / TRIALS_FILE, record)
     tensorboard_curves.write_trial(output_dir / "tb", record)
     return record
+
+
+def _record(spec: TrialSpec, result: TrialResult, output_dir: Path) -> dict[str, Any]:
+    return write_record(make_record(spec, result), result.per_example, output_dir)
 
 
 def run_in_this_process(pending: list[TrialSpec], specs: list[TrialSpec], output_dir: Path, recorded: set,
@@ -233,9 +251,7 @@ def with_group_members(chosen: list[TrialSpec], specs: list[TrialSpec]) -> list[
 def run_group_and_record(members: list[TrialSpec], output_dir: Path, recorded: set) -> list[dict[str, Any]]:
     """Trains a replica group in this process (under other processes' load for `env:load=1`); appends the
     records of members not yet recorded."""
-    run = vectorized.run_replicas if replica_path(members[0].config) == "stacked" else grouped.run_grouped
-    with _load_of(members[0].condition):
-        results = run([m.config for m in members], [m.seeds for m in members])
+    results = train_unit(members)
     return [_record(spec, result, output_dir)
             for spec, result in zip(members, results, strict=True) if spec.key not in recorded]
 
@@ -247,12 +263,14 @@ def outcome(record: dict[str, Any]) -> Outcome:
 
 def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inprocess",
             workers: int = 1, after_each: Callable[[], None] | None = None,
-            existing: list[dict[str, Any]] | None = None) -> int:
+            existing: list[dict[str, Any]] | None = None, executor: Executor | None = None) -> int:
     """Runs every spec without a record in `output_dir`; returns how many ran.
 
     `after_each` runs after every finished trial (e.g. publishing records to a remote study directory).
     `existing`: the records `check_resumable` already returned for these specs (not read again).
+    `executor`: where trials run; local by default: this process and its worker processes.
     """
+    executor = executor or Executor()
     output_dir.mkdir(parents=True, exist_ok=True)
     if existing is None:
         existing = check_resumable(specs, output_dir)
@@ -264,12 +282,16 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
     if any(s.group is not None for s in pending) and isolation != "inprocess":
         raise UsageError("vectorized replicas train together in one process; use --replicas with "
                          "--isolation=inprocess")
-    local = [s for s in pending if isolation == "inprocess" and workers == 1 and s.process_environment == here]
+    on_ray = executor.name == "ray"
+    local = [s for s in pending if isolation == "inprocess" and workers == 1 and s.process_environment == here
+             and not on_ray]
     elsewhere = [s for s in pending if s not in local]
     for spec in elsewhere:
         for named in (spec.config.model, spec.config.dataset):
             if user_code.is_in_process(named):
                 what = "model" if named == spec.config.model else "data"
+                if on_ray:
+                    refuse_python_objects_on_ray(spec.config)
                 if isolation != "inprocess" or workers > 1:
                     why = "isolation=\"process\"" if isolation != "inprocess" else f"{workers} workers"
                     raise UsageError(f"{why} trains in other processes, which cannot see the {what} handed over in "
@@ -279,12 +301,24 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
                                  "handed over in Python; name it as path/to/file.py:function (data: npz:PATH), or "
                                  "leave that condition out")
     # A worker gets every member of its replica groups, recorded or not: a group trains as a whole.
-    jobs = _jobs(with_group_members(elsewhere, specs), isolation, workers)
     progress = Progress([s.condition for s in pending], len(specs), after_each)
+
+    def finished(records: list[dict[str, Any]]) -> None:
+        progress.finished([outcome(record) for record in records])
+
     try:
-        run_in_this_process(local, specs, output_dir, recorded, lambda records: progress.finished(
-            [outcome(record) for record in records]))
-        _run_jobs(jobs, output_dir, workers, progress)
+        run_in_this_process(local, specs, output_dir, recorded, finished)
+        if on_ray:
+            from harness.studies import ray_executor  # Ray: imported only where it runs
+
+            ray_executor.run(units(with_group_members(elsewhere, specs)), recorded, address=executor.address,
+                             gpus_per_trial=executor.gpus_per_trial, reference=next(iter(existing), None),
+                             write=lambda record, arrays: write_record(record, arrays, output_dir),
+                             finished=finished,
+                             lost=lambda unit, reason: record_lost(
+                                 [s for s in unit if s.key not in recorded], output_dir, reason, progress))
+        else:
+            _run_jobs(_jobs(with_group_members(elsewhere, specs), isolation, workers), output_dir, workers, progress)
     finally:
         progress.close()
     # Trials a dead worker took with it have no record (LOST_FILE says why): they did not run.
@@ -292,15 +326,36 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
     return sum(spec.key in recorded_now for spec in pending)
 
 
-def check_resumable(specs: list[TrialSpec], output_dir: Path) -> list[dict[str, Any]]:
+def refuse_python_objects_on_ray(config: TrialConfig) -> None:
+    """A model or data handed over as a Python object stays in this process: a Ray task elsewhere cannot
+    build it. One sentence, before any cluster is reached."""
+    for named, what in ((config.model, "model"), (config.dataset, "data")):
+        if user_code.is_in_process(named):
+            raise UsageError(f"the Ray executor trains on other processes and machines, which cannot see the {what} "
+                             "handed over in Python; name it as path/to/file.py:function (data: npz:PATH)")
+
+
+def check_resumable(specs: list[TrialSpec], output_dir: Path, executor: Executor | None = None) -> list[dict[str, Any]]:
     """The records already in `output_dir`, once they are known to belong with `specs`: same record
-    schema, same model code and data, same environment. One sentence otherwise."""
+    schema, same model code and data, same environment (this process's; on Ray, the trials' nodes are
+    compared with them as each returns). One sentence otherwise."""
     existing = read_records(output_dir / TRIALS_FILE)
     refuse_other_schemas(existing, output_dir)
     if specs:
         refuse_changed_inputs(existing, inputs_identity(specs[0].config), output_dir)
-        refuse_other_environments(existing, output_dir)
+        if not (executor and executor.name == "ray"):
+            refuse_other_environments(existing, output_dir)
     return existing
+
+
+def where_trials_ran(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The environment the study's trials ran in, read from a record whose condition changes no setting of it
+    (control's, not env:onednn=1's); None without such a record."""
+    for record in records:
+        condition = _condition_of(record.get("condition"))
+        if not environment.settings_changed_by(dict(condition.env_vars), dict(condition.config_changes)):
+            return record.get("environment")
+    return None
 
 
 def refuse_changed_inputs(records: list[dict[str, Any]], identity: dict[str, Any], output_dir: Path) -> None:
@@ -387,6 +442,14 @@ def _this_process_environment() -> tuple:
             tf.config.threading.get_inter_op_parallelism_threads())
 
 
+def units(specs: list[TrialSpec]) -> list[list[TrialSpec]]:
+    """`specs` as units of work, in order: each lone trial alone, each replica group's members together."""
+    found: dict[object, list[TrialSpec]] = {}
+    for spec in specs:
+        found.setdefault((spec.condition, spec.group) if spec.group is not None else spec.key, []).append(spec)
+    return list(found.values())
+
+
 def _jobs(specs: list[TrialSpec], isolation: str, workers: int) -> list[list[TrialSpec]]:
     """Groups specs into worker-process jobs: one environment per job, order kept within it."""
     if isolation == "process":
@@ -468,6 +531,12 @@ def _worker_died(job: list[TrialSpec], output_dir: Path, returncode: int, stderr
     if not unfinished:
         logging.warning("%s after recording all its trials; none is lost", reason)
         return
+    record_lost(unfinished, output_dir, reason, progress)
+
+
+def record_lost(unfinished: list[TrialSpec], output_dir: Path, reason: str, progress: Progress) -> None:
+    """Trials whose process (a worker, a Ray task's node) died before their records: written to LOST_FILE with
+    why, not to the records, and a resume runs them again."""
     for spec in unfinished:
         append_record(output_dir / LOST_FILE, {"trial_key": spec.key, "condition": spec.condition,
                                                "repeat": spec.repeat, "reason": reason,

@@ -8,17 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from harness.analysis import stats
+from harness.studies import Executor
 from harness.table import format_table
 from harness.trial.config import TrialConfig
 from harness.tuning import hyperparameters, seed_scores
 
 
 def compare(candidates: list[tuple[str, dict[str, Any], TrialConfig]], metric: str, base_seed: int, n_seeds: int,
-            output_dir: Path, replicas) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+            output_dir: Path, replicas,
+            executor: Executor | None = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Trains each (label, fields, config) over the same seeds; per config its scores, and per pair the verdict."""
     configs = []
     for label, fields, config in candidates:
-        records = seed_scores.run_seeds(config, base_seed, n_seeds, output_dir, replicas)
+        records = seed_scores.run_seeds(config, base_seed, n_seeds, output_dir, replicas, executor=executor)
         values = seed_scores.scores(records, metric)
         configs.append({"label": label, "fields": fields, "config": config.as_dict(),
                         "study_id": records[0]["study_id"], "scores": values,

@@ -24,7 +24,7 @@ import numpy as np
 
 from harness.analysis.stats import CONFIDENCE, describe, higher_is_better, sample_sd
 from harness.errors import UsageError
-from harness.studies import conditions
+from harness.studies import Executor, conditions
 from harness.studies.records import content_id
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
@@ -85,7 +85,8 @@ def seeds_study_id(config: TrialConfig, base_seed: int) -> str:
 
 
 def run_seeds(config: TrialConfig, base_seed: int, n: int, output_dir: Path,
-              replicas: int | str = "auto", isolation: str = "inprocess") -> list[dict[str, Any]]:
+              replicas: int | str = "auto", isolation: str = "inprocess",
+              executor: Executor | None = None) -> list[dict[str, Any]]:
     """Trains `config` over seeds 0..n-1 of condition `all` (trials already recorded are reused).
 
     Returns the n records in repeat order. Vectorized replicas where the model
@@ -99,7 +100,7 @@ def run_seeds(config: TrialConfig, base_seed: int, n: int, output_dir: Path,
     all_seeds = conditions.condition(conditions.ALL)
     study_id = seeds_study_id(config, base_seed)
     specs = study_runner.plan(config, base_seed, SeedSet.from_base(base_seed), [all_seeds], n, study_id, replicas)
-    study_runner.execute(specs, output_dir, isolation=isolation)
+    study_runner.execute(specs, output_dir, isolation=isolation, executor=executor)
     records = study_runner.study_records(specs, output_dir)
     return sorted(records, key=lambda r: r["repeat"])
 

@@ -75,3 +75,21 @@ def test_python_data_with_process_isolation_is_refused_for_the_isolation(tmp_pat
     assert str(refused.value).startswith(
         'isolation="process" trains in other processes, which cannot see the data handed over in Python; name it '
         'as path/to/file.py:function (data: npz:PATH), or train in this process (isolation="inprocess", workers=1)')
+
+
+def test_python_objects_cannot_travel_to_a_ray_cluster_and_an_unknown_executor_is_named(tmp_path):
+    import harness
+
+    digits = load_dataset("digits")
+    data = (digits.train_x[:100], digits.train_y[:100], digits.test_x[:50], digits.test_y[:50])
+    # The arrays stay in this process (the function can be imported from its file): refused before any cluster
+    # is reached, so the study never connects.
+    with pytest.raises(UsageError) as refused:
+        harness.study(model=create_model_for_the_api, data=data, conditions=["control"], repeats=2,
+                      executor="ray", ray_address="127.0.0.1:1", output_dir=str(tmp_path), **TRAINING)
+    assert str(refused.value) == (
+        "the Ray executor trains on other processes and machines, which cannot see the data handed over in Python; "
+        "name it as path/to/file.py:function (data: npz:PATH)")
+    assert not (tmp_path / "trials.jsonl").exists()
+    with pytest.raises(UsageError, match=r"^executor must be one of local, ray, got 'slurm'$"):
+        harness.study(model="examples/mnist_mlp.py:create_model", data="digits", executor="slurm")

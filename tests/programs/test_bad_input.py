@@ -81,6 +81,8 @@ CASES = [
     ("harness.bench", ["--intra_op_threads=99999999999999999999", *STUDY, *TINY, "--output_dir={root}/out_threads"]),
     ("harness.bench", ["--reduction_order=99999999999999999999", *STUDY, *TINY, "--output_dir={root}/out_order"]),
     ("harness.bench", ["--output_dir=", *STUDY, *TINY]),
+    ("harness.bench", ["--ray_address=127.0.0.1:6379", *STUDY, *TINY, "--output_dir={root}/out_ray"]),
+    ("harness.bench", ["--executor=ray", "--ray_gpus_per_trial=nan", *STUDY, *TINY, "--output_dir={root}/out_ray"]),
     ("harness.isolation_cost", ["--conditions=nope"]),
     ("harness.gate", ["--baseline={root}/empty.json", "--candidate={root}/study"]),
     ("harness.gate", ["--baseline={root}/study", "--candidate={root}/junk.json"]),

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run_program
 
 from harness.studies.records import read_records
 
@@ -133,6 +133,29 @@ def test_the_kubernetes_job_runs_one_shard_per_pod_of_the_pinned_image():
     assert "@sha256:" in container["image"] and env["HARNESS_IMAGE_DIGEST"].startswith("sha256:")
     assert container["args"][0] == "bench" and any(a.startswith("--output_dir=gs://") for a in container["args"])
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+
+
+def test_the_ray_job_runs_every_pod_on_one_pinned_image_with_a_gpu_per_trial():
+    import shlex
+
+    import yaml
+
+    job = yaml.safe_load((REPO / "docker" / "k8s" / "ray-job.yaml").read_text())
+    assert job["kind"] == "RayJob" and job["apiVersion"] == "ray.io/v1"
+    cluster = job["spec"]["rayClusterSpec"]
+    pods = [cluster["headGroupSpec"]["template"], *(group["template"] for group in cluster["workerGroupSpecs"])]
+    images = {container["image"] for pod in pods for container in pod["spec"]["containers"]}
+    assert len(images) == 1 and "@sha256:" in images.pop()  # nodes of one kind: their bits compare
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install .[ray])")
+    assert cluster["rayVersion"] == ray.__version__  # the version the image's lock pins
+    entrypoint = shlex.split(job["spec"]["entrypoint"])
+    assert entrypoint[:3] == ["python", "-m", "harness.bench"]
+    assert {"--executor=ray", "--ray_gpus_per_trial=1"} <= set(entrypoint)
+    lock = (REPO / "docker" / "requirements-gpu.lock").read_text()
+    assert f"ray=={ray.__version__} " in lock
+    # Every flag of the entrypoint is bench's, with a value it accepts (--helpfull parses without TensorFlow).
+    checked = run_program("harness.bench", *entrypoint[3:], "--helpshort", timeout=60)
+    assert checked.returncode == 0, checked.stderr
 
 
 def test_every_directory_of_package_data_is_a_package_so_the_install_warns_of_nothing_of_ours():

@@ -21,7 +21,8 @@ INTERNAL = re.compile(r"(^|_)(tpu|test)|logtostderr|log_dir|stderrthreshold|show
 # The shared helpers a program calls, and the flags each reads for it.
 HELPERS = {"trial_flags.config_from_flags": CONFIG_FLAGS, "trial_flags.config_overrides": CONFIG_FLAGS,
            "trial_flags.seeds_from_flags": SEED_FLAGS, "score_flags.scoring_from_flags": ("metric",),
-           "score_flags.replicas_flag": ("replicas",), "score_flags.replicas_from_flags": ("replicas",)}
+           "score_flags.replicas_flag": ("replicas",), "score_flags.replicas_from_flags": ("replicas",),
+           "executor_from_flags": ("executor", "ray_address", "ray_gpus_per_trial")}
 # Flags a program reads only to refuse them, which its --help leaves out.
 REFUSED = {"harness.bench": {"determinism"}}  # each condition sets op determinism itself
 

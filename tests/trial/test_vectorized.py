@@ -182,10 +182,14 @@ def test_the_speed_benchmark_prints_the_side_by_side_table_and_a_valid_record(tm
                 "2 processes x one thread at once: harness loop (determinism on) (aggregate)",
                 "2 processes x one thread at once: --replicas=4 (auto), own order, grouped (aggregate)",
                 "with --replicas=auto --workers=2 --intra_op_threads=1 --inter_op_threads=1",
-                "on one thread each: the harness loop"):
+                "on one thread each: the harness loop", "--workers=2 (two worker processes)",
+                "--executor=ray (2 nodes x 1 CPU on the loopback)", "Ray's overhead per trial"):
         assert row in result.stdout
     record = json.loads((tmp_path / "speed.json").read_text())
     assert schema_errors(record) == []
+    # The Ray row: the same study on a real two-node cluster and with two workers, twice each, with an interval.
+    ray = record["ray"]
+    assert len(ray["ray_s"]) == len(ray["workers_s"]) == 2 and ray["ci95"][0] <= ray["ratio"] <= ray["ci95"][1]
     # Every ratio divides by the fastest plain fit of each run (TF's pools or one thread), which it names; over
     # the runs it is the geometric mean of the runs' ratios, with an interval.
     assert record["runs"] == 2

@@ -1,0 +1,230 @@
+"""A study's trials as Ray tasks (`--executor=ray`): many machines, scheduled as they free up.
+
+Each unit of work (a lone trial, or a replica group whole) is one Ray task in a fresh worker process
+(`max_calls=1`: TensorFlow's process-wide settings, op determinism and thread pools, and a GPU's memory
+stay one task's), with its condition's environment variables (`runtime_env`). The task trains and makes
+the records where it ran, so they carry that node's host and environment; it returns them, with their
+per-example arrays, and this process, the only writer, appends them under the study directory's lock:
+resume, the summary, the gate and the report read them as any other records.
+
+A node that dies takes its tasks with it; Ray runs them again elsewhere (`max_retries`), and each
+returns its records once. A task that still fails is a lost trial (LOST_FILE, with why), which a resume
+runs again. Bad input found in a task (exit 2 at home) stops the study with its sentence.
+
+Paths in a trial's config (your model file, your data) are read on the node: on one machine, or nodes
+sharing the filesystem, as given; elsewhere they must exist at the same path (an image, a shared
+volume). Tasks start in the directory this process ran from where that exists there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from harness.errors import UsageError, first_line
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from harness.studies.study_runner import TrialSpec
+
+# Variables Ray sets in its worker processes that the records hold as bit settings (environment.py).
+RAY_SET_VARIABLES = ("OMP_NUM_THREADS",)
+# How long a cluster's head may take to accept a connection before its address is said to be wrong.
+CONNECT_TIMEOUT_S = 10
+# How many times Ray runs a task again when its worker or node dies (not when the trial fails: a failed
+# trial is a record). Three covers a preempted node and its replacement's first failure.
+MAX_RETRIES = 3
+
+
+def connect(address: str | None) -> Any:
+    """`ray`, connected: to the cluster at `address` (or $RAY_ADDRESS), else to a Ray instance this process
+    starts on this machine. One sentence when no cluster answers there."""
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--executor=ray needs Ray: pip install 'tf-determinism-harness[ray]' (or pip install "
+                         "ray)") from None
+    if ray.is_initialized():
+        return ray
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address:
+        _check_reachable(address)
+    try:
+        # The tasks' own output (TensorFlow's start-up lines) stays in Ray's logs; the progress shows each trial.
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, include_dashboard=False,
+                 configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        where = f"at {address}" if address else "on this machine"
+        raise UsageError(f"cannot reach a Ray cluster {where}: {first_line(error)}; start one with "
+                         "`ray start --head`, or give --ray_address=HOST:PORT") from None
+    return ray
+
+
+def _ray_set_here() -> dict[str, str | None]:
+    """This process's values of the variables Ray sets in its workers (None: unset), for the tasks to restore."""
+    return {name: os.environ.get(name) for name in RAY_SET_VARIABLES}
+
+
+def _check_reachable(address: str) -> None:
+    """One sentence, in seconds, when nothing listens at a HOST:PORT address: ray.init would retry for
+    minutes. Other forms (ray://, auto) are left to Ray."""
+    host, _, port = address.rpartition(":")
+    if "://" in address or not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise UsageError(f"cannot reach a Ray cluster at {address}: {error.strerror or error}; start one with "
+                         "`ray start --head`, or give --ray_address=HOST:PORT") from None
+
+
+def check_cluster(address: str | None, gpus_per_trial: float) -> None:
+    """Connects to the cluster and checks it can run a trial: one sentence otherwise, before the study writes
+    anything."""
+    check_resources(connect(address), gpus_per_trial)
+
+
+def check_resources(ray: Any, gpus_per_trial: float) -> None:
+    """One sentence when the cluster cannot run a single task: no CPU, or fewer GPUs than a trial asks."""
+    resources = ray.cluster_resources()
+    if resources.get("CPU", 0) < 1:
+        raise UsageError("the Ray cluster has no CPU to run trials on; add a node (ray start --address=...)")
+    if gpus_per_trial and resources.get("GPU", 0) < gpus_per_trial:
+        raise UsageError(f"each trial asks for {gpus_per_trial:g} GPU(s) (--ray_gpus_per_trial) and the Ray "
+                         f"cluster has {resources.get('GPU', 0):g}; add GPU nodes, or leave the flag out")
+
+
+def _refuse_other_machines(record: dict[str, Any], reference: dict[str, Any], changes_of: Callable) -> None:
+    """A trial that ran where the bits come out otherwise (another CPU, GPU, TensorFlow, image: every
+    environment.BIT_SETTINGS entry) than the study's other trials is not one of its repeats: recorded, it
+    would make a reproducible condition look irreproducible. One sentence naming both machines."""
+    from harness.platform import environment
+
+    changes = changes_of(record, environment.bit_identity(reference.get("environment") or {}))
+    if changes:
+        what = "; ".join(f"{name} {there} there, {here} on {_where(reference)}" for name, there, here in changes)
+        raise UsageError(f"trial {record['condition']} repeat {record['repeat']} ran on {_where(record)}, where the "
+                         f"bits come out otherwise ({what}); a study's trials must run on one kind of machine: "
+                         "give the study nodes of one kind (a Ray custom resource, docs/scale-out.md)")
+
+
+def _where(record: dict[str, Any]) -> str:
+    environment = record.get("environment") or {}
+    node = environment.get("ray_node_id")
+    return f"host {environment.get('host', 'unknown')}" + (f" (Ray node {node[:12]})" if node else "")
+
+
+def measure_cost(config: Any, seeds: Any, blocks: int, xla: bool, *, address: str | None,
+                 gpus_per_trial: float) -> tuple[dict[str, Any], dict[str, str]]:
+    """Determinism's cost (trial/cost.py's measurement) measured in a Ray task, where the trials ran: (the
+    measurement, that node's bit identity)."""
+    ray = connect(address)
+    task = ray.remote(max_calls=1, max_retries=MAX_RETRIES, num_cpus=1, num_gpus=gpus_per_trial)(_measure_cost)
+    try:
+        return ray.get(task.remote(config.as_dict(), seeds.as_dict(), blocks, xla, os.getcwd(), _ray_set_here()))
+    except ray.exceptions.RayTaskError as error:
+        if isinstance(error.cause, UsageError):
+            raise UsageError(str(error.cause)) from None
+        raise UsageError(f"the Ray task measuring determinism's cost raised {type(error.cause).__name__}: "
+                         f"{first_line(error.cause)}") from None
+    except ray.exceptions.RayError as error:
+        raise UsageError(f"the Ray task measuring determinism's cost failed after {MAX_RETRIES} retries: "
+                         f"{first_line(error)}") from None
+
+
+def _measure_cost(config: dict[str, Any], seeds: dict[str, Any], blocks: int, xla: bool, cwd: str,
+                  ray_set: dict[str, str | None]) -> tuple[dict[str, Any], dict[str, str]]:
+    _as_at_home(cwd, ray_set)
+    from harness.platform import determinism, environment
+    from harness.trial import cost
+    from harness.trial.config import TrialConfig
+    from harness.trial.seeds import SeedSet
+
+    base = TrialConfig(**config)
+    determinism.set_thread_pools(base.intra_op_threads, base.inter_op_threads)
+    measured = cost.measure(base, SeedSet(**seeds), blocks=blocks, xla=xla)
+    return measured, environment.bit_identity(environment.capture())
+
+
+def _as_at_home(cwd: str, ray_set: dict[str, str | None]) -> None:
+    """A task's process as the study's own would be: in its directory where that exists here (relative paths
+    in a config, your model file and data, mean what they meant at home), and with the variables Ray sets in
+    its workers (OMP_NUM_THREADS=1 for a one-CPU task) as the study had them: they are recorded, and a
+    trial's bits could depend on them. Before TensorFlow loads, which reads them once."""
+    if os.path.isdir(cwd):
+        os.chdir(cwd)
+    for name, value in ray_set.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+def _train_unit(specs_json: list[dict[str, Any]], recorded: list[str], cwd: str,
+                ray_set: dict[str, str | None]) -> list[tuple[dict[str, Any], dict[str, np.ndarray]]]:
+    """A Ray task's body: trains one unit in this worker process; (record, per-example arrays) of each member
+    not yet recorded."""
+    _as_at_home(cwd, ray_set)
+    import ray
+
+    from harness.platform import determinism
+    from harness.studies import study_runner
+
+    specs = [study_runner.TrialSpec.from_json(item) for item in specs_json]
+    # Thread pools are fixed once per process, before the first op: this one's are its trials'.
+    determinism.set_thread_pools(specs[0].config.intra_op_threads, specs[0].config.inter_op_threads)
+    results = study_runner.train_unit(specs)
+    node = ray.get_runtime_context().get_node_id()
+    returned = []
+    for spec, result in zip(specs, results, strict=True):
+        if spec.key not in recorded:
+            record = study_runner.make_record(spec, result)
+            record["environment"] = {**record["environment"], "ray_node_id": node}
+            returned.append((record, result.per_example))
+    return returned
+
+
+def run(units: list[list[TrialSpec]], recorded: set[str], *, address: str | None, gpus_per_trial: float,
+        reference: dict[str, Any] | None,
+        write: Callable[[dict[str, Any], dict[str, np.ndarray]], dict[str, Any]],
+        finished: Callable[[list[dict[str, Any]]], None],
+        lost: Callable[[list[TrialSpec], str], None]) -> None:
+    """Runs `units` as Ray tasks; as each returns, `write`s its records (here, the one writer) and tells
+    `finished`; a unit whose task failed for good goes to `lost` with why. `reference`: a record the study
+    already holds, whose environment every returned record must share (else the first returned one's)."""
+    from harness.studies import study_runner
+
+    ray = connect(address)
+    check_resources(ray, gpus_per_trial)
+    task = ray.remote(max_calls=1, max_retries=MAX_RETRIES, num_cpus=1, num_gpus=gpus_per_trial)(_train_unit)
+    keys, cwd, ray_set = sorted(recorded), os.getcwd(), _ray_set_here()
+    running = {}
+    for unit in units:
+        # The condition's environment (env:onednn, env:xla): set before the worker process starts.
+        options = {"runtime_env": {"env_vars": dict(unit[0].env_vars)}} if unit[0].env_vars else {}
+        running[task.options(**options).remote([spec.to_json() for spec in unit], keys, cwd, ray_set)] = unit
+    try:
+        while running:
+            done, _ = ray.wait(list(running), num_returns=1)
+            unit = running.pop(done[0])
+            try:
+                returned = ray.get(done[0])
+            except ray.exceptions.RayTaskError as error:
+                if isinstance(error.cause, UsageError):
+                    raise UsageError(str(error.cause)) from None
+                lost(unit, f"its Ray task raised {type(error.cause).__name__}: {first_line(error.cause)}")
+                continue
+            except ray.exceptions.RayError as error:  # its worker or node died, after every retry
+                lost(unit, f"its Ray task failed after {MAX_RETRIES} retries: {first_line(error)}")
+                continue
+            for record, _ in returned:
+                reference = reference or record
+                _refuse_other_machines(record, reference, study_runner.environment_changes)
+            finished([write(record, arrays) for record, arrays in returned])
+    finally:
+        for ref in running:  # Ctrl-C, or bad input from one task: the others stop too
+            ray.cancel(ref, force=True)

@@ -1,0 +1,98 @@
+"""Studies on a real two-node Ray cluster on this machine (`--executor=ray`): the same records and bits as a
+local run, a resume across executors without duplicates, a node killed mid-study without a lost or doubled
+trial, and bad addresses in one sentence."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import REPO, run_program
+
+from harness.studies.records import read_records
+
+ray_cluster_utils = pytest.importorskip("ray.cluster_utils", reason="ray is not installed (pip install .[ray])")
+
+SMALL = ["--benchmark=digits_mlp", "--epochs=1", "--max_train_examples=200", "--cost_blocks=0"]
+# Every way a study runs a trial: replica groups (control, init), a condition in its own environment
+# variable (env:onednn), one at a time (--replicas=1 below).
+CONDITIONS = "--conditions=control,init,env:onednn=1"
+
+
+@pytest.fixture
+def cluster():
+    """A head node and a second node, each a separate raylet with one CPU, on the loopback."""
+    made = ray_cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    made.add_node(num_cpus=1)
+    made.wait_for_nodes()
+    yield made
+    made.shutdown()
+
+
+def _prints(directory):
+    return {(r["condition"], r["repeat"]): r["fingerprints"] for r in read_records(directory / "trials.jsonl")}
+
+
+@pytest.mark.slow
+def test_a_study_on_ray_records_the_bits_of_a_local_run_and_resumes_a_local_one(cluster, tmp_path):
+    local = run_program("harness.bench", *SMALL, CONDITIONS, "--repeats=2", f"--output_dir={tmp_path / 'local'}")
+    assert local.returncode == 0, local.stderr
+    # Half the study here, the rest on the cluster: the trials recorded here are not run again.
+    half = run_program("harness.bench", *SMALL, "--conditions=control", "--repeats=2",
+                       f"--output_dir={tmp_path / 'ray'}")
+    assert half.returncode == 0, half.stderr
+    on_ray = run_program("harness.bench", *SMALL, CONDITIONS, "--repeats=2", "--executor=ray",
+                         f"--ray_address={cluster.address}", f"--output_dir={tmp_path / 'ray'}")
+    assert on_ray.returncode == 0, on_ray.stderr
+    assert "4 trial(s) ran now, 2 already recorded" in on_ray.stdout
+    records = read_records(tmp_path / "ray" / "trials.jsonl")
+    assert len(records) == 6 and len({r["trial_key"] for r in records}) == 6
+    assert _prints(tmp_path / "ray") == _prints(tmp_path / "local")
+    # Made where they trained: env:onednn=1's records say oneDNN was on in their Ray worker.
+    assert {r["environment"]["onednn_enabled"] for r in records if r["condition"] == "env:onednn=1"} == {True}
+    assert run_program("harness.validate", str(tmp_path / "ray" / "trials.jsonl")).returncode == 0
+    local_summary = json.loads((tmp_path / "local" / "summary.json").read_text())
+    ray_summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
+    keys = ("n_ok", "unique_weight_hashes", "test_accuracy", "mean_pairwise_disagreement", "matches_control_bitwise")
+    assert [{k: row[k] for k in keys} for row in ray_summary["conditions"]] == \
+           [{k: row[k] for k in keys} for row in local_summary["conditions"]]
+
+
+@pytest.mark.slow
+def test_a_node_killed_mid_study_loses_no_trial_and_records_none_twice(cluster, tmp_path):
+    worker = cluster.list_all_nodes()[1]
+    args = [*SMALL, "--conditions=control,init", "--repeats=4", "--replicas=1", "--executor=ray",
+            f"--ray_address={cluster.address}", f"--output_dir={tmp_path}"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    driver = subprocess.Popen([sys.executable, "-m", "harness.bench", *args], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    trials = tmp_path / "trials.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not trials.exists() or not trials.read_bytes().count(b"\n")):
+        time.sleep(0.2)
+    assert trials.exists(), "no trial finished on the cluster"
+    cluster.remove_node(worker, allow_graceful=False)  # its running task dies with it; Ray runs it again
+    out, err = driver.communicate(timeout=600)
+    assert driver.returncode == 0, err
+    records = read_records(trials)
+    assert sorted((r["condition"], r["repeat"]) for r in records) == \
+           sorted((c, r) for c in ("control", "init") for r in range(4))
+    assert len({r["trial_key"] for r in records}) == 8
+    assert not (tmp_path / "lost.jsonl").exists() or not (tmp_path / "lost.jsonl").read_text().strip()
+    assert "8 trial(s) ran now, 0 already recorded" in out
+
+
+@pytest.mark.slow
+def test_a_cluster_that_cannot_be_reached_or_run_on_is_one_sentence(cluster, tmp_path):
+    unreachable = run_program("harness.bench", *SMALL, "--conditions=control", "--repeats=2", "--executor=ray",
+                              "--ray_address=127.0.0.1:1", f"--output_dir={tmp_path / 'a'}", timeout=180)
+    assert unreachable.returncode == 2 and "Traceback" not in unreachable.stderr
+    assert unreachable.stderr.splitlines()[-1].startswith("error: cannot reach a Ray cluster at 127.0.0.1:1: ")
+    no_gpus = run_program("harness.bench", *SMALL, "--conditions=control", "--repeats=2", "--executor=ray",
+                          f"--ray_address={cluster.address}", "--ray_gpus_per_trial=1",
+                          f"--output_dir={tmp_path / 'b'}")
+    assert no_gpus.returncode == 2 and no_gpus.stderr.splitlines()[-1] == (
+        "error: each trial asks for 1 GPU(s) (--ray_gpus_per_trial) and the Ray cluster has 0; add GPU nodes, or "
+        "leave the flag out.")
