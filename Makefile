@@ -68,7 +68,7 @@ endif
 # user's Ray processes on this machine). docs/scale-out.md.
 RAY_PORT ?= 6390
 RAY_DIR ?= results/ray/digits_mlp
-RAY_STUDY := --benchmark=digits_mlp --conditions=control,init,all,env:onednn=1 --repeats=4 --epochs=5
+RAY_STUDY := --benchmark=digits_mlp --conditions=control,kernels,init,all,env:onednn=1 --repeats=4 --epochs=5
 RAY := $(VENV)/bin/ray
 bench-ray: $(INSTALLED)
 	$(RAY) start --head --port=$(RAY_PORT) --num-cpus=1 --disable-usage-stats --include-dashboard=false >/dev/null

@@ -1,8 +1,14 @@
 """A study's trials as Ray tasks (`--executor=ray`): many machines, scheduled as they free up.
 
-Each unit of work (a lone trial, or a replica group whole) is one Ray task in a fresh worker process
-(`max_calls=1`: TensorFlow's process-wide settings, op determinism and thread pools, and a GPU's memory
-stay one task's), with its condition's environment variables (`runtime_env`). The task trains and makes
+Each unit of work (a lone trial, or a replica group whole) is one Ray task, run in a worker process of its
+process environment: its condition's environment variables and its thread pools are the task's
+`runtime_env`, and Ray keeps a separate pool of worker processes per runtime_env, so no task lands in a
+process set up otherwise. On CPUs a worker process trains one task after another, as the study's own process
+and its local workers do (a trial's bits are the same in a fresh process: every random op is stateless and
+op determinism is switched per trial), which spares each task TensorFlow's import (about 9 s of a CPU here).
+A task with a GPU (--ray_gpus_per_trial), or with --isolation=process, gets a fresh process (`max_calls=1`):
+TensorFlow holds a GPU's memory, and the device it first saw, for the life of its process. The task trains
+and makes
 the records where it ran, so they carry that node's host and environment; it returns them, with their
 per-example arrays, and this process, the only writer, appends them under the study directory's lock:
 resume, the summary, the gate and the report read them as any other records.
@@ -35,6 +41,9 @@ if TYPE_CHECKING:
 RAY_SET_VARIABLES = ("OMP_NUM_THREADS",)
 # How long a cluster's head may take to accept a connection before its address is said to be wrong.
 CONNECT_TIMEOUT_S = 10
+# Set in every task's runtime_env to its thread pools: Ray reuses a worker process only for tasks of the same
+# runtime_env, and a process's pools are fixed at its first op.
+POOLS_VARIABLE = "HARNESS_RAY_THREAD_POOLS"
 # How many times Ray runs a task again when its worker or node dies (not when the trial fails: a failed
 # trial is a record). Three covers a preempted node and its replacement's first failure.
 MAX_RETRIES = 3
@@ -189,23 +198,29 @@ def _train_unit(specs_json: list[dict[str, Any]], recorded: list[str], cwd: str,
 
 
 def run(units: list[list[TrialSpec]], recorded: set[str], *, address: str | None, gpus_per_trial: float,
-        reference: dict[str, Any] | None,
+        fresh_processes: bool, reference: dict[str, Any] | None,
         write: Callable[[dict[str, Any], dict[str, np.ndarray]], dict[str, Any]],
         finished: Callable[[list[dict[str, Any]]], None],
         lost: Callable[[list[TrialSpec], str], None]) -> None:
     """Runs `units` as Ray tasks; as each returns, `write`s its records (here, the one writer) and tells
     `finished`; a unit whose task failed for good goes to `lost` with why. `reference`: a record the study
-    already holds, whose environment every returned record must share (else the first returned one's)."""
+    already holds, whose environment every returned record must share (else the first returned one's).
+    `fresh_processes`: every task in a process of its own (--isolation=process); GPU tasks always are."""
     from harness.studies import study_runner
 
     ray = connect(address)
     check_resources(ray, gpus_per_trial)
-    task = ray.remote(max_calls=1, max_retries=MAX_RETRIES, num_cpus=1, num_gpus=gpus_per_trial)(_train_unit)
+    # max_calls=0: a worker process is reused without limit (within its runtime_env's pool).
+    max_calls = 1 if fresh_processes or gpus_per_trial else 0
+    task = ray.remote(max_calls=max_calls, max_retries=MAX_RETRIES, num_cpus=1,
+                      num_gpus=gpus_per_trial)(_train_unit)
     keys, cwd, ray_set = sorted(recorded), os.getcwd(), _ray_set_here()
     running = {}
     for unit in units:
-        # The condition's environment (env:onednn, env:xla): set before the worker process starts.
-        options = {"runtime_env": {"env_vars": dict(unit[0].env_vars)}} if unit[0].env_vars else {}
+        # The condition's environment (env:onednn, env:xla) is set before the worker process starts, and the
+        # thread pools (fixed once per process) name its pool of processes, so a reused one is set up alike.
+        pools = f"{unit[0].config.intra_op_threads},{unit[0].config.inter_op_threads}"
+        options = {"runtime_env": {"env_vars": {**dict(unit[0].env_vars), POOLS_VARIABLE: pools}}}
         running[task.options(**options).remote([spec.to_json() for spec in unit], keys, cwd, ray_set)] = unit
     try:
         while running:

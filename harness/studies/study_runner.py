@@ -312,7 +312,8 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
             from harness.studies import ray_executor  # Ray: imported only where it runs
 
             ray_executor.run(units(with_group_members(elsewhere, specs)), recorded, address=executor.address,
-                             gpus_per_trial=executor.gpus_per_trial, reference=next(iter(existing), None),
+                             gpus_per_trial=executor.gpus_per_trial, fresh_processes=isolation == "process",
+                             reference=next(iter(existing), None),
                              write=lambda record, arrays: write_record(record, arrays, output_dir),
                              finished=finished,
                              lost=lambda unit, reason: record_lost(
