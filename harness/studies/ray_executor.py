@@ -112,8 +112,13 @@ def _refuse_other_machines(record: dict[str, Any], reference: dict[str, Any], ch
     environment.BIT_SETTINGS entry) than the study's other trials is not one of its repeats: recorded, it
     would make a reproducible condition look irreproducible. One sentence naming both machines."""
     from harness.platform import environment
+    from harness.studies import study_runner
 
-    changes = changes_of(record, environment.bit_identity(reference.get("environment") or {}))
+    # What either trial's condition sets itself (env:onednn=1's oneDNN, env:threads=1's pools) differs by design.
+    condition = study_runner.condition_of(reference.get("condition"))
+    by_design = environment.settings_changed_by(dict(condition.env_vars), dict(condition.config_changes))
+    changes = [change for change in changes_of(record, environment.bit_identity(reference.get("environment") or {}))
+               if change[0] not in by_design]
     if changes:
         what = "; ".join(f"{name} {there} there, {here} on {_where(reference)}" for name, there, here in changes)
         raise UsageError(f"trial {record['condition']} repeat {record['repeat']} ran on {_where(record)}, where the "

@@ -199,7 +199,7 @@ def train_unit(members: list[TrialSpec]) -> list[TrialResult]:
 
 def _load_of(condition: str):
     """The load a condition's trials train under: every core busy for `env:load=1`, else none."""
-    return busy_cores() if _condition_of(condition).background_load else contextlib.nullcontext()
+    return busy_cores() if condition_of(condition).background_load else contextlib.nullcontext()
 
 
 def make_record(spec: TrialSpec, result: TrialResult) -> dict[str, Any]:
@@ -353,7 +353,7 @@ def where_trials_ran(records: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The environment the study's trials ran in, read from a record whose condition changes no setting of it
     (control's, not env:onednn=1's); None without such a record."""
     for record in records:
-        condition = _condition_of(record.get("condition"))
+        condition = condition_of(record.get("condition"))
         if not environment.settings_changed_by(dict(condition.env_vars), dict(condition.config_changes)):
             return record.get("environment")
     return None
@@ -417,7 +417,7 @@ def environment_changes(record: dict[str, Any], reference: dict[str, str], *,
     `reference` identity (environment.bit_identity), leaving out what the record's condition sets itself
     (env:onednn=0's TF_ENABLE_ONEDNN_OPTS, env:threads=1's pools), which differs by design."""
     then = environment.bit_identity(record.get("environment") or {})
-    condition = _condition_of(record.get("condition"))
+    condition = condition_of(record.get("condition"))
     by_design = environment.settings_changed_by(dict(condition.env_vars), dict(condition.config_changes))
     if thread_pools_from_config:
         by_design.update(environment.THREAD_SETTINGS)
@@ -425,7 +425,7 @@ def environment_changes(record: dict[str, Any], reference: dict[str, str], *,
                  if name not in by_design and then.get(name) != value)
 
 
-def _condition_of(name: str | None) -> Condition:
+def condition_of(name: str | None) -> Condition:
     """The condition a record or spec names; an unknown name (another version's) or none (a record of a re-run
     objective) is treated as control."""
     if not isinstance(name, str):
