@@ -75,9 +75,8 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
     the interleaved cost measurement (studies/determinism_cost.py; 0: none), run in shard 0. `executor`: where
     the trials run (this machine by default; a Ray cluster: harness/studies/ray_executor.py)."""
     check_cost_blocks(cost_blocks)
-    if executor and executor.name == "ray":  # before anything is written
-        study_runner.refuse_python_objects_on_ray(base)
-        ray_executor.check_cluster(executor.address, executor.gpus_per_trial)
+    if executor:
+        executor.check([base])  # before anything is written
     if replicas == "auto" and (isolation != "inprocess" or num_shards > 1):
         replicas = 1
     # Before any op runs: trials with these thread pools can then share this process.

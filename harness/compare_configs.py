@@ -77,11 +77,13 @@ def main(argv: list[str]) -> int:
     identity = [[label, config.as_dict()] for label, _, config in candidates] + [FLAGS.seed, FLAGS.seeds]
     comparison_id = content_id(identity)
     output_dir = Path(value_or("output_dir", f"results/compare/{base.benchmark}/{comparison_id}"))
+    executor = executor_from_flags()
+    executor.check([config for _, _, config in candidates])  # before the directory is made
     with exclusive(output_dir):  # One run writes a directory at a time.
         replicas = score_flags.replicas_from_flags()
         started = time.perf_counter()
         configs, pairs = comparison.compare(candidates, metric, FLAGS.seed, FLAGS.seeds, output_dir, replicas,
-                                           executor_from_flags())
+                                           executor)
         document = {"schema": COMPARE_SCHEMA,
                     "created_at": utc_timestamp(),
                     "benchmark": base.benchmark, "metric": metric, "higher_is_better": stats.higher_is_better(metric),

@@ -92,10 +92,11 @@ def main(argv: list[str]) -> int:
     study_id = seed_scores.seeds_study_id(config, base_seed)
     # A directory per re-evaluation (config and seeds), so one never overwrites another's summary.
     output_dir = Path(value_or("output_dir", f"results/reeval/{config.benchmark}/{study_id}"))
+    executor = executor_from_flags()
+    executor.check([config])  # before the directory is made
     with exclusive(output_dir):  # One run writes a directory at a time.
         started = time.perf_counter()
         replicas = score_flags.replicas_from_flags()
-        executor = executor_from_flags()
         records = seed_scores.run_seeds(config, base_seed, FLAGS.seeds, output_dir, replicas, FLAGS.isolation,
                                         executor)
         scores = seed_scores.scores(records, metric)

@@ -2,6 +2,8 @@
 predictions beside them (per_example.py) and storage, and the study's cost record (determinism_cost.py)."""
 
 import dataclasses
+from collections.abc import Iterable
+from typing import Any
 
 # Where trials (and re-run objectives) run: all in this process, or each in a fresh one. Here, not in
 # study_runner, so the flag that takes it (harness/flags.py) is defined without importing TensorFlow.
@@ -21,3 +23,12 @@ class Executor:
     name: str = "local"
     address: str | None = None
     gpus_per_trial: float = 0.0
+
+    def check(self, configs: Iterable[Any]) -> None:
+        """Refuses, in one sentence and before a program writes anything, trials of `configs` (TrialConfig)
+        this executor cannot run. On Ray: a model or data handed over as a Python object, an unreachable
+        cluster, one without the GPUs asked for."""
+        if self.name == "ray":
+            from harness.studies import ray_executor  # Ray: imported only where it runs
+
+            ray_executor.check_cluster(self.address, self.gpus_per_trial, configs)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from harness.errors import UsageError, first_line
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from harness.studies.study_runner import TrialSpec
+    from harness.trial.config import TrialConfig
 
 # Variables Ray sets in its worker processes that the records hold as bit settings (environment.py).
 RAY_SET_VARIABLES = ("OMP_NUM_THREADS",)
@@ -91,10 +92,24 @@ def _check_reachable(address: str) -> None:
                          "`ray start --head`, or give --ray_address=HOST:PORT") from None
 
 
-def check_cluster(address: str | None, gpus_per_trial: float) -> None:
-    """Connects to the cluster and checks it can run a trial: one sentence otherwise, before the study writes
-    anything."""
+def check_cluster(address: str | None, gpus_per_trial: float, configs: Iterable[TrialConfig]) -> None:
+    """Checks the trials of `configs` can run on the cluster: one sentence otherwise, before a program writes
+    anything. A model or data handed over as a Python object first (no cluster is reached for it), then the
+    cluster's address and resources."""
+    for config in configs:
+        refuse_python_objects(config)
     check_resources(connect(address), gpus_per_trial)
+
+
+def refuse_python_objects(config: TrialConfig) -> None:
+    """A model or data handed over as a Python object stays in this process: a Ray task elsewhere cannot
+    build it."""
+    from harness.trial import user_code
+
+    for named, what in ((config.model, "model"), (config.dataset, "data")):
+        if user_code.is_in_process(named):
+            raise UsageError(f"the Ray executor trains on other processes and machines, which cannot see the {what} "
+                             "handed over in Python; name it as path/to/file.py:function (data: npz:PATH)")
 
 
 def check_resources(ray: Any, gpus_per_trial: float) -> None:

@@ -291,7 +291,8 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
             if user_code.is_in_process(named):
                 what = "model" if named == spec.config.model else "data"
                 if on_ray:
-                    refuse_python_objects_on_ray(spec.config)
+                    from harness.studies import ray_executor  # Ray: imported only where it runs
+                    ray_executor.refuse_python_objects(spec.config)
                 if isolation != "inprocess" or workers > 1:
                     why = "isolation=\"process\"" if isolation != "inprocess" else f"{workers} workers"
                     raise UsageError(f"{why} trains in other processes, which cannot see the {what} handed over in "
@@ -325,15 +326,6 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
     # Trials a dead worker took with it have no record (LOST_FILE says why): they did not run.
     recorded_now = {r.get("trial_key") for r in read_records(output_dir / TRIALS_FILE)}
     return sum(spec.key in recorded_now for spec in pending)
-
-
-def refuse_python_objects_on_ray(config: TrialConfig) -> None:
-    """A model or data handed over as a Python object stays in this process: a Ray task elsewhere cannot
-    build it. One sentence, before any cluster is reached."""
-    for named, what in ((config.model, "model"), (config.dataset, "data")):
-        if user_code.is_in_process(named):
-            raise UsageError(f"the Ray executor trains on other processes and machines, which cannot see the {what} "
-                             "handed over in Python; name it as path/to/file.py:function (data: npz:PATH)")
 
 
 def check_resumable(specs: list[TrialSpec], output_dir: Path, executor: Executor | None = None) -> list[dict[str, Any]]:

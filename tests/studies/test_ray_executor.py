@@ -98,6 +98,21 @@ def test_a_cluster_that_cannot_be_reached_or_run_on_is_one_sentence(cluster, tmp
         "leave the flag out.")
 
 
+@pytest.mark.parametrize("module, args", [
+    ("harness.bench", [*SMALL, "--conditions=control", "--repeats=2"]),
+    ("harness.reeval", [*SMALL[:3], "--params={tmp}/params.json", "--seeds=2"]),
+    ("harness.compare_configs", [*SMALL[:3], "--config=A:", "--config=B:learning_rate=0.01", "--seeds=2"]),
+])
+def test_an_unreachable_cluster_is_one_sentence_before_any_directory_is_made(tmp_path, module, args):
+    out = tmp_path / "out"
+    (tmp_path / "params.json").write_text('{"learning_rate": 0.01}')
+    result = run_program(module, *(a.format(tmp=tmp_path) for a in args), "--executor=ray", "--ray_address=127.0.0.1:1", f"--output_dir={out}",
+                         timeout=180)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.splitlines()[-1].startswith("error: cannot reach a Ray cluster at 127.0.0.1:1: ")
+    assert not out.exists()
+
+
 def test_records_from_another_kind_of_machine_are_refused_but_a_conditions_own_setting_is_not(small_study):
     import copy
 

@@ -165,8 +165,9 @@ def test_the_speed_benchmark_prints_the_side_by_side_table_and_a_valid_record(tm
 
     from conftest import run_program
 
+    # The Ray row alone trains four small studies (about five minutes here, more on a busy CI machine).
     result = run_program("harness.bench_speed", "--examples=256", "--epochs=2", "--replicas=auto", "--nodoctor",
-                         "--runs=2", f"--output_dir={tmp_path}")
+                         "--runs=2", f"--output_dir={tmp_path}", timeout=1800)
     assert result.returncode == 0, result.stderr[-2000:]
     for row in ("keras model.fit of examples/mnist_mlp.py:create_model (determinism on)",
                 "harness loop on --model=examples/mnist_mlp.py:create_model", "harness loop (determinism on)",
