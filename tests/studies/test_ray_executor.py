@@ -106,8 +106,8 @@ def test_a_cluster_that_cannot_be_reached_or_run_on_is_one_sentence(cluster, tmp
 def test_an_unreachable_cluster_is_one_sentence_before_any_directory_is_made(tmp_path, module, args):
     out = tmp_path / "out"
     (tmp_path / "params.json").write_text('{"learning_rate": 0.01}')
-    result = run_program(module, *(a.format(tmp=tmp_path) for a in args), "--executor=ray", "--ray_address=127.0.0.1:1", f"--output_dir={out}",
-                         timeout=180)
+    result = run_program(module, *(a.format(tmp=tmp_path) for a in args), "--executor=ray",
+                         "--ray_address=127.0.0.1:1", f"--output_dir={out}", timeout=180)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.splitlines()[-1].startswith("error: cannot reach a Ray cluster at 127.0.0.1:1: ")
     assert not out.exists()
