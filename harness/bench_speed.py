@@ -18,9 +18,9 @@ each as steady-state examples/s (the first epoch or loop call, which traces, is
 excluded; the median of the rest), its ratio to Keras, and its share of this
 machine's dense-matmul peak, measured in the same run. Then the memory one
 trial adds to a process (peak RSS, in a fresh process each), for the built-in
-MLP and the user model. With ray installed, a small study on a local two-node
-Ray cluster against the same study with --workers=2 (the study's seconds both
-ways, and Ray's overhead per trial). Then the update's bound: Adam's update
+MLP and the user model. With ray installed, a study (--ray_study: a small one,
+or make bench's) on a local two-node Ray cluster against the same study with
+--workers=2 (the study's seconds both ways, and Ray's overhead per trial). Then the update's bound: Adam's update
 alone over the largest group's weights, timed, and the rate no group of that
 size can pass here even with its matmuls at the measured peak. Last, the time
 the classic MNIST-MLP study would take at full size (60,000 examples, 50
@@ -47,8 +47,8 @@ from harness import cli
 from harness.errors import UsageError
 from harness.flags import value_or
 from harness.platform import environment
-from harness.schema import SPEED_FILE, SPEED_SCHEMA
-from harness.studies.records import utc_timestamp, write_json
+from harness.schema import SPEED_FILE, SPEED_SCHEMA, SUMMARY_FILE, TRIALS_FILE
+from harness.studies.records import read_records, utc_timestamp, write_json
 from harness.table import format_table
 from harness.trial.config import TrialConfig, load_benchmark
 from harness.trial.seeds import SeedSet
@@ -62,8 +62,10 @@ flags.DEFINE_integer("runs", 3, "Times every row is measured, one run of all row
                      "`vs fastest fit` is the geometric mean of its runs' ratios with a 95% t-interval (1: one "
                      "sample, no interval).", lower_bound=1)
 flags.DEFINE_bool("doctor", True, "Also time harness.doctor --verify on the two example scripts (about a minute).")
-flags.DEFINE_bool("ray", True, "Also time a small study on a local two-node Ray cluster against --workers=2 (about "
-                  "five minutes; skipped where ray is not installed).")
+flags.DEFINE_bool("ray", True, "Also time a study on a local two-node Ray cluster against --workers=2 (skipped where "
+                  "ray is not installed).")
+flags.DEFINE_enum("ray_study", "small", ["small", "default"], "The study the Ray row times: `small` (12 trials on one "
+                  "thread each, about five minutes) or `default` (make bench's study, about 20 minutes at 2 runs).")
 flags.DEFINE_enum("memory_probe", None, ["builtin", "user"], "Internal: run one trial of this model in this process "
                   "and print the memory it added.")
 flags.DEFINE_bool("rates_probe", False, "Internal: with one intra-op and one inter-op thread, measure the rows "
@@ -532,18 +534,21 @@ def _fixed_cost(timing: dict[str, Any], steps_per_loop: int) -> float:
     return timing["setup_s"] + timing["first_call_s"] - timing["steady_step_ms"]["median"] / 1e3 * steps_per_loop
 
 
-# The small study the Ray row times both ways: 12 trials one at a time (each a Ray task), on one thread each, as
-# the two workers of --workers=2 train.
-RAY_STUDY = ["--benchmark=digits_mlp", "--conditions=control,init,all", "--repeats=4", "--epochs=5", "--replicas=1",
-             "--cost_blocks=0", "--intra_op_threads=1", "--inter_op_threads=1"]
-RAY_STUDY_TRIALS = 12
+# The studies the Ray row times both ways (--ray_study). `small`: 12 trials one at a time (each a Ray task), on
+# one thread each, as the two workers of --workers=2 train. `default`: the study `make bench` runs (its
+# benchmark, 10 repeats of every condition, replica groups, the cost of determinism), as a user would.
+RAY_STUDIES = {
+    "small": ["--benchmark=digits_mlp", "--conditions=control,init,all", "--repeats=4", "--epochs=5", "--replicas=1",
+              "--cost_blocks=0", "--intra_op_threads=1", "--inter_op_threads=1"],
+    "default": ["--repeats=10"],
+}
 
 
-def ray_against_workers(runs: int) -> dict[str, Any] | None:
-    """The same small study (RAY_STUDY) on a real two-node Ray cluster on this machine (two raylets, one CPU
+def ray_against_workers(runs: int, study: str) -> dict[str, Any] | None:
+    """The same study (RAY_STUDIES[study]) on a real two-node Ray cluster on this machine (two raylets, one CPU
     each) and with --workers=2, alternately, `runs` times each: the study's own seconds (summary wall_s) both
-    ways, their ratio (a paired 95% t-interval over runs), and Ray's overhead per trial (task dispatch, a fresh
-    worker process, the record's return). None where ray is not installed."""
+    ways, their ratio (a paired 95% t-interval over runs), and Ray's overhead per trial (task dispatch, a
+    worker process's start per process environment, the record's return). None where ray is not installed."""
     try:
         from ray import cluster_utils
     except ImportError:
@@ -552,6 +557,7 @@ def ray_against_workers(runs: int) -> dict[str, Any] | None:
 
     cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
     seconds: dict[str, list[float]] = {"ray": [], "workers": []}
+    trials = 0
     try:
         cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
@@ -561,18 +567,19 @@ def ray_against_workers(runs: int) -> dict[str, Any] | None:
                 for how in (("ray", "workers") if run % 2 == 0 else ("workers", "ray")):
                     where = ["--executor=ray", f"--ray_address={cluster.address}"] if how == "ray" else ["--workers=2"]
                     directory = Path(scratch) / f"{how}-{run}"
-                    done = subprocess.run([sys.executable, "-m", "harness.bench", *RAY_STUDY, *where,
+                    done = subprocess.run([sys.executable, "-m", "harness.bench", *RAY_STUDIES[study], *where,
                                            f"--output_dir={directory}"], capture_output=True, text=True)
                     if done.returncode != 0:
                         raise UsageError(f"the Ray speed study ({how}) failed: "
                                          f"{(done.stderr.strip().splitlines() or ['no output'])[-1]}")
-                    seconds[how].append(json.loads((directory / "summary.json").read_text())["wall_s"])
+                    seconds[how].append(json.loads((directory / SUMMARY_FILE).read_text())["wall_s"])
+                    trials = len(read_records(directory / TRIALS_FILE))
     finally:
         cluster.shutdown()
     ratio = stats.paired_ratio(seconds["ray"], seconds["workers"]) if runs > 1 else None
     # Two CPUs work at once either way: the extra wall time, times two, is CPU time Ray adds; per trial.
-    overhead = [(r - w) * 2 / RAY_STUDY_TRIALS for r, w in zip(seconds["ray"], seconds["workers"], strict=True)]
-    return {"study": " ".join(RAY_STUDY), "trials": RAY_STUDY_TRIALS, "runs": runs, "ray_s": seconds["ray"],
+    overhead = [(r - w) * 2 / trials for r, w in zip(seconds["ray"], seconds["workers"], strict=True)]
+    return {"study": " ".join(RAY_STUDIES[study]), "trials": trials, "runs": runs, "ray_s": seconds["ray"],
             "workers_s": seconds["workers"],
             "ratio": ratio["ratio"] if ratio else seconds["ray"][0] / seconds["workers"][0],
             "ci95": ratio["ci95"] if ratio else None, "overhead_s_per_trial": float(np.median(overhead))}
@@ -596,7 +603,7 @@ def main(argv: list[str]) -> int:
     figures["memory"] = measure_memory(FLAGS.examples, epochs)
     if FLAGS.doctor:
         figures["doctor_s"], doctor_runs = doctor_seconds()
-    ray_figures = ray_against_workers(FLAGS.runs) if FLAGS.ray else None
+    ray_figures = ray_against_workers(FLAGS.runs, FLAGS.ray_study) if FLAGS.ray else None
     if ray_figures:
         figures["ray"] = ray_figures
     env = environment.capture()
@@ -659,15 +666,16 @@ def main(argv: list[str]) -> int:
     if ray_figures:
         interval = ray_figures["ci95"]
         print(format_table(
-            ["the same small study (12 trials, one thread each)", "the study's seconds (median)",
+            [f"python -m harness.bench {ray_figures['study']} ({ray_figures['trials']} trials)",
+             "the study's seconds (median)",
              "vs --workers=2 [95% CI]"],
             [["--workers=2 (two worker processes)", f"{np.median(ray_figures['workers_s']):.1f}", "1"],
              ["--executor=ray (2 nodes x 1 CPU on the loopback)", f"{np.median(ray_figures['ray_s']):.1f}",
               f"{ray_figures['ratio']:.2f}x" + (f" [{interval[0]:.2f}, {interval[1]:.2f}]" if interval
                                                 else " (one sample, no interval)")]]))
-        print(f"Ray's overhead per trial (a task, its fresh worker process and TensorFlow's import, the record's "
-              f"return): {ray_figures['overhead_s_per_trial']:.1f} s of a CPU (median of {ray_figures['runs']} "
-              "paired runs)")
+        print(f"Ray's overhead per trial (the task's dispatch, a worker process's start and TensorFlow's import "
+              f"once per process environment, the record's return): {ray_figures['overhead_s_per_trial']:.1f} s of a "
+              f"CPU (median of {ray_figures['runs']} paired runs)")
     elif FLAGS.ray:
         print("no Ray row: ray is not installed (pip install .[ray])")
     for script, seconds in figures.get("doctor_s", {}).items():
