@@ -20,8 +20,9 @@ machine's dense-matmul peak, measured in the same run. Then the memory one
 trial adds to a process (peak RSS, in a fresh process each), for the built-in
 MLP and the user model. With ray installed, a study (--ray_study: a small one,
 or make bench's) on a local two-node Ray cluster against the same study with
---workers=2 (the study's seconds both ways, and Ray's overhead per trial). Then the update's bound: Adam's update
-alone over the largest group's weights, timed, and the rate no group of that
+--workers=2 (the study's seconds both ways, and Ray's overhead per trial).
+Then the update's bound: Adam's update alone over the largest group's weights,
+timed, and the rate no group of that
 size can pass here even with its matmuls at the measured peak. Last, the time
 the classic MNIST-MLP study would take at full size (60,000 examples, 50
 epochs, 10 repeats of each default condition) at these rates, one by one and

@@ -38,7 +38,7 @@ from absl import logging
 from harness.errors import UsageError, meaningful_lines
 from harness.platform import environment, processes
 from harness.schema import LOST_FILE, TRIAL_SCHEMA, TRIALS_FILE
-from harness.studies import Executor, per_example, tensorboard_curves
+from harness.studies import Executor, per_example, ray_executor, tensorboard_curves
 from harness.studies.background_load import busy_cores
 from harness.studies.conditions import CONTROL, Condition
 from harness.studies.conditions import condition as named_condition
@@ -291,7 +291,6 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
             if user_code.is_in_process(named):
                 what = "model" if named == spec.config.model else "data"
                 if on_ray:
-                    from harness.studies import ray_executor  # Ray: imported only where it runs
                     ray_executor.refuse_python_objects(spec.config)
                 if isolation != "inprocess" or workers > 1:
                     why = "isolation=\"process\"" if isolation != "inprocess" else f"{workers} workers"
@@ -310,8 +309,6 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
     try:
         run_in_this_process(local, specs, output_dir, recorded, finished)
         if on_ray:
-            from harness.studies import ray_executor  # Ray: imported only where it runs
-
             ray_executor.run(units(with_group_members(elsewhere, specs)), recorded, address=executor.address,
                              gpus_per_trial=executor.gpus_per_trial, fresh_processes=isolation == "process",
                              reference=next(iter(existing), None),
