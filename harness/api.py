@@ -21,7 +21,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +113,7 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
         if executor and executor.name == "ray":
             ran_in = study_runner.where_trials_ran(records) or ran_in
             identity = environment.bit_identity(ran_in)
-            measure = functools.partial(ray_executor.measure_cost, address=executor.address,
-                                        gpus_per_trial=executor.gpus_per_trial)
+            measure = functools.partial(ray_executor.measure_cost, executor=executor)
         cost = determinism_cost.ensure(base, seeds, chosen, study_dir.local, study_id, cost_blocks, identity,
                                        measure) if shard_index == 0 else None
         summary = summarize_study(manifest, records, ran_in, wall_s, study_dir.local, cost)
@@ -224,7 +223,8 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
           repeats: int = 10, output_dir: str | None = None, seed: int = 0, benchmark: str | None = None,
           replicas: int | str = "auto", isolation: str = "inprocess", workers: int = 1,
           cost_blocks: int = DEFAULT_COST_BLOCKS, executor: str = "local", ray_address: str | None = None,
-          ray_gpus_per_trial: float = 0.0, **settings: Any) -> StudyResult:
+          ray_gpus_per_trial: float = 0.0, ray_resources: Mapping[str, float] | None = None,
+          **settings: Any) -> StudyResult:
     """Runs a variance study of a model and returns its result.
 
     `model`: a function returning a Keras model (compiled or not), a spec string (`file.py:function`,
@@ -235,7 +235,8 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
     setting (epochs=, batch_size=, learning_rate=, model_args=, validation_fraction=, ...). `cost_blocks`: blocks
     per setting of the interleaved measurement of determinism's cost (0: none; summary's determinism_cost).
     `executor="ray"`: each trial a Ray task on the cluster at `ray_address` (default $RAY_ADDRESS, else a Ray
-    instance started here), with `ray_gpus_per_trial` GPUs each; the model and data then name files.
+    instance started here), with `ray_gpus_per_trial` GPUs and the custom Ray `ray_resources` ({name: amount},
+    marking one kind of node) each; the model and data then name files.
     """
     unknown = sorted(set(settings) - set(CONFIG_FIELDS) - {"benchmark"})
     if unknown:
@@ -246,6 +247,15 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
         raise UsageError(f"isolation must be one of {', '.join(ISOLATIONS)}, got {isolation!r}")
     if executor not in EXECUTORS:
         raise UsageError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
+    ray_given = [name for name, value in (("ray_address", ray_address), ("ray_gpus_per_trial", ray_gpus_per_trial),
+                                          ("ray_resources", ray_resources)) if value]
+    if executor != "ray" and ray_given:
+        raise UsageError(f"{' and '.join(ray_given)} {'is' if len(ray_given) == 1 else 'are'} for executor=\"ray\"; "
+                         "add it, or leave them out")
+    if not isinstance(ray_resources, Mapping | None):
+        raise UsageError(f"ray_resources must be a dict of resource name to amount, got a "
+                         f"{type(ray_resources).__name__}")
+    resources = ray_executor.checked_resources((ray_resources or {}).items(), "ray_resources")
     if not isinstance(model, str) and not callable(model) or _is_keras_model(model):
         raise UsageError(f"model must be a function that returns a Keras model (each trial builds its own, under "
                          f"its init seed), or a spec string; got a {type(model).__name__} object")
@@ -261,7 +271,7 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
     replicas = study_runner.parse_replicas(str(replicas))
     run = run_study(base, seed, SeedSet.from_base(seed), chosen, repeats, output_dir or f"results/{base.benchmark}",
                     replicas=replicas, isolation=isolation, workers=workers, cost_blocks=cost_blocks,
-                    executor=Executor(executor, ray_address, ray_gpus_per_trial))
+                    executor=Executor(executor, ray_address, ray_gpus_per_trial, resources))
     return StudyResult(run.summary, run.directory.local, run.lost, run.alone)
 
 

@@ -19,7 +19,7 @@ from absl import flags
 from harness import cli, trial_flags
 from harness.analysis import op_scan
 from harness.errors import UsageError
-from harness.flags import executor_from_flags, value_or
+from harness.flags import RAY_FLAGS, executor_from_flags, value_or
 from harness.platform import processes
 from harness.schema import LOST_FILE, PER_EXAMPLE_DIR, SUMMARY_FILE, TRIALS_FILE
 from harness.studies import conditions
@@ -30,7 +30,7 @@ from harness.trial.config import DEFAULT_COST_BLOCKS
 FLAGS = flags.FLAGS
 # The shared flags bench reads, which its --help lists (--determinism it refuses: each condition sets it).
 for _name in (*trial_flags.CONFIG_FLAGS, *trial_flags.SEED_FLAGS, "conditions", "repeats", "replicas", "isolation",
-              "executor", "ray_address", "ray_gpus_per_trial", "output_dir"):
+              *RAY_FLAGS, "output_dir"):
     if _name != "determinism":
         flags.declare_key_flag(_name)
 flags.DEFINE_integer("workers", 1, "Worker processes running trials in parallel (a replica group whole in one).",

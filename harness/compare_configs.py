@@ -25,7 +25,7 @@ from absl import flags
 from harness import cli, score_flags, trial_flags
 from harness.analysis import stats
 from harness.errors import UsageError
-from harness.flags import executor_from_flags, value_or
+from harness.flags import RAY_FLAGS, executor_from_flags, value_or
 from harness.platform import environment
 from harness.schema import COMPARE_FILE, COMPARE_SCHEMA
 from harness.studies.records import content_id, utc_timestamp, write_json
@@ -34,8 +34,8 @@ from harness.tuning import comparison, hyperparameters, seed_scores
 
 FLAGS = flags.FLAGS
 # The shared flags compare_configs reads, which its --help lists with its own.
-for _name in (*trial_flags.CONFIG_FLAGS, "seed", "metric", "seeds", "replicas", "executor", "ray_address",
-              "ray_gpus_per_trial", "output_dir"):
+for _name in (*trial_flags.CONFIG_FLAGS, "seed", "metric", "seeds", "replicas", *RAY_FLAGS,
+              "output_dir"):
     flags.declare_key_flag(_name)
 flags.DEFINE_multi_string("config", None, "A configuration to compare: LABEL:NAME=VALUE,..., LABEL:FILE.json "
                           "or FILE.json (hyperparameters); give two or more.")

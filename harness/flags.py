@@ -83,6 +83,12 @@ flags.DEFINE_string("ray_address", None, "The Ray cluster --executor=ray runs tr
                     "machine for this run.")
 define_float("ray_gpus_per_trial", 0.0, "GPUs each Ray task asks for with --executor=ray (1 on GPU nodes: one "
              "trial per GPU; 0: CPU only).", lower_bound=0.0, upper_bound=64.0)
+flags.DEFINE_string("ray_resources", None, "Custom Ray resources each task asks for with --executor=ray, as "
+                    "NAME=AMOUNT,...: every trial runs on nodes that offer them, so a study's trials share one kind "
+                    "of machine (e.g. accelerator_type:A100=0.001, which Ray sets on A100 nodes, or a label you "
+                    "give nodes with ray start --resources).")
+# The flags executor_from_flags reads: each program that takes --executor declares them its key flags.
+RAY_FLAGS = ("executor", "ray_address", "ray_gpus_per_trial", "ray_resources")
 flags.DEFINE_integer("epochs", None, "Training epochs (default: the benchmark's; bench_speed: 3, the first a warm-up).")
 # This module defines no flag past here: a flag `define_float` defines is the calling module's (its group in
 # that program's --help), not this one's.
@@ -90,10 +96,15 @@ flags.disclaim_key_flags()
 
 
 def executor_from_flags() -> Executor:
-    """Where this program's trials run, from --executor, --ray_address and --ray_gpus_per_trial."""
-    if FLAGS.executor != "ray" and (FLAGS["ray_address"].present or FLAGS["ray_gpus_per_trial"].present):
-        raise UsageError("--ray_address and --ray_gpus_per_trial are for --executor=ray; add it, or leave them out")
-    return Executor(FLAGS.executor, FLAGS.ray_address or None, FLAGS.ray_gpus_per_trial)
+    """Where this program's trials run, from --executor and the --ray_ flags."""
+    given = [f"--{name}" for name in RAY_FLAGS[1:] if FLAGS[name].present]
+    if FLAGS.executor != "ray" and given:
+        raise UsageError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for --executor=ray; add it, "
+                         "or leave them out")
+    from harness.studies import ray_executor  # its parsing only: Ray itself loads where a study runs on it
+
+    return Executor(FLAGS.executor, FLAGS.ray_address or None, FLAGS.ray_gpus_per_trial,
+                    ray_executor.parse_resources(FLAGS.ray_resources or ""))
 
 
 def value_or(name: str, default: Any) -> Any:

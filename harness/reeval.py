@@ -39,7 +39,7 @@ from harness import cli, score_flags, trial_flags
 from harness.analysis import stats
 from harness.analysis.summary import build_summary, format_summary, write_summary
 from harness.errors import UsageError
-from harness.flags import define_float, executor_from_flags, value_or
+from harness.flags import RAY_FLAGS, define_float, executor_from_flags, value_or
 from harness.platform import environment
 from harness.schema import SUMMARY_FILE
 from harness.studies.conditions import ALL, condition
@@ -50,8 +50,8 @@ from harness.tuning import hyperparameters, optuna_storage, reevaluation, seed_s
 
 FLAGS = flags.FLAGS
 # The shared flags reeval reads, which its --help lists with its own.
-for _name in (*trial_flags.CONFIG_FLAGS, "seed", "metric", "seeds", "replicas", "isolation", "executor",
-              "ray_address", "ray_gpus_per_trial", "output_dir"):
+for _name in (*trial_flags.CONFIG_FLAGS, "seed", "metric", "seeds", "replicas", "isolation", *RAY_FLAGS,
+              "output_dir"):
     flags.declare_key_flag(_name)
 flags.DEFINE_string("objective", None, "Your own Optuna objective, FILE.py:FUNCTION or package.module:FUNCTION: "
                     "called with the stored trial's parameters (optuna.trial.FixedTrial) over --seeds seeds; "

@@ -18,17 +18,18 @@ EXECUTORS = ("local", "ray")
 class Executor:
     """Where a study's trials run. `local`: this process and worker processes on this machine. `ray`: Ray tasks
     on the cluster at `address` (None: $RAY_ADDRESS, else a Ray instance started here), each asking for
-    `gpus_per_trial` GPUs."""
+    `gpus_per_trial` GPUs and the custom Ray `resources` ((name, amount) pairs) that mark one kind of node."""
 
     name: str = "local"
     address: str | None = None
     gpus_per_trial: float = 0.0
+    resources: tuple[tuple[str, float], ...] = ()
 
     def check(self, configs: Iterable[Any]) -> None:
         """Refuses, in one sentence and before a program writes anything, trials of `configs` (TrialConfig)
         this executor cannot run. On Ray: a model or data handed over as a Python object, an unreachable
-        cluster, one without the GPUs asked for."""
+        cluster, one without the GPUs or resources asked for."""
         if self.name == "ray":
             from harness.studies import ray_executor  # Ray: imported only where it runs
 
-            ray_executor.check_cluster(self.address, self.gpus_per_trial, configs)
+            ray_executor.check_cluster(self, configs)

@@ -25,6 +25,7 @@ volume). Tasks start in the directory this process ran from where that exists th
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 from collections.abc import Callable, Iterable
@@ -35,6 +36,7 @@ from harness.errors import UsageError, first_line
 if TYPE_CHECKING:
     import numpy as np
 
+    from harness.studies import Executor
     from harness.studies.study_runner import TrialSpec
     from harness.trial.config import TrialConfig
 
@@ -48,6 +50,38 @@ POOLS_VARIABLE = "HARNESS_RAY_THREAD_POOLS"
 # How many times Ray runs a task again when its worker or node dies (not when the trial fails: a failed
 # trial is a record). Three covers a preempted node and its replacement's first failure.
 MAX_RETRIES = 3
+# Resources Ray defines itself: a task takes one CPU, and its GPUs are --ray_gpus_per_trial's.
+PREDEFINED_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+
+
+def parse_resources(text: str) -> tuple[tuple[str, float], ...]:
+    """--ray_resources' NAME=AMOUNT,... as checked (name, amount) pairs."""
+    pairs = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, equals, amount = item.rpartition("=")
+        if not equals or not name.strip():
+            raise UsageError(f"--ray_resources takes NAME=AMOUNT pairs separated by commas (e.g. "
+                             f"accelerator_type:A100=0.001), got {item!r}")
+        pairs.append((name.strip(), amount.strip()))
+    return checked_resources(pairs, "--ray_resources")
+
+
+def checked_resources(pairs: Iterable[tuple[str, Any]], named_by: str) -> tuple[tuple[str, float], ...]:
+    """(name, amount) pairs of custom Ray resources each task asks for, sorted; one sentence naming `named_by`
+    (the flag or argument) for an amount that is not a positive number or a resource Ray defines itself."""
+    checked = {}
+    for name, amount in pairs:
+        if name in PREDEFINED_RESOURCES:
+            raise UsageError(f"{named_by}: {name} is Ray's own resource (each trial takes 1 CPU; GPUs: "
+                             "--ray_gpus_per_trial); name the custom resources that mark your nodes")
+        try:
+            value = float(amount)
+        except (TypeError, ValueError):
+            value = math.nan
+        if not (math.isfinite(value) and value > 0) or isinstance(amount, bool):
+            raise UsageError(f"{named_by}: the amount of {name} must be a positive number, got {amount!r}")
+        checked[str(name)] = value
+    return tuple(sorted(checked.items()))
 
 
 def connect(address: str | None) -> Any:
@@ -92,13 +126,13 @@ def _check_reachable(address: str) -> None:
                          "`ray start --head`, or give --ray_address=HOST:PORT") from None
 
 
-def check_cluster(address: str | None, gpus_per_trial: float, configs: Iterable[TrialConfig]) -> None:
-    """Checks the trials of `configs` can run on the cluster: one sentence otherwise, before a program writes
-    anything. A model or data handed over as a Python object first (no cluster is reached for it), then the
-    cluster's address and resources."""
+def check_cluster(executor: Executor, configs: Iterable[TrialConfig]) -> None:
+    """Checks the trials of `configs` can run on the executor's cluster: one sentence otherwise, before a
+    program writes anything. A model or data handed over as a Python object first (no cluster is reached for
+    it), then the cluster's address and resources."""
     for config in configs:
         refuse_python_objects(config)
-    check_resources(connect(address), gpus_per_trial)
+    check_resources(connect(executor.address), executor)
 
 
 def refuse_python_objects(config: TrialConfig) -> None:
@@ -112,14 +146,30 @@ def refuse_python_objects(config: TrialConfig) -> None:
                              "handed over in Python; name it as path/to/file.py:function (data: npz:PATH)")
 
 
-def check_resources(ray: Any, gpus_per_trial: float) -> None:
-    """One sentence when the cluster cannot run a single task: no CPU, or fewer GPUs than a trial asks."""
+def check_resources(ray: Any, executor: Executor) -> None:
+    """One sentence when the cluster cannot run a single task: no CPU, fewer GPUs than a trial asks, a custom
+    resource no node offers, or no one node offering all a trial asks for (Ray would wait for one forever)."""
     resources = ray.cluster_resources()
     if resources.get("CPU", 0) < 1:
         raise UsageError("the Ray cluster has no CPU to run trials on; add a node (ray start --address=...)")
-    if gpus_per_trial and resources.get("GPU", 0) < gpus_per_trial:
-        raise UsageError(f"each trial asks for {gpus_per_trial:g} GPU(s) (--ray_gpus_per_trial) and the Ray "
-                         f"cluster has {resources.get('GPU', 0):g}; add GPU nodes, or leave the flag out")
+    if executor.gpus_per_trial and resources.get("GPU", 0) < executor.gpus_per_trial:
+        raise UsageError(f"each trial asks for {executor.gpus_per_trial:g} GPU(s) (--ray_gpus_per_trial) and the "
+                         f"Ray cluster has {resources.get('GPU', 0):g}; add GPU nodes, or leave the flag out")
+    for name, amount in executor.resources:
+        if resources.get(name, 0) < amount:
+            # Ray's own per-node resources (node:IP, node:__internal_head__) are not kinds a user names.
+            offered = ", ".join(sorted(name for name in resources
+                                       if name not in PREDEFINED_RESOURCES and not name.startswith("node:"))) or "none"
+            raise UsageError(f"each trial asks for {name}={amount:g} (--ray_resources) and the Ray cluster offers "
+                             f"{resources.get(name, 0):g} (its custom resources: {offered}); start nodes with "
+                             f"ray start --resources='{{\"{name}\": 1}}', or leave it out")
+    wanted = {"CPU": 1.0, "GPU": executor.gpus_per_trial, **dict(executor.resources)}
+    if not any(node.get("Alive") and all(node.get("Resources", {}).get(name, 0) >= amount
+                                          for name, amount in wanted.items() if amount)
+               for node in ray.nodes()):
+        together = ", ".join(f"{name}={amount:g}" for name, amount in wanted.items() if amount)
+        raise UsageError(f"no node of the Ray cluster offers {together} together, which each trial asks for; "
+                         "give one kind of node all of them (ray start --num-gpus, --resources), or ask for less")
 
 
 def _refuse_other_machines(record: dict[str, Any], reference: dict[str, Any], changes_of: Callable) -> None:
@@ -138,7 +188,7 @@ def _refuse_other_machines(record: dict[str, Any], reference: dict[str, Any], ch
         what = "; ".join(f"{name} {there} there, {here} on {_where(reference)}" for name, there, here in changes)
         raise UsageError(f"trial {record['condition']} repeat {record['repeat']} ran on {_where(record)}, where the "
                          f"bits come out otherwise ({what}); a study's trials must run on one kind of machine: "
-                         "give the study nodes of one kind (a Ray custom resource, docs/scale-out.md)")
+                         "ask for nodes of one kind (--ray_resources, docs/scale-out.md)")
 
 
 def _where(record: dict[str, Any]) -> str:
@@ -147,12 +197,12 @@ def _where(record: dict[str, Any]) -> str:
     return f"host {environment.get('host', 'unknown')}" + (f" (Ray node {node[:12]})" if node else "")
 
 
-def measure_cost(config: Any, seeds: Any, blocks: int, xla: bool, *, address: str | None,
-                 gpus_per_trial: float) -> tuple[dict[str, Any], dict[str, str]]:
-    """Determinism's cost (trial/cost.py's measurement) measured in a Ray task, where the trials ran: (the
-    measurement, that node's bit identity)."""
-    ray = connect(address)
-    task = ray.remote(max_calls=1, max_retries=MAX_RETRIES, num_cpus=1, num_gpus=gpus_per_trial)(_measure_cost)
+def measure_cost(config: Any, seeds: Any, blocks: int, xla: bool, *,
+                 executor: Executor) -> tuple[dict[str, Any], dict[str, str]]:
+    """Determinism's cost (trial/cost.py's measurement) measured in a Ray task, on a node of the kind the
+    trials ran on: (the measurement, that node's bit identity)."""
+    ray = connect(executor.address)
+    task = ray.remote(max_calls=1, max_retries=MAX_RETRIES, **_task_resources(executor))(_measure_cost)
     try:
         return ray.get(task.remote(config.as_dict(), seeds.as_dict(), blocks, xla, os.getcwd(), _ray_set_here()))
     except ray.exceptions.RayTaskError as error:
@@ -217,8 +267,13 @@ def _train_unit(specs_json: list[dict[str, Any]], recorded: list[str], cwd: str,
     return returned
 
 
-def run(units: list[list[TrialSpec]], recorded: set[str], *, address: str | None, gpus_per_trial: float,
-        fresh_processes: bool, reference: dict[str, Any] | None,
+def _task_resources(executor: Executor) -> dict[str, Any]:
+    """What each task asks Ray for: one CPU, the GPUs and the custom resources of the executor."""
+    return {"num_cpus": 1, "num_gpus": executor.gpus_per_trial, "resources": dict(executor.resources)}
+
+
+def run(units: list[list[TrialSpec]], recorded: set[str], *, executor: Executor, fresh_processes: bool,
+        reference: dict[str, Any] | None,
         write: Callable[[dict[str, Any], dict[str, np.ndarray]], dict[str, Any]],
         finished: Callable[[list[dict[str, Any]]], None],
         lost: Callable[[list[TrialSpec], str], None]) -> None:
@@ -228,12 +283,11 @@ def run(units: list[list[TrialSpec]], recorded: set[str], *, address: str | None
     `fresh_processes`: every task in a process of its own (--isolation=process); GPU tasks always are."""
     from harness.studies import study_runner
 
-    ray = connect(address)
-    check_resources(ray, gpus_per_trial)
+    ray = connect(executor.address)
+    check_resources(ray, executor)
     # max_calls=0: a worker process is reused without limit (within its runtime_env's pool).
-    max_calls = 1 if fresh_processes or gpus_per_trial else 0
-    task = ray.remote(max_calls=max_calls, max_retries=MAX_RETRIES, num_cpus=1,
-                      num_gpus=gpus_per_trial)(_train_unit)
+    max_calls = 1 if fresh_processes or executor.gpus_per_trial else 0
+    task = ray.remote(max_calls=max_calls, max_retries=MAX_RETRIES, **_task_resources(executor))(_train_unit)
     keys, cwd, ray_set = sorted(recorded), os.getcwd(), _ray_set_here()
     running = {}
     for unit in units:

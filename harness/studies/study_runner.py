@@ -309,8 +309,8 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
     try:
         run_in_this_process(local, specs, output_dir, recorded, finished)
         if on_ray:
-            ray_executor.run(units(with_group_members(elsewhere, specs)), recorded, address=executor.address,
-                             gpus_per_trial=executor.gpus_per_trial, fresh_processes=isolation == "process",
+            ray_executor.run(units(with_group_members(elsewhere, specs)), recorded, executor=executor,
+                             fresh_processes=isolation == "process",
                              reference=next(iter(existing), None),
                              write=lambda record, arrays: write_record(record, arrays, output_dir),
                              finished=finished,

@@ -93,3 +93,15 @@ def test_python_objects_cannot_travel_to_a_ray_cluster_and_an_unknown_executor_i
     assert not (tmp_path / "trials.jsonl").exists()
     with pytest.raises(UsageError, match=r"^executor must be one of local, ray, got 'slurm'$"):
         harness.study(model="examples/mnist_mlp.py:create_model", data="digits", executor="slurm")
+    # Ray's settings without Ray would be ignored: the study would run here, not where they ask.
+    with pytest.raises(UsageError, match=r'^ray_address and ray_resources are for executor="ray"; add it, or leave '
+                                         r'them out$'):
+        harness.study(model="examples/mnist_mlp.py:create_model", data="digits", ray_address="10.0.0.1:6379",
+                      ray_resources={"gpu_a100": 1})
+    with pytest.raises(UsageError, match=r"^ray_resources: the amount of gpu_a100 must be a positive number, got "
+                                         r"'many'$"):
+        harness.study(model="examples/mnist_mlp.py:create_model", data="digits", executor="ray",
+                      ray_resources={"gpu_a100": "many"})
+    with pytest.raises(UsageError, match=r"^ray_resources must be a dict of resource name to amount, got a list$"):
+        harness.study(model="examples/mnist_mlp.py:create_model", data="digits", executor="ray",
+                      ray_resources=["gpu_a100"])

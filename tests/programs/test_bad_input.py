@@ -83,6 +83,8 @@ CASES = [
     ("harness.bench", ["--output_dir=", *STUDY, *TINY]),
     ("harness.bench", ["--ray_address=127.0.0.1:6379", *STUDY, *TINY, "--output_dir={root}/out_ray"]),
     ("harness.bench", ["--executor=ray", "--ray_gpus_per_trial=nan", *STUDY, *TINY, "--output_dir={root}/out_ray"]),
+    ("harness.bench", ["--executor=ray", "--ray_resources=gpu_a100", *STUDY, *TINY, "--output_dir={root}/out_ray"]),
+    ("harness.reeval", ["--ray_resources=gpu_a100=1", "--seeds=2", *TINY, "--output_dir={root}/out_reeval"]),
     ("harness.isolation_cost", ["--conditions=nope"]),
     ("harness.gate", ["--baseline={root}/empty.json", "--candidate={root}/study"]),
     ("harness.gate", ["--baseline={root}/study", "--candidate={root}/junk.json"]),

@@ -9,6 +9,7 @@ import sys
 import pytest
 from conftest import REPO, run_program
 
+from harness.flags import RAY_FLAGS
 from harness.trial_flags import CONFIG_FLAGS, SEED_FLAGS
 
 # Every program: a module of harness/ that starts through cli.run. A new program is covered as it is added.
@@ -22,7 +23,7 @@ INTERNAL = re.compile(r"(^|_)(tpu|test)|logtostderr|log_dir|stderrthreshold|show
 HELPERS = {"trial_flags.config_from_flags": CONFIG_FLAGS, "trial_flags.config_overrides": CONFIG_FLAGS,
            "trial_flags.seeds_from_flags": SEED_FLAGS, "score_flags.scoring_from_flags": ("metric",),
            "score_flags.replicas_flag": ("replicas",), "score_flags.replicas_from_flags": ("replicas",),
-           "executor_from_flags": ("executor", "ray_address", "ray_gpus_per_trial")}
+           "executor_from_flags": RAY_FLAGS}
 # Flags a program reads only to refuse them, which its --help leaves out.
 REFUSED = {"harness.bench": {"determinism"}}  # each condition sets op determinism itself
 

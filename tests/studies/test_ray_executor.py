@@ -23,9 +23,10 @@ CONDITIONS = "--conditions=control,init,env:onednn=1"
 
 @pytest.fixture
 def cluster():
-    """A head node and a second node, each a separate raylet with one CPU, on the loopback."""
-    made = ray_cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    made.add_node(num_cpus=1)
+    """A head node and a second node, each a separate raylet with one CPU, on the loopback; each offers a custom
+    resource naming its kind (kind_a, kind_b), as GPU models would."""
+    made = ray_cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"kind_a": 1}})
+    made.add_node(num_cpus=1, resources={"kind_b": 1})
     made.wait_for_nodes()
     yield made
     made.shutdown()
@@ -134,5 +135,51 @@ def test_records_from_another_kind_of_machine_are_refused_but_a_conditions_own_s
     assert str(refused.value) == (
         f"trial control repeat {control['repeat']} ran on host gpu-node-7 (Ray node aaaaaaaaaaaa), where the bits come "
         f"out otherwise (CPU Another CPU there, {control['environment']['cpu']['model']} on host "
-        f"{control['environment'].get('host', 'unknown')}); a study's trials must run on one kind of machine: give "
-        "the study nodes of one kind (a Ray custom resource, docs/scale-out.md)")
+        f"{control['environment'].get('host', 'unknown')}); a study's trials must run on one kind of machine: ask "
+        "for nodes of one kind (--ray_resources, docs/scale-out.md)")
+
+
+@pytest.mark.slow
+def test_ray_resources_send_every_task_to_the_nodes_that_offer_them_or_say_why_none_can(cluster, tmp_path):
+    kind_b = cluster.list_all_nodes()[1].node_id
+    args = [*SMALL, "--conditions=control,init", "--repeats=2", "--replicas=1", "--executor=ray",
+            f"--ray_address={cluster.address}"]
+    on_b = run_program("harness.bench", *args, "--ray_resources=kind_b=1", f"--output_dir={tmp_path / 'b'}")
+    assert on_b.returncode == 0, on_b.stderr
+    assert {r["environment"]["ray_node_id"] for r in read_records(tmp_path / "b" / "trials.jsonl")} == {kind_b}
+    none = run_program("harness.bench", *args, "--ray_resources=kind_c=1", f"--output_dir={tmp_path / 'c'}")
+    assert none.returncode == 2 and none.stderr.splitlines()[-1] == (
+        "error: each trial asks for kind_c=1 (--ray_resources) and the Ray cluster offers 0 (its custom resources: "
+        "kind_a, kind_b); start nodes with ray start --resources='{\"kind_c\": 1}', or leave it out.")
+    apart = run_program("harness.bench", *args, "--ray_resources=kind_a=1,kind_b=1", f"--output_dir={tmp_path / 'd'}")
+    assert apart.returncode == 2 and apart.stderr.splitlines()[-1] == (
+        "error: no node of the Ray cluster offers CPU=1, kind_a=1, kind_b=1 together, which each trial asks for; give "
+        "one kind of node all of them (ray start --num-gpus, --resources), or ask for less.")
+    assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("text, said", [
+    ("gpu_a100", "--ray_resources takes NAME=AMOUNT pairs separated by commas (e.g. accelerator_type:A100=0.001), "
+                 "got 'gpu_a100'"),
+    ("=1", "--ray_resources takes NAME=AMOUNT pairs separated by commas (e.g. accelerator_type:A100=0.001), got '=1'"),
+    ("gpu_a100=0", "--ray_resources: the amount of gpu_a100 must be a positive number, got '0'"),
+    ("gpu_a100=nan", "--ray_resources: the amount of gpu_a100 must be a positive number, got 'nan'"),
+    ("GPU=1", "--ray_resources: GPU is Ray's own resource (each trial takes 1 CPU; GPUs: --ray_gpus_per_trial); name "
+              "the custom resources that mark your nodes"),
+])
+def test_ray_resources_that_cannot_be_asked_for_are_one_sentence(text, said):
+    from harness.errors import UsageError
+    from harness.studies import ray_executor
+
+    with pytest.raises(UsageError) as refused:
+        ray_executor.parse_resources(text)
+    assert str(refused.value) == said
+
+
+def test_ray_resources_are_read_as_pairs_a_task_asks_for():
+    from harness.studies import Executor, ray_executor
+
+    pairs = ray_executor.parse_resources(" accelerator_type:A100=0.001, pool=1 ,")
+    assert pairs == (("accelerator_type:A100", 0.001), ("pool", 1.0))
+    assert ray_executor._task_resources(Executor("ray", None, 1.0, pairs)) == {
+        "num_cpus": 1, "num_gpus": 1.0, "resources": {"accelerator_type:A100": 0.001, "pool": 1.0}}
