@@ -66,7 +66,7 @@ flags.DEFINE_bool("doctor", True, "Also time harness.doctor --verify on the two 
 flags.DEFINE_bool("ray", True, "Also time a study on a local two-node Ray cluster against --workers=2 (skipped where "
                   "ray is not installed).")
 flags.DEFINE_enum("ray_study", "small", ["small", "default"], "The study the Ray row times: `small` (12 trials on one "
-                  "thread each, about five minutes) or `default` (make bench's study, about 20 minutes at 2 runs).")
+                  "thread each, about five minutes) or `default` (make bench's study, about six minutes a run here).")
 flags.DEFINE_enum("memory_probe", None, ["builtin", "user"], "Internal: run one trial of this model in this process "
                   "and print the memory it added.")
 flags.DEFINE_bool("rates_probe", False, "Internal: with one intra-op and one inter-op thread, measure the rows "
