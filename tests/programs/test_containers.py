@@ -1,6 +1,7 @@
 """Containers without a Docker engine: the Dockerfiles lint clean, make prints the right commands,
 the locks pin every package by hash, and the entrypoint the images run works here."""
 
+import json
 import os
 import re
 import subprocess
@@ -150,7 +151,10 @@ def test_the_ray_job_runs_every_pod_on_one_pinned_image_with_a_gpu_per_trial():
     assert cluster["rayVersion"] == ray.__version__  # the version the image's lock pins
     entrypoint = shlex.split(job["spec"]["entrypoint"])
     assert entrypoint[:3] == ["python", "-m", "harness.bench"]
-    assert {"--executor=ray", "--ray_gpus_per_trial=1"} <= set(entrypoint)
+    assert {"--executor=ray", "--ray_gpus_per_trial=1", "--ray_resources=study_gpu=0.001"} <= set(entrypoint)
+    # The resource the trials ask for is one the GPU group's pods offer (ray start --resources, JSON in quotes).
+    offered = json.loads(json.loads(cluster["workerGroupSpecs"][0]["rayStartParams"]["resources"]))
+    assert offered == {"study_gpu": 1}
     lock = (REPO / "docker" / "requirements-gpu.lock").read_text()
     assert f"ray=={ray.__version__} " in lock
     # Every flag of the entrypoint is bench's, with a value it accepts (--helpfull parses without TensorFlow).
