@@ -80,6 +80,9 @@ def checked_resources(pairs: Iterable[tuple[str, Any]], named_by: str) -> tuple[
             value = math.nan
         if not (math.isfinite(value) and value > 0) or isinstance(amount, bool):
             raise UsageError(f"{named_by}: the amount of {name} must be a positive number, got {amount!r}")
+        if round(value, 4) != value:  # Ray refuses finer amounts when the task is declared, mid-study
+            raise UsageError(f"{named_by}: Ray counts resources to 0.0001, and the amount of {name} is {amount!r}; "
+                             "round it (0.001 is the usual share of a label every node of the kind has one of)")
         checked[str(name)] = value
     return tuple(sorted(checked.items()))
 

@@ -164,6 +164,8 @@ def test_ray_resources_send_every_task_to_the_nodes_that_offer_them_or_say_why_n
     ("=1", "--ray_resources takes NAME=AMOUNT pairs separated by commas (e.g. accelerator_type:A100=0.001), got '=1'"),
     ("gpu_a100=0", "--ray_resources: the amount of gpu_a100 must be a positive number, got '0'"),
     ("gpu_a100=nan", "--ray_resources: the amount of gpu_a100 must be a positive number, got 'nan'"),
+    ("gpu_a100=0.00001", "--ray_resources: Ray counts resources to 0.0001, and the amount of gpu_a100 is '0.00001'; "
+                         "round it (0.001 is the usual share of a label every node of the kind has one of)"),
     ("GPU=1", "--ray_resources: GPU is Ray's own resource (each trial takes 1 CPU; GPUs: --ray_gpus_per_trial); name "
               "the custom resources that mark your nodes"),
 ])
