@@ -252,6 +252,9 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
     if executor != "ray" and ray_given:
         raise UsageError(f"{' and '.join(ray_given)} {'is' if len(ray_given) == 1 else 'are'} for executor=\"ray\"; "
                          "add it, or leave them out")
+    if isinstance(ray_gpus_per_trial, bool) or not isinstance(ray_gpus_per_trial, int | float) \
+            or not 0 <= ray_gpus_per_trial <= 64:  # --ray_gpus_per_trial's bounds; a NaN fails both
+        raise UsageError(f"ray_gpus_per_trial must be a number from 0 to 64, got {ray_gpus_per_trial!r}")
     if not isinstance(ray_resources, Mapping | None):
         raise UsageError(f"ray_resources must be a dict of resource name to amount, got a "
                          f"{type(ray_resources).__name__}")

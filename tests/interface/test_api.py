@@ -102,6 +102,9 @@ def test_python_objects_cannot_travel_to_a_ray_cluster_and_an_unknown_executor_i
                                          r"'many'$"):
         harness.study(model="examples/mnist_mlp.py:create_model", data="digits", executor="ray",
                       ray_resources={"gpu_a100": "many"})
+    with pytest.raises(UsageError, match=r"^ray_gpus_per_trial must be a number from 0 to 64, got nan$"):
+        harness.study(model="examples/mnist_mlp.py:create_model", data="digits", executor="ray",
+                      ray_gpus_per_trial=float("nan"))
     with pytest.raises(UsageError, match=r"^ray_resources must be a dict of resource name to amount, got a list$"):
         harness.study(model="examples/mnist_mlp.py:create_model", data="digits", executor="ray",
                       ray_resources=["gpu_a100"])
