@@ -250,8 +250,9 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
     ray_given = [name for name, value in (("ray_address", ray_address), ("ray_gpus_per_trial", ray_gpus_per_trial),
                                           ("ray_resources", ray_resources)) if value]
     if executor != "ray" and ray_given:
-        raise UsageError(f"{' and '.join(ray_given)} {'is' if len(ray_given) == 1 else 'are'} for executor=\"ray\"; "
-                         "add it, or leave them out")
+        one = len(ray_given) == 1
+        raise UsageError(f"{' and '.join(ray_given)} {'is' if one else 'are'} for executor=\"ray\"; add it, or "
+                         f"leave {'it' if one else 'them'} out")
     if isinstance(ray_gpus_per_trial, bool) or not isinstance(ray_gpus_per_trial, int | float) \
             or not 0 <= ray_gpus_per_trial <= 64:  # --ray_gpus_per_trial's bounds; a NaN fails both
         raise UsageError(f"ray_gpus_per_trial must be a number from 0 to 64, got {ray_gpus_per_trial!r}")

@@ -99,8 +99,9 @@ def executor_from_flags() -> Executor:
     """Where this program's trials run, from --executor and the --ray_ flags."""
     given = [f"--{name}" for name in RAY_FLAGS[1:] if FLAGS[name].present]
     if FLAGS.executor != "ray" and given:
-        raise UsageError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for --executor=ray; add it, "
-                         "or leave them out")
+        one = len(given) == 1
+        raise UsageError(f"{' and '.join(given)} {'is' if one else 'are'} for --executor=ray; add it, or leave "
+                         f"{'it' if one else 'them'} out")
     from harness.studies import ray_executor  # its parsing only: Ray itself loads where a study runs on it
 
     return Executor(FLAGS.executor, FLAGS.ray_address or None, FLAGS.ray_gpus_per_trial,

@@ -28,6 +28,7 @@ import logging
 import math
 import os
 import socket
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -50,8 +51,14 @@ POOLS_VARIABLE = "HARNESS_RAY_THREAD_POOLS"
 # How many times Ray runs a task again when its worker or node dies (not when the trial fails: a failed
 # trial is a record). Three covers a preempted node and its replacement's first failure.
 MAX_RETRIES = 3
-# Resources Ray defines itself: a task takes one CPU, and its GPUs are --ray_gpus_per_trial's.
-PREDEFINED_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory")
+# Resources Ray defines itself: a task takes one CPU, and its GPUs are --ray_gpus_per_trial's; Ray counts
+# other accelerators (ray._private.accelerators, 2.60) by rules of its own, and TensorFlow here trains on neither.
+PREDEFINED_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory", "TPU", "NPU", "HPU", "neuron_cores", "RBLN",
+                        "FURIOSA", "MBLT", "TTNPU")
+# While tasks wait, how often the cluster is asked whether a node can still run them, and for how long none may
+# before they are given up as lost (the nodes of the kind they ask for have left: Ray would wait for ever).
+NODE_CHECK_S = 10
+NODE_GONE_S = 30
 
 
 def parse_resources(text: str) -> tuple[tuple[str, float], ...]:
@@ -163,16 +170,53 @@ def check_resources(ray: Any, executor: Executor) -> None:
             # Ray's own per-node resources (node:IP, node:__internal_head__) are not kinds a user names.
             offered = ", ".join(sorted(name for name in resources
                                        if name not in PREDEFINED_RESOURCES and not name.startswith("node:"))) or "none"
+            # Ray sets accelerator_type:MODEL on nodes with that GPU model itself: a label would only pretend.
+            add = "add nodes with that GPU" if name.startswith("accelerator_type:") else \
+                f"start nodes with ray start --resources='{{\"{name}\": {max(1, math.ceil(amount))}}}'"
             raise UsageError(f"each trial asks for {name}={amount:g} (--ray_resources) and the Ray cluster offers "
-                             f"{resources.get(name, 0):g} (its custom resources: {offered}); start nodes with "
-                             f"ray start --resources='{{\"{name}\": 1}}', or leave it out")
-    wanted = {"CPU": 1.0, "GPU": executor.gpus_per_trial, **dict(executor.resources)}
-    if not any(node.get("Alive") and all(node.get("Resources", {}).get(name, 0) >= amount
-                                          for name, amount in wanted.items() if amount)
-               for node in ray.nodes()):
-        together = ", ".join(f"{name}={amount:g}" for name, amount in wanted.items() if amount)
-        raise UsageError(f"no node of the Ray cluster offers {together} together, which each trial asks for; "
+                             f"{resources.get(name, 0):g} (its custom resources: {offered}); {add}, or leave it out")
+    if not _a_node_can_run(ray, executor):
+        raise UsageError(f"no node of the Ray cluster offers {_asked(executor)} together, which each trial asks for; "
                          "give one kind of node all of them (ray start --num-gpus, --resources), or ask for less")
+
+
+def _wanted(executor: Executor) -> dict[str, float]:
+    """All a task asks a node for: one CPU, and the executor's GPUs and custom resources."""
+    return {name: amount for name, amount in (("CPU", 1.0), ("GPU", executor.gpus_per_trial), *executor.resources)
+            if amount}
+
+
+def _asked(executor: Executor) -> str:
+    return ", ".join(f"{name}={amount:g}" for name, amount in _wanted(executor).items())
+
+
+def _a_node_can_run(ray: Any, executor: Executor) -> bool:
+    """Whether a live node of the cluster offers everything one task asks for (free or not)."""
+    wanted = _wanted(executor)
+    return any(node.get("Alive") and all(node.get("Resources", {}).get(name, 0) >= amount
+                                         for name, amount in wanted.items())
+               for node in ray.nodes())
+
+
+def _first_done(ray: Any, refs: list[Any], executor: Executor) -> Any | None:
+    """The first of `refs` to finish; None when no live node has been able to run them for NODE_GONE_S (the
+    nodes of the kind they ask for have left, and Ray would keep them waiting for ever)."""
+    gone_since = None
+    while True:
+        done, _ = ray.wait(refs, num_returns=1, timeout=NODE_CHECK_S)
+        if done:
+            return done[0]
+        if _a_node_can_run(ray, executor):
+            gone_since = None
+        elif gone_since is None:
+            gone_since = time.monotonic()
+        elif time.monotonic() - gone_since >= NODE_GONE_S:
+            return None
+
+
+def _no_node_left(executor: Executor) -> str:
+    return (f"no node of the Ray cluster has offered {_asked(executor)} together for {NODE_GONE_S} s (the nodes "
+            "that did have left)")
 
 
 def _refuse_other_machines(record: dict[str, Any], reference: dict[str, Any], changes_of: Callable) -> None:
@@ -205,9 +249,15 @@ def measure_cost(config: Any, seeds: Any, blocks: int, xla: bool, *,
     """Determinism's cost (trial/cost.py's measurement) measured in a Ray task, on a node of the kind the
     trials ran on: (the measurement, that node's bit identity)."""
     ray = connect(executor.address)
+    check_resources(ray, executor)  # the trials' nodes may have left since they ran
     task = ray.remote(max_calls=1, max_retries=MAX_RETRIES, **_task_resources(executor))(_measure_cost)
     try:
-        return ray.get(task.remote(config.as_dict(), seeds.as_dict(), blocks, xla, os.getcwd(), _ray_set_here()))
+        measuring = task.remote(config.as_dict(), seeds.as_dict(), blocks, xla, os.getcwd(), _ray_set_here())
+        if _first_done(ray, [measuring], executor) is None:
+            ray.cancel(measuring, force=True)
+            raise UsageError(f"determinism's cost was not measured: {_no_node_left(executor)}; the trials' records "
+                             "are kept, and the same command measures it when such a node is back")
+        return ray.get(measuring)
     except ray.exceptions.RayTaskError as error:
         if isinstance(error.cause, UsageError):
             raise UsageError(str(error.cause)) from None
@@ -301,10 +351,15 @@ def run(units: list[list[TrialSpec]], recorded: set[str], *, executor: Executor,
         running[task.options(**options).remote([spec.to_json() for spec in unit], keys, cwd, ray_set)] = unit
     try:
         while running:
-            done, _ = ray.wait(list(running), num_returns=1)
-            unit = running.pop(done[0])
+            ref = _first_done(ray, list(running), executor)
+            if ref is None:
+                for waiting in list(running):
+                    ray.cancel(waiting, force=True)
+                    lost(running.pop(waiting), f"{_no_node_left(executor)}, and its Ray task waited for one")
+                break
+            unit = running.pop(ref)
             try:
-                returned = ray.get(done[0])
+                returned = ray.get(ref)
             except ray.exceptions.RayTaskError as error:
                 if isinstance(error.cause, UsageError):
                     raise UsageError(str(error.cause)) from None

@@ -158,6 +158,29 @@ def test_ray_resources_send_every_task_to_the_nodes_that_offer_them_or_say_why_n
     assert not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
 
 
+
+@pytest.mark.slow
+def test_trials_whose_kind_of_node_has_left_are_lost_with_why_not_waited_for_for_ever(cluster, tmp_path):
+    node_b = cluster.list_all_nodes()[1]
+    args = [*SMALL, "--epochs=5", "--conditions=control", "--repeats=8", "--replicas=1", "--executor=ray",
+            f"--ray_address={cluster.address}", "--ray_resources=kind_b=1", f"--output_dir={tmp_path}"]
+    driver = subprocess.Popen([sys.executable, "-m", "harness.bench", *args], cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    trials = tmp_path / "trials.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and (not trials.exists() or not trials.read_bytes().count(b"\n")):
+        time.sleep(0.2)
+    cluster.remove_node(node_b, allow_graceful=False)  # the only node offering kind_b: its tasks can go nowhere
+    out, err = driver.communicate(timeout=600)
+    assert driver.returncode == 1, err  # incomplete, not bad input: the same command completes it
+    records, lost = read_records(trials), read_records(tmp_path / "lost.jsonl")
+    assert records and lost and sorted(r["repeat"] for r in records + lost) == list(range(8))
+    assert {r["reason"] for r in lost} == {
+        "no node of the Ray cluster has offered CPU=1, kind_b=1 together for 30 s (the nodes that did have left), "
+        "and its Ray task waited for one"}
+    assert f"{len(lost)} trial(s) were lost" in out
+
 @pytest.mark.parametrize("text, said", [
     ("gpu_a100", "--ray_resources takes NAME=AMOUNT pairs separated by commas (e.g. accelerator_type:A100=0.001), "
                  "got 'gpu_a100'"),
@@ -168,6 +191,8 @@ def test_ray_resources_send_every_task_to_the_nodes_that_offer_them_or_say_why_n
                          "round it (0.001 is the usual share of a label every node of the kind has one of)"),
     ("GPU=1", "--ray_resources: GPU is Ray's own resource (each trial takes 1 CPU; GPUs: --ray_gpus_per_trial); name "
               "the custom resources that mark your nodes"),
+    ("TPU=0.5", "--ray_resources: TPU is Ray's own resource (each trial takes 1 CPU; GPUs: --ray_gpus_per_trial); "
+                "name the custom resources that mark your nodes"),
 ])
 def test_ray_resources_that_cannot_be_asked_for_are_one_sentence(text, said):
     from harness.errors import UsageError
@@ -185,3 +210,26 @@ def test_ray_resources_are_read_as_pairs_a_task_asks_for():
     assert pairs == (("accelerator_type:A100", 0.001), ("pool", 1.0))
     assert ray_executor._task_resources(Executor("ray", None, 1.0, pairs)) == {
         "num_cpus": 1, "num_gpus": 1.0, "resources": {"accelerator_type:A100": 0.001, "pool": 1.0}}
+
+
+@pytest.mark.parametrize("asked, said", [
+    ("accelerator_type:A100=0.001", "each trial asks for accelerator_type:A100=0.001 (--ray_resources) and the Ray "
+                                    "cluster offers 0 (its custom resources: accelerator_type:T4); add nodes with "
+                                    "that GPU, or leave it out"),
+    ("pool=2", "each trial asks for pool=2 (--ray_resources) and the Ray cluster offers 0 (its custom resources: "
+               "accelerator_type:T4); start nodes with ray start --resources='{\"pool\": 2}', or leave it out"),
+])
+def test_a_resource_no_node_offers_says_how_to_get_one(asked, said):
+    """Ray labels GPU nodes with their model itself: the way to an A100 is an A100 node, not a label."""
+    import types
+
+    from harness.errors import UsageError
+    from harness.studies import Executor, ray_executor
+
+    t4_node = {"Alive": True, "Resources": {"CPU": 8.0, "GPU": 1.0, "accelerator_type:T4": 1.0,
+                                            "node:10.0.0.2": 1.0}}
+    fake_ray = types.SimpleNamespace(cluster_resources=lambda: t4_node["Resources"], nodes=lambda: [t4_node])
+    with pytest.raises(UsageError) as refused:
+        ray_executor.check_resources(fake_ray, Executor("ray", None, 1.0, ray_executor.parse_resources(asked)))
+    assert str(refused.value) == said
+    ray_executor.check_resources(fake_ray, Executor("ray", None, 1.0, (("accelerator_type:T4", 0.001),)))
