@@ -70,6 +70,10 @@ RAY_PORT ?= 6390
 RAY_DIR ?= results/ray/digits_mlp
 RAY_STUDY := --benchmark=digits_mlp --conditions=control,kernels,init,all,env:onednn=1 --repeats=4 --epochs=5
 RAY := $(VENV)/bin/ray
+# Ray 2.60 starts a head with token authentication once ~/.ray/auth_token exists (any local ray.init() writes it)
+# but a second `ray start` without RAY_AUTH_MODE does not send the token: set the mode for all three, so the
+# cluster authenticates alike whether or not a token was made before (the head makes one where none is).
+bench-ray: export RAY_AUTH_MODE = token
 bench-ray: $(INSTALLED)
 	$(RAY) start --head --port=$(RAY_PORT) --num-cpus=1 --disable-usage-stats --include-dashboard=false >/dev/null
 	$(RAY) start --address=127.0.0.1:$(RAY_PORT) --num-cpus=1 --disable-usage-stats >/dev/null || \

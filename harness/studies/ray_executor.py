@@ -113,9 +113,24 @@ def connect(address: str | None) -> Any:
                  configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = f"at {address}" if address else "on this machine"
+        if _refused_for_authentication(error):
+            raise UsageError(f"the Ray cluster {where} refused this process: it uses token authentication, and this "
+                             "process has no token or another; set RAY_AUTH_MODE=token and give the cluster's token "
+                             "in ~/.ray/auth_token or $RAY_AUTH_TOKEN (docs/scale-out.md)") from None
         raise UsageError(f"cannot reach a Ray cluster {where}: {first_line(error)}; start one with "
                          "`ray start --head`, or give --ray_address=HOST:PORT") from None
     return ray
+
+
+def _refused_for_authentication(error: BaseException) -> bool:
+    """Whether connecting failed because the cluster asks for another token (Ray names the cause only in a
+    chained error's text, under a generic ConnectionError)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if type(seen).__name__ == "AuthenticationError" or "InvalidAuthToken" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _ray_set_here() -> dict[str, str | None]:
