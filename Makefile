@@ -72,9 +72,11 @@ RAY_STUDY := --benchmark=digits_mlp --conditions=control,kernels,init,all,env:on
 RAY := $(VENV)/bin/ray
 # Ray 2.60 starts a head with token authentication once ~/.ray/auth_token exists (any local ray.init() writes it)
 # but a second `ray start` without RAY_AUTH_MODE does not send the token: set the mode for all three, so the
-# cluster authenticates alike whether or not a token was made before (the head makes one where none is).
+# cluster authenticates alike whether or not a token was made before, and make one where there is none (its
+# value, a secret, goes nowhere but Ray's file).
 bench-ray: export RAY_AUTH_MODE = token
 bench-ray: $(INSTALLED)
+	$(RAY) get-auth-token >/dev/null 2>&1 || $(RAY) get-auth-token --generate >/dev/null
 	$(RAY) start --head --port=$(RAY_PORT) --num-cpus=1 --disable-usage-stats --include-dashboard=false >/dev/null
 	$(RAY) start --address=127.0.0.1:$(RAY_PORT) --num-cpus=1 --disable-usage-stats >/dev/null || \
 		{ $(RAY) stop >/dev/null; exit 1; }
