@@ -99,6 +99,38 @@ def test_a_cluster_that_cannot_be_reached_or_run_on_is_one_sentence(cluster, tmp
         "leave the flag out.")
 
 
+# A head with token authentication (as Ray 2.60 starts one once ~/.ray/auth_token exists), started and shut down
+# by a process of its own: Ray reads the mode once per process, and this one's clusters have none.
+TOKEN_HEAD = """
+import sys
+from ray import cluster_utils
+cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+print(cluster.address, flush=True)
+sys.stdin.read()
+cluster.shutdown()
+"""
+
+
+@pytest.mark.slow
+def test_a_cluster_that_refuses_the_studys_token_is_one_sentence_saying_so(tmp_path):
+    token = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0123456789abcdef0123456789abcdef"}
+    head = subprocess.Popen([sys.executable, "-c", TOKEN_HEAD], env={**os.environ, **token}, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        address = head.stdout.readline().strip()
+        assert address, "the head with a token did not start"
+        refused = run_program("harness.bench", *SMALL, "--conditions=control", "--repeats=1", "--executor=ray",
+                              f"--ray_address={address}", f"--output_dir={tmp_path / 'out'}",
+                              env_vars={"RAY_AUTH_MODE": "disabled"}, timeout=180)
+    finally:
+        head.communicate(input="", timeout=120)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert refused.stderr.splitlines()[-1] == (
+        f"error: the Ray cluster at {address} refused this process: it uses token authentication, and this process "
+        "has no token or another; set RAY_AUTH_MODE=token and give the cluster's token in ~/.ray/auth_token or "
+        "$RAY_AUTH_TOKEN (docs/scale-out.md).")
+    assert not (tmp_path / "out").exists()
+
 @pytest.mark.parametrize("module, args", [
     ("harness.bench", [*SMALL, "--conditions=control", "--repeats=2"]),
     ("harness.reeval", [*SMALL[:3], "--params={tmp}/params.json", "--seeds=2"]),
