@@ -301,9 +301,11 @@ def _as_at_home(cwd: str, ray_set: dict[str, str | None]) -> None:
     """A task's process as the study's own would be: in its directory where that exists here (relative paths
     in a config, your model file and data, mean what they meant at home), and with the variables Ray sets in
     its workers (OMP_NUM_THREADS=1 for a one-CPU task) as the study had them: they are recorded, and a
-    trial's bits could depend on them. Before TensorFlow loads, which reads them once."""
+    trial's bits could depend on them. Before TensorFlow loads, which reads them once. POOLS_VARIABLE, which
+    only names the task's pool of worker processes, is dropped: records keep HARNESS_* variables as the user's."""
     if os.path.isdir(cwd):
         os.chdir(cwd)
+    os.environ.pop(POOLS_VARIABLE, None)
     for name, value in ray_set.items():
         if value is None:
             os.environ.pop(name, None)

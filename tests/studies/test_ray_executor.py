@@ -53,6 +53,8 @@ def test_a_study_on_ray_records_the_bits_of_a_local_run_and_resumes_a_local_one(
     assert _prints(tmp_path / "ray") == _prints(tmp_path / "local")
     # Made where they trained: env:onednn=1's records say oneDNN was on in their Ray worker.
     assert {r["environment"]["onednn_enabled"] for r in records if r["condition"] == "env:onednn=1"} == {True}
+    # The variable that names a task's pool of Ray workers is the harness's, not a setting of the user's.
+    assert not [r for r in records if "HARNESS_RAY_THREAD_POOLS" in r["environment"].get("env_vars", {})]
     assert run_program("harness.validate", str(tmp_path / "ray" / "trials.jsonl")).returncode == 0
     local_summary = json.loads((tmp_path / "local" / "summary.json").read_text())
     ray_summary = json.loads((tmp_path / "ray" / "summary.json").read_text())
