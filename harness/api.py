@@ -29,7 +29,16 @@ from harness.analysis.summary import format_summary, summarize_study, write_summ
 from harness.errors import UsageError
 from harness.platform import determinism, environment
 from harness.schema import LOST_FILE, STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIALS_FILE
-from harness.studies import EXECUTORS, ISOLATIONS, Executor, determinism_cost, ray_executor, study_runner
+from harness.studies import (
+    EXECUTORS,
+    ISOLATIONS,
+    MAX_GPUS_PER_TRIAL,
+    Executor,
+    determinism_cost,
+    ray_executor,
+    refuse_ray_settings_without_ray,
+    study_runner,
+)
 from harness.studies import conditions as conditions_lib
 from harness.studies.records import content_id, read_records, write_json
 from harness.studies.storage import StudyDir, exclusive, shard_dir_name
@@ -247,15 +256,13 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
         raise UsageError(f"isolation must be one of {', '.join(ISOLATIONS)}, got {isolation!r}")
     if executor not in EXECUTORS:
         raise UsageError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
-    ray_given = [name for name, value in (("ray_address", ray_address), ("ray_gpus_per_trial", ray_gpus_per_trial),
-                                          ("ray_resources", ray_resources)) if value]
-    if executor != "ray" and ray_given:
-        one = len(ray_given) == 1
-        raise UsageError(f"{' and '.join(ray_given)} {'is' if one else 'are'} for executor=\"ray\"; add it, or "
-                         f"leave {'it' if one else 'them'} out")
+    refuse_ray_settings_without_ray(executor, [name for name, value in (
+        ("ray_address", ray_address), ("ray_gpus_per_trial", ray_gpus_per_trial), ("ray_resources", ray_resources))
+        if value], 'executor="ray"')
     if isinstance(ray_gpus_per_trial, bool) or not isinstance(ray_gpus_per_trial, int | float) \
-            or not 0 <= ray_gpus_per_trial <= 64:  # --ray_gpus_per_trial's bounds; a NaN fails both
-        raise UsageError(f"ray_gpus_per_trial must be a number from 0 to 64, got {ray_gpus_per_trial!r}")
+            or not 0 <= ray_gpus_per_trial <= MAX_GPUS_PER_TRIAL:  # a NaN fails both
+        raise UsageError(f"ray_gpus_per_trial must be a number from 0 to {MAX_GPUS_PER_TRIAL:g}, got "
+                         f"{ray_gpus_per_trial!r}")
     if not isinstance(ray_resources, Mapping | None):
         raise UsageError(f"ray_resources must be a dict of resource name to amount, got a "
                          f"{type(ray_resources).__name__}")

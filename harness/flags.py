@@ -12,7 +12,7 @@ from typing import Any
 from absl import flags
 
 from harness.errors import UsageError
-from harness.studies import EXECUTORS, ISOLATIONS, Executor
+from harness.studies import EXECUTORS, ISOLATIONS, MAX_GPUS_PER_TRIAL, Executor, refuse_ray_settings_without_ray
 from harness.studies.conditions import parse_conditions
 
 FLAGS = flags.FLAGS
@@ -82,7 +82,7 @@ flags.DEFINE_string("ray_address", None, "The Ray cluster --executor=ray runs tr
                     "(ray start --head prints it). Default: $RAY_ADDRESS, else a Ray instance started on this "
                     "machine for this run.")
 define_float("ray_gpus_per_trial", 0.0, "GPUs each Ray task asks for with --executor=ray (1 on GPU nodes: one "
-             "trial per GPU; 0: CPU only).", lower_bound=0.0, upper_bound=64.0)
+             "trial per GPU; 0: CPU only).", lower_bound=0.0, upper_bound=MAX_GPUS_PER_TRIAL)
 flags.DEFINE_string("ray_resources", None, "Custom Ray resources each task asks for with --executor=ray, as "
                     "NAME=AMOUNT,...: every trial runs on nodes that offer them, so a study's trials share one kind "
                     "of machine (e.g. accelerator_type:A100=0.001, which Ray sets on A100 nodes, or a label you "
@@ -97,11 +97,8 @@ flags.disclaim_key_flags()
 
 def executor_from_flags() -> Executor:
     """Where this program's trials run, from --executor and the --ray_ flags."""
-    given = [f"--{name}" for name in RAY_FLAGS[1:] if FLAGS[name].present]
-    if FLAGS.executor != "ray" and given:
-        one = len(given) == 1
-        raise UsageError(f"{' and '.join(given)} {'is' if one else 'are'} for --executor=ray; add it, or leave "
-                         f"{'it' if one else 'them'} out")
+    refuse_ray_settings_without_ray(FLAGS.executor, [f"--{name}" for name in RAY_FLAGS[1:] if FLAGS[name].present],
+                                    "--executor=ray")
     from harness.studies import ray_executor  # its parsing only: Ray itself loads where a study runs on it
 
     return Executor(FLAGS.executor, FLAGS.ray_address or None, FLAGS.ray_gpus_per_trial,

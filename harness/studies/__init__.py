@@ -2,8 +2,10 @@
 predictions beside them (per_example.py) and storage, and the study's cost record (determinism_cost.py)."""
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
+
+from harness.errors import UsageError
 
 # Where trials (and re-run objectives) run: all in this process, or each in a fresh one. Here, not in
 # study_runner, so the flag that takes it (harness/flags.py) is defined without importing TensorFlow.
@@ -12,6 +14,17 @@ ISOLATIONS = ("inprocess", "process")
 # Where a study's trials run: this machine (this process and worker processes: --isolation, --workers) or a
 # Ray cluster (harness/studies/ray_executor.py).
 EXECUTORS = ("local", "ray")
+# The most GPUs one Ray task may ask for (--ray_gpus_per_trial, harness.study's ray_gpus_per_trial).
+MAX_GPUS_PER_TRIAL = 64.0
+
+
+def refuse_ray_settings_without_ray(executor: str, given: Sequence[str], choosing_ray: str) -> None:
+    """One sentence when Ray's settings (`given`, named as the caller's user spells them) come without the Ray
+    executor (`choosing_ray`: how that user chooses it): ignored, they would let the study run here instead."""
+    if executor != "ray" and given:
+        one = len(given) == 1
+        raise UsageError(f"{' and '.join(given)} {'is' if one else 'are'} for {choosing_ray}; add it, or leave "
+                         f"{'it' if one else 'them'} out")
 
 
 @dataclasses.dataclass(frozen=True)

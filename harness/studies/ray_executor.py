@@ -183,8 +183,8 @@ def check_resources(ray: Any, executor: Executor) -> None:
     for name, amount in executor.resources:
         if resources.get(name, 0) < amount:
             # Ray's own per-node resources (node:IP, node:__internal_head__) are not kinds a user names.
-            offered = ", ".join(sorted(name for name in resources
-                                       if name not in PREDEFINED_RESOURCES and not name.startswith("node:"))) or "none"
+            offered = ", ".join(sorted(kind for kind in resources
+                                       if kind not in PREDEFINED_RESOURCES and not kind.startswith("node:"))) or "none"
             # Ray sets accelerator_type:MODEL on nodes with that GPU model itself: a label would only pretend.
             add = "add nodes with that GPU" if name.startswith("accelerator_type:") else \
                 f"start nodes with ray start --resources='{{\"{name}\": {max(1, math.ceil(amount))}}}'"

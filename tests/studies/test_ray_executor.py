@@ -32,6 +32,17 @@ def cluster():
     made.shutdown()
 
 
+def _bench_until_a_record(args, trials):
+    """`harness.bench args` started, once `trials` holds its first record (five minutes at most)."""
+    driver = subprocess.Popen([sys.executable, "-m", "harness.bench", *args], cwd=REPO,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and (not trials.exists() or not trials.read_bytes().count(b"\n")):
+        time.sleep(0.2)
+    return driver
+
+
 def _prints(directory):
     return {(r["condition"], r["repeat"]): r["fingerprints"] for r in read_records(directory / "trials.jsonl")}
 
@@ -68,13 +79,8 @@ def test_a_node_killed_mid_study_loses_no_trial_and_records_none_twice(cluster, 
     worker = cluster.list_all_nodes()[1]
     args = [*SMALL, "--conditions=control,init", "--repeats=4", "--replicas=1", "--executor=ray",
             f"--ray_address={cluster.address}", f"--output_dir={tmp_path}"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    driver = subprocess.Popen([sys.executable, "-m", "harness.bench", *args], cwd=REPO, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     trials = tmp_path / "trials.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and (not trials.exists() or not trials.read_bytes().count(b"\n")):
-        time.sleep(0.2)
+    driver = _bench_until_a_record(args, trials)
     assert trials.exists(), "no trial finished on the cluster"
     cluster.remove_node(worker, allow_graceful=False)  # its running task dies with it; Ray runs it again
     out, err = driver.communicate(timeout=600)
@@ -198,13 +204,8 @@ def test_trials_whose_kind_of_node_has_left_are_lost_with_why_not_waited_for_for
     node_b = cluster.list_all_nodes()[1]
     args = [*SMALL, "--epochs=5", "--conditions=control", "--repeats=8", "--replicas=1", "--executor=ray",
             f"--ray_address={cluster.address}", "--ray_resources=kind_b=1", f"--output_dir={tmp_path}"]
-    driver = subprocess.Popen([sys.executable, "-m", "harness.bench", *args], cwd=REPO,
-                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
     trials = tmp_path / "trials.jsonl"
-    deadline = time.time() + 300
-    while time.time() < deadline and (not trials.exists() or not trials.read_bytes().count(b"\n")):
-        time.sleep(0.2)
+    driver = _bench_until_a_record(args, trials)
     cluster.remove_node(node_b, allow_graceful=False)  # the only node offering kind_b: its tasks can go nowhere
     out, err = driver.communicate(timeout=600)
     assert driver.returncode == 1, err  # incomplete, not bad input: the same command completes it
