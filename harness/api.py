@@ -80,8 +80,8 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
 
     `replicas="auto"` vectorizes where a process trains more than one trial and the study is whole: with a
     fresh process per trial, or shards (which split a study by trials, and keep their share even), it means
-    one trial at a time. Several workers each train whole replica groups. `cost_blocks`: blocks per setting of
-    the interleaved cost measurement (studies/determinism_cost.py; 0: none), run in shard 0. `executor`: where
+    one trial at a time. Several workers each train whole replica groups. `cost_blocks`: blocks per setting, in each
+    unit, of the interleaved cost measurement (studies/determinism_cost.py; 0: none), run in shard 0. `executor`: where
     the trials run (this machine by default; a Ray cluster: harness/studies/ray_executor.py)."""
     check_cost_blocks(cost_blocks)
     if executor:
@@ -242,7 +242,7 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
     inputs: a dict by input name or a tuple by position), or a data spec string
     (`npz:PATH`, `csv:PATH`, `file.py:function`, `tfds:NAME`, a built-in name). `settings`: any trial
     setting (epochs=, batch_size=, learning_rate=, model_args=, validation_fraction=, ...). `cost_blocks`: blocks
-    per setting of the interleaved measurement of determinism's cost (0: none; summary's determinism_cost).
+    per setting in each unit of the interleaved measurement of determinism's cost (0: none; summary's determinism_cost).
     `executor="ray"`: each trial a Ray task on the cluster at `ray_address` (default $RAY_ADDRESS, else a Ray
     instance started here), with `ray_gpus_per_trial` GPUs and the custom Ray `ray_resources` ({name: amount},
     marking one kind of node) each; the model and data then name files.

@@ -38,9 +38,10 @@ flags.DEFINE_integer("workers", 1, "Worker processes running trials in parallel 
 flags.DEFINE_integer("shard_index", None, "Run only this shard of the study (default: $JOB_COMPLETION_INDEX, "
                      "as a Kubernetes Indexed Job sets it, else 0).")
 flags.DEFINE_integer("num_shards", None, "Shards the study is split into (default: $HARNESS_NUM_SHARDS, else 1).")
-flags.DEFINE_integer("cost_blocks", DEFAULT_COST_BLOCKS, "Blocks per setting of the interleaved measurement of "
-                     "determinism's cost (op determinism off/on, tf.data's deterministic off/on, XLA with env:xla=1) "
-                     "in a study with control and kernels: at least 8; 0 measures nothing (docs/speed.md).")
+flags.DEFINE_integer("cost_blocks", DEFAULT_COST_BLOCKS, "Blocks per setting in each of the 3 units (each a freshly "
+                     "built model) of the interleaved measurement of determinism's cost (op determinism off/on, "
+                     "tf.data's deterministic off/on, XLA with env:xla=1) in a study with control and kernels: at "
+                     "least 8; 0 measures nothing (docs/speed.md).")
 flags.DEFINE_enum("scan_ops", "auto", ["auto", "on", "off"], "Warn at the start of the study, in one line, of train "
                   "step ops with known GPU determinism issues: auto where a GPU is visible (on a CPU they are "
                   "deterministic), on always, off never.")

@@ -29,15 +29,24 @@ def render(verdicts: list[Verdict], notes: list[str], fmt: str, names: tuple[str
 
 
 def verdict_line(verdicts: list[Verdict]) -> str:
-    """The gate's last line: how many checks passed, failed and were skipped, and why each skipped one was, so
-    that a PASS never claims a check it did not make (determinism needs 2 repeats)."""
+    """The gate's last line (and its Markdown header): how many checks passed, failed and were skipped, each
+    failed check with its numbers, and why each skipped one was, so that a PASS never claims a check it did not
+    make (determinism needs 2 repeats) and a FAIL says what failed without the table."""
     counts = {word: sum(v.passed is value for v in verdicts)
               for word, value in (("passed", True), ("failed", False), ("skipped", None))}
     said = ", ".join(f"{n} {word}" for word, n in counts.items() if n)
+    failed = "; ".join(failure_text(v) for v in verdicts if v.passed is False)
     skipped = [v for v in verdicts if v.passed is None]
     why = "; ".join(dict.fromkeys(f"{v.rule} ({v.condition}): {v.detail or 'not applicable'}" for v in skipped))
-    return f"{'FAIL' if counts['failed'] else 'PASS'}: {said or 'no rule check made'}" + (f"; skipped {why}" if why
-                                                                                            else "")
+    return (f"{'FAIL' if counts['failed'] else 'PASS'}: {said or 'no rule check made'}"
+            + (f"; failed {failed}" if failed else "") + (f"; skipped {why}" if why else ""))
+
+
+def failure_text(verdict: Verdict) -> str:
+    """`accuracy (init): candidate 80.10 against baseline 84.20, threshold >= -0.50 points (detail)`."""
+    detail = f" ({verdict.detail})" if verdict.detail else ""
+    return (f"{verdict.rule} ({verdict.condition}): candidate {verdict.candidate} against baseline "
+            f"{verdict.baseline}, threshold {verdict.threshold}{detail}")
 
 
 def junit_xml(verdicts: list[Verdict], names: tuple[str, str]) -> str:
@@ -51,7 +60,7 @@ def junit_xml(verdicts: list[Verdict], names: tuple[str, str]) -> str:
         said = f"baseline {v.baseline}, candidate {v.candidate}, threshold {v.threshold}" + \
             (f": {v.detail}" if v.detail else "")
         if v.passed is False:
-            ElementTree.SubElement(case, "failure", {"message": v.detail or "failed", "type": v.rule}).text = said
+            ElementTree.SubElement(case, "failure", {"message": failure_text(v), "type": v.rule}).text = said
         elif v.passed is None:
             ElementTree.SubElement(case, "skipped", {"message": v.detail or "not applicable"})
         else:

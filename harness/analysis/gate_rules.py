@@ -79,6 +79,9 @@ def thresholds_from(rules_file: str | None, overrides: dict[str, float | None],
     return values, skipped
 
 
+NOT_COMPARED_CONFIG = ("replicas",)
+
+
 def check_comparable(baseline: dict[str, Any], candidate: dict[str, Any], names: tuple[str, str]) -> list[str]:
     """Raises on summaries that cannot be compared; returns notes on differences worth knowing."""
     if baseline["benchmark"] != candidate["benchmark"]:
@@ -92,8 +95,10 @@ def check_comparable(baseline: dict[str, Any], candidate: dict[str, Any], names:
         raise UsageError(f"{names[0]} and {names[1]} share no condition "
                          f"({', '.join(_names(baseline))} vs {', '.join(_names(candidate))})")
     notes = []
+    # Replicas change how many trials train together, not what a trial computes (a replica's bits are its trial's
+    # alone): a study's summary.json says the flag, its trials.jsonl the groups they trained in.
     changed = sorted(k for k in set(baseline["config"]) | set(candidate["config"])
-                     if baseline["config"].get(k) != candidate["config"].get(k))
+                     if k not in NOT_COMPARED_CONFIG and baseline["config"].get(k) != candidate["config"].get(k))
     if changed:
         notes.append("config differs in " + ", ".join(
             f"{k} ({baseline['config'].get(k)} -> {candidate['config'].get(k)})" for k in changed))
@@ -245,8 +250,8 @@ def _speed(common: Pairs, _, __, thresholds: dict[str, float]) -> list[Verdict]:
 def _overhead(common: Pairs, baseline: dict[str, Any], candidate: dict[str, Any],
               thresholds: dict[str, float]) -> list[Verdict]:
     """Deterministic kernels' cost in the candidate: determinism_cost, op determinism on over off timed in
-    interleaved blocks, with its paired interval. Fails only when the whole interval lies beyond the bound:
-    a loaded machine widens the interval, it does not fail the build (a study against itself did fail so
+    units of interleaved blocks, with its interval over the units. Fails only when the whole interval lies beyond
+    the bound: a loaded machine widens the interval, it does not fail the build (a study against itself did fail so
     when the cost came from control and kernels timed minutes apart)."""
     bound = thresholds["max_determinism_overhead"]
     cost = candidate.get("determinism_cost")
@@ -268,7 +273,7 @@ def _overhead(common: Pairs, baseline: dict[str, Any], candidate: dict[str, Any]
                         None, ONE_SAMPLE)]
     low, high = cost["ci95"][0] - 1, cost["ci95"][1] - 1
     return [Verdict("overhead", "kernels vs control", base_text, f"{overhead:+.1%}", f"<= {bound:+.0%}",
-                    low <= bound, f"95% CI [{low:+.1%}, {high:+.1%}], {cost['blocks']} interleaved blocks")]
+                    low <= bound, f"95% CI [{low:+.1%}, {high:+.1%}], {stats.units_text(cost)}")]
 
 
 def _common_conditions(baseline: dict[str, Any], candidate: dict[str, Any]) -> Pairs:

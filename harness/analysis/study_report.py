@@ -34,6 +34,7 @@ from harness.analysis.summary import (  # noqa: E402
     COMPONENT_NAMES,
     condition_table,
     load_summary,
+    table_notes,
     trainer_text,
 )
 from harness.errors import UsageError  # noqa: E402
@@ -461,13 +462,14 @@ def cost_tables(summary: dict[str, Any]) -> tuple[list[str], list[list[str]], li
     """The price of determinism for the report: (headers, a row per component, ops headers, a row per op that
     pays, a sentence where there is no op to list). Empty rows where the study has no cost measurement."""
     cost = summary.get("determinism_cost") or {}
-    headers = ["component", "A", "B", "B / A", "95% CI", "blocks", "steps per block"]
+    headers = ["component", "A", "B", "B / A", "95% CI", "units x blocks", "steps per block"]
     rows = []
     for name, component in (cost.get("components") or {}).items():
         if component["measured"] and component["ratio"]:
             ci = component["ci95"]
             rows.append([COMPONENT_NAMES.get(name, name), component["a"], component["b"], f"{component['ratio']:.3f}x",
-                         f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "one block pair", str(component["blocks"]),
+                         f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "one unit: one sample",
+                         f"{component.get('units') or 1} x {component.get('blocks_per_unit') or component['blocks']}",
                          str(component.get("steps_per_block", "-"))])
         else:
             rows.append([COMPONENT_NAMES.get(name, name), component["a"], component["b"], "not measured",
@@ -600,6 +602,7 @@ created {esc(summary['created_at'])}.</p>
 </ul>
 <h2>Per condition</h2>
 {_table_html(headers, rows, "conditions")}
+{"".join(f"<p>{_inline(note)}</p>" for note in table_notes(summary))}
 <h2>The price of determinism</h2>
 {_cost_html(summary)}
 <h2>Failed trials</h2>
@@ -621,6 +624,7 @@ def _markdown(summary: dict[str, Any], captions: list[tuple[str, str]], environm
     headers, rows = condition_table(summary)
     lines += ["", "## Per condition", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(cell).replace("|", "/") for cell in row) + " |" for row in rows]
+    lines += ["", *table_notes(summary)] if table_notes(summary) else []
     lines += ["", "## The price of determinism", "", *_cost_markdown(summary)]
     lines += ["", "## Failed trials", ""]
     lines += [f"- {c} repeat {r}: {code}: {why}" for c, r, code, why in failures] or ["Every trial finished."]

@@ -26,7 +26,7 @@ from harness.schema import (
     TRIALS_FILE,
 )
 from harness.studies import determinism_cost, per_example
-from harness.studies.conditions import ALL, CONTROL, KERNELS, XLA_ON, Condition, condition
+from harness.studies.conditions import ALL, CONTROL, KERNELS, SOURCES, XLA_ON, Condition, condition
 from harness.studies.records import (
     NotStrictJson,
     read_records,
@@ -231,6 +231,7 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
     steps = [median / group.get("replicas", 1) for median, group in medians if median is not None]
     n_test = ok[0]["metrics"].get("test_examples") if ok else None
     correct = [a[CORRECT_ARRAY] for a in arrays if CORRECT_ARRAY in a]
+    floor = stats.noise_floor(accuracy["mean"], n_test) if accuracy and n_test else None
     return {
         "name": condition.name,
         "varies": condition.varies,
@@ -253,11 +254,16 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
         "unstable_examples": stats.unstable_examples(predictions),
         "max_per_class_accuracy_diff": stats.max_per_class_difference(
             [r["metrics"]["test_per_class_accuracy"] for r in ok if r["metrics"].get("test_per_class_accuracy")]),
-        "noise_floor": stats.noise_floor(accuracy["mean"], n_test) if accuracy and n_test else None,
+        "noise_floor": floor,
         # Every ok run's correctness per test example, or none (records from before it was recorded).
         "distribution_sd": stats.distribution_sd(np.stack(correct)) if correct and len(correct) == len(ok) else None,
         "step_ms_median": float(np.median(steps)) if steps else None,
+        "step_ms_ci95": stats.median_interval(steps),
         "step_ms": steps,
+        # Runs far outside the others, named (never dropped): a run trained otherwise, a machine's hiccup.
+        "outliers": stats.outliers([(r["trial_key"], r["metrics"][metric]) for r in ok
+                                    if r["metrics"].get(metric) is not None],
+                                   at_least=(floor or 0.0) if metric == "test_accuracy" else 0.0),
         # Filled in against the reference rows (`all`, `control`) afterwards.
         "sd_share_of_all": None,
         "sd_share_ci95": None,
@@ -270,8 +276,19 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
 def _varies_nothing(name: str, ok: list[dict[str, Any]]) -> str | None:
     """Why a seed condition can vary nothing in this model (its SD of 0 then says nothing about the source),
     from what the trials record: the seeds the model's random layers follow, the config's dropout and
-    augmentation. None where it can vary something, or the records cannot say."""
-    if not ok or name not in ("dropout", "augment"):
+    augmentation; for init, shuffle and split, the thing itself: equal initial weights, batch orders or held-out
+    examples in every run. None where it can vary something, or the records cannot say."""
+    if not ok:
+        return None
+    checked = {"init": ("initial_weights_sha256", "every run started from the same initial weights (the model's "
+                                                  "initializers do not follow the init seed)"),
+               "shuffle": ("batch_order_sha256", "every run saw the training examples in the same order"),
+               "split": ("split_sha256", "every run held out the same examples (or none: --validation_fraction)")}
+    if name in checked:
+        key, why = checked[name]
+        hashes = {(r.get("fingerprints") or {}).get(key) for r in ok}
+        return why if len(ok) >= 2 and len(hashes) == 1 and None not in hashes else None
+    if name not in ("dropout", "augment"):
         return None
     model, config = ok[0].get("model") or {}, ok[0].get("config") or {}
     if "seed_sources" not in model:  # a built-in model: its config decides
@@ -325,7 +342,8 @@ def _step_ratio(row: dict[str, Any], control: dict[str, Any],
         ratio, interval = component["ratio"], component["ci95"]
         if measured[1]:
             ratio, interval = 1 / ratio, interval and [1 / interval[1], 1 / interval[0]]
-        return {"ratio": ratio, "ci95": interval, "method": "interleaved", "blocks": component["blocks"]}
+        return {"ratio": ratio, "ci95": interval, "method": "interleaved", "units": component.get("units", 1),
+                "blocks": component["blocks"]}
     apart = stats.ratio_of_medians(row["step_ms"], control["step_ms"])
     return {"ratio": apart["ratio"], "ci95": None, "method": TIMED_APART} if apart else None
 
@@ -336,25 +354,34 @@ COMPONENT_NAMES = {"op_determinism": "op determinism", "tf_data_determinism": "t
 
 def cost_block(cost: dict[str, Any] | None) -> dict[str, Any] | None:
     """summary.json's `determinism_cost`: op determinism's cost in step time (B over A: on over off) with its
-    interval from interleaved blocks, and each component's the same way, or why it was not measured."""
+    interval over the measurement's independent units, and each component's the same way, or why it was not
+    measured."""
     if not cost:
         return None
     components = {}
     for key, measured in cost["components"].items():
         entry = {"a": measured["a"], "b": measured["b"], "measured": measured["measured"]}
         if measured["measured"]:
-            ratio = stats.paired_ratio(measured["b_seconds"], measured["a_seconds"])
-            entry.update(ratio or {"ratio": None, "ci95": None, "blocks": 0},
-                         steps_per_block=measured["steps_per_block"],
-                         a_block_s_median=float(np.median(measured["a_seconds"])),
-                         b_block_s_median=float(np.median(measured["b_seconds"])))
+            units = measured["units"]
+            ratio = stats.unit_ratio([(unit["b_seconds"], unit["a_seconds"]) for unit in units])
+            entry.update(ratio or {"ratio": None, "ci95": None, "units": 0, "blocks": 0},
+                         blocks_per_unit=len(units[0]["a_seconds"]),
+                         steps_per_block=int(np.median([unit["steps_per_block"] for unit in units])),
+                         a_block_s_median=float(np.median([s for unit in units for s in unit["a_seconds"]])),
+                         b_block_s_median=float(np.median([s for unit in units for s in unit["b_seconds"]])))
         else:
-            entry.update(ratio=None, ci95=None, blocks=0, reason=measured["reason"])
+            entry.update(ratio=None, ci95=None, units=0, blocks=0, reason=measured["reason"])
         components[key] = entry
     op = components.get("op_determinism") or {}
-    return {"ratio": op.get("ratio"), "ci95": op.get("ci95"), "blocks": op.get("blocks", 0),
-            "method": cost["method"], "measured_at": cost["created_at"], "components": components,
-            "ops_that_pay": cost.get("ops_that_pay")}
+    return {"ratio": op.get("ratio"), "ci95": op.get("ci95"), "units": op.get("units", 0),
+            "blocks": op.get("blocks", 0), "method": cost["method"], "measured_at": cost["created_at"],
+            "covers": COST_INTERVAL_COVERS, "components": components, "ops_that_pay": cost.get("ops_that_pay")}
+
+
+# What the cost's interval stands for, in the summary beside it.
+COST_INTERVAL_COVERS = ("what another measurement would find on this machine: the spread between independently "
+                        "built and warmed models (each unit) as well as the noise between blocks; not another "
+                        "machine, and not load that changes between studies")
 
 
 def findings(summary: dict[str, Any]) -> list[str]:
@@ -415,6 +442,9 @@ def findings(summary: dict[str, Any]) -> list[str]:
             said.append(f"{names}'s share{'s' if len(noisy) > 1 else ''} above 100% "
                         f"{'are' if len(noisy) > 1 else 'is'} within the noise of {rows[ALL][metric]['n']} repeats"
                         f"{reached}: an SD of few runs is itself uncertain, and `all`'s is no exception.")
+    outlying = _outlier_sentence(summary["conditions"], metric)
+    if outlying:
+        said.append(outlying)
     for row in summary["conditions"]:
         if row["n_failed"]:
             reasons = "; ".join(f"{code} x{row['failures'][code]} ({reason.rstrip('.')})" if reason else
@@ -468,6 +498,23 @@ def findings(summary: dict[str, Any]) -> list[str]:
     return said
 
 
+def _outlier_sentence(rows: list[dict[str, Any]], metric: str) -> str | None:
+    """`Outlier runs, kept in every figure above: init's trial 3f2a... (test accuracy 71.20, 14.3 SDs from its
+    other 9 runs' mean 84.10).`"""
+    named = []
+    for row in rows:
+        for outlier in row.get("outliers") or []:
+            how_far = f"{outlier['sds_from_others']:.1f} SDs from" if outlier["sds_from_others"] is not None else \
+                "unlike the identical"
+            named.append(f"{row['name']}'s trial {outlier['trial_key']} ({metric.replace('_', ' ')} "
+                         f"{stats.format_score(outlier['value'], metric)}, {how_far} its other {row['n_ok'] - 1} "
+                         f"runs' mean {stats.format_score(outlier['others_mean'], metric)})")
+    if not named:
+        return None
+    return (f"Outlier run{'s' if len(named) > 1 else ''}, kept in every figure above (a run trained otherwise, or "
+            f"a fault, shows this way; `harness.rerun` repeats one): {_and(named)}.")
+
+
 def _same_setting_as_control(name: str, environment: dict[str, Any]) -> str:
     """For env:onednn=V where control ran with oneDNN as V sets it (TensorFlow leaves oneDNN off by default on
     CPUs without AVX-512 VNNI/BF16, AVX-VNNI or AMX): the row compared control with itself, so it says nothing of
@@ -482,19 +529,21 @@ def _same_setting_as_control(name: str, environment: dict[str, Any]) -> str:
 
 
 def _interleaved_step_text(row: dict[str, Any]) -> str:
-    """`; its step takes 2.71x control's (95% CI [...], interleaved)` where the row's step was timed interleaved."""
+    """`; its step takes 2.71x control's (95% CI [...], 3 units of interleaved blocks)` where the row's step was
+    timed interleaved."""
     ratio = row["step_time_ratio_vs_control"]
     if not ratio or ratio.get("method") != "interleaved" or not ratio["ci95"]:
         return ""
     return f"; its step takes {ratio['ratio']:.2f}x control's (95% CI [{ratio['ci95'][0]:.2f}, " \
-           f"{ratio['ci95'][1]:.2f}], {ratio['blocks']} interleaved blocks)"
+           f"{ratio['ci95'][1]:.2f}], {stats.units_text(ratio)})"
 
 
 def _distribution_sentence(rows: list[dict[str, Any]], metric: str) -> str | None:
-    """Whether the seeds change the model's quality or only which test examples it gets right (Jordan 2024):
-    for `all`, else the varied condition with the largest test-set SD."""
+    """Whether what a condition varies changes the model's quality or only which test examples it gets right
+    (Jordan 2024): for `all`, else the varied condition with the largest test-set SD. Only for a condition that
+    varies something and whose runs differ: identical runs have nothing to decompose."""
     varied = [row for row in rows if not row["expects_identical_repeats"] and row.get("distribution_sd")
-              and row["distribution_sd"]["test_set_sd"] > 0]
+              and row["distribution_sd"]["test_set_sd"] > 0 and row["unique_weight_hashes"] > 1]
     if metric != "test_accuracy" or not varied:
         return None
     row = next((r for r in varied if r["name"] == ALL), max(varied, key=lambda r: r["distribution_sd"]["test_set_sd"]))
@@ -503,10 +552,24 @@ def _distribution_sentence(rows: list[dict[str, Any]], metric: str) -> str | Non
     figures = (f"{row['name']}'s test-set SD is {d['test_set_sd'] * 100:.3g} points, independent per-example errors "
                f"predict {d['independent_errors_sd'] * 100:.3g}, and the distribution-wise SD is "
                f"{d['sd'] * 100:.3g} (95% CI [{low * 100:.3g}, {high * 100:.3g}], {d['runs']} runs)")
+    source, plural = _source_phrase(row)
+    verb = "change" if plural else "changes"
     if low > 0:
-        return f"The seeds change the model's quality, not only which test examples flip: {figures}."
-    return f"The seeds change which test examples flip, not measurably the model's quality: {figures}; another " \
+        return f"{source} {verb} the model's quality, not only which test examples flip: {figures}."
+    return f"{source} {verb} which test examples flip, not measurably the model's quality: {figures}; another " \
            "test set would rank these runs differently."
+
+
+def _source_phrase(row: dict[str, Any]) -> tuple[str, bool]:
+    """What a condition's repeats vary, as the subject of a sentence, and whether it is plural: `The seeds`
+    for `all`, `The init seed` for a seed's condition, `Nondeterministic kernels` for kernels."""
+    if row["name"] == ALL:
+        return "The seeds", True
+    if row["name"] in SOURCES:
+        return f"The {row['name']} seed", False
+    if row["name"] == KERNELS:
+        return "Nondeterministic kernels", True
+    return f"Varying {row['varies']}", False
 
 
 def _noise_floor_sentence(all_row: dict[str, Any], varied: list[dict[str, Any]], metric: str) -> str | None:
@@ -604,8 +667,9 @@ def _op_ms(value: float | None) -> str:
 
 
 def _component_sentence(subject: str, component: dict[str, Any] | None, what: str) -> str | None:
-    """`Deterministic kernels cost +4.1% step time (95% CI [...], 16 interleaved blocks).`, or no measurable
-    cost where the interval holds 0, or why it was not measured."""
+    """`Deterministic kernels cost +4.1% step time (95% CI [...], 3 units of 16 interleaved blocks).`; no
+    measurable cost where the interval holds 0 (a cost is called negative, faster with determinism, only where
+    the whole interval says so); one unit, no interval; or why it was not measured."""
     if not component:
         return None
     if not component["measured"]:
@@ -614,16 +678,19 @@ def _component_sentence(subject: str, component: dict[str, Any] | None, what: st
     cost = component["ratio"] - 1
     interval = component["ci95"]
     if not interval:
-        return f"{subject} cost {cost:+.1%} {what} (one block pair: no interval)."
+        return f"{subject} cost {cost:+.1%} {what} (one unit: one sample, no interval)."
     low, high = interval[0] - 1, interval[1] - 1
-    measured = f"95% CI [{low:+.1%}, {high:+.1%}], {component['blocks']} interleaved blocks"
+    measured = f"95% CI [{low:+.1%}, {high:+.1%}], {stats.units_text(component)}"
     if low <= 0 <= high:
         return f"{subject} cost no measurable {what} here ({cost:+.1%}, {measured})."
+    if high < 0:
+        return f"{subject} made {what} shorter here: {cost:+.1%} ({measured})."
     return f"{subject} cost {cost:+.1%} {what} ({measured})."
 
 
 # The terminal table's columns left out first when it would not fit the terminal (the report keeps them all).
-OPTIONAL_COLUMNS = ("dist SD [95% CI]", "test loss SD", "SD 95% CI", "of all [95% CI]", "step ms", "det", "varies")
+OPTIONAL_COLUMNS = ("dist SD [95% CI]", "test loss SD", "SD 95% CI", "of all [95% CI]", "step ms [95% CI]", "det",
+                    "varies")
 
 
 def format_summary(summary: dict[str, Any], width: int | None = None) -> str:
@@ -631,10 +698,15 @@ def format_summary(summary: dict[str, Any], width: int | None = None) -> str:
     columns, which the table is made to fit (table.format_table)."""
     header = (f"{summary['benchmark']}: {summary['repeats']} repeats per condition, study "
               f"{summary['study_id']}{trainer_text(summary)}")
-    notes = [TIMED_APART_NOTE] if any((row["step_time_ratio_vs_control"] or {}).get("method") == TIMED_APART
-                                      for row in summary["conditions"]) else []
     table = format_table(*condition_table(summary), width=width, optional=OPTIONAL_COLUMNS)
-    return "\n".join([header, table, *notes, "", *summary["findings"]])
+    return "\n".join([header, table, *table_notes(summary), "", *summary["findings"]])
+
+
+def table_notes(summary: dict[str, Any]) -> list[str]:
+    """The lines under the conditions' table that its marks need (the terminal's, the report's HTML and
+    Markdown alike): `~` is a ratio of trials timed apart."""
+    return [TIMED_APART_NOTE] if any((row["step_time_ratio_vs_control"] or {}).get("method") == TIMED_APART
+                                     for row in summary["conditions"]) else []
 
 
 def condition_table(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
@@ -651,19 +723,19 @@ def condition_table(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]
             row["name"], "nothing in this model" if row.get("varies_nothing") else row["varies"],
             "on" if row["determinism"] else "off",
             f"{row['n_ok']}/{row['n_planned']}",
-            f"{described['mean'] * scale:.2f}" if described else "-",
+            _mean_text(described, scale),
             f"{described['sd'] * scale:.3f}" if described else "-",
             f"[{ci[0] * scale:.3f}, {ci[1] * scale:.3f}]" if ci else "-",
             f"{row['test_loss']['sd']:.2g}" if metric == "test_accuracy" and row["test_loss"] else None,
             _share_text(row) if row["sd_share_of_all"] is not None else "-",
             _churn_text(row),
             f"{row['unique_weight_hashes']}/{row['n_ok']}",
-            f"{row['step_ms_median']:.3f}" if row["step_ms_median"] else "-",
+            _step_text(row),
             _ratio_text(ratio),
             _distribution_text(row.get("distribution_sd")) if metric == "test_accuracy" else None,
         ])
-    headers = ["condition", "varies", "det", "ok", label + " mean", "SD", "SD 95% CI", "test loss SD",
-               "of all [95% CI]", "churn % [95% CI]", "hashes", "step ms", "vs control", "dist SD [95% CI]"]
+    headers = ["condition", "varies", "det", "ok", label + " mean [95% CI]", "SD", "SD 95% CI", "test loss SD",
+               "of all [95% CI]", "churn % [95% CI]", "hashes", "step ms [95% CI]", "vs control", "dist SD [95% CI]"]
     if metric != "test_accuracy":  # The loss is already the metric, and a regression has no classes to churn.
         dropped = (headers.index("test loss SD"), headers.index("churn % [95% CI]"),
                    headers.index("dist SD [95% CI]"))
@@ -678,6 +750,28 @@ def trainer_text(summary: dict[str, Any]) -> str:
     if summary.get("trainer"):
         return f", trained by the model's own Keras fit ({summary['trainer']['reason']})"
     return ", trained by the model's own Keras fit" if summary["config"].get("trainer") == "keras_fit" else ""
+
+
+def _mean_text(described: dict[str, Any] | None, scale: float) -> str:
+    """The mean with its t-interval, `84.17 [83.95, 84.39]`; `84.17 (one run)` without one."""
+    if not described:
+        return "-"
+    ci = described.get("mean_ci95")
+    if not ci:
+        return f"{described['mean'] * scale:.2f} (one run)"
+    return f"{described['mean'] * scale:.2f} [{ci[0] * scale:.2f}, {ci[1] * scale:.2f}]"
+
+
+def _step_text(row: dict[str, Any]) -> str:
+    """The median step with its distribution-free interval over the trials; `(one sample)` for a single
+    measurement (a vectorized group's step is one), `(n samples)` for too few for an interval."""
+    if not row["step_ms_median"]:
+        return "-"
+    ci = row.get("step_ms_ci95")
+    if ci:
+        return f"{row['step_ms_median']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
+    samples = len(row.get("step_ms") or [])
+    return f"{row['step_ms_median']:.3f} ({'one sample' if samples <= 1 else f'{samples} samples, no interval'})"
 
 
 def _churn_text(row: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ COMPARE_SCHEMA = "harness.compare/1"  # two tuned configs compared over seeds
 DOCTOR_SCHEMA = "harness.doctor/1"  # the doctor's verdicts on a user's script
 OBJECTIVE_RUN_SCHEMA = "harness.objective_run/1"  # one seeded call of a user's Optuna objective (reeval --objective)
 OBJECTIVE_REEVAL_SCHEMA = "harness.objective_reeval/1"  # reeval --objective: the calls against the tuned value
-COST_SCHEMA = "harness.cost/1"  # a study's determinism cost: two settings' seconds in interleaved blocks
+COST_SCHEMA = "harness.cost/2"  # a study's determinism cost: two settings' seconds in interleaved blocks, per unit
 TRACE_SCHEMA = "harness.trace/1"  # FingerprintCallback's JSON lines (a line format: no JSON Schema file)
 
 SCHEMA_FILES = {TRIAL_SCHEMA: "trial.schema.json", STUDY_SCHEMA: "study.schema.json",

@@ -1,9 +1,10 @@
 """A study's cost record (COST_FILE): determinism's price measured once per study, in interleaved blocks.
 
 A study with `control` and `kernels` (and with env:xla=1) has its cost measured by `trial/cost.py` after
-its trials, in the process that ran the study, independent of `--replicas`. The record keeps the raw
-block seconds; the summary turns them into ratios with intervals (`analysis/summary.cost_block`). A
-record of the same study, environment and block count is reused, so a resume does not measure again; a
+its trials, in the process that ran the study, independent of `--replicas`, in COST_UNITS independent units
+(each a freshly built model). The record keeps the raw block seconds of every unit; the summary turns them into
+ratios with intervals over the units (`analysis/summary.cost_block`). A record of the same study,
+environment, block and unit count is reused, so a resume does not measure again; a
 record of another study or environment is measured over. A sharded study measures in shard 0, and
 `harness.merge` carries that record to the merged directory.
 """
@@ -18,7 +19,7 @@ from harness.platform import environment
 from harness.schema import COST_FILE, COST_SCHEMA
 from harness.studies.conditions import CONTROL, KERNELS, XLA_ON, Condition
 from harness.studies.records import load_document, schema_errors, utc_timestamp, write_json
-from harness.trial.config import TrialConfig
+from harness.trial.config import COST_UNITS, TrialConfig
 from harness.trial.seeds import SeedSet
 
 # Measures the cost somewhere else (a Ray task): (config, seeds, blocks, xla) -> (measurement, bit identity there).
@@ -58,7 +59,8 @@ def ensure(base: TrialConfig, seeds: SeedSet, chosen: list[Condition], directory
     identity = identity or environment.bit_identity(environment.capture())
     existing = read(directory)
     if existing and existing["study_id"] == study_id and existing["environment"] == identity \
-            and existing["blocks"] == blocks and (not xla or "xla" in existing["components"]):
+            and existing["blocks"] == blocks and existing["units"] == COST_UNITS \
+            and (not xla or "xla" in existing["components"]):
         return existing
     from harness.trial import cost
 
@@ -67,6 +69,6 @@ def ensure(base: TrialConfig, seeds: SeedSet, chosen: list[Condition], directory
     else:
         measured, identity = measure(base, seeds, blocks, xla)
     record = {"schema": COST_SCHEMA, "study_id": study_id, "created_at": utc_timestamp(), "blocks": blocks,
-              "method": cost.METHOD, "environment": identity, **measured}
+              "units": COST_UNITS, "method": cost.METHOD, "environment": identity, **measured}
     write_json(directory / COST_FILE, record)
     return record

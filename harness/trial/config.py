@@ -38,7 +38,8 @@ MAX_THREADS = 4096
 # Blocks per setting of the interleaved measurement of determinism's cost (trial/cost.py): the default, the
 # fewest (fewer paired samples give an interval too wide to say anything) and the most a study may ask for.
 # Here, not in cost.py, which imports TensorFlow: bench's --cost_blocks states its default without it.
-DEFAULT_COST_BLOCKS = 48
+DEFAULT_COST_BLOCKS = 16  # blocks per setting in each of COST_UNITS units
+COST_UNITS = 3
 MIN_COST_BLOCKS = 8
 MAX_COST_BLOCKS = 1000
 # Integer fields with a bound of their own, below MAX_INT.

@@ -1,10 +1,18 @@
-"""The price of determinism, measured: two settings of one train step timed in interleaved blocks.
+"""The price of determinism, measured: two settings of one train step timed in interleaved blocks, in several
+independent units.
 
 Conditions trained minutes apart compare the machine's drift and other load, not the setting: the same
 study printed +23%, +64%, +85% and -9% for deterministic kernels (docs/speed.md). Here both settings run in
 this process on one warmed model and the same cached batches, alternating A B B A A B ..., so a drift
-that is linear over a pair of blocks cancels, and each block's pair of timings is one paired sample
-(the summary's interval is a t-interval of their mean log ratio: `analysis/stats.paired_ratio`).
+that is linear over a pair of blocks cancels, and each block's pair of timings is one paired sample.
+
+Blocks of one warmed model alone are not enough: one such measurement per study printed -18.0% [-31.2%, -2.2%]
+and, minutes later, +17.3% [+3.7%, +32.7%] (issue 43). What differs between two builds of the model (its
+buffers' places in memory, its traced loops, what else the machine did meanwhile) moves all of one
+measurement's blocks together, so their spread leaves it out. So the cost is measured in UNITS units, each a
+freshly built and warmed model with its own traced loops and its own blocks; the summary's interval is a
+t-interval over the units' mean log ratios (`analysis/stats.unit_ratio`), which holds the spread between units
+as well as the blocks' noise.
 
 Components, each A against B:
 - `op_determinism`: the train step with op determinism off against on (what `kernels` differs by);
@@ -34,19 +42,22 @@ import tensorflow as tf
 from harness.errors import first_line
 from harness.platform import determinism, known_ops
 from harness.trial import train
-from harness.trial.config import DEFAULT_COST_BLOCKS, MAX_COST_BLOCKS, MIN_COST_BLOCKS, TrialConfig
+from harness.trial.config import COST_UNITS, DEFAULT_COST_BLOCKS, MAX_COST_BLOCKS, MIN_COST_BLOCKS, TrialConfig
 from harness.trial.datasets import split_pool, training_batches
 from harness.trial.seeds import SeedSet
 
 DEFAULT_BLOCKS, MIN_BLOCKS, MAX_BLOCKS = DEFAULT_COST_BLOCKS, MIN_COST_BLOCKS, MAX_COST_BLOCKS
+# Independent units per measurement: the fewest that give a t-interval (2 degrees of freedom) between units.
+# Three units of DEFAULT_BLOCKS blocks take about the time one unit of 48 blocks took (docs/speed.md).
+UNITS = COST_UNITS
 # What one setting's block aims to take: long against the timer and a call's overhead, short against the
 # machine's changes of speed, so a pair's two blocks see the same machine (measured under load: 48 blocks of
 # 0.025 s gave intervals half as wide as 16 of 0.1 s, in the same time).
 BLOCK_SECONDS = 0.025
 MAX_STEPS_PER_BLOCK = 2000
 CACHED_BATCHES = 16  # the batches both settings train on, over and over (the op component leaves tf.data out)
-METHOD = ("interleaved blocks (A B B A ...), both settings in one process on the same warmed model and batches; "
-          "95% CI: t-interval of the mean log ratio of each block's pair")
+METHOD = ("independent units, each a freshly built and warmed model with its own traced loops timing both settings in "
+          "interleaved blocks (A B B A ...) on the same batches; 95% CI: t-interval over the units' mean log ratios")
 
 
 class Setting:
@@ -117,15 +128,20 @@ def not_measured(names: list[str], reason: str) -> dict[str, dict[str, Any]]:
 
 
 def measure(config: TrialConfig, seeds: SeedSet, blocks: int = DEFAULT_BLOCKS, xla: bool = False,
-            profile_ops: bool | None = None) -> dict[str, Any]:
-    """The components of determinism's cost for a study's control config and seeds (see the module's text).
+            profile_ops: bool | None = None, units: int = UNITS) -> dict[str, Any]:
+    """The components of determinism's cost for a study's control config and seeds (see the module's text),
+    each in `units` independent units of `blocks` blocks per setting.
 
     `xla`: also time the XLA-compiled step against the traced one (for env:xla=1). `profile_ops`: list
     the ops that pay (None: wherever op determinism's cost was measured). Op determinism is left as it was
     found. A measurement never stops a study: what fails is recorded as not measured, with why."""
     was = determinism.op_determinism_enabled()
     try:
-        return _measure(config.replace(determinism=True), seeds, blocks, xla, profile_ops)
+        measured = [_measure(config.replace(determinism=True), seeds, blocks, xla,
+                             profile_ops if unit == units - 1 else False) for unit in range(units)]
+        return {"components": {name: _in_units([m["components"][name] for m in measured])
+                               for name in measured[0]["components"]},
+                "ops_that_pay": measured[-1]["ops_that_pay"]}
     except Exception as error:  # noqa: BLE001  the study's records are written; its summary says why
         names = ["tf_data_determinism", "op_determinism", *(["xla"] if xla else [])]
         return {"components": not_measured(names, f"{type(error).__name__}: {first_line(error)}"),
@@ -134,10 +150,21 @@ def measure(config: TrialConfig, seeds: SeedSet, blocks: int = DEFAULT_BLOCKS, x
         determinism.set_op_determinism(was)
 
 
+def _in_units(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One component's record from its units' records: every unit's blocks, or the first unit's reason it was
+    not measured (a component measured in some units only would have an interval of the lucky ones)."""
+    failed = next((part for part in parts if not part["measured"]), None)
+    if failed:
+        return failed
+    return {"measured": True, "a": parts[0]["a"], "b": parts[0]["b"],
+            "units": [{key: part[key] for key in ("steps_per_block", "a_seconds", "b_seconds")} for part in parts]}
+
+
 def _measure(control: TrialConfig, seeds: SeedSet, blocks: int, xla: bool,
              profile_ops: bool | None) -> dict[str, Any]:
-    """`measure` for the control config: the pipeline's component, then the train step's (one model built
-    and warmed, both settings on its cached batches), then the ops that pay."""
+    """One unit of `measure` for the control config: the pipeline's component (its own pipeline), then the
+    train step's (a model built and warmed here, its own traced loops, both settings on its cached batches),
+    then the ops that pay."""
     components = {"tf_data_determinism": _tf_data_component(control, seeds, blocks)}
     trainer, reason = train.trainer_of(control)
     if trainer != "harness" or control.strategy != "none":

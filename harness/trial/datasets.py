@@ -28,7 +28,7 @@ from harness.errors import UsageError, first_line
 from harness.files import replace_atomically
 from harness.trial import features, user_data
 from harness.trial.config import TrialConfig
-from harness.trial.fingerprints import named_arrays_sha256
+from harness.trial.fingerprints import array_sha256, named_arrays_sha256
 from harness.trial.seeds import SeedSet
 
 DIGITS_SHA256 = "09f66e6debdee2cd2b5ae59e0d6abbb73fc2b0e0185d2e1957e9ebb51e23aa22"
@@ -352,6 +352,19 @@ def shares_batches(config: TrialConfig, seed_sets: list[SeedSet]) -> bool:
         return (seeds.split, seeds.shuffle, seeds.augment if config.augment else 0)
 
     return len({batches(seeds) for seeds in seed_sets}) == 1
+
+
+def order_fingerprints(pool_size: int, seeds: SeedSet, config: TrialConfig) -> dict[str, str]:
+    """SHA-256 of which examples a trial held out (`split_sha256`) and of the order it saw them in, every epoch's
+    (`batch_order_sha256`), from the same functions its pipeline calls. Equal over a `split` or `shuffle`
+    condition's runs, they show that the seed varied nothing, whatever its SD says (an order seeded from the
+    epoch alone, as Keras after 3.15.1 seeds fit(shuffle=True), would)."""
+    kept, held_out = split_indices(pool_size, seeds, config.validation_fraction, config.max_train_examples)
+    shuffle_seed = tf.constant(seeds.shuffle, tf.int64)
+    orders = [epoch_order(len(kept), shuffle_seed, tf.constant(epoch, tf.int64)).numpy()
+              for epoch in range(config.epochs)]
+    return {"split_sha256": array_sha256(held_out.astype(np.int64)),
+            "batch_order_sha256": array_sha256(np.concatenate(orders).astype(np.int64))}
 
 
 def epoch_order(n: int, shuffle_seed: tf.Tensor, epoch: tf.Tensor) -> tf.Tensor:

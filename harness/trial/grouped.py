@@ -133,14 +133,15 @@ def _train_group(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
     setup_s = time.perf_counter() - start
     losses, timing = run_group_loop(train_loop, iter(batches), config, total_steps, k, start, setup_s)  # [steps, K]
     results = []
-    for r, (replica_config, trainable, split) in enumerate(zip(configs, trainables, splits, strict=True)):
+    for r, (replica_config, trainable, split, seeds) in enumerate(zip(configs, trainables, splits, seed_sets,
+                                                                      strict=True)):
         failed = nan_loss_failure(losses[:, r], timing["wall_s"], trainable.description)
         if failed:
             results.append(failed)
             continue
         test_out, validation = evaluate(trainable, split)
         replica_outputs = {**outputs[r], "vectorized": {"replicas": k, "index": r, "path": "grouped"}}
-        result = trial_result(replica_config, trainable.task, dataset, test_out, validation, losses[:, r],
+        result = trial_result(replica_config, seeds, trainable.task, dataset, test_out, validation, losses[:, r],
                               weights_sha256(trainable.fingerprinted), replica_outputs, dict(timing),
                               initial_hashes[r], optimizer_sha256(trainable))
         result.model = trainable.description

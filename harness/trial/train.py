@@ -31,6 +31,7 @@ from harness.trial.datasets import (
     Split,
     check_augment,
     dataset_of,
+    order_fingerprints,
     split_pool,
     steps_per_epoch,
     training_batches,
@@ -542,7 +543,7 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, train
 
     test_out, validation = evaluate(trainable, split)
     timing = timing_from_calls(config, call_seconds, call_steps, setup_s, train_s, start)
-    result = trial_result(config, trainable.task, split.dataset, test_out, validation, losses,
+    result = trial_result(config, seeds, trainable.task, split.dataset, test_out, validation, losses,
                           weights_sha256(trainable.fingerprinted), outputs, timing, initial_hash,
                           optimizer_sha256(trainable))
     result.model = trainable.description
@@ -641,7 +642,7 @@ def fit_with_keras(config: TrialConfig, seeds: SeedSet, split: Split, trainable:
     # Each epoch is one "call" of per_epoch steps: the first (tracing) is left out of the steady state.
     timing = timing_from_calls(config, epoch_seconds, [per_epoch] * len(epoch_seconds), setup_s, train_s, start)
     # fit's optimizer: the compile()'s, which compile_for_fit may have replaced.
-    result = trial_result(config, trainable.task, split.dataset, test_out, validation, losses,
+    result = trial_result(config, seeds, trainable.task, split.dataset, test_out, validation, losses,
                           weights_sha256(trainable.fingerprinted), outputs, timing, initial_hash,
                           weights_sha256(model.optimizer.variables))
     # fit runs its own update (compiled as its jit_compile says), not the harness loop's.
@@ -652,12 +653,12 @@ def fit_with_keras(config: TrialConfig, seeds: SeedSet, split: Split, trainable:
     return result
 
 
-def trial_result(config: TrialConfig, task: Task, dataset: Dataset, test_out: np.ndarray,
+def trial_result(config: TrialConfig, seeds: SeedSet, task: Task, dataset: Dataset, test_out: np.ndarray,
                  validation: tuple[np.ndarray, np.ndarray] | None, losses: np.ndarray, weights_hash: str,
                  outputs: dict[str, Any], timing: dict[str, Any], initial_weights_hash: str,
                  optimizer_hash: str | None = None) -> TrialResult:
     """An ok trial's result from its model's outputs, per-step losses and weight hashes (and the optimizer's
-    state hash, where the harness keeps a Keras optimizer)."""
+    state hash, where the harness keeps a Keras optimizer), with its split's and batch order's hashes."""
     metrics = output_metrics(task, test_out, dataset.test_y, "test")
     if validation is not None:
         metrics.update(output_metrics(task, validation[0], validation[1], "validation", per_class=False))
@@ -676,6 +677,7 @@ def trial_result(config: TrialConfig, task: Task, dataset: Dataset, test_out: np
         "weights_sha256": weights_hash,
         "predictions_sha256": array_sha256(test_out),
         "loss_trace_sha256": array_sha256(losses.astype(np.float32)),
+        **order_fingerprints(len(dataset.train_y), seeds, config),
     }
     if optimizer_hash is not None:
         fingerprints["optimizer_sha256"] = optimizer_hash

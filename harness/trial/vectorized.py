@@ -155,7 +155,7 @@ def run_replicas(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
             validation = (held_out_outputs[key][r], dataset.train_y[held_out])
         weights = [(name, np.take(value, r, axis=_replica_axis(name, fused))) for name, value in final]
         replica_outputs = {**outputs[r], "vectorized": {"replicas": k, "index": r, "path": path}}
-        result = trial_result(configs[r], task, dataset, test_out[r], validation, losses[:, r],
+        result = trial_result(configs[r], seed_sets[r], task, dataset, test_out[r], validation, losses[:, r],
                               named_arrays_sha256(weights), replica_outputs, dict(timing), initial_hashes[r])
         result.model = descriptions[r]
         results.append(result)

@@ -15,14 +15,13 @@ The library behind `harness.reeval`, `harness.compare_configs` and `harness.tune
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from harness.analysis.stats import CONFIDENCE, describe, higher_is_better, sample_sd
+from harness.analysis.stats import CONFIDENCE, describe, higher_is_better, mean_interval, sample_sd, t_margin
 from harness.errors import UsageError
 from harness.studies import Executor, conditions
 from harness.studies.records import content_id
@@ -116,22 +115,6 @@ def scores(records: Sequence[dict[str, Any]], metric: str) -> list[float | None]
     return [r["metrics"].get(metric) if r["status"]["code"] == "ok" else None for r in records]
 
 
-def _t_margin(data: np.ndarray, quantile: float) -> float:
-    """Student-t quantile times the standard error of the mean (n >= 2)."""
-    from scipy import stats as scipy_stats
-
-    return scipy_stats.t.ppf(quantile, data.size - 1) * sample_sd(data) / math.sqrt(data.size)
-
-
-def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> list[float] | None:
-    """Student-t interval of the mean; None for fewer than two values."""
-    data = np.asarray(values, dtype=np.float64)
-    if data.size < 2:
-        return None
-    half = _t_margin(data, 0.5 + confidence / 2)
-    return [float(data.mean() - half), float(data.mean() + half)]
-
-
 def describe_scores(values: Sequence[float | None]) -> dict[str, Any] | None:
     """`stats.describe` of the scores that exist, with the t interval of their mean."""
     ok = [v for v in values if v is not None]
@@ -149,7 +132,7 @@ def pessimistic_bound(values: Sequence[float], metric: str, confidence: float) -
     data = np.asarray(values, dtype=np.float64)
     if data.size < 2:
         return float(data.mean())
-    margin = _t_margin(data, confidence)
+    margin = t_margin(data, confidence)
     return float(data.mean() - margin if higher_is_better(metric) else data.mean() + margin)
 
 

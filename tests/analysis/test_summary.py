@@ -6,6 +6,7 @@ import json
 import pytest
 
 from harness.analysis import summary as summary_lib
+from conftest import SMALL
 
 
 def _row(name, sd, n=10, expects_identical=False):
@@ -130,7 +131,9 @@ def test_a_real_study_has_its_cost_from_interleaved_blocks_and_distribution_sd_o
         assert described["runs"] == 3 and described["ci95"][0] <= described["sd"] <= described["ci95"][1]
     assert rows["control"]["distribution_sd"]["test_set_sd"] == 0  # identical runs: no spread at all
     cost = summary["determinism_cost"]
-    assert cost["blocks"] == 48 and cost["ci95"][0] <= cost["ratio"] <= cost["ci95"][1]
+    # Three units (each a fresh model) of 16 block pairs; the interval is over the units.
+    assert cost["units"] == 3 and cost["blocks"] == 48 and cost["ci95"][0] <= cost["ratio"] <= cost["ci95"][1]
+    assert "units" in cost["covers"] or "built" in cost["covers"]
     assert set(cost["components"]) == {"op_determinism", "tf_data_determinism"}
     # kernels' step over control's is op determinism off over on: the cost's inverse, from the same blocks.
     kernels = rows["kernels"]["step_time_ratio_vs_control"]
@@ -143,30 +146,38 @@ def test_a_real_study_has_its_cost_from_interleaved_blocks_and_distribution_sd_o
     assert summary_lib.TIMED_APART_NOTE in table and "dist SD [95% CI]" in table
     assert f"~{rows['init']['step_time_ratio_vs_control']['ratio']:.2f}x" in table
     sentence = next(line for line in summary["findings"] if line.startswith("With op determinism off"))
-    assert "48 interleaved blocks" in sentence and "Deterministic kernels cost" in sentence
+    assert "3 units of 16 interleaved blocks" in sentence and "Deterministic kernels" in sentence
     assert "Op determinism changes the train step's ops" in sentence
     assert "it traces SparseSoftmaxCrossEntropyWithLogits" in sentence
     assert any(line.startswith("The seeds change") and "distribution-wise SD" in line
                for line in summary["findings"])
 
 
-def _cost_record(ratio_blocks):
-    a = [0.01] * len(ratio_blocks)
+def _cost_record(unit_blocks):
+    """A cost record whose op component's units have these B / A ratios, block by block."""
+    units = [{"steps_per_block": 10, "a_seconds": [0.01] * len(ratios), "b_seconds": [0.01 * r for r in ratios]}
+             for ratios in unit_blocks]
     return {"study_id": "s", "created_at": "now", "method": "interleaved", "ops_that_pay": None,
             "components": {"op_determinism": {"measured": True, "a": "op determinism off", "b": "op determinism on",
-                                              "steps_per_block": 10, "a_seconds": a,
-                                              "b_seconds": [0.01 * r for r in ratio_blocks]},
+                                              "units": units},
                            "tf_data_determinism": {"measured": False, "a": "off", "b": "on",
                                                    "reason": "no pipeline here."}}}
 
 
-@pytest.mark.parametrize("blocks,said", [
-    ([1.0, 1.02, 0.98, 1.01], "Deterministic kernels cost no measurable step time here (+0.2%, 95% CI ["),
-    ([2.0, 2.1, 1.9, 2.05], "Deterministic kernels cost +101.1% step time (95% CI [+87.9%, +115.3%], 4 "
-                            "interleaved blocks)."),
+@pytest.mark.parametrize("units,said", [
+    ([[1.0, 1.02], [0.98, 1.01], [1.03, 0.99]], "Deterministic kernels cost no measurable step time here (+0.5%, "
+                                                "95% CI [-1.6%, +2.7%], 3 units of 2 interleaved blocks)."),
+    ([[2.0, 2.1], [1.9, 2.05], [2.0, 2.0]], "Deterministic kernels cost +100.7% step time (95% CI [+91.4%, "
+                                            "+110.5%], 3 units of 2 interleaved blocks)."),
+    # Faster with determinism is said only where the whole interval says so...
+    ([[0.8, 0.82], [0.79, 0.8], [0.81, 0.8]], "Deterministic kernels made step time shorter here: -19.7% "
+                                              "(95% CI [-21.5%, -17.8%], 3 units of 2 interleaved blocks)."),
+    # ... and one unit's blocks, however many and however tight, are one sample: issue 43's -18% [-31%, -2%].
+    ([[0.8, 0.82, 0.79, 0.8, 0.81, 0.8]], "Deterministic kernels cost -19.7% step time (one unit: one sample, "
+                                          "no interval)."),
 ])
-def test_the_cost_sentence_says_no_measurable_cost_where_the_interval_holds_zero(blocks, said):
-    block = summary_lib.cost_block(_cost_record(blocks))
+def test_the_cost_sentence_says_no_measurable_cost_where_the_interval_holds_zero(units, said):
+    block = summary_lib.cost_block(_cost_record(units))
     sentence = summary_lib._cost_sentences(block)  # noqa: SLF001
     assert said in sentence
     assert "tf.data's deterministic option's cost was not measured: no pipeline here." in sentence
@@ -201,3 +212,112 @@ def test_an_onednn_row_that_repeats_controls_setting_says_it_compares_control_wi
         other = summary_lib.findings({**summary, "conditions": [*summary["conditions"], row],
                                       "environment": {**summary["environment"], "onednn_enabled": not setting}})
         assert "compares control with itself" not in next(line for line in other if line.startswith(name))
+
+
+def test_bitwise_identical_runs_have_exact_zeros_and_no_sentence_on_model_quality(small_study):
+    """Issue 43: a control,kernels study of identical runs printed "The seeds change the model's quality ...:
+    kernels's test-set SD is 1.24e-14 points" although no seed varies in kernels and every run was the same."""
+    from harness.studies.records import read_records
+
+    records = [r for r in read_records(small_study / "trials.jsonl") if r["condition"] in ("control", "kernels")]
+    summary = summary_lib.summary_from_records(records, directory=small_study)
+    for row in summary["conditions"]:
+        assert row["unique_weight_hashes"] == 1  # on a CPU kernels' runs are identical too
+        described = row["distribution_sd"]
+        assert described["sd"] == described["test_set_sd"] == described["independent_errors_sd"] == 0.0
+        assert described["ci95"] == [0.0, 0.0] and row["test_accuracy"]["sd"] == 0.0
+        assert row["disagreement_ci95"] is None  # 3 runs: churn has no interval (tests/analysis/test_coverage.py)
+    assert not any("quality" in line or "test examples flip" in line for line in summary["findings"])
+
+
+def test_the_quality_sentence_names_the_source_the_condition_varies():
+    rows = _prepared([_row("init", 0.01), _row("control", 0.0, expects_identical=True)])
+    for row in rows:
+        row["distribution_sd"] = {"sd": 0.004, "ci95": [0.002, 0.007], "test_set_sd": 0.005,
+                                  "independent_errors_sd": 0.003, "runs": 10, "examples": 20000}
+    rows[0]["unique_weight_hashes"] = 10
+    said = summary_lib.findings(_summary(rows))
+    assert any(line.startswith("The init seed changes the model's quality") for line in said)
+    assert not any(line.startswith("The seeds") for line in said)
+
+
+@pytest.mark.slow
+def test_a_run_trained_with_another_learning_rate_is_named_an_outlier(tmp_path):
+    """Eight real init runs, one of them planted with a learning rate 100 times smaller: the summary names that
+    run (and only it) in `outliers` and a sentence, and keeps it in every statistic."""
+    from harness.studies import conditions, study_runner
+    from harness.trial.config import load_benchmark
+    from harness.trial.seeds import SeedSet
+
+    # Trained long enough that the init runs agree to a point or two (SMALL's two epochs leave them 45-56%).
+    base = load_benchmark("digits_mlp", **{**SMALL, "epochs": 8, "dropout_rate": 0.0, "max_train_examples": 800})
+    seeds = SeedSet.from_base(0)
+    chosen = conditions.parse_conditions("init")
+    specs = study_runner.plan(base, 0, seeds, chosen, 8, "planted")
+    planted = study_runner.plan(base.replace(learning_rate=base.learning_rate / 100), 0, seeds, chosen, 8,
+                                "planted")[-1]
+    specs = [*specs[:-1], planted]
+    study_runner.execute(specs, tmp_path)
+    records = study_runner.study_records(specs, tmp_path)
+    summary = summary_lib.summary_from_records(records, directory=tmp_path)
+    row = summary["conditions"][0]
+    assert [o["trial_key"] for o in row["outliers"]] == [planted.key]
+    assert row["test_accuracy"]["n"] == 8  # named, not dropped
+    assert any(line.startswith("Outlier run, kept in every figure above") and planted.key in line
+               for line in summary["findings"])
+
+
+def _shuffle_study(tmp_path, keras_fit=False):
+    """A real three-run `shuffle` study on the digits, summarized from its records: the small built-in MLP, or
+    conftest's user model trained by its own Keras fit."""
+    from conftest import USER_MODEL
+
+    from harness.studies import conditions, study_runner
+    from harness.trial.config import load_benchmark, user_model_config
+    from harness.trial.seeds import SeedSet
+
+    if keras_fit:
+        (tmp_path / "user_model.py").write_text(USER_MODEL)
+        base = user_model_config(model=f"{tmp_path / 'user_model.py'}:create_model", dataset="digits",
+                                 trainer="keras_fit", epochs=2, max_train_examples=400, model_args={"dropout": 0.0})
+    else:
+        base = load_benchmark("digits_mlp", **{**SMALL, "augment": False, "dropout_rate": 0.0})
+    specs = study_runner.plan(base, 0, SeedSet.from_base(0), conditions.parse_conditions("shuffle"), 3, "orders")
+    study_runner.execute(specs, tmp_path)
+    summary = summary_lib.summary_from_records(study_runner.study_records(specs, tmp_path), directory=tmp_path)
+    return summary, summary["conditions"][0]
+
+
+def test_keras_fit_shuffled_from_the_epoch_alone_does_not_stop_the_shuffle_condition_varying(tmp_path, monkeypatch):
+    """Keras after 3.15.1 seeds fit(shuffle=True) from the epoch number alone (keras-team/keras PR #23046): run
+    through Keras's own shuffling, a `shuffle` condition would show SD 0 and read as "order does not matter".
+    With every TensorFlow shuffle the Keras adapters call made seed-free (the same permutation every time), a
+    study through --trainer=keras_fit still varies the order: the harness hands fit its own batches."""
+    import tensorflow as tf
+
+    monkeypatch.setattr(tf.random, "shuffle",
+                        lambda value, seed=None, name=None: tf.random.experimental.stateless_shuffle(value, [0, 0]))
+    summary, row = _shuffle_study(tmp_path, keras_fit=True)
+    records_orders = row["unique_weight_hashes"]
+    assert row["varies_nothing"] is None and records_orders == 3 and row["test_loss"]["sd"] > 0
+    assert not any("varies nothing" in line for line in summary["findings"])
+
+
+def test_a_shuffle_seed_that_orders_nothing_is_said_to_vary_nothing(tmp_path, monkeypatch):
+    """The same check, planted in the harness's own pipeline: an epoch order that ignores the shuffle seed makes
+    every run's batch order equal, and the summary says the condition varies nothing, not that order does not
+    matter."""
+    from harness.trial import datasets, vectorized
+
+    def epoch_only(n, shuffle_seed, epoch):
+        return datasets.tf.random.experimental.stateless_shuffle(datasets.tf.range(n, dtype=datasets.tf.int64),
+                                                                 seed=datasets.tf.stack([datasets.tf.constant(
+                                                                     0, datasets.tf.int64), epoch]))
+
+    monkeypatch.setattr(datasets, "epoch_order", epoch_only)
+    monkeypatch.setattr(vectorized, "epoch_order", epoch_only)
+    summary, row = _shuffle_study(tmp_path)
+    assert row["varies_nothing"] == "every run saw the training examples in the same order"
+    assert row["test_accuracy"]["sd"] == 0.0
+    assert "The shuffle condition varies nothing here: every run saw the training examples in the same order, " \
+           "so its spread says nothing about shuffle randomness." in summary["findings"]

@@ -97,7 +97,7 @@ def test_variance_rule_fails_when_all_sd_grows_beyond_the_factor(summary):
 
 
 def _cost(ratio, ci95):
-    return {"ratio": ratio, "ci95": ci95, "blocks": 48, "method": "interleaved", "components": {}}
+    return {"ratio": ratio, "ci95": ci95, "units": 3, "blocks": 48, "method": "interleaved", "components": {}}
 
 
 def test_overhead_rule_fails_only_when_the_whole_interval_lies_beyond_the_bound(summary):
@@ -107,7 +107,7 @@ def test_overhead_rule_fails_only_when_the_whole_interval_lies_beyond_the_bound(
     candidate["determinism_cost"] = _cost(3.33, [3.1, 3.5])
     verdict = _verdicts(summary, candidate)[("overhead", "kernels vs control")]
     assert verdict.passed is False and verdict.candidate == "+233.0%"
-    assert verdict.detail == "95% CI [+210.0%, +250.0%], 48 interleaved blocks"
+    assert verdict.detail == "95% CI [+210.0%, +250.0%], 3 units of 16 interleaved blocks"
     assert _verdicts(summary, candidate, max_determinism_overhead=3.0)[("overhead", "kernels vs control")].passed
     # The same median with an interval that reaches below the bound: noise, not a finding.
     candidate["determinism_cost"] = _cost(3.33, [1.5, 7.0])
@@ -246,6 +246,13 @@ def test_junit_xml_has_a_test_case_per_rule_check_and_the_markdown_goes_to_the_s
     assert int(suite.get("skipped")) == sum(r["passed"] is None for r in rules)
     appended = step_summary.read_text()
     assert appended.startswith("an earlier step's summary\n### Determinism gate: FAIL") and "**FAIL**" in appended
+    # Each failure names itself with its numbers: in the JUnit message, the Markdown header and the last line.
+    speed = next(case for case in cases if case.get("name") == "speed[control]").find("failure")
+    assert speed.get("message").startswith("speed (control): candidate ") and "threshold <= " in speed.get("message")
+    header = appended.splitlines()[1]
+    assert "; failed speed (control): candidate " in header
+    text = run_program("harness.gate", f"--baseline={small_study}", f"--candidate={candidate}")
+    assert "; failed speed (control): candidate " in text.stdout.strip().splitlines()[-1]
 
 
 @pytest.mark.slow
@@ -432,4 +439,19 @@ def test_the_verdict_line_counts_skipped_checks_and_says_why():
     assert verdict_line(checks) == ("PASS: 2 passed, 2 skipped; skipped determinism (control): fewer than 2 ok "
                                     "runs; variance (control): fewer than 2 ok runs")
     assert verdict_line([*checks, verdict("speed", False)]).startswith("FAIL: 2 passed, 1 failed, 2 skipped; ")
+    slower = gate_rules.Verdict("speed", "control", "0.181 ms", "0.543 ms", "<= 1.25x", False, "3.00x [2.9, 3.1]")
+    assert verdict_line([*checks, slower]).startswith(
+        "FAIL: 2 passed, 1 failed, 2 skipped; failed speed (control): candidate 0.543 ms against baseline 0.181 ms, "
+        "threshold <= 1.25x (3.00x [2.9, 3.1]); skipped determinism (control)")
     assert verdict_line([verdict("accuracy", True)]) == "PASS: 1 passed"
+
+
+def test_a_studys_records_gated_against_its_own_summary_note_no_config_difference(small_study):
+    """summary.json says the --replicas flag and trials.jsonl the groups the trials trained in: that is no
+    difference in what was measured, and the gate no longer notes `config differs in replicas (1 -> 5)`."""
+    from harness.analysis.summary import load_summary
+
+    own, records = load_summary(small_study / "summary.json"), load_summary(small_study / "trials.jsonl")
+    records["config"]["replicas"] = 3  # as a vectorized study's records say
+    notes = gate_rules.check_comparable(own, records, ("summary.json", "trials.jsonl"))
+    assert not any(note.startswith("config differs") for note in notes), notes

@@ -10,6 +10,7 @@ from conftest import run_program
 from PIL import Image
 
 from harness.analysis import study_report
+from harness.analysis import summary as summary_lib
 from harness.analysis.study_report import build_report
 
 
@@ -128,7 +129,9 @@ def test_report_renders_real_pngs_referenced_by_the_html(small_study, tmp_path):
     assert "<h2>The price of determinism</h2>" in html and "## The price of determinism" in markdown
     ci = cost["components"]["op_determinism"]["ci95"]
     assert f"| op determinism | op determinism off | op determinism on | {cost['ratio']:.3f}x | " \
-           f"[{ci[0]:.3f}, {ci[1]:.3f}] | 48 |" in markdown
+           f"[{ci[0]:.3f}, {ci[1]:.3f}] | 3 x 16 |" in markdown
+    # The table's `~` ratios say what they are under the table, in the page and the Markdown as in the terminal.
+    assert study_report._inline(summary_lib.TIMED_APART_NOTE) in html and summary_lib.TIMED_APART_NOTE in markdown
     # An op's name may break between its words on a phone.
     assert "<td>Sparse<wbr>Softmax<wbr>Cross<wbr>Entropy<wbr>With<wbr>Logits</td><td>traced only with op " \
            "determinism off" in html

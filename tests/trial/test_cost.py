@@ -23,17 +23,24 @@ def test_blocks_alternate_a_b_then_b_a_so_a_steady_drift_cancels():
 
 
 @pytest.mark.parametrize("found", [True, False])
-def test_a_real_train_step_is_timed_in_blocks_and_op_determinism_is_left_as_found(found):
+def test_a_real_train_step_is_timed_in_blocks_and_op_determinism_is_left_as_found(found, monkeypatch):
+    from harness.trial import train
+
+    built = []  # each unit builds its own model: the spread between builds is what one model's blocks leave out
+    build = train.build_trainable
+    monkeypatch.setattr(train, "build_trainable", lambda *args: built.append(build(*args)) or built[-1])
     config = load_benchmark("digits_mlp", **SMALL)
     determinism.set_op_determinism(found)
     measured = cost.measure(config, SeedSet.from_base(0), blocks=8, xla=found)
     assert determinism.op_determinism_enabled() is found
+    assert len(built) == cost.UNITS == 3 and len({id(model) for model in built}) == 3
     components = measured["components"]
     assert set(components) == {"op_determinism", "tf_data_determinism", *(["xla"] if found else [])}
     for component in components.values():
         assert component["measured"], component
-        assert len(component["a_seconds"]) == len(component["b_seconds"]) == 8
-        assert component["steps_per_block"] >= 4
+        assert len(component["units"]) == cost.UNITS
+        for unit in component["units"]:
+            assert len(unit["a_seconds"]) == len(unit["b_seconds"]) == 8 and unit["steps_per_block"] >= 4
     assert (components["op_determinism"]["a"], components["op_determinism"]["b"]) == (
         "op determinism off", "op determinism on")
     # On this CPU no kernel changes, but TensorFlow traces the softmax cross-entropy otherwise under op
