@@ -17,10 +17,6 @@ import numpy as np
 # --help imports this module (tests/programs/test_help.py).
 
 CONFIDENCE = 0.95
-# Fixed so the same records always give the same summary, bootstrap included.
-BOOTSTRAP_SEED = 0
-BOOTSTRAP_RESAMPLES = 2000
-
 
 def higher_is_better(metric: str) -> bool:
     """Accuracy metrics grow as results improve; losses shrink."""
@@ -122,28 +118,34 @@ def describe(values: Sequence[float]) -> dict[str, Any] | None:
             "min": float(data.min()), "max": float(data.max()), "range": float(data.max() - data.min())}
 
 
-def ratio_of_medians(values: Sequence[float], reference: Sequence[float]) -> dict[str, Any] | None:
-    """median(values) / median(reference) with a 95% percentile-bootstrap interval.
+def step_time_ratio(values: Sequence[float], reference: Sequence[float]) -> dict[str, Any] | None:
+    """The ratio of two sets of step times (geometric means: times are skewed, and ratios add on the log
+    scale) with a 95% Welch t-interval of the difference of their mean logs.
 
     Used by the gate's speed rule (a candidate's step times against a baseline's), and for a condition's step
     against control's where no interleaved measurement exists (the summary drops that interval: the two were
-    timed minutes apart, `paired_ratio` is the measurement). The interval needs at least 3 samples a side.
-    """
+    timed minutes apart, `unit_ratio` is the measurement). The interval needs at least 3 samples a side; the
+    percentile bootstrap of the medians' ratio it replaces covered 90% at 3 a side and 97% at 10
+    (tests/analysis/test_coverage.py measures this one)."""
     from scipy import stats as scipy_stats
 
     a = np.asarray([v for v in values if v is not None], dtype=np.float64)
     b = np.asarray([v for v in reference if v is not None], dtype=np.float64)
-    if a.size == 0 or b.size == 0 or np.median(b) == 0:
+    if a.size == 0 or b.size == 0 or np.any(a <= 0) or np.any(b <= 0):
         return None
-    ratio = float(np.median(a) / np.median(b))
+    log_a, log_b = np.log(a), np.log(b)
+    difference = float(log_a.mean() - log_b.mean())
     interval = None
     if a.size >= 3 and b.size >= 3:
-        result = scipy_stats.bootstrap(
-            (a, b), lambda x, y, axis=-1: np.median(x, axis=axis) / np.median(y, axis=axis),
-            vectorized=True, paired=False, confidence_level=CONFIDENCE, n_resamples=BOOTSTRAP_RESAMPLES,
-            method="percentile", rng=np.random.default_rng(BOOTSTRAP_SEED))
-        interval = [float(result.confidence_interval.low), float(result.confidence_interval.high)]
-    return {"ratio": ratio, "ci95": interval}
+        parts = (sample_sd(log_a) ** 2 / a.size, sample_sd(log_b) ** 2 / b.size)
+        variance = sum(parts)
+        if variance == 0:
+            interval = [math.exp(difference)] * 2
+        else:
+            dof = variance ** 2 / (parts[0] ** 2 / (a.size - 1) + parts[1] ** 2 / (b.size - 1))
+            half = float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, dof)) * math.sqrt(variance)
+            interval = [math.exp(difference - half), math.exp(difference + half)]
+    return {"ratio": math.exp(difference), "ci95": interval}
 
 
 def units_text(measured: dict[str, Any]) -> str:

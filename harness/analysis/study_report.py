@@ -516,8 +516,17 @@ def _table_html(head: list[str], body: list[list[Any]], css_class: str = "", hea
 _NUMBER = re.compile(r"[-+~\[]?\d[\d.,:%x/ \[\]+-]*")
 
 
+# A value and its interval or note ("57.22 [57.01, 57.43]", "0.200 (one sample)"): two unbreakable parts that
+# may stack, so the conditions table fits a laptop's width with every interval beside its number.
+_WITH_INTERVAL = re.compile(r"(\S+) (\[[^\]]*\]|\([^)]*\))")
+
+
 def _cell_html(value: Any) -> str:
     text = str(value)
+    pair = _WITH_INTERVAL.fullmatch(text)
+    if pair:
+        return (f'<td class="num pair"><span>{_inline(pair.group(1))}</span> '
+                f'<span>{_inline(pair.group(2))}</span></td>')
     return f'<td class="num">{_inline(text)}</td>' if _NUMBER.fullmatch(text) else f"<td>{_inline(text)}</td>"
 
 
@@ -585,6 +594,9 @@ table.environment td {{ overflow-wrap: anywhere; }}
 .scroll tr > :first-child {{ position: sticky; left: 0; z-index: 1; background: #fff; }}
 /* A number is never broken across lines; the words of "varies" and of the headers wrap instead. */
 table.conditions td {{ font-variant-numeric: tabular-nums; white-space: nowrap; }}
+/* A number and its interval stay whole each, and stack where the column is narrow. */
+table.conditions td.pair {{ white-space: normal; }}
+td.pair span {{ white-space: nowrap; display: inline-block; }}
 table.conditions td:nth-child(2), table.conditions th {{ white-space: normal; overflow-wrap: normal; }}
 @media (max-width: 700px) {{
   body {{ margin: 1em auto; padding: 0 0.75em; }}

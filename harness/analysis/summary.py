@@ -344,7 +344,7 @@ def _step_ratio(row: dict[str, Any], control: dict[str, Any],
             ratio, interval = 1 / ratio, interval and [1 / interval[1], 1 / interval[0]]
         return {"ratio": ratio, "ci95": interval, "method": "interleaved", "units": component.get("units", 1),
                 "blocks": component["blocks"]}
-    apart = stats.ratio_of_medians(row["step_ms"], control["step_ms"])
+    apart = stats.step_time_ratio(row["step_ms"], control["step_ms"])
     return {"ratio": apart["ratio"], "ci95": None, "method": TIMED_APART} if apart else None
 
 
@@ -764,14 +764,14 @@ def _mean_text(described: dict[str, Any] | None, scale: float) -> str:
 
 def _step_text(row: dict[str, Any]) -> str:
     """The median step with its distribution-free interval over the trials; `(one sample)` for a single
-    measurement (a vectorized group's step is one), `(n samples)` for too few for an interval."""
+    measurement (a vectorized group's step is one), `(3 samples)` for too few for an interval (below 5)."""
     if not row["step_ms_median"]:
         return "-"
     ci = row.get("step_ms_ci95")
     if ci:
         return f"{row['step_ms_median']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]"
     samples = len(row.get("step_ms") or [])
-    return f"{row['step_ms_median']:.3f} ({'one sample' if samples <= 1 else f'{samples} samples, no interval'})"
+    return f"{row['step_ms_median']:.3f} ({'one sample' if samples <= 1 else f'{samples} samples'})"
 
 
 def _churn_text(row: dict[str, Any]) -> str:

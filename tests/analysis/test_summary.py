@@ -4,9 +4,9 @@ import copy
 import json
 
 import pytest
+from conftest import SMALL
 
 from harness.analysis import summary as summary_lib
-from conftest import SMALL
 
 
 def _row(name, sd, n=10, expects_identical=False):

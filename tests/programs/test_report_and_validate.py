@@ -142,12 +142,14 @@ def test_report_renders_real_pngs_referenced_by_the_html(small_study, tmp_path):
 # table's box and its first column, each plot against its box and the smallest label's size on screen.
 LAYOUT = """() => {
     const table = document.querySelector('table.conditions'), box = table.parentElement;
-    // A cell whose text the browser laid out on more than one line (outside the words of "varies").
+    // A cell (or a value, or its interval, where a cell stacks the two) whose text the browser laid out on
+    // more than one line (outside the words of "varies").
     const broken = [...table.querySelectorAll('tr')].slice(1).flatMap(tr => [...tr.cells])
-        .filter(td => td.cellIndex !== 1).filter(td => {
-            const range = document.createRange(); range.selectNodeContents(td);
+        .filter(td => td.cellIndex !== 1)
+        .flatMap(td => td.classList.contains('pair') ? [...td.querySelectorAll('span')] : [td]).filter(part => {
+            const range = document.createRange(); range.selectNodeContents(part);
             return new Set([...range.getClientRects()].map(r => Math.round(r.top))).size > 1;
-        }).map(td => td.textContent);
+        }).map(part => part.textContent);
     const firsts = [...table.rows].map(row => row.cells[0]), seconds = [...table.rows].map(row => row.cells[1]);
     const before = seconds.map(cell => cell.getBoundingClientRect().left);
     box.scrollLeft = box.scrollWidth;  // scrolled to its right end: the first column stays, the others move

@@ -1,5 +1,7 @@
 """A study's cost record: measured once, reused by a resume of the same study, measured over otherwise."""
 
+import json
+
 import pytest
 from conftest import SMALL
 
@@ -22,9 +24,14 @@ def test_the_cost_record_is_reused_by_the_same_study_and_measured_over_for_anoth
     assert (tmp_path / COST_FILE).read_bytes() == written
     # Another block count, or another study in the directory: measured over.
     again = determinism_cost.ensure(base, seeds, chosen, tmp_path, "study-a", 9)
-    assert again["blocks"] == 9 and len(again["components"]["op_determinism"]["a_seconds"]) == 9
+    assert again["blocks"] == 9 and again["units"] == 3
+    assert [len(unit["a_seconds"]) for unit in again["components"]["op_determinism"]["units"]] == [9, 9, 9]
+    # A record of one unit (harness.cost/1, before issue 43) is measured over: its interval held no unit spread.
+    old = {**again, "schema": "harness.cost/1"}
+    (tmp_path / COST_FILE).write_text(json.dumps(old))
+    assert determinism_cost.read(tmp_path) is None
     # A damaged record is measured over, not trusted.
-    (tmp_path / COST_FILE).write_text('{"schema": "harness.cost/1", "study_id": "study-a"')
+    (tmp_path / COST_FILE).write_text('{"schema": "harness.cost/2", "study_id": "study-a"')
     assert determinism_cost.read(tmp_path) is None
     assert determinism_cost.ensure(base, seeds, chosen, tmp_path, "study-a", 8)["blocks"] == 8
     # With env:xla=1 the XLA component joins; an older record without it is measured over.
