@@ -16,16 +16,19 @@ ten noisy runs must not break a build by chance, nor hide a real regression.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from absl import flags
 
 from harness import cli
+from harness.analysis.gate_calibration import calibrate, calibration_table
 from harness.analysis.gate_render import junit_xml, render, unusable_junit_xml, unusable_markdown
 from harness.analysis.gate_rules import DEFAULT_THRESHOLDS, RULES, check_comparable, evaluate, thresholds_from
 from harness.analysis.summary import load_summary
 from harness.errors import UsageError
 from harness.files import check_output_file, replace_atomically
+from harness.table import format_table
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("baseline", None, "Baseline summary.json, trials.jsonl, or a study directory.")
@@ -38,12 +41,19 @@ flags.DEFINE_string("junit_xml", None, "Also write the verdicts as JUnit XML her
                     "for GitLab, Jenkins and GitHub test reporters.")
 flags.DEFINE_string("markdown_summary", None, "Also append the Markdown verdicts to this file, e.g. "
                     "--markdown_summary=\"$GITHUB_STEP_SUMMARY\" (the job's summary page on GitHub Actions).")
+flags.DEFINE_list("calibrate", [], "Calibrate instead of gating: baseline studies of one configuration (directories, "
+                  "summary.json or trials.jsonl files, at least 2) whose measured spread sets each threshold, "
+                  "written to --write_rules (docs/gate.md).")
+flags.DEFINE_string("write_rules", None, "Where --calibrate writes the rules file, e.g. "
+                    "benchmarks/baselines/ci_rules.json.")
 for _name, _value in DEFAULT_THRESHOLDS.items():
     flags.DEFINE_float(_name, None, f"Threshold (default {_value}).")
 
 
 def main(argv: list[str]) -> int:
     del argv
+    if FLAGS.calibrate:
+        return _calibrate()
     for flag in ("junit_xml", "markdown_summary"):
         if FLAGS[flag].value:
             check_output_file(Path(FLAGS[flag].value), flag)
@@ -73,6 +83,21 @@ def _gate(names: tuple[str, str]) -> int:
     if FLAGS.markdown_summary:
         _append(FLAGS.markdown_summary, render(verdicts, notes, "markdown", names))
     return 1 if any(v.passed is False for v in verdicts) else 0
+
+
+def _calibrate() -> int:
+    """Thresholds from the baseline studies' measured spread, written as a rules file; the table says where
+    each came from."""
+    if not FLAGS.write_rules:
+        raise UsageError("--calibrate writes a rules file: give --write_rules=FILE (e.g. "
+                         "benchmarks/baselines/ci_rules.json)")
+    check_output_file(Path(FLAGS.write_rules), "write_rules")
+    rules = calibrate([(name, load_summary(name)) for name in FLAGS.calibrate])
+    replace_atomically(Path(FLAGS.write_rules), json.dumps(rules, indent=2) + "\n")
+    print(f"calibrated from {len(FLAGS.calibrate)} baseline studies: {', '.join(FLAGS.calibrate)}")
+    print(format_table(*calibration_table(rules)))
+    print(f"wrote {FLAGS.write_rules}")
+    return 0
 
 
 def _append(path: str, markdown: str) -> None:

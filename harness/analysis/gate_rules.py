@@ -60,6 +60,7 @@ def thresholds_from(rules_file: str | None, overrides: dict[str, float | None],
         if not isinstance(loaded, dict):
             raise UsageError(f"{rules_file} must hold a JSON object of thresholds")
         skipped |= set(loaded.pop("skip", []))
+        loaded.pop("calibrated_from", None)  # what a calibration measured (gate_calibration.py): for people
         unknown = set(loaded) - set(DEFAULT_THRESHOLDS)
         if unknown:
             raise UsageError(f"{rules_file} sets unknown thresholds {', '.join(sorted(unknown))}; "
