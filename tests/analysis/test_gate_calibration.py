@@ -1,0 +1,74 @@
+"""The gate's thresholds calibrated from the spread of N baseline studies (harness/analysis/gate_calibration.py),
+and `harness.gate --calibrate` writing them as a rules file the gate reads."""
+
+import copy
+import json
+
+import pytest
+from conftest import run_program
+
+from harness.analysis import gate_rules
+from harness.analysis.summary import load_summary
+
+
+@pytest.fixture
+def summary(small_study):
+    return load_summary(small_study / "summary.json")
+
+
+def _row(summary, name):
+    return next(row for row in summary["conditions"] if row["name"] == name)
+
+
+def _write(path, summary):
+    path.write_text(json.dumps(summary))
+    return str(path)
+
+
+def test_calibration_sets_each_threshold_from_the_baseline_studies_spread(summary, small_study, tmp_path):
+    """Three baseline studies: init's mean 0.6 points apart at most, all's SD 1.4x apart, costs up to +30%:
+    the thresholds are those, the timing limit never below the default, and the gate reads the rules file it
+    writes (its `calibrated_from` says where each value came from)."""
+    from harness.analysis.gate_calibration import calibrate
+
+    studies = []
+    for shift, sd_factor, high in ((0.0, 1.0, 1.2), (-0.006, 1.4, 1.3), (0.002, 1.1, 1.1)):
+        study = copy.deepcopy(summary)
+        _row(study, "init")["test_accuracy"]["mean"] += shift
+        _row(study, "all")["test_accuracy"]["sd"] *= sd_factor
+        study["determinism_cost"] = {**study["determinism_cost"], "ratio": 1.1, "ci95": [1.0, high]}
+        studies.append((f"run{len(studies) + 1}", study))
+    rules = calibrate(studies)
+    assert rules["accuracy_tolerance"] == pytest.approx(0.008)
+    assert rules["variance_factor"] == pytest.approx(1.4)
+    assert rules["max_determinism_overhead"] == pytest.approx(0.3)
+    assert rules["max_slowdown"] >= gate_rules.DEFAULT_THRESHOLDS["max_slowdown"]
+    assert rules["calibrated_from"]["studies"] == ["run1", "run2", "run3"]
+    assert "0.8 points (init)" in rules["calibrated_from"]["why"]["accuracy_tolerance"]
+    # Identical studies (the gate's own study run again: the same bits) leave accuracy one test example.
+    same = calibrate([("a", summary), ("b", copy.deepcopy(summary))])
+    examples = _row(summary, "control")["distribution_sd"]["examples"]
+    assert same["accuracy_tolerance"] == pytest.approx(1 / examples) and same["variance_factor"] == 1.0
+    # Through the program: the rules file it writes is one the gate reads.
+    paths = [_write(tmp_path / f"run{i}.json", study) for i, (_, study) in enumerate(studies, start=1)]
+    rules_file = tmp_path / "ci" / "rules.json"
+    result = run_program("harness.gate", f"--calibrate={','.join(paths)}", f"--write_rules={rules_file}")
+    assert result.returncode == 0, result.stderr
+    assert "accuracy_tolerance" in result.stdout and result.stdout.strip().endswith(f"wrote {rules_file}")
+    thresholds, _ = gate_rules.thresholds_from(str(rules_file), {}, [])
+    assert thresholds["variance_factor"] == pytest.approx(1.4)
+    gated = run_program("harness.gate", f"--baseline={paths[0]}", f"--candidate={small_study}",
+                        f"--rules={rules_file}")
+    assert gated.returncode in (0, 1) and gated.stdout.strip().splitlines()[-1].startswith(("PASS", "FAIL"))
+
+
+def test_calibration_needs_two_studies_and_a_file_to_write(summary, tmp_path):
+    one = _write(tmp_path / "one.json", summary)
+    result = run_program("harness.gate", f"--calibrate={one}", f"--write_rules={tmp_path / 'rules.json'}")
+    assert (result.returncode, result.stderr.strip()) == (
+        2, "error: calibrating the gate takes at least 2 baseline studies of the same configuration (got 1); run "
+           "the study again, e.g. make gate-baseline RUNS=3.")
+    result = run_program("harness.gate", f"--calibrate={one},{one}")
+    assert result.returncode == 2 and result.stderr.strip() == (
+        "error: --calibrate writes a rules file: give --write_rules=FILE (e.g. benchmarks/baselines/ci_rules.json).")
+    assert not (tmp_path / "rules.json").exists()
