@@ -92,6 +92,15 @@ def _calibrate() -> int:
         raise UsageError("--calibrate writes a rules file: give --write_rules=FILE (e.g. "
                          "benchmarks/baselines/ci_rules.json)")
     check_output_file(Path(FLAGS.write_rules), "write_rules")
+    if FLAGS.baseline or FLAGS.candidate:
+        raise UsageError("--calibrate writes thresholds from baseline studies and gates nothing: leave out "
+                         "--baseline and --candidate, or --calibrate")
+    resolved = [Path(name).resolve() for name in FLAGS.calibrate]
+    twice = next((name for name, path in zip(FLAGS.calibrate, resolved, strict=True) if resolved.count(path) > 1),
+                 None)
+    if twice:
+        raise UsageError(f"--calibrate names {twice} more than once; each baseline study counts once (run the "
+                         "study again for another)")
     rules = calibrate([(name, load_summary(name)) for name in FLAGS.calibrate])
     replace_atomically(Path(FLAGS.write_rules), json.dumps(rules, indent=2) + "\n")
     print(f"calibrated from {len(FLAGS.calibrate)} baseline studies: {', '.join(FLAGS.calibrate)}")

@@ -244,7 +244,8 @@ def _speed(common: Pairs, _, __, thresholds: dict[str, float]) -> list[Verdict]:
         passed = ratio["ci95"][0] <= limit if ratio["ci95"] else None
         out.append(Verdict("speed", cand["name"], f"{base['step_ms_median']:.3f} ms",
                            f"{cand['step_ms_median']:.3f} ms", f"<= {limit:.2f}x", passed,
-                           _ratio_text(ratio) if ratio["ci95"] else f"{ratio['ratio']:.2f}x, {ONE_SAMPLE}"))
+                           _ratio_text(ratio) if ratio["ci95"] else
+                           f"{ratio['ratio']:.2f}x, {_too_few(len(base['step_ms']), len(cand['step_ms']))}"))
     return out
 
 
@@ -275,6 +276,14 @@ def _overhead(common: Pairs, baseline: dict[str, Any], candidate: dict[str, Any]
     low, high = cost["ci95"][0] - 1, cost["ci95"][1] - 1
     return [Verdict("overhead", "kernels vs control", base_text, f"{overhead:+.1%}", f"<= {bound:+.0%}",
                     low <= bound, f"95% CI [{low:+.1%}, {high:+.1%}], {stats.units_text(cost)}")]
+
+
+def _too_few(base: int, cand: int) -> str:
+    """Why a speed ratio has no interval: one step measurement a side (a replica group's), or fewer than the 3 a
+    side the interval needs."""
+    if base == cand == 1:
+        return ONE_SAMPLE
+    return f"{base} and {cand} step measurements, fewer than 3 a side: no interval, not judged"
 
 
 def _common_conditions(baseline: dict[str, Any], candidate: dict[str, Any]) -> Pairs:

@@ -244,7 +244,9 @@ def _sd_bars(summary: dict[str, Any], narrow: bool = False) -> plt.Figure:
                           ecolor="#333333", capsize=3)
         share = f"  {row['sd_share_of_all']:.0%} of all" if row["sd_share_of_all"] is not None else ""
         _bar_label(axes, f"{sd:.{decimals}f}{share}", interval[1] * scale if interval else sd, y)
-    floors = [row["noise_floor"] for row in rows if row["noise_floor"]]
+    # The floor the summary's sentence gives: `all`'s accuracy's (else the first row's with one).
+    floors = [row["noise_floor"] for row in sorted(rows, key=lambda row: row["name"] != conditions.ALL)
+              if row["noise_floor"]]
     right = max([1e-12] + [(row[metric]["sd_ci95"] or [0, row[metric]["sd"]])[1] * scale for row in rows]) * 1.25
     label = f"SD of {_label(summary)} with its 95% chi-square interval"
     if floors:

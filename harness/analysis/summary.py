@@ -274,7 +274,7 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
 
 
 def _varies_nothing(name: str, ok: list[dict[str, Any]]) -> str | None:
-    """Why a seed condition can vary nothing in this model (its SD of 0 then says nothing about the source),
+    """Why a seed condition can vary nothing here (its SD of 0 then says nothing about the source),
     from what the trials record: the seeds the model's random layers follow, the config's dropout and
     augmentation; for init, shuffle and split, the thing itself: equal initial weights, batch orders or held-out
     examples in every run. None where it can vary something, or the records cannot say."""
@@ -556,8 +556,8 @@ def _distribution_sentence(rows: list[dict[str, Any]], metric: str) -> str | Non
     verb = "change" if plural else "changes"
     if low > 0:
         return f"{source} {verb} the model's quality, not only which test examples flip: {figures}."
-    return f"{source} {verb} which test examples flip, not measurably the model's quality: {figures}; another " \
-           "test set would rank these runs differently."
+    return f"{source} {verb} which test examples flip, not measurably the model's quality: {figures}; the " \
+           "interval reaches 0, so these runs may not differ in quality at all, and more runs would tell."
 
 
 def _source_phrase(row: dict[str, Any]) -> tuple[str, bool]:
@@ -583,7 +583,7 @@ def _noise_floor_sentence(all_row: dict[str, Any], varied: list[dict[str, Any]],
     if not under:
         return f"{said}: below every varied condition's SD, so each spread is more than another test set would give."
     churned = [f"{r['name']} {r['mean_pairwise_disagreement']:.2%}" for r in under if r["mean_pairwise_disagreement"]]
-    shown = f"; churn still shows them ({_and(churned)})" if churned else ""
+    shown = f"; churn still shows {'it' if len(churned) == 1 else 'them'} ({_and(churned)})" if churned else ""
     return f"{said}: {_and([r['name'] for r in under])} move{'s' if len(under) == 1 else ''} {metric} by less " \
            f"than drawing another test set would{shown}."
 
@@ -720,7 +720,7 @@ def condition_table(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]
         ci = described and described["sd_ci95"]
         ratio = row["step_time_ratio_vs_control"]
         rows.append([
-            row["name"], "nothing in this model" if row.get("varies_nothing") else row["varies"],
+            row["name"], "nothing here" if row.get("varies_nothing") else row["varies"],
             "on" if row["determinism"] else "off",
             f"{row['n_ok']}/{row['n_planned']}",
             _mean_text(described, scale),

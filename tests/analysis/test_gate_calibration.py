@@ -71,4 +71,13 @@ def test_calibration_needs_two_studies_and_a_file_to_write(summary, tmp_path):
     result = run_program("harness.gate", f"--calibrate={one},{one}")
     assert result.returncode == 2 and result.stderr.strip() == (
         "error: --calibrate writes a rules file: give --write_rules=FILE (e.g. benchmarks/baselines/ci_rules.json).")
+    # The same study named twice is one study, not two that agree; and calibration gates nothing.
+    result = run_program("harness.gate", f"--calibrate={one},{tmp_path}/../{tmp_path.name}/one.json",
+                         f"--write_rules={tmp_path / 'rules.json'}")
+    assert result.returncode == 2 and result.stderr.strip() == (
+        f"error: --calibrate names {one} more than once; each baseline study counts once (run the study again "
+        "for another).")
+    result = run_program("harness.gate", f"--calibrate={one},{one}", f"--baseline={one}",
+                         f"--write_rules={tmp_path / 'rules.json'}")
+    assert result.returncode == 2 and "leave out --baseline and --candidate, or --calibrate" in result.stderr
     assert not (tmp_path / "rules.json").exists()

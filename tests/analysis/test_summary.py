@@ -83,7 +83,7 @@ def test_the_noise_floor_is_set_against_every_varied_source_and_churn_shows_what
     rows[2]["mean_pairwise_disagreement"] = 0.0222
     floor = [line for line in summary_lib.findings(_summary(copy.deepcopy(rows))) if "noise floor" in line]
     assert floor == ["The test set's noise floor, sqrt(p(1-p)/n), is 0.16 points: bit moves test_accuracy by less "
-                     "than drawing another test set would; churn still shows them (bit 2.22%)."]
+                     "than drawing another test set would; churn still shows it (bit 2.22%)."]
     floor = [line for line in summary_lib.findings(_summary(rows[:2] + rows[3:])) if "noise floor" in line]
     assert floor == ["The test set's noise floor, sqrt(p(1-p)/n), is 0.16 points: below every varied condition's SD, "
                      "so each spread is more than another test set would give."]

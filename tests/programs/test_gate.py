@@ -130,6 +130,11 @@ def test_a_timing_without_an_interval_is_not_judged_however_far_off(summary):
     _row(candidate, "control")["step_ms"], _row(candidate, "control")["step_ms_median"] = [0.9], 0.9
     speed = _verdicts(baseline, candidate)[("speed", "control")]
     assert (speed.passed, speed.detail) == (None, "3.00x, one sample a side, no interval: not judged")
+    # Two trials a side (a new user's --repeats=2 without groups) are not "one sample": the sentence counts them.
+    _row(baseline, "control")["step_ms"], _row(candidate, "control")["step_ms"] = [0.3, 0.31], [0.9, 0.92]
+    speed = _verdicts(baseline, candidate)[("speed", "control")]
+    assert speed.passed is None and speed.detail.endswith(
+        "2 and 2 step measurements, fewer than 3 a side: no interval, not judged")
 
 
 @pytest.mark.slow
