@@ -5,7 +5,8 @@ run again already moves some numbers. Calibrated, each threshold is the largest 
 showed among themselves (each rule still fails only when the candidate is worse beyond it *and* its own
 test or interval says so, gate_rules.py):
 - `accuracy_tolerance` (`loss_tolerance` for a regression): the largest difference of a condition's mean
-  between two baseline studies, at least one test example (the smallest change accuracy can show);
+  between two baseline studies, at least what new bits (another CPU or TensorFlow) move a fixed-seed run by,
+  1.96 x sqrt(2) x the largest SD the seeds give, and at least one test example;
 - `variance_factor`: the largest ratio of `all`'s SD between two baseline studies, at least 1;
 - `max_slowdown`: the largest ratio of a timed condition's step time between two baseline studies, minus 1,
   never below the default: studies of one session cannot show how this machine's speed moves between
@@ -19,6 +20,7 @@ The rules file says what each value came from (`calibrated_from`), which the gat
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any
 
 from harness.analysis import stats
@@ -54,13 +56,21 @@ def calibrate(summaries: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         for a, b in itertools.combinations(values, 2):
             if abs(a - b) > widest:
                 widest, where = abs(a - b), name
+    # What a change of bits (another CPU, TensorFlow, kernel) moves a fixed-seed run by: it is then a new
+    # draw of the seeds, so two such runs differ by up to 1.96 x sqrt(2) x the SD the seeds give (the largest
+    # of a seed-varied condition's). Fixed-seed studies repeat bit for bit, so their spread alone is 0.
+    seed_sd = max((r[name][metric]["sd"] for r in rows for name in shared
+                   if not r[name]["expects_identical_repeats"] and r[name].get(metric)), default=0.0)
+    redraw = 1.96 * math.sqrt(2) * seed_sd
     if stats.higher_is_better(metric):
         examples = min((r[CONTROL].get("distribution_sd") or {}).get("examples") or 0 for r in rows
                        if CONTROL in r) or 0
         floor = 1.0 / examples if examples else 0.0
-        thresholds["accuracy_tolerance"] = max(widest, floor)
+        thresholds["accuracy_tolerance"] = max(widest, redraw, floor)
         sources["accuracy_tolerance"] = (f"largest difference of a condition's mean between studies: "
                                          f"{widest * 100:.3g} points" + (f" ({where})" if where else "")
+                                         + f"; at least what new bits move a fixed-seed run by, 1.96 x sqrt(2) x "
+                                         f"the seeds' largest SD: {redraw * 100:.3g} points"
                                          + (f"; at least one test example of {examples}: {floor * 100:.3g} points"
                                             if floor else ""))
     else:
