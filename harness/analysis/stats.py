@@ -6,7 +6,6 @@ Distributions come from SciPy; nothing here re-derives them by hand.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -159,8 +158,18 @@ def mean_pairwise_disagreement(predictions: Sequence[np.ndarray]) -> float | Non
     """Mean share of test examples two trials classify differently, over all pairs (churn)."""
     if len(predictions) < 2:
         return None
-    shares = [float(np.mean(a != b)) for a, b in itertools.combinations(predictions, 2)]
-    return float(np.mean(shares))
+    _, _, split = _split_pairs(predictions)
+    return float(split.sum()) / (len(predictions) * (len(predictions) - 1) // 2 * split.size)
+
+
+def _split_pairs(predictions: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(table [runs, examples], runs predicting each class per example [classes, examples], pairs of runs that
+    differ per example [examples]): churn and its interval read from these counts, in one pass over the runs."""
+    table = np.stack(predictions).astype(np.int64)
+    runs, examples = table.shape
+    counts = np.bincount((table * examples + np.arange(examples)).ravel(),
+                         minlength=(int(table.max()) + 1) * examples).reshape(-1, examples)
+    return table, counts, (runs * runs - np.sum(counts * counts, axis=0)) // 2
 
 
 # The fewest runs churn's interval is given for: at 3 and 4 runs whose quality differs, no interval of a pairwise
@@ -185,13 +194,8 @@ def disagreement_interval(predictions: Sequence[np.ndarray],
     runs = len(predictions)
     if runs < CHURN_INTERVAL_MIN_RUNS:
         return None
-    table = np.stack(predictions).astype(np.int64)  # [runs, examples]
+    table, counts, split = _split_pairs(predictions)
     examples = table.shape[1]
-    classes = int(table.max()) + 1
-    # Runs predicting each class, per example: [classes, examples].
-    counts = np.bincount((table * examples + np.arange(examples)).ravel(),
-                         minlength=classes * examples).reshape(classes, examples)
-    split = (runs * runs - np.sum(counts * counts, axis=0)) // 2  # pairs of runs that differ, per example
     if not split.any():
         return [0.0, 0.0]
     pairs = runs * (runs - 1) // 2
@@ -244,19 +248,18 @@ def paired_ratio(numerator_s: Sequence[float], denominator_s: Sequence[float]) -
     """The ratio of two settings' times from paired blocks (block i of each timed back to back), with a 95%
     t-interval of the mean log ratio: a paired test, so a machine that speeds up or slows down between
     blocks moves both sides of a pair and drops out. Needs at least 2 pairs for an interval."""
-    from scipy import stats as scipy_stats
-
     a = np.asarray(numerator_s, dtype=np.float64)
     b = np.asarray(denominator_s, dtype=np.float64)
     if a.size == 0 or a.size != b.size or np.any(a <= 0) or np.any(b <= 0):
         return None
-    logs = np.log(a / b)
-    mean = float(logs.mean())
-    interval = None
-    if logs.size >= 2:
-        half = float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, logs.size - 1) * logs.std(ddof=1) / math.sqrt(logs.size))
-        interval = [math.exp(mean - half), math.exp(mean + half)]
-    return {"ratio": math.exp(mean), "ci95": interval, "blocks": int(logs.size)}
+    return {**_ratio_of_logs(np.log(a / b)), "blocks": int(a.size)}
+
+
+def _ratio_of_logs(logs: Sequence[float] | np.ndarray) -> dict[str, Any]:
+    """exp of the mean of log ratios, with the exp of its t-interval (None for one value)."""
+    interval = mean_interval(logs)
+    return {"ratio": math.exp(float(np.mean(logs))),
+            "ci95": [math.exp(interval[0]), math.exp(interval[1])] if interval else None}
 
 
 def distribution_sd(correct: np.ndarray) -> dict[str, Any] | None:
@@ -268,8 +271,6 @@ def distribution_sd(correct: np.ndarray) -> dict[str, Any] | None:
     1e-14 that floating-point means leave."""
     correct = np.asarray(correct, dtype=bool)
     runs, examples = correct.shape
-    if runs < 3 or examples == 0:
-        return None
     right_per_run = correct.sum(axis=1, dtype=np.int64)
     runs_right = correct.sum(axis=0, dtype=np.int64)
     return distribution_sd_from_counts(right_per_run, int(np.sum(runs_right * (runs - runs_right))), examples)
@@ -407,33 +408,20 @@ def _median_orders(n: int, confidence: float) -> tuple[int, float]:
 
 
 def unit_ratio(units: Sequence[tuple[Sequence[float], Sequence[float]]]) -> dict[str, Any] | None:
-    """The ratio of two settings' times measured in independent units (each a fresh model, its own traced
-    loops, in its own process), each unit's interleaved blocks giving its mean log ratio (B over A); the 95%
-    interval is a t-interval over the units' means. Block-to-block noise within a unit is in each unit's
-    mean, and so is everything that differs between units (memory layout, thread placement, another trace):
-    what the next process would measure, which the blocks of one unit alone leave out (they printed -18%
-    [-31%, -2%] and +17% [+4%, +33%] for one study minutes apart). One unit: the ratio, no interval.
+    """The ratio of two settings' times measured in independent units (each a freshly built model with its own
+    traced loops), each unit's interleaved blocks giving its mean log ratio (B over A, `paired_ratio`); the
+    95% interval is a t-interval over the units' means. Block-to-block noise within a unit is in each unit's
+    mean, and so is everything that differs between units (where the model's buffers landed, its traces,
+    what else the machine did meanwhile): what the next measurement would find, which the blocks of one unit
+    alone leave out (they printed -18% [-31%, -2%] and +17% [+4%, +33%] for one study minutes apart). One unit:
+    the ratio, no interval.
 
     `units`: per unit, (numerator seconds, denominator seconds) per block, paired block by block."""
-    from scipy import stats as scipy_stats
-
-    means, blocks = [], 0
-    for numerator_s, denominator_s in units:
-        a = np.asarray(numerator_s, dtype=np.float64)
-        b = np.asarray(denominator_s, dtype=np.float64)
-        if a.size == 0 or a.size != b.size or np.any(a <= 0) or np.any(b <= 0):
-            return None
-        means.append(float(np.mean(np.log(a / b))))
-        blocks += int(a.size)
-    if not means:
+    per_unit = [paired_ratio(numerator_s, denominator_s) for numerator_s, denominator_s in units]
+    if not per_unit or None in per_unit:
         return None
-    logs = np.asarray(means)
-    mean = float(logs.mean())
-    interval = None
-    if logs.size >= 2:
-        half = float(scipy_stats.t.ppf(0.5 + CONFIDENCE / 2, logs.size - 1) * sample_sd(logs) / math.sqrt(logs.size))
-        interval = [math.exp(mean - half), math.exp(mean + half)]
-    return {"ratio": math.exp(mean), "ci95": interval, "units": int(logs.size), "blocks": blocks}
+    return {**_ratio_of_logs([math.log(unit["ratio"]) for unit in per_unit]), "units": len(per_unit),
+            "blocks": sum(unit["blocks"] for unit in per_unit)}
 
 
 # A run is named an outlier when the others (itself left out) make it this unlikely, over all the runs of its
