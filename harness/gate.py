@@ -28,6 +28,7 @@ from harness.analysis.gate_rules import DEFAULT_THRESHOLDS, RULES, check_compara
 from harness.analysis.summary import load_summary
 from harness.errors import UsageError
 from harness.files import check_output_file, replace_atomically
+from harness.platform.environment import redact_value
 from harness.table import format_table
 
 FLAGS = flags.FLAGS
@@ -103,9 +104,10 @@ def _calibrate() -> int:
                          "study again for another)")
     rules = calibrate([(name, load_summary(name)) for name in FLAGS.calibrate])
     replace_atomically(Path(FLAGS.write_rules), json.dumps(rules, indent=2) + "\n")
-    print(f"calibrated from {len(FLAGS.calibrate)} baseline studies: {', '.join(FLAGS.calibrate)}")
+    print(f"calibrated from {len(FLAGS.calibrate)} baseline studies: "
+          f"{', '.join(rules['calibrated_from']['studies'])}")
     print(format_table(*calibration_table(rules)))
-    print(f"wrote {FLAGS.write_rules}")
+    print(f"wrote {redact_value(FLAGS.write_rules)}")
     return 0
 
 

@@ -24,8 +24,9 @@ import math
 from typing import Any
 
 from harness.analysis import stats
-from harness.analysis.gate_rules import DEFAULT_THRESHOLDS
+from harness.analysis.gate_rules import DEFAULT_THRESHOLDS, too_few_text
 from harness.errors import UsageError
+from harness.platform.environment import redact_value
 from harness.studies.conditions import ALL, CONTROL, KERNELS
 
 MIN_STUDIES = 2
@@ -88,12 +89,14 @@ def calibrate(summaries: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     # Speed: the largest ratio of a timed condition's step between two studies, never below the default.
     steps = [(name, [r[name]["step_ms"] for r in rows if r[name].get("step_ms")]) for name in (CONTROL, KERNELS)
              if name in shared]
-    spread = max((max(ratio["ratio"], 1 / ratio["ratio"])
-                  for _, per_study in steps for a, b in itertools.combinations(per_study, 2)
-                  if (ratio := stats.step_time_ratio(a, b))), default=1.0)
+    ratios = [(ratio, len(a), len(b)) for _, per_study in steps for a, b in itertools.combinations(per_study, 2)
+              if (ratio := stats.step_time_ratio(a, b))]
+    widest = max(ratios, key=lambda found: max(found[0]["ratio"], 1 / found[0]["ratio"]), default=None)
+    spread = max(widest[0]["ratio"], 1 / widest[0]["ratio"]) if widest else 1.0
+    sampled = "" if not widest or widest[0]["ci95"] else f" ({too_few_text(widest[1], widest[2])})"
     thresholds["max_slowdown"] = max(spread - 1, DEFAULT_THRESHOLDS["max_slowdown"])
-    sources["max_slowdown"] = (f"largest ratio of a timed condition's step between studies: {spread:.3g}x; never "
-                               f"below the default {DEFAULT_THRESHOLDS['max_slowdown']:g} (this machine's speed "
+    sources["max_slowdown"] = (f"largest ratio of a timed condition's step between studies: {spread:.3g}x{sampled}; "
+                               f"never below the default {DEFAULT_THRESHOLDS['max_slowdown']:g} (this machine's speed "
                                "moves between sessions, which studies of one session cannot show)")
 
     # Overhead: the most determinism cost the studies showed (their intervals' upper ends).
@@ -105,7 +108,8 @@ def calibrate(summaries: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
                                                f"{max(highs) - 1:+.1%}")
     else:
         sources["max_determinism_overhead"] = "no study measured the cost: the default"
-    return {**thresholds, "calibrated_from": {"studies": names, "why": sources}}
+    # The studies' names are the user's paths or URLs: written and printed through the one redaction.
+    return {**thresholds, "calibrated_from": {"studies": [redact_value(name) for name in names], "why": sources}}
 
 
 def calibration_table(rules: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

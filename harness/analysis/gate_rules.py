@@ -245,7 +245,7 @@ def _speed(common: Pairs, _, __, thresholds: dict[str, float]) -> list[Verdict]:
         out.append(Verdict("speed", cand["name"], f"{base['step_ms_median']:.3f} ms",
                            f"{cand['step_ms_median']:.3f} ms", f"<= {limit:.2f}x", passed,
                            _ratio_text(ratio) if ratio["ci95"] else
-                           f"{ratio['ratio']:.2f}x, {_too_few(len(base['step_ms']), len(cand['step_ms']))}"))
+                           f"{ratio['ratio']:.2f}x, {too_few_text(len(base['step_ms']), len(cand['step_ms']))}"))
     return out
 
 
@@ -278,7 +278,7 @@ def _overhead(common: Pairs, baseline: dict[str, Any], candidate: dict[str, Any]
                     low <= bound, f"95% CI [{low:+.1%}, {high:+.1%}], {stats.units_text(cost)}")]
 
 
-def _too_few(base: int, cand: int) -> str:
+def too_few_text(base: int, cand: int) -> str:
     """Why a speed ratio has no interval: one step measurement a side (a replica group's), or fewer than the 3 a
     side the interval needs."""
     if base == cand == 1:

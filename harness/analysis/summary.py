@@ -273,6 +273,14 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
     }
 
 
+# A seed condition whose runs all recorded one such fingerprint varied nothing: (fingerprint, why in words).
+VARIES_NOTHING_WHEN_EQUAL = {
+    "init": ("initial_weights_sha256", "every run started from the same initial weights (the model's initializers "
+                                       "do not follow the init seed)"),
+    "shuffle": ("batch_order_sha256", "every run saw the training examples in the same order"),
+    "split": ("split_sha256", "every run held out the same examples (or none: --validation_fraction)")}
+
+
 def _varies_nothing(name: str, ok: list[dict[str, Any]]) -> str | None:
     """Why a seed condition can vary nothing here (its SD of 0 then says nothing about the source),
     from what the trials record: the seeds the model's random layers follow, the config's dropout and
@@ -280,12 +288,8 @@ def _varies_nothing(name: str, ok: list[dict[str, Any]]) -> str | None:
     examples in every run. None where it can vary something, or the records cannot say."""
     if not ok:
         return None
-    checked = {"init": ("initial_weights_sha256", "every run started from the same initial weights (the model's "
-                                                  "initializers do not follow the init seed)"),
-               "shuffle": ("batch_order_sha256", "every run saw the training examples in the same order"),
-               "split": ("split_sha256", "every run held out the same examples (or none: --validation_fraction)")}
-    if name in checked:
-        key, why = checked[name]
+    if name in VARIES_NOTHING_WHEN_EQUAL:
+        key, why = VARIES_NOTHING_WHEN_EQUAL[name]
         hashes = {(r.get("fingerprints") or {}).get(key) for r in ok}
         return why if len(ok) >= 2 and len(hashes) == 1 and None not in hashes else None
     if name not in ("dropout", "augment"):
@@ -753,12 +757,12 @@ def trainer_text(summary: dict[str, Any]) -> str:
 
 
 def _mean_text(described: dict[str, Any] | None, scale: float) -> str:
-    """The mean with its t-interval, `84.17 [83.95, 84.39]`; `84.17 (one run)` without one."""
+    """The mean with its t-interval, `84.17 [83.95, 84.39]`; `84.17 (one sample)` for one run."""
     if not described:
         return "-"
     ci = described.get("mean_ci95")
     if not ci:
-        return f"{described['mean'] * scale:.2f} (one run)"
+        return f"{described['mean'] * scale:.2f} (one sample)"
     return f"{described['mean'] * scale:.2f} [{ci[0] * scale:.2f}, {ci[1] * scale:.2f}]"
 
 
