@@ -64,24 +64,37 @@ bench: $(IMAGE_STAMP)
 endif
 
 # A real two-node Ray cluster on the loopback (two raylets, one CPU each, as `ray start` starts them on two
-# machines), a small study run on it with --executor=ray, then the cluster stopped (`ray stop` stops this
-# user's Ray processes on this machine). docs/scale-out.md.
+# machines), a small study run on it with --executor=ray, then that cluster stopped and no other: each node is
+# started in a session of its own (setsid: its processes are one process group, named by the PID of its `ray
+# start`) under a temp dir of its own, and stopped by that group (SIGTERM; SIGKILL what is left after 10 s), not
+# by `ray stop`, which stops every Ray process of the user on this machine, another job's cluster included. The
+# trials run at this command's priority (RAY_worker_niceness=0; Ray's nice 15 starves them on a loaded machine).
+# docs/scale-out.md.
 RAY_PORT ?= 6390
+RAY_TEMP ?= /tmp/harness-ray-$(RAY_PORT)
 RAY_DIR ?= results/ray/digits_mlp
 RAY_STUDY := --benchmark=digits_mlp --conditions=control,kernels,init,all,env:onednn=1 --repeats=4 --epochs=5
 RAY := $(VENV)/bin/ray
+RAY_NODE := --num-cpus=1 --disable-usage-stats >/dev/null
+# Stops the process groups in $$nodes: what a node's `ray start` started, and nothing else.
+RAY_STOP = for g in $$nodes; do kill -TERM -$$g 2>/dev/null; done; \
+	for i in 1 2 3 4 5 6 7 8 9 10; do alive=; for g in $$nodes; do kill -0 -$$g 2>/dev/null && alive=1; done; \
+	[ -z "$$alive" ] && break; sleep 1; done; for g in $$nodes; do kill -KILL -$$g 2>/dev/null; done; \
+	rm -rf $(RAY_TEMP)
 # Ray 2.60 starts a head with token authentication once ~/.ray/auth_token exists (any local ray.init() writes it)
 # but a second `ray start` without RAY_AUTH_MODE does not send the token: set the mode for all three, so the
 # cluster authenticates alike whether or not a token was made before, and make one where there is none (its
 # value, a secret, goes nowhere but Ray's file).
 bench-ray: export RAY_AUTH_MODE = token
+bench-ray: export RAY_worker_niceness = 0
 bench-ray: $(INSTALLED)
 	$(RAY) get-auth-token >/dev/null 2>&1 || $(RAY) get-auth-token --generate >/dev/null
-	$(RAY) start --head --port=$(RAY_PORT) --num-cpus=1 --disable-usage-stats --include-dashboard=false >/dev/null
-	$(RAY) start --address=127.0.0.1:$(RAY_PORT) --num-cpus=1 --disable-usage-stats >/dev/null || \
-		{ $(RAY) stop >/dev/null; exit 1; }
+	@nodes=; trap '$(RAY_STOP)' EXIT; trap 'exit 130' INT; trap 'exit 143' TERM; \
+	setsid $(RAY) start --head --port=$(RAY_PORT) --temp-dir=$(RAY_TEMP) --include-dashboard=false $(RAY_NODE) & \
+	nodes=$$!; wait $$! || exit 1; \
+	setsid $(RAY) start --address=127.0.0.1:$(RAY_PORT) $(RAY_NODE) & nodes="$$nodes $$!"; wait $$! || exit 1; \
 	$(PY) -m harness.bench $(RAY_STUDY) --executor=ray --ray_address=127.0.0.1:$(RAY_PORT) --output_dir=$(RAY_DIR) \
-		$(ARGS); status=$$?; $(RAY) stop >/dev/null; exit $$status
+		$(ARGS)
 
 image: $(IMAGE_STAMP)
 

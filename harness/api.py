@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -28,11 +30,15 @@ from typing import Any
 from harness.analysis.summary import format_summary, summarize_study, write_summary
 from harness.errors import UsageError
 from harness.platform import determinism, environment
+from harness.redaction import redact
 from harness.schema import LOST_FILE, STUDY_FILE, STUDY_SCHEMA, SUMMARY_FILE, TRIALS_FILE
 from harness.studies import (
     EXECUTORS,
     ISOLATIONS,
     MAX_GPUS_PER_TRIAL,
+    MAX_TRIAL_TIMEOUT_S,
+    MAX_TRIALS_EACH,
+    MAX_WORKERS,
     Executor,
     determinism_cost,
     ray_executor,
@@ -52,9 +58,10 @@ from harness.trial.config import (
     MODELS,
     TrialConfig,
     load_benchmark,
+    said_value,
     user_model_config,
 )
-from harness.trial.seeds import SeedSet
+from harness.trial.seeds import MAX_BASE_SEED, SeedSet
 
 
 @dataclasses.dataclass
@@ -66,6 +73,8 @@ class StudyRun:
     ran: int
     trials_in_shard: int
     wall_s: float
+    # Trials of this shard that had a record before this run (not those lost now, which have none).
+    already_recorded: int = 0
     # Why each trial of this shard that has no record is missing (a worker died); a re-run retries them.
     lost: list[str] = dataclasses.field(default_factory=list)
     # With replicas other than 1: the conditions that trained one at a time anyway, each with the reason.
@@ -75,15 +84,21 @@ class StudyRun:
 def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[conditions_lib.Condition],
               repeats: int, output_dir: str, *, replicas: int | str = "auto", isolation: str = "inprocess",
               workers: int = 1, shard_index: int = 0, num_shards: int = 1,
-              cost_blocks: int = DEFAULT_COST_BLOCKS, executor: Executor | None = None) -> StudyRun:
+              cost_blocks: int = DEFAULT_COST_BLOCKS, executor: Executor | None = None,
+              trial_timeout: int | None = None) -> StudyRun:
     """Plans the study, runs the trials without a record yet, and writes its manifest and summary.
 
     `replicas="auto"` vectorizes where a process trains more than one trial and the study is whole: with a
     fresh process per trial, or shards (which split a study by trials, and keep their share even), it means
     one trial at a time. Several workers each train whole replica groups. `cost_blocks`: blocks per setting, in each
     unit, of the interleaved cost measurement (studies/determinism_cost.py; 0: none), run in shard 0. `executor`: where
-    the trials run (this machine by default; a Ray cluster: harness/studies/ray_executor.py)."""
+    the trials run (this machine by default; a Ray cluster: harness/studies/ray_executor.py). `trial_timeout`:
+    seconds a trial may train (0: none; None: study_runner.time_limit_of's default)."""
     check_cost_blocks(cost_blocks)
+    time_limit = study_runner.time_limit_of(base, trial_timeout)
+    if time_limit and time_limit.given and executor and executor.name == "ray":
+        raise UsageError("--trial_timeout stops a trial by ending its worker process on this machine, and a Ray task "
+                         "is not stopped that way; leave it out with --executor=ray")
     if executor:
         executor.check([base])  # before anything is written
     if replicas == "auto" and (isolation != "inprocess" or num_shards > 1):
@@ -94,25 +109,27 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
     if num_shards > 1:
         # Every shard writes its own records; `harness.merge` builds the study's summary.
         location = f"{location}/{shard_dir_name(shard_index, num_shards)}"
+    # The study is its base config and seeds: adding conditions or repeats later extends the same study, and its
+    # records are reused (study_runner.recorded_keys); another study is refused (refuse_another_study).
+    study_id = content_id({"config": base.replace(determinism=True).as_dict(), "base_seed": base_seed,
+                           "seeds": seeds.as_dict()})
+    started = time.perf_counter()
+    planned = study_runner.plan(base, base_seed, seeds, chosen, repeats, study_id, replicas)
+    specs = study_runner.shard(planned, shard_index, num_shards)
+    study_runner.check_inputs(specs)  # Bad input is refused before the directory is made or a file in it changed.
     study_dir = StudyDir(location)
     with exclusive(study_dir.local):  # One run writes a study directory at a time.
-        # The study is its base config and seeds: adding conditions or repeats later
-        # extends the same study, and its records are reused.
-        study_id = content_id({"config": base.replace(determinism=True).as_dict(), "base_seed": base_seed,
-                               "seeds": seeds.as_dict()})
-        started = time.perf_counter()
-        planned = study_runner.plan(base, base_seed, seeds, chosen, repeats, study_id, replicas)
-        specs = study_runner.shard(planned, shard_index, num_shards)
         existing = study_runner.check_resumable(specs, study_dir.local, executor)  # Before study.json is rewritten.
         manifest = {"schema": STUDY_SCHEMA, "study_id": study_id, "benchmark": base.benchmark,
-                    "base_config": base.as_dict(), "base_seed": base_seed, "base_seeds": seeds.as_dict(),
+                    "base_config": redact(base.as_dict()), "base_seed": base_seed, "base_seeds": seeds.as_dict(),
                     "conditions": [c.name for c in chosen], "repeats": repeats, "shard_index": shard_index,
                     "num_shards": num_shards, "trials_planned": len(planned), "trials_in_shard": len(specs),
                     # What changes the bits where the study runs; a resume elsewhere is refused (study_runner).
                     "environment": environment.bit_identity(environment.capture())}
+        study_runner.refuse_another_study(existing, manifest, study_dir.local)
         write_json(study_dir.local / STUDY_FILE, manifest)
         ran = study_runner.execute(specs, study_dir.local, isolation=isolation, workers=workers, executor=executor,
-                                   after_each=study_dir.push, existing=existing)
+                                   after_each=study_dir.push, existing=existing, time_limit=time_limit)
         wall_s = time.perf_counter() - started
         records = study_runner.study_records(specs, study_dir.local)
         # The cost is the study's, not a shard's: shard 0 measures it, and merge carries it. Measured, and the
@@ -128,16 +145,29 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
         summary = summarize_study(manifest, records, ran_in, wall_s, study_dir.local, cost)
         write_summary(study_dir.local / SUMMARY_FILE, summary)
         study_dir.push(with_curves=True)
-        recorded = {r["trial_key"] for r in records}
+        recorded = study_runner.recorded_keys(specs, records)
         lost = [spec for spec in specs if spec.key not in recorded]
         alone = study_runner.alone_reasons(specs, auto=replicas == "auto") if replicas != 1 else {}
-        return StudyRun(summary, study_dir, ran, len(specs), wall_s, lost_reasons(lost, study_dir.local), alone)
+        before = study_runner.recorded_keys(specs, existing)
+        return StudyRun(summary, study_dir, ran, len(specs), wall_s, sum(spec.key in before for spec in specs),
+                        lost_reasons(lost, study_dir.local), alone)
 
 
 def check_cost_blocks(blocks: int) -> None:
-    if blocks != 0 and not MIN_COST_BLOCKS <= blocks <= MAX_COST_BLOCKS:
+    if not _whole(blocks) or blocks != 0 and not MIN_COST_BLOCKS <= blocks <= MAX_COST_BLOCKS:
         raise UsageError(f"cost_blocks must be 0 (no cost measurement) or {MIN_COST_BLOCKS} to {MAX_COST_BLOCKS}: "
-                         f"fewer paired blocks give an interval too wide to say anything; got {blocks}")
+                         f"fewer paired blocks give an interval too wide to say anything; got {said_value(blocks)}")
+
+
+def check_whole_number(name: str, value: Any, lowest: int, highest: int) -> None:
+    """An argument of harness.study that its flag takes as an integer, within that flag's bounds (the same
+    constants), refused in one sentence as the flag would be: not a TypeError or a study planned for minutes."""
+    if not _whole(value) or not lowest <= value <= highest:
+        raise UsageError(f"{name} must be a whole number from {lowest:,} to {highest:,}, got {said_value(value)}")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def lost_reasons(lost: list[study_runner.TrialSpec], directory: Path) -> list[str]:
@@ -233,7 +263,7 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
           replicas: int | str = "auto", isolation: str = "inprocess", workers: int = 1,
           cost_blocks: int = DEFAULT_COST_BLOCKS, executor: str = "local", ray_address: str | None = None,
           ray_gpus_per_trial: float = 0.0, ray_resources: Mapping[str, float] | None = None,
-          **settings: Any) -> StudyResult:
+          trial_timeout: int | None = None, **settings: Any) -> StudyResult:
     """Runs a variance study of a model and returns its result.
 
     `model`: a function returning a Keras model (compiled or not), a spec string (`file.py:function`,
@@ -245,13 +275,30 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
     per setting in each unit of the interleaved measurement of determinism's cost (0: none; summary's determinism_cost).
     `executor="ray"`: each trial a Ray task on the cluster at `ray_address` (default $RAY_ADDRESS, else a Ray
     instance started here), with `ray_gpus_per_trial` GPUs and the custom Ray `ray_resources` ({name: amount},
-    marking one kind of node) each; the model and data then name files.
+    marking one kind of node) each; the model and data then name files. `trial_timeout`: seconds a trial may
+    train before it is stopped and recorded as failed (bench's --trial_timeout; every trial then runs in a worker
+    process, so the model and data name files; 0: no limit).
     """
     unknown = sorted(set(settings) - set(CONFIG_FIELDS) - {"benchmark"})
     if unknown:
         raise UsageError(f"unknown setting {unknown[0]!r}; settings are {', '.join(CONFIG_FIELDS)}")
-    if repeats < 1:
-        raise UsageError(f"repeats must be at least 1, got {repeats}")
+    # The bounds of the flags of the same names (bench's --repeats, --seed, --workers), before anything is built.
+    check_whole_number("repeats", repeats, 1, MAX_TRIALS_EACH)
+    check_whole_number("seed", seed, 0, MAX_BASE_SEED)
+    check_whole_number("workers", workers, 1, MAX_WORKERS)
+    if trial_timeout is not None:
+        check_whole_number("trial_timeout", trial_timeout, 0, MAX_TRIAL_TIMEOUT_S)
+    check_cost_blocks(cost_blocks)
+    if output_dir is not None:
+        if not isinstance(output_dir, str | os.PathLike):
+            raise UsageError(f"output_dir must name a directory (a str or a path), got {said_value(output_dir)}")
+        output_dir = os.fspath(output_dir)
+        if not output_dir.strip():
+            raise UsageError("output_dir names no directory (leave it out for the default, results/BENCHMARK)")
+    if benchmark is not None and not isinstance(benchmark, str):
+        raise UsageError(f"benchmark must be a benchmark's name (a str), got {said_value(benchmark)}")
+    if ray_address is not None and not isinstance(ray_address, str):
+        raise UsageError(f"ray_address must be HOST:PORT (a str), got {said_value(ray_address)}")
     if isolation not in ISOLATIONS:
         raise UsageError(f"isolation must be one of {', '.join(ISOLATIONS)}, got {isolation!r}")
     if executor not in EXECUTORS:
@@ -278,11 +325,16 @@ def study(model: Callable[..., Any] | str, data: Any = None, *, conditions: Sequ
         base = load_benchmark(benchmark or DEFAULT_BENCHMARK, **fields)
     else:
         base = user_model_config(**fields)
+    output_dir = output_dir or f"results/{base.benchmark}"
+    time_limit = study_runner.time_limit_of(base, trial_timeout)
+    study_runner.refuse_python_objects_with_a_time_limit(base, time_limit)
+    study_runner.probe_apart(base, output_dir, isolation, workers, time_limit)
     chosen = _conditions(conditions, base)
     replicas = study_runner.parse_replicas(str(replicas))
-    run = run_study(base, seed, SeedSet.from_base(seed), chosen, repeats, output_dir or f"results/{base.benchmark}",
+    run = run_study(base, seed, SeedSet.from_base(seed), chosen, repeats, output_dir,
                     replicas=replicas, isolation=isolation, workers=workers, cost_blocks=cost_blocks,
-                    executor=Executor(executor, ray_address, ray_gpus_per_trial, resources))
+                    executor=Executor(executor, ray_address, ray_gpus_per_trial, resources),
+                    trial_timeout=trial_timeout)
     return StudyResult(run.summary, run.directory.local, run.lost, run.alone)
 
 
@@ -325,5 +377,10 @@ def _is_keras_model(value: Any) -> bool:
 def _conditions(conditions: Sequence[str] | str | None, base: TrialConfig) -> list[conditions_lib.Condition]:
     if conditions is None:
         return conditions_lib.default_conditions(base)
-    text = conditions if isinstance(conditions, str) else ",".join(conditions)
+    names = [conditions] if isinstance(conditions, str) else conditions
+    if not isinstance(names, Sequence) or not all(isinstance(name, str) for name in names):
+        wrong = next((name for name in names if not isinstance(name, str)), None) \
+            if isinstance(names, Sequence) else names
+        raise UsageError(f"conditions must be condition names (strings), got {said_value(wrong)}")
+    text = ",".join(names)
     return conditions_lib.parse_conditions(text)

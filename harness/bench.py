@@ -22,7 +22,7 @@ from harness.errors import UsageError
 from harness.flags import RAY_FLAGS, executor_from_flags, value_or
 from harness.platform import processes
 from harness.schema import LOST_FILE, PER_EXAMPLE_DIR, SUMMARY_FILE, TRIALS_FILE
-from harness.studies import conditions
+from harness.studies import DEFAULT_TRIAL_TIMEOUT_S, MAX_TRIAL_TIMEOUT_S, MAX_WORKERS, conditions
 from harness.table import terminal_width
 from harness.trial.config import DEFAULT_COST_BLOCKS
 
@@ -34,7 +34,12 @@ for _name in (*trial_flags.CONFIG_FLAGS, *trial_flags.SEED_FLAGS, "conditions", 
     if _name != "determinism":
         flags.declare_key_flag(_name)
 flags.DEFINE_integer("workers", 1, "Worker processes running trials in parallel (a replica group whole in one).",
-                     lower_bound=1)
+                     lower_bound=1, upper_bound=MAX_WORKERS)
+flags.DEFINE_integer("trial_timeout", None, "Seconds a trial (a replica group whole) may train before it is "
+                     "stopped and recorded as failed, and the study goes on; given, every trial runs in a worker "
+                     "process, which is what can be stopped (0: no limit). Default: none for your own model or data; "
+                     f"{DEFAULT_TRIAL_TIMEOUT_S} for the built-in models on built-in data where trials run in worker "
+                     "processes (docs/failures.md).", lower_bound=0, upper_bound=MAX_TRIAL_TIMEOUT_S)
 flags.DEFINE_integer("shard_index", None, "Run only this shard of the study (default: $JOB_COMPLETION_INDEX, "
                      "as a Kubernetes Indexed Job sets it, else 0).")
 flags.DEFINE_integer("num_shards", None, "Shards the study is split into (default: $HARNESS_NUM_SHARDS, else 1).")
@@ -77,15 +82,19 @@ def main(argv: list[str]) -> int:
                          "or --conditions=kernels (off) instead of --determinism")
     base = trial_flags.config_from_flags()
     seeds = trial_flags.seeds_from_flags()
+    output_dir = value_or("output_dir", f"results/{base.benchmark}")
+    # Before anything here calls the user's code (the default conditions ask what the model's layers draw).
+    study_runner.probe_apart(base, output_dir, FLAGS.isolation, FLAGS.workers,
+                             study_runner.time_limit_of(base, FLAGS.trial_timeout))
     chosen = (conditions.parse_conditions(FLAGS.conditions) if FLAGS.conditions is not None
               else conditions.default_conditions(base))
     shard_index, num_shards = shard_from_flags()
     op_scan.warn_at_study_start(base, FLAGS.scan_ops)
-    output_dir = value_or("output_dir", f"results/{base.benchmark}")
     run = api.run_study(base, FLAGS.seed, seeds, chosen, value_or("repeats", 10), output_dir,
                         replicas=study_runner.parse_replicas(value_or("replicas", "auto")), isolation=FLAGS.isolation,
                         workers=FLAGS.workers, shard_index=shard_index, num_shards=num_shards,
-                        cost_blocks=FLAGS.cost_blocks, executor=executor_from_flags())
+                        cost_blocks=FLAGS.cost_blocks, executor=executor_from_flags(),
+                        trial_timeout=FLAGS.trial_timeout)
     print(format_summary(run.summary, width=terminal_width()))
     if run.alone:
         print("\nTrained one at a time, not in replica groups: "
@@ -97,15 +106,32 @@ def main(argv: list[str]) -> int:
     took = f"{in_all:.0f}s in all (the study itself: {run.wall_s:.0f}s)" if in_all else f"{run.wall_s:.0f}s"
     written = ", ".join(name for name in (TRIALS_FILE, f"{PER_EXAMPLE_DIR}/", SUMMARY_FILE, "tb/")
                         if (run.directory.local / name).exists())
-    print(f"\n{run.ran} trial(s) ran now, {run.trials_in_shard - run.ran} already recorded; {took}; "
+    lost_now = f", {len(run.lost)} lost" if run.lost else ""
+    print(f"\n{run.ran} trial(s) ran now, {run.already_recorded} already recorded{lost_now}; {took}; "
           f"records in {run.directory}/ ({written}){shard_note}")
     if run.lost:
         # Not a result and not bad input: the study is incomplete, and the same command completes it.
         print(f"{len(run.lost)} trial(s) were lost, not run to the end ({run.lost[-1]}); the summary leaves them "
               f"out. Run the same command again to retry them (see {run.directory}/{LOST_FILE}).")
-        return 1
-    return 0
+    failed_all = all_failed(run.summary)
+    if failed_all:
+        print(failed_all)
+    return 1 if run.lost or failed_all else 0
+
+
+def all_failed(summary: dict) -> str | None:
+    """The sentence for a study with trials recorded and none of them ok (a model that cannot train, code that
+    fails every time): no result, so not a finished study (exit 1). None when a trial succeeded."""
+    rows = summary["conditions"]
+    failed = sum(row["n_failed"] for row in rows)
+    if not failed or any(row["n_ok"] for row in rows):
+        return None
+    # The first condition's first failure, in its own words (each row keeps one message per failure code).
+    why = next((f"; {code}: {reason.rstrip('.')}" if reason else f"; {code}" for row in rows
+                for code, reason in row.get("failure_reasons", {}).items()), "")
+    return (f"Every trial failed ({failed} of {failed}{why}): the study has no result to compare. Fix the cause "
+            "and run the study again in a new --output_dir.")
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, writes_records=True)

@@ -556,7 +556,10 @@ def ray_against_workers(runs: int, study: str) -> dict[str, Any] | None:
         return None
     from harness.analysis import stats
 
-    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    # Its nodes are this process's (stopped by their PIDs, not `ray stop`), and their workers run at its priority,
+    # not Ray's nice 15, under which a loaded machine barely runs the trials (docs/scale-out.md).
+    cluster = cluster_utils.Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "_system_config": {"worker_niceness": 0}})
     seconds: dict[str, list[float]] = {"ray": [], "workers": []}
     trials = 0
     try:
@@ -690,4 +693,4 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, writes_records=True)

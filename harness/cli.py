@@ -4,23 +4,31 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import sys
 import types
 from collections.abc import Callable
 
 from absl import app, flags
 
-from harness.errors import Terminated, UsageError, first_line
+from harness.errors import StudyIncomplete, Terminated, UsageError, first_line
+from harness.redaction import RedactingStream, redact_text
 
 
-def run(main: Callable[[list[str]], int | None], positional_args: bool = False) -> None:
+def run(main: Callable[[list[str]], int | None], positional_args: bool = False, *,
+        writes_records: bool = False) -> None:
     """`absl.app.run(main)`, with bad input reported as one sentence and exit code 2, and --help listing the
     flags the program reads (`help_text`) on stdout with exit 0.
 
-    Programs take only --flags unless `positional_args` (e.g. a list of files).
+    Programs take only --flags unless `positional_args` (e.g. a list of files). A program that appends records
+    (`writes_records`) ends a failure of its disk, a Ctrl-C or a SIGTERM by saying the records written before it
+    are kept; the others (gate, report, validate, ...) have none to speak of and end the sentence there.
     """
+    kept = "; records written before this are kept" if writes_records else ""
+    so_far = "; records written so far are kept" if writes_records else ""
 
     def guarded(argv: list[str]) -> int | None:
+        redact_output()
         if len(argv) > 1 and not positional_args:
             fail(f"unexpected arguments {' '.join(argv[1:])!r}; every option is a --flag.")
         signal.signal(signal.SIGTERM, _terminate)
@@ -28,20 +36,36 @@ def run(main: Callable[[list[str]], int | None], positional_args: bool = False) 
             return main(argv)
         except UsageError as error:
             fail(str(error))
+        except StudyIncomplete as error:  # no result, but not bad input: the same command completes it
+            fail(str(error), exit_code=1)
         except OSError as error:
             # A full disk, a read-only or vanished directory: the environment, not a bug, so a sentence.
             # Records are appended whole or cut off whole (records.append_record), so none is lost.
             where = f"{error.filename}: " if error.filename else ""
-            fail(f"{where}{error.strerror or first_line(error)}; records written before this are kept")
+            fail(f"{where}{error.strerror or first_line(error)}{kept}")
         except KeyboardInterrupt:
-            print("interrupted; records written so far are kept.", file=sys.stderr)
+            print(f"interrupted{so_far}.", file=sys.stderr)
             sys.exit(130)
         except Terminated:
-            print("terminated (SIGTERM); records written so far are kept.", file=sys.stderr)
+            print(f"terminated (SIGTERM){so_far}.", file=sys.stderr)
             sys.exit(128 + signal.SIGTERM)
 
     define_help_flags(sys.modules[main.__module__])
     app.run(guarded, flags_parser=_parse_flags)
+
+
+def redact_output() -> None:
+    """Puts RedactingStream over sys.stdout and sys.stderr (once), and points absl's log handler at the new
+    stderr (it keeps the stream it was made with)."""
+    from absl import logging
+
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if not isinstance(stream, RedactingStream):
+            setattr(sys, name, RedactingStream(stream))
+    handler = logging.get_absl_handler().python_handler
+    if not isinstance(handler.stream, RedactingStream):
+        handler.stream = sys.stderr
 
 
 class _HelpFlag(flags.BooleanFlag):
@@ -134,14 +158,36 @@ def _parse_flags(argv: list[str]) -> list[str]:
         return flags.FLAGS(argv)
     except flags.Error as error:
         fail(f"{first_line(error)}; --helpshort lists the flags")
+    except UsageError as error:  # a --flagfile that is not a file (_flag_file_lines)
+        fail(str(error))
     except UnicodeDecodeError as error:
         # absl reads a --flagfile as text and lets the decoding error out.
         fail(f"a --flagfile is not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start}); a "
              "flagfile holds one --flag=value a line")
 
 
-def fail(message: str) -> None:
-    """Bad input: `error: <message>.` on stderr, and exit 2."""
-    message = message if message.endswith(".") else message + "."
+_absl_flag_file_lines = flags.FlagValues._get_flag_file_lines
+
+
+def _flag_file_lines(self: flags.FlagValues, filename: str, parsed_file_stack: list | None = None) -> list[str]:
+    """absl's reading of a --flagfile (given on the command line or inside another flagfile), refusing what is not
+    a regular file before absl reads it whole: /dev/zero would fill memory, a fifo block for ever."""
+    try:
+        regular = stat.S_ISREG(os.stat(filename).st_mode) if filename else True
+    except OSError:
+        regular = True  # absl says it cannot open it
+    if not regular:
+        raise UsageError(f"--flagfile={filename} is not a regular file (a directory, device or pipe); a flagfile "
+                         "holds one --flag=value a line")
+    return _absl_flag_file_lines(self, filename, parsed_file_stack)
+
+
+flags.FlagValues._get_flag_file_lines = _flag_file_lines
+
+
+def fail(message: str, exit_code: int = 2) -> None:
+    """Bad input: `error: <message>.` on stderr, secrets redacted (a URL's password in a flag it quotes), and exit 2
+    (or `exit_code`)."""
+    message = redact_text(message if message.endswith(".") else message + ".")
     print(f"error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(exit_code)

@@ -52,6 +52,7 @@ from harness.analysis.keras_probe import DETERMINISM
 from harness.errors import UsageError, meaningful_lines
 from harness.flags import value_or
 from harness.platform import known_ops
+from harness.redaction import redact_args
 from harness.schema import DOCTOR_FILE, DOCTOR_SCHEMA
 from harness.studies.records import read_records, utc_timestamp, write_json
 
@@ -89,7 +90,7 @@ def run_observed(script: Path, args: list[str], out: Path, steps: int, mode: str
                     said[-1])
         if not fits or any(fit.get("raised") for fit in fits):
             what = f"{script} (the fixed copy of {run_as})" if run_as else str(script)
-            raise UsageError(f"{what} {' '.join(args)} failed (exit code {result.returncode}): "
+            raise UsageError(f"{what} {' '.join(redact_args(args))} failed (exit code {result.returncode}): "
                              f"{last}".replace("  ", " "))
         if failures is not None:
             line = _failing_line(result.stderr, script, run_as or script)
@@ -175,8 +176,8 @@ def main(argv: list[str]) -> int:
     output_dir = Path(value_or("output_dir", f"results/doctor/{script.stem}"))
     output_dir.mkdir(parents=True, exist_ok=True)
     steps, timeout = FLAGS.steps, FLAGS.timeout
-    print(f"Running {script} {' '.join(args)} twice (fresh processes), observing the first {steps} steps of "
-          "each model it fits ...".replace("  ", " "), flush=True)
+    print(f"Running {' '.join([str(script), *redact_args(args)])} twice (fresh processes), observing the first {steps} "
+          "steps of each model it fits ...", flush=True)
     failures: list[str] = []
     runs = observed_pair(script, args, output_dir, "run", steps, timeout, failures=failures)
     if len(runs[0]) != len(runs[1]):
@@ -186,7 +187,7 @@ def main(argv: list[str]) -> int:
     findings = [compare_fits(a, b) for a, b in zip(*runs, strict=True)]
     groups = within_run(runs[0])
     document: dict[str, Any] = {"schema": DOCTOR_SCHEMA, "created_at": utc_timestamp(), "script": str(script),
-                                "args": args, "steps_observed": steps, "fits": findings,
+                                "args": redact_args(args), "steps_observed": steps, "fits": findings,
                                 "seeding": runs[0][0]["seeding_before"], "within_run": groups,
                                 "reproducible": not any(f["cause"] for f in findings)}
     print("\n".join(explain(found, a, b) for found, a, b in zip(findings, *runs, strict=True)))
@@ -206,7 +207,7 @@ def main(argv: list[str]) -> int:
         print("  XLA and GPU kernels are not measured here: op determinism (enable_op_determinism) covers GPU "
               "kernels; python -m harness.scan lists the risky ops of a model.")
     else:
-        causes = sorted({f["cause"] for f in findings if f["cause"]})
+        causes = sorted({cause for f in findings for cause in f["causes"]})
         edits, advice = (confirm_kernel(script, args, output_dir, steps, timeout, document) if causes == ["kernel"]
                          else (fix_for(findings, runs[0], script), None))
         document["fix"] = advice or script_edits.fix_text(edits, script.name)
@@ -268,4 +269,4 @@ def _fixed_copy(script: Path, edits: list[dict[str, Any]], output_dir: Path, suf
 
 if __name__ == "__main__":
     flags.FLAGS.set_gnu_getopt(False)  # flags after the script's name are the script's own
-    cli.run(main, positional_args=True)
+    cli.run(main, positional_args=True, writes_records=True)

@@ -12,6 +12,12 @@ class UsageError(Exception):
     """Bad input: an unknown name, an impossible flag combination, a bad file."""
 
 
+class StudyIncomplete(Exception):
+    """A study that stopped before all its trials ran, for a cause outside them (its Ray cluster gone): not bad
+    input, and no result. Its message is one sentence naming where the trials not run are (lost.jsonl) and the
+    command that runs them; programs print it as an error and exit 1."""
+
+
 class Terminated(BaseException):
     """SIGTERM (`kill`, a scheduler ending a job), raised where the program is, so that it unwinds as after
     Ctrl-C: worker processes are stopped and nothing is written half. A BaseException, like KeyboardInterrupt,

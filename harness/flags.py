@@ -12,16 +12,18 @@ from typing import Any
 from absl import flags
 
 from harness.errors import UsageError
-from harness.studies import EXECUTORS, ISOLATIONS, MAX_GPUS_PER_TRIAL, Executor, refuse_ray_settings_without_ray
+from harness.studies import (
+    EXECUTORS,
+    ISOLATIONS,
+    MAX_GPUS_PER_TRIAL,
+    MAX_TRIALS_EACH,
+    Executor,
+    refuse_ray_settings_without_ray,
+)
 from harness.studies.conditions import parse_conditions
 
 FLAGS = flags.FLAGS
 HELP_TITLE = "shared with other programs"  # this module's group in a program's --help (cli.help_text)
-
-# Trials a count flag may ask for per condition (bench's --repeats) or per configuration (--seeds,
-# tune's --seeds_per_trial): every trial is planned before the first one runs, so an absurd count would
-# fill memory before anything is said. At a second a trial this many take hours; more is a typo.
-MAX_TRIALS_EACH = 10_000
 
 
 def define_float(name: str, default: float | None, help_text: str, **bounds: float) -> None:

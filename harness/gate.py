@@ -28,7 +28,7 @@ from harness.analysis.gate_rules import DEFAULT_THRESHOLDS, RULES, check_compara
 from harness.analysis.summary import load_summary
 from harness.errors import UsageError
 from harness.files import check_output_file, replace_atomically
-from harness.platform.environment import redact_value
+from harness.redaction import redact_text
 from harness.table import format_table
 
 FLAGS = flags.FLAGS
@@ -55,22 +55,22 @@ def main(argv: list[str]) -> int:
     del argv
     if FLAGS.calibrate:
         return _calibrate()
-    for flag in ("junit_xml", "markdown_summary"):
-        if FLAGS[flag].value:
-            check_output_file(Path(FLAGS[flag].value), flag)
+    # Where each output flag writes: one rule for both (files.check_output_file).
+    outputs = {flag: check_output_file(Path(FLAGS[flag].value), flag)
+               for flag in ("junit_xml", "markdown_summary") if FLAGS[flag].value}
     names = (FLAGS.baseline, FLAGS.candidate)
     try:
-        return _gate(names)
+        return _gate(names, outputs)
     except UsageError as error:
         # CI reads these files, not stderr: an unusable input is an error there too.
-        if FLAGS.junit_xml:
-            replace_atomically(Path(FLAGS.junit_xml), unusable_junit_xml(str(error), names))
-        if FLAGS.markdown_summary:
-            _append(FLAGS.markdown_summary, unusable_markdown(str(error), names))
+        if "junit_xml" in outputs:
+            replace_atomically(outputs["junit_xml"], unusable_junit_xml(str(error), names))
+        if "markdown_summary" in outputs:
+            _append(outputs["markdown_summary"], unusable_markdown(str(error), names))
         raise
 
 
-def _gate(names: tuple[str, str]) -> int:
+def _gate(names: tuple[str, str], outputs: dict[str, Path]) -> int:
     if not FLAGS.baseline or not FLAGS.candidate:
         raise UsageError("give both --baseline=FILE and --candidate=FILE")
     thresholds, skipped = thresholds_from(FLAGS.rules, {k: FLAGS[k].value for k in DEFAULT_THRESHOLDS},
@@ -79,10 +79,10 @@ def _gate(names: tuple[str, str]) -> int:
     notes = check_comparable(baseline, candidate, names)
     verdicts = evaluate(baseline, candidate, thresholds, skipped)
     print(render(verdicts, notes, FLAGS.format, names))
-    if FLAGS.junit_xml:
-        replace_atomically(Path(FLAGS.junit_xml), junit_xml(verdicts, names))
-    if FLAGS.markdown_summary:
-        _append(FLAGS.markdown_summary, render(verdicts, notes, "markdown", names))
+    if "junit_xml" in outputs:
+        replace_atomically(outputs["junit_xml"], junit_xml(verdicts, names))
+    if "markdown_summary" in outputs:
+        _append(outputs["markdown_summary"], render(verdicts, notes, "markdown", names))
     return 1 if any(v.passed is False for v in verdicts) else 0
 
 
@@ -92,7 +92,7 @@ def _calibrate() -> int:
     if not FLAGS.write_rules:
         raise UsageError("--calibrate writes a rules file: give --write_rules=FILE (e.g. "
                          "benchmarks/baselines/ci_rules.json)")
-    check_output_file(Path(FLAGS.write_rules), "write_rules")
+    rules_path = check_output_file(Path(FLAGS.write_rules), "write_rules")
     if FLAGS.baseline or FLAGS.candidate:
         raise UsageError("--calibrate writes thresholds from baseline studies and gates nothing: leave out "
                          "--baseline and --candidate, or --calibrate")
@@ -103,17 +103,18 @@ def _calibrate() -> int:
         raise UsageError(f"--calibrate names {twice} more than once; each baseline study counts once (run the "
                          "study again for another)")
     rules = calibrate([(name, load_summary(name)) for name in FLAGS.calibrate])
-    replace_atomically(Path(FLAGS.write_rules), json.dumps(rules, indent=2) + "\n")
+    replace_atomically(rules_path, json.dumps(rules, indent=2) + "\n")
     print(f"calibrated from {len(FLAGS.calibrate)} baseline studies: "
           f"{', '.join(rules['calibrated_from']['studies'])}")
     print(format_table(*calibration_table(rules)))
-    print(f"wrote {redact_value(FLAGS.write_rules)}")
+    print(f"wrote {redact_text(FLAGS.write_rules)}")
     return 0
 
 
-def _append(path: str, markdown: str) -> None:
+def _append(path: Path, markdown: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)  # as replace_atomically makes --junit_xml's
     with open(path, "a") as summary:  # GitHub's step summary collects every step's lines
-        summary.write(markdown + "\n")
+        summary.write(redact_text(markdown) + "\n")
 
 
 if __name__ == "__main__":

@@ -189,4 +189,4 @@ def _write_study(target: StudyDir, manifest: dict[str, Any], study: list[dict[st
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, writes_records=True)

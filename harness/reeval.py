@@ -203,7 +203,7 @@ def _from_optuna(overrides: dict[str, Any]) -> dict[str, Any]:
     trials = optuna_storage.chosen_trials(study, FLAGS.optuna_trial, FLAGS.top_k)
     trial = trials[0]
     params = hyperparameters.check_params(trial.params, f"Optuna trial {trial.number}")
-    source = {"kind": "optuna", "storage": optuna_storage.public_url(FLAGS.optuna_storage), "study": study.study_name,
+    source = {"kind": "optuna", "storage": FLAGS.optuna_storage, "study": study.study_name,
               "trial": trial.number}
     found = {"source": source, "params": params, "tuned_score": trial.value,
              "tuned_score_is": "the value Optuna recorded"}
@@ -288,4 +288,4 @@ def _reeval_objective() -> int:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, writes_records=True)

@@ -15,7 +15,7 @@ from harness.errors import UsageError
 from harness.flags import define_float  # importing it defines --epochs, a config field, too
 from harness.studies.records import NotStrictJson, strict_json_loads
 from harness.trial import config as config_lib
-from harness.trial.seeds import SOURCES, SeedSet
+from harness.trial.seeds import MAX_BASE_SEED, SOURCES, SeedSet
 
 FLAGS = flags.FLAGS
 # Its flags' group in a program's --help (cli.help_text).
@@ -23,7 +23,7 @@ HELP_TITLE = "the trial; a config flag given overrides that field of the benchma
 
 flags.DEFINE_string("benchmark", config_lib.DEFAULT_BENCHMARK, "Benchmark definition in benchmarks/ to run.")
 flags.DEFINE_integer("seed", 0, "Base seed; every source's seed is derived from it.", lower_bound=0,
-                     upper_bound=2**63 - 1)  # recorded as a JSON integer, which readers hold in 64 bits
+                     upper_bound=MAX_BASE_SEED)
 for _source in SOURCES:
     flags.DEFINE_integer(f"{_source}_seed", None, f"Overrides the derived `{_source}` seed alone.")
 
@@ -118,7 +118,9 @@ def parse_model_args(values: list[str]) -> dict[str, Any]:
         if not equals or not name.strip().isidentifier():
             raise UsageError(f"--model_args takes a JSON object or NAME=VALUE, got {value!r}.")
         try:
-            parsed[name.strip()] = json.loads(raw)
+            parsed[name.strip()] = strict_json_loads(raw)
+        except NotStrictJson as error:  # NaN, 1e999, nesting deeper than Python recurses: not a value to pass on
+            raise UsageError(f"--model_args {name.strip()}=... holds {error}.") from None
         except json.JSONDecodeError:
             parsed[name.strip()] = raw
     return parsed

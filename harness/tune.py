@@ -27,7 +27,9 @@ from absl import flags, logging
 from harness import cli, score_flags, trial_flags
 from harness.analysis import stats
 from harness.errors import UsageError
-from harness.flags import MAX_TRIALS_EACH, define_float, value_or
+from harness.flags import define_float, value_or
+from harness.redaction import redact
+from harness.studies import MAX_TRIALS_EACH
 from harness.studies.records import write_json
 from harness.studies.storage import exclusive
 from harness.tuning import hyperparameters, optuna_storage, tuner
@@ -59,8 +61,9 @@ def settings_from_flags(metric: str, base) -> dict[str, Any]:
     """What defines the tuning study: stored in it, and checked again when it is resumed."""
     if not 0.5 <= FLAGS.lcb_confidence < 1:
         raise UsageError(f"--lcb_confidence must be in [0.5, 1), got {FLAGS.lcb_confidence}")
-    # "objective": what the study optimizes over a candidate's seeds (--aggregate), as studies store it.
-    return {"config": base.as_dict(), "metric": metric, "base_seed": FLAGS.seed,
+    # "objective": what the study optimizes over a candidate's seeds (--aggregate), as studies store it. Secrets
+    # redacted: the Optuna storage is a shared database; a resume compares the redacted settings.
+    return {"config": redact(base.as_dict()), "metric": metric, "base_seed": FLAGS.seed,
             "seeds_per_trial": FLAGS.seeds_per_trial, "objective": FLAGS.aggregate,
             "lcb_confidence": FLAGS.lcb_confidence if FLAGS.aggregate == "lcb" else None,
             "space": space_from_flags(base), "replicas": score_flags.replicas_flag()}
@@ -84,7 +87,7 @@ def main(argv: list[str]) -> int:
         # What reeval --params and compare_configs --config=LABEL:FILE read (an Optuna trial's shape), with the
         # study's settings: what measured the value.
         write_json(best_file, {"params": best.params, "value": best.value, "mean": best.user_attrs.get("mean"),
-                               "study": name, "trial": best.number, "storage": optuna_storage.public_url(storage_url),
+                               "study": name, "trial": best.number, "storage": storage_url,
                                optuna_storage.HARNESS_ATTR: settings})
         aggregate = "mean" if FLAGS.aggregate == "mean" else f"{FLAGS.lcb_confidence:.0%} pessimistic bound"
         print(f"{name}: {optuna_storage.finished_count(study)} candidates, each over {FLAGS.seeds_per_trial} seed(s); "
@@ -126,4 +129,4 @@ def run_candidates(study, base, metric: str, space, settings: dict[str, Any], ou
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, writes_records=True)

@@ -7,7 +7,10 @@ line. Every invalid record is reported with its file and line number, and so is
 a trial recorded twice (its key again, or its study, condition, repeat and
 seeds again under another key), and so is a trial whose per-example file
 (per_example/<sha256>.npz beside the records) is missing or does not match the
-hash its record holds. A torn
+hash its record holds. A summary with two rows of one condition is invalid, and
+so is one whose study directory's trials.jsonl is not the records it counted
+(another study's, fewer, a trial twice, a per-example file changed): the check
+the gate and the report make before they read a study directory. A torn
 last line (a write a kill interrupted) is reported but is not an error:
 readers ignore it and the next append cuts it off.
 
@@ -20,8 +23,9 @@ import json
 from pathlib import Path
 
 from harness import cli
+from harness.analysis.summary import check_records_beside, repeated_rows
 from harness.errors import UsageError
-from harness.schema import TRIAL_SCHEMA
+from harness.schema import SUMMARY_FILE, SUMMARY_SCHEMA, TRIAL_SCHEMA, TRIALS_FILE
 from harness.studies import per_example
 from harness.studies.records import (
     NotStrictJson,
@@ -53,7 +57,10 @@ def validate_file(path: Path) -> tuple[int, list[str]]:
             return 1, [f"{path}: not valid JSON ({error})"]
         if not isinstance(record, dict):
             return 1, [f"{path}: not a JSON object"]
-        return 1, [f"{path}: {e}" for e in schema_errors(record)]
+        errors = schema_errors(record)
+        if errors or record.get("schema") != SUMMARY_SCHEMA:
+            return 1, [f"{path}: {e}" for e in errors]
+        return 1, [f"{path}: {e}" for e in repeated_rows(record)] or _records_beside(record, path)
     checked, problems, parsed = 0, [], []
     for number, record, problem in scan_lines(data):
         checked += 1
@@ -67,6 +74,19 @@ def validate_file(path: Path) -> tuple[int, list[str]]:
     named = [(number, record) for number, record in parsed if not schema_errors(record)]
     problems += [f"{path} line {number}: {why}" for number, why in per_example.problems(named, path.parent)]
     return checked, problems
+
+
+def _records_beside(summary: dict, path: Path) -> list[str]:
+    """A study directory's summary.json checked against the trials.jsonl beside it, as the gate and the report
+    check it (summary.check_records_beside): its first problem, or none."""
+    trials_path = path.parent / TRIALS_FILE
+    if path.name != SUMMARY_FILE or not (trials_path.exists() or trials_path.is_symlink()):
+        return []
+    try:
+        check_records_beside(summary, path, trials_path)
+    except UsageError as error:
+        return [f"{path}: the gate and the report refuse it: {error}"]
+    return []
 
 
 def main(argv: list[str]) -> int:

@@ -3,8 +3,8 @@
 Started by `harness.studies.study_runner` for trials that need a fresh process or another
 process environment; trials of one replica group train together here, as in the parent (the list
 holds every member of a group, and members already recorded are trained but not written again).
-Prints one JSON line per finished trial for the parent's progress; records go straight to
-DIR/trials.jsonl.
+Prints one JSON line per finished trial for the parent's progress, and one as each trial (or replica
+group) starts, for the parent's time limit (--trial_timeout); records go straight to DIR/trials.jsonl.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from absl import flags
 import harness.flags  # noqa: F401 (defines --output_dir and --input_dir)
 from harness import cli
 from harness.errors import UsageError, first_line
-from harness.platform import determinism, processes
+from harness.platform import determinism, environment, processes
 from harness.schema import TRIALS_FILE
 from harness.studies.records import load_document, read_records
 from harness.trial.seeds import SeedSet
@@ -32,26 +32,60 @@ flags.mark_flag_as_required("output_dir")  # the study directory
 flags.declare_key_flag("output_dir")  # shared: its --help lists it with the worker's own
 flags.DEFINE_integer("parent_pid", None, "The process that started this worker (it holds the study directory's "
                      "lock); the worker ends when it does.", lower_bound=1, upper_bound=2**22)  # Linux's pid_max
+flags.DEFINE_boolean("probe", False, "Instead of trials: load the data of the trial config on stdin (a JSON object) "
+                     "and probe its model (the facts planners ask, trial/train.py), printing each step and the facts "
+                     "as JSON lines; writes nothing. Where your code can crash or hang a process but not the study's "
+                     "(study_runner.probe_apart).")
 
 
 def main(argv: list[str]) -> int:
     del argv
-    from harness.studies.study_runner import outcome, run_in_this_process
+    from harness.studies.study_runner import outcome, recorded_keys, run_in_this_process
 
     if flags.FLAGS.parent_pid is not None:
         processes.die_with_parent(flags.FLAGS.parent_pid)
+    if flags.FLAGS.probe:
+        return probe(sys.stdin.buffer.read())
     specs = specs_from(sys.stdin.buffer.read())
     if specs:
         # Thread pools are fixed once per process, before the first op runs.
         determinism.set_thread_pools(specs[0].config.intra_op_threads, specs[0].config.inter_op_threads)
     output_dir = Path(flags.FLAGS.output_dir)
-    recorded = {r.get("trial_key") for r in read_records(output_dir / TRIALS_FILE)}
+    recorded = recorded_keys(specs, read_records(output_dir / TRIALS_FILE))
 
     def finished(records: list[dict]) -> None:
         # One line per trial or replica group, for the parent's progress.
         print(json.dumps({"trials": [outcome(record) for record in records]}), flush=True)
 
-    run_in_this_process([s for s in specs if s.key not in recorded], specs, output_dir, recorded, finished)
+    here = environment.capture()
+
+    def starting(members: list[TrialSpec]) -> None:
+        # Before each trial or replica group: the parent times it (--trial_timeout), and records it as failed
+        # in this environment should it end this process at the limit.
+        print(json.dumps({"started": [spec.key for spec in members], "environment": here}), flush=True)
+
+    run_in_this_process([s for s in specs if s.key not in recorded], specs, output_dir, recorded, finished, starting)
+    return 0
+
+
+def probe(stdin: bytes) -> int:
+    """--probe: says what it is about to do with the user's code (the parent names it should this process crash
+    or hang there), then the model's facts."""
+    from harness.trial import train, user_code
+    from harness.trial.config import TrialConfig
+    from harness.trial.datasets import dataset_of
+
+    document = load_document(stdin, "stdin")
+    try:
+        config = TrialConfig(**document)
+    except TypeError as error:
+        raise UsageError(f"stdin must hold a trial config (a JSON object), as the study that starts a probe writes it "
+                         f"({first_line(error)})") from None
+    print(json.dumps({"doing": user_code.DOING["data"]}), flush=True)
+    dataset_of(config)
+    if config.is_user_model:
+        print(json.dumps({"doing": user_code.DOING["model"]}), flush=True)
+        print(json.dumps({"facts": train.model_facts(config)._asdict()}), flush=True)
     return 0
 
 
@@ -80,4 +114,4 @@ def _spec(item: dict[str, Any], number: int) -> TrialSpec:
 
 
 if __name__ == "__main__":
-    cli.run(main)
+    cli.run(main, writes_records=True)

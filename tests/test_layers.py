@@ -6,7 +6,8 @@ from pathlib import Path
 
 HARNESS = Path(__file__).resolve().parents[1] / "harness"
 TESTS = Path(__file__).resolve().parent
-# Bottom to top. `common`: errors, files (the atomic writer), table, the schema table. `interface`: what
+# Bottom to top. `common`: errors, files (the atomic writer), redaction (what no output may carry), table, the
+# schema table. `interface`: what
 # programs and users call (the Python API, the Keras callback, flag parsing, the program runner).
 # `program`: `python -m harness.X`.
 LAYERS = ("common", "platform", "trial", "studies", "analysis", "tuning", "interface", "program")
@@ -30,7 +31,7 @@ def layer(name: str, path: Path) -> str:
     parts = name.split(".")
     if len(parts) > 2 or (len(parts) == 2 and path.name == "__init__.py"):
         return "common" if parts[1] == "schema" else parts[1]
-    if name == "harness" or parts[1] in ("errors", "files", "table"):
+    if name == "harness" or parts[1] in ("errors", "files", "redaction", "table"):
         return "common"
     return "program" if is_program(path) else "interface" if parts[1] in INTERFACE else "unplaced"
 

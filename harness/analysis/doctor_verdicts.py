@@ -44,9 +44,18 @@ def differing_calls(a: dict[str, Any], b: dict[str, Any], kind: str = "random_ca
             if (x["call"], x["line"]) == (y["call"], y["line"]) and x.get("value_sha256") != y.get("value_sha256")]
 
 
+def differing_generators(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """The random layers (their paths) whose SeedGenerator states differ between two runs of a fit at its start:
+    they draw other dropout (or noise) masks at every step."""
+    generators_a, generators_b = _in_order(a.get("seed_generators")), _in_order(b.get("seed_generators"))
+    paths = list(a.get("seed_generators") or {})
+    return [paths[i] for i, (x, y) in enumerate(zip(generators_a, generators_b, strict=False)) if x != y]
+
+
 def compare_fits(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """Where two runs of one fit first differ (or two fits of one run), and the causes that position points
-    to: at the start, other initial weights and other data values can both hold (`causes` lists them)."""
+    """Where two runs of one fit first differ (or two fits of one run), and every cause the observations show:
+    at the start, other initial weights, other data values and other dropout states can all hold, and another
+    order of the batches beside them (`causes` lists each; `cause` is the first)."""
     found = {"fit": a["fit"], "model": a["model"], "line": a["line"], "first_step": None, "variables": []}
     starts, initial_a, initial_b = [], _in_order(a.get("initial")), _in_order(b.get("initial"))
     if initial_a != initial_b:
@@ -56,29 +65,40 @@ def compare_fits(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     data = data_difference(a, b)
     if data == "values":
         starts.append("data_values")
+    generators = differing_generators(a, b)
     steps = min(len(a["steps"]), len(b["steps"]))
-    if starts:
-        # The batches hold the inputs, not the weights, so another order shows even under other initial
-        # weights; it is a second cause, with its own fix, that the first must not hide.
-        order = next((step for step in range(steps) if a["steps"][step]["batch"] != b["steps"][step]["batch"]), None)
-        if "data_values" not in starts and (order is not None or data == "order"):
-            starts.append("data")
-            found["data_first_step"] = order or 0
-        return {**found, "cause": starts[0], "causes": starts}
-    for step in range(steps):
-        if a["steps"][step]["batch"] != b["steps"][step]["batch"]:
-            # The arrays are not known (a pipeline) but values drawn at random before the fit differ: other
-            # values, not another order, as far as the doctor can tell.
-            cause = "data_values" if data is None and not a.get("data_sha256") and differing_calls(a, b) else "data"
-            return {**found, "cause": cause, "causes": [cause], "first_step": step}
-        if a["steps"][step]["weights"] != b["steps"][step]["weights"]:
-            generators_a, generators_b = _in_order(a.get("seed_generators")), _in_order(b.get("seed_generators"))
-            if generators_a != generators_b:
-                paths = list(a.get("seed_generators") or {})
-                layers = [paths[i] for i, (x, y) in enumerate(zip(generators_a, generators_b, strict=False)) if x != y]
-                return {**found, "cause": "dropout", "causes": ["dropout"], "first_step": step, "variables": layers}
-            return {**found, "cause": "kernel", "causes": ["kernel"], "first_step": step}
-    return {**found, "cause": None, "causes": [], "steps_compared": steps}
+    weights_step = next((step for step in range(steps) if a["steps"][step]["weights"] != b["steps"][step]["weights"]),
+                        None)
+    # The batches hold the inputs, not the weights, so another order shows even under other initial weights or
+    # dropout states; each is a cause with its own fix, that no other may hide.
+    order = next((step for step in range(steps) if a["steps"][step]["batch"] != b["steps"][step]["batch"]), None)
+    if order is None and data == "order":
+        order = 0
+    if order is not None and not starts and data is None and not a.get("data_sha256") and differing_calls(a, b):
+        # The arrays are not known (a pipeline) but values drawn at random before the fit differ: other values,
+        # not another order, as far as the doctor can tell.
+        return {**found, "cause": "data_values", "causes": ["data_values"], "first_step": order}
+    if order is not None and "data_values" not in starts:
+        starts.append("data")
+        found["data_first_step"] = order
+    # Other dropout states matter where the weights part (a Dropout(0.0) draws masks that change nothing).
+    if generators and (starts or weights_step is not None):
+        starts.append("dropout")
+        found["generators"] = generators
+    if weights_step is not None and not {"init", "data_values", "dropout"} & set(starts) and (
+            order is None or weights_step < order):  # equal starts and batches, yet the weights part: an op
+        starts.insert(0, "kernel")
+    if not starts:
+        if weights_step is not None:
+            return {**found, "cause": "kernel", "causes": ["kernel"], "first_step": weights_step}
+        return {**found, "cause": None, "causes": [], "steps_compared": steps}
+    if starts[0] == "data":
+        found["first_step"] = order
+    elif starts[0] == "dropout":
+        found.update(first_step=weights_step, variables=generators)
+    elif starts[0] == "kernel":
+        found["first_step"] = weights_step
+    return {**found, "cause": starts[0], "causes": starts}
 
 
 def runs_match(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
@@ -87,14 +107,17 @@ def runs_match(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> bool:
 
 
 def explain(found: dict[str, Any], run: dict[str, Any], other: dict[str, Any]) -> str:
-    """The finding for one fitted model (`run`: its observation in the first run, `other`: in the second)."""
+    """The finding for one fitted model (`run`: its observation in the first run, `other`: in the second): every
+    cause its observations show, each with the line that made it where there is one."""
     where = f"the model fitted at {found['line'] or 'an unknown line'} ({found['model']})"
-    seeding = run["seeding_before"]
-    calls = dict.fromkeys(f"{s['call']}({s['seed']}) at {s['line'] or '?'}" for s in seeding)
-    said = ", ".join(calls) or "no seeding call"
+    said = seeding_said(run["seeding_before"])
     causes = found.get("causes") or ([found["cause"]] if found["cause"] else [])
-    if "init" in causes or "data_values" in causes:
+    arrays_equal = bool(run.get("data_sha256")) and data_difference(run, other) is None
+    if len(causes) > 1 or causes[:1] in (["init"], ["data_values"]):
         parts = []
+        if "kernel" in causes:
+            parts.append(f"part after step {found['first_step']} with equal initial weights and batches (an op "
+                         "computed differently)")
         if "init" in causes:
             parts.append(f"start from different initial weights ({len(found['variables'])} of "
                          f"{len(run['initial'])} variables differ)")
@@ -102,14 +125,19 @@ def explain(found: dict[str, Any], run: dict[str, Any], other: dict[str, Any]) -
             parts.append(f"are given other data: {values_source(run, other)}")
         if "data" in causes:
             parts.append(f"see the examples in another order (batch {found['data_first_step']} holds other "
-                         f"examples): {order_source(run)}")
-        text = f"{where}: the two runs {' and '.join(parts)}."
+                         f"examples): {order_source(run, arrays_equal)}")
+        if "dropout" in causes:
+            parts.append(f"draw other dropout masks: the SeedGenerator states of {', '.join(found['generators'])} "
+                         "differ (an unseeded generator takes its seed when its layer is built)")
+        joined = " and ".join(parts) if len(parts) < 3 else f"differ in {len(parts)} ways: they " + "; they ".join(
+            parts[:-1]) + f"; and they {parts[-1]}"
+        text = f"{where}: the two runs {joined}."
         if "init" in causes:
-            text += f" Before the fit the script made {said}; {init_reason(seeding)}."
+            text += f" Before the fit the script made {said}; {init_reason(run['seeding_before'])}."
         return text
     cause = found["cause"]
     if cause == "data":
-        source = order_source(run)
+        source = order_source(run, arrays_equal)
         return (f"{where}: same initial weights, but batch {found['first_step']} holds other examples: the data "
                 f"order differs. {source[0].upper() + source[1:]}. Seeding the script made before the fit: {said}.")
     if cause == "dropout":
@@ -124,16 +152,29 @@ def explain(found: dict[str, Any], run: dict[str, Any], other: dict[str, Any]) -
     return f"{where}: the two runs are bitwise identical over the {found['steps_compared']} steps observed."
 
 
-def order_source(run: dict[str, Any]) -> str:
-    """Where another order of the same examples comes from: an unseeded shuffle the script made, or fit's own."""
+def seeding_said(seeding: list[dict[str, Any]]) -> str:
+    """The seeding calls made before a fit that decide its random state: the last of each kind (an earlier
+    `np.random.seed(1)` is undone by a later `np.random.seed(2)`), and how many earlier ones there were."""
+    last = {s["call"]: s for s in seeding}
+    kept = [s for s in seeding if last[s["call"]] is s]
+    said = ", ".join(dict.fromkeys(f"{s['call']}({s['seed']}) at {s['line'] or '?'}" for s in kept)) or \
+        "no seeding call"
+    earlier = len(seeding) - len(kept)
+    return said + (f" (the last of each kind; {earlier} earlier seeding call{'s' * (earlier != 1)} before them)"
+                   if earlier else "")
+
+
+def order_source(run: dict[str, Any], arrays_equal: bool = False) -> str:
+    """Where another order of the same examples comes from: an unseeded shuffle the script made, or fit's own
+    (and, where the arrays handed to fit are not known to be equal, maybe their order too)."""
     unseeded = dict.fromkeys(f"{c['call']} at {c['line']}" for c in run.get("data_calls_before", [])
                              if not c["seeded"])
     if unseeded:
         return (f"the order comes from {', '.join(unseeded)}, which no seed reached (no seed argument, and no "
                 "seeding call for it before)")
     if run["shuffle"] and run["data"] not in ("DatasetV2", "_PrefetchDataset", "PrefetchDataset"):
-        return ("fit(shuffle=True), the default for arrays, draws each epoch's order from the global seed, and the "
-                "data may arrive in another order too")
+        return ("fit(shuffle=True), the default for arrays, draws each epoch's order from the global seed"
+                + ("" if arrays_equal else ", and the data may arrive in another order too"))
     return ("fit does not shuffle here, so the data arrived in another order: an unseeded permutation or shuffle "
             "before the fit")
 
@@ -159,10 +200,18 @@ def values_source(run: dict[str, Any], other: dict[str, Any]) -> str:
     if not differing:
         return (f"{named} hold other values in the two runs, drawn by no random call the doctor watches (a file "
                 "that changed between the runs, the clock, or a generator it does not see)")
-    lines = ", ".join(dict.fromkeys(f"{c['call']} at {c['line']}" for c in differing))
-    unseeded = any(not c["seeded"] or c["call"] == "np.random.default_rng" for c in differing)
-    return (f"{named} hold other values in the two runs, drawn by {lines}, which "
-            + ("no seed reached" if unseeded else "drew other numbers although a seed was set before it") + "")
+    said = f"{named} hold other values in the two runs, drawn by {_calls_said(differing)}"
+    # Rows put in another order as well (an unseeded permutation of random data): a second source, named too.
+    reordered = [c for c in differing_calls(run, other, "data_calls_before")
+                 if c not in differing and c["call"] != "np.random.default_rng"]
+    return said + (f", and put in another order by {_calls_said(reordered)}" if reordered else "")
+
+
+def _calls_said(calls: list[dict[str, Any]]) -> str:
+    lines = ", ".join(dict.fromkeys(f"{c['call']} at {c['line']}" for c in calls))
+    unseeded = any(not c["seeded"] or c["call"] == "np.random.default_rng" for c in calls)
+    return f"{lines}, which " + ("no seed reached" if unseeded else "drew other numbers although a seed was set "
+                                                                    "before it")
 
 
 def within_run(fits: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from typing import Any
 from harness.analysis import stats
 from harness.analysis.gate_rules import DEFAULT_THRESHOLDS, too_few_text
 from harness.errors import UsageError
-from harness.platform.environment import redact_value
+from harness.redaction import redact_text
 from harness.studies.conditions import ALL, CONTROL, KERNELS
 
 MIN_STUDIES = 2
@@ -109,7 +109,7 @@ def calibrate(summaries: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     else:
         sources["max_determinism_overhead"] = "no study measured the cost: the default"
     # The studies' names are the user's paths or URLs: written and printed through the one redaction.
-    return {**thresholds, "calibrated_from": {"studies": [redact_value(name) for name in names], "why": sources}}
+    return {**thresholds, "calibrated_from": {"studies": [redact_text(name) for name in names], "why": sources}}
 
 
 def calibration_table(rules: dict[str, Any]) -> tuple[list[str], list[list[str]]]:

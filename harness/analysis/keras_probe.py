@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from harness.errors import UsageError, first_line
+from harness.redaction import redact_text
 
 USAGE = "python -m harness.keras_probe OUT STEPS MODE REFERENCE RUN_AS SCRIPT [ARGS]"
 # MODE: turn on op determinism before the script runs, seeding nothing.
@@ -401,7 +402,7 @@ def install(probe: Probe) -> None:
             raise
         finally:
             with probe.out.open("a") as out:
-                out.write(json.dumps(record) + "\n")
+                out.write(redact_text(json.dumps(record)) + "\n")  # a raised error can quote a secret
 
     keras.Model.fit = fit
 

@@ -38,6 +38,7 @@ from harness.analysis.summary import (  # noqa: E402
     trainer_text,
 )
 from harness.errors import UsageError  # noqa: E402
+from harness.files import replace_atomically  # noqa: E402
 from harness.schema import TRIALS_FILE  # noqa: E402
 from harness.studies import conditions  # noqa: E402
 from harness.studies.records import read_records  # noqa: E402
@@ -75,8 +76,9 @@ def build_report(input_dir: Path, output_dir: Path) -> list[Path]:
                 captions.append((name, caption))
     environment = inputs_rows(records[0]) + environment_rows(summary["environment"])
     failures = failure_rows(records)
-    (output_dir / "report.html").write_text(_html(summary, captions, environment, failures))
-    (output_dir / "report.md").write_text(_markdown(summary, captions, environment, failures))
+    # Atomically, and through the one redaction (a failed trial's error can quote a user's secret).
+    replace_atomically(output_dir / "report.html", _html(summary, captions, environment, failures))
+    replace_atomically(output_dir / "report.md", _markdown(summary, captions, environment, failures))
     return written + [output_dir / "report.html", output_dir / "report.md"]
 
 

@@ -156,14 +156,9 @@ def load_summary(path: str | os.PathLike) -> dict[str, Any]:
     sentence naming the file and the problem.
     """
     path = Path(path)
-    if path.is_dir():
+    directory = path if path.is_dir() else None
+    if directory:
         summary_path, trials_path = path / SUMMARY_FILE, path / TRIALS_FILE
-        if summary_path.exists() and trials_path.exists():
-            # The summary is read, but it stands for the records beside it (and the report draws them):
-            # damaged records are refused as they would be alone. Extra records of a trial are not: the summary
-            # counted each planned trial once (studies/study_runner.study_records).
-            for number, record in enumerate(read_records(trials_path), start=1):
-                _check_schema(trials_path, record, TRIAL_SCHEMA, f" (record {number})")
         path = summary_path if summary_path.exists() else trials_path
     if not path.is_file():
         raise UsageError(f"{path}: no such file")
@@ -178,11 +173,12 @@ def load_summary(path: str | os.PathLike) -> dict[str, Any]:
         document = None  # Not one JSON document: JSON lines of trial records, or damage.
     if isinstance(document, dict) and document.get("schema") != TRIAL_SCHEMA:
         _check_schema(path, document, SUMMARY_SCHEMA)
-        names = [row["name"] for row in document["conditions"]]
-        twice = sorted({name for name in names if names.count(name) > 1})
-        if twice:
-            raise UsageError(f"{path} has {names.count(twice[0])} rows of condition {twice[0]}; a summary "
-                             "has one row per condition (the file was edited or joined)")
+        repeated = repeated_rows(document)
+        if repeated:
+            raise UsageError(f"{path} {repeated[0]}")
+        # A directory's trials.jsonl symlinked nowhere or to itself is there, and unreadable: refused, not skipped.
+        if directory and (trials_path.exists() or trials_path.is_symlink()):
+            check_records_beside(document, path, trials_path)
         return document
     records = [document] if isinstance(document, dict) else read_records(path)
     if not records:
@@ -190,6 +186,41 @@ def load_summary(path: str | os.PathLike) -> dict[str, Any]:
     _check_records(path, records)
     # The study's cost record beside its trials, if it has one of the same study (summary_from_records checks).
     return summary_from_records(records, determinism_cost.read(path.parent), path.parent)
+
+
+def repeated_rows(summary: dict[str, Any]) -> list[str]:
+    """What is wrong with a (schema-valid) summary that has more than one row of a condition, one phrase per
+    such condition: which row would a reader take? What load_summary refuses and harness.validate lists."""
+    names = [row["name"] for row in summary["conditions"]]
+    return [f"has {names.count(name)} rows of condition {name}; a summary has one row per condition (the file was "
+            "edited or joined)" for name in sorted({name for name in names if names.count(name) > 1})]
+
+
+def check_records_beside(summary: dict[str, Any], summary_path: Path, trials_path: Path) -> None:
+    """A study directory's summary stands for the records beside it, which the report draws and a resume
+    extends: refused in one sentence (the gate and the report) unless every record is valid and of the summary's
+    study, each trial is recorded once (records.repeated_trials), there are at least as many as it counted, and
+    each record's per-example file is there as written (per_example.problems; harness.validate lists the same
+    problems line by line). A study extended later (more repeats, other conditions) may hold more records than
+    its summary counted."""
+    records = read_records(trials_path)
+    study_id = summary["study_id"]
+    for number, record in enumerate(records, start=1):
+        _check_schema(trials_path, record, TRIAL_SCHEMA, f" (record {number})")
+        if record["study_id"] != study_id:
+            raise UsageError(f"{trials_path} record {number} is a trial of study {record['study_id']}, and "
+                             f"{summary_path} summarizes study {study_id}: one directory holds two studies' records "
+                             "(copied or run into it), which the summary does not stand for; keep one study per "
+                             "directory")
+    _check_records(trials_path, records)
+    counted = sum(row["n_ok"] + row["n_failed"] for row in summary["conditions"])
+    if len(records) < counted:
+        raise UsageError(f"{trials_path} holds {len(records)} trial record(s), and {summary_path} counts {counted} "
+                         "trials: records were removed or replaced after the summary was written; run the study's "
+                         "command again to record the missing trials")
+    problems = per_example.problems(list(enumerate(records, start=1)), trials_path.parent)
+    if problems:
+        raise UsageError(problems[0][1])
 
 
 def _check_records(path: Path, records: list[dict[str, Any]]) -> None:

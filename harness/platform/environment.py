@@ -19,6 +19,7 @@ from typing import Any
 
 from harness import __version__
 from harness.platform.determinism import op_determinism_enabled
+from harness.redaction import redact, redact_text
 
 # The environment variables a record keeps, when set, with why each matters: they change what TF
 # computes (the bits) or how many threads compute it. Nothing else is recorded: records are shared
@@ -76,11 +77,9 @@ SETTINGS_OF_CONDITION_CHANGES = {"TF_ENABLE_ONEDNN_OPTS": "oneDNN",
 THREAD_SETTINGS = (SETTINGS_OF_CONDITION_CHANGES["intra_op_threads"], SETTINGS_OF_CONDITION_CHANGES["inter_op_threads"])
 # /proc/cpuinfo flags that select kernels (vector widths, fused multiply-add, AMX, VNNI, half floats).
 _KERNEL_CPU_FLAGS = re.compile(r"(sse4_[12]|avx.*|fma|f16c|amx.*|.*vnni.*|bf16)")
-# The harness's own settings (HARNESS_IMAGE, HARNESS_NUM_SHARDS, ...).
+# The harness's own settings (HARNESS_IMAGE, HARNESS_NUM_SHARDS, ...). Even a recorded variable is written
+# redacted when its name says it holds a secret, and any secret inside a value is (harness/redaction.py).
 RECORDED_ENV_PREFIX = "HARNESS_"
-# Even a recorded variable is written as REDACTED when its name says it holds a secret.
-SECRET_NAME_PARTS = ("TOKEN", "SECRET", "PASSWORD", "KEY", "CREDENTIAL")
-REDACTED = "<redacted>"
 # Queried with a header row and parsed by column name, so any field order (and
 # a driver that lacks a field) parses. compute_cap needs driver 510 or newer.
 NVIDIA_SMI_FIELDS = ("index", "name", "driver_version", "memory.total", "compute_cap", "uuid")
@@ -110,7 +109,7 @@ def static_environment() -> dict[str, Any]:
         # Absence is recorded as absence: a CPU-only build, or a CUDA build that found no GPU.
         "gpu_visible": bool(tf.config.list_physical_devices("GPU")),
         "nvidia_smi": shutil.which("nvidia-smi") is not None,
-        "container": {"image": _redacted_or_none(os.environ.get("HARNESS_IMAGE")),
+        "container": {"image": redact_text(os.environ.get("HARNESS_IMAGE") or "") or None,
                       "digest": os.environ.get("HARNESS_IMAGE_DIGEST")},
         "env_vars": recorded_env_vars(os.environ),
         "onednn_enabled": onednn_enabled(),
@@ -156,35 +155,10 @@ def settings_changed_by(env_var_names: Iterable[str], config_keys: Iterable[str]
 
 
 def recorded_env_vars(environ: Mapping[str, str]) -> dict[str, str]:
-    """The variables of `environ` a record keeps (RECORDED_ENV_VARS and HARNESS_*), secrets redacted."""
-    return {name: redact(name, value) for name, value in sorted(environ.items())
+    """The variables of `environ` a record keeps (RECORDED_ENV_VARS and HARNESS_*), secrets redacted: a variable
+    whose name says it holds one, and any inside a value (a URL's password, a token)."""
+    return {name: redact(value, name) for name, value in sorted(environ.items())
             if name in RECORDED_ENV_VARS or name.startswith(RECORDED_ENV_PREFIX)}
-
-
-def redact(name: str, value: str) -> str:
-    """REDACTED for a variable whose name says it holds a secret, else the value with any credentials inside
-    it redacted (redact_value)."""
-    return REDACTED if any(part in name.upper() for part in SECRET_NAME_PARTS) else redact_value(value)
-
-
-# A password in a URL or registry reference (postgres://user:pw@host, user:pw@registry/image), but not an image
-# pinned by digest (image:tag@sha256:...), whose "tag@" is no password.
-_USERINFO_PASSWORD = re.compile(r"(?<![\w.-])([\w.%+-]+):([^@/\s:]+)@(?!sha\d+:)")
-# A query or option part whose name says it holds a secret: ?token=..., &api_key=..., sig=... (SAS URLs).
-_SECRET_PARAMETER = re.compile(r"(?i)\b([\w-]*(?:token|key|secret|password|passwd|pwd|sig|signature|credential)"
-                               r"[\w-]*)=([^&\s;,]+)")
-
-
-def redact_value(value: str) -> str:
-    """`value` with the credentials inside it replaced by REDACTED: a URL's or registry reference's password
-    (user:pw@host) and secret-named query parts (token=, key=, password=, sig=). Recorded values are shared and
-    committed; a name that looks harmless (HARNESS_DB_URL) can still hold a password."""
-    value = _USERINFO_PASSWORD.sub(lambda m: f"{m.group(1)}:{REDACTED}@", value)
-    return _SECRET_PARAMETER.sub(lambda m: f"{m.group(1)}={REDACTED}", value)
-
-
-def _redacted_or_none(value: str | None) -> str | None:
-    return None if value is None else redact_value(value)
 
 
 def _package_version(name: str) -> str | None:

@@ -16,6 +16,19 @@ ISOLATIONS = ("inprocess", "process")
 EXECUTORS = ("local", "ray")
 # The most GPUs one Ray task may ask for (--ray_gpus_per_trial, harness.study's ray_gpus_per_trial).
 MAX_GPUS_PER_TRIAL = 64.0
+# Trials a count may ask for per condition (bench's --repeats, harness.study's repeats) or per configuration
+# (--seeds, tune's --seeds_per_trial): every trial is planned before the first one runs, so an absurd count would
+# fill memory before anything is said. At a second a trial this many take hours; more is a typo.
+MAX_TRIALS_EACH = 10_000
+# Worker processes a study may run at once (bench's --workers, harness.study's workers): each imports TensorFlow
+# (about 0.5 GB), so more than this would exhaust any machine's memory before a trial ran, not spread them.
+MAX_WORKERS = 1024
+# The longest time limit a trial may be given (bench's --trial_timeout, harness.study's trial_timeout): a week.
+MAX_TRIAL_TIMEOUT_S = 7 * 24 * 3600
+# The limit of a trial of the built-in models on built-in data (study_runner.time_limit_of), which runs no code of
+# the user's: past an hour it is stuck (a hung GPU, a deadlock), not slow; the built-in benchmarks' trials take
+# seconds to minutes here.
+DEFAULT_TRIAL_TIMEOUT_S = 3600
 
 
 def refuse_ray_settings_without_ray(executor: str, given: Sequence[str], choosing_ray: str) -> None:

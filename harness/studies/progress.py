@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from harness.redaction import redact_text
+
 
 class Outcome(NamedTuple):
     """One finished trial, as the console shows it."""
@@ -120,11 +122,12 @@ class _LinesAboveBar:
 
         with os.fdopen(read, "rb") as lines:
             for line in lines:
-                text = line.decode(errors="replace").rstrip("\n")
+                # TensorFlow's C++ logging and worker processes write here directly, past cli.run's redaction.
+                text = redact_text(line.decode(errors="replace").rstrip("\n"))
                 try:
                     tqdm.write(text, file=self.terminal)
                 except Exception:  # noqa: BLE001 (a line is never lost: written as it came, bar or not)
-                    os.write(self.saved, line)
+                    os.write(self.saved, (text + "\n").encode())
 
     def close(self) -> None:
         sys.stderr.flush()

@@ -15,7 +15,9 @@ resume, the summary, the gate and the report read them as any other records.
 
 A node that dies takes its tasks with it; Ray runs them again elsewhere (`max_retries`), and each
 returns its records once. A task that still fails is a lost trial (LOST_FILE, with why), which a resume
-runs again. Bad input found in a task (exit 2 at home) stops the study with its sentence.
+runs again. Bad input found in a task (exit 2 at home) stops the study with its sentence. A whole cluster
+gone (its head, the GCS, answers no more for HEAD_GONE_S) stops the study with ClusterGone, its running trials
+lost, before Ray's own client would end this process with a message of its own (RAY_HEAD_WAIT).
 
 Paths in a trial's config (your model file, your data) are read on the node: on one machine, or nodes
 sharing the filesystem, as given; elsewhere they must exist at the same path (an image, a shared
@@ -28,11 +30,12 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from harness.errors import UsageError, first_line
+from harness.errors import StudyIncomplete, UsageError, first_line
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,6 +62,25 @@ PREDEFINED_RESOURCES = ("CPU", "GPU", "memory", "object_store_memory", "TPU", "N
 # before they are given up as lost (the nodes of the kind they ask for have left: Ray would wait for ever).
 NODE_CHECK_S = 10
 NODE_GONE_S = 30
+# How long the cluster's head (its GCS) may not answer before the study gives the whole cluster up: Ray's own
+# default wait for it (gcs_rpc_server_reconnect_timeout_s), long enough for a head that restarts (GCS fault
+# tolerance) to come back.
+HEAD_GONE_S = 60
+# Ray's client ends the process that waits longer for the head than its wait, with its own message and nothing
+# of the trials ("Failed to connect to GCS within 60 seconds ... The program will terminate."): this process's
+# wait is set longer (unless the user set it), so that the harness's HEAD_GONE_S ends first, with a sentence.
+RAY_HEAD_WAIT = ("RAY_gcs_rpc_server_reconnect_timeout_s", "600")
+# Ray starts worker processes at nice 15: on a loaded machine a study's trials then barely run. Where the
+# harness starts the nodes (no address: a Ray instance on this machine) they run at the study's own priority.
+WORKER_NICENESS = ("RAY_worker_niceness", "0")
+
+
+class ClusterGone(Exception):
+    """The cluster's head has not answered for HEAD_GONE_S: the cluster is gone, with the tasks it ran."""
+
+    def __init__(self, head: str):
+        super().__init__(f"the Ray cluster's head at {head} has not answered for {HEAD_GONE_S} s")
+        self.head = head
 
 
 def parse_resources(text: str) -> tuple[tuple[str, float], ...]:
@@ -107,10 +129,15 @@ def connect(address: str | None) -> Any:
     address = address or os.environ.get("RAY_ADDRESS") or None
     if address:
         _check_reachable(address)
+    # Read by Ray's C++ core when ray.init starts it, and by the processes of a Ray instance it starts here.
+    os.environ.setdefault(*RAY_HEAD_WAIT)
+    if not address:
+        os.environ.setdefault(*WORKER_NICENESS)
     try:
         # The tasks' own output (TensorFlow's start-up lines) stays in Ray's logs; the progress shows each trial.
-        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING, include_dashboard=False,
-                 configure_logging=False)
+        # "local": a Ray instance of this study's own, not one of another job's that ray.init() would join here.
+        ray.init(address=address or "local", log_to_driver=False, logging_level=logging.WARNING,
+                 include_dashboard=False, configure_logging=False)
     except (ConnectionError, RuntimeError, ValueError) as error:
         where = f"at {address}" if address else "on this machine"
         if _refused_for_authentication(error):
@@ -213,15 +240,66 @@ def _a_node_can_run(ray: Any, executor: Executor) -> bool:
                for node in ray.nodes())
 
 
+def _head(ray: Any) -> str | None:
+    """HOST:PORT of the cluster's head (its GCS) as this process reaches it; None where Ray does not say (a
+    ray:// client reaches it through a server of the cluster)."""
+    try:
+        return ray.get_runtime_context().gcs_address or None
+    except Exception:  # noqa: BLE001 (a client's context has no GCS address)
+        return None
+
+
+def _answers(head: str | None) -> bool:
+    """Whether something listens at the head's address. Asked before any call of Ray's that goes to the head:
+    Ray's calls wait for a head that is gone (and Ray ends the process at its own wait)."""
+    if head is None:
+        return True
+    host, _, port = head.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError:
+        return False
+    return True
+
+
+def _check_head(head: str | None) -> None:
+    """Returns once the head answers; ClusterGone when it has not for HEAD_GONE_S."""
+    since = time.monotonic()
+    while not _answers(head):
+        if time.monotonic() - since >= HEAD_GONE_S:
+            raise ClusterGone(str(head))
+        time.sleep(1)
+
+
+def _within(seconds: float, call: Callable[[], Any]) -> Any | None:
+    """call()'s value, or None when it has not returned in `seconds` or failed: a call to a head that went away
+    after it was asked would wait for it, and this process must stay free to give the cluster up."""
+    value: list[Any] = []
+    threading.Thread(target=lambda: value.append(call()), daemon=True).start()
+    deadline = time.monotonic() + seconds
+    while not value and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value[0] if value else None
+
+
 def _first_done(ray: Any, refs: list[Any], executor: Executor) -> Any | None:
     """The first of `refs` to finish; None when no live node has been able to run them for NODE_GONE_S (the
-    nodes of the kind they ask for have left, and Ray would keep them waiting for ever)."""
-    gone_since = None
+    nodes of the kind they ask for have left, and Ray would keep them waiting for ever); ClusterGone when the
+    cluster's head has not answered for HEAD_GONE_S."""
+    head = _head(ray)
+    gone_since = head_gone_since = None
     while True:
         done, _ = ray.wait(refs, num_returns=1, timeout=NODE_CHECK_S)
         if done:
             return done[0]
-        if _a_node_can_run(ray, executor):
+        can_run = _within(CONNECT_TIMEOUT_S, lambda: _a_node_can_run(ray, executor)) if _answers(head) else None
+        if can_run is None:  # the head did not answer
+            head_gone_since = head_gone_since or time.monotonic()
+            if time.monotonic() - head_gone_since >= HEAD_GONE_S:
+                raise ClusterGone(str(head))
+            continue
+        head_gone_since = None
+        if can_run:
             gone_since = None
         elif gone_since is None:
             gone_since = time.monotonic()
@@ -264,6 +342,17 @@ def measure_cost(config: Any, seeds: Any, blocks: int, xla: bool, *,
     """Determinism's cost (trial/cost.py's measurement) measured in a Ray task, on a node of the kind the
     trials ran on: (the measurement, that node's bit identity)."""
     ray = connect(executor.address)
+    try:
+        return _measure_cost_on(ray, config, seeds, blocks, xla, executor)
+    except ClusterGone as gone:
+        raise StudyIncomplete(f"determinism's cost was not measured: {gone}, and the cluster is gone; the trials' "
+                              "records are kept, and the same command measures it when it is back, or without "
+                              "--executor=ray on this machine") from None
+
+
+def _measure_cost_on(ray: Any, config: Any, seeds: Any, blocks: int, xla: bool,
+                     executor: Executor) -> tuple[dict[str, Any], dict[str, str]]:
+    _check_head(_head(ray))  # the cluster may have gone since the trials ran: Ray's calls would wait for it
     check_resources(ray, executor)  # the trials' nodes may have left since they ran
     task = ray.remote(max_calls=1, max_retries=MAX_RETRIES, **_task_resources(executor))(_measure_cost)
     try:
@@ -348,7 +437,8 @@ def run(units: list[list[TrialSpec]], recorded: set[str], *, executor: Executor,
         finished: Callable[[list[dict[str, Any]]], None],
         lost: Callable[[list[TrialSpec], str], None]) -> None:
     """Runs `units` as Ray tasks; as each returns, `write`s its records (here, the one writer) and tells
-    `finished`; a unit whose task failed for good goes to `lost` with why. `reference`: a record the study
+    `finished`; a unit whose task failed for good goes to `lost` with why, and so do all that ran or waited
+    when the cluster is gone (then ClusterGone). `reference`: a record the study
     already holds, whose environment every returned record must share (else the first returned one's).
     `fresh_processes`: every task in a process of its own (--isolation=process); GPU tasks always are."""
     from harness.studies import study_runner
@@ -366,9 +456,15 @@ def run(units: list[list[TrialSpec]], recorded: set[str], *, executor: Executor,
         pools = f"{unit[0].config.intra_op_threads},{unit[0].config.inter_op_threads}"
         options = {"runtime_env": {"env_vars": {**dict(unit[0].env_vars), POOLS_VARIABLE: pools}}}
         running[task.options(**options).remote([spec.to_json() for spec in unit], keys, cwd, ray_set)] = unit
+    died = False
     try:
         while running:
-            ref = _first_done(ray, list(running), executor)
+            try:
+                ref = _first_done(ray, list(running), executor)
+            except ClusterGone as gone:  # nothing left to cancel: the tasks went with the cluster
+                for waiting in list(running):
+                    lost(running.pop(waiting), f"{gone}: the cluster is gone, and its Ray task with it")
+                raise
             if ref is None:
                 for waiting in list(running):
                     ray.cancel(waiting, force=True)
@@ -384,11 +480,14 @@ def run(units: list[list[TrialSpec]], recorded: set[str], *, executor: Executor,
                 continue
             except ray.exceptions.RayError as error:  # its worker or node died, after every retry
                 lost(unit, f"its Ray task failed after {MAX_RETRIES} retries: {first_line(error)}")
+                died = True
                 continue
             for record, _ in returned:
                 reference = reference or record
                 _refuse_other_machines(record, reference, study_runner.environment_changes)
             finished([write(record, arrays) for record, arrays in returned])
+        if died:  # with the whole cluster? Then say so, not only that some trials were lost
+            _check_head(_head(ray))
     finally:
         for ref in running:  # Ctrl-C, or bad input from one task: the others stop too
             ray.cancel(ref, force=True)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.errors import UsageError
 from harness.files import replace_atomically
+from harness.redaction import redact
 from harness.schema import SCHEMA_FILES, TRIAL_SCHEMA
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
@@ -36,8 +37,10 @@ def canonical_json(value: Any) -> str:
 
 
 def content_id(identity: Any, length: int = 12) -> str:
-    """A short name derived from what something is: the same identity always gives the same id."""
-    return hashlib.sha256(canonical_json(identity).encode()).hexdigest()[:length]
+    """A short name derived from what something is: the same identity always gives the same id. Computed over
+    the identity as records hold it, secrets redacted: an id is written beside the record, and a short hash of a
+    config holding a weak password would let anyone who reads it try passwords."""
+    return hashlib.sha256(canonical_json(redact(identity)).encode()).hexdigest()[:length]
 
 
 def utc_timestamp() -> str:
@@ -82,8 +85,9 @@ def repeated_trials(numbered: list[tuple[int, dict[str, Any]]], unit: str = "lin
 def make_trial_record(*, config: TrialConfig, seeds: SeedSet, condition: str, repeat: int,
                       study_id: str, result: Any, environment: dict[str, Any],
                       inputs: dict[str, Any]) -> dict[str, Any]:
-    """A `harness.trial/1` record from a trial's inputs (`inputs`: which model code and data) and its `TrialResult`."""
-    return {
+    """A `harness.trial/1` record from a trial's inputs (`inputs`: which model code and data) and its `TrialResult`,
+    as it is written: secrets redacted (a --model_args api_key, a --data_dir URL's password)."""
+    return redact({
         "schema": TRIAL_SCHEMA,
         "trial_key": trial_key(config, seeds, condition, repeat),
         "study_id": study_id,
@@ -101,7 +105,7 @@ def make_trial_record(*, config: TrialConfig, seeds: SeedSet, condition: str, re
         "fingerprints": result.fingerprints,
         "outputs": result.outputs,
         "timing": result.timing,
-    }
+    })
 
 
 def finite_json(value: Any) -> Any:
@@ -115,9 +119,15 @@ def finite_json(value: Any) -> Any:
     return value
 
 
+def record_text(document: Any, indent: int | None = None) -> str:
+    """A record or document as written: strict JSON (non-finite floats as null), sorted keys, secrets redacted
+    (harness/redaction.py). Every record writer goes through here."""
+    return json.dumps(redact(finite_json(document)), indent=indent, sort_keys=True, allow_nan=False)
+
+
 def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
     """Appends one record as one line, durably, safe against kills and concurrent writers."""
-    line = (json.dumps(finite_json(record), sort_keys=True, allow_nan=False) + "\n").encode()
+    line = (record_text(record) + "\n").encode()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     created = not path.exists()
@@ -143,13 +153,12 @@ def append_record(path: str | os.PathLike, record: dict[str, Any]) -> None:
 
 def write_json(path: Path, document: dict[str, Any]) -> None:
     """Writes a whole JSON document atomically: readers see the old file or the new one, never half."""
-    replace_atomically(path, json.dumps(finite_json(document), indent=1, sort_keys=True, allow_nan=False) + "\n")
+    replace_atomically(path, record_text(document, indent=1) + "\n")
 
 
 def write_records(path: Path, records: list[dict[str, Any]]) -> None:
     """Writes a whole JSON-lines file of records atomically (e.g. a merge of shards)."""
-    replace_atomically(path, "".join(json.dumps(finite_json(r), sort_keys=True, allow_nan=False) + "\n"
-                                      for r in records))
+    replace_atomically(path, "".join(record_text(r) + "\n" for r in records))
 
 
 def _cut_torn_tail(fd: int) -> None:

@@ -27,7 +27,9 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -35,26 +37,127 @@ from typing import Any
 import numpy as np
 from absl import logging
 
-from harness.errors import UsageError, meaningful_lines
+from harness.errors import StudyIncomplete, UsageError, meaningful_lines
 from harness.platform import environment, processes
-from harness.schema import LOST_FILE, TRIAL_SCHEMA, TRIALS_FILE
-from harness.studies import Executor, per_example, ray_executor, tensorboard_curves
+from harness.schema import LOST_FILE, STUDY_FILE, TRIAL_SCHEMA, TRIALS_FILE
+from harness.studies import DEFAULT_TRIAL_TIMEOUT_S, Executor, per_example, ray_executor, tensorboard_curves
 from harness.studies.background_load import busy_cores
 from harness.studies.conditions import CONTROL, Condition
 from harness.studies.conditions import condition as named_condition
 from harness.studies.progress import Outcome, Progress
 from harness.studies.records import (
     append_record,
+    load_document,
     make_trial_record,
     read_records,
     schema_errors,
+    trial_identity,
     trial_key,
     utc_timestamp,
 )
 from harness.trial import grouped, user_code, vectorized
 from harness.trial.config import TrialConfig
+from harness.trial.datasets import BUILTIN_DATASETS
 from harness.trial.seeds import SeedSet
-from harness.trial.train import TrialResult, build_trainable, inputs_identity, run_trial
+from harness.trial.train import (
+    TrialResult,
+    build_trainable,
+    check_data,
+    inputs_identity,
+    remember_model_facts,
+    run_trial,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class TimeLimit:
+    """How long a trial (or a replica group) may train before its worker process is ended and it is recorded as
+    failed. `given`: asked for (--trial_timeout), so trials that would share the study's process run in a worker
+    process instead (TensorFlow cannot be interrupted safely inside a process; docs/failures.md); else the
+    built-in benchmarks' default, kept where trials run in worker processes anyway."""
+
+    seconds: int
+    given: bool
+
+
+def time_limit_of(base: TrialConfig, seconds: int | None) -> TimeLimit | None:
+    """The time limit of a study's trials: `seconds` as given (0: none); not given, DEFAULT_TRIAL_TIMEOUT_S for
+    the built-in models on built-in data, none for a model or data of the user's (training may take hours)."""
+    if seconds is not None:
+        return TimeLimit(seconds, True) if seconds else None
+    builtin = not base.is_user_model and base.dataset.partition(":")[0] in (*BUILTIN_DATASETS, "tfds")
+    return TimeLimit(DEFAULT_TRIAL_TIMEOUT_S, False) if builtin else None
+
+
+def refuse_python_objects_with_a_time_limit(base: TrialConfig, time_limit: TimeLimit | None) -> None:
+    """harness.study's model or data handed over as Python objects cannot reach the worker process a time limit
+    needs (it stops a trial by ending that process): one sentence before anything is planned."""
+    if time_limit and time_limit.given:
+        for named, what in ((base.model, "model"), (base.dataset, "data")):
+            if user_code.is_in_process(named):
+                raise UsageError(f"trial_timeout stops a trial by ending the worker process it trains in, which "
+                                 f"cannot see the {what} handed over in Python; name it as path/to/file.py:function "
+                                 "(data: npz:PATH), or leave trial_timeout out")
+
+
+def probe_apart(base: TrialConfig, output_dir: str, isolation: str, workers: int,
+                time_limit: TimeLimit | None) -> None:
+    """Where trials run in worker processes (--isolation=process, --workers, --trial_timeout given), loads the
+    study's data and probes its model (the one build planners ask of, train.model_facts) in a worker process too,
+    so that code of the user's that kills or segfaults its process, or (with a time limit) never returns, is one
+    sentence naming it rather than the end of the study without a word, or a study that hangs for ever. The facts
+    are kept here (train.remember_model_facts): this process does not build the model for them again."""
+    mine = base.is_user_model or base.dataset.partition(":")[0] not in (*BUILTIN_DATASETS, "tfds")
+    given = bool(time_limit and time_limit.given)
+    if not mine or not (isolation == "process" or workers > 1 or given) \
+            or any(user_code.is_in_process(named) for named in (base.model, base.dataset)):
+        return
+    seconds = time_limit.seconds if given else None
+    stderr = tempfile.TemporaryFile("w+")  # read once it exits: a pipe it fills would block it first
+    process = subprocess.Popen(
+        [sys.executable, "-m", "harness.worker", "--probe", f"--output_dir={output_dir}",
+         f"--parent_pid={os.getpid()}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, text=True,
+        preexec_fn=processes.parent_death_signal())
+    process.stdin.write(json.dumps(base.as_dict()))
+    process.stdin.close()
+    lines: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    said: dict[str, Any] = {}
+    deadline = None  # each call into the user's code has the limit; TensorFlow's import before it does not count
+    try:
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, deadline - time.monotonic()) if deadline else None)
+            except queue.Empty:
+                who = base.model if said["doing"] == user_code.DOING["model"] else base.dataset
+                raise UsageError(f"{who} did not return within --trial_timeout={seconds} s {said['doing']}") from None
+            if line is None:
+                break
+            if line.startswith("{"):
+                said.update(json.loads(line))
+                deadline = time.monotonic() + seconds if seconds and "doing" in said else None
+    except BaseException:  # its time is up, or this run was interrupted
+        process.kill()
+        process.wait()
+        raise
+    returncode = process.wait()
+    stderr.seek(0)
+    errors = [line.removeprefix("error: ") for line in stderr.read().splitlines() if line.startswith("error: ")]
+    stderr.close()
+    if returncode == 2 and errors:
+        raise UsageError(errors[-1].rstrip("."))
+    if returncode != 0:
+        doing = said.get("doing", user_code.DOING["data"])
+        who = base.model if doing == user_code.DOING["model"] else base.dataset
+        raise UsageError(f"{who} ended its process ({exit_description(returncode)}) {doing}")
+    if "facts" in said:
+        remember_model_facts(base, said["facts"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +176,12 @@ class TrialSpec:
     @property
     def key(self) -> str:
         return trial_key(self.config, self.seeds, self.condition, self.repeat)
+
+    @property
+    def identity(self) -> str:
+        """The trial whatever its key (records.trial_identity): its study, condition, repeat and seeds."""
+        return trial_identity({"study_id": self.study_id, "condition": self.condition, "repeat": self.repeat,
+                               "seeds": self.seeds.as_dict()})
 
     @property
     def process_environment(self) -> tuple:
@@ -227,17 +336,23 @@ def _record(spec: TrialSpec, result: TrialResult, output_dir: Path) -> dict[str,
 
 
 def run_in_this_process(pending: list[TrialSpec], specs: list[TrialSpec], output_dir: Path, recorded: set,
-                        finished: Callable[[list[dict[str, Any]]], None]) -> None:
+                        finished: Callable[[list[dict[str, Any]]], None],
+                        starting: Callable[[list[TrialSpec]], None] | None = None) -> None:
     """Runs `pending` here (the study's own process, or a worker's), one trial or one replica group at a
     time; `specs` holds every member of their groups. `finished` gets the records of each trial, or each
-    group's new ones, as they are written."""
+    group's new ones, as they are written; `starting`, each unit's members before it trains (a worker tells
+    its parent, which times the unit)."""
     done_groups = set()
     for spec in pending:
         if spec.group is None:
+            if starting:
+                starting([spec])
             finished([run_and_record(spec, output_dir)])
         elif (spec.condition, spec.group) not in done_groups:
             done_groups.add((spec.condition, spec.group))
             members = [s for s in specs if (s.condition, s.group) == (spec.condition, spec.group)]
+            if starting:
+                starting(members)
             # The whole group reruns (one graph trains them all), but only missing records are written.
             finished(run_group_and_record(members, output_dir, recorded))
 
@@ -263,18 +378,20 @@ def outcome(record: dict[str, Any]) -> Outcome:
 
 def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inprocess",
             workers: int = 1, after_each: Callable[[], None] | None = None,
-            existing: list[dict[str, Any]] | None = None, executor: Executor | None = None) -> int:
+            existing: list[dict[str, Any]] | None = None, executor: Executor | None = None,
+            time_limit: TimeLimit | None = None) -> int:
     """Runs every spec without a record in `output_dir`; returns how many ran.
 
     `after_each` runs after every finished trial (e.g. publishing records to a remote study directory).
     `existing`: the records `check_resumable` already returned for these specs (not read again).
     `executor`: where trials run; local by default: this process and its worker processes.
+    `time_limit`: how long a trial may train in a worker process (`TimeLimit`); given, every trial runs in one.
     """
     executor = executor or Executor()
     output_dir.mkdir(parents=True, exist_ok=True)
     if existing is None:
         existing = check_resumable(specs, output_dir)
-    recorded = {r.get("trial_key") for r in existing}
+    recorded = recorded_keys(specs, existing)
     pending = [s for s in specs if s.key not in recorded]
     if not pending:
         return 0
@@ -283,8 +400,9 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
         raise UsageError("vectorized replicas train together in one process; use --replicas with "
                          "--isolation=inprocess")
     on_ray = executor.name == "ray"
+    moved = bool(time_limit and time_limit.given)  # a trial is stopped by ending its process: not this one
     local = [s for s in pending if isolation == "inprocess" and workers == 1 and s.process_environment == here
-             and not on_ray]
+             and not on_ray and not moved]
     elsewhere = [s for s in pending if s not in local]
     for spec in elsewhere:
         for named in (spec.config.model, spec.config.dataset):
@@ -309,15 +427,24 @@ def execute(specs: list[TrialSpec], output_dir: Path, *, isolation: str = "inpro
     try:
         run_in_this_process(local, specs, output_dir, recorded, finished)
         if on_ray:
-            ray_executor.run(units(with_group_members(elsewhere, specs)), recorded, executor=executor,
-                             fresh_processes=isolation == "process",
-                             reference=next(iter(existing), None),
-                             write=lambda record, arrays: write_record(record, arrays, output_dir),
-                             finished=finished,
-                             lost=lambda unit, reason: record_lost(
-                                 [s for s in unit if s.key not in recorded], output_dir, reason, progress))
+            try:
+                ray_executor.run(units(with_group_members(elsewhere, specs)), recorded, executor=executor,
+                                 fresh_processes=isolation == "process",
+                                 reference=next(iter(existing), None),
+                                 write=lambda record, arrays: write_record(record, arrays, output_dir),
+                                 finished=finished,
+                                 lost=lambda unit, reason: record_lost(
+                                     [s for s in unit if s.key not in recorded], output_dir, reason, progress))
+            except ray_executor.ClusterGone as gone:
+                # The study cannot go on there; here it can (a resume checks this machine is the nodes' kind).
+                recorded_now = {r.get("trial_key") for r in read_records(output_dir / TRIALS_FILE)}
+                raise StudyIncomplete(
+                    f"{gone}: the cluster is gone, and {sum(s.key not in recorded_now for s in pending)} trial(s) "
+                    f"did not run ({output_dir / LOST_FILE}); run the same command again when it is back, or "
+                    "without --executor=ray to finish the study on this machine") from None
         else:
-            _run_jobs(_jobs(with_group_members(elsewhere, specs), isolation, workers), output_dir, workers, progress)
+            _run_jobs(_jobs(with_group_members(elsewhere, specs), isolation, workers), output_dir, workers, progress,
+                      time_limit)
     finally:
         progress.close()
     # Trials a dead worker took with it have no record (LOST_FILE says why): they did not run.
@@ -336,6 +463,60 @@ def check_resumable(specs: list[TrialSpec], output_dir: Path, executor: Executor
         if not (executor and executor.name == "ray"):
             refuse_other_environments(existing, output_dir)
     return existing
+
+
+def check_inputs(specs: list[TrialSpec]) -> None:
+    """The data checks each trial makes before it trains (train.check_data), made for each condition's first
+    trial before the study writes anything: bad input (an empty training pool, a batch larger than it) is one
+    sentence with the output directory as it was, not a refusal after study.json was rewritten."""
+    checked = set()
+    for spec in specs:
+        if spec.condition not in checked:
+            checked.add(spec.condition)
+            check_data(spec.config, spec.seeds)
+
+
+def refuse_another_study(records: list[dict[str, Any]], manifest: dict[str, Any], output_dir: Path) -> None:
+    """A study directory holds one study (its id: the base config and seeds, api.run_study). Another one run into
+    it would append its trials beside the first's and replace study.json and summary.json: two studies mixed in
+    one directory. Refused in one sentence naming both (and, from study.json, the settings that differ), as
+    merge refuses; the same study with other conditions, repeats or --replicas is extended instead."""
+    study_id = manifest["study_id"]
+    then = _recorded_manifest(output_dir)
+    other = then.get("study_id") if then.get("study_id") not in (None, study_id) else next(
+        (record.get("study_id") for record in records if record.get("study_id") != study_id), None)
+    if other is None:
+        return
+    differences = []
+    if then.get("study_id") == other:
+        before = {**(then.get("base_config") or {}), "seed": then.get("base_seed")}
+        now = {**manifest["base_config"], "seed": manifest["base_seed"]}
+        differences = [f"{name} {_short(before.get(name))} then, {_short(now.get(name))} now"
+                       for name in sorted(set(before) | set(now))
+                       if name != "determinism" and before.get(name) != now.get(name)]
+    what = f" ({'; '.join(differences[:3])}{f'; {len(differences) - 3} more' if len(differences) > 3 else ''})" \
+        if differences else ""
+    raise UsageError(f"{output_dir} holds study {other}, and this run is study {study_id}{what}; running it there "
+                     "would mix two studies in one directory: give --output_dir another directory")
+
+
+def _recorded_manifest(output_dir: Path) -> dict[str, Any]:
+    """The study.json a directory holds ({} without one)."""
+    path = output_dir / STUDY_FILE
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return {}
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
+    document = load_document(data, str(path))
+    return document if isinstance(document, dict) else {}
+
+
+def _short(value: Any) -> str:
+    """A setting's value in a sentence: at most 40 characters."""
+    text = "unset" if value is None else str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def where_trials_ran(records: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -461,27 +642,71 @@ def _jobs(specs: list[TrialSpec], isolation: str, workers: int) -> list[list[Tri
     return jobs
 
 
-def _run_jobs(jobs: list[list[TrialSpec]], output_dir: Path, workers: int, progress: Progress) -> None:
-    """Runs jobs in fresh worker processes, at most `workers` at once."""
+def _run_jobs(jobs: list[list[TrialSpec]], output_dir: Path, workers: int, progress: Progress,
+              time_limit: TimeLimit | None = None) -> None:
+    """Runs jobs in fresh worker processes, at most `workers` at once. With a `time_limit`, a worker still
+    training a trial (or a replica group) that long is ended: the unit is recorded as failed with why
+    (`_record_stopped`), and the rest of its job goes on in a new worker."""
     events: queue.Queue = queue.Queue()
     waiting = list(jobs)
     running: dict[int, tuple[subprocess.Popen, list[TrialSpec]]] = {}
+    training: dict[int, tuple[float, list[str]]] = {}  # by worker: when its unit's time is up, the unit's keys
+    stopped: dict[int, list[str]] = {}  # by worker ended for its time limit: that unit's keys
+    environments: dict[int, dict[str, Any]] = {}  # by worker: the environment it trains in, as it said
     try:
         while waiting or running:
             while waiting and len(running) < workers:
                 job = waiting.pop(0)
                 process = _start_worker(job, output_dir, events)
                 running[process.pid] = (process, job)
-            kind, pid, payload = events.get()
-            if kind == "trial":
+            due = [deadline for pid, (deadline, _) in training.items() if pid not in stopped]
+            try:
+                kind, pid, payload = events.get(timeout=max(0.0, min(due) - time.monotonic()) if due else None)
+            except queue.Empty:
+                for pid, (deadline, keys) in training.items():
+                    if pid not in stopped and deadline <= time.monotonic():
+                        stopped[pid] = keys
+                        running[pid][0].kill()
+                continue
+            if kind == "started":
+                environments[pid] = payload["environment"]
+                if time_limit:
+                    training[pid] = (time.monotonic() + time_limit.seconds, payload["started"])
+            elif kind == "trial":
+                training.pop(pid, None)
                 progress.finished([Outcome(*trial) for trial in payload["trials"]])
             elif kind == "exit":
                 process, job = running.pop(pid)
-                if process.wait() != 0:
+                training.pop(pid, None)
+                if pid in stopped:
+                    rest = _record_stopped(job, stopped.pop(pid), environments.get(pid), output_dir, time_limit,
+                                           progress)
+                    if rest:
+                        waiting.insert(0, rest)
+                elif process.wait() != 0:
                     _worker_died(job, output_dir, process.returncode, payload, progress)
     finally:
         for process, _ in running.values():
             process.kill()
+
+
+def _record_stopped(job: list[TrialSpec], unit: list[str], worker_environment: dict[str, Any] | None,
+                    output_dir: Path, time_limit: TimeLimit, progress: Progress) -> list[TrialSpec]:
+    """Records the trials of a unit whose worker was ended at its time limit as failed, with why (a result
+    of the trial, as a NaN loss is: a resume does not run it again), in the environment the worker said it
+    trains in. Returns the rest of the job, for a new worker."""
+    recorded = recorded_keys(job, read_records(output_dir / TRIALS_FILE))
+    message = f"did not finish within --trial_timeout={time_limit.seconds} s: stopped (its worker process ended)"
+    for spec in job:
+        if spec.key in unit and spec.key not in recorded:
+            result = TrialResult({"code": "error", "message": message}, timing={"wall_s": float(time_limit.seconds)})
+            record = make_trial_record(config=spec.config, seeds=spec.seeds, condition=spec.condition,
+                                       repeat=spec.repeat, study_id=spec.study_id, result=result,
+                                       environment=worker_environment or environment.capture(),
+                                       inputs=inputs_identity(spec.config))
+            progress.finished([outcome(write_record(record, {}, output_dir))])
+    logging.warning("a trial %s; the study goes on", message)
+    return [spec for spec in job if spec.key not in unit]
 
 
 def _start_worker(job: list[TrialSpec], output_dir: Path, events: queue.Queue) -> subprocess.Popen:
@@ -497,7 +722,8 @@ def _start_worker(job: list[TrialSpec], output_dir: Path, events: queue.Queue) -
     def read() -> None:
         for line in process.stdout:
             if line.startswith("{"):
-                events.put(("trial", process.pid, json.loads(line)))
+                said = json.loads(line)
+                events.put(("started" if "started" in said else "trial", process.pid, said))
         events.put(("exit", process.pid, process.stderr.read()))
 
     threading.Thread(target=read, daemon=True).start()
@@ -512,7 +738,7 @@ def _worker_died(job: list[TrialSpec], output_dir: Path, returncode: int, stderr
     said = [line.removeprefix("error: ") for line in stderr.splitlines() if line.startswith("error: ")]
     if returncode == 2 and said:
         raise UsageError(said[-1].rstrip("."))
-    recorded = {r.get("trial_key") for r in read_records(output_dir / TRIALS_FILE)}
+    recorded = recorded_keys(job, read_records(output_dir / TRIALS_FILE))
     reason = f"worker process {exit_description(returncode)}"
     last = meaningful_lines(stderr)[-3:]
     if last:
@@ -561,11 +787,28 @@ def _unit(spec: TrialSpec) -> tuple:
 
 
 def study_records(specs: Iterable[TrialSpec], output_dir: Path) -> list[dict[str, Any]]:
-    """The records of exactly these specs, one per trial (the first, should a key repeat)."""
-    wanted = {spec.key for spec in specs}
-    found: dict[str, dict[str, Any]] = {}
-    for record in read_records(output_dir / TRIALS_FILE):
-        key = record.get("trial_key")
-        if key in wanted and key not in found:
-            found[key] = record
-    return list(found.values())
+    """The records of exactly these specs, one per trial (the first, should a trial repeat), in file order: each
+    spec's record by its key, else the same trial recorded under another key (`recorded_keys`)."""
+    records = read_records(output_dir / TRIALS_FILE)
+    by_key: dict[Any, int] = {}
+    by_identity: dict[str, int] = {}
+    for index, record in enumerate(records):
+        by_key.setdefault(record.get("trial_key"), index)
+        by_identity.setdefault(trial_identity(record), index)
+    chosen = set()
+    for spec in specs:
+        index = by_key.get(spec.key, by_identity.get(spec.identity))
+        if index is not None:
+            chosen.add(index)
+    return [record for index, record in enumerate(records) if index in chosen]
+
+
+def recorded_keys(specs: Iterable[TrialSpec], records: list[dict[str, Any]]) -> set[str]:
+    """The keys of the specs that have a record: by key, or as the same trial (records.trial_identity) under
+    another key. A trial's key holds the size of the replica group it trained in, which --replicas and, with
+    --replicas=auto, the number of repeats decide; a replica's bits are its trial's alone (trial/vectorized.py,
+    grouped.py), so a study extended with more repeats or run with other --replicas reuses its recorded trials
+    rather than training and recording them twice."""
+    keys = {record.get("trial_key") for record in records}
+    identities = {trial_identity(record) for record in records}
+    return {spec.key for spec in specs if spec.key in keys or spec.identity in identities}

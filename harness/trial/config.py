@@ -11,6 +11,7 @@ import dataclasses
 import importlib
 import json
 import math
+import numbers
 import pkgutil
 from typing import Any
 
@@ -118,6 +119,7 @@ class TrialConfig:
         return self.model not in MODELS
 
     def _check(self) -> None:
+        self._check_types()
         if self.is_user_model and ":" not in self.model:
             raise UsageError(f"unknown model {self.model!r}; choose one of {', '.join(MODELS)}, or name your own "
                              "Keras model as path/to/file.py:function or package.module:function.")
@@ -170,6 +172,20 @@ class TrialConfig:
             raise UsageError("the `order` condition reorders the sums of the harness's train step; Keras fit "
                              "runs its own (use --trainer=harness).")
 
+    def _check_types(self) -> None:
+        """Each field of the type its flag parses to: a config from Python (harness.study's settings), a --params
+        file or a spec is refused in one sentence, not a TypeError deep in a comparison or in TensorFlow."""
+        for field in dataclasses.fields(self):
+            value, kind = getattr(self, field.name), field.type.removesuffix(" | None")
+            if value is None and field.type.endswith("| None"):
+                continue
+            wanted = {"int": "a whole number", "float": "a number", "bool": "True or False", "str": "a str"}.get(
+                kind, "a dict of the model function's keyword arguments")
+            fits = {"int": isinstance(value, numbers.Integral), "float": isinstance(value, numbers.Real),
+                    "bool": True, "str": isinstance(value, str)}.get(kind, isinstance(value, dict))
+            if not fits or isinstance(value, bool) != (kind == "bool"):
+                raise UsageError(f"--{field.name} must be {wanted}, got {said_value(value)}.")
+
     def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes)
 
@@ -184,6 +200,16 @@ class TrialConfig:
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig))
 # Fields that shape the built-in models only; a user's model is shaped by its own function.
 BUILTIN_MODEL_FIELDS = ("hidden_units", "dropout_rate")
+
+
+def said_value(value: Any) -> str:
+    """A value a user gave, as a message says it: a number as `_said` says it, anything else as Python shows it,
+    cut at 60 characters (a 10,000-element list pasted by mistake)."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        number = int(value)
+        return _said(number) if number >= 0 else "-" + _said(-number)
+    shown = repr(value)
+    return shown if len(shown) <= 60 else shown[:57] + "..."
 
 
 def _said(number: int) -> str:

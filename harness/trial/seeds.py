@@ -17,6 +17,9 @@ SOURCES = ("init", "shuffle", "dropout", "augment", "split")
 # Stateless TF random ops take int32/int64 seed pairs; staying below 2**31
 # keeps seeds valid in either dtype and readable in records.
 _SEED_LIMIT = 2**31
+# The largest base seed (--seed, harness.study's seed): records hold it as a JSON integer, which readers hold
+# in 64 bits.
+MAX_BASE_SEED = 2**63 - 1
 
 
 def derive_seed(base_seed: int, source: str) -> int:

@@ -32,6 +32,7 @@ from harness.trial.datasets import (
     check_augment,
     dataset_of,
     order_fingerprints,
+    split_indices,
     split_pool,
     steps_per_epoch,
     training_batches,
@@ -148,6 +149,16 @@ def prepare(config: TrialConfig) -> Dataset:
     return dataset
 
 
+def check_data(config: TrialConfig, seeds: SeedSet) -> None:
+    """The checks of a trial's data every training path makes before it trains (the data loads, --augment
+    suits it, the held-out share leaves a training pool, a batch fits in that pool), made without building or
+    training anything: a study makes them before it writes a file (api.run_study)."""
+    dataset = dataset_of(config)
+    check_augment(config, dataset)
+    kept, _ = split_indices(len(dataset.train_y), seeds, config.validation_fraction, config.max_train_examples)
+    steps_per_epoch(len(kept), config.batch_size)
+
+
 def outputs_after_build(config: TrialConfig, parameters: int, variables: list) -> dict[str, Any]:
     """A trial's outputs once its model is built: its size and, for the `bit` condition, which weight's lowest
     bit this flips (flipping it now, before training)."""
@@ -191,7 +202,7 @@ def task_of(config: TrialConfig) -> str:
     once per model, arguments, data and loss (not per training setting) to read it from its loss and outputs."""
     if not config.is_user_model:
         return "regression" if config.model == "regression" else "multiclass"
-    return _user_model_facts(_facts_key(config)).task
+    return model_facts(config).task
 
 
 def trainer_of(config: TrialConfig) -> tuple[str, str | None]:
@@ -200,7 +211,7 @@ def trainer_of(config: TrialConfig) -> tuple[str, str | None]:
     compute_loss: the harness's step would train another procedure); else "harness"."""
     if config.trainer == "keras_fit" or not config.is_user_model:
         return config.trainer, None
-    custom = _user_model_facts(_facts_key(config)).custom_steps
+    custom = model_facts(config).custom_steps
     if custom:
         return "keras_fit", own_steps_reason(custom)
     return config.trainer, None
@@ -223,19 +234,19 @@ def _facts_key(config: TrialConfig) -> TrialConfig:
 def random_layer_sources_of(config: TrialConfig) -> list[str]:
     """The seeds a user model's own random layers follow ("augment" for augmentation layers, "dropout" for
     the rest); [] for the built-in models, whose dropout the config's dropout_rate decides."""
-    return list(_user_model_facts(_facts_key(config)).random_sources) if config.is_user_model else []
+    return list(model_facts(config).random_sources) if config.is_user_model else []
 
 
 def draws_unseeded_of(config: TrialConfig) -> bool:
     """Whether a user model draws keras.random numbers with no seed: from Keras's one global generator, which the
     replicas of a group would share."""
-    return config.is_user_model and _user_model_facts(_facts_key(config)).draws_unseeded
+    return config.is_user_model and model_facts(config).draws_unseeded
 
 
 def trainable_weights_of(config: TrialConfig) -> int:
     """How many weights training updates (what sizes a replica group): a user's model from its one probe build."""
     if config.is_user_model:
-        return _user_model_facts(_facts_key(config)).trainable_weights
+        return model_facts(config).trainable_weights
     return build_trainable(config, dataset_of(config), SeedSet.from_base(0)).description["parameters"]
 
 
@@ -247,6 +258,24 @@ class ModelFacts(NamedTuple):
     trainable_weights: int
     random_sources: tuple[str, ...]  # the seeds its random layers follow ("augment", "dropout")
     draws_unseeded: bool  # its call draws keras.random numbers with no seed (Keras's one global generator)
+
+
+# Facts of models probed in a process of their own (studies/study_runner.py's probe_apart: a model that crashes its
+# process there is a sentence, not the end of the study), by facts key: this process does not build them again.
+_PROBED_ELSEWHERE: dict[TrialConfig, ModelFacts] = {}
+
+
+def model_facts(config: TrialConfig) -> ModelFacts:
+    """A user's model's facts: as probed in another process (`remember_model_facts`), else from one build here."""
+    key = _facts_key(config)
+    return _PROBED_ELSEWHERE.get(key) or _user_model_facts(key)
+
+
+def remember_model_facts(config: TrialConfig, facts: dict[str, Any]) -> None:
+    """Keeps a model's facts as another process probed them (`ModelFacts` as a JSON object)."""
+    _PROBED_ELSEWHERE[_facts_key(config)] = ModelFacts(
+        facts["task"], tuple(facts["custom_steps"]), int(facts["trainable_weights"]), tuple(facts["random_sources"]),
+        bool(facts["draws_unseeded"]))
 
 
 @functools.lru_cache(maxsize=16)

@@ -40,7 +40,7 @@ def reevaluate(objective: str | Callable[..., Any], *, storage: str, study: str 
     loaded = objective_runs.load_objective(objective)
     optuna_study = optuna_storage.load_study(storage, study)
     chosen = optuna_storage.chosen_trials(optuna_study, trial, top_k)
-    source = {"kind": "objective", "objective": loaded.spec, "storage": optuna_storage.public_url(storage),
+    source = {"kind": "objective", "objective": loaded.spec, "storage": storage,
               "study": optuna_study.study_name}
     trials = [{"trial": t.number, "params": dict(t.params), "tuned_score": t.value} for t in chosen]
     tuned_score_is = "the value Optuna recorded"

@@ -37,6 +37,7 @@ import numpy as np
 
 from harness.errors import UsageError, first_line, meaningful_lines
 from harness.platform import environment
+from harness.redaction import RedactingStream
 from harness.schema import OBJECTIVE_RUN_SCHEMA, OBJECTIVE_RUNS_FILE
 from harness.studies import ISOLATIONS
 from harness.studies.records import append_record, content_id, read_records, utc_timestamp
@@ -158,10 +159,13 @@ def check_resumable(path: Path, objective: Objective, output_dir: Path) -> list[
 @contextlib.contextmanager
 def output_to(log: Path) -> Iterator[None]:
     """What the objective prints (Keras progress bars, its own prints), into `log` rather than between the
-    harness's lines; appended, so a resumed re-evaluation keeps the earlier runs' output."""
+    harness's lines; appended, so a resumed re-evaluation keeps the earlier runs' output. Secrets redacted, as in
+    every file the harness writes."""
     log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("a") as output, contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
-        yield
+    with log.open("a") as file:
+        output = RedactingStream(file)
+        with contextlib.redirect_stdout(output), contextlib.redirect_stderr(output):
+            yield
 
 
 @contextlib.contextmanager

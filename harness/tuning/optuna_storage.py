@@ -112,16 +112,6 @@ def maximizes(study) -> bool:
     return study.direction == import_optuna().study.StudyDirection.MAXIMIZE
 
 
-def public_url(url: str) -> str:
-    """A storage URL as records may hold it: a password in it (postgresql://user:PASSWORD@host/db) is hidden."""
-    try:
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy reads: keep none of it that could be a secret
-        return url.split("@")[-1] if "@" in url else url
-
-
 def completed(study) -> list:
     """The study's trials that finished with a value."""
     optuna = import_optuna()

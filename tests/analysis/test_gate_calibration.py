@@ -49,7 +49,7 @@ def test_calibration_sets_each_threshold_from_the_baseline_studies_spread(summar
     assert rules["calibrated_from"]["studies"] == ["run1", "run2", "run3"]
     assert "0.8 points (init)" in rules["calibrated_from"]["why"]["accuracy_tolerance"]
     # A speed ratio of one step measurement a side (replica groups) says so; a study named by a URL with a
-    # password is written and printed redacted (the one redaction of recorded values, environment.redact_value).
+    # password is written and printed redacted (the one redaction of recorded values, harness/redaction.py).
     if len(_row(summary, "control")["step_ms"]) == 1:
         assert "(one sample a side, no interval: not judged)" in rules["calibrated_from"]["why"]["max_slowdown"]
     named = calibrate([("gs://user:hunter2@bucket/run1", studies[0][1]), ("run2", studies[1][1])])

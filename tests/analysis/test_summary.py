@@ -321,3 +321,76 @@ def test_a_shuffle_seed_that_orders_nothing_is_said_to_vary_nothing(tmp_path, mo
     assert row["test_accuracy"]["sd"] == 0.0
     assert "The shuffle condition varies nothing here: every run saw the training examples in the same order, " \
            "so its spread says nothing about shuffle randomness." in summary["findings"]
+
+
+def _break_study(study, how):
+    """Damages a copy of a real study directory as `how` says; the sentence load_summary must refuse it with."""
+    from harness.studies.records import read_records
+
+    trials = study / "trials.jsonl"
+    lines = trials.read_text().splitlines()
+    first = read_records(trials)[0]
+    sidecar = study / first["outputs"]["per_example"]["file"]
+    if how == "per_example/ missing":
+        for path in (study / "per_example").iterdir():
+            path.unlink()
+        return f"{sidecar} is missing, and {trials} trial {first['trial_key']} keeps its per-example predictions " \
+               "there: copy a study's per_example/ directory with its trials.jsonl"
+    if how == "a per-example file changed":
+        data = sidecar.read_bytes()
+        sidecar.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+        return f"{sidecar} does not hold what trial {first['trial_key']} recorded (its SHA-256 differs): the file " \
+               "was changed or damaged after the trial wrote it"
+    if how == "trials.jsonl empty":
+        trials.write_text("")
+        return f"{trials} holds 0 trial record(s), and {study / 'summary.json'} counts 15 trials: records were " \
+               "removed or replaced after the summary was written; run the study's command again to record the " \
+               "missing trials"
+    if how == "trials.jsonl a symlink loop":
+        trials.unlink()
+        trials.symlink_to(trials.name)
+        return f"cannot read {trials}: Too many levels of symbolic links."
+    if how == "a record twice":
+        trials.write_text("\n".join([*lines, lines[0]]) + "\n")
+        return f"{trials} record 16 repeats trial {first['trial_key']} of record 1 (a duplicate record); keep one " \
+               "record per trial (harness.validate lists them)"
+    if how == "another study's record":
+        other = {**first, "study_id": "0123456789ab", "trial_key": "f" * 20}
+        trials.write_text("\n".join([*lines, json.dumps(other)]) + "\n")
+        return f"{trials} record 16 is a trial of study 0123456789ab, and {study / 'summary.json'} summarizes study " \
+               "smallstudy: one directory holds two studies' records (copied or run into it), which the summary " \
+               "does not stand for; keep one study per directory"
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize("how", ["per_example/ missing", "a per-example file changed", "trials.jsonl empty",
+                                 "trials.jsonl a symlink loop", "a record twice", "another study's record"])
+def test_a_study_directory_is_refused_when_its_records_are_not_what_its_summary_counted(small_study, tmp_path, how):
+    """The gate and the report read a directory's summary.json, which stands for the records beside it: the
+    summary is refused in one sentence, as validate reports it, when they are not the trials it counted."""
+    import shutil
+
+    from harness.errors import UsageError
+    from harness.validate import validate_file
+
+    study = tmp_path / "study"
+    shutil.copytree(small_study, study)
+    summary_lib.load_summary(study)  # the copy as written is read
+    sentence = _break_study(study, how)
+    with pytest.raises(UsageError) as refused:
+        summary_lib.load_summary(study)
+    assert str(refused.value) == sentence
+    # validate finds the summary invalid with the same sentence.
+    summary_path = study / "summary.json"
+    assert validate_file(summary_path) == (1, [f"{summary_path}: the gate and the report refuse it: {sentence}"])
+
+
+def test_validate_finds_a_summary_with_two_rows_of_one_condition_invalid(small_study, tmp_path):
+    from harness.validate import validate_file
+
+    summary = json.loads((small_study / "summary.json").read_text())
+    summary["conditions"].append(summary["conditions"][0])
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(summary))
+    assert validate_file(path) == (1, [f"{path}: has 2 rows of condition control; a summary has one row per "
+                                       "condition (the file was edited or joined)"])

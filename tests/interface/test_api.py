@@ -108,3 +108,84 @@ def test_python_objects_cannot_travel_to_a_ray_cluster_and_an_unknown_executor_i
     with pytest.raises(UsageError, match=r"^ray_resources must be a dict of resource name to amount, got a list$"):
         harness.study(model="examples/mnist_mlp.py:create_model", data="digits", executor="ray",
                       ray_resources=["gpu_a100"])
+
+
+# harness.study's arguments, each bad in turn: what the flag of the same name refuses (the same bounds), and
+# what no flag can be given (a number where a name belongs), each in one sentence before anything is built.
+BAD_ARGUMENTS = {
+    "repeats NaN": ({"repeats": float("nan")}, "repeats must be a whole number from 1 to 10,000, got nan"),
+    "repeats a string": ({"repeats": "3"}, "repeats must be a whole number from 1 to 10,000, got '3'"),
+    "repeats a bool": ({"repeats": True}, "repeats must be a whole number from 1 to 10,000, got True"),
+    "repeats 10**12": ({"repeats": 10**12}, "repeats must be a whole number from 1 to 10,000, got 1000000000000"),
+    "seed -1": ({"seed": -1}, "seed must be a whole number from 0 to 9,223,372,036,854,775,807, got -1"),
+    "seed 1.5": ({"seed": 1.5}, "seed must be a whole number from 0 to 9,223,372,036,854,775,807, got 1.5"),
+    "seed 5,000 digits": ({"seed": 10**5000}, "seed must be a whole number from 0 to 9,223,372,036,854,775,807, "
+                                              "got a 5001-digit number"),
+    "workers 0": ({"workers": 0}, "workers must be a whole number from 1 to 1,024, got 0"),
+    "workers a million": ({"workers": 10**6}, "workers must be a whole number from 1 to 1,024, got 1000000"),
+    "cost_blocks a string": ({"cost_blocks": "16"}, "cost_blocks must be 0 (no cost measurement) or 8 to 1000: fewer "
+                             "paired blocks give an interval too wide to say anything; got '16'"),
+    "trial_timeout -1": ({"trial_timeout": -1}, "trial_timeout must be a whole number from 0 to 604,800, got -1"),
+    "trial_timeout a string": ({"trial_timeout": "60"}, "trial_timeout must be a whole number from 0 to 604,800, "
+                                                        "got '60'"),
+    "trial_timeout with a Python function": ({"model": lambda: None, "trial_timeout": 60}, (
+        "trial_timeout stops a trial by ending the worker process it trains in, which cannot see the model handed "
+        "over in Python; name it as path/to/file.py:function (data: npz:PATH), or leave trial_timeout out")),
+    "a condition not a name": ({"conditions": ["control", 5]}, "conditions must be condition names (strings), got 5"),
+    "conditions a number": ({"conditions": 5}, "conditions must be condition names (strings), got 5"),
+    "output_dir a number": ({"output_dir": 5}, "output_dir must name a directory (a str or a path), got 5"),
+    "output_dir empty": ({"output_dir": " "}, "output_dir names no directory (leave it out for the default, "
+                                              "results/BENCHMARK)"),
+    "benchmark a number": ({"benchmark": 5}, "benchmark must be a benchmark's name (a str), got 5"),
+    "ray_address a number": ({"executor": "ray", "ray_address": 5}, "ray_address must be HOST:PORT (a str), got 5"),
+    "a setting of the wrong type": ({"epochs": "3"}, "--epochs must be a whole number, got '3'."),
+    "a float setting NaN": ({"epochs": 1, "learning_rate": "fast"}, "--learning_rate must be a number, got 'fast'."),
+    "model_args not a dict": ({"model": "examples/mnist_mlp.py:create_model", "model_args": 5},
+                              "--model_args must be a dict of the model function's keyword arguments, got 5."),
+}
+
+
+@pytest.mark.parametrize("given,said", BAD_ARGUMENTS.values(), ids=BAD_ARGUMENTS)
+def test_every_argument_is_checked_as_its_flag_is_in_one_sentence(tmp_path, given, said):
+    import harness
+
+    arguments = {"model": "mlp", "benchmark": "digits_mlp", "output_dir": str(tmp_path / "out"), **given}
+    with pytest.raises(UsageError) as refused:
+        harness.study(**arguments)
+    assert str(refused.value) == said
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_study_directory_holds_one_study_which_more_repeats_extend_and_another_is_refused(tmp_path):
+    """More repeats of the same study extend it: the trials recorded reuse their records although their replica
+    groups were another size (a trial's key holds it), so none is recorded twice. Another study (here --epochs)
+    and input refused late (an empty training pool) leave every file of the directory as it was."""
+    import harness
+    from harness.validate import validate_file
+
+    study = dict(model="mlp", benchmark="digits_mlp", epochs=1, max_train_examples=200, conditions=["control"],
+                 cost_blocks=0, output_dir=str(tmp_path / "study"))
+    harness.study(repeats=2, **study)
+    extended = harness.study(repeats=3, **study)
+    trials = tmp_path / "study" / "trials.jsonl"
+    assert len(read_records(trials)) == 3 and validate_file(trials) == (3, [])
+    assert extended.condition("control").n_ok == 3
+
+    def files():
+        return {path: path.read_bytes() for path in (tmp_path / "study").rglob("*")
+                if path.is_file() and path.name != ".harness.lock"}  # the lock says who holds it, not a record
+
+    before = files()
+    with pytest.raises(UsageError) as other:
+        harness.study(repeats=3, **{**study, "epochs": 2})
+    study_id = json.loads((tmp_path / "study" / "study.json").read_text())["study_id"]
+    other_id = other.value.args[0].split("this run is study ")[1][:12]
+    assert str(other.value) == (f"{tmp_path / 'study'} holds study {study_id}, and this run is study {other_id} "
+                                "(epochs 1 then, 2 now); running it there would mix two studies in one directory: "
+                                "give --output_dir another directory")
+    with pytest.raises(UsageError, match="^the training pool is empty after holding out the validation share"):
+        harness.study(repeats=3, **{**study, "validation_fraction": 0.9999999})
+    assert files() == before
+    with pytest.raises(UsageError, match="^the training pool is empty"):
+        harness.study(repeats=1, **{**study, "validation_fraction": 0.9999999, "output_dir": str(tmp_path / "new")})
+    assert not (tmp_path / "new").exists()

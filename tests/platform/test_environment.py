@@ -119,17 +119,6 @@ SECRETS = {"TF_VAR_db_password": "hunter2", "TF_TOKEN_app_terraform_io": "tfe-to
            "HARNESS_RESULTS": "https://store.example/r?token=tok-9012&sig=sig-3456"}
 
 
-def test_credentials_inside_values_are_redacted_and_what_looks_alike_is_kept():
-    redact = environment.redact_value
-    assert redact("postgres://u:pw@db.example/x") == "postgres://u:<redacted>@db.example/x"
-    assert redact("user:pw@registry.example/img:1") == "user:<redacted>@registry.example/img:1"
-    assert redact("https://x/y?token=abc&z=1&api_key=k") == "https://x/y?token=<redacted>&z=1&api_key=<redacted>"
-    assert redact("s3://b/k?X-Amz-Signature=abc") == "s3://b/k?X-Amz-Signature=<redacted>"
-    for kept in ("tf-determinism-harness:gpu", "img:1.0@sha256:abc", "registry:5000/img:tag", ":4096:8",
-                 "--tf_xla_auto_jit=2 --tf_xla_cpu_global_jit", "someone@example.com"):
-        assert redact(kept) == kept
-
-
 def test_only_variables_that_change_numerics_are_recorded_and_secrets_are_redacted():
     environ = {**SECRETS, "TF_ENABLE_ONEDNN_OPTS": "0", "CUBLAS_WORKSPACE_CONFIG": ":4096:8", "PATH": "/usr/bin",
                "AWS_SECRET_ACCESS_KEY": "aws-secret", "HARNESS_NUM_SHARDS": "4"}

@@ -44,6 +44,9 @@ def corpus(small_study, tmp_path_factory):
         (root / name).write_bytes(data)
     (root / "a_dir").mkdir()
     os.mkfifo(root / "fifo")  # a reader would block on it for ever
+    # 100,000 deep: as an argument it would pass Linux's 128 KiB limit on one, so in a flagfile.
+    (root / "deep_args.flags").write_text("--model_args=units=" + "[" * 100_000 + "]" * 100_000 + "\n")
+    (root / "nested.flags").write_text(f"--flagfile={root / 'fifo'}\n")
     (root / "ragged.csv").write_text("a,b,label\n1,2,0\n1,2\n3,4,1\n")
     np.savez(root / "complex.npz", x_train=np.ones((40, 4), np.complex64) * 1j, y_train=np.arange(40) % 2)
     # A study copy whose first record is damaged, under a key a case can name.
@@ -54,6 +57,19 @@ def corpus(small_study, tmp_path_factory):
     (damaged / "trials.jsonl").write_text("\n".join(lines) + "\n")
     (root / "empty_dir").mkdir()
     np.save(root / "array.npy", np.zeros(3))
+    # Study copies whose records are not what their summary counted (the gate and the report refuse them).
+    for name in ("no_per_example", "two_studies", "empty_trials", "loop_trials"):
+        shutil.copytree(small_study, root / name)
+    shutil.rmtree(root / "no_per_example" / "per_example")
+    other = {**json.loads(lines[1]), "study_id": "0123456789ab", "trial_key": "f" * 20}
+    with open(root / "two_studies" / "trials.jsonl", "a") as trials:
+        trials.write(json.dumps(other) + "\n")
+    (root / "empty_trials" / "trials.jsonl").write_text("")
+    (root / "loop_trials" / "trials.jsonl").unlink()
+    (root / "loop_trials" / "trials.jsonl").symlink_to("trials.jsonl")
+    summary = json.loads((small_study / "summary.json").read_text())
+    summary["conditions"].append(summary["conditions"][0])
+    (root / "two_rows.json").write_text(json.dumps(summary))
     return root
 
 
@@ -136,6 +152,22 @@ CASES = [
     ("harness.report", ["--input_dir={root}/damaged", "--output_dir={root}/out_report_damaged"]),
     ("harness.rerun", ["--input_dir={root}/damaged", "--trial_key=abcdef"]),
     ("harness.worker", ["--output_dir={root}/out_worker", "--parent_pid=-1"]),
+    # Issue 44: another study into a study's directory, input refused late, records a summary does not stand for.
+    ("harness.bench", [*STUDY, *TINY, "--output_dir={root}/study"]),
+    ("harness.bench", ["--validation_fraction=0.9999999", *STUDY, *TINY, "--output_dir={root}/study"]),
+    ("harness.gate", ["--baseline={root}/study", "--candidate={root}/no_per_example"]),
+    ("harness.gate", ["--baseline={root}/study", "--candidate={root}/two_studies"]),
+    ("harness.gate", ["--baseline={root}/study", "--candidate={root}/empty_trials"]),
+    ("harness.gate", ["--baseline={root}/study", "--candidate={root}/loop_trials"]),
+    ("harness.report", ["--input_dir={root}/no_per_example", "--output_dir={root}/out_report_no_per_example"]),
+    ("harness.validate", ["{root}/two_rows.json"]),
+    # Issue 44: bounds a flag lacked, and flagfiles absl would read for ever.
+    ("harness.bench", ["--workers=1000000", *STUDY, *TINY, "--output_dir={root}/out_workers"]),
+    ("harness.bench", ["--model=examples/mnist_mlp.py:create_model", "--flagfile={root}/deep_args.flags",
+                       "--output_dir={root}/out_deep"]),
+    ("harness.bench", ["--flagfile=/dev/zero", "--output_dir={root}/out_zero"]),
+    ("harness.bench", ["--flagfile={root}/fifo", "--output_dir={root}/out_fifo"]),
+    ("harness.gate", ["--flagfile={root}/nested.flags"]),
 ]
 
 
@@ -245,14 +277,33 @@ def test_bad_model_input_on_the_command_line_is_one_sentence(user_files):
 
 
 LEAVING_MODELS = """\
+import ctypes
 import os
+import signal
 import sys
+import time
 
 import keras
 
 
 def hard_exit():
     os._exit(9)
+
+
+def kills_itself():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def segfaults():
+    ctypes.string_at(0)
+
+
+def never_returns():
+    time.sleep(10**6)
+
+
+def data_never_returns():
+    time.sleep(10**6)
 
 
 class ExitsWhileTraining(keras.Model):
@@ -287,6 +338,35 @@ def test_model_code_that_leaves_the_process_does_not_end_the_study(user_files):
         2, f"error: {spec} called os._exit(9) while building the model."), result.stderr
     spec = f"{user_files}/leaving.py:exits_while_training"
     result = run_program("harness.bench", f"--model={spec}", *small, f"--output_dir={user_files / 'out2'}")
-    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
     [record] = [json.loads(line) for line in (user_files / "out2" / "trials.jsonl").read_text().splitlines()]
     assert record["status"] == {"code": "error", "message": f"{spec} called sys.exit(5) while training."}
+    # Its only trial failed: the study has no result, which is exit 1 and one sentence, not a finished study.
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.stdout.splitlines()[-1] == (
+        f"Every trial failed (1 of 1; error: {spec} called sys.exit(5) while training): the study has no result to "
+        f"compare. Fix the cause and run the study again in a new --output_dir.")
+
+
+@pytest.mark.slow
+def test_model_code_that_crashes_or_hangs_its_process_is_one_sentence(user_files):
+    """Under --isolation=process the model is probed in a process of its own too (issue 44): a model function that
+    kills or segfaults its process is one sentence, not a study that ends without a word; with --trial_timeout, a
+    model or data function that never returns is one sentence after that long, not a study that hangs for ever."""
+    (user_files / "leaving.py").write_text(LEAVING_MODELS)
+    small = ["--repeats=1", "--conditions=control", "--epochs=1", "--isolation=process"]
+    data = f"--data=npz:{user_files}/data.npz"
+    for function, extra, said in (
+            ("kills_itself", [data], "ended its process (killed by SIGKILL (the OOM killer or kill -9)) while "
+                                     "building the model"),
+            ("segfaults", [data], "ended its process (killed by SIGSEGV) while building the model"),
+            ("never_returns", [data, "--trial_timeout=5"], "did not return within --trial_timeout=5 s while "
+                                                           "building the model")):
+        spec = f"{user_files}/leaving.py:{function}"
+        result = run_program("harness.bench", f"--model={spec}", *small, *extra,
+                             f"--output_dir={user_files / function}")
+        assert said_in_one_sentence(result) == f"error: {spec} {said}.", result.stderr
+        assert not (user_files / function / "trials.jsonl").exists()
+    result = run_program("harness.bench", f"--data={user_files}/leaving.py:data_never_returns", *small,
+                         "--trial_timeout=5", f"--output_dir={user_files / 'data'}")
+    assert said_in_one_sentence(result) == (f"error: {user_files}/leaving.py:data_never_returns did not return "
+                                            "within --trial_timeout=5 s while loading the data.")

@@ -79,6 +79,27 @@ keras.utils.set_random_seed(42)
 x, y = data()
 model(dropout).fit(x, y, epochs=3, batch_size=32, verbose=0)
 """,
+    # The original question's script: Dropout(0.8), fit's own shuffle, and seeds tried in a loop that reach
+    # neither Keras's initializers nor its dropout generators. Three sources, all to be named.
+    "unseeded_dropout": DATA + """
+import tensorflow as tf
+for seed in range(3):
+    tf.random.set_seed(seed)
+x, y = data()
+model(keras.layers.Dropout(0.8)).fit(x, y, epochs=2, batch_size=32, verbose=0)
+""",
+    # Random data, then an unseeded permutation of it: other values and another order, both named.
+    "permuted_random_data": """import keras
+import numpy as np
+
+x = np.random.rand(256, 10).astype("float32")
+y = (x.sum(axis=1) > 5).astype("int32")
+order = np.random.permutation(len(x))
+keras.utils.set_random_seed(1)
+model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)])
+model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+model.fit(x[order], y[order], epochs=2, batch_size=32, shuffle=False, verbose=0)
+""",
     # Seeded right, but a computation that differs from run to run unless op determinism is on: how a
     # nondeterministic GPU kernel looks, made on a CPU (a per-process constant stands in for the kernel's
     # summation order).
@@ -172,6 +193,45 @@ def test_another_order_is_named_beside_other_initial_weights(tmp_path):
             "another order (batch 0 holds other examples): the order comes from random.shuffle at "
             f"{shuffle}, which no seed reached") in said
     assert "keras.utils.set_random_seed(0)" in document["fix"]  # seeds Python's random too
+
+
+def _sources_in_probe_records(directory):
+    """What differs between the doctor's own two probe records of a fit, read from their fingerprints: the causes
+    a complete verdict names (the second run stops at the first difference, so steps are compared where both
+    have them)."""
+    (a,), (b,) = (read_records(directory / f"run_{side}.jsonl") for side in "ab")
+    steps = min(len(a["steps"]), len(b["steps"]))
+    shown = {"init": list(a["initial"].values()) != list(b["initial"].values()),
+             "dropout": list(a["seed_generators"].values()) != list(b["seed_generators"].values()),
+             "data": any(a["steps"][i]["batch"] != b["steps"][i]["batch"] for i in range(steps))}
+    return {cause for cause, differs in shown.items() if differs}
+
+
+@pytest.mark.slow
+def test_every_source_the_probe_records_show_is_named(tmp_path):
+    said, document = _doctor(tmp_path, "unseeded_dropout")
+    (fit,) = document["fits"]
+    assert {"init", "dropout"} <= set(fit["causes"])
+    assert set(fit["causes"]) == _sources_in_probe_records(tmp_path / "out")
+    assert "draw other dropout masks: the SeedGenerator states of dropout#0 differ" in said
+    # The arrays handed to fit are equal in both runs (their fingerprints say so): no "may arrive in another order".
+    assert "may arrive in another order" not in said
+    # The seeding that decides the state at the fit: the loop's last call, not all three.
+    seeding = _line("unseeded_dropout", "    tf.random.set_seed(seed)")
+    assert (f"Before the fit the script made tf.random.set_seed(2) at {seeding} (the last of each kind; 2 earlier "
+            "seeding calls before them)") in said
+    assert "keras.utils.set_random_seed(0)" in document["fix"]
+
+
+@pytest.mark.slow
+def test_an_unseeded_permutation_of_random_data_is_named_beside_the_values(tmp_path):
+    said, document = _doctor(tmp_path, "permuted_random_data")
+    assert [f["causes"] for f in document["fits"]] == [["data_values"]]
+    values, permutation = (_line("permuted_random_data", text) for text in (
+        'x = np.random.rand(256, 10).astype("float32")', "order = np.random.permutation(len(x))"))
+    assert (f"the arrays handed to fit hold other values in the two runs, drawn by np.random.rand at {values}, which "
+            f"no seed reached, and put in another order by np.random.permutation at {permutation}, which no seed "
+            "reached.") in said
 
 
 @pytest.mark.slow

@@ -461,3 +461,48 @@ def test_a_studys_records_gated_against_its_own_summary_note_no_config_differenc
     notes = gate_rules.check_comparable(own, records, ("summary.json", "trials.jsonl"))
     assert not any(note.startswith("config differs") for note in notes), notes
 
+
+
+@pytest.mark.slow
+def test_both_output_flags_follow_one_rule_and_a_gate_writes_no_record_to_keep(small_study, tmp_path):
+    """--junit_xml and --markdown_summary write through a symbolic link (the link stays) and make a missing
+    directory; a link loop is one sentence for either; and a failure of the disk does not say "records written
+    before this are kept" from a program that writes no records. Then a study directory whose per-example file
+    changed is refused (exit 2), its sentence in the JUnit file too."""
+    (tmp_path / "gate.xml").write_text("old")
+    (tmp_path / "summary.md").write_text("an earlier step's summary\n")
+    (tmp_path / "xml_link").symlink_to("gate.xml")
+    (tmp_path / "md_link").symlink_to("summary.md")
+    study = [f"--baseline={small_study}", f"--candidate={small_study}"]
+    linked = run_program("harness.gate", *study, f"--junit_xml={tmp_path / 'xml_link'}",
+                         f"--markdown_summary={tmp_path / 'md_link'}")
+    assert linked.returncode == 0, linked.stderr
+    assert (tmp_path / "xml_link").is_symlink() and (tmp_path / "md_link").is_symlink()
+    assert (tmp_path / "gate.xml").read_text().startswith("<?xml")
+    assert (tmp_path / "summary.md").read_text().startswith("an earlier step's summary\n### Determinism gate: PASS")
+    (tmp_path / "loop").symlink_to("loop")
+    looped = run_program("harness.gate", *study, f"--junit_xml={tmp_path / 'new' / 'gate.xml'}",
+                         f"--markdown_summary={tmp_path / 'loop'}")
+    assert looped.returncode == 2 and looped.stderr.splitlines()[-1] == (
+        f"error: --markdown_summary={tmp_path / 'loop'} cannot be written (Too many levels of symbolic links); name "
+        "a file.")
+    assert not (tmp_path / "new").exists()  # refused before anything is written
+    (tmp_path / "a_file").write_text("")
+    made = run_program("harness.gate", *study, f"--junit_xml={tmp_path / 'new' / 'gate.xml'}",
+                       f"--markdown_summary={tmp_path / 'new' / 'md' / 'summary.md'}")
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "new" / "gate.xml").is_file() and (tmp_path / "new" / "md" / "summary.md").is_file()
+    report = run_program("harness.report", f"--input_dir={small_study}", f"--output_dir={tmp_path / 'a_file'}")
+    assert report.returncode == 2 and report.stderr.splitlines()[-1] == f"error: {tmp_path / 'a_file'}: File exists."
+
+    changed = tmp_path / "study"
+    shutil.copytree(small_study, changed)
+    sidecar = next((changed / "per_example").iterdir())
+    sidecar.write_bytes(sidecar.read_bytes() + b"\0")
+    refused = run_program("harness.gate", f"--baseline={small_study}", f"--candidate={changed}",
+                          f"--junit_xml={tmp_path / 'refused.xml'}")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    sentence = refused.stderr.splitlines()[-1]
+    assert sentence.startswith(f"error: {sidecar} does not hold what trial ") and sentence.endswith(
+        "recorded (its SHA-256 differs): the file was changed or damaged after the trial wrote it.")
+    assert sentence.removeprefix("error: ").rstrip(".") in (tmp_path / "refused.xml").read_text()

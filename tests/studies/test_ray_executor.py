@@ -25,7 +25,9 @@ CONDITIONS = "--conditions=control,init,env:onednn=1"
 def cluster():
     """A head node and a second node, each a separate raylet with one CPU, on the loopback; each offers a custom
     resource naming its kind (kind_a, kind_b), as GPU models would."""
-    made = ray_cluster_utils.Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "resources": {"kind_a": 1}})
+    # Workers at the tests' own priority, not Ray's nice 15 (docs/scale-out.md).
+    made = ray_cluster_utils.Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "resources": {"kind_a": 1}, "_system_config": {"worker_niceness": 0}})
     made.add_node(num_cpus=1, resources={"kind_b": 1})
     made.wait_for_nodes()
     yield made
@@ -139,6 +141,28 @@ def test_a_cluster_that_refuses_the_studys_token_is_one_sentence_saying_so(tmp_p
         "$RAY_AUTH_TOKEN (docs/scale-out.md).")
     assert not (tmp_path / "out").exists()
 
+# What the study's own Ray instance is (no address given): its head, and the niceness of a task's worker.
+OWN_INSTANCE = """
+import os, ray
+from harness.studies import ray_executor
+ray_executor.connect(None)
+print(ray.get_runtime_context().gcs_address, ray.get(ray.remote(num_cpus=1)(lambda: os.nice(0)).remote()))
+"""
+
+
+@pytest.mark.slow
+def test_without_an_address_the_study_starts_its_own_instance_and_its_trials_run_at_its_priority(cluster):
+    """On a shared machine: not another job's cluster (Ray's ray.init() joins one it finds here), and not Ray's
+    nice 15 for the workers, under which a loaded machine barely runs the trials."""
+    env = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    started = subprocess.run(["nice", "-n", "3", sys.executable, "-c", OWN_INSTANCE], cwd=REPO, capture_output=True,
+                             text=True, timeout=300, env={**env, "PYTHONPATH": str(REPO)})
+    assert started.returncode == 0, started.stderr
+    head, niceness = started.stdout.split()
+    assert head != cluster.address
+    assert int(niceness) == min(os.nice(0) + 3, 19)
+
+
 @pytest.mark.parametrize("module, args", [
     ("harness.bench", [*SMALL, "--conditions=control", "--repeats=2"]),
     ("harness.reeval", [*SMALL[:3], "--params={tmp}/params.json", "--seeds=2"]),
@@ -215,6 +239,31 @@ def test_trials_whose_kind_of_node_has_left_are_lost_with_why_not_waited_for_for
         "no node of the Ray cluster has offered CPU=1, kind_b=1 together for 30 s (the nodes that did have left), "
         "and its Ray task waited for one"}
     assert f"{len(lost)} trial(s) were lost" in out
+
+
+@pytest.mark.slow
+def test_a_cluster_gone_mid_study_is_one_sentence_its_trials_lost_and_a_local_resume_finishes_it(cluster, tmp_path):
+    study = [*SMALL, "--epochs=5", "--conditions=control", "--repeats=8", "--replicas=1", f"--output_dir={tmp_path}"]
+    trials = tmp_path / "trials.jsonl"
+    driver = _bench_until_a_record([*study, "--executor=ray", f"--ray_address={cluster.address}"], trials)
+    head = cluster.address
+    for node in reversed(cluster.list_all_nodes()):  # every process of the cluster, its head (the GCS) last
+        cluster.remove_node(node, allow_graceful=False)
+    out, err = driver.communicate(timeout=600)
+    # Not Ray's "Failed to connect to GCS within 60 seconds ... The program will terminate." (its exit 1, and no
+    # word of the trials it took with it): the harness's own sentence, the trials not run in lost.jsonl.
+    assert driver.returncode == 1 and "Traceback" not in err and "Failed to connect to GCS" not in err, err
+    records, lost = read_records(trials), read_records(tmp_path / "lost.jsonl")
+    assert lost and sorted(r["repeat"] for r in records + lost) == list(range(8))
+    assert err.splitlines()[-1] == (
+        f"error: the Ray cluster's head at {head} has not answered for 60 s: the cluster is gone, and "
+        f"{len(lost)} trial(s) did not run ({tmp_path / 'lost.jsonl'}); run the same command again when it is back, "
+        "or without --executor=ray to finish the study on this machine.")
+    # On this machine (the nodes' kind: the resume checks it), the study ends without a trial run twice.
+    local = run_program("harness.bench", *study)
+    assert local.returncode == 0, local.stderr
+    assert f"{len(lost)} trial(s) ran now, {len(records)} already recorded" in local.stdout
+    assert sorted(r["repeat"] for r in read_records(trials)) == list(range(8))
 
 @pytest.mark.parametrize("text, said", [
     ("gpu_a100", "--ray_resources takes NAME=AMOUNT pairs separated by commas (e.g. accelerator_type:A100=0.001), "

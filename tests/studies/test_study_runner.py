@@ -233,6 +233,8 @@ def test_a_worker_killed_mid_trial_loses_its_trial_and_a_resume_runs_it(tmp_path
     assert "Traceback" not in stderr
     assert ("1 trial(s) were lost, not run to the end (worker process killed by SIGKILL (the OOM killer or kill -9)"
             in stdout)
+    # A fresh directory: the lost trial is neither run nor recorded before.
+    assert "2 trial(s) ran now, 0 already recorded, 1 lost; " in stdout
     records = read_records(tmp_path / "trials.jsonl")
     assert len(records) == 2 and all(r["status"]["code"] == "ok" for r in records)
     lost = read_records(tmp_path / "lost.jsonl")
@@ -242,7 +244,8 @@ def test_a_worker_killed_mid_trial_loses_its_trial_and_a_resume_runs_it(tmp_path
     assert resumed.returncode == 0, resumed.stderr
     records = read_records(tmp_path / "trials.jsonl")
     assert len(records) == 3 and len({r["trial_key"] for r in records}) == 3
-    assert all(r["status"]["code"] == "ok" for r in records) and "1 trial(s) ran now" in resumed.stdout
+    assert all(r["status"]["code"] == "ok" for r in records)
+    assert "1 trial(s) ran now, 2 already recorded; " in resumed.stdout
 
 
 def _workers_of(output_dir):
@@ -387,3 +390,42 @@ def test_shards_never_split_a_replica_group():
                 groups.setdefault((spec.condition, spec.group), []).append(spec)
         # Every group in a shard has all its members, as many as its config says it trains together.
         assert all(len(members) == members[0].config.replicas for members in groups.values())
+
+
+HANGING_MODEL = """\
+import time
+
+import keras
+import tensorflow as tf
+
+
+def create_model():
+    # Hangs where the trial runs with one intra-op thread (the env:threads=1 condition), as a model that waits on
+    # something that never comes would; elsewhere a small model.
+    if tf.config.threading.get_intra_op_parallelism_threads() == 1:
+        time.sleep(10**6)
+    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+"""
+
+
+@pytest.mark.slow
+def test_a_trial_past_its_time_limit_fails_with_why_and_the_study_goes_on(tmp_path):
+    digits = load_dataset("digits")
+    np.savez(tmp_path / "data.npz", x_train=digits.train_x[:300], y_train=digits.train_y[:300],
+             x_test=digits.test_x[:100], y_test=digits.test_y[:100])
+    (tmp_path / "hanging.py").write_text(HANGING_MODEL)
+    started = time.time()
+    result = run_program("harness.bench", f"--model={tmp_path}/hanging.py:create_model",
+                         f"--data=npz:{tmp_path}/data.npz", "--conditions=control,env:threads=1", "--repeats=1",
+                         "--epochs=1", "--trial_timeout=20",
+                         f"--output_dir={tmp_path / 'out'}")
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    records = {r["condition"]: r for r in read_records(tmp_path / "out" / "trials.jsonl")}
+    assert records["control"]["status"]["code"] == "ok"
+    assert records["env:threads=1"]["status"] == {
+        "code": "error", "message": "did not finish within --trial_timeout=20 s: stopped (its worker process ended)"}
+    assert schema_errors(records["env:threads=1"]) == []
+    assert "1 trial(s) ran now" not in result.stdout and "2 trial(s) ran now, 0 already recorded" in result.stdout
+    assert time.time() - started < 150

@@ -192,3 +192,21 @@ def test_reordering_a_keras_model_with_random_layers_is_refused_in_one_sentence(
     trained = [run_trial(plain.replace(reduction_order=order), SeedSet.from_base(0)) for order in (-1, 3, 3)]
     assert all(r.status["code"] == "ok" for r in trained)
     assert len({r.fingerprints["weights_sha256"] for r in trained}) == 2
+
+
+def test_a_config_field_of_another_type_is_one_sentence():
+    """A config from Python or a file (harness.study's settings, --params) holds each field as its flag parses it:
+    a string where a number belongs is refused in one sentence, not a TypeError inside a comparison or TF."""
+    from harness.errors import UsageError
+
+    for field, value, said in (("epochs", "3", "--epochs must be a whole number, got '3'."),
+                               ("epochs", 2.5, "--epochs must be a whole number, got 2.5."),
+                               ("epochs", True, "--epochs must be a whole number, got True."),
+                               ("learning_rate", "fast", "--learning_rate must be a number, got 'fast'."),
+                               ("augment", 1, "--augment must be True or False, got 1."),
+                               ("dataset", 5, "--dataset must be a str, got 5.")):
+        with pytest.raises(UsageError) as refused:
+            load_benchmark("digits_mlp", **{field: value})
+        assert str(refused.value) == said
+    # numpy's integers are whole numbers (a tuner's suggestions may be).
+    assert load_benchmark("digits_mlp", epochs=np.int64(3)).epochs == 3

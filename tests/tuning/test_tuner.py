@@ -102,10 +102,13 @@ def test_tune_on_a_regression_scores_its_validation_loss_and_a_failed_tune_leave
     assert optuna.get_all_study_names(storage) == [name]
 
 
-def test_a_storage_password_never_reaches_a_record():
-    from harness.tuning import optuna_storage
+def test_a_storage_password_never_reaches_a_record(tmp_path):
+    # Every record writer redacts (harness/redaction.py): the storage URL a re-evaluation keeps as its source.
+    from harness.studies.records import read_records, write_records
 
-    assert optuna_storage.public_url("postgresql://tuner:s3cret@db.example/optuna") == \
-        "postgresql://tuner:***@db.example/optuna"
-    assert optuna_storage.public_url("mysql+pymysql://u:p%40ss@h:3306/o") == "mysql+pymysql://u:***@h:3306/o"
-    assert optuna_storage.public_url("sqlite:///results/tune/x.db") == "sqlite:///results/tune/x.db"
+    write_records(tmp_path / "runs.jsonl", [{"storage": "postgresql://tuner:s3cret@db.example/optuna"},
+                                            {"storage": "mysql+pymysql://u:p%40ss@h:3306/o"},
+                                            {"storage": "sqlite:///results/tune/x.db"}])
+    assert [r["storage"] for r in read_records(tmp_path / "runs.jsonl")] == [
+        "postgresql://tuner:<redacted>@db.example/optuna", "mysql+pymysql://u:<redacted>@h:3306/o",
+        "sqlite:///results/tune/x.db"]
