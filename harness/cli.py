@@ -102,10 +102,18 @@ def define_help_flags(program: types.ModuleType) -> None:
         flags.DEFINE_flag(_HelpFlag(name, short_name, text, program, full))
 
 
+# The flags users type most, listed first by the --help of every program that reads them, in this order: what a
+# study is of, how many trials, where its records go or come from, what is compared.
+MAIN_FLAGS = ("benchmark", "model", "data", "conditions", "repeats", "epochs", "seed", "output_dir", "input_dir",
+              "baseline", "candidate", "config", "optuna_storage", "objective", "n_trials", "seeds_per_trial",
+              "space", "metric")
+
+
 def help_text(program: types.ModuleType) -> str:
     """What --help prints: the program's docstring, then the flags it reads, grouped by the module that defines
     them: its own, then the shared ones it declares with `flags.declare_key_flag` (absl's key flags of the
-    program), e.g. harness.trial_flags' for a program that runs trials. Then the flags every program takes."""
+    program), e.g. harness.trial_flags' for a program that runs trials, after the main flags (MAIN_FLAGS) the program
+    reads. Then the flags every program takes."""
     spec = getattr(program, "__spec__", None)
     name = spec.name if program.__name__ == "__main__" and spec else program.__name__
     # absl files the flags of the module run as __main__ under sys.argv[0] (FlagValues.main_module_help).
@@ -114,6 +122,12 @@ def help_text(program: types.ModuleType) -> str:
     for flag in flags.FLAGS.get_key_flags_for_module(registered):
         groups.setdefault(flags.FLAGS.find_module_defining_flag(flag.name), []).append(flag)
     sections = [(program.__doc__ or f"python -m {name} [flags]").strip(), "Flags (--helpfull lists every flag):"]
+    # What users type most comes first, in MAIN_FLAGS' order; the rest stays in its group.
+    main = sorted((flag for members in groups.values() for flag in members if flag.name in MAIN_FLAGS),
+                  key=lambda flag: MAIN_FLAGS.index(flag.name))
+    if main:
+        sections.append("\n".join(["the main flags:", *(_flag_entry(flag) for flag in main)]))
+    groups = {module: [flag for flag in members if flag.name not in MAIN_FLAGS] for module, members in groups.items()}
     for module, members in groups.items():
         if members:
             title = name if module == registered else _group_title(module)

@@ -24,7 +24,14 @@ from absl import flags
 from harness import cli
 from harness.analysis.gate_calibration import calibrate, calibration_table
 from harness.analysis.gate_render import junit_xml, render, unusable_junit_xml, unusable_markdown
-from harness.analysis.gate_rules import DEFAULT_THRESHOLDS, RULES, check_comparable, evaluate, thresholds_from
+from harness.analysis.gate_rules import (
+    DEFAULT_THRESHOLDS,
+    RULES,
+    THRESHOLD_MEANINGS,
+    check_comparable,
+    evaluate,
+    thresholds_from,
+)
 from harness.analysis.summary import load_summary
 from harness.errors import UsageError
 from harness.files import check_output_file, replace_atomically
@@ -48,7 +55,8 @@ flags.DEFINE_list("calibrate", [], "Calibrate instead of gating: baseline studie
 flags.DEFINE_string("write_rules", None, "Where --calibrate writes the rules file, e.g. "
                     "benchmarks/baselines/ci_rules.json.")
 for _name, _value in DEFAULT_THRESHOLDS.items():
-    flags.DEFINE_float(_name, None, f"Threshold (default {_value}).")
+    _meaning = THRESHOLD_MEANINGS[_name]
+    flags.DEFINE_float(_name, None, f"{_meaning[0].upper()}{_meaning[1:]}; default {_value}.")
 
 
 def main(argv: list[str]) -> int:

@@ -31,6 +31,19 @@ DEFAULT_THRESHOLDS = {
     "max_slowdown": 0.25,            # steady-state step time may grow this share
     "max_determinism_overhead": 1.0,  # deterministic kernels may cost this share of step time
 }
+# What each threshold means, in its unit: gate --help and docs/gate.md say it.
+THRESHOLD_MEANINGS = {
+    "alpha": "one-sided significance level of the statistical rules, a probability (0.05: 5%)",
+    "accuracy_tolerance": "how far the candidate's mean test accuracy may fall below the baseline's, a fraction "
+                          "(0.01: 1 percentage point)",
+    "loss_tolerance": "how much the candidate's mean test loss (regression) may grow, a share of the baseline's "
+                      "(0.05: 5%)",
+    "variance_factor": "how many times the baseline's `all` test-accuracy SD the candidate's may reach, a ratio "
+                       "(1.5: half as much again)",
+    "max_slowdown": "how much the steady-state step time may grow, a share of the baseline's (0.25: 25% slower)",
+    "max_determinism_overhead": "how much deterministic kernels may add to the step time, a share (1.0: twice "
+                                "as slow)",
+}
 
 
 @dataclasses.dataclass

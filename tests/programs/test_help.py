@@ -95,12 +95,36 @@ def test_help_lists_exactly_the_flags_the_program_reads_without_importing_tensor
 def test_shared_flags_are_grouped_by_what_they_are_for(helps):
     text = helps["programs"]["harness.tune"]["help"]
     headers = re.findall(r"^(\S.*):$", text[text.index("Flags ("):], re.MULTILINE)[1:]
-    assert headers == ["harness.tune", "the trial; a config flag given overrides that field of the benchmark "
-                       "(harness.trial_flags)", "shared with other programs (harness.flags)",
-                       "scoring a configuration over seeds (harness.score_flags)", "every program"]
+    # The main flags first (tune's --metric among them, so scoring's group has nothing else to list for tune).
+    assert headers == ["the main flags", "harness.tune", "the trial; a config flag given overrides that field of "
+                       "the benchmark (harness.trial_flags)", "shared with other programs (harness.flags)",
+                       "every program"]
     # define_float defines a flag for the module that calls it: tune's bound is tune's, the learning rate the trial's.
     own = text[text.index("\nharness.tune:"):].split("\n\n")[0]
     assert "--lcb_confidence:" in own and "--learning_rate:" not in own
+
+
+def test_the_main_flags_come_first_and_thresholds_say_their_unit(helps):
+    bench = helps["programs"]["harness.bench"]["help"]
+    flags_section = bench[bench.index("Flags ("):]
+    assert listed(flags_section)[:8] == ["benchmark", "model", "data", "conditions", "repeats", "epochs", "seed",
+                                         "output_dir"]
+    gate = helps["programs"]["harness.gate"]["help"]
+    assert listed(gate[gate.index("Flags ("):])[:2] == ["baseline", "candidate"]
+    assert "Threshold (default" not in gate
+    assert "--accuracy_tolerance: How far the candidate's mean test accuracy may fall\n    below the baseline's, a " \
+           "fraction (0.01: 1 percentage point); default 0.01." in gate
+
+
+def test_the_internal_objective_runner_answers_help_at_once():
+    result = run_program("harness.objective_run", "--help", env_vars={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert result.returncode == 0 and result.stdout.startswith("`python -m harness.objective_run SPEC PARAMS_JSON")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert imported and not {name for name in imported if name.split(".")[0] in ("tensorflow", "keras", "optuna")}
+    wrong = run_program("harness.objective_run", "only-one")
+    assert (wrong.returncode, wrong.stderr) == (2, "error: harness.objective_run takes SPEC PARAMS_JSON TRIAL SEED "
+                                                   "(4 arguments), got 1; harness.reeval --objective=FILE.py:FUNCTION "
+                                                   "starts it.\n")
 
 
 def test_bench_help_in_a_fresh_process():
