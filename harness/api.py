@@ -46,6 +46,7 @@ from harness.studies import (
     study_runner,
 )
 from harness.studies import conditions as conditions_lib
+from harness.studies.progress import phase
 from harness.studies.records import content_id, read_records, write_json
 from harness.studies.storage import StudyDir, exclusive, shard_dir_name
 from harness.trial import user_code, user_data
@@ -142,6 +143,8 @@ def run_study(base: TrialConfig, base_seed: int, seeds: SeedSet, chosen: list[co
             measure = functools.partial(ray_executor.measure_cost, executor=executor)
         cost = determinism_cost.ensure(base, seeds, chosen, study_dir.local, study_id, cost_blocks, identity,
                                        measure) if shard_index == 0 else None
+        phase(f"summarizing {len(records)} trial records (intervals, per-example churn) and writing summary.json "
+              "and the TensorBoard curves")
         summary = summarize_study(manifest, records, ran_in, wall_s, study_dir.local, cost)
         write_summary(study_dir.local / SUMMARY_FILE, summary)
         study_dir.push(with_curves=True)

@@ -41,6 +41,7 @@ from harness.errors import UsageError  # noqa: E402
 from harness.files import replace_atomically  # noqa: E402
 from harness.schema import TRIALS_FILE  # noqa: E402
 from harness.studies import conditions  # noqa: E402
+from harness.studies.progress import phase  # noqa: E402
 from harness.studies.records import read_records  # noqa: E402
 from harness.trial.config import TrialConfig  # noqa: E402
 from harness.trial.datasets import dataset_of  # noqa: E402
@@ -66,6 +67,8 @@ def build_report(input_dir: Path, output_dir: Path) -> list[Path]:
                          "the report plots every trial")
     output_dir.mkdir(parents=True, exist_ok=True)
     written, captions = [], []
+    phase(f"drawing the plots of {len(records)} trials (wide, and narrow for phones) and writing report.html and "
+          "report.md")
     for narrow in (False, True):
         for name, (caption, figure) in plots(summary, records, narrow).items():
             path = output_dir / (narrow_name(name) if narrow else name)

@@ -18,6 +18,7 @@ from typing import Any
 from harness.platform import environment
 from harness.schema import COST_FILE, COST_SCHEMA
 from harness.studies.conditions import CONTROL, KERNELS, XLA_ON, Condition
+from harness.studies.progress import phase
 from harness.studies.records import load_document, schema_errors, utc_timestamp, write_json
 from harness.trial.config import COST_UNITS, TrialConfig
 from harness.trial.seeds import SeedSet
@@ -64,6 +65,10 @@ def ensure(base: TrialConfig, seeds: SeedSet, chosen: list[Condition], directory
         return existing
     from harness.trial import cost
 
+    components = " and ".join(name for name, measured_now in (("op and tf.data determinism", ops), ("XLA", xla))
+                              if measured_now)
+    phase(f"measuring what determinism costs ({components}; {COST_UNITS} units of {blocks} interleaved blocks a "
+          "setting, --cost_blocks=0 skips it)")
     if measure is None:
         measured = cost.measure(base, seeds, blocks=blocks, xla=xla)
     else:

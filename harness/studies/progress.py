@@ -89,6 +89,13 @@ class Progress:
             self.above.close()
 
 
+def phase(text: str, stream=None) -> None:
+    """One line for a phase that can take more than a couple of seconds with nothing else to show (the cost
+    measurement after the last trial, the summary, the report's plots): what the program is doing now, so no
+    minute passes in silence."""
+    print(f"... {text}", file=stream or sys.stderr, flush=True)
+
+
 def _said(outcomes: Sequence[Outcome]) -> str:
     first = outcomes[0]
     if len(outcomes) == 1:

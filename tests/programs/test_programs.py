@@ -62,6 +62,10 @@ def test_bench_prints_the_study_table_and_writes_a_valid_summary(tmp_path):
     # A log (stderr is not a terminal) has a line per trial, and one per replica group, its time said once.
     assert re.search(r"^\[2/6\] control: group of 2 in \d+\.\ds \(2 ok\); ETA ", result.stderr, re.MULTILINE)
     assert re.search(r"^\[6/6\] env:xla=1: ok in \d+\.\ds; done$", result.stderr, re.MULTILINE)
+    # After the last trial, no silent minute: each phase that takes seconds says what it is doing.
+    after = result.stderr[result.stderr.index("; done\n"):].splitlines()
+    assert [line.split(" (")[0] for line in after if line.startswith("... ")] == [
+        "... measuring what determinism costs", "... summarizing 6 trial records"]
     # A resume that trains nothing still starts Python, imports TensorFlow and writes the summary: "in all" says so.
     again = run_program("harness.bench", "--repeats=2", "--init_seed=11", "--conditions=control,init,env:xla=1",
                         *TINY, f"--output_dir={tmp_path}")

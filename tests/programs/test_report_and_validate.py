@@ -298,6 +298,7 @@ def test_report_program_and_its_bad_input(small_study, tmp_path):
     result = run_program("harness.report", f"--input_dir={study}", f"--output_dir={tmp_path / 'out'}")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "out" / "report.html").exists() and (tmp_path / "out" / "accuracy.png").exists()
+    assert "... drawing the plots of 15 trials (wide, and narrow for phones)" in result.stderr  # what the wait is
     missing = run_program("harness.report", f"--input_dir={tmp_path / 'nothing'}")
     assert missing.returncode == 2 and "no such study directory" in missing.stderr
     assert "Traceback" not in missing.stderr
