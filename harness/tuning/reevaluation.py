@@ -137,10 +137,15 @@ def top_k_findings(block: dict[str, Any], metric: str) -> list[str]:
         return ["No re-run of these trials gave a score, so none can be chosen."]
     if best == pick["trial"]:
         beaten = [p for p in block["pairs"] if p.get("detected") and p["p_a_beats_b"] > 0.5]
-        tail = (" and beats every other detectably" if len(beaten) == len(block["pairs"]) else
-                f"; {len(block['pairs']) - len(beaten)} of the others cannot be told apart from it at this N")
-        return [f"Re-run over the same {n} seeds, the tuner's pick (trial {pick['trial']}) keeps the best mean of "
-                f"the {block['k']}{tail}: no other trial would have been chosen."]
+        kept = f"Re-run over the same {n} seeds, the tuner's pick (trial {pick['trial']}) keeps the best mean of " \
+               f"the {block['k']}"
+        if len(beaten) == len(block["pairs"]):
+            return [f"{kept} and beats every other detectably: no other trial would have been chosen."]
+        # Best mean, but not told apart from every other: chosen again, not with certainty (no contradiction).
+        tied = len(block["pairs"]) - len(beaten)
+        return [f"{kept}, so the tuner would choose it again; {tied} of the others cannot be told apart from it at "
+                f"this N, so over other seeds {'it' if tied == 1 else 'one of them'} could have been chosen as "
+                "well."]
     pair = next(p for p in block["pairs"] if p["b"] == f"trial {best}")
     if pair.get("detected") and pair.get("seed_free") and pair["p_a_beats_b"] < 0.5:
         return [f"Yes, another trial would have been chosen: re-run over the same {n} seeds, trial {best} does "

@@ -54,3 +54,19 @@ def test_a_tuned_value_from_a_file_the_harness_did_not_write_is_refused(tmp_path
     assert builtin.returncode == 2
     assert ("'units', which the built-in model of benchmark 'digits_mlp' does not take; its hyperparameters are "
             "learning_rate, dropout_rate, hidden_units, batch_size, epochs") in builtin.stderr
+
+
+def test_a_pick_that_keeps_the_best_mean_but_is_not_told_apart_is_not_called_certain():
+    from harness.tuning.reevaluation import top_k_findings
+
+    block = {"k": 3, "rerun_best": 7, "trials": [{"trial": 7, "distribution": {"n": 5}}],
+             "pairs": [{"b": "trial 2", "detected": True, "p_a_beats_b": 0.9},
+                       {"b": "trial 4", "detected": False, "p_a_beats_b": 0.6}]}
+    assert top_k_findings(block, "accuracy") == [
+        "Re-run over the same 5 seeds, the tuner's pick (trial 7) keeps the best mean of the 3, so the tuner would "
+        "choose it again; 1 of the others cannot be told apart from it at this N, so over other seeds it could have "
+        "been chosen as well."]
+    block["pairs"][1]["detected"] = True
+    assert top_k_findings(block, "accuracy") == [
+        "Re-run over the same 5 seeds, the tuner's pick (trial 7) keeps the best mean of the 3 and beats every other "
+        "detectably: no other trial would have been chosen."]
