@@ -13,7 +13,7 @@ import re
 import sys
 import tempfile
 
-__version__ = "0.1.0"
+from harness.version import __version__  # noqa: F401  (harness.__version__)
 
 # TF's C++ INFO records as they reach stderr while TensorFlow is imported (the oneDNN notice, the CPU
 # feature notice and its second line), and absl's note that precedes them.

@@ -7,7 +7,7 @@ from pathlib import Path
 HARNESS = Path(__file__).resolve().parents[1] / "harness"
 TESTS = Path(__file__).resolve().parent
 # Bottom to top. `common`: errors, files (the atomic writer), redaction (what no output may carry), table, the
-# schema table. `interface`: what
+# version, the schema table. `interface`: what
 # programs and users call (the Python API, the Keras callback, flag parsing, the program runner).
 # `program`: `python -m harness.X`.
 LAYERS = ("common", "platform", "trial", "studies", "analysis", "tuning", "interface", "program")
@@ -31,15 +31,21 @@ def layer(name: str, path: Path) -> str:
     parts = name.split(".")
     if len(parts) > 2 or (len(parts) == 2 and path.name == "__init__.py"):
         return "common" if parts[1] == "schema" else parts[1]
-    if name == "harness" or parts[1] in ("errors", "files", "redaction", "table"):
+    if name == "harness" or parts[1] in ("errors", "files", "redaction", "table", "version"):
         return "common"
     return "program" if is_program(path) else "interface" if parts[1] in INTERFACE else "unplaced"
 
 
-def imports(path: Path, known: dict[str, Path]) -> set[str]:
-    """The harness modules `path` imports, at any depth (imports inside functions count)."""
+def imports(path: Path, known: dict[str, Path], run_time: bool = False) -> set[str]:
+    """The harness modules `path` imports, at any depth (imports inside functions count); with `run_time`, not
+    those under `if TYPE_CHECKING:`, which only a type checker reads."""
+    tree = ast.parse(path.read_text())
+    typing_only = {id(inner) for node in ast.walk(tree) if run_time and isinstance(node, ast.If)
+                   and "TYPE_CHECKING" in ast.unparse(node.test) for inner in ast.walk(node)}
     found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(tree):
+        if id(node) in typing_only:
+            continue
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names if alias.name.startswith("harness")}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("harness"):
@@ -66,6 +72,34 @@ def test_imports_only_go_down_and_nothing_imports_a_program():
             if target_layer == "program" or LAYERS.index(target_layer) > own:
                 wrong.append(f"{name} ({layer(name, path)}) imports {target} ({target_layer})")
     assert wrong == []
+
+
+def test_no_modules_import_each_other():
+    """No circle of imports (at any depth, imports inside functions too): a circle means two modules each need
+    the other, so neither sits on a floor of its own. (The package `harness` itself, whose lazy `harness.study`
+    re-exports the API, is left out: a module that imports it would close a circle through the API.)"""
+    known = modules()
+    graph = {name: imports(path, known, run_time=True) - {name} for name, path in known.items() if name != "harness"}
+    circles = set()
+
+    def walk(name: str, path: list[str]) -> None:
+        for target in sorted(graph.get(name, ())):
+            if target in path:
+                circle = path[path.index(target):]
+                first = circle.index(min(circle))
+                circles.add(" -> ".join(circle[first:] + circle[:first] + [min(circle)]))
+            elif target not in seen:
+                walk(target, [*path, target])
+        seen.add(name)
+
+    seen: set[str] = set()
+    for name in sorted(graph):
+        if name not in seen:
+            walk(name, [name])
+    # A module that imports the package `harness` closes a circle through its lazy import of the API.
+    through_the_package = sorted(name for name, path in known.items() if name != "harness"
+                                 and "harness" in imports(path, known))
+    assert (sorted(circles), through_the_package) == ([], [])
 
 
 def test_every_imported_name_is_defined_where_it_is_imported_from():
@@ -110,6 +144,7 @@ TESTED_THROUGH = {
     "analysis.gate_render": "programs/test_gate.py",
     "analysis.study_report": "programs/test_report_and_validate.py",
     "studies.background_load": "studies/test_study_runner.py",
+    "studies.units": "studies/test_study_runner.py",
     "trial.config": "trial/test_train.py",
     "trial.fingerprints": "trial/test_train.py",
     "trial.models": "trial/test_train.py",

@@ -17,9 +17,9 @@ import subprocess
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from harness import __version__
 from harness.platform.determinism import op_determinism_enabled
 from harness.redaction import redact, redact_text
+from harness.version import __version__
 
 # The environment variables a record keeps, when set, with why each matters: they change what TF
 # computes (the bits) or how many threads compute it. Nothing else is recorded: records are shared

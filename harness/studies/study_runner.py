@@ -18,7 +18,6 @@ worker processes.
 from __future__ import annotations
 
 import collections
-import contextlib
 import dataclasses
 import json
 import math
@@ -41,9 +40,7 @@ from harness.errors import StudyIncomplete, UsageError, meaningful_lines
 from harness.platform import environment, processes
 from harness.schema import LOST_FILE, STUDY_FILE, TRIAL_SCHEMA, TRIALS_FILE
 from harness.studies import DEFAULT_TRIAL_TIMEOUT_S, Executor, per_example, ray_executor, tensorboard_curves
-from harness.studies.background_load import busy_cores
-from harness.studies.conditions import CONTROL, Condition
-from harness.studies.conditions import condition as named_condition
+from harness.studies.conditions import Condition
 from harness.studies.progress import Outcome, Progress
 from harness.studies.records import (
     append_record,
@@ -52,8 +49,15 @@ from harness.studies.records import (
     read_records,
     schema_errors,
     trial_identity,
-    trial_key,
     utc_timestamp,
+)
+from harness.studies.units import (
+    TrialSpec,
+    condition_of,
+    environment_changes,
+    make_record,
+    replica_path,
+    train_unit,
 )
 from harness.trial import grouped, user_code, vectorized
 from harness.trial.config import TrialConfig
@@ -65,7 +69,6 @@ from harness.trial.train import (
     check_data,
     inputs_identity,
     remember_model_facts,
-    run_trial,
 )
 
 
@@ -160,45 +163,6 @@ def probe_apart(base: TrialConfig, output_dir: str, isolation: str, workers: int
         remember_model_facts(base, said["facts"])
 
 
-@dataclasses.dataclass(frozen=True)
-class TrialSpec:
-    """Everything needed to run one trial of a study, in any process."""
-
-    study_id: str
-    condition: str
-    repeat: int
-    config: TrialConfig
-    seeds: SeedSet
-    env_vars: tuple[tuple[str, str], ...] = ()
-    # Trials of one condition with the same group number train together as vectorized replicas.
-    group: int | None = None
-
-    @property
-    def key(self) -> str:
-        return trial_key(self.config, self.seeds, self.condition, self.repeat)
-
-    @property
-    def identity(self) -> str:
-        """The trial whatever its key (records.trial_identity): its study, condition, repeat and seeds."""
-        return trial_identity({"study_id": self.study_id, "condition": self.condition, "repeat": self.repeat,
-                               "seeds": self.seeds.as_dict()})
-
-    @property
-    def process_environment(self) -> tuple:
-        """Trials with equal values can share a process; others cannot."""
-        return (self.env_vars, self.config.intra_op_threads, self.config.inter_op_threads)
-
-    def to_json(self) -> dict[str, Any]:
-        return {"study_id": self.study_id, "condition": self.condition, "repeat": self.repeat,
-                "config": self.config.as_dict(), "seeds": self.seeds.as_dict(),
-                "env_vars": [list(pair) for pair in self.env_vars], "group": self.group}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TrialSpec:
-        return cls(data["study_id"], data["condition"], data["repeat"], TrialConfig(**data["config"]),
-                   SeedSet(**data["seeds"]), tuple(tuple(pair) for pair in data["env_vars"]), data.get("group"))
-
-
 def plan(base: TrialConfig, base_seed: int, seeds: SeedSet, conditions: list[Condition], repeats: int,
          study_id: str, replicas: int | str = 1) -> list[TrialSpec]:
     """Every trial of the study, repeats outermost so conditions interleave.
@@ -249,13 +213,6 @@ def parse_replicas(text: str) -> int | str:
     return int(text)
 
 
-def replica_path(config: TrialConfig) -> str:
-    """Which kind of replica group trials of this config train in: `stacked` (the built-in MLPs' weights
-    stacked, harness/trial/vectorized.py) or `grouped` (any model, one trainable per replica,
-    harness/trial/grouped.py)."""
-    return "stacked" if vectorized.supports(config) else "grouped"
-
-
 def alone_reasons(specs: list[TrialSpec], auto: bool = False) -> dict[str, str]:
     """The conditions among `specs` that train one at a time although they have several trials, each
     with its reason: what a study with --replicas (`auto`: --replicas=auto) says it could not group."""
@@ -294,29 +251,6 @@ def _nonzero_weights(config: TrialConfig, seeds: SeedSet) -> list[int]:
 def run_and_record(spec: TrialSpec, output_dir: Path) -> dict[str, Any]:
     """Runs one trial in this process and records it (under other processes' load for `env:load=1`)."""
     return _record(spec, train_unit([spec])[0], output_dir)
-
-
-def train_unit(members: list[TrialSpec]) -> list[TrialResult]:
-    """Trains one unit of work in this process: a lone trial, or a replica group whole (one graph trains
-    them all), under other processes' load for `env:load=1`; each member's result, in order."""
-    with _load_of(members[0].condition):
-        if members[0].group is None:
-            return [run_trial(members[0].config, members[0].seeds)]
-        run = vectorized.run_replicas if replica_path(members[0].config) == "stacked" else grouped.run_grouped
-        return run([m.config for m in members], [m.seeds for m in members])
-
-
-def _load_of(condition: str):
-    """The load a condition's trials train under: every core busy for `env:load=1`, else none."""
-    return busy_cores() if condition_of(condition).background_load else contextlib.nullcontext()
-
-
-def make_record(spec: TrialSpec, result: TrialResult) -> dict[str, Any]:
-    """A trial's record, made where it trained: the environment, model code and data it names are that
-    process's (on a Ray cluster, that node's)."""
-    return make_trial_record(config=spec.config, seeds=spec.seeds, condition=spec.condition,
-                             repeat=spec.repeat, study_id=spec.study_id, result=result,
-                             environment=environment.capture(), inputs=inputs_identity(spec.config))
 
 
 def write_record(record: dict[str, Any], arrays: dict[str, np.ndarray], output_dir: Path) -> dict[str, Any]:
@@ -579,31 +513,6 @@ def refuse_other_environments(records: list[dict[str, Any]], output_dir: Path, *
             raise UsageError(f"the trials in {output_dir} were recorded in another environment ({what}); their "
                              "bits do not compare with this run's: resume where they ran, or study this "
                              "environment in a new --output_dir")
-
-
-def environment_changes(record: dict[str, Any], reference: dict[str, str], *,
-                        thread_pools_from_config: bool = False) -> tuple[tuple[str, str, str], ...]:
-    """(setting, the record's value, the reference's) for each bit setting in which `record` differs from the
-    `reference` identity (environment.bit_identity), leaving out what the record's condition sets itself
-    (env:onednn=0's TF_ENABLE_ONEDNN_OPTS, env:threads=1's pools), which differs by design."""
-    then = environment.bit_identity(record.get("environment") or {})
-    condition = condition_of(record.get("condition"))
-    by_design = environment.settings_changed_by(dict(condition.env_vars), dict(condition.config_changes))
-    if thread_pools_from_config:
-        by_design.update(environment.THREAD_SETTINGS)
-    return tuple((name, then.get(name, "not recorded"), value) for name, value in reference.items()
-                 if name not in by_design and then.get(name) != value)
-
-
-def condition_of(name: str | None) -> Condition:
-    """The condition a record or spec names; an unknown name (another version's) or none (a record of a re-run
-    objective) is treated as control."""
-    if not isinstance(name, str):
-        return named_condition(CONTROL)
-    try:
-        return named_condition(name)
-    except (UsageError, TypeError):
-        return named_condition(CONTROL)
 
 
 def _this_process_environment() -> tuple:
