@@ -32,6 +32,7 @@ import matplotlib.ticker  # noqa: E402
 from harness.analysis import stats  # noqa: E402
 from harness.analysis.summary import (  # noqa: E402
     COMPONENT_NAMES,
+    column_legend,
     condition_table,
     load_summary,
     table_notes,
@@ -592,6 +593,9 @@ figure {{ margin: 1.5em 0; }} figcaption {{ color: #555; font-size: 0.9em; }}
 figure img {{ display: block; max-width: 100%; height: auto; }}
 /* A table wider than the screen scrolls inside its box; the page itself never scrolls sideways. */
 .scroll {{ overflow-x: auto; }}
+.scroll-cue {{ display: none; color: #555; font-size: 0.85em; }}
+details.legend {{ font-size: 0.85em; margin: 0.5em 0 1em; }} details.legend dt {{ font-weight: 600; }}
+details.legend dd {{ margin: 0 0 0.4em 1em; }}
 table {{ border-collapse: collapse; font-size: 0.8em; width: 100%; }}
 th, td {{ text-align: left; padding: 0.2em 0.4em; border-bottom: 1px solid #ddd; vertical-align: top; }}
 /* Words and numbers stay whole (a table too wide for them scrolls); hashes may break anywhere. */
@@ -610,6 +614,7 @@ table.conditions td:nth-child(2), table.conditions th {{ white-space: normal; ov
   h1 {{ font-size: 1.5em; }}
   table.conditions td:nth-child(2) {{ min-width: 8em; }}
   .scroll tr > :first-child {{ box-shadow: inset -1px 0 #ccc; }}  /* where the scrolled columns pass under */
+  .scroll-cue {{ display: block; }}  /* on a phone the conditions' table is wider than the screen */
 }}
 </style></head><body>
 <h1>{title}</h1>
@@ -620,8 +625,13 @@ created {esc(summary['created_at'])}.</p>
 {findings}
 </ul>
 <h2>Per condition</h2>
+<p class="scroll-cue">The table is wider than the screen: swipe it sideways; the condition stays in view.</p>
 {_table_html(headers, rows, "conditions")}
 {"".join(f"<p>{_inline(note)}</p>" for note in table_notes(summary))}
+<details class="legend"><summary>What the columns mean</summary>
+<dl>
+{"".join(f"<dt>{esc(column)}</dt><dd>{_inline(meaning)}</dd>" for column, meaning in column_legend(headers))}
+</dl></details>
 <h2>The price of determinism</h2>
 {_cost_html(summary)}
 <h2>Failed trials</h2>
@@ -644,6 +654,7 @@ def _markdown(summary: dict[str, Any], captions: list[tuple[str, str]], environm
     lines += ["", "## Per condition", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(cell).replace("|", "/") for cell in row) + " |" for row in rows]
     lines += ["", *table_notes(summary)] if table_notes(summary) else []
+    lines += ["", "Columns:", "", *(f"- **{column}**: {meaning}" for column, meaning in column_legend(headers))]
     lines += ["", "## The price of determinism", "", *_cost_markdown(summary)]
     lines += ["", "## Failed trials", ""]
     lines += [f"- {c} repeat {r}: {code}: {why}" for c, r, code, why in failures] or ["Every trial finished."]

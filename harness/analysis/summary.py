@@ -779,6 +779,35 @@ def condition_table(summary: dict[str, Any]) -> tuple[list[str], list[list[Any]]
     return headers, rows
 
 
+# What each column of the conditions' table holds (the report's legend under the table). Intervals are 95%, each
+# with the coverage tests/analysis/test_coverage.py measured.
+COLUMN_MEANINGS = {
+    "condition": "what the row's trials vary (docs/reproducibility.md lists the conditions)",
+    "varies": "the source of randomness the condition changes between its trials; \"nothing here\" where this "
+              "model and data give it nothing to change",
+    "det": "op determinism (enable_op_determinism) on or off in the condition's trials",
+    "ok": "trials that finished, of those planned",
+    "test acc % mean [95% CI]": "the trials' mean test accuracy in percent, with its t-interval",
+    "test loss mean [95% CI]": "the trials' mean test loss, with its t-interval",
+    "SD": "the standard deviation of the metric between the condition's trials: how far a run moves",
+    "SD 95% CI": "the interval of that SD",
+    "test loss SD": "the standard deviation of the test loss between the trials",
+    "of all [95% CI]": "the condition's SD as a share of `all`'s, where every source varies at once",
+    "churn % [95% CI]": "the share of test examples two trials classify differently, averaged over pairs",
+    "hashes": "distinct final-weight hashes among the trials that finished: 1 means bitwise identical runs",
+    "step ms [95% CI]": "the median training step time in milliseconds, with its interval (\"one sample\" where "
+                        "there is one)",
+    "vs control": "the step time as a ratio of control's (~: timed in separate trials, not interleaved)",
+    "dist SD [95% CI]": "the distribution-wise SD: the part of the SD beyond a finite test set's example-by-example "
+                        "noise, which another test set would also see, with its interval",
+}
+
+
+def column_legend(headers: list[str]) -> list[tuple[str, str]]:
+    """(column, meaning) for each column of a conditions' table, in its order."""
+    return [(header, COLUMN_MEANINGS[header]) for header in headers if header in COLUMN_MEANINGS]
+
+
 def trainer_text(summary: dict[str, Any]) -> str:
     """`, trained by the model's own Keras fit` for a keras_fit study (with why, where the model's own train
     step chose it); nothing for the harness loop."""

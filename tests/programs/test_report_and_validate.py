@@ -162,6 +162,9 @@ LAYOUT = """() => {
     return {page: document.documentElement.scrollWidth, view: window.innerWidth,
             viewport: viewport && viewport.content, table: table.scrollWidth, box: box.clientWidth,
             box_right: box.getBoundingClientRect().right, overflow: getComputedStyle(box).overflowX,
+            cue: getComputedStyle(document.querySelector('.scroll-cue')).display !== 'none',
+            legend: [...document.querySelectorAll('details.legend dt')].map(dt => dt.textContent),
+            headers: [...table.rows[0].cells].map(th => th.textContent),
             broken: broken, sticky: sticky, backticks: document.body.innerText.split('`').length - 1,
             images: [...document.querySelectorAll('img, svg')].map(image => {
                 const rect = image.getBoundingClientRect(), parent = image.closest('figure') || image.parentElement;
@@ -206,6 +209,10 @@ def test_the_report_in_a_real_browser_reads_well_from_a_phone_to_a_laptop(small_
     # stays in view while the others move.
     assert laptop["table"] <= laptop["box"], laptop
     assert phone["table"] > phone["box"] + 100, phone
+    # The phone is told the table scrolls sideways (the laptop, which shows it whole, is not); a legend under the
+    # table says what every column holds.
+    assert (phone["cue"], laptop["cue"]) == (True, False)
+    assert laptop["legend"] == laptop["headers"]
     assert min(phone["sticky"]["moved"]) > 100, phone["sticky"]
 
 
@@ -253,6 +260,18 @@ def test_every_plot_keeps_its_labels_in_their_frames_at_both_widths(small_study)
                 values = [label.get_text().split()[0].rstrip("%") for label in figure.axes[0].texts]
                 assert len({len(value.split(".")[-1]) for value in values}) == 1, values  # 0.00 beside 7.40
             study_report.plt.close(figure)
+
+
+def test_the_markdown_report_explains_every_column(small_study, tmp_path):
+    study = tmp_path / "study"
+    shutil.copytree(small_study, study)
+    build_report(study, study)
+    markdown = (study / "report.md").read_text()
+    header = next(line for line in markdown.splitlines() if line.startswith("| condition |"))
+    columns = [cell.strip() for cell in header.strip("|").split("|")]
+    explained = [line.split("**")[1] for line in markdown.split("Columns:")[1].split("##")[0].splitlines()
+                 if line.startswith("- **")]
+    assert explained == columns
 
 
 def test_the_report_names_the_optimizer_as_keras_does(small_study):
