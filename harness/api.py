@@ -44,7 +44,7 @@ from harness.studies import (
     ray_executor,
     refuse_ray_settings_without_ray,
     study_runner,
-    units,
+    unit_of_work,
 )
 from harness.studies import conditions as conditions_lib
 from harness.studies.progress import phase
@@ -174,7 +174,7 @@ def _whole(value: Any) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def lost_reasons(lost: list[units.TrialSpec], directory: Path) -> list[str]:
+def lost_reasons(lost: list[unit_of_work.TrialSpec], directory: Path) -> list[str]:
     """Why each planned trial without a record is missing (LOST_FILE's latest reason for it)."""
     reasons = {entry.get("trial_key"): entry.get("reason") for entry in read_records(directory / LOST_FILE)}
     return [reasons.get(spec.key) or "no record and no reason written" for spec in lost]

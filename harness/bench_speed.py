@@ -444,7 +444,7 @@ def full_study_minutes(rows: list[dict[str, Any]], workers: int) -> dict[str, An
 
 def _full_study_plan() -> tuple[int, dict[str, int]]:
     """The full study as --replicas=auto plans it: its conditions, and its trials on each path."""
-    from harness.studies import conditions, study_runner, units
+    from harness.studies import conditions, study_runner, unit_of_work
     from harness.trial.datasets import shares_batches
 
     base = load_benchmark("synthetic_mlp", epochs=FULL_STUDY_EPOCHS)
@@ -456,7 +456,7 @@ def _full_study_plan() -> tuple[int, dict[str, int]]:
     trials_by_path = {"fused": 0, "batched": 0, "grouped": 0, "alone": 0}
     for (_, group), members in groups.items():
         config, seed_sets = members[0].config, [m.seeds for m in members]
-        path = ("alone" if group is None else "grouped" if units.replica_path(config) == "grouped"
+        path = ("alone" if group is None else "grouped" if unit_of_work.replica_path(config) == "grouped"
                 else "fused" if shares_batches(config, seed_sets) else "batched")
         trials_by_path[path] += len(members)
     return len(chosen), trials_by_path

@@ -80,7 +80,7 @@ def refuse_mixed_environments(places: list[tuple[str, list[dict[str, Any]]]]) ->
     """Shards that ran where the bits come out otherwise (another CPU, TF, XLA flag, thread pool: every
     environment.BIT_SETTINGS entry) do not make one study: a condition would look irreproducible because
     its repeats ran on two kinds of machine. One sentence naming the setting, both values and both places."""
-    from harness.studies import units  # TensorFlow: not at import, which --help does
+    from harness.studies import unit_of_work  # TensorFlow: not at import, which --help does
 
     reference_place, reference_record = next(((place, record) for place, records in places for record in records),
                                              (None, None))
@@ -89,7 +89,7 @@ def refuse_mixed_environments(places: list[tuple[str, list[dict[str, Any]]]]) ->
     reference = environment.bit_identity(reference_record.get("environment") or {})
     for place, records in places:
         for record in records:
-            changes = units.environment_changes(record, reference)
+            changes = unit_of_work.environment_changes(record, reference)
             if changes:
                 what = "; ".join(f"{name} {then} in {place}, {there} in {reference_place}"
                                  for name, then, there in changes)

@@ -144,7 +144,7 @@ TESTED_THROUGH = {
     "analysis.gate_render": "programs/test_gate.py",
     "analysis.study_report": "programs/test_report_and_validate.py",
     "studies.background_load": "studies/test_study_runner.py",
-    "studies.units": "studies/test_study_runner.py",
+    "studies.unit_of_work": "studies/test_study_runner.py",
     "trial.config": "trial/test_train.py",
     "trial.fingerprints": "trial/test_train.py",
     "trial.models": "trial/test_train.py",

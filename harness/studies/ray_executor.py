@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from harness.studies import Executor
-    from harness.studies.units import TrialSpec
+    from harness.studies.unit_of_work import TrialSpec
     from harness.trial.config import TrialConfig
 
 # Variables Ray sets in its worker processes that the records hold as bit settings (environment.py).
@@ -317,10 +317,10 @@ def _refuse_other_machines(record: dict[str, Any], reference: dict[str, Any], ch
     environment.BIT_SETTINGS entry) than the study's other trials is not one of its repeats: recorded, it
     would make a reproducible condition look irreproducible. One sentence naming both machines."""
     from harness.platform import environment
-    from harness.studies import units
+    from harness.studies.unit_of_work import condition_of
 
     # What either trial's condition sets itself (env:onednn=1's oneDNN, env:threads=1's pools) differs by design.
-    condition = units.condition_of(reference.get("condition"))
+    condition = condition_of(reference.get("condition"))
     by_design = environment.settings_changed_by(dict(condition.env_vars), dict(condition.config_changes))
     changes = [change for change in changes_of(record, environment.bit_identity(reference.get("environment") or {}))
                if change[0] not in by_design]
@@ -410,17 +410,17 @@ def _train_unit(specs_json: list[dict[str, Any]], recorded: list[str], cwd: str,
     import ray
 
     from harness.platform import determinism
-    from harness.studies import units
+    from harness.studies.unit_of_work import TrialSpec, make_record, train_unit
 
-    specs = [units.TrialSpec.from_json(item) for item in specs_json]
+    specs = [TrialSpec.from_json(item) for item in specs_json]
     # Thread pools are fixed once per process, before the first op: this one's are its trials'.
     determinism.set_thread_pools(specs[0].config.intra_op_threads, specs[0].config.inter_op_threads)
-    results = units.train_unit(specs)
+    results = train_unit(specs)
     node = ray.get_runtime_context().get_node_id()
     returned = []
     for spec, result in zip(specs, results, strict=True):
         if spec.key not in recorded:
-            record = units.make_record(spec, result)
+            record = make_record(spec, result)
             record["environment"] = {**record["environment"], "ray_node_id": node}
             returned.append((record, result.per_example))
     return returned
@@ -441,7 +441,7 @@ def run(units: list[list[TrialSpec]], recorded: set[str], *, executor: Executor,
     when the cluster is gone (then ClusterGone). `reference`: a record the study
     already holds, whose environment every returned record must share (else the first returned one's).
     `fresh_processes`: every task in a process of its own (--isolation=process); GPU tasks always are."""
-    from harness.studies import units
+    from harness.studies.unit_of_work import environment_changes
 
     ray = connect(executor.address)
     check_resources(ray, executor)
@@ -484,7 +484,7 @@ def run(units: list[list[TrialSpec]], recorded: set[str], *, executor: Executor,
                 continue
             for record, _ in returned:
                 reference = reference or record
-                _refuse_other_machines(record, reference, units.environment_changes)
+                _refuse_other_machines(record, reference, environment_changes)
             finished([write(record, arrays) for record, arrays in returned])
         if died:  # with the whole cluster? Then say so, not only that some trials were lost
             _check_head(_head(ray))

@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.errors import UsageError
 from harness.schema import TRIAL_SCHEMA, TRIALS_FILE
-from harness.studies import study_runner, units
+from harness.studies import study_runner, unit_of_work
 from harness.studies.conditions import condition as named_condition
 from harness.studies.records import read_records, schema_errors
 from harness.trial.config import TrialConfig
@@ -60,7 +60,7 @@ def rerun_alone(study_dir: Path, key: str) -> dict[str, Any]:
     # The rerun trains with the record's config, which sets its thread pools.
     study_runner.refuse_other_environments([record], study_dir, thread_pools_from_config=True)
     condition = named_condition(record["condition"])
-    spec = units.TrialSpec(record.get("study_id", "rerun"), record["condition"], record["repeat"],
+    spec = unit_of_work.TrialSpec(record.get("study_id", "rerun"), record["condition"], record["repeat"],
                                   config.replace(replicas=1), seeds, condition.env_vars)
     with tempfile.TemporaryDirectory(prefix="harness-rerun-") as scratch:
         study_runner.execute([spec], Path(scratch), isolation="process")

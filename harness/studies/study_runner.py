@@ -51,7 +51,7 @@ from harness.studies.records import (
     trial_identity,
     utc_timestamp,
 )
-from harness.studies.units import (
+from harness.studies.unit_of_work import (
     TrialSpec,
     condition_of,
     environment_changes,

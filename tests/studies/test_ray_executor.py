@@ -182,20 +182,20 @@ def test_records_from_another_kind_of_machine_are_refused_but_a_conditions_own_s
     import copy
 
     from harness.errors import UsageError
-    from harness.studies import ray_executor, units
+    from harness.studies import ray_executor, unit_of_work
 
     control = read_records(small_study / "trials.jsonl")[0]
     # A record of env:onednn=1 returned first, as the reference: oneDNN differs from control's by its design.
     onednn = copy.deepcopy(control)
     onednn["condition"], onednn["environment"]["onednn_enabled"] = "env:onednn=1", \
         not control["environment"]["onednn_enabled"]
-    ray_executor._refuse_other_machines(control, onednn, units.environment_changes)
-    ray_executor._refuse_other_machines(onednn, control, units.environment_changes)
+    ray_executor._refuse_other_machines(control, onednn, unit_of_work.environment_changes)
+    ray_executor._refuse_other_machines(onednn, control, unit_of_work.environment_changes)
     elsewhere = copy.deepcopy(control)
     elsewhere["environment"].update(host="gpu-node-7", ray_node_id="a" * 56)
     elsewhere["environment"]["cpu"]["model"] = "Another CPU"
     with pytest.raises(UsageError) as refused:
-        ray_executor._refuse_other_machines(elsewhere, onednn, units.environment_changes)
+        ray_executor._refuse_other_machines(elsewhere, onednn, unit_of_work.environment_changes)
     assert str(refused.value) == (
         f"trial control repeat {control['repeat']} ran on host gpu-node-7 (Ray node aaaaaaaaaaaa), where the bits come "
         f"out otherwise (CPU Another CPU there, {control['environment']['cpu']['model']} on host "

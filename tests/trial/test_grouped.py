@@ -4,7 +4,7 @@ import pytest
 from conftest import SMALL, user_config
 
 from harness.platform import environment
-from harness.studies import conditions, study_runner, units
+from harness.studies import conditions, study_runner, unit_of_work
 from harness.studies.records import make_trial_record, read_records, schema_errors
 from harness.trial import grouped
 from harness.trial.config import load_benchmark
@@ -59,7 +59,7 @@ def test_a_grouped_study_records_the_bits_of_the_sequential_study(tmp_path):
     chosen = conditions.parse_conditions("order,bit")
     sequential = study_runner.plan(base, 0, seeds, chosen, 3, "seq")
     together = study_runner.plan(base, 0, seeds, chosen, 3, "grouped", replicas=3)
-    assert {(s.condition, s.group, units.replica_path(s.config)) for s in together} == {
+    assert {(s.condition, s.group, unit_of_work.replica_path(s.config)) for s in together} == {
         ("order", 0, "grouped"), ("bit", 0, "stacked")}
     study_runner.execute(sequential, tmp_path / "seq")
     study_runner.execute(together, tmp_path / "grouped")

@@ -5,7 +5,7 @@ import pytest
 from conftest import SMALL
 
 from harness.platform import environment
-from harness.studies import conditions, study_runner, units
+from harness.studies import conditions, study_runner, unit_of_work
 from harness.studies.records import make_trial_record, read_records, schema_errors
 from harness.trial.config import load_benchmark
 from harness.trial.fingerprints import TRIAL_FINGERPRINTS
@@ -99,7 +99,7 @@ def test_which_conditions_run_vectorized():
     base, seeds = load_benchmark("digits_mlp", **SMALL), SeedSet.from_base(0)
     chosen = conditions.parse_conditions("control,kernels,env:xla=1,env:onednn=0,env:load=1,all,bit,order")
     specs = study_runner.plan(base, 0, seeds, chosen, 4, "s", replicas="auto")
-    groups = {s.condition: (s.group, units.replica_path(s.config)) for s in specs}
+    groups = {s.condition: (s.group, unit_of_work.replica_path(s.config)) for s in specs}
     assert groups["env:xla=1"][0] is None  # XLA would compile the group's step as one cluster
     # A process of its own, or others' load: the group trains there, as its trials would.
     assert {groups[name] for name in ("control", "kernels", "all", "bit", "env:onednn=0", "env:load=1")} == {
@@ -108,7 +108,7 @@ def test_which_conditions_run_vectorized():
     assert groups["order"] == (0, "grouped")
     cnn = study_runner.plan(load_benchmark("digits_mlp", **SMALL, model="cnn"), 0, seeds,
                             conditions.parse_conditions("init"), 4, "s", replicas=4)
-    assert {(s.group, units.replica_path(s.config)) for s in cnn} == {(0, "grouped")}
+    assert {(s.group, unit_of_work.replica_path(s.config)) for s in cnn} == {(0, "grouped")}
 
 
 @pytest.mark.slow
