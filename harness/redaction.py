@@ -49,23 +49,27 @@ def _name_parts(name: str) -> tuple[str, ...]:
     return tuple(part.lower() for part in re.split(r"[^A-Za-z0-9]+", spaced) if part)
 
 
+def _may_be_secret(name: str) -> bool:
+    """Not a name the harness knows is no secret: its own identity fields, a kind or place of a secret, an error."""
+    parts = _name_parts(name)
+    return name not in HARNESS_KEY_FIELDS and bool(parts) and parts[-1] not in _NOT_SECRET_ENDS
+
+
 @functools.lru_cache(maxsize=4096)
 def secret_name(name: str) -> bool:
     """Whether a key, flag or variable called `name` holds a secret: password, passwd, pwd, pass, secret, token,
     key, credential, auth, cookie, signature, ... as a part of it (`api_key`, `HARNESS_PWD`, `authToken`,
     `--db-password`), or password, secret, token, ... anywhere in it (`dbpassword`)."""
-    parts = _name_parts(name)
-    if name in HARNESS_KEY_FIELDS or not parts or parts[-1] in _NOT_SECRET_ENDS:
-        return False
-    return strong_secret_name(name) or any(part in _WEAK_PARTS for part in parts)
+    return strong_secret_name(name) or (_may_be_secret(name) and any(part in _WEAK_PARTS
+                                                                      for part in _name_parts(name)))
 
 
 @functools.lru_cache(maxsize=4096)
 def strong_secret_name(name: str) -> bool:
     """A secret name whose value is a secret even when it is a number (password, pin, token, ...)."""
-    parts = _name_parts(name)
-    if name in HARNESS_KEY_FIELDS or not parts or parts[-1] in _NOT_SECRET_ENDS:
+    if not _may_be_secret(name):
         return False
+    parts = _name_parts(name)
     joined = "".join(parts)
     return any(part in _STRONG_PARTS for part in parts) or any(word in joined for word in _SECRET_INSIDE)
 
