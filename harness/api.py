@@ -3,7 +3,7 @@
     import harness
     result = harness.study(model=create_model, data=(x_train, y_train, x_test, y_test),
                            conditions=["control", "init", "dropout", "all"], repeats=10, epochs=20)
-    print(result)                                    # the table and findings `harness.bench` prints
+    print(result)                                    # what `harness.bench` prints: the answer in short, table, findings
     assert result.condition("control").bitwise_reproducible
     harness.rerun(result.output_dir, "3f2a9c")["same"]  # a recorded trial (its key's first characters), rerun alone
     harness.reeval(objective=objective, storage="sqlite:///study.db")["expected_drop"]  # was my Optuna result luck?
@@ -201,7 +201,8 @@ class ConditionResult:
 
 
 class StudyResult:
-    """A finished study: `print(result)` shows its table and findings; `result.condition(name)` its verdicts."""
+    """A finished study: `print(result)` shows its answer in short, table and findings; `result.condition(name)`
+    its verdicts."""
 
     def __init__(self, summary: dict[str, Any], output_dir: Path, lost: Sequence[str] = (),
                  alone: dict[str, str] | None = None) -> None:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import signal
 import stat
 import sys
+import threading
 import types
 from collections.abc import Callable
 
@@ -32,6 +35,7 @@ def run(main: Callable[[list[str]], int | None], positional_args: bool = False, 
         if len(argv) > 1 and not positional_args:
             fail(f"unexpected arguments {' '.join(argv[1:])!r}; every option is a --flag.")
         signal.signal(signal.SIGTERM, _terminate)
+        sys.unraisablehook = _terminating_again(sys.unraisablehook)
         try:
             return main(argv)
         except UsageError as error:
@@ -47,8 +51,9 @@ def run(main: Callable[[list[str]], int | None], positional_args: bool = False, 
             print(f"interrupted{so_far}.", file=sys.stderr)
             sys.exit(130)
         except Terminated:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)  # ending now: another SIGTERM changes nothing
             print(f"terminated (SIGTERM){so_far}.", file=sys.stderr)
-            sys.exit(128 + signal.SIGTERM)
+            _end_now(128 + signal.SIGTERM)
 
     define_help_flags(sys.modules[main.__module__])
     app.run(guarded, flags_parser=_parse_flags)
@@ -164,6 +169,43 @@ def _entry(names: str, text: str, *notes: str | None) -> str:
 def _terminate(signum: int, frame: object) -> None:
     del signum, frame
     raise Terminated()
+
+
+# How long after a SIGTERM Python dropped (`_terminating_again`) it is delivered again: long enough for the
+# finalizer that dropped it, and the hook, to have returned.
+_AGAIN_AFTER_S = 0.01
+
+
+def _terminating_again(hook: Callable[[object], None]) -> Callable[[object], None]:
+    """A sys.unraisablehook that delivers SIGTERM again when Python dropped the Terminated it raised: raised
+    where Python ignores exceptions ("Exception ignored in ..."), in a finalizer the garbage collector was
+    running (TensorFlow's ConcreteFunctionGarbageCollector.__del__ under reeval), the run would go on to its end.
+    Delivered from a thread, a moment later: a handler run inside this hook would be dropped too. Every other
+    unraisable exception goes to `hook`."""
+
+    def unraisable(argument: object) -> None:
+        if isinstance(getattr(argument, "exc_value", None), Terminated):
+            # To the main thread, whose sleep or wait it interrupts (ignored once the program is ending).
+            again = threading.Timer(_AGAIN_AFTER_S, signal.pthread_kill,
+                                    args=(threading.main_thread().ident, signal.SIGTERM))
+            again.daemon = True
+            again.start()
+            return
+        hook(argument)
+
+    return unraisable
+
+
+def _end_now(code: int) -> None:
+    """Ends the process with `code` once the program has unwound (its records closed, its workers stopped, its
+    directory released): the atexit handlers run (Ray's shutdown, logging's last flush) and the output is
+    flushed, but the interpreter's teardown is skipped: freeing TensorFlow's objects took 2 to 5 s after a
+    reeval's sentence (measured on 2 cores), time in which a scheduler's SIGKILL may follow its SIGTERM."""
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a reader gone (a closed pipe): nothing more to say
+            stream.flush()
+    os._exit(code)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:

@@ -6,9 +6,13 @@
 Runs the trial twice, each in a fresh process (run B may differ on purpose:
 `--b_flip_bit`, `--b_env`), with per-step tracing: fingerprints, computed
 in-graph, of the loss, of every gradient and of every variable after its
-update. Then it names the first step where anything differs and, at that
-step, what differed first: the initial weights, the forward pass (the loss),
-a gradient (the first in backprop order, with its layer), or an update.
+update, and per layer call, of the layer's inputs, its output and the gradient
+into that output. Then it names the first step where anything differs and, at
+that step, what differed first: the initial weights, the forward pass (the
+loss), a gradient (the first in backprop order, with its layer), or an update;
+and the layer where the runs part: the first, in execution order, whose inputs
+are equal and whose output differs (or, in the backward pass, the layer that
+passes back the first differing gradient).
 With `--b_flip_bit`, the one-bit probe of Summers & Dinneen (2021): how fast
 B's weights drift from A's (after every loop call), its growth rate, and the
 step where their test predictions part, or, if they never do, how many steps
@@ -59,6 +63,8 @@ def write_trace(path: Path) -> None:
              snapshot_steps=result.trace["snapshot_steps"], snapshot_weights=result.trace["snapshot_weights"],
              snapshot_predictions=result.trace["snapshot_predictions"],
              variables=np.array(result.trace["variables"]), layers=np.array(result.trace["layers"]),
+             layer_steps=result.trace["layer_steps"], layer_paths=np.array(result.trace["layer_paths"], str),
+             layer_classes=np.array(result.trace["layer_classes"], str),
              weights_sha256=np.array(result.fingerprints["weights_sha256"]),
              context=np.array(json.dumps({"config": config.as_dict(),
                                           "seeds": trial_flags.seeds_from_flags().as_dict(),

@@ -43,6 +43,9 @@ flags.DEFINE_multi_string("model_args", [], "Keyword arguments of your model fun
 flags.DEFINE_string("optimizer", None, "Your model, if not compiled: a Keras optimizer name (default adam).")
 flags.DEFINE_string("loss", None,
                     "Your model, if not compiled: a Keras loss name, e.g. sparse_categorical_crossentropy.")
+flags.DEFINE_string("class_weight", None, "Weight each training example's loss by its class, as Keras's "
+                    "fit(class_weight=...): a JSON object of class to weight, e.g. '{\"0\": 1, \"1\": 5}' (a "
+                    "class not named weighs 1). Sample weights come with the data (docs/your-own-model.md).")
 flags.DEFINE_integer("hidden_units", None, "Built-in models: width of the hidden dense layer.")
 define_float("dropout_rate", None, "Built-in models: dropout rate (the original question used 0.8).")
 flags.DEFINE_integer("batch_size", None, "Training batch size.")

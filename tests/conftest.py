@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The user docs: what tests/programs/test_docs.py and test_documented_commands.py hold to the code.
+DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 
 # A trial that exercises every source of randomness and still takes about a second.
 SMALL = dict(epochs=2, max_train_examples=400, validation_fraction=0.2, augment=True,
@@ -138,13 +140,18 @@ TRAINING = dict(epochs=2, steps_per_loop=5)
 @pytest.fixture
 def user_files(tmp_path):
     """model.py and data.npz (400 training and 200 test digits) in a fresh directory."""
+    write_user_files(tmp_path / "model.py", tmp_path / "data.npz")
+    return tmp_path
+
+
+def write_user_files(model: Path, data: Path) -> None:
+    """USER_MODEL's file, and an .npz of 400 training and 200 test digits, at these paths."""
     from harness.trial.datasets import load_dataset
 
     digits = load_dataset("digits")
-    np.savez(tmp_path / "data.npz", x_train=digits.train_x[:400], y_train=digits.train_y[:400],
-             x_test=digits.test_x[:200], y_test=digits.test_y[:200])
-    (tmp_path / "model.py").write_text(USER_MODEL)
-    return tmp_path
+    np.savez(data, x_train=digits.train_x[:400], y_train=digits.train_y[:400], x_test=digits.test_x[:200],
+             y_test=digits.test_y[:200])
+    model.write_text(USER_MODEL)
 
 
 def user_config(files, function="create_model", **overrides):
@@ -185,3 +192,21 @@ def plan_conditions(names, repeats=2, replicas=1, **overrides):
 
 # The programs that score a configuration over seeds (reeval, compare_configs, tune), on a small digits MLP.
 SCORING_FLAGS = ["--epochs=2", "--max_train_examples=400", "--validation_fraction=0.2", "--steps_per_loop=5"]
+
+
+# A user's script with the callback, whose Dropout layer is made before the seed: runs differ in the masks.
+CALLBACK_SCRIPT = """\
+import sys
+import keras
+import numpy as np
+from harness.keras import FingerprintCallback
+
+dropout = keras.layers.Dropout(0.5)
+keras.utils.set_random_seed(0)
+x = np.random.random((128, 10)).astype("float32")
+y = (x.sum(axis=1) > 5).astype("int32")
+model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(16, activation="relu"), dropout,
+                          keras.layers.Dense(2)])
+model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[FingerprintCallback(sys.argv[1], every="step")])
+"""

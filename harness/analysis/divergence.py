@@ -2,7 +2,10 @@
 
 Traces come from `run_trial(..., trace=True)`: per step, fingerprints of the
 loss, of every gradient and of every variable after its update, plus the
-initial weights. `harness.diverge` is the program around this.
+initial weights; and per step and layer call, of the layer's inputs, its output
+and the gradient into that output (`trial/layer_trace.py`), from which
+`first_layer` names the layer where the runs part. `harness.diverge` is the
+program around this.
 """
 
 from __future__ import annotations
@@ -71,17 +74,24 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     found: dict[str, Any] = {"steps_compared": steps, "diverged": False, "first_step": None, "stage": None,
                              "variables": [], "layer": None, "differing": None,
                              "steps": {"a": len(a["steps"]), "b": len(b["steps"])}, "unit": a.get("unit", "step"),
-                             "has_gradients": bool(a.get("has_gradients", True))}
+                             "has_gradients": bool(a.get("has_gradients", True)),
+                             "layers_traced": _has_layer_steps(a) and _has_layer_steps(b), "first_layer": None}
     differs_initially = [n for n, x, y in zip(names, a["initial"], b["initial"], strict=True)
                          if not np.array_equal(x, y)]
     if differs_initially:
         return {**found, "diverged": True, "first_step": 0, "stage": "initial weights",
                 "variables": differs_initially, "layer": _layer(differs_initially[0]),
-                "differing": {"loss": None, "gradients": [], "updated": differs_initially}}
+                "differing": {"loss": None, "gradients": [], "updated": differs_initially},
+                "first_layer": first_layer(a, b)}
     v = len(names)
     for step in range(steps):
         row_a, row_b = a["steps"][step], b["steps"][step]
         if np.array_equal(row_a, row_b):
+            if found["layers_traced"] and not _layer_rows_equal(a, b, step):
+                # A layer's output differs and nothing it feeds does (a difference a ReLU or a mask zeroes).
+                return {**found, "diverged": True, "first_step": step, "stage": "layer outputs",
+                        "differing": {"loss": False, "gradients": [], "updated": []},
+                        "first_layer": first_layer(a, b, step)}
             continue
         loss = not np.array_equal(row_a[0], row_b[0])
         gradients = [n for i, n in enumerate(names) if not np.array_equal(row_a[1 + i], row_b[1 + i])]
@@ -99,11 +109,71 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
             stage, first = "update (optimizer)", updated[:1]
         return {**found, "diverged": True, "first_step": step, "stage": stage, "variables": first,
                 "layer": _layer(first[0]) if first else None,
-                "differing": {"loss": loss, "gradients": in_backprop, "updated": updated}}
+                "differing": {"loss": loss, "gradients": in_backprop, "updated": updated},
+                "first_layer": first_layer(a, b, step)}
     if len(a["steps"]) != len(b["steps"]):
         # Equal as far as both went, and one went on: the runs are not the same run.
         return {**found, "diverged": True, "first_step": steps, "stage": "run length"}
     return found
+
+
+def _has_layer_steps(trace: dict[str, Any]) -> bool:
+    return "layer_steps" in trace and len(trace["layer_paths"]) > 0
+
+
+def _layer_rows_equal(a: dict[str, Any], b: dict[str, Any], step: int) -> bool:
+    return np.array_equal(a["layer_steps"][step], b["layer_steps"][step])
+
+
+def first_layer(a: dict[str, Any], b: dict[str, Any], step: int | None = None) -> dict[str, Any] | None:
+    """Where in the model two runs part, from their per-layer fingerprints at `step` (the first step where
+    anything differs), or without one (initial weights that differ), at the first step where any layer call's
+    inputs, output or output gradient differ. None for traces without them.
+
+    Forward pass: the first layer call, in execution order (a layer inside another comes first), whose output
+    differs; if its inputs are equal, the runs part in that layer, and the calls before it agree. Then the
+    loss, if every output agrees and the loss does not. Backward pass: the last call (backprop visits them
+    last to first) whose output gradient differs; the layer that passed that gradient back is the call after
+    it that takes its output as input (by fingerprint), else the next call in execution order."""
+    if not (_has_layer_steps(a) and _has_layer_steps(b)):
+        return None
+    paths, classes = [str(p) for p in a["layer_paths"]], [str(c) for c in a["layer_classes"]]
+    other = [str(p) for p in b["layer_paths"]]
+    if paths != other:
+        shorter = min(len(paths), len(other))
+        index = next((i for i in range(shorter) if paths[i] != other[i]), shorter)
+        return {"phase": "layer calls", "step": 0, "path": paths[index] if index < len(paths) else None,
+                "class": None, "inputs_equal": None, "agreeing": paths[:index], "gradient_into": None,
+                "b_path": other[index] if index < len(other) else None}
+    found = {"class": None, "inputs_equal": None, "agreeing": [], "gradient_into": None}
+    if step is None:
+        steps = min(len(a["layer_steps"]), len(b["layer_steps"]))
+        step = next((s for s in range(steps) if not _layer_rows_equal(a, b, s)), None)
+        if step is None:
+            return {**found, "phase": None, "step": None, "path": None, "agreeing": paths}
+    if _layer_rows_equal(a, b, step):  # a weight's gradient or its update differs, no layer's
+        return {**found, "phase": "weights", "step": step, "path": None, "agreeing": paths}
+    equal = np.all(a["layer_steps"][step] == b["layer_steps"][step], axis=-1)  # [calls, (inputs, output, grad)]
+    inputs_equal, outputs_equal, gradients_equal = equal[:, 0], equal[:, 1], equal[:, 2]
+    if not outputs_equal.all():
+        i = int(np.argmin(outputs_equal))
+        return {**found, "phase": "forward", "step": step, "path": paths[i], "class": classes[i],
+                "inputs_equal": bool(inputs_equal[i]), "agreeing": paths[:i]}
+    loss_differs = not np.array_equal(a["steps"][step][0], b["steps"][step][0])
+    if loss_differs or gradients_equal.all():
+        # Every output agrees and the loss computed from them differs (or, its gradients equal, a layer's
+        # inputs differ that no output shows).
+        return {**found, "phase": "loss" if loss_differs else "inputs", "step": step, "path": None,
+                "agreeing": paths}
+    j = max(i for i in range(len(paths)) if not gradients_equal[i])
+    if j == len(paths) - 1:  # the gradient into the model's output: the loss's own gradient
+        return {**found, "phase": "loss gradient", "step": step, "path": None, "agreeing": paths,
+                "gradient_into": paths[j]}
+    output = a["layer_steps"][step][j][1]
+    consumer = next((k for k in range(j + 1, len(paths)) if np.array_equal(a["layer_steps"][step][k][0], output)),
+                    j + 1)
+    return {**found, "phase": "backward", "step": step, "path": paths[consumer], "class": classes[consumer],
+            "inputs_equal": True, "agreeing": paths, "gradient_into": paths[j]}
 
 
 def growth(a: dict[str, Any], b: dict[str, Any], reference: dict[str, Any] | None = None) -> dict[str, Any] | None:
@@ -205,8 +275,10 @@ def format_divergence(found: dict[str, Any], description: str) -> str:
     if not found["diverged"]:
         what = ("loss, every gradient, every updated variable" if found.get("unit", "step") == "step"
                 and found.get("has_gradients", True) else "loss and every variable")
+        if found.get("layers_traced"):
+            what += ", every layer's inputs, output and output gradient"
         lines.append(f"No divergence: all {found['steps_compared']} {found.get('unit', 'step')}s ({what}) and the "
-                     "initial weights are bitwise identical.")
+                     "initial weights are bitwise identical: the runs never part.")
         return "\n".join(lines)
     if found["stage"] == "run length":
         lengths = found["steps"]
@@ -222,6 +294,50 @@ def format_divergence(found: dict[str, Any], description: str) -> str:
     rows += [[f"gradient {n}", "DIFFERS"] for n in differing["gradients"]]
     updated = "initial" if found["stage"] == "initial weights" else "updated"
     rows += [[f"{updated} {n}", "DIFFERS"] for n in differing["updated"]]
-    lines += [f"First divergence {where} of {found['steps_compared']}, in the {found['stage']}: "
-              f"{', '.join(found['variables'])} (layer {found['layer']}).", format_table(["what", "A vs B"], rows)]
+    if found["stage"] == "layer outputs":
+        lines.append(f"First divergence {where} of {found['steps_compared']}, in a layer's output only: the loss, "
+                     "every gradient and every updated variable are the same.")
+    else:
+        lines.append(f"First divergence {where} of {found['steps_compared']}, in the {found['stage']}: "
+                     f"{', '.join(found['variables'])} (layer {found['layer']}).")
+    if found.get("first_layer"):
+        lines.append(format_first_layer(found["first_layer"]))
+    if found["stage"] != "layer outputs":
+        lines.append(format_table(["what", "A vs B"], rows))
     return "\n".join(lines)
+
+
+def format_first_layer(part: dict[str, Any]) -> str:
+    """`first_layer`'s verdict in sentences: the layer where the runs part, and the layers that agree."""
+    def named(paths: list[str]) -> str:
+        return ", ".join(f"`{p}`" for p in paths)
+
+    before = (f" The layers before it agree: {named(part['agreeing'])}." if part["agreeing"] else
+              " It is the first layer called.")
+    at = f"at step {part['step']}"
+    kind = part["phase"]
+    if kind is None:
+        return "Every layer's inputs, output and output gradient agree in every step."
+    if kind == "layer calls":
+        return (f"The runs call different layers: A calls `{part['path']}` where B calls `{part['b_path']}`"
+                + (f", after {named(part['agreeing'])}." if part["agreeing"] else ", first."))
+    if kind == "forward" and part["inputs_equal"]:
+        return (f"The runs part in layer `{part['path']}` ({part['class']}) {at} (forward pass): its inputs are "
+                f"equal, its output differs.{before}")
+    if kind == "forward":
+        return (f"The runs part outside any layer {at} (forward pass): the first layer whose output differs, "
+                f"`{part['path']}` ({part['class']}), has inputs that differ too (the model's own code between "
+                f"layers, or the batch itself).{before}")
+    if kind == "loss":
+        return f"Every layer's output agrees {at}: the runs part in the loss, computed from equal outputs."
+    if kind == "loss gradient":
+        return (f"Every layer's output agrees {at}, and the gradient into the model's output "
+                f"(`{part['gradient_into']}`) differs: the runs part in the loss's gradient.")
+    if kind == "backward":
+        return (f"The runs part in layer `{part['path']}` ({part['class']}) {at} (backward pass): every layer's "
+                f"output agrees, the gradient into its output is equal, and the gradient it passes back into "
+                f"`{part['gradient_into']}`'s output differs.")
+    if kind == "weights":
+        return (f"Every layer's inputs, output and output gradient agree {at}: the runs part in a weight's "
+                "gradient or its update (below), not in what any layer passes on.")
+    return f"Every layer's output and output gradient agree {at}; a layer's inputs differ."

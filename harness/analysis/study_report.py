@@ -1,6 +1,7 @@
 """A study as plots and pages people can read without the JSON (`python -m harness.report` writes them).
 
-Writes DIR/report.html and DIR/report.md, and beside them PNG plots:
+Writes DIR/report.html and DIR/report.md, each opening with the answer in short (summary.verdict_lines: a phone's
+first screen), and beside them PNG plots:
 - accuracy.png: every trial's test metric per condition (identical runs fall on one point);
 - sd_by_source.png: each condition's SD with its 95% interval, beside `all`'s;
 - churn.png: each condition's churn (the share of test examples two runs predict differently) with its interval;
@@ -37,6 +38,7 @@ from harness.analysis.summary import (  # noqa: E402
     load_summary,
     table_notes,
     trainer_text,
+    verdict_lines,
 )
 from harness.errors import UsageError  # noqa: E402
 from harness.files import replace_atomically  # noqa: E402
@@ -241,6 +243,23 @@ def _sd_bars(summary: dict[str, Any], narrow: bool = False) -> plt.Figure:
     width = NARROW_WIDTH if narrow else 7
     figure, axes = _figure(narrow, width, 0.45 * len(rows) + 1.6)
     decimals = _decimals([row[metric]["sd"] * scale for row in rows])
+    # The floor the summary's sentence gives: `all`'s accuracy's (else the first row's with one).
+    floors = [row["noise_floor"] for row in sorted(rows, key=lambda row: row["name"] != conditions.ALL)
+              if row["noise_floor"]]
+    right = max([1e-12] + [(row[metric]["sd_ci95"] or [0, row[metric]["sd"]])[1] * scale for row in rows]) * 1.25
+    label = f"SD of {_label(summary)} with its 95% chi-square interval"
+    line = None  # where the dashed floor is drawn
+    if floors:
+        # The floor is drawn only where it leaves the bars readable; far beyond them the axis label gives it,
+        # so a large floor does not squash every bar into the left margin.
+        floor = floors[0] * scale
+        if floor <= right * 2:
+            right = max(right, floor * 1.1)
+            line = floor
+            axes.axvline(floor, color="#777777", linestyle="--", linewidth=1)
+            label += f"; dashed: the test-set noise floor sqrt(p(1-p)/n) = {floor:.3g}"
+        else:
+            label += f"; the test-set noise floor sqrt(p(1-p)/n) = {floor:.3g} lies off this scale \u2192"
     for y, row in enumerate(rows):
         described = row[metric]
         sd, interval = described["sd"] * scale, described["sd_ci95"]
@@ -249,22 +268,9 @@ def _sd_bars(summary: dict[str, Any], narrow: bool = False) -> plt.Figure:
             axes.errorbar(sd, y, xerr=[[sd - interval[0] * scale], [interval[1] * scale - sd]], fmt="none",
                           ecolor="#333333", capsize=3)
         share = f"  {row['sd_share_of_all']:.0%} of all" if row["sd_share_of_all"] is not None else ""
-        _bar_label(axes, f"{sd:.{decimals}f}{share}", interval[1] * scale if interval else sd, y)
-    # The floor the summary's sentence gives: `all`'s accuracy's (else the first row's with one).
-    floors = [row["noise_floor"] for row in sorted(rows, key=lambda row: row["name"] != conditions.ALL)
-              if row["noise_floor"]]
-    right = max([1e-12] + [(row[metric]["sd_ci95"] or [0, row[metric]["sd"]])[1] * scale for row in rows]) * 1.25
-    label = f"SD of {_label(summary)} with its 95% chi-square interval"
-    if floors:
-        # The floor is drawn only where it leaves the bars readable; far beyond them the axis label gives it,
-        # so a large floor does not squash every bar into the left margin.
-        floor = floors[0] * scale
-        if floor <= right * 2:
-            right = max(right, floor * 1.1)
-            axes.axvline(floor, color="#777777", linestyle="--", linewidth=1)
-            label += f"; dashed: the test-set noise floor sqrt(p(1-p)/n) = {floor:.3g}"
-        else:
-            label += f"; the test-set noise floor sqrt(p(1-p)/n) = {floor:.3g} lies off this scale \u2192"
+        end = interval[1] * scale if interval else sd
+        # A bar (and interval) ending short of the dashed floor has its label right of the line, never across it.
+        _bar_label(axes, f"{sd:.{decimals}f}{share}", max(end, line) if line is not None else end, y)
     axes.set_xlim(0, right)
     axes.set_yticks(range(len(rows)), [row["name"] for row in rows])
     axes.invert_yaxis()
@@ -574,6 +580,7 @@ def _html(summary: dict[str, Any], captions: list[tuple[str, str]], environment:
                         f'<img src="{name}" alt="{esc(_plain(caption))}"></picture>'
                         f"<figcaption>{_inline(caption)}</figcaption></figure>" for name, caption in captions)
     findings = "\n".join(f"<li>{_inline(line)}</li>" for line in answer(summary))
+    verdict = "\n".join(f"<li>{_inline(line)}</li>" for line in verdict_lines(summary))
     headers, rows = condition_table(summary)
     failed = "<p>Every trial finished.</p>" if not failures else _table_html(
         ["condition", "repeat", "status", "why"], [list(failure) for failure in failures])
@@ -596,6 +603,8 @@ figure img {{ display: block; max-width: 100%; height: auto; }}
 .scroll-cue {{ display: none; color: #555; font-size: 0.85em; }}
 details.legend {{ font-size: 0.85em; margin: 0.5em 0 1em; }} details.legend dt {{ font-weight: 600; }}
 details.legend dd {{ margin: 0 0 0.4em 1em; }}
+/* The answer in short: the first screen, on a phone too. */
+ul.verdict {{ font-size: 1.05em; padding-left: 1.2em; margin: 0.5em 0; }} ul.verdict li {{ margin: 0.25em 0; }}
 table {{ border-collapse: collapse; font-size: 0.8em; width: 100%; }}
 th, td {{ text-align: left; padding: 0.2em 0.4em; border-bottom: 1px solid #ddd; vertical-align: top; }}
 /* Words and numbers stay whole (a table too wide for them scrolls); hashes may break anywhere. */
@@ -618,12 +627,11 @@ table.conditions td:nth-child(2), table.conditions th {{ white-space: normal; ov
 }}
 </style></head><body>
 <h1>{title}</h1>
+<ul class="verdict">
+{verdict}
+</ul>
 <p>Study {_inline(summary['study_id'])}{_inline(trainer_text(summary))}, {summary['repeats']} repeats per condition,
 created {esc(summary['created_at'])}.</p>
-<h2>Answer</h2>
-<ul>
-{findings}
-</ul>
 <h2>Per condition</h2>
 <p class="scroll-cue">The table is wider than the screen: swipe it sideways; the condition stays in view.</p>
 {_table_html(headers, rows, "conditions")}
@@ -632,6 +640,10 @@ created {esc(summary['created_at'])}.</p>
 <dl>
 {"".join(f"<dt>{esc(column)}</dt><dd>{_inline(meaning)}</dd>" for column, meaning in column_legend(headers))}
 </dl></details>
+<h2>Findings</h2>
+<ul>
+{findings}
+</ul>
 <h2>The price of determinism</h2>
 {_cost_html(summary)}
 <h2>Failed trials</h2>
@@ -647,14 +659,15 @@ created {esc(summary['created_at'])}.</p>
 def _markdown(summary: dict[str, Any], captions: list[tuple[str, str]], environment: list[tuple[str, str]],
               failures: list[tuple[str, int, str, str]]) -> str:
     lines = [f"# {summary['benchmark']}: why does the accuracy vary?", "",
+             *(f"- {line}" for line in verdict_lines(summary)), "",
              f"Study {summary['study_id']}{trainer_text(summary)}, {summary['repeats']} repeats per condition, "
-             f"created {summary['created_at']}.", "", "## Answer", ""]
-    lines += [f"- {line}" for line in answer(summary)]
+             f"created {summary['created_at']}."]
     headers, rows = condition_table(summary)
     lines += ["", "## Per condition", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(str(cell).replace("|", "/") for cell in row) + " |" for row in rows]
     lines += ["", *table_notes(summary)] if table_notes(summary) else []
     lines += ["", "Columns:", "", *(f"- **{column}**: {meaning}" for column, meaning in column_legend(headers))]
+    lines += ["", "## Findings", "", *(f"- {line}" for line in answer(summary))]
     lines += ["", "## The price of determinism", "", *_cost_markdown(summary)]
     lines += ["", "## Failed trials", ""]
     lines += [f"- {c} repeat {r}: {code}: {why}" for c, r, code, why in failures] or ["Every trial finished."]

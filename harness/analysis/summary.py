@@ -78,6 +78,9 @@ def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dic
                          if (r.get("data") or {}).get("source_batch_size")), None)
     if source_batch and source_batch != base_config.get("batch_size"):
         summary["rebatched"] = {"source": source_batch, "trained": base_config.get("batch_size")}
+    weighted = weighting(base_config, records)
+    if weighted:
+        summary["weighted"] = weighted
     trained_by = next(((r.get("model") or {}) for r in records if (r.get("model") or {}).get("trainer_reason")),
                       None)
     if trained_by:
@@ -85,6 +88,16 @@ def build_summary(*, study_id: str, base_config: dict[str, Any], base_seeds: dic
         summary["trainer"] = {"name": trained_by["trainer"], "reason": trained_by["trainer_reason"]}
     summary["findings"] = findings(summary)
     return summary
+
+
+def weighting(config: dict[str, Any], records: list[dict[str, Any]]) -> str | None:
+    """What weighted each training example's loss: "sample" (weights that came with the data), "class"
+    (--class_weight), or None."""
+    if config.get("class_weight"):
+        return "class"
+    if any(((r.get("data") or {}).get("sample_weights") or {}).get("train") for r in records):
+        return "sample"
+    return None
 
 
 def power(rows: list[dict[str, Any]], metric: str) -> dict[str, Any] | None:
@@ -334,10 +347,26 @@ def _varies_nothing(name: str, ok: list[dict[str, Any]]) -> str | None:
         return None
     sources = set(model["seed_sources"].values())
     if name == "dropout" and "dropout" not in sources:
-        return "the model has no layer the dropout seed drives (no Dropout, noise or other random layer)"
+        return _constant_draws(model.get("constant_seeds") or {}) or \
+            "the model has no layer the dropout seed drives (no Dropout, noise or other random layer)"
     if name == "augment" and "augment" not in sources and not config.get("augment"):
         return "the model has no augmentation layer and the harness's own augmentation is off (--augment)"
     return None
+
+
+def _constant_draws(constant_seeds: dict[str, list[int]]) -> str | None:
+    """Why the dropout seed varies nothing in a model none of whose layers follows it but some draw keras.random
+    numbers with an int seed (the record's `model.constant_seeds`), naming them; None where none does."""
+    if not constant_seeds:
+        return None
+    seeds = {path: "keras.random seed=" + ", ".join(map(str, drawn)) for path, drawn in constant_seeds.items()}
+    if len(seeds) == 1:
+        [(path, said)] = seeds.items()
+        drawing = f"the layer {path} draws with a constant seed ({said} in its call)"
+    else:
+        drawing = f"the layers {', '.join(f'{path} ({said})' for path, said in seeds.items())} draw with constant " \
+                  "seeds in their call"
+    return f"{drawing}, the same numbers in every run, and no layer follows the dropout seed"
 
 
 def _compare_with_reference_rows(rows: list[dict[str, Any]], metric: str,
@@ -441,6 +470,12 @@ def findings(summary: dict[str, Any]) -> list[str]:
                     f"examples and trained in batches of {rebatched['trained']} (--batch_size) from its own "
                     "pipeline, so the shuffle seed orders them: pass --batch_size="
                     f"{rebatched['source']} to train at your dataset's size.")
+    weighted = summary.get("weighted")
+    if weighted:
+        by = ("the sample weights that came with your data" if weighted == "sample" else
+              f"its class's weight (--class_weight={summary['config']['class_weight']})")
+        said.append(f"Each training example's loss is weighted by {by}, as Keras's fit weights it; test accuracy "
+                    "counts every test example once.")
     for row in summary["conditions"]:
         if row.get("varies_nothing"):
             said.append(f"The {row['name']} condition varies nothing here: {row['varies_nothing']}, so its spread "
@@ -701,10 +736,12 @@ def _op_ms(value: float | None) -> str:
     return "not seen" if value is None else f"{value:.3g} ms"
 
 
-def _component_sentence(subject: str, component: dict[str, Any] | None, what: str) -> str | None:
+def _component_sentence(subject: str, component: dict[str, Any] | None, what: str,
+                        units: bool = True) -> str | None:
     """`Deterministic kernels cost +4.1% step time (95% CI [...], 3 units of 16 interleaved blocks).`; no
     measurable cost where the interval holds 0 (a cost is called negative, faster with determinism, only where
-    the whole interval says so); one unit, no interval; or why it was not measured."""
+    the whole interval says so); one unit, no interval; or why it was not measured. units=False: the interval
+    without what it was computed over (the verdict's short line)."""
     if not component:
         return None
     if not component["measured"]:
@@ -715,7 +752,7 @@ def _component_sentence(subject: str, component: dict[str, Any] | None, what: st
     if not interval:
         return f"{subject} cost {cost:+.1%} {what} (one unit: one sample, no interval)."
     low, high = interval[0] - 1, interval[1] - 1
-    measured = f"95% CI [{low:+.1%}, {high:+.1%}], {stats.units_text(component)}"
+    measured = f"95% CI [{low:+.1%}, {high:+.1%}]" + (f", {stats.units_text(component)}" if units else "")
     if low <= 0 <= high:
         return f"{subject} cost no measurable {what} here ({cost:+.1%}, {measured})."
     if high < 0:
@@ -729,12 +766,123 @@ OPTIONAL_COLUMNS = ("dist SD [95% CI]", "test loss SD", "SD 95% CI", "of all [95
 
 
 def format_summary(summary: dict[str, Any], width: int | None = None) -> str:
-    """The terminal table: a header line, a row per condition, then the findings. `width`: the terminal's
-    columns, which the table is made to fit (table.format_table)."""
+    """What a study prints: the verdict (verdict_lines), then a header line, a row per condition and the findings.
+    `width`: the terminal's columns, which the table is made to fit (table.format_table)."""
     header = (f"{summary['benchmark']}: {summary['repeats']} repeats per condition, study "
               f"{summary['study_id']}{trainer_text(summary)}")
     table = format_table(*condition_table(summary), width=width, optional=OPTIONAL_COLUMNS)
-    return "\n".join([header, table, *table_notes(summary), "", *summary["findings"]])
+    return "\n".join([*verdict_lines(summary), "", header, table, *table_notes(summary), "", *summary["findings"]])
+
+
+def verdict_lines(summary: dict[str, Any]) -> list[str]:
+    """The answer in at most five short lines, read before the table (the terminal's first lines, the report's
+    first screen): whether the bits repeat here and which setting changes them; how far the metric moves between
+    runs, with its interval; which sources matter, or that this many repeats cannot rank them and how many would
+    (the summary's `power`); what op determinism costs, with its interval. Each from figures the summary already
+    holds, rounded for reading; a line the study has no condition for is left out."""
+    metric = summary["primary_metric"]
+    rows = {row["name"]: row for row in summary["conditions"]}
+    lines = [_bits_verdict(rows), _spread_verdict(summary["conditions"], metric),
+             *_sources_verdict(summary["conditions"], summary.get("power"), metric),
+             _cost_verdict(summary.get("determinism_cost"), rows)]
+    return [line for line in lines if line]
+
+
+def _readable(value: float) -> str:
+    """Two significant digits, as a person reads a spread: 0.39, 0.027, 1.0, 12, 140."""
+    return f"{value:.0f}" if abs(value) >= 10 else f"{value:.1f}" if abs(value) >= 1 else f"{value:.2g}"
+
+
+def _bits_verdict(rows: dict[str, dict[str, Any]]) -> str:
+    """`Bitwise reproducible here: yes, 10 control runs alike; op determinism off and XLA on change the bits.`:
+    control's verdict, and the settings (kernels, env: variants: control's seeds, one thing changed) whose runs
+    differ from control's bits or among themselves."""
+    said = "Bitwise reproducible here:"
+    control = rows.get(CONTROL)
+    if not control:
+        return f"{said} untested (the study has no control condition)."
+    if control["bitwise_reproducible"] is None:
+        return f"{said} untested, {'one control run' if control['n_ok'] else 'no control run'} finished " \
+               "(it takes --repeats=2 or more)."
+    if not control["bitwise_reproducible"]:
+        return f"{said} NO, {control['n_ok']} control runs with equal seeds gave {control['unique_weight_hashes']} " \
+               "different weights."
+    settings = [row for row in rows.values() if row["seeds_fixed"] and row["name"] != CONTROL and row["n_ok"]
+                and row["matches_control_bitwise"] is not None]
+    changing = ["op determinism off" if row["name"] == KERNELS else row["varies"] for row in settings
+                if not row["matches_control_bitwise"] or row["bitwise_reproducible"] is False]
+    said = f"{said} yes, {control['n_ok']} control runs alike"
+    if changing:
+        return f"{said}; {_and(changing)} change{'s' if len(changing) == 1 else ''} the bits."
+    if settings:
+        return f"{said}; none of the {len(settings)} other settings tried changes the bits."
+    return f"{said}."
+
+
+def _spread_verdict(rows: list[dict[str, Any]], metric: str) -> str | None:
+    """`Run to run, test accuracy moves by SD 0.39 points (95% CI [0.27, 0.72]) with every seed varied.`: `all`'s
+    SD, else that of the condition that moves the metric most."""
+    varied = [row for row in rows if not row["expects_identical_repeats"] and row[metric]]
+    if not varied:
+        return None
+    row = next((r for r in varied if r["name"] == ALL), max(varied, key=lambda r: r[metric]["sd"]))
+    where = "with every seed varied" if row["name"] == ALL else f"in {row['name']}, the most of any condition"
+    subject = metric.replace("_", " ")
+    described, scale = row[metric], stats.display_scale(metric)
+    if not described["sd_ci95"]:
+        return f"Run to run: one run of {row['name']} finished; how far {subject} moves takes two (--repeats=2)."
+    if described["sd"] == 0 and len(varied) == sum(1 for r in varied if r[metric]["sd"] == 0):
+        return f"Run to run, {subject} does not move: every condition's runs scored alike."
+    low, high = described["sd_ci95"]
+    unit = " points" if stats.higher_is_better(metric) else ""
+    return f"Run to run, {subject} moves by SD {_readable(described['sd'] * scale)}{unit} (95% CI " \
+           f"[{_readable(low * scale)}, {_readable(high * scale)}]) {where}."
+
+
+def _sources_verdict(rows: list[dict[str, Any]], block: dict[str, Any] | None, metric: str) -> list[str]:
+    """The sources, largest first, as the summary's `power` ranks them: those this many repeats cannot tell apart
+    together, then how many repeats would tell the first such pair apart. Without a ranking (fewer than two
+    sources that move the metric), which source moves it, or that one run each shows no spread."""
+    if block:
+        pairs = block["ranked_pairs"]
+        tiers = [[pairs[0]["a"]]]
+        for pair in pairs:
+            if pair["separable"]:
+                tiers.append([pair["b"]])
+            else:
+                tiers[-1].append(pair["b"])
+        apart = f"not told apart at {block['repeats']} repeats"
+        ranking = " > ".join(tier[0] if len(tier) == 1 else f"{', '.join(tier)} ({apart})" for tier in tiers)
+        tied = next((pair for pair in pairs if not pair["separable"]), None)
+        if not tied:
+            return [f"Sources, largest first: {ranking} (each apart at 95%)."]
+        needed = f"About {tied['repeats_needed']} repeats each would tell {tied['a']} from {tied['b']} at 80% " \
+                 "power." if tied["repeats_needed"] else f"No feasible number of repeats would tell {tied['a']} " \
+                 f"from {tied['b']}: their SDs are too close."
+        return [f"Sources, largest first: {ranking}.", needed]
+    sources = [row for row in rows if not row["expects_identical_repeats"] and row["name"] != ALL and row[metric]]
+    if not sources:
+        return []
+    if all(row[metric]["n"] < 2 for row in sources):
+        return ["Sources: one run each shows no spread to rank (it takes --repeats=2 or more)."]
+    moving = [row["name"] for row in sources if row[metric]["n"] >= 2 and row[metric]["sd"] > 0]
+    subject = metric.replace("_", " ")
+    if len(sources) == 1:
+        return [f"Sources: {sources[0]['name']} alone was varied; vary others to rank them."]
+    if moving:
+        return [f"Sources: of {_and([row['name'] for row in sources])}, only {moving[0]} moves {subject}."]
+    return [f"Sources: none of {_and([row['name'] for row in sources])} moves {subject} here."]
+
+
+def _cost_verdict(block: dict[str, Any] | None, rows: dict[str, dict[str, Any]]) -> str | None:
+    """Op determinism's cost in step time with its interval (`Deterministic kernels cost +9.2% step time (95% CI
+    [+1.8%, +17.2%]).`), or that it was not measured in a study with control and kernels."""
+    if block:
+        return _component_sentence("Deterministic kernels", block["components"].get("op_determinism"), "step time",
+                                   units=False)
+    if CONTROL in rows and KERNELS in rows:
+        return "Deterministic kernels' cost was not measured (the study has no cost.json; --cost_blocks=0 skips it)."
+    return None
 
 
 def table_notes(summary: dict[str, Any]) -> list[str]:

@@ -100,9 +100,9 @@ def default_conditions(config: TrialConfig) -> list[Condition]:
     """Every condition that can show something for this config, on this machine.
 
     `augment` varies nothing without augmentation, nor `split` without a
-    validation share. Environment variants that need a fresh process are left
-    out when the model or data was handed over in Python (another process
-    cannot see it).
+    validation share; a model its own Keras fit trains has no `env:xla=1`.
+    Environment variants that need a fresh process are left out when the
+    model or data was handed over in Python (another process cannot see it).
     """
     from harness.platform.environment import onednn_enabled
     from harness.trial.train import random_layer_sources_of
@@ -121,6 +121,10 @@ def default_conditions(config: TrialConfig) -> list[Condition]:
         # A Keras model draws its random masks by position: reordering the batch would move them
         # (keras_model.build refuses it). `order` is for the built-in models, or asked for by name.
         names.remove("order")
+    if config.trainer == "keras_fit":
+        # Its own fit compiles as the model's compile() says (jit_compile): the harness loop's XLA is no setting
+        # of it (TrialConfig refuses --xla with it).
+        names.remove(XLA_ON)
     if is_in_process(config.model) or is_in_process(config.dataset):
         names = [name for name in names if not condition(name).needs_own_process]
     return [condition(name) for name in names]

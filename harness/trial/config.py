@@ -78,6 +78,10 @@ class TrialConfig:
     # empty: from the model's compile(), else Adam and a loss chosen from the data.
     optimizer: str = ""
     loss: str = ""
+    # Keras's fit(class_weight=...): each training example's loss weighted by its class's weight (1 for a class
+    # not named), as canonical JSON {"CLASS": WEIGHT} (`class_weights` reads it back); empty: no class weights.
+    # A record holds it only when set (as_dict), so studies that do not use it keep their ids.
+    class_weight: str = ""
     steps_per_loop: int = 50
     # Implementation sources of variation (not seeds).
     determinism: bool = True
@@ -107,6 +111,8 @@ class TrialConfig:
     replicas: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.class_weight, dict):  # the Python API's {0: 1.0, 1: 5.0}, as Keras's fit takes it
+            object.__setattr__(self, "class_weight", canonical_class_weight(self.class_weight))
         self._check()
 
     @property
@@ -168,6 +174,8 @@ class TrialConfig:
             raise UsageError(f"--flip_bit must be -1 (off) or a weight index, got {self.flip_bit}.")
         if self.reduction_order < -1:
             raise UsageError(f"--reduction_order must be -1 (off) or a seed, got {self.reduction_order}.")
+        if self.class_weight:
+            object.__setattr__(self, "class_weight", canonical_class_weight(self.class_weight))
         if self.reduction_order >= 0 and self.trainer == "keras_fit":
             raise UsageError("the `order` condition reorders the sums of the harness's train step; Keras fit "
                              "runs its own (use --trainer=harness).")
@@ -190,7 +198,18 @@ class TrialConfig:
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        fields = dataclasses.asdict(self)
+        # Fields added after the first studies are held only when set: a study that does not use them keeps
+        # its study id and trial keys (both hash this dict), and so its records.
+        for name in _HELD_WHEN_SET:
+            if not fields[name]:
+                del fields[name]
+        return fields
+
+    def class_weights(self) -> dict[int, float]:
+        """--class_weight as Keras's fit takes it: {class: weight}; {} when not set."""
+        return {int(key): float(value) for key, value in json.loads(self.class_weight).items()} \
+            if self.class_weight else {}
 
     def __hash__(self) -> int:
         # model_args is a dict; configs are equal when their JSON is, so hash that.
@@ -198,8 +217,37 @@ class TrialConfig:
 
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig))
+# Config fields a record holds only when set (TrialConfig.as_dict).
+_HELD_WHEN_SET = ("class_weight",)
 # Fields that shape the built-in models only; a user's model is shaped by its own function.
 BUILTIN_MODEL_FIELDS = ("hidden_units", "dropout_rate")
+
+
+def canonical_class_weight(value: Any) -> str:
+    """Class weights as a config holds them: a JSON object of whole-number classes (as strings, sorted) to
+    finite weights of 0 or more, from a dict ({0: 1.0, 1: 5.0}) or its JSON text; one sentence on anything
+    else. Canonical, so one setting has one study id however it was written."""
+    said = "--class_weight takes a JSON object of class to weight, e.g. '{\"0\": 1, \"1\": 5}'"
+    given = value
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            value = None
+    if not isinstance(value, dict) or not value:
+        raise UsageError(f"{said}, not {said_value(given)}.")
+    weights = {}
+    for key, weight in value.items():
+        text = str(key).strip()
+        if isinstance(key, bool) or not text.isdigit():
+            raise UsageError(f"{said}: its class {said_value(key)} is not a class index (0, 1, 2...).")
+        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or not 0 <= weight < math.inf:
+            raise UsageError(f"{said}: class {int(text)}'s weight must be a finite number of 0 or more, got "
+                             f"{said_value(weight)}.")
+        if int(text) > MAX_INT:
+            raise UsageError(f"{said}: class {said_value(int(text))} is past the classes a label can name.")
+        weights[int(text)] = float(weight)
+    return json.dumps({str(key): weights[key] for key in sorted(weights)}, separators=(",", ":"))
 
 
 def said_value(value: Any) -> str:

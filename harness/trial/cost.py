@@ -43,7 +43,7 @@ from harness.errors import first_line
 from harness.platform import determinism, known_ops
 from harness.trial import train
 from harness.trial.config import COST_UNITS, DEFAULT_COST_BLOCKS, MAX_COST_BLOCKS, MIN_COST_BLOCKS, TrialConfig
-from harness.trial.datasets import split_pool, training_batches
+from harness.trial.datasets import split_batches, split_pool
 from harness.trial.seeds import SeedSet
 
 DEFAULT_BLOCKS, MIN_BLOCKS, MAX_BLOCKS = DEFAULT_COST_BLOCKS, MIN_COST_BLOCKS, MAX_COST_BLOCKS
@@ -174,7 +174,7 @@ def _measure(control: TrialConfig, seeds: SeedSet, blocks: int, xla: bool,
         components.update(not_measured(["op_determinism", *(["xla"] if xla else [])], why))
         return {"components": components, "ops_that_pay": None}
     dataset = train.prepare(control)
-    split = split_pool(dataset, seeds, control.validation_fraction, control.max_train_examples)
+    split = split_pool(dataset, seeds, control)
     trainable = train.build_trainable(control, dataset, seeds)
     batches = _cached_batches(control, seeds, split)
     off, on = (_step_setting(name, trainable, batches, control.xla, enabled)
@@ -196,9 +196,8 @@ def _measure(control: TrialConfig, seeds: SeedSet, blocks: int, xla: bool,
 def _cached_batches(config: TrialConfig, seeds: SeedSet, split) -> tf.data.Dataset:
     """The first CACHED_BATCHES full batches of the trial's own pipeline, cached and repeated: both settings
     train on the same batches, and reading them costs next to nothing (the pipeline is its own component)."""
-    batches = training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size,
-                               epochs=config.epochs, augment=config.augment)
-    full = batches.filter(lambda x, y: tf.shape(y)[0] == config.batch_size)
+    batches = split_batches(split, seeds, config)
+    full = batches.filter(lambda *batch: tf.shape(batch[1])[0] == config.batch_size)
     return full.take(CACHED_BATCHES).cache().repeat()
 
 
@@ -215,8 +214,8 @@ def _step_setting(name: str, trainable, batches: tf.data.Dataset, xla: bool, op_
 
     def op_types() -> set[str]:
         determinism.set_op_determinism(op_determinism)  # should the step trace again, it traces in its setting
-        x_spec, y_spec = batches.element_spec
-        function = loop.train_step.get_concrete_function(x_spec, y_spec, tf.TensorSpec([], tf.int64))
+        x_spec, y_spec, *w_spec = batches.element_spec
+        function = loop.train_step.get_concrete_function(x_spec, y_spec, tf.TensorSpec([], tf.int64), *w_spec)
         return set(train.graph_op_types(function.graph))
 
     return Setting(name, lambda: determinism.set_op_determinism(op_determinism), run, op_types)
@@ -226,19 +225,18 @@ def _tf_data_component(config: TrialConfig, seeds: SeedSet, blocks: int) -> dict
     """The input pipeline alone, `deterministic` off against on, drained inside a tf.function."""
     determinism.set_op_determinism(False)  # op determinism would force tf.data's option on
     dataset = train.prepare(config.replace(determinism=False))
-    split = split_pool(dataset, seeds, config.validation_fraction, config.max_train_examples)
+    split = split_pool(dataset, seeds, config)
 
     @tf.function
     def drain(iterator, n: tf.Tensor) -> tf.Tensor:
         total = tf.constant(0, tf.int64)
         for _ in tf.range(n):
-            _, labels = next(iterator)
+            labels = next(iterator)[1]
             total += tf.size(labels, tf.int64)
         return total
 
     def setting(name: str, deterministic: bool) -> Setting:
-        pipeline = training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size,
-                                    epochs=config.epochs, augment=config.augment, deterministic=deterministic)
+        pipeline = split_batches(split, seeds, config, deterministic=deterministic)
         iterator = iter(pipeline.repeat())
         return Setting(name, lambda: determinism.set_op_determinism(False),
                        lambda n: drain(iterator, tf.constant(n, tf.int64)).numpy())

@@ -6,6 +6,9 @@ each epoch's order; the `augment` seed picks each batch's random shifts. All of
 them go through stateless ops keyed by (seed, epoch or batch index), so the
 batches a trial sees are a pure function of its seeds: no shuffle buffer, no
 iterator state, the same in a fresh process as in a long-lived one.
+
+Examples may weigh differently in the training loss, as Keras's `fit` weights them: sample weights that come
+with the data, or --class_weight. A weighted trial's batches carry each example's weight as a third element.
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ class Dataset:
     # The batch size a user's batched training tf.data.Dataset came in (None otherwise): the harness trains in
     # batches of --batch_size from its own pipeline, and the summary says so where the two differ.
     source_batch_size: int | None = None
+    # Sample weights that came with a user's data, one per example (None: every example weighs 1). The training
+    # pool's weight each example's loss; the test set's are part of the data's identity, not of its scoring.
+    train_w: np.ndarray | None = None
+    test_w: np.ndarray | None = None
 
     @property
     def is_classification(self) -> bool:
@@ -84,6 +91,8 @@ class Split:
     train_y: np.ndarray
     validation_x: Any
     validation_y: np.ndarray
+    # Each training example's weight in the loss (example_weights), None where every example weighs 1.
+    train_w: np.ndarray | None = None
 
 
 def dataset_names() -> str:
@@ -94,10 +103,12 @@ def dataset_names() -> str:
 def load_dataset(name: str, data_dir: str | None = None, label_column: str = "") -> Dataset:
     """Loads a data set by name or spec; cached, since loading is pure and trials share it."""
     dataset = _load(name, data_dir, label_column)
-    parts = zip(("train_x", "train_y", "test_x", "test_y"),
-                (dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y), strict=True)
-    # One array is hashed under its part's name, as always; several inputs under `train_x/NAME`.
-    arrays = [pair for name, part in parts for pair in features.named(part, name)]
+    parts = zip(("train_x", "train_y", "test_x", "test_y", "train_w", "test_w"),
+                (dataset.train_x, dataset.train_y, dataset.test_x, dataset.test_y, dataset.train_w, dataset.test_w),
+                strict=True)
+    # One array is hashed under its part's name, as always; several inputs under `train_x/NAME`; sample weights
+    # only where the data has them, so unweighted data keeps its hash.
+    arrays = [pair for name, part in parts if part is not None for pair in features.named(part, name)]
     return dataclasses.replace(dataset, sha256=named_arrays_sha256(arrays))
 
 
@@ -120,9 +131,9 @@ def _load(name: str, data_dir: str | None, label_column: str) -> Dataset:
     if name.startswith("tfds:") and len(name) > len("tfds:"):
         return _tfds(name[len("tfds:"):], data_dir)
     if name.startswith(("npz:", "csv:", "arrays:")) or ":" in name:
-        spec, train_x, train_y, test_x, test_y, batch_size = user_data.load(name, label_column)
+        spec, (train_x, train_y, test_x, test_y, train_w, test_w), batch_size = user_data.load(name, label_column)
         return Dataset(spec, train_x, train_y, test_x, test_y, user_data.class_count(train_y, test_y),
-                       source_batch_size=batch_size)
+                       source_batch_size=batch_size, train_w=train_w, test_w=test_w)
     raise UsageError(f"unknown dataset {name!r}; choose one of {dataset_names()}.")
 
 
@@ -275,12 +286,38 @@ def _images(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) / 255.0).astype(np.float32)
 
 
-def split_pool(dataset: Dataset, seeds: SeedSet, validation_fraction: float,
-               max_train_examples: int = 0) -> Split:
-    """Holds out `validation_fraction` of the training pool, chosen by the split seed."""
-    kept, held_out = split_indices(len(dataset.train_y), seeds, validation_fraction, max_train_examples)
+def split_pool(dataset: Dataset, seeds: SeedSet, config: TrialConfig) -> Split:
+    """Holds out the config's `validation_fraction` of the training pool, chosen by the split seed; the kept
+    examples keep their weights."""
+    kept, held_out = split_indices(len(dataset.train_y), seeds, config.validation_fraction, config.max_train_examples)
+    weights = example_weights(config, dataset)
     return Split(dataset, features.take(dataset.train_x, kept), dataset.train_y[kept],
-                 features.take(dataset.train_x, held_out), dataset.train_y[held_out])
+                 features.take(dataset.train_x, held_out), dataset.train_y[held_out],
+                 None if weights is None else weights[kept])
+
+
+def example_weights(config: TrialConfig, dataset: Dataset) -> np.ndarray | None:
+    """Each training pool example's weight in the loss, as Keras's fit weights it: the data's sample weights, or
+    --class_weight's weight of its class (1 for a class not named; one-hot labels by their largest entry,
+    float labels rounded, as Keras reads them); None when neither is given. Both at once are refused, as
+    Keras's fit refuses them."""
+    class_weights = config.class_weights()
+    if not class_weights:
+        return dataset.train_w
+    if dataset.train_w is not None:
+        raise UsageError(f"{dataset.name} comes with sample weights and --class_weight weights its classes too; "
+                         "Keras's fit takes one or the other: drop one")
+    labels = np.asarray(dataset.train_y)
+    if labels.ndim > 1:
+        labels = np.argmax(labels, axis=-1) if labels.shape[-1] != 1 else labels[..., 0]
+    classes = np.round(labels).astype(np.int64)
+    weights = np.ones(len(classes), np.float32)
+    for label, weight in class_weights.items():
+        weights[classes == label] = weight
+    if not weights.any():
+        raise UsageError(f"--class_weight gives every class of {dataset.name}'s training examples the weight 0; the "
+                         "model would learn nothing")
+    return weights
 
 
 def split_indices(pool_size: int, seeds: SeedSet, validation_fraction: float,
@@ -310,9 +347,19 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     return -(-num_examples // batch_size)
 
 
+def split_batches(split: Split, seeds: SeedSet, config: TrialConfig, deterministic: bool = True) -> tf.data.Dataset:
+    """A trial's training batches of its split (training_batches), as its config says: batch size, epochs,
+    augmentation, and each example's weight where the split has weights."""
+    return training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size, epochs=config.epochs,
+                            augment=config.augment, deterministic=deterministic, weights=split.train_w)
+
+
 def training_batches(x: Any, y: np.ndarray, seeds: SeedSet, *, batch_size: int,
-                     epochs: int, augment: bool, deterministic: bool = True) -> tf.data.Dataset:
-    """All training batches of all epochs, in an order fixed by the shuffle seed.
+                     epochs: int, augment: bool, deterministic: bool = True,
+                     weights: np.ndarray | None = None) -> tf.data.Dataset:
+    """All training batches of all epochs, in an order fixed by the shuffle seed: (x, y) elements, or
+    (x, y, w) with each example's weight where `weights` are given (the third element Keras's fit reads as
+    sample weights).
 
     Index-based: each epoch's permutation comes from a stateless shuffle keyed
     by (shuffle seed, epoch), and each batch is gathered from the in-memory
@@ -321,6 +368,7 @@ def training_batches(x: Any, y: np.ndarray, seeds: SeedSet, *, batch_size: int,
     (cost.py) asks for it, to time what tf.data's determinism costs; trials always keep it on.
     """
     inputs, labels = features.constant(x), tf.constant(y)
+    example_weight = None if weights is None else tf.constant(weights, tf.float32)
     n = len(y)
 
     def epoch_batches(epoch: tf.Tensor) -> tf.data.Dataset:
@@ -331,7 +379,9 @@ def training_batches(x: Any, y: np.ndarray, seeds: SeedSet, *, batch_size: int,
         batch_x = features.gather(inputs, indices)
         if augment:
             batch_x = augment_images(batch_x, tf.stack([tf.constant(seeds.augment, tf.int64), batch_index]))
-        return batch_x, tf.gather(labels, indices)
+        if example_weight is None:
+            return batch_x, tf.gather(labels, indices)
+        return batch_x, tf.gather(labels, indices), tf.gather(example_weight, indices)
 
     batches = (
         tf.data.Dataset.range(epochs)

@@ -29,9 +29,9 @@ import tensorflow as tf
 from harness.trial.config import TrialConfig
 from harness.trial.datasets import (
     shares_batches,
+    split_batches,
     split_pool,
     steps_per_epoch,
-    training_batches,
 )
 from harness.trial.fingerprints import weights_sha256
 from harness.trial.seeds import SeedSet
@@ -48,7 +48,7 @@ from harness.trial.train import (
     prepare,
     run_group_loop,
     run_trial,
-    train_step,
+    step_on,
     trainable_weights_of,
     trainer_of,
     trial_result,
@@ -111,8 +111,7 @@ def _train_group(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
     start = time.perf_counter()
     config, k = configs[0], len(configs)
     dataset = prepare(config)
-    splits = [split_pool(dataset, seeds, config.validation_fraction, config.max_train_examples)
-              for seeds in seed_sets]
+    splits = [split_pool(dataset, seeds, config) for seeds in seed_sets]
     trainables, outputs, initial_hashes = [], [], []
     for replica_config, seeds in zip(configs, seed_sets, strict=True):
         trainable = build_trainable(replica_config, dataset, seeds)
@@ -125,8 +124,8 @@ def _train_group(configs: list[TrialConfig], seed_sets: list[SeedSet]) -> list[T
     @tf.function
     def group_step(batch, step_number: tf.Tensor) -> tf.Tensor:
         per_replica = [batch] * k if shared else batch
-        return tf.stack([train_step(trainable, x, y, step_number)[0]
-                         for trainable, (x, y) in zip(trainables, per_replica, strict=True)])
+        return tf.stack([step_on(trainable, replica_batch, step_number)[0]
+                         for trainable, replica_batch in zip(trainables, per_replica, strict=True)])
 
     train_loop = outer_loop(group_step)
     total_steps = steps_per_epoch(len(splits[0].train_y), config.batch_size) * config.epochs
@@ -155,9 +154,7 @@ def _shared(config: TrialConfig) -> TrialConfig:
 
 
 def _batches(config: TrialConfig, splits, seed_sets: list[SeedSet]) -> tf.data.Dataset:
-    """The trial's own pipeline of (x, y) batches for one split; for several, the replicas' pipelines
-    zipped: one element is a tuple of their (x, y) batches."""
-    pipelines = [training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size,
-                                  epochs=config.epochs, augment=config.augment)
-                 for split, seeds in zip(splits, seed_sets, strict=True)]
+    """The trial's own pipeline of (x, y) (or weighted (x, y, w)) batches for one split; for several, the
+    replicas' pipelines zipped: one element is a tuple of their batches."""
+    pipelines = [split_batches(split, seeds, config) for split, seeds in zip(splits, seed_sets, strict=True)]
     return pipelines[0] if len(pipelines) == 1 else tf.data.Dataset.zip(tuple(pipelines))

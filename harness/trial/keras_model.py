@@ -14,7 +14,11 @@ The user's function is called as they wrote it; the harness decides around it:
   Unseeded generators take their seed from Python's `random` when the layer is
   constructed, so without this, init and dropout would share one stream. A model
   whose `call` draws `keras.random` numbers with no seed draws from Keras's one
-  global SeedGenerator: it is set from the dropout seed too.
+  global SeedGenerator: it is set from the dropout seed too. A layer given
+  `seed=3` (GaussianNoise, Dropout) holds a generator like any other, set the
+  same way; but `keras.random.normal(..., seed=3)` in a `call` draws the same
+  numbers at every step of every run, which no seed of the harness reaches: the
+  probe names such layers (`random_draws`), and records say so.
 - `shuffle`, `split`, `augment`: the harness's own `tf.data` pipeline too (augment: its own
   augmentation, where --augment turns it on).
 
@@ -24,7 +28,9 @@ The optimizer and loss come from the model's `compile()` (or `--optimizer`,
 
 from __future__ import annotations
 
-from typing import Any
+import sys
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -49,22 +55,24 @@ GLOBAL_GENERATOR_PATH = "keras.random with no seed#0"
 CUSTOM_STEP_METHODS = ("train_step", "compute_loss")
 
 
-def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet, unseeded_draws: bool) -> Trainable:
+def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet, draws: RandomDraws) -> Trainable:
     """The user's model, built from the init seed, its random layers' state set from the dropout and augment
-    seeds. `unseeded_draws`: whether its call draws keras.random numbers with no seed (`draws_unseeded`, probed
-    once per model by the caller)."""
+    seeds. `draws`: how its call draws keras.random numbers other than from its layers' generators
+    (`random_draws`, probed once per model by the caller)."""
     import keras
 
     model = build_model(config, dataset, seeds.init)
     seed_sources = seed_random_layers(model, seeds)
-    if unseeded_draws:
+    if draws.unseeded:
         seed_sources[GLOBAL_GENERATOR_PATH] = "dropout"
     install_global_generator(derive_seed(seeds.dropout, GLOBAL_GENERATOR_PATH))
     seed_generator_paths = list(seed_sources)
+    # Drawn by position too: a layer drawing with a constant seed (the same numbers at each step, row by row).
+    drawing = [*seed_generator_paths, *dict.fromkeys(path for path, _ in draws.constant_seeds)]
     # A model with its own train step trains in its own fit, which refuses `order` for that reason (train.py).
-    if config.batch_order_seed is not None and seed_generator_paths and not custom_steps(model):
+    if config.batch_order_seed is not None and drawing and not custom_steps(model):
         raise UsageError(f"the `order` condition permutes each batch and keeps every example's random mask; "
-                         f"{config.model} draws masks by position ({seed_generator_paths[0]}), so the masks would "
+                         f"{config.model} draws masks by position ({drawing[0]}), so the masks would "
                          "move too: leave `order` out for this model.")
     task = task_for(config, model, dataset)
     optimizer = optimizer_for(config, model)
@@ -93,6 +101,7 @@ def build(config: TrialConfig, dataset: Dataset, seeds: SeedSet, unseeded_draws:
         "task": task.kind,
         "seed_generators": seed_generator_paths,
         "seed_sources": seed_sources,
+        "constant_seeds": constant_seeds_by_layer(draws.constant_seeds),
         "custom_steps": custom_steps(model),
         "keras": keras.__version__,
     }
@@ -197,24 +206,74 @@ def seed_random_layers(model: Any, seeds: SeedSet) -> dict[str, str]:
 
 def random_sources(model: Any, unseeded_draws: bool) -> list[str]:
     """The seeds the model's randomness follows ("augment", "dropout"), without setting them: its random layers',
-    and "dropout" for keras.random draws with no seed (`draws_unseeded`)."""
+    and "dropout" for keras.random draws with no seed (`RandomDraws.unseeded`)."""
     sources = {_seed_source(layer) for _, _, layer in _generators_with_layers(model)}
     return sorted(sources | ({"dropout"} if unseeded_draws else set()))
 
 
-def draws_unseeded(model: Any, dataset: Dataset) -> bool:
-    """Whether the model's training-mode forward pass draws keras.random numbers with no seed (from Keras's one
-    global SeedGenerator). Probed in a keras.StatelessScope, which keeps every assignment (the generators'
-    counters, BatchNorm's statistics) from reaching the model: nothing in it changes."""
+class RandomDraws(NamedTuple):
+    """How a model's training-mode forward pass draws keras.random numbers other than from its layers' own
+    SeedGenerators (`random_draws`)."""
+
+    unseeded: bool  # with no seed: from Keras's one global SeedGenerator
+    # With a Python int seed (`keras.random.normal(shape, seed=3)`): the same numbers at every step of every
+    # run. (layer path, seed) per layer and seed, in the order drawn.
+    constant_seeds: tuple[tuple[str, int], ...]
+
+
+def random_draws(model: Any, dataset: Dataset) -> RandomDraws:
+    """How the model's training-mode forward pass draws keras.random numbers besides its layers' generators:
+    with no seed (from Keras's one global SeedGenerator), and with a constant int seed, by layer. Probed in a
+    keras.StatelessScope, which keeps every assignment (the generators' counters, BatchNorm's statistics) from
+    reaching the model: nothing in it changes. Every keras.random function takes its seed through Keras's
+    `draw_seed`, which is watched during the one call."""
     import keras
+    from keras.src.random import seed_generator
 
     generator = install_global_generator(0)
+    paths = {id(layer): path for path, layer in layer_paths(model)}
+    constant: dict[tuple[str, int], None] = {}
+    original = seed_generator.draw_seed
+
+    def watched_draw_seed(seed: Any) -> Any:
+        if isinstance(seed, int) and not isinstance(seed, bool):
+            constant[(_drawing_layer_path(paths, model), seed)] = None
+        return original(seed)
+
+    # The backends import draw_seed by name: each module holding it gets the watched one, for this call only.
+    holders = [module for name, module in list(sys.modules.items())
+               if name.startswith("keras.src") and getattr(module, "draw_seed", None) is original]
+    for module in holders:
+        module.draw_seed = watched_draw_seed
     try:
         with keras.StatelessScope() as scope:
             model(first_examples(dataset), training=True)
     except Exception:  # noqa: BLE001  A model that fails in training mode fails its trial, which says why.
-        return False
-    return scope.get_current_value(generator.state) is not None
+        return RandomDraws(False, ())
+    finally:
+        for module in holders:
+            module.draw_seed = original
+    return RandomDraws(scope.get_current_value(generator.state) is not None, tuple(constant))
+
+
+def _drawing_layer_path(paths: dict[int, str], model: Any) -> str:
+    """The path of the layer whose `call` is drawing now: the innermost `call` on the stack of a layer of the
+    model (the model's own name for a draw in the model's own call)."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        holder = frame.f_locals.get("self") if frame.f_code.co_name == "call" else None
+        if id(holder) in paths:
+            return paths[id(holder)]
+        frame = frame.f_back
+    return model.name
+
+
+def constant_seeds_by_layer(constant_seeds: Sequence[Sequence[Any]]) -> dict[str, list[int]]:
+    """The record's `model.constant_seeds`: {layer path: the int seeds its call draws keras.random numbers with}."""
+    by_layer: dict[str, list[int]] = {}
+    for path, seed in constant_seeds:
+        by_layer.setdefault(path, []).append(int(seed))
+    return by_layer
 
 
 def install_global_generator(seed: int) -> Any:
@@ -337,8 +396,17 @@ def _loss(config: TrialConfig, model: Any) -> tuple[Any, str]:
         # A loss function (e.g. the one "mse" names) gives one value per example; compile() reduces
         # them to the batch mean, as a Loss object does.
         # compile() also brings targets and outputs to one rank first ((n,) labels for a (n, 1) output).
-        function = loss
-        loss = lambda targets, outputs: tf.reduce_mean(function(*_same_rank(targets, outputs)))  # noqa: E731
+        # Weighted, it is the wrapper compile() puts around it, which weights each example's value (Keras's
+        # reduce_weighted_values) before that mean.
+        # The wrapper is Keras's own, not public (compile_utils.get_loss uses it); Keras is pinned.
+        from keras.src.losses.losses import LossFunctionWrapper
+
+        function, weighted = loss, LossFunctionWrapper(loss)
+
+        def loss(targets: Any, outputs: Any, weights: Any = None) -> Any:
+            if weights is not None:
+                return weighted(targets, outputs, weights)
+            return tf.reduce_mean(function(*_same_rank(targets, outputs)))
     return loss, str(name)
 
 

@@ -17,6 +17,7 @@ from harness.errors import UsageError
 from harness.trial.config import TrialConfig
 from harness.trial.datasets import Dataset
 from harness.trial.fingerprints import variable_name
+from harness.trial.layer_trace import layer_output
 
 # Pixel intensities become this many token levels in the embedding model.
 EMBEDDING_LEVELS = 8
@@ -62,7 +63,7 @@ def dropout(x: tf.Tensor, rate: float, key: tf.Tensor, layer: int, row_order: tf
     keep = dropout_keep(tf.shape(x), rate, key, layer)
     if row_order is not None:
         keep = tf.gather(keep, row_order)
-    return tf.where(keep, x / (1.0 - rate), tf.zeros_like(x))
+    return layer_output("dropout", "Dropout", x, tf.where(keep, x / (1.0 - rate), tf.zeros_like(x)))
 
 
 def dropout_keep(shape: tf.Tensor, rate: float, key: tf.Tensor, layer: int) -> tf.Tensor:
@@ -89,10 +90,10 @@ class MLP(_SeededModule):
     def __call__(self, x: tf.Tensor, dropout_key: tf.Tensor | None = None,
                  row_order: tf.Tensor | None = None) -> tf.Tensor:
         x = tf.reshape(x, [tf.shape(x)[0], -1])
-        h = tf.nn.relu(self._first_layer(x) + self.dense1_bias)
+        h = layer_output("dense1", "Dense", x, tf.nn.relu(self._first_layer(x) + self.dense1_bias))
         if dropout_key is not None:
             h = dropout(h, self.dropout_rate, dropout_key, layer=0, row_order=row_order)
-        return tf.matmul(h, self.dense2_kernel) + self.dense2_bias
+        return layer_output("dense2", "Dense", h, tf.matmul(h, self.dense2_kernel) + self.dense2_bias)
 
     def _first_layer(self, x: tf.Tensor) -> tf.Tensor:
         return tf.matmul(x, self.dense1_kernel)
@@ -136,14 +137,15 @@ class CNN(_SeededModule):
 
     def __call__(self, x: tf.Tensor, dropout_key: tf.Tensor | None = None,
                  row_order: tf.Tensor | None = None) -> tf.Tensor:
-        for kernel, bias in ((self.conv1_kernel, self.conv1_bias), (self.conv2_kernel, self.conv2_bias)):
-            x = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "SAME"), bias))
-            x = tf.nn.max_pool2d(x, 2, 2, "SAME")
+        for name, kernel, bias in (("conv1", self.conv1_kernel, self.conv1_bias),
+                                   ("conv2", self.conv2_kernel, self.conv2_bias)):
+            convolved = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, kernel, 1, "SAME"), bias))
+            x = layer_output(name, "Conv2D+MaxPool", x, tf.nn.max_pool2d(convolved, 2, 2, "SAME"))
         x = tf.reshape(x, [tf.shape(x)[0], -1])
         if dropout_key is not None:
             x = dropout(x, self.dropout_rate, dropout_key, layer=0, row_order=row_order)
-        h = tf.nn.relu(tf.matmul(x, self.dense1_kernel) + self.dense1_bias)
-        return tf.matmul(h, self.dense2_kernel) + self.dense2_bias
+        h = layer_output("dense1", "Dense", x, tf.nn.relu(tf.matmul(x, self.dense1_kernel) + self.dense1_bias))
+        return layer_output("dense2", "Dense", h, tf.matmul(h, self.dense2_kernel) + self.dense2_bias)
 
 
 class Embedding(_SeededModule):
@@ -174,11 +176,13 @@ class Embedding(_SeededModule):
         tokens = tf.range(self.positions) * EMBEDDING_LEVELS + levels
         vectors = tf.gather(self.table, tf.reshape(tokens, [-1]))
         example = tf.repeat(tf.range(batch), self.positions)
-        pooled = tf.math.unsorted_segment_sum(vectors, example, batch) / self.positions
+        pooled = layer_output("table", "Embedding+SegmentSum", x,
+                              tf.math.unsorted_segment_sum(vectors, example, batch) / self.positions)
         if dropout_key is not None:
             pooled = dropout(pooled, self.dropout_rate, dropout_key, layer=0, row_order=row_order)
         h = tf.nn.relu(tf.matmul(pooled, self.dense1_kernel) + self.dense1_bias)
-        return tf.matmul(h, self.dense2_kernel) + self.dense2_bias
+        h = layer_output("dense1", "Dense", pooled, h)
+        return layer_output("dense2", "Dense", h, tf.matmul(h, self.dense2_kernel) + self.dense2_bias)
 
 
 _MODELS = {"mlp": MLP, "regression": MLP, "cnn": CNN, "embedding": Embedding, "sparse": SparseMLP}

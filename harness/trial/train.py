@@ -24,18 +24,19 @@ import tensorflow as tf
 from harness.errors import UsageError, first_line
 from harness.platform import determinism, known_ops
 from harness.schema import CORRECT_ARRAY, PREDICTED_CLASSES_ARRAY
-from harness.trial import features, keras_model, user_code
+from harness.trial import features, keras_model, layer_trace, user_code
 from harness.trial.config import TrialConfig, user_model_config
 from harness.trial.datasets import (
     Dataset,
     Split,
     check_augment,
     dataset_of,
+    example_weights,
     order_fingerprints,
+    split_batches,
     split_indices,
     split_pool,
     steps_per_epoch,
-    training_batches,
 )
 from harness.trial.fingerprints import array_sha256, variable_name, weights_sha256
 from harness.trial.models import build_model, count_weights, flip_lowest_bit
@@ -151,10 +152,11 @@ def prepare(config: TrialConfig) -> Dataset:
 
 def check_data(config: TrialConfig, seeds: SeedSet) -> None:
     """The checks of a trial's data every training path makes before it trains (the data loads, --augment
-    suits it, the held-out share leaves a training pool, a batch fits in that pool), made without building or
-    training anything: a study makes them before it writes a file (api.run_study)."""
+    suits it, its weights are one kind, the held-out share leaves a training pool, a batch fits in that pool),
+    made without building or training anything: a study makes them before it writes a file (api.run_study)."""
     dataset = dataset_of(config)
     check_augment(config, dataset)
+    example_weights(config, dataset)
     kept, _ = split_indices(len(dataset.train_y), seeds, config.validation_fraction, config.max_train_examples)
     steps_per_epoch(len(kept), config.batch_size)
 
@@ -177,8 +179,9 @@ def build_trainable(config: TrialConfig, dataset: Dataset, seeds: SeedSet) -> Tr
     """The trial's model, built-in or the user's Keras model, with its weights drawn from the init seed."""
     if config.is_user_model:
         # Probed once per model (before this build: the probe clears the Keras session), not once per trial.
-        unseeded = draws_unseeded_of(config)
-        return keras_model.build(config, dataset, seeds, unseeded)
+        facts = model_facts(config)
+        draws = keras_model.RandomDraws(facts.draws_unseeded, facts.constant_seed_draws)
+        return keras_model.build(config, dataset, seeds, draws)
     return builtin_trainable(build_model(config, dataset, seeds.init), config, dataset.num_classes, seeds.dropout)
 
 
@@ -192,8 +195,23 @@ def inputs_identity(config: TrialConfig) -> dict[str, Any]:
         "data": {"spec": config.dataset, "sha256": dataset.sha256, "train_examples": int(len(dataset.train_y)),
                  "test_examples": int(len(dataset.test_y)), "example_shape": features.example_shapes(dataset.train_x),
                  "classes": dataset.num_classes,
-                 **({"source_batch_size": dataset.source_batch_size} if dataset.source_batch_size else {})},
+                 **({"source_batch_size": dataset.source_batch_size} if dataset.source_batch_size else {}),
+                 **weights_identity(dataset)},
     }
+
+
+def weights_identity(dataset: Dataset) -> dict[str, Any]:
+    """What a record's data block says of the data's own sample weights (their arrays are in its sha256): which
+    sets have them, and that the test set's are not scored with. Nothing for unweighted data."""
+    if dataset.train_w is None and dataset.test_w is None:
+        return {}
+    return {"sample_weights": {"train": dataset.train_w is not None, "test": dataset.test_w is not None,
+                               **({"test_use": TEST_WEIGHTS_UNUSED} if dataset.test_w is not None else {})}}
+
+
+# Why a data set's test weights change no score: the record says so beside them (weights_identity).
+TEST_WEIGHTS_UNUSED = ("held in the data's identity, not scored with: every test example counts once, so runs are "
+                       "compared example by example")
 
 
 def task_of(config: TrialConfig) -> str:
@@ -258,6 +276,8 @@ class ModelFacts(NamedTuple):
     trainable_weights: int
     random_sources: tuple[str, ...]  # the seeds its random layers follow ("augment", "dropout")
     draws_unseeded: bool  # its call draws keras.random numbers with no seed (Keras's one global generator)
+    # (layer path, seed) where its call draws keras.random numbers with an int seed: the same in every run
+    constant_seed_draws: tuple[tuple[str, int], ...]
 
 
 # Facts of models probed in a process of their own (studies/study_runner.py's probe_apart: a model that crashes its
@@ -275,7 +295,7 @@ def remember_model_facts(config: TrialConfig, facts: dict[str, Any]) -> None:
     """Keeps a model's facts as another process probed them (`ModelFacts` as a JSON object)."""
     _PROBED_ELSEWHERE[_facts_key(config)] = ModelFacts(
         facts["task"], tuple(facts["custom_steps"]), int(facts["trainable_weights"]), tuple(facts["random_sources"]),
-        bool(facts["draws_unseeded"]))
+        bool(facts["draws_unseeded"]), tuple((str(path), int(seed)) for path, seed in facts["constant_seed_draws"]))
 
 
 @functools.lru_cache(maxsize=16)
@@ -290,14 +310,15 @@ def _user_model_facts(config: TrialConfig) -> ModelFacts:
     with user_code.guarded(config.model, user_code.DOING["model"]):
         model = keras_model.build_model(config, dataset, init_seed=0)
         trainable = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-        unseeded = keras_model.draws_unseeded(model, dataset)
+        draws = keras_model.random_draws(model, dataset)
         task = keras_model.task_for(config, model, dataset)
-    return ModelFacts(task.kind, tuple(keras_model.custom_steps(model)),
-                      trainable, tuple(keras_model.random_sources(model, unseeded)), unseeded)
+    return ModelFacts(task.kind, tuple(keras_model.custom_steps(model)), trainable,
+                      tuple(keras_model.random_sources(model, draws.unseeded)), draws.unseeded, draws.constant_seeds)
 
 
 def train_step(trainable: Trainable, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor,
-               scale_loss=None, reduce_gradients=None) -> tuple[tf.Tensor, list[tf.Tensor]]:
+               scale_loss=None, reduce_gradients=None, weights: tf.Tensor | None = None,
+               layer_calls: layer_trace.LayerCalls | None = None) -> tuple[tf.Tensor, list[tf.Tensor]]:
     """The one train step, for every path and every model (built-in, the user's, K vectorized replicas).
 
     Forward in training mode (keyed by the step), the task's loss, gradients by
@@ -308,25 +329,40 @@ def train_step(trainable: Trainable, x: tf.Tensor, y: tf.Tensor, step: tf.Tensor
     (`scale_loss`) and all-reduces the gradients before the update (`reduce_gradients`).
     With a reduction order (the `order` condition), the batch is permuted first, each
     example with its own dropout mask, so every sum over it adds its terms in another order.
+    `weights`: each example's weight in the loss (sample or class weights), weighted as Keras weights it.
+    `layer_calls` (a traced step's): the forward pass's layer calls are recorded into it, and the backward
+    pass takes the gradient into each recorded output too.
     """
     forward_args = ()
     if trainable.reduction_order is not None:
         row_order = batch_order(tf.shape(y)[0], trainable.reduction_order, step)
         x, y = features.gather(x, row_order), tf.gather(y, row_order)
+        weights = None if weights is None else tf.gather(weights, row_order)
         forward_args = (row_order,)
     with tf.GradientTape() as tape:
-        loss_value = trainable.task.loss(y, trainable.forward(x, step, *forward_args))
+        if layer_calls is not None:
+            layer_calls.tape = tape
+        loss_value = trainable.task.loss(y, trainable.forward(x, step, *forward_args), weights)
         added = trainable.layer_losses() if trainable.layer_losses is not None else []
         if added:
             loss_value = loss_value + tf.add_n(added)
         if scale_loss is not None:
             loss_value = scale_loss(loss_value)
         objective = loss_value if loss_value.shape.rank == 0 else tf.reduce_sum(loss_value)
-    gradients = tape.gradient(objective, trainable.variables)
+    if layer_calls is None:
+        gradients = tape.gradient(objective, trainable.variables)
+    else:
+        gradients = layer_calls.gradients(tape, objective, trainable.variables)
     if reduce_gradients is not None:
         gradients = reduce_gradients(gradients)
     trainable.update(gradients, step)
     return loss_value, gradients
+
+
+def step_on(trainable: Trainable, batch: tuple, step: tf.Tensor, **options: Any) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """`train_step` on one element of a trial's pipeline: (x, y), or (x, y, w) where examples are weighted."""
+    x, y, *weights = batch
+    return train_step(trainable, x, y, step, weights=weights[0] if weights else None, **options)
 
 
 def batch_order(size: tf.Tensor, seed: int, step: tf.Tensor) -> tf.Tensor:
@@ -339,20 +375,27 @@ def make_train_loop(trainable: Trainable, xla: bool, trace: bool = False):
     """The outer loop (`outer_loop`) over `train_step`, traced as one `tf.function`; it returns the steps' losses.
 
     With `trace`, it also returns per step the fingerprints (`fingerprint_rows`) of the loss, of
-    every gradient and of every variable after its update: what `harness.diverge` compares.
+    every gradient and of every variable after its update, and, per layer call, of its inputs, its output
+    and the gradient into that output (`layer_trace`): what `harness.diverge` compares. The calls' layer
+    paths and classes are the loop's `layer_calls` once it has run.
     """
 
     @tf.function(jit_compile=xla)
-    def traced_step(x: tf.Tensor, y: tf.Tensor, step: tf.Tensor):
-        loss_value, gradients = train_step(trainable, x, y, step)
+    def traced_step(x: tf.Tensor, y: tf.Tensor, step: tf.Tensor, weights: tf.Tensor | None = None):
         if not trace:
+            loss_value, _ = train_step(trainable, x, y, step, weights=weights)
             return loss_value
+        calls = layer_trace.LayerCalls()
+        with layer_trace.recording(calls, trainable.keras_model):
+            loss_value, gradients = train_step(trainable, x, y, step, weights=weights, layer_calls=calls)
+        train_loop.layer_calls = calls
         with tf.control_dependencies([loss_value]):
             updated = [_read(v) for v in trainable.variables]
-        return loss_value, fingerprint_rows([loss_value, *map(tf.convert_to_tensor, gradients), *updated])
+        return (loss_value, fingerprint_rows([loss_value, *map(tf.convert_to_tensor, gradients), *updated]),
+                calls.fingerprints())
 
-    train_loop = outer_loop(lambda batch, step: traced_step(*batch, step),
-                            (tf.float32, tf.uint8) if trace else (tf.float32,))
+    train_loop = outer_loop(lambda batch, step: traced_step(batch[0], batch[1], step, *batch[2:]),
+                            (tf.float32, tf.uint8, tf.uint8) if trace else (tf.float32,))
     train_loop.train_step = traced_step  # for the op scan
     return train_loop
 
@@ -386,21 +429,20 @@ def make_distributed_train_loop(strategy: tf.distribute.Strategy, trainable: Tra
     the same update to its copy of the variables.
     """
 
-    def replica_step(x: tf.Tensor, y: tf.Tensor, step: tf.Tensor, global_count: tf.Tensor) -> tf.Tensor:
-        local_count = tf.cast(tf.shape(y)[0], tf.float32)
+    def replica_step(batch: tuple, step: tf.Tensor, global_count: tf.Tensor) -> tf.Tensor:
+        local_count = tf.cast(tf.shape(batch[1])[0], tf.float32)
         # A replica can get no examples of a short last batch: its share is 0, not NaN.
-        share, _ = train_step(
-            trainable, x, y, step,
+        share, _ = step_on(
+            trainable, batch, step,
             scale_loss=lambda local_mean: tf.math.multiply_no_nan(local_mean, local_count / global_count),
             reduce_gradients=lambda gradients: tf.distribute.get_replica_context().all_reduce(
                 tf.distribute.ReduceOp.SUM, [tf.convert_to_tensor(g) for g in gradients]))
         return share
 
     def step(batch, step_number: tf.Tensor) -> tf.Tensor:
-        x, y = batch
-        counts = strategy.run(lambda labels: tf.cast(tf.shape(labels)[0], tf.float32), args=(y,))
+        counts = strategy.run(lambda labels: tf.cast(tf.shape(labels)[0], tf.float32), args=(batch[1],))
         global_count = strategy.reduce(tf.distribute.ReduceOp.SUM, counts, axis=None)
-        shares = strategy.run(replica_step, args=(x, y, step_number, global_count))
+        shares = strategy.run(replica_step, args=(batch, step_number, global_count))
         return strategy.reduce(tf.distribute.ReduceOp.SUM, shares, axis=None)
 
     return outer_loop(step)
@@ -494,7 +536,7 @@ def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> Trial
     """
     start = time.perf_counter()
     dataset = prepare(config)
-    split = split_pool(dataset, seeds, config.validation_fraction, config.max_train_examples)
+    split = split_pool(dataset, seeds, config)
     strategy = distribution_strategy(config.strategy)
     # Under a strategy, every variable (weights and optimizer slots) is created in its scope.
     scope = strategy.scope() if strategy else contextlib.nullcontext()
@@ -537,8 +579,7 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, train
                         strategy: tf.distribute.Strategy | None = None, trace: bool = False) -> TrialResult:
     per_epoch = steps_per_epoch(len(split.train_y), config.batch_size)
     total_steps = per_epoch * config.epochs
-    batches = training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size,
-                               epochs=config.epochs, augment=config.augment)
+    batches = split_batches(split, seeds, config)
     if strategy and trace:
         raise UsageError("per-step tracing does not support --strategy")
     if strategy:
@@ -551,15 +592,16 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, train
     initial = fingerprint_rows([_read(v) for v in trainable.variables]).numpy() if trace else None
     setup_s = time.perf_counter() - start
 
-    chunks, call_seconds, call_steps, trace_chunks = [], [], [], []
+    chunks, call_seconds, call_steps, trace_chunks, layer_chunks = [], [], [], [], []
     # With `trace`, the weights and test predictions after every loop call too: how far two runs
     # have drifted apart, and when their predictions part (harness.diverge's growth).
     predict = make_predict(trainable, split) if trace else None
     snapshots = [_snapshot(trainable, predict, split, 0)] if trace else []
     for first, n, chunk, seconds in run_loop(train_loop, iterator, total_steps, config.steps_per_loop):
         if trace:
-            chunk, traced = chunk
+            chunk, traced, layer_rows = chunk
             trace_chunks.append(traced)
+            layer_chunks.append(layer_rows)
             snapshots.append(_snapshot(trainable, predict, split, first + n))
         call_seconds.append(seconds)
         call_steps.append(n)
@@ -580,6 +622,11 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, train
         result.trace = {"initial": initial, "steps": np.concatenate(trace_chunks),
                         "variables": [variable_name(v) for v in trainable.variables],
                         "layers": list(trainable.layers),
+                        # Per step and layer call: fingerprints of its inputs, output, output gradient.
+                        "layer_steps": np.concatenate(layer_chunks).reshape(
+                            total_steps, -1, len(layer_trace.ROWS), 8),
+                        "layer_paths": list(train_loop.layer_calls.paths),
+                        "layer_classes": list(train_loop.layer_calls.classes),
                         "snapshot_steps": np.array([s[0] for s in snapshots], np.int64),
                         "snapshot_weights": np.stack([s[1] for s in snapshots]),
                         "snapshot_predictions": np.stack([s[2] for s in snapshots])}
@@ -635,8 +682,7 @@ def fit_with_keras(config: TrialConfig, seeds: SeedSet, split: Split, trainable:
     model = trainable.keras_model
     keras_model.compile_for_fit(config, model)
     per_epoch = steps_per_epoch(len(split.train_y), config.batch_size)
-    batches = training_batches(split.train_x, split.train_y, seeds, batch_size=config.batch_size,
-                               epochs=config.epochs, augment=config.augment)
+    batches = split_batches(split, seeds, config)
     initial_hash = weights_sha256(trainable.fingerprinted)
     setup_s = time.perf_counter() - start
     running_means: list[float] = []

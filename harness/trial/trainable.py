@@ -22,7 +22,9 @@ class Task:
 
     kind: str  # "multiclass", "binary" or "regression"
     num_classes: int  # 0 for regression
-    loss: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]  # (targets, outputs) -> mean loss
+    # (targets, outputs, weights or None) -> the batch's mean loss, each example's value times its weight first
+    # (Keras's sum_over_batch_size: the weighted sum over the batch's size, not over the weights' sum).
+    loss: Callable[[tf.Tensor, tf.Tensor, tf.Tensor | None], tf.Tensor]
     predicted_classes: Callable[[np.ndarray], np.ndarray] | None = None
     target_classes: Callable[[np.ndarray], np.ndarray] | None = None
     # For people and records: the loss's name.
@@ -36,14 +38,21 @@ def argmax_classes(outputs: np.ndarray) -> np.ndarray:
 def builtin_task(num_classes: int) -> Task:
     """The built-in models' task: softmax cross-entropy on logits, or mean squared error."""
     if num_classes:
-        def cross_entropy(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
-            return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+        def cross_entropy(labels: tf.Tensor, logits: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
+            return tf.reduce_mean(weighted(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits), weights))
         return Task("multiclass", num_classes, cross_entropy, argmax_classes, np.asarray,
                     "sparse softmax cross-entropy")
 
-    def mean_squared_error(targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_mean(tf.square(outputs - targets))
+    def mean_squared_error(targets: tf.Tensor, outputs: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
+        if weights is None:
+            return tf.reduce_mean(tf.square(outputs - targets))
+        return tf.reduce_mean(weighted(tf.reduce_mean(tf.square(outputs - targets), axis=-1), weights))
     return Task("regression", 0, mean_squared_error, loss_name="mean squared error")
+
+
+def weighted(values: tf.Tensor, weights: tf.Tensor | None) -> tf.Tensor:
+    """Each example's loss value times its weight (unchanged with none)."""
+    return values if weights is None else values * tf.cast(weights, values.dtype)
 
 
 @dataclasses.dataclass

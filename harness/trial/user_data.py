@@ -3,7 +3,10 @@ or arrays handed to the Python API.
 
 Inputs may be one array or several (`features.py`: a dict by input name, a tuple by position); an
 npz file holds several as `x_train/NAME` and `x_test/NAME` arrays (`x_train/0`, `x_train/1`... by
-position). Labels are one array.
+position). Labels are one array. Sample weights, one number per training example as Keras's
+`fit(sample_weight=...)` takes them, come with the data: npz `w_train` (or `w` beside `x`, `y`), a third
+array beside x and y, or a tf.data.Dataset of (x, y, w) elements; weights of the test set are held in the
+data's identity but not scored with (every test example counts once: runs are compared example by example).
 
 Whatever the source, it becomes a `Dataset`: a training pool and a fixed test
 set in memory, which the harness's own `tf.data` pipeline then splits (split
@@ -36,6 +39,9 @@ TEST_SPLIT_SEED = 20211
 # tf.data pipeline or np.random call gives the same data in every process, as part of the data's definition.
 DATA_FUNCTION_SEED = 20211
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+# Sample weights of the training and test sets, beside NPZ_KEYS (optional): the last two of a data's six parts.
+WEIGHT_KEYS = ("w_train", "w_test")
+PART_KEYS = NPZ_KEYS + WEIGHT_KEYS
 # A trial holds about this many copies of the arrays (the arrays, the split, the pipeline's tensors).
 COPIES_PER_TRIAL = 3
 # Bytes of each value as a trial holds it: float32, or int32 for integers (`_array`).
@@ -45,9 +51,10 @@ INT32 = np.iinfo(np.int32)
 SUBSET = "study a subset of it, saved as its own npz file"
 
 
-def load(spec: str, label_column: str = "") -> tuple[str, Any, np.ndarray, Any, np.ndarray, int | None]:
-    """(name, x_train, y_train, x_test, y_test, the batch size a batched training tf.data.Dataset came in) from a
-    data spec, the inputs one array or several (features.py); one sentence on anything unusable."""
+def load(spec: str, label_column: str = "") -> tuple[str, tuple[Any, ...], int | None]:
+    """(name, its six parts (x_train, y_train, x_test, y_test, w_train, w_test: the weights None where the data
+    has none), the batch size a batched training tf.data.Dataset came in) from a data spec, the inputs one array
+    or several (features.py); one sentence on anything unusable."""
     source_batch_size = None
     with _memory_refused(spec):
         if spec.startswith("npz:"):
@@ -62,21 +69,28 @@ def load(spec: str, label_column: str = "") -> tuple[str, Any, np.ndarray, Any, 
                 arrays, source_batch_size = _from_function(user_code.call(function, spec, "data"), spec)
         # Before _checked converts the arrays, copying each: data the memory cannot hold is not copied at all.
         _check_memory(spec, arrays)
-        x_train, y_train, x_test, y_test = _checked(arrays, spec)
-    return spec, x_train, y_train, x_test, y_test, source_batch_size
+        parts = _checked(arrays, spec)
+    return spec, parts, source_batch_size
 
 
-def _checked(four: tuple[Any, ...], source: str) -> tuple[Any, np.ndarray, Any, np.ndarray]:
-    """The four parts as arrays (inputs: one or several), with as many inputs as labels in each set and the same
-    inputs, of the same example shapes, in both; one sentence on anything else."""
-    x_train, y_train, x_test, y_test = (_inputs(part, name, source) if name.startswith("x") else
-                                        _labels(part, name, source) for part, name in zip(four, NPZ_KEYS, strict=True))
-    for x, y, part in ((x_train, y_train, "train"), (x_test, y_test, "test")):
+def _checked(six: tuple[Any, ...], source: str) -> tuple[Any, ...]:
+    """The six parts as arrays (inputs: one or several), with as many inputs (and weights) as labels in each set
+    and the same inputs, of the same example shapes, in both; one sentence on anything else."""
+    x_train, y_train, x_test, y_test = (
+        _inputs(part, name, source) if name.startswith("x") else _labels(part, name, source)
+        for part, name in zip(six[:4], NPZ_KEYS, strict=True))
+    w_train, w_test = (None if part is None else _weights(part, name, source)
+                       for part, name in zip(six[4:], WEIGHT_KEYS, strict=True))
+    for x, y, w, part in ((x_train, y_train, w_train, "train"), (x_test, y_test, w_test, "test")):
         for name, array in features.named(x, f"x_{part}"):
             if len(array) != len(y):
                 raise UsageError(f"{source}: {name} has {len(array)} examples but y_{part} has {len(y)}.")
+        if w is not None and len(w) != len(y):
+            raise UsageError(f"{source}: w_{part} holds {len(w)} sample weights but y_{part} has {len(y)} examples.")
         if len(y) == 0:
             raise UsageError(f"{source}: the {part} set is empty.")
+    if w_train is not None and not w_train.any():
+        raise UsageError(f"{source}: every sample weight of w_train is 0; the model would learn nothing.")
     train_shapes, test_shapes = features.example_shapes(x_train), features.example_shapes(x_test)
     if train_shapes != test_shapes:
         raise UsageError(f"{source}: training examples have shape {features.describe_shapes(x_train)} but test "
@@ -86,7 +100,24 @@ def _checked(four: tuple[Any, ...], source: str) -> tuple[Any, np.ndarray, Any, 
         if array.ndim > 1 and array[0].size == 0:
             raise UsageError(f"{source}: {name}'s examples have shape {array.shape[1:]}, no values for a model to "
                              "learn from.")
-    return x_train, y_train, x_test, y_test
+    return x_train, y_train, x_test, y_test, w_train, w_test
+
+
+def _weights(value: Any, name: str, source: str) -> np.ndarray:
+    """Sample weights: one finite number of 0 or more per example (shape (n,) or (n, 1), as Keras's fit takes
+    them), as float32."""
+    if features.is_several(value):
+        raise UsageError(f"{source}: {name} holds several arrays; sample weights are one number per example.")
+    array = _array(value, name, source).astype(np.float32)
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]
+    if array.ndim != 1:
+        raise UsageError(f"{source}: {name} must hold one sample weight per example (shape (n,)), not shape "
+                         f"{array.shape}.")
+    if (array < 0).any():
+        raise UsageError(f"{source}: {name} holds a negative sample weight ({float(array.min()):g}); weights are 0 "
+                         "or more.")
+    return array
 
 
 def _inputs(value: Any, name: str, source: str) -> Any:
@@ -108,7 +139,9 @@ def from_python(data: Any) -> str:
 
     Accepts a spec string, (x_train, y_train, x_test, y_test), ((x_train, y_train), (x_test, y_test)),
     (x, y), or a dict with the npz keys, each x one array or a dict or tuple of arrays (several inputs); two
-    tf.data.Datasets (train, test) or one; or a function of no arguments returning any of these.
+    tf.data.Datasets (train, test) or one; or a function of no arguments returning any of these. Sample
+    weights come as a third array beside x and y ((x, y, w), ((x_train, y_train, w_train), (x_test, y_test))),
+    as `w_train`/`w_test` (or `w`) in a dict, or as (x, y, w) elements of a tf.data.Dataset.
     """
     if isinstance(data, str):
         return data
@@ -118,10 +151,10 @@ def from_python(data: Any) -> str:
         with fixed_seeds():
             if callable(data):
                 data = user_code.call(data, f"the data function {getattr(data, '__name__', 'given')}", "data")
-            four, source_batch_size = _from_function(data, "data")
-        _check_memory("data", four)
-        arrays = _checked(four, "data")
-    digest = named_arrays_sha256(pair for part, key in zip(arrays, NPZ_KEYS, strict=True)
+            six, source_batch_size = _from_function(data, "data")
+        _check_memory("data", six)
+        arrays = _checked(six, "data")
+    digest = named_arrays_sha256(pair for part, key in zip(arrays, PART_KEYS, strict=True) if part is not None
                                  for pair in features.named(part, key))
     return user_code.register_object("arrays:", digest[:16], (arrays, source_batch_size))
 
@@ -190,27 +223,30 @@ def _several_inputs(arrays: dict[str, np.ndarray], path: str) -> dict[str, Any]:
 
 
 def _four(data: Any, source: str) -> tuple[Any, ...]:
-    """The four arrays from any accepted shape of data; x, y alone get the fixed test split."""
+    """The six parts (four arrays, and the sample weights of each set or None) from any accepted shape of data;
+    x, y (and w) alone get the fixed test split."""
     if isinstance(data, Mapping):
         if all(key in data for key in NPZ_KEYS):
-            return tuple(data[key] for key in NPZ_KEYS)
+            return *(data[key] for key in NPZ_KEYS), *(data.get(key) for key in WEIGHT_KEYS)
         if "x" in data and "y" in data:
-            return _held_out_test(data["x"], data["y"], source)
-        raise UsageError(f"{source} must hold arrays named {', '.join(NPZ_KEYS)} (or x and y); it holds "
-                         f"{', '.join(sorted(map(str, data))) or 'nothing'}.")
+            return _held_out_test(data["x"], data["y"], source, data.get("w"))
+        held = ", ".join(sorted(map(str, data))) or "nothing"
+        raise UsageError(f"{source} must hold arrays named {', '.join(NPZ_KEYS)} (or x and y; sample weights as "
+                         f"{' and '.join(WEIGHT_KEYS)}, or w); it holds {held}.")
     if isinstance(data, (tuple, list)):
         if len(data) == 4:
-            return tuple(data)
-        if len(data) == 2 and all(isinstance(part, (tuple, list)) and len(part) == 2 for part in data):
-            (x_train, y_train), (x_test, y_test) = data
-            return x_train, y_train, x_test, y_test
-        if len(data) == 2:
-            return _held_out_test(data[0], data[1], source)
+            return *data, None, None
+        if len(data) == 2 and all(isinstance(part, (tuple, list)) and len(part) in (2, 3) for part in data):
+            (x_train, y_train, *w_train), (x_test, y_test, *w_test) = data
+            return x_train, y_train, x_test, y_test, next(iter(w_train), None), next(iter(w_test), None)
+        if len(data) in (2, 3):
+            return _held_out_test(data[0], data[1], source, data[2] if len(data) == 3 else None)
     raise UsageError(f"{source} must be (x_train, y_train, x_test, y_test), ((x_train, y_train), (x_test, y_test)), "
-                     f"(x, y) or a dict of arrays, not {type(data).__name__}.")
+                     f"(x, y) or a dict of arrays (sample weights as a third array beside x and y), not "
+                     f"{type(data).__name__}.")
 
 
-def _held_out_test(x: Any, y: Any, source: str) -> tuple[Any, ...]:
+def _held_out_test(x: Any, y: Any, source: str, w: Any = None) -> tuple[Any, ...]:
     # Indexable arrays only: _checked converts and checks the four parts once, after the split.
     if features.is_several(y):
         _labels(y, "y", source)  # refused, in its one sentence
@@ -220,12 +256,17 @@ def _held_out_test(x: Any, y: Any, source: str) -> tuple[Any, ...]:
     for name, array in features.named(x, "x"):
         if len(array) != len(y):
             raise UsageError(f"{source}: {name} has {len(array)} examples but y has {len(y)}.")
+    if w is not None:
+        w = _weights(w, "w", source)
+        if len(w) != len(y):
+            raise UsageError(f"{source}: w holds {len(w)} sample weights but y has {len(y)} examples.")
     if len(y) < 5:
         raise UsageError(f"{source}: {len(y)} examples are too few to hold out a test set.")
     order = np.random.default_rng(TEST_SPLIT_SEED).permutation(len(y))
     n_test = max(1, int(round(TEST_SHARE * len(y))))
     test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
-    return features.take(x, train), y[train], features.take(x, test), y[test]
+    weights = (None, None) if w is None else (w[train], w[test])
+    return features.take(x, train), y[train], features.take(x, test), y[test], *weights
 
 
 def _csv(path: str, label_column: str) -> tuple[np.ndarray, ...]:
@@ -276,31 +317,37 @@ def _numeric(row: list[str]) -> bool:
 
 
 def _from_function(value: Any, spec: str) -> tuple[tuple[Any, ...], int | None]:
-    """Arrays from what a data function returned: arrays in any accepted shape, or tf.data.Datasets
+    """The six parts from what a data function returned: arrays in any accepted shape, or tf.data.Datasets
     (train, test), read whole into memory; and the batch size a batched training dataset came in (the
     harness batches the examples itself, and says so where the sizes differ)."""
     import tensorflow as tf
 
     if isinstance(value, tuple) and len(value) == 2 and all(isinstance(v, tf.data.Dataset) for v in value):
-        (x_train, y_train, batch), (x_test, y_test, _) = (_read_dataset(v, spec) for v in value)
-        return (x_train, y_train, x_test, y_test), batch
+        (x_train, y_train, w_train, batch), (x_test, y_test, w_test, _) = (_read_dataset(v, spec) for v in value)
+        return (x_train, y_train, x_test, y_test, w_train, w_test), batch
     if isinstance(value, Mapping) and all(isinstance(value.get(k), tf.data.Dataset) for k in ("train", "test")):
-        (x_train, y_train, batch), (x_test, y_test, _) = (_read_dataset(value[k], spec) for k in ("train", "test"))
-        return (x_train, y_train, x_test, y_test), batch
+        (x_train, y_train, w_train, batch), (x_test, y_test, w_test, _) = (_read_dataset(value[k], spec)
+                                                                           for k in ("train", "test"))
+        return (x_train, y_train, x_test, y_test, w_train, w_test), batch
     if isinstance(value, tf.data.Dataset):
-        x, y, batch = _read_dataset(value, spec)
-        return _held_out_test(x, y, spec), batch
+        x, y, w, batch = _read_dataset(value, spec)
+        return _held_out_test(x, y, spec, w), batch
     return _four(value, spec), None
 
 
-def _read_dataset(dataset: Any, spec: str) -> tuple[Any, np.ndarray, int | None]:
-    """A tf.data.Dataset of (x, y) elements or batches (x one tensor, or a dict or tuple of them), as arrays of
-    the same structure, and its first batch's size (None for a dataset of single examples)."""
+def _read_dataset(dataset: Any, spec: str) -> tuple[Any, np.ndarray, np.ndarray | None, int | None]:
+    """A tf.data.Dataset of (x, y) or (x, y, sample weight) elements or batches (x one tensor, or a dict or tuple
+    of them), as arrays of the same structure (the weights None where it gives none), and its first batch's size
+    (None for a dataset of single examples)."""
     import tensorflow as tf
 
     element = dataset.element_spec
-    if not (isinstance(element, tuple) and len(element) == 2):
-        raise UsageError(f"{spec}: a tf.data.Dataset must give (x, y) pairs, not {element}.")
+    if not (isinstance(element, tuple) and len(element) in (2, 3)):
+        raise UsageError(f"{spec}: a tf.data.Dataset must give (x, y) pairs or (x, y, sample weight) triples, "
+                         f"not {element}.")
+    if len(element) == 3 and not isinstance(element[2], tf.TensorSpec):
+        raise UsageError(f"{spec}: the tf.data.Dataset gives several sample weights per example, one per output; "
+                         "the harness trains a model with one output and one weight per example.")
     if not isinstance(element[1], tf.TensorSpec):
         raise UsageError(f"{spec}: the tf.data.Dataset gives several labels per example, one per output; the "
                          f"harness trains and scores a model with one output: it takes {features.SUPPORTED_FORMS}.")
@@ -310,13 +357,15 @@ def _read_dataset(dataset: Any, spec: str) -> tuple[Any, np.ndarray, int | None]
     first = tf.nest.flatten(element[0])[0]
     batched = first.shape.rank and first.shape[0] is None
     source = dataset if batched else dataset.batch(4096)
-    xs, ys = [], []
-    for x, y in source.as_numpy_iterator():
+    xs, ys, ws = [], [], []
+    for x, y, *w in source.as_numpy_iterator():
         xs.append(x)
         ys.append(y)
+        ws.extend(w)
     if not xs:
         raise UsageError(f"{spec}: a tf.data.Dataset it returned is empty.")
-    return features.concatenate(xs), np.concatenate(ys), features.count(xs[0]) if batched else None
+    return (features.concatenate(xs), np.concatenate(ys), np.concatenate(ws) if ws else None,
+            features.count(xs[0]) if batched else None)
 
 
 def _array(value: Any, name: str, source: str) -> np.ndarray:
@@ -353,7 +402,8 @@ def _int32(array: np.ndarray, name: str, source: str) -> np.ndarray:
 def _check_memory(spec: str, arrays: tuple[Any, ...]) -> None:
     """Data sets are held in memory; refuse, in one sentence, data a trial cannot hold. The arrays may be as
     given (before _checked): their size is counted as a trial holds them, VALUE_BYTES a value."""
-    size = VALUE_BYTES * sum(int(np.size(array)) for part in arrays for array in features.arrays(part))
+    size = VALUE_BYTES * sum(int(np.size(array)) for part in arrays if part is not None
+                             for array in features.arrays(part))
     available = _available_memory()
     if available is not None and size * COPIES_PER_TRIAL > available:
         raise UsageError(f"{spec} takes {size / 2**30:.1f} GiB in memory and a trial holds about "

@@ -49,6 +49,7 @@ from harness.trial.datasets import (
     augment_images,
     dataset_of,
     epoch_order,
+    example_weights,
     shares_batches,
     split_indices,
     steps_per_epoch,
@@ -241,10 +242,14 @@ def _stacked_trainable(variables: list[tf.Variable], config: TrialConfig, seed_s
     dropout_seeds = [tf.constant(s.dropout, tf.int64) for s in seed_sets]
     task = builtin_task(dataset.num_classes)
 
-    def replica_losses(y: tf.Tensor, out: tf.Tensor) -> tf.Tensor:
-        """Each replica's mean batch loss, [K], computed as its sequential trial computes it."""
-        labels = [y] * out.shape[0] if fused else tf.unstack(y)
-        return tf.stack([task.loss(labels_r, out_r) for labels_r, out_r in zip(labels, tf.unstack(out), strict=True)])
+    def replica_losses(y: tf.Tensor, out: tf.Tensor, weights: tf.Tensor | None = None) -> tf.Tensor:
+        """Each replica's mean batch loss, [K], computed as its sequential trial computes it (its examples'
+        weights too, where they have them)."""
+        k = out.shape[0]
+        labels = [y] * k if fused else tf.unstack(y)
+        replica_weights = [None] * k if weights is None else [weights] * k if fused else tf.unstack(weights)
+        return tf.stack([task.loss(labels_r, out_r, weights_r) for labels_r, out_r, weights_r
+                         in zip(labels, tf.unstack(out), replica_weights, strict=True)])
 
     return Trainable(
         variables=variables,
@@ -259,6 +264,8 @@ def _make_train_loop(trainable: Trainable, config: TrialConfig, seed_sets: list[
     """The outer loop over `train_step` on each replica's batch (fused: the one batch they share),
     gathered (and augmented) in-graph."""
     pool_x, pool_y = tf.constant(dataset.train_x), tf.constant(dataset.train_y)
+    weights = example_weights(config, dataset)
+    pool_w = None if weights is None else tf.constant(weights)
     augment_seeds = [tf.constant(s.augment, tf.int64) for s in seed_sets]
 
     @tf.function
@@ -270,7 +277,8 @@ def _make_train_loop(trainable: Trainable, config: TrialConfig, seed_sets: list[
             x = augment_images(x, tf.stack([augment_seeds[0], batch_index]))
         elif config.augment:
             x = tf.stack([augment_images(x[r], tf.stack([seed, batch_index])) for r, seed in enumerate(augment_seeds)])
-        per_replica, _ = train_step(trainable, x, y, step)
+        w = None if pool_w is None else tf.gather(pool_w, indices)
+        per_replica, _ = train_step(trainable, x, y, step, weights=w)
         return per_replica
 
     return outer_loop(lambda batch, step: replicas_step(*batch, step))

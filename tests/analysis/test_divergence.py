@@ -1,10 +1,11 @@
-"""Finding the source: tracing keeps the bits, and the divergence locator names the first step and variable."""
+"""Finding the source: tracing keeps the bits, and the divergence locator names the first step and variable,
+and the layer where the runs part (checked against differences planted in a known place)."""
 
 import json
 
 import numpy as np
 import pytest
-from conftest import run_program
+from conftest import CALLBACK_SCRIPT, run_program, user_config
 
 from harness.analysis import divergence
 from harness.studies.records import schema_errors
@@ -28,21 +29,34 @@ def test_tracing_does_not_change_the_bits():
     assert steps.shape == (18, 1 + 2 * 4, 8)  # loss, 4 gradients, 4 updated variables, 8 bytes each
 
 
-@pytest.mark.parametrize("flip,variable", [(500, "dense1/kernel:0"), (8500, "dense2/kernel:0")])
-def test_a_bit_flipped_in_one_run_is_named_exactly(flip, variable):
+@pytest.mark.parametrize("flip,variable,part", [
+    (500, "dense1/kernel:0", {"phase": "forward", "agreeing": [], "gradient_into": None}),
+    # One ulp of this dense2 weight rounds away in every output at step 0 (outputs equal, so the loss too), but
+    # not in the gradient dense2 passes back through it: the runs part in dense2's backward pass.
+    (8500, "dense2/kernel:0", {"phase": "backward", "agreeing": ["dense1", "dropout", "dense2"],
+                               "gradient_into": "dropout"})])
+def test_a_bit_flipped_in_one_run_is_named_exactly(flip, variable, part):
     a, b = _trace().trace, _trace(flip_bit=flip).trace
     found = divergence.compare(a, b)
     assert found["diverged"] and found["first_step"] == 0 and found["stage"] == "initial weights"
     assert found["variables"] == [variable] and found["layer"] == variable.split("/")[0]
+    # The layer holding the flipped weight is where the runs part, at step 0.
+    layer = variable.split("/")[0]
+    assert found["first_layer"] == {"step": 0, "path": layer, "class": "Dense", "inputs_equal": True, **part}
+    assert f"The runs part in layer `{layer}` (Dense) at step 0 ({part['phase']} pass): " in \
+           divergence.format_divergence(found, "")
 
 
 @pytest.mark.slow
 def test_two_identical_runs_in_fresh_processes_never_diverge(tmp_path):
     result = run_program("harness.diverge", *TRIAL, f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "No divergence: all 18 steps" in result.stdout
+    assert ("No divergence: all 18 steps (loss, every gradient, every updated variable, every layer's inputs, "
+            "output and output gradient) and the initial weights are bitwise identical: the runs never part."
+            ) in result.stdout
     record = json.loads((tmp_path / "divergence.json").read_text())
     assert schema_errors(record) == [] and record["diverged"] is False and record["final_weights_equal"]
+    assert record["layers_traced"] and record["first_layer"] is None
     # Comparing the two saved traces again gives the same answer.
     again = run_program("harness.diverge", f"--traces={tmp_path / 'trace_a.npz'},{tmp_path / 'trace_b.npz'}",
                         f"--output_dir={tmp_path / 'again'}")
@@ -99,24 +113,6 @@ def test_traces_of_different_lengths_say_where_the_shorter_run_ended():
     assert not compare(trace(5), trace(5))["diverged"]
 
 
-# A user's script with the callback, whose Dropout layer is made before the seed: runs differ in the masks.
-CALLBACK_SCRIPT = """\
-import sys
-import keras
-import numpy as np
-from harness.keras import FingerprintCallback
-
-dropout = keras.layers.Dropout(0.5)
-keras.utils.set_random_seed(0)
-x = np.random.random((128, 10)).astype("float32")
-y = (x.sum(axis=1) > 5).astype("int32")
-model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(16, activation="relu"), dropout,
-                          keras.layers.Dense(2)])
-model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-model.fit(x, y, epochs=2, batch_size=32, verbose=0, callbacks=[FingerprintCallback(sys.argv[1], every="step")])
-"""
-
-
 @pytest.mark.slow
 def test_callback_traces_of_two_runs_feed_diverge(tmp_path):
     import subprocess
@@ -171,3 +167,106 @@ def test_the_bit_probe_measures_the_drift_of_a_flipped_run(tmp_path):
     assert drift["relative_distance"][0] > 0 and drift["relative_distance"][-1] > drift["relative_distance"][0]
     assert drift["growth_per_step"] > 0 and drift["reference_distance"] > drift["relative_distance"][-1]
     assert "Weight distance from run A" in result.stdout and (tmp_path / "growth.png").stat().st_size > 10_000
+
+
+# Differences planted in a known place of a user's model, each only where PLANTED=1 (read when the model is
+# made, so that diverge's --b_env=PLANTED=1 plants it in run B only): unseeded noise added to the output of a
+# middle layer (`mid`), of a layer inside a sub-model (`block/inner_noisy`), or to the gradient a layer passes
+# back (`noisy_grad`, identity forward).
+PLANTED_MODEL = """\
+import os
+
+import keras
+import tensorflow as tf
+
+
+class NoisyDense(keras.layers.Dense):
+    def __init__(self, units, noisy=False, **kwargs):
+        super().__init__(units, activation="relu", **kwargs)
+        self.noisy = noisy
+
+    def call(self, inputs):
+        output = super().call(inputs)
+        return output + tf.random.normal(tf.shape(output), stddev=1e-3) if self.noisy else output
+
+
+class NoisyGradient(keras.layers.Layer):
+    def __init__(self, noisy=False, **kwargs):
+        super().__init__(**kwargs)
+        self.noisy = noisy
+
+    def call(self, inputs):
+        noisy = self.noisy
+
+        @tf.custom_gradient
+        def identity(x):
+            def gradient(upstream):
+                return upstream + tf.random.normal(tf.shape(upstream), stddev=1e-3) if noisy else upstream
+            return tf.identity(x), gradient
+
+        return identity(inputs)
+
+
+def _model(*layers):
+    model = keras.Sequential([keras.layers.Flatten(name="flat"),
+                              keras.layers.Dense(16, activation="relu", name="first"), *layers,
+                              keras.layers.Dense(10, name="last")])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def planted():
+    return _model(NoisyDense(16, os.environ.get("PLANTED") == "1", name="mid"))
+
+
+def nested():
+    return _model(keras.Sequential([keras.layers.Dense(16, activation="relu", name="inner_a"),
+                                    NoisyDense(16, os.environ.get("PLANTED") == "1", name="inner_noisy")],
+                                   name="block"))
+
+
+def noisy_gradient():
+    return _model(NoisyGradient(os.environ.get("PLANTED") == "1", name="noisy_grad"),
+                  keras.layers.Dense(16, activation="relu", name="mid"))
+"""
+
+
+@pytest.fixture
+def planted(user_files):
+    model = user_files / "model.py"
+    model.write_text(model.read_text() + "\n\n" + PLANTED_MODEL)
+    return user_files
+
+
+@pytest.mark.parametrize("function,expected", [
+    ("planted", {"phase": "forward", "step": 0, "path": "mid", "class": "NoisyDense", "inputs_equal": True,
+                 "agreeing": ["flat", "first"], "gradient_into": None}),
+    pytest.param("nested", {"phase": "forward", "step": 0, "path": "block/inner_noisy", "class": "NoisyDense",
+                            "inputs_equal": True, "agreeing": ["flat", "first", "block/inner_a"],
+                            "gradient_into": None}, marks=pytest.mark.slow),
+    pytest.param("noisy_gradient", {"phase": "backward", "step": 0, "path": "noisy_grad", "class": "NoisyGradient",
+                                    "inputs_equal": True, "agreeing": ["flat", "first", "noisy_grad", "mid", "last"],
+                                    "gradient_into": "first"}, marks=pytest.mark.slow),
+])
+def test_the_layer_where_a_difference_is_planted_is_named(planted, monkeypatch, function, expected):
+    config = user_config(planted, function, epochs=1)
+    a = run_trial(config, SeedSet.from_base(0), trace=True).trace
+    monkeypatch.setenv("PLANTED", "1")
+    b = run_trial(config, SeedSet.from_base(0), trace=True).trace
+    found = divergence.compare(a, b)
+    assert found["diverged"] and found["first_step"] == 0
+    assert found["stage"] == ("backward pass (gradient)" if expected["phase"] == "backward" else "forward pass (loss)")
+    assert found["first_layer"] == expected
+
+
+@pytest.mark.slow
+def test_diverge_names_the_planted_layer_of_a_user_model_from_b_env(planted, tmp_path):
+    out = tmp_path / "out"
+    result = run_program("harness.diverge", f"--model={planted}/model.py:planted",
+                         f"--dataset=npz:{planted}/data.npz", "--epochs=1", "--b_env=PLANTED=1", f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert ("The runs part in layer `mid` (NoisyDense) at step 0 (forward pass): its inputs are equal, its output "
+            "differs. The layers before it agree: `flat`, `first`.") in result.stdout
+    record = json.loads((out / "divergence.json").read_text())
+    assert schema_errors(record) == [] and record["first_layer"]["path"] == "mid"
+    assert record["run_b_differs_by"]["env"] == {"PLANTED": "1"}

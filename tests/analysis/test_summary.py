@@ -186,12 +186,13 @@ def test_the_cost_sentence_says_no_measurable_cost_where_the_interval_holds_zero
 def test_the_terminal_table_fits_the_terminal_by_leaving_out_the_least_needed_columns(small_study):
     summary = json.loads((small_study / "summary.json").read_text())
     whole = summary_lib.format_summary(summary)
-    headers = whole.splitlines()[1]
+    start = len(summary_lib.verdict_lines(summary)) + 2  # the verdict, a blank line and the header come first
+    headers = whole.splitlines()[start]
     assert all(name in headers for name in summary_lib.OPTIONAL_COLUMNS) and "left out" not in whole
     for width in (140, 100):
         fitted = summary_lib.format_summary(summary, width=width).splitlines()
         end = next(i for i, line in enumerate(fitted) if line.startswith("(left out"))
-        table, note = fitted[1:end], fitted[end]
+        table, note = fitted[start:end], fitted[end]
         assert note.startswith(f"(left out to fit {width} columns: dist SD [95% CI]")
         assert all(len(line) <= width for line in table), (width, max(map(len, table)))
         assert "condition" in table[0] and "churn %" in table[0] and "hashes" in table[0]
@@ -394,3 +395,56 @@ def test_validate_finds_a_summary_with_two_rows_of_one_condition_invalid(small_s
     path.write_text(json.dumps(summary))
     assert validate_file(path) == (1, [f"{path}: has 2 rows of condition control; a summary has one row per "
                                        "condition (the file was edited or joined)"])
+
+
+def test_the_verdict_leads_a_real_study_in_five_short_lines(small_study):
+    """Issue 45 item 9: the answer first, a line per question, each short enough for a terminal and a phone, every
+    figure with its interval; then the table and the findings."""
+    summary = json.loads((small_study / "summary.json").read_text())
+    rows = {row["name"]: row for row in summary["conditions"]}
+    lines = summary_lib.verdict_lines(summary)
+    assert len(lines) <= 5 and all(len(line) <= 100 for line in lines), lines
+    # On a CPU control's runs are alike, and op determinism off changes the bits (the traced softmax).
+    assert rows["kernels"]["matches_control_bitwise"] is False
+    assert lines[0] == "Bitwise reproducible here: yes, 3 control runs alike; op determinism off changes the bits."
+    sd, (low, high) = rows["all"]["test_accuracy"]["sd"] * 100, rows["all"]["test_accuracy"]["sd_ci95"]
+    assert lines[1] == (f"Run to run, test accuracy moves by SD {sd:.2g} points (95% CI [{low * 100:.2g}, "
+                        f"{high * 100:.2g}]) with every seed varied.")
+    # A flipped bit changes the weights, not one prediction: init alone moves accuracy, so there is no ranking.
+    assert summary["power"] is None and rows["bit"]["test_accuracy"]["sd"] == 0
+    assert lines[2] == "Sources: of kernels, init and bit, only init moves test accuracy."
+    cost = summary["determinism_cost"]["ci95"]
+    assert lines[3].startswith("Deterministic kernels cost ") and f"95% CI [{cost[0] - 1:+.1%}, " in lines[3]
+    assert len(lines) == 4
+    # The terminal prints them first, then a blank line, the header and the table.
+    printed = summary_lib.format_summary(summary).splitlines()
+    assert printed[:len(lines) + 2] == [*lines, "", "digits_mlp: 3 repeats per condition, study smallstudy"]
+
+
+def test_the_verdict_says_no_where_control_runs_differ_and_what_one_run_cannot_tell(small_study):
+    from harness.studies.records import read_records
+
+    records = read_records(small_study / "trials.jsonl")
+    for number, record in enumerate(r for r in records if r["condition"] == "control"):
+        record["fingerprints"]["weights_sha256"] = f"{number:064x}"  # as a GPU's unordered sums would leave them
+    lines = summary_lib.verdict_lines(summary_lib.summary_from_records(records, directory=small_study))
+    assert lines[0] == "Bitwise reproducible here: NO, 3 control runs with equal seeds gave 3 different weights."
+    # One repeat of each condition: each line says what it takes, with no figure standing alone.
+    once = summary_lib.summary_from_records([r for r in read_records(small_study / "trials.jsonl")
+                                             if r["repeat"] == 0], directory=small_study)
+    assert summary_lib.verdict_lines(once) == [
+        "Bitwise reproducible here: untested, one control run finished (it takes --repeats=2 or more).",
+        "Run to run: one run of all finished; how far test accuracy moves takes two (--repeats=2).",
+        "Sources: one run each shows no spread to rank (it takes --repeats=2 or more).",
+        "Deterministic kernels' cost was not measured (the study has no cost.json; --cost_blocks=0 skips it)."]
+
+
+def test_the_verdict_names_the_sources_this_many_repeats_cannot_rank_and_how_many_would():
+    rows = _prepared([_row("dropout", 0.0075), _row("init", 0.0068), _row("shuffle", 0.0020), _row("all", 0.01)])
+    for row in rows:
+        row["test_accuracy"]["sd_ci95"] = [0.7 * row["test_accuracy"]["sd"], 1.8 * row["test_accuracy"]["sd"]]
+    summary = _summary(rows)
+    needed = summary["power"]["ranked_pairs"][0]["repeats_needed"]
+    assert summary_lib.verdict_lines(summary)[2:] == [
+        "Sources, largest first: dropout, init (not told apart at 10 repeats) > shuffle.",
+        f"About {needed} repeats each would tell dropout from init at 80% power."]

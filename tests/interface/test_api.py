@@ -189,3 +189,39 @@ def test_a_study_directory_holds_one_study_which_more_repeats_extend_and_another
     with pytest.raises(UsageError, match="^the training pool is empty"):
         harness.study(repeats=1, **{**study, "validation_fraction": 0.9999999, "output_dir": str(tmp_path / "new")})
     assert not (tmp_path / "new").exists()
+
+
+def test_arrays_with_sample_weights_and_class_weights_train_weighted_through_the_api(tmp_path):
+    """harness.study takes (x, y, w) arrays and class_weight={...} as Keras's fit takes them; the records say
+    which data and setting, the summary says the loss was weighted, and both at once is refused before any file."""
+    import numpy as np
+
+    import harness
+
+    digits = load_dataset("digits")
+    x, y = digits.train_x[:250], digits.train_y[:250]
+    w = np.random.default_rng(0).uniform(0, 2, 250).astype(np.float32)
+    result = harness.study(model=create_model_for_the_api, data=(x, y, w), conditions=["control"], repeats=2,
+                           output_dir=str(tmp_path / "sample"), epochs=1, steps_per_loop=5)
+    records = read_records(result.records_path)
+    assert all(schema_errors(r) == [] for r in records)
+    assert records[0]["data"]["sample_weights"] == {
+        "train": True, "test": True, "test_use": "held in the data's identity, not scored with: every test example "
+                                                 "counts once, so runs are compared example by example"}
+    assert result.condition("control").bitwise_reproducible is True
+    summary = json.loads(result.summary_path.read_text())
+    assert schema_errors(summary) == [] and summary["weighted"] == "sample"
+    assert ("Each training example's loss is weighted by the sample weights that came with your data, as Keras's "
+            "fit weights it; test accuracy counts every test example once.") in summary["findings"]
+
+    by_class = harness.study(model=create_model_for_the_api, data=(x, y), conditions=["control"], repeats=1,
+                             output_dir=str(tmp_path / "class"), epochs=1, steps_per_loop=5,
+                             class_weight={3: 2.0, 0: 0.5})
+    record = read_records(by_class.records_path)[0]
+    assert record["config"]["class_weight"] == '{"0":0.5,"3":2.0}' and "sample_weights" not in record["data"]
+    with pytest.raises(UsageError) as both:
+        harness.study(model=create_model_for_the_api, data=(x, y, w), conditions=["control"], repeats=1,
+                      output_dir=str(tmp_path / "both"), epochs=1, class_weight={3: 2.0})
+    assert str(both.value).endswith("comes with sample weights and --class_weight weights its classes too; Keras's "
+                                    "fit takes one or the other: drop one")
+    assert not (tmp_path / "both").exists()

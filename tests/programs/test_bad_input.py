@@ -87,6 +87,7 @@ CASES = [
     ("harness.bench", ["--model=examples/mnist_mlp.py:create_model", "--model_args={root}",
                        "--output_dir={root}/out_args"]),
     ("harness.bench", ["--conditions=colour", "--output_dir={root}/out_colour"]),
+    ("harness.bench", ["--class_weight=0:1,1:5", *STUDY, "--output_dir={root}/out_class_weight"]),
     ("harness.bench", ["--epochs=0", "--output_dir={root}/out_epochs"]),
     ("harness.bench", ["--cost_blocks=3", "--output_dir={root}/out_cost"]),
     ("harness.bench", ["--hidden_units=1000000000000", *STUDY, "--output_dir={root}/out_hidden"]),

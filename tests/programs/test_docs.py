@@ -3,9 +3,7 @@
 import re
 import subprocess
 
-from conftest import REPO, run_program
-
-DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+from conftest import DOCS, REPO, run_program
 
 
 def _code(path):

@@ -43,9 +43,21 @@ def test_a_fresh_process_matches_a_trial_run_in_this_process(tmp_path):
 
 @pytest.mark.slow
 def test_bench_prints_the_study_table_and_writes_a_valid_summary(tmp_path):
+    from harness.analysis.summary import verdict_lines
+
     result = run_program("harness.bench", "--repeats=2", "--init_seed=11", "--conditions=control,init,env:xla=1",
                          *TINY, f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    # The answer in short is the first thing printed after the progress (on stderr), then the table (issue 45).
+    verdict = verdict_lines(summary)
+    assert result.stdout.splitlines()[:len(verdict) + 1] == [*verdict, ""], result.stdout
+    assert verdict == [
+        "Bitwise reproducible here: yes, 2 control runs alike; XLA on changes the bits.",
+        verdict[1], "Sources: init alone was varied; vary others to rank them.", verdict[3]]
+    assert verdict[1].startswith("Run to run, test accuracy moves by SD ") and \
+        verdict[1].endswith(" in init, the most of any condition.")
+    assert verdict[3].startswith("Deterministic kernels cost ") and "95% CI [" in verdict[3]
     header = next(line for line in result.stdout.splitlines() if line.startswith("condition"))
     for column in ("test acc % mean", "SD 95% CI", "of all", "churn % [95% CI]", "hashes", "step ms", "vs control"):
         assert column in header
@@ -57,7 +69,6 @@ def test_bench_prints_the_study_table_and_writes_a_valid_summary(tmp_path):
     assert sorted(r["condition"] for r in records) == ["control", "control", "env:xla=1", "env:xla=1", "init", "init"]
     assert {r["condition"] for r in records if "vectorized" in r["outputs"]} == {"control", "init"}
     assert [r["seeds"]["init"] for r in records if r["condition"] == "control"] == [11, 11]
-    summary = json.loads((tmp_path / "summary.json").read_text())
     assert schema_errors(summary) == []
     # A log (stderr is not a terminal) has a line per trial, and one per replica group, its time said once.
     assert re.search(r"^\[2/6\] control: group of 2 in \d+\.\ds \(2 ok\); ETA ", result.stderr, re.MULTILINE)
@@ -137,3 +148,81 @@ def test_tensorflows_start_up_banners_stay_out_of_the_way_unless_verbosity_asks(
     assert quiet.returncode == 0 and "op types in one traced train step" in quiet.stdout
     assert "oneDNN custom operations" not in quiet.stderr and "InitializeLog" not in quiet.stderr, quiet.stderr
     assert "oneDNN custom operations" in verbose.stderr
+
+
+TERMINATED = "terminated (SIGTERM); records written so far are kept."
+# A program whose SIGTERM is handled inside a finalizer, as one reaching reeval while the garbage collector ran
+# TensorFlow's ConcreteFunctionGarbageCollector.__del__ was: Python drops what a finalizer raises ("Exception
+# ignored in ..."), so the run went on to its end as if never told to stop.
+SIGTERM_IN_A_FINALIZER = """\
+import os, signal, time
+from harness import cli
+
+class Finalized:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)
+        for _ in range(1000):  # Python's handler runs here, in the finalizer
+            pass
+
+def main(argv):
+    Finalized()
+    time.sleep(60)  # the rest of the run
+    return 0
+
+cli.run(main, writes_records=True)
+"""
+
+
+def test_a_sigterm_a_finalizer_swallowed_still_ends_the_program(tmp_path):
+    process = subprocess.Popen([sys.executable, "-c", SIGTERM_IN_A_FINALIZER], cwd=tmp_path, text=True,
+                               env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE)
+    try:
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 143 and stderr.splitlines() == [TERMINATED], stderr
+
+
+def _records_are_whole(path):
+    text = path.read_text() if path.exists() else ""
+    assert text == "" or text.endswith("\n")
+    records = read_records(path)
+    assert all(schema_errors(r) == [] for r in records) and len({r["trial_key"] for r in records}) == len(records)
+    return records
+
+
+@pytest.mark.slow
+def test_reeval_ends_within_seconds_of_sigterm_and_keeps_its_records(tmp_path):
+    import signal
+    import time
+
+    from conftest import SCORING_FLAGS
+
+    # One trial at a time over many seeds: a run that would go on for minutes, recording a trial a second.
+    args = [sys.executable, "-m", "harness.reeval", "--learning_rate=0.01", "--seeds=300", "--replicas=1",
+            *SCORING_FLAGS, f"--output_dir={tmp_path}"]
+    process = subprocess.Popen(args, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, text=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        trials, deadline = tmp_path / "trials.jsonl", time.monotonic() + 180
+        while time.monotonic() < deadline and (not trials.exists() or trials.read_bytes().count(b"\n") < 2):
+            time.sleep(0.05)
+        assert trials.exists(), "reeval recorded no trial in 3 minutes"
+        process.send_signal(signal.SIGTERM)
+        sent = time.monotonic()
+        said, lines = None, []
+        for line in process.stderr:  # until the sentence, then the time the process takes to end
+            lines.append(line.rstrip("\n"))
+            if lines[-1] == TERMINATED:
+                said = time.monotonic()
+                break
+        process.wait(timeout=60)
+        ended = time.monotonic()
+    finally:
+        process.kill()
+    assert process.returncode == 143 and said is not None, "\n".join(lines[-20:])
+    # Within seconds of the signal, and at once after the sentence (the interpreter's teardown took 2 to 5 s).
+    assert ended - sent < 10 and ended - said < 1.5, (ended - sent, ended - said)
+    assert not [line for line in lines if "Traceback" in line or "Exception ignored" in line]
+    assert len(_records_are_whole(trials)) >= 2

@@ -42,6 +42,16 @@ def test_order_is_left_out_of_a_keras_models_default_conditions(user_files):
     assert "order" not in names and "bit" in names
 
 
+def test_xla_is_left_out_of_the_default_conditions_of_a_model_its_own_fit_trains(user_files):
+    """Under --trainer=keras_fit XLA is what the model's compile() says (a config refuses env:xla=1's --xla): the
+    default study of docs/your-own-model.md's keras_fit command was refused before any trial."""
+    from conftest import user_config
+
+    assert conditions.XLA_ON in [c.name for c in conditions.default_conditions(user_config(user_files))]
+    names = [c.name for c in conditions.default_conditions(user_config(user_files, trainer="keras_fit"))]
+    assert conditions.XLA_ON not in names and {"control", "kernels", "env:threads=1", "env:load=1"} <= set(names)
+
+
 def test_bit_flips_only_nonzero_initial_weights():
     _, _, specs = plan_conditions("bit", repeats=20)
     # Biases start at zero; the MLP's first 128 weights (dense1/bias) are never picked.

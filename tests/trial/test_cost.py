@@ -61,7 +61,7 @@ def test_the_profiler_lists_each_op_of_the_step_with_its_time_per_step_in_both_s
     config = load_benchmark("digits_mlp", **SMALL).replace(determinism=True)
     seeds = SeedSet.from_base(0)
     dataset = train.prepare(config)
-    split = split_pool(dataset, seeds, config.validation_fraction, config.max_train_examples)
+    split = split_pool(dataset, seeds, config)
     trainable = train.build_trainable(config, dataset, seeds)
     batches = cost._cached_batches(config, seeds, split)  # noqa: SLF001  the measurement's own batches
     off, on = (cost._step_setting(name, trainable, batches, False, enabled)  # noqa: SLF001

@@ -65,9 +65,10 @@ def test_a_damaged_mnist1d_cache_is_generated_again(tmp_path, monkeypatch):
 
 def test_split_seed_picks_the_validation_share():
     digits = datasets.load_dataset("digits")
-    a = datasets.split_pool(digits, SeedSet.from_base(0), 0.1)
-    b = datasets.split_pool(digits, SeedSet.from_base(0), 0.1)
-    c = datasets.split_pool(digits, SeedSet.from_base(0, split=99), 0.1)
+    config = load_benchmark("digits_mlp", validation_fraction=0.1)
+    a = datasets.split_pool(digits, SeedSet.from_base(0), config)
+    b = datasets.split_pool(digits, SeedSet.from_base(0), config)
+    c = datasets.split_pool(digits, SeedSet.from_base(0, split=99), config)
     assert len(a.validation_y) == 144 and len(a.train_y) == 1437 - 144
     assert np.array_equal(a.validation_x, b.validation_x)
     assert not np.array_equal(a.validation_x, c.validation_x)

@@ -210,3 +210,123 @@ def test_a_config_field_of_another_type_is_one_sentence():
         assert str(refused.value) == said
     # numpy's integers are whole numbers (a tuner's suggestions may be).
     assert load_benchmark("digits_mlp", epochs=np.int64(3)).epochs == 3
+
+
+WEIGHTED_MODEL = """\
+import keras
+
+
+def create_model(loss="object"):
+    model = keras.Sequential([keras.layers.Flatten(), keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(10)])
+    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+                  if loss == "object" else "sparse_categorical_crossentropy")
+    return model
+"""
+
+
+@pytest.fixture
+def weighted_files(tmp_path):
+    """model.py and the same 300 training digits with and without sample weights."""
+    from harness.trial.datasets import load_dataset
+
+    digits = load_dataset("digits")
+    arrays = dict(x_train=digits.train_x[:300], y_train=digits.train_y[:300], x_test=digits.test_x[:200],
+                  y_test=digits.test_y[:200])
+    weights = np.random.default_rng(0).uniform(0, 3, 300).astype(np.float32)
+    np.savez(tmp_path / "plain.npz", **arrays)
+    np.savez(tmp_path / "weighted.npz", **arrays, w_train=weights)
+    (tmp_path / "model.py").write_text(WEIGHTED_MODEL)
+    return tmp_path
+
+
+def test_sample_weights_weight_the_loss_as_keras_fit_does_bit_for_bit(weighted_files):
+    """The harness's loop and Keras's own fit (the keras_fit trainer hands fit the same (x, y, w) batches) end
+    at the same bits with a Loss object and with a loss function; weights change them; the built-in model's
+    vectorized replicas and a user model's grouped replicas are their trials alone."""
+    from harness.trial import grouped, vectorized
+    from harness.trial.config import user_model_config
+
+    seeds = [SeedSet.from_base(0), SeedSet.from_base(1)]
+    for loss in ("object", "function"):
+        config = user_model_config(model=f"{weighted_files}/model.py:create_model", model_args={"loss": loss},
+                                   dataset=f"npz:{weighted_files}/weighted.npz", epochs=2, steps_per_loop=5)
+        harness_loop = _weights(config, seeds[0])
+        assert harness_loop == _weights(config.replace(trainer="keras_fit"), seeds[0]), loss
+        assert harness_loop != _weights(config.replace(dataset=f"npz:{weighted_files}/plain.npz"), seeds[0])
+    in_group = grouped.run_grouped([config.replace(replicas=2)] * 2, seeds)
+    assert [r.fingerprints["weights_sha256"] for r in in_group] == [_weights(config, s) for s in seeds]
+    builtin = load_benchmark("digits_mlp", dataset=f"npz:{weighted_files}/weighted.npz", epochs=2, steps_per_loop=5)
+    for seed_sets in (seeds, [seeds[0], seeds[0].replace(init=7)]):  # the batched path, then the fused one
+        replicas = vectorized.run_replicas([builtin.replace(replicas=2)] * 2, seed_sets)
+        assert [r.fingerprints["weights_sha256"] for r in replicas] == [_weights(builtin, s) for s in seed_sets]
+
+
+def test_the_weighted_loss_is_keras_s_own_on_a_batch(weighted_files):
+    """The loss a weighted step minimizes is what the model's compile() computes with those sample weights."""
+    import keras
+    import tensorflow as tf
+
+    from harness.trial import keras_model
+    from harness.trial.config import user_model_config
+    from harness.trial.datasets import load_dataset
+
+    data = load_dataset(f"npz:{weighted_files}/weighted.npz")
+    for loss in ("object", "function"):
+        config = user_model_config(model=f"{weighted_files}/model.py:create_model", model_args={"loss": loss},
+                                   dataset=f"npz:{weighted_files}/weighted.npz")
+        model = keras_model.build_model(config, data, init_seed=0)
+        task = keras_model.task_for(config, model, data)
+        x, y, w = tf.constant(data.train_x[:32]), tf.constant(data.train_y[:32]), tf.constant(data.train_w[:32])
+        outputs = model(x, training=False)
+        ours = task.loss(y, outputs, w).numpy()
+        keras_s = keras.ops.convert_to_numpy(model.compute_loss(x, y, outputs, sample_weight=w))
+        assert ours.tobytes() == np.float32(keras_s).tobytes(), loss
+        assert ours != task.loss(y, outputs, None).numpy()
+
+
+def test_class_weight_is_keras_s_class_weight(weighted_files):
+    """--class_weight gives each example its class's weight exactly as Keras's fit(class_weight=...) does (the
+    same bits as fit with those weights as sample weights), trains as those weights given with the data would,
+    keeps unweighted studies' ids, and is refused with the data's own weights or in another shape."""
+    import keras
+
+    from harness.errors import UsageError
+    from harness.trial import keras_model
+    from harness.trial.config import user_model_config
+    from harness.trial.datasets import example_weights, load_dataset
+
+    class_weight = {0: 3.0, 4: 0.25, 7: 0.0}
+    plain = f"npz:{weighted_files}/plain.npz"
+    config = user_model_config(model=f"{weighted_files}/model.py:create_model", dataset=plain, epochs=2,
+                               steps_per_loop=5, class_weight=class_weight)
+    assert config.class_weight == '{"0":3.0,"4":0.25,"7":0.0}' and config.class_weights() == class_weight
+    data = load_dataset(plain)
+    weights = example_weights(config, data)
+
+    def fitted(**weighting):
+        model = keras_model.build_model(config, data, init_seed=0)
+        model.fit(data.train_x, data.train_y, batch_size=32, epochs=1, shuffle=False, verbose=0, **weighting)
+        return b"".join(np.asarray(v).tobytes() for v in model.weights)
+
+    assert fitted(class_weight=class_weight) == fitted(sample_weight=weights) != fitted()
+    keras.backend.clear_session()
+
+    np.savez(weighted_files / "as_data.npz", **dict(np.load(weighted_files / "plain.npz")), w_train=weights)
+    by_class = _weights(config, SeedSet.from_base(0))
+    assert by_class == _weights(config.replace(class_weight="", dataset=f"npz:{weighted_files}/as_data.npz"),
+                                SeedSet.from_base(0))
+    assert by_class != _weights(config.replace(class_weight=""), SeedSet.from_base(0))
+    assert "class_weight" not in config.replace(class_weight="").as_dict()
+
+    with pytest.raises(UsageError) as both:
+        run_trial(config.replace(dataset=f"npz:{weighted_files}/weighted.npz"), SeedSet.from_base(0))
+    assert str(both.value) == (f"npz:{weighted_files}/weighted.npz comes with sample weights and --class_weight "
+                               "weights its classes too; Keras's fit takes one or the other: drop one")
+    for given, said in (('{"a": 1}', "its class 'a' is not a class index (0, 1, 2...)."),
+                        ({1: -2}, "class 1's weight must be a finite number of 0 or more, got -2."),
+                        ("[1, 2]", "--class_weight takes a JSON object of class to weight, e.g. "
+                                   "'{\"0\": 1, \"1\": 5}', not '[1, 2]'.")):
+        with pytest.raises(UsageError) as refused:
+            config.replace(class_weight=given)
+        assert str(refused.value).endswith(said)

@@ -223,3 +223,77 @@ def test_a_negative_class_label_for_a_built_in_model_is_refused_before_training(
         run_trial(config, SeedSet.from_base(0))
     assert str(refused.value) == (f"the built-in mlp model takes class labels 0 to 9, and the labels of "
                                   f"npz:{tmp_path}/negative.npz include -1.")
+
+
+WEIGHTED_SOURCES = """\
+import numpy as np
+import tensorflow as tf
+
+DATA = np.load(__file__.replace("weighted.py", "weighted.npz"))
+
+
+def arrays():
+    return DATA["x"], DATA["y"], DATA["w"]
+
+
+def splits():
+    return (DATA["x"][:40], DATA["y"][:40], DATA["w"][:40]), (DATA["x"][40:], DATA["y"][40:])
+
+
+def datasets():
+    train = tf.data.Dataset.from_tensor_slices((DATA["x"][:40], DATA["y"][:40], DATA["w"][:40])).batch(8)
+    test = tf.data.Dataset.from_tensor_slices((DATA["x"][40:], DATA["y"][40:]))
+    return train, test
+"""
+
+
+def test_sample_weights_come_from_every_source_and_are_part_of_the_data_s_identity(tmp_path):
+    """npz `w_train`/`w`, a data function's (x, y, w), a tf.data.Dataset of (x, y, w) and the Python API's
+    arrays: the same weights arrive with the same examples, and they change the data's hash."""
+    from harness.trial import user_data
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((50, 3)).astype(np.float32), rng.integers(0, 2, 50)
+    w = rng.uniform(0.5, 2.0, 50).astype(np.float32)
+    np.savez(tmp_path / "weighted.npz", x=x, y=y, w=w)
+    np.savez(tmp_path / "four.npz", x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:], w_train=w[:40])
+    np.savez(tmp_path / "plain.npz", x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:])
+    (tmp_path / "weighted.py").write_text(WEIGHTED_SOURCES)
+
+    held_out = load_dataset(f"npz:{tmp_path}/weighted.npz")
+    function = load_dataset(f"{tmp_path}/weighted.py:arrays")
+    python = load_dataset(user_data.from_python((x, y, w)))
+    for loaded in (function, python):
+        assert np.array_equal(loaded.train_w, held_out.train_w) and np.array_equal(loaded.test_w, held_out.test_w)
+        assert np.array_equal(loaded.train_x, held_out.train_x)
+    # The held-out split moves each weight with its example.
+    assert sorted(held_out.train_w.tolist() + held_out.test_w.tolist()) == sorted(w.tolist())
+
+    four, plain = load_dataset(f"npz:{tmp_path}/four.npz"), load_dataset(f"npz:{tmp_path}/plain.npz")
+    python_dict = user_data.from_python({"x_train": x[:40], "y_train": y[:40], "x_test": x[40:], "y_test": y[40:],
+                                         "w_train": w[:40]})
+    for loaded in (four, load_dataset(f"{tmp_path}/weighted.py:splits"),
+                   load_dataset(f"{tmp_path}/weighted.py:datasets"), load_dataset(python_dict)):
+        assert np.array_equal(loaded.train_w, w[:40]) and loaded.test_w is None
+    assert plain.train_w is None
+    assert four.sha256 != plain.sha256
+    # Unweighted data keeps the hash it had before weights existed: the four arrays' alone.
+    from harness.trial.fingerprints import named_arrays_sha256
+
+    assert plain.sha256 == named_arrays_sha256([("train_x", x[:40]), ("train_y", y[:40].astype(np.int32)),
+                                                ("test_x", x[40:]), ("test_y", y[40:].astype(np.int32))])
+
+
+@pytest.mark.parametrize(("weights", "sentence"), [
+    (np.ones(39), "w_train holds 39 sample weights but y_train has 40 examples."),
+    (-np.ones(40), "w_train holds a negative sample weight (-1); weights are 0 or more."),
+    (np.zeros(40), "every sample weight of w_train is 0; the model would learn nothing."),
+    (np.ones((40, 2)), "w_train must hold one sample weight per example (shape (n,)), not shape (40, 2)."),
+    (np.full(40, np.nan), "w_train holds NaN or infinite values."),
+])
+def test_unusable_sample_weights_are_one_sentence(tmp_path, weights, sentence):
+    x, y = np.zeros((50, 3), np.float32), np.arange(50) % 2
+    np.savez(tmp_path / "bad.npz", x_train=x[:40], y_train=y[:40], x_test=x[40:], y_test=y[40:], w_train=weights)
+    with pytest.raises(UsageError) as refused:
+        load_dataset.__wrapped__(f"npz:{tmp_path}/bad.npz")
+    assert str(refused.value) == f"npz:{tmp_path}/bad.npz: {sentence}"
