@@ -17,8 +17,12 @@ With `--b_flip_bit`, the one-bit probe of Summers & Dinneen (2021): how fast
 B's weights drift from A's (after every loop call), its growth rate, and the
 step where their test predictions part, or, if they never do, how many steps
 the drift would need to reach the distance between two runs that differ by a
-seed (a third run). Writes OUTPUT_DIR/divergence.json (`harness.divergence/1`)
-and the traces.
+seed (a third run). Then it runs each side again, through that step, with
+every op's inputs and outputs fingerprinted (`trial/op_trace.py`), and names
+the first op whose inputs are equal and whose output differs, ops in one run's
+graph only, ops that ran inside XLA clusters in one run only, and the cause
+(`analysis/first_op.py`); `--verify` re-runs both sides with the cause's remedy.
+Writes OUTPUT_DIR/divergence.json (`harness.divergence/1`) and the traces.
 """
 
 from __future__ import annotations
@@ -34,8 +38,10 @@ from absl import flags
 
 from harness import cli, trial_flags
 from harness.analysis.divergence import compare, format_divergence, format_growth, growth, load_trace, plot_growth
+from harness.analysis.first_op import REMEDIES, cause_of, first_op, format_first_op, load_op_trace
 from harness.errors import UsageError
 from harness.flags import value_or
+from harness.platform.known_ops import ENVIRONMENT_CAUSES
 from harness.schema import DIVERGENCE_FILE, DIVERGENCE_SCHEMA
 from harness.studies.records import utc_timestamp, write_json
 
@@ -46,7 +52,12 @@ for _name in (*trial_flags.CONFIG_FLAGS, *trial_flags.SEED_FLAGS, "output_dir"):
 flags.DEFINE_list("traces", None, "Compare these two trace files (a.npz,b.npz) instead of running the trial.")
 flags.DEFINE_integer("b_flip_bit", None, "Run B only: flip the lowest bit of this initial weight.")
 flags.DEFINE_list("b_env", [], "Run B only: environment variables NAME=VALUE, e.g. TF_ENABLE_ONEDNN_OPTS=0.")
+flags.DEFINE_boolean("ops", True, "After a divergence, run each side again through the step where they part "
+                     "with every op's tensors fingerprinted, and name the first op where they part.")
+flags.DEFINE_boolean("verify", False, "Re-run both sides with the cause's remedy (XLA off, op determinism, the "
+                     "same environment) and say whether the runs then agree.")
 flags.DEFINE_string("trace_to", None, "Internal: run the trial in this process and write its trace here.")
+flags.DEFINE_string("ops_to", None, "Internal: run the trial with every op fingerprinted and write its op trace here.")
 
 
 def write_trace(path: Path) -> None:
@@ -71,10 +82,29 @@ def write_trace(path: Path) -> None:
                                           "onednn": env["onednn_enabled"], "threads": env["threads"]})))
 
 
-def _run_side(side: str, argv: list[str], output_dir: Path, extra: list[str], env_vars: dict[str, str]) -> Path:
-    path = output_dir / f"trace_{side}.npz"
+def write_op_trace(path: Path) -> None:
+    """Runs the trial given by the flags with every op of its step fingerprinted at every step, and saves the
+    op trace: the step's ops, their tensors' fingerprints per step, and what the runtime ran."""
+    from harness.trial import op_trace
+    from harness.trial.train import run_trial
+
+    with op_trace.runtime_graph() as runtime:
+        result = run_trial(trial_flags.config_from_flags(), trial_flags.seeds_from_flags(), trace=True,
+                           trace_ops=True)
+    if result.status["code"] != "ok":
+        raise UsageError(f"the trial did not finish ({result.status['code']}: {result.status['message']})")
+    table = result.trace["op_table"]
+    np.savez(path, op_table=np.array(json.dumps(table)), op_steps=result.trace["op_steps"],
+             runtime_ran=np.array(op_trace.ran(table["names"], runtime), bool),
+             xla_clusters=np.array(op_trace.xla_clusters(runtime), str))
+
+
+def _run_side(side: str, argv: list[str], output_dir: Path, extra: list[str], env_vars: dict[str, str],
+              ops: bool = False) -> Path:
+    path = output_dir / (f"ops_{side}.npz" if ops else f"trace_{side}.npz")
+    internal = [f"--ops_to={path}" if ops else f"--trace_to={path}"]
     # What this side changes comes last: absl keeps the last value of a flag given twice.
-    args = [sys.executable, "-m", "harness.diverge", f"--trace_to={path}", *argv, *extra]
+    args = [sys.executable, "-m", "harness.diverge", *internal, *argv, *extra]
     result = subprocess.run(args, env={**os.environ, **env_vars}, capture_output=True, text=True)
     if result.returncode != 0:
         lines = [line for line in result.stderr.strip().splitlines() if line.startswith("error:")]
@@ -84,7 +114,8 @@ def _run_side(side: str, argv: list[str], output_dir: Path, extra: list[str], en
 
 def _trial_argv() -> list[str]:
     """The command line's trial flags, passed on to both runs (diverge's own flags stay here)."""
-    own = ("--output_dir", "--traces", "--b_flip_bit", "--b_env", "--trace_to")
+    own = ("--output_dir", "--traces", "--b_flip_bit", "--b_env", "--trace_to", "--ops", "--noops", "--verify",
+           "--noverify")
     return [a for a in sys.argv[1:] if not a.startswith(own)]
 
 
@@ -93,13 +124,16 @@ def main(argv: list[str]) -> int:
     if FLAGS.trace_to:
         write_trace(Path(FLAGS.trace_to))
         return 0
+    if FLAGS.ops_to:
+        write_op_trace(Path(FLAGS.ops_to))
+        return 0
     output_dir = Path(value_or("output_dir", "results/diverge"))
     output_dir.mkdir(parents=True, exist_ok=True)
     if FLAGS.traces:
         if len(FLAGS.traces) != 2:
             raise UsageError("--traces takes two files: --traces=a.npz,b.npz")
         paths = [Path(p) for p in FLAGS.traces]
-        b_differs = {}
+        b_differs, shared, b_extra, env_vars = {}, [], [], {}
         description = f"comparing traces {paths[0]} (A) and {paths[1]} (B)"
     else:
         env_vars = {}
@@ -131,14 +165,63 @@ def main(argv: list[str]) -> int:
               "context": [json.loads(str(t["context"])) if "context" in t else None for t in (a, b)],
               "final_weights_equal": str(a.get("weights_sha256")) == str(b.get("weights_sha256")), **found,
               "growth": drift}
+    contexts = record["context"]
+    said = [format_divergence(found, description)]
+    if FLAGS.ops and found["diverged"] and not FLAGS.traces and found["stage"] != "run length":
+        try:
+            record["first_op"], record["verify"] = _first_op(found, shared, output_dir, b_extra, env_vars, contexts)
+        except UsageError as error:  # the step and layer found stand: say why there is no op, keep the record
+            record["first_op"] = record["verify"] = None
+            said.append(f"No op-level verdict: {error}.")
+        else:
+            said.append(format_first_op(record["first_op"]))
+            if record["verify"]:
+                said.append(_format_verify(record["verify"]))
     write_json(output_dir / DIVERGENCE_FILE, record)
-    print(format_divergence(found, description))
+    print("\n".join(said))
     if drift is not None and found["diverged"]:
         print(format_growth(drift))
         plot_growth(drift, output_dir / "growth.png")
         print(f"plot: {output_dir / 'growth.png'}")
     print(f"record: {output_dir / DIVERGENCE_FILE}")
     return 0
+
+
+def _first_op(found: dict, shared: list[str], output_dir: Path, b_extra: list[str], env_vars: dict[str, str],
+              contexts: list) -> tuple[dict, dict | None]:
+    """Both sides again, each in a fresh process, with every op of every step fingerprinted: the first op where
+    they part and its cause; with --verify, both sides re-run with its remedy."""
+    paths = [_run_side("a", shared, output_dir, [], {}, ops=True),
+             _run_side("b", shared, output_dir, b_extra, env_vars, ops=True)]
+    part = first_op(*(load_op_trace(p) for p in paths))
+    part = {**part, **cause_of(part, env_vars, contexts), "traces": [str(p) for p in paths]}
+    if not FLAGS.verify:
+        return part, None
+    remedy = part["remedy"]
+    if remedy is None:
+        return part, {"remedy": None, "diverged": None, "first_step": None, "stage": None}
+    env_a, env_b, extra = {}, dict(env_vars), []
+    if remedy == "xla off":
+        env_a["TF_XLA_FLAGS"] = env_b["TF_XLA_FLAGS"] = ""
+    elif remedy == "op determinism":
+        extra = ["--determinism=on"]
+    else:
+        env_b = {k: v for k, v in env_vars.items() if k not in ENVIRONMENT_CAUSES}
+    verify_dir = output_dir / "verify"
+    verify_dir.mkdir(exist_ok=True)
+    again = compare(load_trace(_run_side("a", shared, verify_dir, extra, env_a)),
+                    load_trace(_run_side("b", shared, verify_dir, [*b_extra, *extra], env_b)))
+    return part, {"remedy": remedy, "diverged": again["diverged"], "first_step": again["first_step"],
+                  "stage": again["stage"], "steps_compared": again["steps_compared"]}
+
+
+def _format_verify(verified: dict) -> str:
+    if verified["remedy"] is None:
+        return "--verify: the harness has no remedy to apply for this cause."
+    with_it = f"--verify: with {REMEDIES[verified['remedy']]}"
+    if not verified["diverged"]:
+        return f"{with_it}, the runs agree: all {verified['steps_compared']} steps are bitwise identical."
+    return f"{with_it}, the runs still part, at step {verified['first_step']} ({verified['stage']})."
 
 
 if __name__ == "__main__":

@@ -66,9 +66,10 @@ flags.DEFINE_integer("seeds", 20, "Seeds each configuration is evaluated over, p
                      "(reeval, compare_configs).", lower_bound=2, upper_bound=MAX_TRIALS_EACH)
 flags.DEFINE_string("conditions", None,
                     "Comma-separated conditions: control, kernels, init, shuffle, dropout, augment, split, "
-                    "all, bit, order, env:threads=N, env:onednn=0|1, env:xla=0|1, env:load=0|1. bench's default: all "
-                    "of them, less augment without --augment, split without a validation share, order for your "
-                    "own Keras model, and env:xla=1 under --trainer=keras_fit; isolation_cost's: control,init.")
+                    "all, bit, order, resume, env:threads=N, env:onednn=0|1, env:xla=0|1, env:load=0|1. bench's "
+                    "default: all of them but resume, less augment without --augment, split without a validation "
+                    "share, order for your own Keras model, and env:xla=1 under --trainer=keras_fit; "
+                    "isolation_cost's: control,init.")
 flags.register_validator("conditions", _check_conditions)
 flags.DEFINE_integer("repeats", None, "Trials per condition (bench: 10; isolation_cost: 5).", lower_bound=1,
                      upper_bound=MAX_TRIALS_EACH)

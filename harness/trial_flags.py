@@ -64,6 +64,9 @@ flags.DEFINE_integer("reduction_order", None, "Permute each batch by this seed, 
                      "condition sets it per repeat).")
 flags.DEFINE_enum("trainer", None, list(config_lib.TRAINERS), "Who runs the steps: the harness's tf.function loop "
                   "(default), or your model's own Keras fit (keras_fit: its compile(), the harness's seeds and data).")
+flags.DEFINE_integer("resume_epoch", None, "The `resume` condition: train to the end of this epoch, checkpoint the "
+                     "whole training state, and finish in a fresh process restored from it (0 or unset: the middle "
+                     "epoch, epochs // 2). Other conditions train uninterrupted.")
 flags.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES),
                   "mirrored: train under tf.distribute.MirroredStrategy over every local GPU.")
 

@@ -36,6 +36,9 @@ flags.DEFINE_boolean("probe", False, "Instead of trials: load the data of the tr
                      "and probe its model (the facts planners ask, trial/train.py), printing each step and the facts "
                      "as JSON lines; writes nothing. Where your code can crash or hang a process but not the study's "
                      "(study_runner.probe_apart).")
+flags.DEFINE_boolean("resume_from", False, "Instead of trials: finish the `resume` condition's one trial on stdin from "
+                     "the checkpoint in --output_dir, in this fresh process (harness/trial/resume.py), and write its "
+                     "result and restart-replay verdict there; writes no record.")
 
 
 def main(argv: list[str]) -> int:
@@ -47,6 +50,8 @@ def main(argv: list[str]) -> int:
     if flags.FLAGS.probe:
         return probe(sys.stdin.buffer.read())
     specs = specs_from(sys.stdin.buffer.read())
+    if flags.FLAGS.resume_from:
+        return resume_from(specs, Path(flags.FLAGS.output_dir))
     if specs:
         # Thread pools are fixed once per process, before the first op runs.
         determinism.set_thread_pools(specs[0].config.intra_op_threads, specs[0].config.inter_op_threads)
@@ -86,6 +91,25 @@ def probe(stdin: bytes) -> int:
     if config.is_user_model:
         print(json.dumps({"doing": user_code.DOING["model"]}), flush=True)
         print(json.dumps({"facts": train.model_facts(config)._asdict()}), flush=True)
+    return 0
+
+
+def resume_from(specs: list[TrialSpec], directory: Path) -> int:
+    """--resume_from: the resumed run of the trial (trial/resume.finish), judged against the uninterrupted run's
+    trace its own process wrote (analysis/restart_replay.verdict)."""
+    from harness.analysis import restart_replay
+    from harness.trial import resume
+
+    if len(specs) != 1 or not specs[0].config.resume_epoch:
+        raise UsageError("--resume_from finishes one trial of the `resume` condition; stdin must hold exactly that")
+    config, seeds = specs[0].config, specs[0].seeds
+    determinism.set_thread_pools(config.intra_op_threads, config.inter_op_threads)
+    result = resume.finish(config, seeds, directory)
+    if result.status["code"] == "ok":
+        said = result.outputs["resume"]
+        said.update(restart_replay.verdict(resume.read_reference(directory), result.trace, said["step"],
+                                           said["epoch"], result.model.get("seed_generators", [])))
+    resume.write_result(directory, result)
     return 0
 
 

@@ -26,7 +26,7 @@ from harness.schema import (
     TRIALS_FILE,
 )
 from harness.studies import determinism_cost, per_example
-from harness.studies.conditions import ALL, CONTROL, KERNELS, SOURCES, XLA_ON, Condition, condition
+from harness.studies.conditions import ALL, CONTROL, KERNELS, RESUME, SOURCES, XLA_ON, Condition, condition
 from harness.studies.records import (
     NotStrictJson,
     read_records,
@@ -276,7 +276,9 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
     n_test = ok[0]["metrics"].get("test_examples") if ok else None
     correct = [a[CORRECT_ARRAY] for a in arrays if CORRECT_ARRAY in a]
     floor = stats.noise_floor(accuracy["mean"], n_test) if accuracy and n_test else None
+    replays = [r["outputs"]["resume"] for r in ok if "replays" in r["outputs"].get("resume", {})]
     return {
+        **({"restart_replay": _restart_replay(replays)} if condition.resumes else {}),
         "name": condition.name,
         "varies": condition.varies,
         "varies_nothing": _varies_nothing(condition.name, ok),
@@ -315,6 +317,17 @@ def _condition_summary(condition: Condition, records: list[dict[str, Any]], repe
         "matches_control_bitwise": None,
         "metric_delta_vs_control": None,
     }
+
+
+def _restart_replay(verdicts: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The `resume` row's restart replay: how many resumed runs replayed their uninterrupted run bit for bit, and
+    the first one's verdict that did not (else the first's): its step, stage, variables and the state missed."""
+    if not verdicts:
+        return None
+    shown = next((v for v in verdicts if not v["replays"]), verdicts[0])
+    return {"runs": len(verdicts), "replayed": sum(bool(v["replays"]) for v in verdicts),
+            **{key: shown.get(key) for key in ("epoch", "step", "first_step", "stage", "variables", "missed",
+                                               "message")}}
 
 
 # A seed condition whose runs all recorded one such fingerprint varied nothing: (fingerprint, why in words).
@@ -562,6 +575,13 @@ def findings(summary: dict[str, Any]) -> list[str]:
             moved = f" ({metric.replace('_', ' ')} moves {change} on average)" if delta else ""
             said.append(f"{row['name']} ({row['varies']}) {verdict}{moved}{_interleaved_step_text(row)}."
                         + _same_setting_as_control(row["name"], summary.get("environment") or {}))
+    replay = (rows.get(RESUME) or {}).get("restart_replay")
+    if replay:
+        bits = rows[RESUME]["matches_control_bitwise"]
+        versus = "" if bits is None else (" Its final weights match control's bit for bit." if bits else
+                                          " Its final weights do NOT match control's.")
+        said.append(f"resume: {replay['replayed']} of {replay['runs']} resumed runs replay the uninterrupted run bit "
+                    f"for bit. {replay['message']}{versus}")
     quality = _distribution_sentence(summary["conditions"], metric)
     if quality:
         said.append(quality)

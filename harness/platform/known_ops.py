@@ -70,6 +70,24 @@ KNOWN_OPS: dict[str, KnownOp] = {
 }
 
 
+# Op types that draw random numbers from a state (an op seed, or none): equal inputs (a shape), new values.
+# Their stateless forms (StatelessRandomNormalV2, ...) are functions of their seed input and are not listed.
+RANDOM_OP_TYPES = frozenset({
+    "RandomStandardNormal", "RandomUniform", "RandomUniformInt", "TruncatedNormal", "RandomShuffle",
+    "RandomGamma", "RandomPoisson", "RandomPoissonV2", "Multinomial", "ParameterizedTruncatedNormal",
+    "RngReadAndSkip", "RngSkip", "StatefulStandardNormalV2", "StatefulUniform", "StatefulUniformInt",
+    "StatefulUniformFullInt", "StatefulTruncatedNormal"})
+
+# Environment variables that change which kernels run, and the cause each names.
+ENVIRONMENT_CAUSES = {
+    "TF_XLA_FLAGS": "XLA fusion",
+    "TF_ENABLE_ONEDNN_OPTS": "oneDNN",
+    "TF_NUM_INTRAOP_THREADS": "thread count",
+    "TF_NUM_INTEROP_THREADS": "thread count",
+    "OMP_NUM_THREADS": "thread count",
+}
+
+
 def alternative_for(text: str) -> str | None:
     """The documented alternative to an op with no deterministic GPU kernel named in `text` (an op or message)."""
     compact = text.replace(" ", "").lower()

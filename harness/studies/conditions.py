@@ -17,6 +17,8 @@ from harness.trial.seeds import SOURCES, SeedSet, derive_seed
 SEED_CONDITIONS = SOURCES  # init, shuffle, dropout, augment, split: that one seed varies.
 # The names other modules compare records with.
 CONTROL, KERNELS, ALL = "control", "kernels", "all"
+# Control's seeds and config, trained to an epoch, checkpointed, and finished by a fresh process (trial/resume.py).
+RESUME = "resume"
 # The variant whose step ratio to control is measured interleaved in-process (studies/determinism_cost.py).
 XLA_ON = "env:xla=1"
 
@@ -43,6 +45,9 @@ class Condition:
     env_vars: tuple[tuple[str, str], ...] = ()
     # Other processes keep every core busy while the trial runs (harness/studies/background_load.py).
     background_load: bool = False
+    # Each trial stops at the end of an epoch (--resume_epoch, default the middle one), checkpoints its whole
+    # training state, and a fresh process restored from the checkpoint finishes it.
+    resumes: bool = False
 
     @property
     def is_env_variant(self) -> bool:
@@ -75,6 +80,11 @@ class Condition:
         # of `init` and repeat r of `all` share their init seed.
         varied = {s: derive_seed(base_seed, f"{s}#{repeat}") for s in self.varied_sources}
         changes = dict(self.config_changes, determinism=self.determinism)
+        # --resume_epoch is the `resume` condition's alone: every other condition trains uninterrupted.
+        changes["resume_epoch"] = (base.resume_epoch or base.epochs // 2) if self.resumes else 0
+        if self.resumes and not changes["resume_epoch"]:
+            raise UsageError("the `resume` condition stops training at the end of an epoch before the last; it needs "
+                             f"--epochs of at least 2, got {base.epochs}.")
         if self.flips_a_bit:
             changes["flip_bit"] = flippable[derive_seed(base_seed, f"bit#{repeat}") % len(flippable)]
         if self.reorders_sums:
@@ -91,9 +101,14 @@ NAMED_CONDITIONS = {c.name: c for c in (
     Condition("bit", "which weight gets its lowest bit flipped", determinism=True, flips_a_bit=True),
     # GPU-style nondeterminism on any hardware: the same terms summed in another order (docs/reproducibility.md).
     Condition("order", "the order of the batch's terms in every sum", determinism=True, reorders_sums=True),
+    Condition(RESUME, "nothing: stopped at an epoch, checkpointed, finished in a fresh process", determinism=True,
+              resumes=True),
 )}
 CONDITIONS = tuple(NAMED_CONDITIONS)
-DEFAULT_CONDITIONS = (*CONDITIONS, "env:threads=1", "env:onednn=0", XLA_ON, "env:load=1")
+# `resume` is asked for by name: each of its trials trains about 1.5 times control's steps, traced after the
+# checkpoint, and starts a second process (docs/reproducibility.md).
+DEFAULT_CONDITIONS = (*(name for name in CONDITIONS if name != RESUME), "env:threads=1", "env:onednn=0", XLA_ON,
+                      "env:load=1")
 
 
 def default_conditions(config: TrialConfig) -> list[Condition]:

@@ -9,15 +9,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
-from harness.platform import environment
+from harness.platform import environment, processes
 from harness.studies.background_load import busy_cores
 from harness.studies.conditions import CONTROL, Condition
 from harness.studies.conditions import condition as named_condition
 from harness.studies.records import make_trial_record, trial_identity, trial_key
-from harness.trial import grouped, vectorized
+from harness.trial import grouped, resume, vectorized
 from harness.trial.config import TrialConfig
 from harness.trial.seeds import SeedSet
 from harness.trial.train import TrialResult, inputs_identity, run_trial
@@ -73,10 +79,33 @@ def train_unit(members: list[TrialSpec]) -> list[TrialResult]:
     """Trains one unit of work in this process: a lone trial, or a replica group whole (one graph trains
     them all), under other processes' load for `env:load=1`; each member's result, in order."""
     with _load_of(members[0].condition):
+        if members[0].group is None and members[0].config.resume_epoch:
+            return [run_resumed(members[0])]
         if members[0].group is None:
             return [run_trial(members[0].config, members[0].seeds)]
         run = vectorized.run_replicas if replica_path(members[0].config) == "stacked" else grouped.run_grouped
         return run([m.config for m in members], [m.seeds for m in members])
+
+
+def run_resumed(spec: TrialSpec) -> TrialResult:
+    """A `resume` trial (trial/resume.py): trained to its epoch here, checkpointed into a temporary directory,
+    finished by a fresh worker process restored from the checkpoint, whose result (with its restart-replay
+    verdict) is the trial's."""
+    with tempfile.TemporaryDirectory(prefix="harness-resume-") as directory:
+        return resume.run(spec.config, spec.seeds, lambda where: _finish_in_fresh_process(spec, where), Path(directory))
+
+
+def _finish_in_fresh_process(spec: TrialSpec, directory: Path) -> TrialResult:
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.worker", "--resume_from", f"--output_dir={directory}",
+         f"--parent_pid={os.getpid()}"],
+        input=json.dumps([spec.to_json()]), capture_output=True, text=True, env={**os.environ, **dict(spec.env_vars)},
+        preexec_fn=processes.parent_death_signal())
+    if done.returncode != 0 or not (directory / resume.RESULT_FILE).exists():
+        said = [line for line in done.stderr.splitlines() if line.strip()]
+        return TrialResult({"code": "error", "message": f"the fresh process resuming from the checkpoint ended with "
+                            f"exit code {done.returncode}: {said[-1] if said else 'it said nothing'}"})
+    return resume.read_result(directory)
 
 
 def _load_of(condition: str):

@@ -109,6 +109,10 @@ class TrialConfig:
     # bits are its trial's alone (tested on CPU; `harness.rerun` checks anywhere), but this says how it ran,
     # so it is part of the trial key: a study resumed with another --replicas reruns its trials.
     replicas: int = 1
+    # The `resume` condition's trials (harness/trial/resume.py): train to the end of this epoch, write a checkpoint
+    # of the whole training state, and finish in a fresh process restored from it. 0: train uninterrupted. Held in
+    # a record only when set (as_dict), so studies without `resume` keep their ids.
+    resume_epoch: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.class_weight, dict):  # the Python API's {0: 1.0, 1: 5.0}, as Keras's fit takes it
@@ -176,6 +180,14 @@ class TrialConfig:
             raise UsageError(f"--reduction_order must be -1 (off) or a seed, got {self.reduction_order}.")
         if self.class_weight:
             object.__setattr__(self, "class_weight", canonical_class_weight(self.class_weight))
+        if self.resume_epoch < 0:
+            raise UsageError(f"--resume_epoch must be 0 (the middle epoch) or more, got {self.resume_epoch}.")
+        if self.resume_epoch and not 0 < self.resume_epoch < self.epochs:
+            raise UsageError(f"--resume_epoch must stop training before its last epoch: from 1 to {self.epochs - 1} "
+                             f"for --epochs={self.epochs}, got {self.resume_epoch}.")
+        if self.resume_epoch and self.strategy != "none":
+            raise UsageError("the `resume` condition checkpoints one model's state; --strategy=mirrored spreads it "
+                             "over devices.")
         if self.reduction_order >= 0 and self.trainer == "keras_fit":
             raise UsageError("the `order` condition reorders the sums of the harness's train step; Keras fit "
                              "runs its own (use --trainer=harness).")
@@ -218,7 +230,7 @@ class TrialConfig:
 
 CONFIG_FIELDS = tuple(f.name for f in dataclasses.fields(TrialConfig))
 # Config fields a record holds only when set (TrialConfig.as_dict).
-_HELD_WHEN_SET = ("class_weight",)
+_HELD_WHEN_SET = ("class_weight", "resume_epoch")
 # Fields that shape the built-in models only; a user's model is shaped by its own function.
 BUILTIN_MODEL_FIELDS = ("hidden_units", "dropout_rate")
 

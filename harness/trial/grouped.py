@@ -67,6 +67,8 @@ AUTO_MAX_WEIGHTS = 500_000
 
 def why_not(config: TrialConfig) -> str | None:
     """Why trials of this config cannot train as a group (one sentence), or None if they can."""
+    if config.resume_epoch:
+        return "the `resume` condition checkpoints each trial and finishes it in a fresh process of its own"
     trainer, reason = trainer_of(config)
     if trainer == "keras_fit":
         return (f"{config.model} has {reason}, which trains in its own Keras fit, one model at a time" if reason

@@ -288,6 +288,14 @@ def install_global_generator(seed: int) -> Any:
     return generator
 
 
+def global_generator() -> Any:
+    """Keras's global SeedGenerator now (the one keras.random calls with no seed draw from), or None before any."""
+    from keras.src.backend.common import global_state
+    from keras.src.random.seed_generator import GLOBAL_SEED_GENERATOR
+
+    return global_state.get_global_attribute(GLOBAL_SEED_GENERATOR)
+
+
 def _seed_source(layer: Any) -> str:
     """The seed a random layer follows: "augment" for a Keras preprocessing layer (keras.layers.Random*) or a
     layer built on one, "dropout" for every other."""

@@ -24,7 +24,7 @@ import tensorflow as tf
 from harness.errors import UsageError, first_line
 from harness.platform import determinism, known_ops
 from harness.schema import CORRECT_ARRAY, PREDICTED_CLASSES_ARRAY
-from harness.trial import features, keras_model, layer_trace, user_code
+from harness.trial import features, keras_model, layer_trace, op_trace, user_code
 from harness.trial.config import TrialConfig, user_model_config
 from harness.trial.datasets import (
     Dataset,
@@ -128,6 +128,7 @@ def builtin_trainable(model: tf.Module, config: TrialConfig, num_classes: int, d
         layers=tuple(getattr(model, "LAYERS", ())),
         description=builtin_description(model, config, task),
         reduction_order=config.batch_order_seed,
+        optimizer_slots=[slot for pair in optimizer.slots for slot in pair],
     )
 
 
@@ -371,13 +372,14 @@ def batch_order(size: tf.Tensor, seed: int, step: tf.Tensor) -> tf.Tensor:
     return tf.argsort(tf.random.stateless_uniform([size], seed=key))
 
 
-def make_train_loop(trainable: Trainable, xla: bool, trace: bool = False):
+def make_train_loop(trainable: Trainable, xla: bool, trace: bool = False, ops: bool = False):
     """The outer loop (`outer_loop`) over `train_step`, traced as one `tf.function`; it returns the steps' losses.
 
     With `trace`, it also returns per step the fingerprints (`fingerprint_rows`) of the loss, of
     every gradient and of every variable after its update, and, per layer call, of its inputs, its output
     and the gradient into that output (`layer_trace`): what `harness.diverge` compares. The calls' layer
-    paths and classes are the loop's `layer_calls` once it has run.
+    paths and classes are the loop's `layer_calls` once it has run. With `ops` too, per step the fingerprints
+    of every tensor of every op of the step (`op_trace`); the ops are the loop's `op_calls` once it has run.
     """
 
     @tf.function(jit_compile=xla)
@@ -385,17 +387,20 @@ def make_train_loop(trainable: Trainable, xla: bool, trace: bool = False):
         if not trace:
             loss_value, _ = train_step(trainable, x, y, step, weights=weights)
             return loss_value
-        calls = layer_trace.LayerCalls()
+        calls, op_calls = layer_trace.LayerCalls(), op_trace.OpCalls()
         with layer_trace.recording(calls, trainable.keras_model):
             loss_value, gradients = train_step(trainable, x, y, step, weights=weights, layer_calls=calls)
-        train_loop.layer_calls = calls
         with tf.control_dependencies([loss_value]):
             updated = [_read(v) for v in trainable.variables]
-        return (loss_value, fingerprint_rows([loss_value, *map(tf.convert_to_tensor, gradients), *updated]),
-                calls.fingerprints())
+        if ops:  # the step's ops so far: not the fingerprints the trace adds next
+            op_calls.read(tf.compat.v1.get_default_graph())
+        train_loop.layer_calls, train_loop.op_calls = calls, op_calls
+        traced = (loss_value, fingerprint_rows([loss_value, *map(tf.convert_to_tensor, gradients), *updated]),
+                  calls.fingerprints())
+        return (*traced, op_calls.fingerprints()) if ops else traced
 
-    train_loop = outer_loop(lambda batch, step: traced_step(batch[0], batch[1], step, *batch[2:]),
-                            (tf.float32, tf.uint8, tf.uint8) if trace else (tf.float32,))
+    outputs = (tf.float32, tf.uint8, tf.uint8, tf.uint8)[:(4 if ops else 3) if trace else 1]
+    train_loop = outer_loop(lambda batch, step: traced_step(batch[0], batch[1], step, *batch[2:]), outputs)
     train_loop.train_step = traced_step  # for the op scan
     return train_loop
 
@@ -470,13 +475,13 @@ def outer_loop(step, dtypes: tuple = (tf.float32,)):
     return train_loop
 
 
-def run_loop(train_loop, iterator, total_steps: int, steps_per_loop: int):
-    """Calls the outer loop until `total_steps` steps ran.
+def run_loop(train_loop, iterator, total_steps: int, steps_per_loop: int, first_step: int = 0):
+    """Calls the outer loop until step `total_steps` ran, from step `first_step` (a resumed run's).
 
     Yields, per call: its first step, its step count, its outputs as NumPy, and
     its seconds (the conversion to NumPy included: it waits for the work).
     """
-    done = 0
+    done = first_step
     while done < total_steps:
         n = min(steps_per_loop, total_steps - done)
         began = time.perf_counter()
@@ -529,10 +534,12 @@ def user_code_fails_the_trial(config: TrialConfig) -> contextlib.AbstractContext
     return user_code.guarded(config.model, "while training", lambda message: TrialFailed("error", message))
 
 
-def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> TrialResult:
+def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False, trace_ops: bool = False) -> TrialResult:
     """Trains and evaluates one model; failures become a status, bad input raises UsageError.
 
-    With `trace`, the result's `trace` holds per-step fingerprints for `harness.diverge`.
+    With `trace`, the result's `trace` holds per-step fingerprints for `harness.diverge`. With `trace_ops`
+    too, it also holds, per step, the fingerprints of every op's inputs and outputs (`op_steps`, `op_table`:
+    `trial/op_trace.py`).
     """
     start = time.perf_counter()
     dataset = prepare(config)
@@ -551,8 +558,12 @@ def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> Trial
                 outputs["strategy"] = config.strategy
                 outputs["replicas"] = int(strategy.num_replicas_in_sync)
             if config.trainer == "keras_fit" or trainable.description.get("custom_steps"):
+                if trace_ops:
+                    raise UsageError("op-level capture covers the harness's own train step, not Keras fit or a "
+                                     "model's own train_step")
                 return fit_with_keras(config, seeds, split, trainable, outputs, start, trace)
-            return _train_and_evaluate(config, seeds, split, trainable, outputs, start, strategy, trace)
+            return _train_and_evaluate(config, seeds, split, trainable, outputs, start, strategy, trace,
+                                       trace_ops)
     except TrialFailed as failure:
         return _failed(failure.code, str(failure), start, model=model)
     except tf.errors.UnimplementedError as error:
@@ -576,7 +587,8 @@ def run_trial(config: TrialConfig, seeds: SeedSet, trace: bool = False) -> Trial
 
 def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, trainable: Trainable,
                         outputs: dict[str, Any], start: float,
-                        strategy: tf.distribute.Strategy | None = None, trace: bool = False) -> TrialResult:
+                        strategy: tf.distribute.Strategy | None = None, trace: bool = False,
+                        trace_ops: bool = False) -> TrialResult:
     per_epoch = steps_per_epoch(len(split.train_y), config.batch_size)
     total_steps = per_epoch * config.epochs
     batches = split_batches(split, seeds, config)
@@ -586,22 +598,23 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, train
         train_loop = make_distributed_train_loop(strategy, trainable)
         iterator = iter(strategy.experimental_distribute_dataset(batches))
     else:
-        train_loop = make_train_loop(trainable, config.xla, trace)
+        train_loop = make_train_loop(trainable, config.xla, trace, ops=trace_ops)
         iterator = iter(batches)
     initial_hash = weights_sha256(trainable.fingerprinted)
-    initial = fingerprint_rows([_read(v) for v in trainable.variables]).numpy() if trace else None
+    initial = initial_fingerprints(trainable) if trace else None
     setup_s = time.perf_counter() - start
 
-    chunks, call_seconds, call_steps, trace_chunks, layer_chunks = [], [], [], [], []
+    chunks, call_seconds, call_steps, trace_chunks, layer_chunks, op_chunks = [], [], [], [], [], []
     # With `trace`, the weights and test predictions after every loop call too: how far two runs
     # have drifted apart, and when their predictions part (harness.diverge's growth).
     predict = make_predict(trainable, split) if trace else None
     snapshots = [_snapshot(trainable, predict, split, 0)] if trace else []
     for first, n, chunk, seconds in run_loop(train_loop, iterator, total_steps, config.steps_per_loop):
         if trace:
-            chunk, traced, layer_rows = chunk
+            chunk, traced, layer_rows, *op_rows = chunk
             trace_chunks.append(traced)
             layer_chunks.append(layer_rows)
+            op_chunks += op_rows
             snapshots.append(_snapshot(trainable, predict, split, first + n))
         call_seconds.append(seconds)
         call_steps.append(n)
@@ -619,18 +632,32 @@ def _train_and_evaluate(config: TrialConfig, seeds: SeedSet, split: Split, train
                           optimizer_sha256(trainable))
     result.model = trainable.description
     if trace:
-        result.trace = {"initial": initial, "steps": np.concatenate(trace_chunks),
-                        "variables": [variable_name(v) for v in trainable.variables],
-                        "layers": list(trainable.layers),
-                        # Per step and layer call: fingerprints of its inputs, output, output gradient.
-                        "layer_steps": np.concatenate(layer_chunks).reshape(
-                            total_steps, -1, len(layer_trace.ROWS), 8),
-                        "layer_paths": list(train_loop.layer_calls.paths),
-                        "layer_classes": list(train_loop.layer_calls.classes),
+        result.trace = {**step_trace(trainable, train_loop, initial, trace_chunks, layer_chunks),
                         "snapshot_steps": np.array([s[0] for s in snapshots], np.int64),
                         "snapshot_weights": np.stack([s[1] for s in snapshots]),
                         "snapshot_predictions": np.stack([s[2] for s in snapshots])}
+        if op_chunks:
+            result.trace.update(op_steps=np.concatenate(op_chunks), op_table=train_loop.op_calls.table())
     return result
+
+
+def initial_fingerprints(trainable: Trainable) -> np.ndarray:
+    """A trace's `initial`: each trained variable's fingerprint now, before the traced steps."""
+    return fingerprint_rows([_read(v) for v in trainable.variables]).numpy()
+
+
+def step_trace(trainable: Trainable, train_loop, initial: np.ndarray, trace_chunks: list, layer_chunks: list
+               ) -> dict[str, Any]:
+    """The per-step part of a trace (what analysis/divergence.compare reads) from a traced loop's calls:
+    each call's rows of (loss, gradients, updated variables) and of its layer calls."""
+    steps = np.concatenate(trace_chunks)
+    return {"initial": initial, "steps": steps,
+            "variables": [variable_name(v) for v in trainable.variables],
+            "layers": list(trainable.layers),
+            # Per step and layer call: fingerprints of its inputs, output, output gradient.
+            "layer_steps": np.concatenate(layer_chunks).reshape(len(steps), -1, len(layer_trace.ROWS), 8),
+            "layer_paths": list(train_loop.layer_calls.paths),
+            "layer_classes": list(train_loop.layer_calls.classes)}
 
 
 def make_predict(trainable: Trainable, split: Split):

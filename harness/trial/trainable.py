@@ -84,6 +84,9 @@ class Trainable:
     # () -> the optimizer's variables (iteration count, learning rate, slots), fingerprinted after training;
     # None where the harness keeps no Keras optimizer (the built-in models).
     optimizer_state: Callable[[], list[Any]] | None = None
+    # The built-in models' Adam slots (m, v per variable): what a resume checkpoint holds of their optimizer (their
+    # step count is the train step's). None for a Keras model, whose optimizer_state holds its slots.
+    optimizer_slots: list[Any] | None = None
 
     @property
     def fingerprinted(self) -> list[Any]:

@@ -270,3 +270,7 @@ def test_diverge_names_the_planted_layer_of_a_user_model_from_b_env(planted, tmp
     record = json.loads((out / "divergence.json").read_text())
     assert schema_errors(record) == [] and record["first_layer"]["path"] == "mid"
     assert record["run_b_differs_by"]["env"] == {"PLANTED": "1"}
+    # Inside `mid`: the random op only run B runs (tests/analysis/test_first_op.py checks the op in-process).
+    assert ("The first op of those that makes new values: `sequential_1/mid_1/random_normal/RandomStandardNormal` "
+            "(RandomStandardNormal), in run B only.") in result.stdout
+    assert record["first_op"]["type"] == "RandomStandardNormal" and record["first_op"]["one_run_only"] == "b"

@@ -78,3 +78,21 @@ def test_the_default_onednn_condition_is_the_setting_this_cpu_does_not_run_by_de
     names = [c.name for c in conditions.default_conditions(load_benchmark("digits_mlp"))]
     assert [name for name in names if name.startswith("env:onednn=")] == [
         "env:onednn=0" if onednn_enabled() else "env:onednn=1"]
+
+
+def test_resume_stops_at_the_middle_epoch_or_resume_epoch_and_no_other_condition_resumes(small_config):
+    from harness.trial.seeds import SeedSet
+
+    seeds = SeedSet.from_base(0)
+    base = small_config.replace(epochs=5)
+    assert conditions.condition("resume").trial(base, 0, seeds, 0, [])[0].resume_epoch == 2
+    given = base.replace(resume_epoch=4)  # --resume_epoch=4
+    assert conditions.condition("resume").trial(given, 0, seeds, 0, [])[0].resume_epoch == 4
+    # The resumed run's seeds are control's: its bits are compared with control's.
+    assert conditions.condition("resume").trial(given, 0, seeds, 1, [])[1] == seeds
+    assert conditions.condition("resume").seeds_fixed
+    assert conditions.condition("control").trial(given, 0, seeds, 0, [])[0].resume_epoch == 0
+    assert "resume" not in conditions.DEFAULT_CONDITIONS  # asked for by name (its cost: docs/reproducibility.md)
+    with pytest.raises(UsageError, match=r"^the `resume` condition stops training at the end of an epoch before the "
+                                         r"last; it needs --epochs of at least 2, got 1\.$"):
+        conditions.condition("resume").trial(base.replace(epochs=1), 0, seeds, 0, [])
