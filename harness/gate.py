@@ -41,9 +41,12 @@ from harness.table import format_table
 FLAGS = flags.FLAGS
 flags.DEFINE_string("baseline", None, "Baseline summary.json, trials.jsonl, or a study directory.")
 flags.DEFINE_string("candidate", None, "Candidate summary.json, trials.jsonl, or a study directory.")
-flags.DEFINE_string("rules", None, "JSON file of thresholds (keys as the flags below) and an optional "
-                    '"skip" list of rules.')
+flags.DEFINE_string("rules", None, "JSON file of thresholds (keys as the flags below) and optional "
+                    '"skip" and "require" lists of rules.')
 flags.DEFINE_list("skip", [], f"Rules not to apply, of {', '.join(RULES)}.")
+flags.DEFINE_list("require", [], "Rules off by default to apply: replay (every run of the candidate's `resume` "
+                  "condition, resumed from its checkpoint in a fresh process, replays the uninterrupted run bit for "
+                  "bit and ends at control's bits; docs/gate.md).")
 flags.DEFINE_enum("format", "text", ["text", "markdown", "json"], "Output format.")
 flags.DEFINE_string("junit_xml", None, "Also write the verdicts as JUnit XML here (one test case per rule check), "
                     "for GitLab, Jenkins and GitHub test reporters.")
@@ -82,7 +85,7 @@ def _gate(names: tuple[str, str], outputs: dict[str, Path]) -> int:
     if not FLAGS.baseline or not FLAGS.candidate:
         raise UsageError("give both --baseline=FILE and --candidate=FILE")
     thresholds, skipped = thresholds_from(FLAGS.rules, {k: FLAGS[k].value for k in DEFAULT_THRESHOLDS},
-                                          FLAGS.skip)
+                                          FLAGS.skip, FLAGS.require)
     baseline, candidate = load_summary(FLAGS.baseline), load_summary(FLAGS.candidate)
     notes = check_comparable(baseline, candidate, names)
     verdicts = evaluate(baseline, candidate, thresholds, skipped)

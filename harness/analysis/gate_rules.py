@@ -16,10 +16,13 @@ from typing import Any
 
 from harness.analysis import stats
 from harness.errors import UsageError
-from harness.studies.conditions import ALL, CONTROL, KERNELS
+from harness.studies.conditions import ALL, CONTROL, KERNELS, RESUME
 from harness.studies.records import load_document
 
-RULES = ("failures", "determinism", "accuracy", "variance", "speed", "overhead")
+RULES = ("failures", "determinism", "accuracy", "variance", "speed", "overhead", "replay")
+# Rules applied only when asked for (gate's --require, a rules file's "require" list): `replay` needs the `resume`
+# condition, which the default study does not run.
+OPT_IN_RULES = ("replay",)
 # A timing rule's note where a side has one step measurement (a replica group's): no interval, so no verdict.
 ONE_SAMPLE = "one sample a side, no interval: not judged"
 # Defaults of every threshold; a rules file (JSON object) or a flag overrides each.
@@ -62,9 +65,10 @@ class Verdict:
 
 
 def thresholds_from(rules_file: str | None, overrides: dict[str, float | None],
-                    skip: list[str]) -> tuple[dict[str, float], set[str]]:
-    """Thresholds and skipped rules: defaults, then the rules file, then flags."""
-    values, skipped = dict(DEFAULT_THRESHOLDS), set(skip)
+                    skip: list[str], require: list[str] = ()) -> tuple[dict[str, float], set[str]]:
+    """Thresholds and skipped rules: defaults, then the rules file, then flags. The opt-in rules are skipped
+    unless required (`require`, or the rules file's "require" list)."""
+    values, skipped, required = dict(DEFAULT_THRESHOLDS), set(skip), set(require)
     if rules_file:
         try:
             loaded = load_document(Path(rules_file).read_bytes(), rules_file)
@@ -73,6 +77,7 @@ def thresholds_from(rules_file: str | None, overrides: dict[str, float | None],
         if not isinstance(loaded, dict):
             raise UsageError(f"{rules_file} must hold a JSON object of thresholds")
         skipped |= set(loaded.pop("skip", []))
+        required |= set(loaded.pop("require", []))
         loaded.pop("calibrated_from", None)  # what a calibration measured (gate_calibration.py): for people
         unknown = set(loaded) - set(DEFAULT_THRESHOLDS)
         if unknown:
@@ -86,6 +91,11 @@ def thresholds_from(rules_file: str | None, overrides: dict[str, float | None],
     bad_skip = skipped - set(RULES)
     if bad_skip:
         raise UsageError(f"unknown rule(s) to skip: {', '.join(sorted(bad_skip))}; rules are {', '.join(RULES)}")
+    bad_require = required - set(OPT_IN_RULES)
+    if bad_require:
+        raise UsageError(f"unknown rule(s) to require: {', '.join(sorted(bad_require))}; the rules off by default "
+                         f"are {', '.join(OPT_IN_RULES)}")
+    skipped |= set(OPT_IN_RULES) - required
     for name, value in values.items():
         # A NaN threshold would make every comparison false, so every rule would pass.
         if not math.isfinite(value) or value < 0 or (name == "alpha" and not 0 < value < 1):
@@ -131,12 +141,13 @@ def check_comparable(baseline: dict[str, Any], candidate: dict[str, Any], names:
 
 
 def evaluate(baseline: dict[str, Any], candidate: dict[str, Any], thresholds: dict[str, float],
-             skipped: set[str] = frozenset()) -> list[Verdict]:
-    """Every rule's verdict, in table order."""
+             skipped: set[str] = frozenset(OPT_IN_RULES)) -> list[Verdict]:
+    """Every rule's verdict, in table order (the opt-in rules only where `skipped`, from thresholds_from, leaves
+    them in)."""
     common = _common_conditions(baseline, candidate)
     verdicts: list[Verdict] = []
     for rule, check in (("failures", _failures), ("determinism", _determinism), ("accuracy", _accuracy),
-                        ("variance", _variance), ("speed", _speed), ("overhead", _overhead)):
+                        ("variance", _variance), ("speed", _speed), ("overhead", _overhead), ("replay", _replay)):
         if rule not in skipped:
             verdicts.extend(check(common, baseline, candidate, thresholds))
     return verdicts
@@ -175,6 +186,24 @@ def _determinism(common: Pairs, baseline: dict[str, Any], candidate: dict[str, A
                                _match_text(cand["matches_control_bitwise"]), "same bits as control",
                                cand["matches_control_bitwise"]))
     return out
+
+
+def _replay(_, baseline: dict[str, Any], candidate: dict[str, Any], __) -> list[Verdict]:
+    """Checkpoints still replay (required only): every run of the candidate's `resume` condition, resumed from its
+    checkpoint in a fresh process, ends at the uninterrupted run's bits and at control's."""
+    row = {r["name"]: r for r in candidate["conditions"]}.get(RESUME)
+    before = ({r["name"]: r for r in baseline["conditions"]}.get(RESUME) or {}).get("restart_replay")
+    was = f"{before['replayed']}/{before['runs']} replay" if before else "-"
+    wanted = "every resumed run replays"
+    if not row:
+        return [Verdict("replay", RESUME, was, "not run", wanted, False,
+                        "the candidate has no resume condition; run it (--conditions=...,resume)")]
+    replay = row.get("restart_replay")
+    if not replay:
+        return [Verdict("replay", RESUME, was, "no ok runs", wanted, False, "no resumed run finished")]
+    passed = replay["replayed"] == replay["runs"] and row.get("matches_control_bitwise") is not False
+    detail = "" if passed else (replay.get("message") or "its final weights differ from control's")
+    return [Verdict("replay", RESUME, was, f"{replay['replayed']}/{replay['runs']} replay", wanted, passed, detail)]
 
 
 def _accuracy(common: Pairs, baseline: dict[str, Any], _, thresholds: dict[str, float]) -> list[Verdict]:

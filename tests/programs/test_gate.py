@@ -190,7 +190,43 @@ def test_rules_file_and_flags_override_thresholds(tmp_path):
     rules = tmp_path / "rules.json"
     rules.write_text(json.dumps({"max_slowdown": 1.0, "skip": ["speed"]}))
     values, skipped = gate_rules.thresholds_from(str(rules), {"alpha": 0.01, "max_slowdown": None}, ["overhead"])
-    assert values["max_slowdown"] == 1.0 and values["alpha"] == 0.01 and skipped == {"speed", "overhead"}
+    assert values["max_slowdown"] == 1.0 and values["alpha"] == 0.01
+    assert skipped == {"speed", "overhead", "replay"}  # replay is off unless required
+
+
+def test_the_replay_rule_is_off_by_default_and_required_fails_a_checkpoint_that_no_longer_replays(summary, tmp_path):
+    """Required (--require=replay, or a rules file's "require"), every run of the candidate's `resume` condition
+    must replay its uninterrupted run bit for bit and end at control's bits; off by default, nothing asks for it."""
+    baseline = copy.deepcopy(summary)
+    resume = {**copy.deepcopy(_row(baseline, "control")), "name": "resume", "matches_control_bitwise": True,
+              "restart_replay": {"runs": 2, "replayed": 2, "epoch": 1, "step": 90, "first_step": None, "stage": None,
+                                 "variables": [], "missed": None, "message": "replays"}}
+    baseline["conditions"].append(resume)
+    assert ("replay", "resume") not in _verdicts(baseline, baseline)
+    _, required = gate_rules.thresholds_from(None, {}, [], ["replay"])
+    (tmp_path / "rules.json").write_text(json.dumps({"require": ["replay"]}))
+    assert gate_rules.thresholds_from(str(tmp_path / "rules.json"), {}, [])[1] == required == set()
+
+    def replay_verdict(candidate):
+        values = gate_rules.DEFAULT_THRESHOLDS
+        return next(v for v in gate_rules.evaluate(baseline, candidate, values, required) if v.rule == "replay")
+
+    assert replay_verdict(baseline).passed is True
+    broken = copy.deepcopy(baseline)
+    missed = "the run parts from the uninterrupted one at step 90: the checkpoint missed the optimizer state"
+    _row(broken, "resume")["restart_replay"].update(replayed=1, message=missed)
+    verdict = replay_verdict(broken)
+    assert (verdict.passed, verdict.baseline, verdict.candidate, verdict.detail) == (False, "2/2 replay", "1/2 replay",
+                                                                                     missed)
+    drifted = copy.deepcopy(baseline)
+    _row(drifted, "resume")["matches_control_bitwise"] = False
+    assert replay_verdict(drifted).passed is False
+    verdict = replay_verdict(copy.deepcopy(summary))
+    assert (verdict.passed, verdict.detail) == (False, "the candidate has no resume condition; run it "
+                                                       "(--conditions=...,resume)")
+    with pytest.raises(gate_rules.UsageError) as refused:
+        gate_rules.thresholds_from(None, {}, [], ["speed"])
+    assert str(refused.value) == "unknown rule(s) to require: speed; the rules off by default are replay"
 
 
 def _write(path, summary):
