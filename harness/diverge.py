@@ -54,8 +54,7 @@ flags.DEFINE_integer("b_flip_bit", None, "Run B only: flip the lowest bit of thi
 flags.DEFINE_list("b_env", [], "Run B only: environment variables NAME=VALUE, e.g. TF_ENABLE_ONEDNN_OPTS=0.")
 flags.DEFINE_boolean("ops", True, "After a divergence, run each side again through the step where they part "
                      "with every op's tensors fingerprinted, and name the first op where they part.")
-flags.DEFINE_boolean("verify", False, "Re-run both sides with the cause's remedy (XLA off, op determinism, the "
-                     "same environment) and say whether the runs then agree.")
+flags.declare_key_flag("verify")  # shared with the doctor (harness/flags.py)
 flags.DEFINE_string("trace_to", None, "Internal: run the trial in this process and write its trace here.")
 flags.DEFINE_string("ops_to", None, "Internal: run the trial with every op fingerprinted and write its op trace here.")
 

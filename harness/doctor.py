@@ -59,7 +59,7 @@ from harness.studies.records import read_records, utc_timestamp, write_json
 FLAGS = flags.FLAGS
 flags.declare_key_flag("output_dir")  # shared: its --help lists it with the doctor's own
 flags.DEFINE_integer("steps", 20, "Train steps observed per fitted model; each fit stops after them.", lower_bound=1)
-flags.DEFINE_bool("verify", False, "Make the proposed change in a copy of the script and run it, to show it works.")
+flags.declare_key_flag("verify")  # shared with diverge (harness/flags.py)
 # subprocess overflows its C time type past about 9 * 10**9 seconds (a traceback); a week is past any observed run.
 flags.DEFINE_integer("timeout", 900, "Seconds a run of the script may take (at most a week).", lower_bound=1,
                      upper_bound=7 * 24 * 3600)

@@ -92,6 +92,10 @@ flags.DEFINE_string("ray_resources", None, "Custom Ray resources each task asks 
                     "give nodes with ray start --resources).")
 # The flags executor_from_flags reads: each program that takes --executor declares them its key flags.
 RAY_FLAGS = ("executor", "ray_address", "ray_gpus_per_trial", "ray_resources")
+# doctor and diverge: try the fix each proposes, and say whether it works.
+flags.DEFINE_boolean("verify", False, "Try the proposed fix and say whether it works: the doctor makes its change in a "
+                     "copy of the script and runs it; diverge re-runs both sides with the cause's remedy (XLA off, op "
+                     "determinism, the same environment) and says whether the runs then agree.")
 flags.DEFINE_integer("epochs", None, "Training epochs (default: the benchmark's; bench_speed: 3, the first a warm-up).")
 # This module defines no flag past here: a flag `define_float` defines is the calling module's (its group in
 # that program's --help), not this one's.
