@@ -23,6 +23,14 @@ the runs match, it measures what would break them elsewhere: oneDNN off, one
 thread. Models one builder made with the same arguments in one run are compared
 with each other too ("why do my two fits differ?"), with the change that makes
 them equal (seeding inside the builder), verified with --verify.
+With --resume_at=K it asks instead whether a resumed run replays an uninterrupted one (restart replay): it runs
+the script whole, then interrupted at the end of epoch K of its first fit (the process ends there, as a
+preemption ends it) and resumed in a third fresh process the way the script resumes (its own
+`keras.callbacks.BackupAndRestore`, whose backup_dir the doctor moves into OUTPUT_DIR; where it has none, the
+harness's checkpoint of that fit: weights, optimizer state, every SeedGenerator's and Keras's global generator's
+state), compares the final weights, and names each state the resumed run lacks where epoch K + 1 begins. Where
+BackupAndRestore leaves the random generators out, the fix is a BackupAndRestore that backs them up too;
+--verify runs the three processes again with it.
 Writes OUTPUT_DIR/doctor.json (`harness.doctor/1`) and each run's observations.
 """
 
@@ -30,6 +38,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -48,7 +57,8 @@ from harness.analysis.doctor_verdicts import (
     runs_match,
     within_run,
 )
-from harness.analysis.keras_probe import DETERMINISM
+from harness.analysis.keras_probe import BACKUP_AND_RESTORE, DETERMINISM
+from harness.analysis.restart_replay import script_verdict
 from harness.errors import UsageError, meaningful_lines
 from harness.flags import value_or
 from harness.platform import known_ops
@@ -60,6 +70,9 @@ FLAGS = flags.FLAGS
 flags.declare_key_flag("output_dir")  # shared: its --help lists it with the doctor's own
 flags.DEFINE_integer("steps", 20, "Train steps observed per fitted model; each fit stops after them.", lower_bound=1)
 flags.declare_key_flag("verify")  # shared with diverge (harness/flags.py)
+flags.DEFINE_integer("resume_at", None, "Restart replay: interrupt the script's first fit at the end of this epoch, "
+                     "resume it in a fresh process, and say whether it ends where the uninterrupted run does.",
+                     lower_bound=1)
 # subprocess overflows its C time type past about 9 * 10**9 seconds (a traceback); a week is past any observed run.
 flags.DEFINE_integer("timeout", 900, "Seconds a run of the script may take (at most a week).", lower_bound=1,
                      upper_bound=7 * 24 * 3600)
@@ -176,6 +189,8 @@ def main(argv: list[str]) -> int:
     output_dir = Path(value_or("output_dir", f"results/doctor/{script.stem}"))
     output_dir.mkdir(parents=True, exist_ok=True)
     steps, timeout = FLAGS.steps, FLAGS.timeout
+    if FLAGS.resume_at is not None:
+        return restart_replay(script, args, output_dir, FLAGS.resume_at, steps, timeout)
     print(f"Running {' '.join([str(script), *redact_args(args)])} twice (fresh processes), observing the first {steps} "
           "steps of each model it fits ...", flush=True)
     failures: list[str] = []
@@ -230,6 +245,74 @@ def main(argv: list[str]) -> int:
     print(f"(Each fit was stopped after {steps} steps: --steps sets how many are observed"
           + (f"; the second run stopped {stops} of them at their first difference from the first." if stops else ".")
           + ")")
+    write_json(output_dir / DOCTOR_FILE, document)
+    print(f"record: {output_dir / DOCTOR_FILE}")
+    return 0
+
+
+def replay_runs(script: Path, args: list[str], work: Path, name: str, epoch: int, steps: int, timeout: float,
+                run_as: Path | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The first fit of three fresh runs (WORK/NAME_observe, _interrupt, _resume.jsonl): uninterrupted, interrupted
+    at the end of `epoch`, resumed from there; returns the uninterrupted and the resumed one."""
+    directory = work / f"{name}_state"  # the backups and checkpoint of these runs, none of the script's own
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    shown = run_as or script
+
+    def first_fit(phase: str) -> dict[str, Any]:
+        return run_observed(script, args, work / f"{name}_{phase}.jsonl", steps, mode=f"{phase}:{epoch}:{directory}",
+                            timeout=timeout, run_as=run_as)[0]
+
+    uninterrupted = first_fit("observe")
+    epochs = int(uninterrupted["epochs"])
+    if epoch >= epochs:
+        raise UsageError(f"--resume_at={epoch} is not before the last epoch of the first fit of {shown} (at "
+                         f"{uninterrupted['line']}: {epochs} epoch{'s' * (epochs != 1)}), so there is nothing to "
+                         f"resume: give an epoch from 1 to {epochs - 1}" if epochs > 1 else
+                         f"the first fit of {shown} (at {uninterrupted['line']}) trains 1 epoch, so it cannot be "
+                         "interrupted between epochs and resumed")
+    interrupted = first_fit("interrupt")
+    if interrupted.get("interrupted") != epoch:
+        raise UsageError(f"the interrupted run of {shown} did not reach the end of epoch {epoch} of its first fit "
+                         "(the script's control flow differs between runs)")
+    if interrupted["resume_state"] != uninterrupted["resume_state"]:
+        raise UsageError(f"two runs of {shown} already differ at the end of epoch {epoch}, before any resume: make "
+                         "it reproducible first (run the doctor without --resume_at)")
+    return uninterrupted, first_fit("resume")
+
+
+def restart_replay(script: Path, args: list[str], output_dir: Path, epoch: int, steps: int, timeout: float) -> int:
+    """--resume_at: does the script's first fit, interrupted at the end of `epoch` and resumed in a fresh process,
+    end where the uninterrupted one does? What the resumed run lacks, the fix, and with --verify, the fix run."""
+    print(f"Running {' '.join([str(script), *redact_args(args)])} whole, then interrupted at the end of epoch {epoch} "
+          "of its first fit and resumed (three fresh processes) ...", flush=True)
+    uninterrupted, resumed = replay_runs(script, args, output_dir, "resume", epoch, steps, timeout)
+    found = script_verdict(uninterrupted, resumed, epoch)
+    document: dict[str, Any] = {"schema": DOCTOR_SCHEMA, "created_at": utc_timestamp(), "script": str(script),
+                                "args": redact_args(args), "resume": found}
+    print(found["message"])
+    if not found["replays"]:
+        generators = any("random generator state of layer" in state for state in found["missed"])
+        edits = script_edits.backup_with_generators(script) \
+            if generators and found["resumed_by"] == BACKUP_AND_RESTORE else []
+        if edits:
+            found["fix"] = script_edits.fix_text(edits, script.name)
+            found["fix_edits"] = edits
+            print(f"\nKeras's BackupAndRestore saves the weights and the optimizer, not the random generators' "
+                  f"states. The smallest change, in {script.name}:\n{found['fix']}")
+            if FLAGS.verify:
+                copy = _fixed_copy(script, edits, output_dir, "resume_fixed")
+                fixed = script_verdict(*replay_runs(copy, args, output_dir, "resume_verify", epoch, steps, timeout,
+                                                    run_as=script), epoch)
+                found["verified"] = fixed["replays"]
+                print(f"Verified in a copy with exactly this change ({copy}): the resumed run "
+                      f"{'replays the uninterrupted one bit for bit' if fixed['replays'] else 'STILL differs'}"
+                      f"{'' if fixed['replays'] else ': ' + fixed['message']}.")
+            else:
+                print("Pass --verify to run a copy of the script with it.")
+        else:
+            print("The doctor has no change to propose for this: save and restore what is named above with the "
+                  "rest of the training state.")
     write_json(output_dir / DOCTOR_FILE, document)
     print(f"record: {output_dir / DOCTOR_FILE}")
     return 0

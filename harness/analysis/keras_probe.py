@@ -31,7 +31,18 @@ each fit stops at its first step (or initial weights) that differs from the
 same fit there (`stopped` in its line says which): what follows a first
 difference cannot tell where the runs parted. The script goes on to its next
 fit, so each fit gets its own comparison. MODE `determinism` turns on op
-determinism first, to check a kernel verdict (`-`: nothing). RUN_AS other
+determinism first, to check a kernel verdict (`-`: nothing). MODE
+`observe:K:DIR`, `interrupt:K:DIR` or `resume:K:DIR` is the doctor's restart
+replay of the script's first fit (`--resume_at=K`): that fit runs whole
+(STEPS: the steps recorded from epoch K + 1 on), its line says how it would
+resume (`resumed_by`: the script's own `BackupAndRestore`, its backup_dir
+moved into DIR, or else the harness's checkpoint of trial/resume.py in DIR),
+the whole training state's fingerprints where epoch K + 1 begins
+(`resume_state`) and the final weights' (`final_weights`). `interrupt` ends the
+process at the end of epoch K (after the script's callbacks, so its backup is
+written), as a preemption would; `resume` resumes from there (BackupAndRestore
+itself, or the harness restoring its checkpoint and starting fit at epoch K + 1).
+RUN_AS other
 than `-` is the user's script that SCRIPT (the doctor's fixed copy of it)
 stands in for: SCRIPT runs as if it were there (its `__file__`, directory and
 `sys.argv[0]`).
@@ -43,6 +54,7 @@ import builtins
 import dataclasses
 import hashlib
 import json
+import os
 import random
 import sys
 import traceback
@@ -58,6 +70,9 @@ from harness.redaction import redact_text
 USAGE = "python -m harness.keras_probe OUT STEPS MODE REFERENCE RUN_AS SCRIPT [ARGS]"
 # MODE: turn on op determinism before the script runs, seeding nothing.
 DETERMINISM = "determinism"
+# MODE `PHASE:K:DIR`: the doctor's restart replay (module docstring).
+RESUME_PHASES = ("observe", "interrupt", "resume")
+BACKUP_AND_RESTORE, HARNESS_RESUME = "BackupAndRestore", "harness"
 # The calls that order data at random: the seeding calls that make each repeat (besides a seed argument
 # of its own), and the position of that argument (counting `self` for a method). A NumPy Generator's own
 # methods cannot be wrapped; its creation can.
@@ -92,9 +107,10 @@ class Probe:
     """What one run of the script did: its seeding calls, and each fit's fingerprints."""
 
     def __init__(self, out: Path, steps: int, script: Path, reference: list[dict[str, Any]] | None = None,
-                 run_as: Path | None = None) -> None:
+                 run_as: Path | None = None, resume: tuple[str, int, Path] | None = None) -> None:
         self.out, self.steps, self.script = out, steps, script.resolve()
         self.reference = reference
+        self.resume = resume  # (phase, epoch K, directory) of the restart replay, or None
         # The user's script: its name in every line said (a fixed copy stands in for it), its directory
         # the user's code.
         self.run_as = (run_as or script).resolve()
@@ -310,6 +326,53 @@ def build_for(model: Any, x: Any) -> None:
         pass
 
 
+def optimizer_variables(model: Any) -> list[Any]:
+    """The model's optimizer's variables (iteration count, learning rate, slots); [] before it is built."""
+    optimizer = getattr(model, "optimizer", None)
+    return list(optimizer.variables) if optimizer is not None and optimizer.built else []
+
+
+def state_fingerprints(model: Any) -> dict[str, dict[str, str]]:
+    """SHA-256 of every variable of the training state (trial/resume.py's parts: weights, optimizer state,
+    random generator states), by part and name: what a resumed run must hold where its first epoch begins."""
+    from harness.trial.fingerprints import array_sha256
+    from harness.trial.resume import keras_training_state
+
+    return {part: {name: array_sha256(np.asarray(variable.numpy())) for name, variable in variables.items()}
+            for part, variables in keras_training_state(model, optimizer_variables(model)).items()}
+
+
+def write_harness_checkpoint(model: Any, directory: Path) -> None:
+    """The harness's checkpoint of the fit's whole training state (trial/resume.py's format), atomically."""
+    from harness.trial.resume import CHECKPOINT_FILE, keras_training_state, write_state
+
+    write_state(directory / CHECKPOINT_FILE, keras_training_state(model, optimizer_variables(model)),
+                int(model.optimizer.iterations.numpy()), np.zeros(0, np.float32))
+
+
+def restore_harness_checkpoint(model: Any, directory: Path) -> None:
+    """Restores the harness's checkpoint into the freshly built model, its optimizer built first."""
+    from harness.trial.resume import CHECKPOINT_FILE, keras_training_state, read_checkpoint, restore_state
+    from harness.trial.train import TrialFailed
+
+    path = directory / CHECKPOINT_FILE
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    try:
+        restore_state(read_checkpoint(path), keras_training_state(model, optimizer_variables(model)), path)
+    except TrialFailed as failure:
+        raise UsageError(str(failure)) from None
+
+
+def move_backup(backup: Any, directory: Path) -> None:
+    """Points a BackupAndRestore callback's files into `directory` (its attributes as Keras 3 names them)."""
+    backup.backup_dir = str(directory)
+    backup._weights_path = str(directory / "latest.weights.h5")
+    backup._training_metadata_path = str(directory / "training_metadata.json")
+    backup._prev_weights_path = f"{backup._weights_path}.bkp"
+    backup._prev_training_metadata_path = f"{backup._training_metadata_path}.bkp"
+
+
 def install(probe: Probe) -> None:
     """Wraps the seeding calls and `keras.Model.fit` for this process."""
     import keras
@@ -336,12 +399,39 @@ def install(probe: Probe) -> None:
     original_fit = keras.Model.fit
 
     class Recorder(keras.callbacks.Callback):
-        def __init__(self, record: dict[str, Any], batch_print: Any) -> None:
+        def __init__(self, record: dict[str, Any], batch_print: Any, replay: dict[str, Any] | None) -> None:
             super().__init__()
             self.record, self.batch_print = record, batch_print
+            # The restart replay of this fit ({phase, epoch, directory}), or None: a whole fit, not its first steps.
+            self.replay, self.epoch = replay, 0
+
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.epoch = epoch
+            if self.replay and epoch == self.replay["epoch"]:
+                self.record["resume_state"] = state_fingerprints(self.model)
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if not self.replay or self.replay["phase"] != "interrupt" or epoch + 1 != self.replay["epoch"]:
+                return
+            if self.record["resumed_by"] == HARNESS_RESUME:
+                write_harness_checkpoint(self.model, self.replay["directory"])
+            self.record["interrupted"] = self.replay["epoch"]
+            self.record["resume_state"] = state_fingerprints(self.model)  # to tell a script that does not repeat
+            with probe.out.open("a") as out:
+                out.write(redact_text(json.dumps(self.record)) + "\n")
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)  # as a preemption ends it: no finally, no callback's on_train_end
+
+        def on_train_end(self, logs: Any = None) -> None:
+            if self.replay:
+                self.record["final_weights"] = weights_sha256_by_position(self.model.weights)
 
         def on_train_begin(self, logs: Any = None) -> None:
             model = self.model
+            if self.replay and self.replay.get("phase") == "resume" and \
+                    self.record["resumed_by"] == HARNESS_RESUME:
+                restore_harness_checkpoint(model, self.replay["directory"])
             self.record["parameters"] = int(sum(np.prod(v.shape) for v in model.trainable_variables))
             # By position, not name: two fits of one run are compared too, and Keras names a second build's
             # layers otherwise.
@@ -355,6 +445,11 @@ def install(probe: Probe) -> None:
 
         def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
             steps = self.record["steps"]
+            if self.replay:  # the steps from epoch K + 1 on, where a resumed run would part; the fit runs whole
+                if self.epoch >= self.replay["epoch"] and len(steps) < probe.steps:
+                    steps.append({"batch": [int(x) for x in self.batch_print.numpy()],
+                                  "weights": weights_sha256_by_position(self.model.weights)})
+                return
             steps.append({"batch": [int(x) for x in self.batch_print.numpy()],
                           "weights": weights_sha256_by_position(self.model.weights)})
             reference = probe.reference_fit(self.record["fit"])
@@ -392,7 +487,18 @@ def install(probe: Probe) -> None:
         # The class's own step each time: a model fitted twice is wrapped once.
         model.train_step = train_step
         model.train_function = None  # rebuilt around the wrapped step
-        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), Recorder(record, batch_print)]
+        replay = None
+        if probe.resume is not None and record["fit"] == 0:
+            phase, epoch, directory = probe.resume
+            replay = {"phase": phase, "epoch": epoch, "directory": directory}
+            record["epochs"] = kwargs.get("epochs", args[3] if len(args) > 3 else 1)
+            backups = [c for c in kwargs.get("callbacks") or [] if isinstance(c, keras.callbacks.BackupAndRestore)]
+            record["resumed_by"] = BACKUP_AND_RESTORE if backups else HARNESS_RESUME
+            for backup in backups:  # the doctor's runs back up into its own directory, never the script's
+                move_backup(backup, directory / ("backup" if phase != "observe" else "observe_backup"))
+            if phase == "resume" and not backups:
+                kwargs["initial_epoch"] = epoch  # the harness resumes fit as BackupAndRestore would
+        kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), Recorder(record, batch_print, replay)]
         try:
             return original_fit(model, *args, **kwargs)
         except Exception as error:
@@ -427,8 +533,16 @@ def parse_arguments(argv: list[str]) -> Invocation:
     out, steps, mode, reference, run_as, script, *args = argv
     if not steps.isdecimal() or not steps.isascii() or int(steps) < 1:
         raise UsageError(f"STEPS must be a whole number of steps, at least 1, got {steps!r}")
-    if mode not in ("-", DETERMINISM):
-        raise UsageError(f"MODE must be - (nothing) or {DETERMINISM}, got {mode!r}")
+    resume = None
+    if mode.split(":")[0] in RESUME_PHASES:
+        phase, epoch, directory = (mode.split(":", 2) + ["", ""])[:3]
+        if not epoch.isdecimal() or not epoch.isascii() or int(epoch) < 1 or not Path(directory).is_dir():
+            raise UsageError(f"MODE {mode!r} must be PHASE:EPOCH:DIRECTORY, EPOCH at least 1 and DIRECTORY an "
+                             "existing directory")
+        resume = (phase, int(epoch), Path(directory))
+    elif mode not in ("-", DETERMINISM):
+        raise UsageError(f"MODE must be - (nothing), {DETERMINISM} or "
+                         f"{'|'.join(RESUME_PHASES)}:EPOCH:DIRECTORY, got {mode!r}")
     if Path(out).is_dir() or not Path(out).parent.is_dir():
         raise UsageError(f"OUT {out} must be a file in an existing directory")
     for name, path in (("REFERENCE", reference), ("RUN_AS", run_as), ("SCRIPT", script)):
@@ -443,7 +557,7 @@ def parse_arguments(argv: list[str]) -> Invocation:
         raise UsageError(f"SCRIPT {script} is not a Python script ({first_line(error)})") from None
     original = Path(script if run_as == "-" else run_as)
     probe = Probe(Path(out), int(steps), Path(script), None if reference == "-" else read_records(Path(reference)),
-                  run_as=original)
+                  run_as=original, resume=resume)
     return Invocation(probe, mode == DETERMINISM, code, original, args)
 
 

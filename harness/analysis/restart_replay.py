@@ -55,3 +55,58 @@ def _missed(found: dict[str, Any], generator_paths: list[str]) -> str:
     if found["stage"] == "update (optimizer)":
         return f"the {OPTIMIZER_STATE} (its slots or iteration count)"
     return f"state the checkpoint does not hold ({found['stage']})"
+
+
+def script_verdict(uninterrupted: dict[str, Any], resumed: dict[str, Any], epoch: int) -> dict[str, Any]:
+    """The doctor's restart replay of a script's fit (`doctor --resume_at`): whether the run resumed at the end
+    of `epoch` in a fresh process ends at the uninterrupted run's weights, and each state it lacks where epoch
+    `epoch` + 1 begins, named. Both are keras_probe's fit records (`resume_state`, `steps`, `final_weights`)."""
+    how = ("by the script's BackupAndRestore" if uninterrupted["resumed_by"] == "BackupAndRestore" else
+           "by the harness's resume of fit (the script has no BackupAndRestore): weights, optimizer state and every "
+           "random generator's state restored from its checkpoint")
+    where = f"Interrupted at the end of epoch {epoch} and resumed in a fresh process {how}"
+    missed = missed_states(uninterrupted, resumed, epoch)
+    replays = uninterrupted["final_weights"] == resumed["final_weights"]
+    steps = [a == b for a, b in zip(uninterrupted["steps"], resumed["steps"], strict=False)]
+    parts_at = steps.index(False) if False in steps else None
+    if replays:
+        message = f"{where}, the run replays the uninterrupted one: its final weights are equal bit for bit."
+    else:
+        lacks = ("; where it begins, the resumed run lacks " + ", ".join(missed) if missed else
+                 "; every state the doctor observes (weights, optimizer state, random generators, the batches) was "
+                 "equal where it begins, so the resume misses state outside them (the model's or a callback's own "
+                 "Python attributes, a data pipeline of the script's own)")
+        at = (f"the runs part at step {parts_at + 1} of epoch {epoch + 1}" if parts_at is not None else
+              f"the runs part after the first {len(steps)} steps of epoch {epoch + 1}")
+        message = f"{where}, the run does NOT replay the uninterrupted one: its final weights differ; {at}{lacks}."
+    return {"epoch": epoch, "resumed_by": uninterrupted["resumed_by"], "replays": replays, "missed": missed,
+            "first_differing_step": None if parts_at is None else parts_at + 1, "message": message}
+
+
+def missed_states(uninterrupted: dict[str, Any], resumed: dict[str, Any], epoch: int) -> list[str]:
+    """Each state whose value differs where epoch `epoch` + 1 begins, named as a user knows it."""
+    from harness.trial.resume import GENERATORS, OPTIMIZER, WEIGHTS  # here: it loads TensorFlow, the verdict not
+
+    expected, found = uninterrupted["resume_state"], resumed.get("resume_state") or {}
+    missed = []
+    for part, variables in expected.items():
+        differing = [name.split(":", 1)[-1] for name, value in variables.items()
+                     if (found.get(part) or {}).get(name) != value]
+        if not differing:
+            continue
+        if part == WEIGHTS:
+            missed.append(f"the model's weights ({', '.join(differing)})")
+        elif part == OPTIMIZER:
+            iteration = [name for name in differing if name.endswith("/iteration")]
+            slots = [name for name in differing if name not in iteration]
+            missed += ["the optimizer's iteration count" for _ in iteration[:1]]
+            missed += [f"the optimizer's state ({', '.join(slots)})" for _ in slots[:1]]
+        elif part == GENERATORS:
+            missed += [f"the random generator state of layer `{name.split('#')[0]}` (its SeedGenerator: the "
+                       "masks it draws)" if not name.startswith("keras.random") else
+                       "Keras's global random generator (what keras.random calls with no seed draw)"
+                       for name in differing]
+    batches = [step["batch"] for step in uninterrupted["steps"][:1]], [step["batch"] for step in resumed["steps"][:1]]
+    if batches[0] != batches[1]:
+        missed.append(f"the data order of epoch {epoch + 1} (its first batch holds other examples)")
+    return missed

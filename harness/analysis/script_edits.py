@@ -169,3 +169,51 @@ def apply(script: Path, edits: list[dict[str, Any]], copy: Path) -> Path:
     copy.parent.mkdir(parents=True, exist_ok=True)
     copy.write_text("".join(lines))
     return copy
+
+
+REPLAYING_BACKUP = "ReplayingBackupAndRestore"
+
+
+def backup_with_generators(script: Path) -> list[dict[str, Any]]:
+    """The fix for a BackupAndRestore that leaves the random generators' states out (Keras's saves weights and
+    optimizer only, so a resumed fit draws other dropout masks): a subclass that backs them up too, defined after
+    the script's opening imports, in place of each BackupAndRestore the script makes. [] where it makes none."""
+    tree, lines = _parse(script)
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and node.lineno == node.func.end_lineno
+             and getattr(node.func, "attr", getattr(node.func, "id", None)) == "BackupAndRestore"]
+    if not calls:
+        return []
+    line = top_insertion_line(tree)
+    name = keras_name(tree, line)
+    edits: list[dict[str, Any]] = [] if name else [{"line": line, "insert": ["import keras"], "indent": ""}]
+    edits.append({"line": line, "indent": "", "insert": [
+        f"class {REPLAYING_BACKUP}({name or 'keras'}.callbacks.BackupAndRestore):",
+        '    """BackupAndRestore that also backs up every random generator\'s state (a Dropout layer\'s masks), which',
+        '    Keras\'s own leaves out: a resumed fit then draws what the uninterrupted one would have drawn."""',
+        "",
+        "    def _generator_states(self):",
+        '        return [v for v in self.model.variables if v.path.endswith("seed_generator_state")]',
+        "",
+        "    def _save_model(self):",
+        "        import json",
+        "",
+        "        super()._save_model()",
+        '        with open(f"{self.backup_dir}/seed_generator_states.json", "w") as file:',
+        "            json.dump([v.numpy().tolist() for v in self._generator_states()], file)",
+        "",
+        "    def _load_model(self):",
+        "        import json",
+        "",
+        "        super()._load_model()",
+        "        try:",
+        '            with open(f"{self.backup_dir}/seed_generator_states.json") as file:',
+        "                states = json.load(file)",
+        "        except FileNotFoundError:  # nothing backed up yet: a fit from the start",
+        "            return",
+        "        for variable, state in zip(self._generator_states(), states):",
+        "            variable.assign(state)",
+        "", ""]})
+    for call in calls:
+        old = lines[call.lineno - 1][call.func.col_offset:call.func.end_col_offset]
+        edits.append({"line": call.lineno, "replace": [f"{old}(", f"{REPLAYING_BACKUP}("]})
+    return edits

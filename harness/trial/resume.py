@@ -78,23 +78,34 @@ def training_state(trainable: Trainable) -> dict[str, dict[str, Any]]:
         names = [f"{variable_name(v)}/{kind}" for v in trainable.variables for kind in ("m", "v")]
         return {WEIGHTS: {variable_name(v): v for v in trainable.variables},
                 OPTIMIZER: dict(zip(names, slots, strict=True))}
+    return keras_training_state(model, trainable.optimizer_state())
+
+
+def keras_training_state(model: Any, optimizer_variables: list[Any]) -> dict[str, dict[str, Any]]:
+    """training_state of a Keras model and its optimizer's variables (the doctor's resume of a script's fit
+    checkpoints exactly this too)."""
     generators = {path: generator.state for path, generator in keras_model.seed_generators(model)}
     global_generator = keras_model.global_generator()
     if global_generator is not None:
         generators[keras_model.GLOBAL_GENERATOR_PATH] = global_generator.state
     return {WEIGHTS: {f"{i}:{v.path}": v for i, v in enumerate(model.weights)},
-            OPTIMIZER: {f"{i}:{v.path}": v for i, v in enumerate(trainable.optimizer_state())},
+            OPTIMIZER: {f"{i}:{v.path}": v for i, v in enumerate(optimizer_variables)},
             GENERATORS: generators}
 
 
 def write_checkpoint(path: Path, trainable: Trainable, step: int, losses: np.ndarray) -> list[str]:
     """Writes the training state at `step` (and the losses of the steps before it, for the record) to `path`,
     atomically; returns what the test hook left out ([] without it)."""
+    return write_state(path, training_state(trainable), step, losses)
+
+
+def write_state(path: Path, state: dict[str, dict[str, Any]], step: int, losses: np.ndarray) -> list[str]:
+    """write_checkpoint of a training state (`training_state`, `keras_training_state`)."""
     omit = os.environ.get(OMIT_VARIABLE, "")
     arrays: dict[str, np.ndarray] = {"step": np.array(step, np.int64), "losses": losses.astype(np.float32)}
     index: dict[str, list[str]] = {}
     left_out = []
-    for part, variables in training_state(trainable).items():
+    for part, variables in state.items():
         index[part] = []
         for name, variable in variables.items():
             if omit and (omit == "optimizer" and part == OPTIMIZER or omit == name):
@@ -126,7 +137,12 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 
 def restore(checkpoint: dict[str, Any], trainable: Trainable, path: Path) -> None:
     """Assigns every variable the checkpoint holds; what it does not hold keeps its freshly built value."""
-    for part, variables in training_state(trainable).items():
+    restore_state(checkpoint, training_state(trainable), path)
+
+
+def restore_state(checkpoint: dict[str, Any], state: dict[str, dict[str, Any]], path: Path) -> None:
+    """restore into a training state (`training_state`, `keras_training_state`)."""
+    for part, variables in state.items():
         for i, name in enumerate(checkpoint["index"].get(part, [])):
             if name not in variables or tuple(variables[name].shape) != checkpoint[f"{part}/{i}"].shape:
                 raise TrialFailed("error", f"the resume checkpoint {path} holds {name} ({part}), which the rebuilt "

@@ -7,6 +7,8 @@ from __future__ import annotations
 import pytest
 from conftest import user_config
 
+from harness.analysis import restart_replay
+
 pytestmark = pytest.mark.slow  # each trial trains, checkpoints, and starts a second process (about 20 s)
 
 
@@ -62,3 +64,26 @@ def test_a_whole_checkpoint_replays_the_uninterrupted_run_bit_for_bit(which, sma
     assert said["checkpoint"]["optimizer state"] > 0
     if which == "user":
         assert said["checkpoint"]["random generator states"] == 2  # the Dropout layer's and Keras's global one
+
+
+def _fit(resumed_by="BackupAndRestore", final="w", iteration="i16", dropout="d16", first_batch=(1, 2)):
+    """A keras_probe fit record of the doctor's restart replay, as much of it as the verdict reads."""
+    return {"resumed_by": resumed_by, "final_weights": final,
+            "resume_state": {"weights": {"0:sequential/dense/kernel": "k"},
+                             "optimizer state": {"0:adam/iteration": iteration, "2:adam/dense_kernel_momentum": "m"},
+                             "random generator states": {"dropout#0": dropout}},
+            "steps": [{"batch": list(first_batch), "weights": final}]}
+
+
+def test_a_script_resume_names_each_state_the_resumed_run_lacks():
+    found = restart_replay.script_verdict(_fit(), _fit(final="v", iteration="i0", dropout="d0", first_batch=(3, 4)),
+                                          2)
+    assert (found["replays"], found["first_differing_step"]) == (False, 1)
+    assert found["missed"] == ["the optimizer's iteration count", "the random generator state of layer `dropout` "
+                               "(its SeedGenerator: the masks it draws)",
+                               "the data order of epoch 3 (its first batch holds other examples)"]
+    said = restart_replay.script_verdict(_fit(resumed_by="harness"), _fit(resumed_by="harness"), 2)["message"]
+    assert said == ("Interrupted at the end of epoch 2 and resumed in a fresh process by the harness's resume of fit "
+                    "(the script has no BackupAndRestore): weights, optimizer state and every random generator's "
+                    "state restored from its checkpoint, the run replays the uninterrupted one: its final weights "
+                    "are equal bit for bit.")

@@ -1,9 +1,11 @@
 """The doctor on scripts written the way users write them: each seeding mistake gets its own verdict."""
 
 import json
+import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 from conftest import run_program
 
@@ -351,3 +353,97 @@ def test_a_printed_fix_runs_as_printed(tmp_path):
     ran = subprocess.run([sys.executable, str(script_edits.apply(bare, edits, tmp_path / "bare.fixed.py"))],
                          capture_output=True, text=True)
     assert ran.returncode == 0, ran.stderr
+
+
+# Page 1 of the Keras guide, resumable: Dense, Dropout, Adam, fit, with Keras's BackupAndRestore. The Preempted
+# callback is the test's own, not the doctor's: INTERRUPT_AT ends the process at the end of that epoch as a
+# preemption would, STATE_AT saves the resume-relevant state where that epoch (0-based) begins, for ground truth.
+RESUMABLE = """\
+import json
+import os
+
+import keras
+import numpy as np
+
+keras.utils.set_random_seed(0)
+x = np.random.rand(256, 8).astype("float32")
+y = (x.sum(axis=1) > 4).astype("float32")
+model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dropout(0.5),
+                          keras.layers.Dense(1, activation="sigmoid")])
+model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="binary_crossentropy")
+
+
+class Preempted(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == int(os.environ.get("STATE_AT", -1)):
+            state = {"dropout": self.model.layers[1].seed_generator.state.numpy().tolist(),
+                     "iteration": int(self.model.optimizer.iterations.numpy())}
+            with open(os.environ["STATE_OUT"], "w") as file:
+                json.dump(state, file)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == int(os.environ.get("INTERRUPT_AT", 0)):
+            os._exit(3)
+
+
+model.fit(x, y, epochs=4, batch_size=32, verbose=0,
+          callbacks=[keras.callbacks.BackupAndRestore(os.environ.get("BACKUP_DIR", "backup")), Preempted()])
+if "WEIGHTS_OUT" in os.environ:
+    np.save(os.environ["WEIGHTS_OUT"], np.concatenate([w.reshape(-1) for w in model.get_weights()]))
+"""
+
+
+def _ground_truth(script, tmp_path, name):
+    """The script run whole, then interrupted at the end of epoch 2 and resumed, each in a fresh process as a user
+    runs it: (final weights, state where epoch 3 begins) of the whole run and of the resumed one."""
+    found = []
+    for run, extra in (("whole", {}), ("interrupted", {"INTERRUPT_AT": "2"}), ("resumed", {})):
+        env = {**os.environ, "BACKUP_DIR": str(tmp_path / f"{name}_backup"), "STATE_AT": "2",
+               "STATE_OUT": str(tmp_path / f"{name}_{run}.json"), "WEIGHTS_OUT": str(tmp_path / f"{name}_{run}.npy"),
+               **extra}
+        result = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == (3 if extra else 0), result.stderr
+        if not extra:
+            state = json.loads((tmp_path / f"{name}_{run}.json").read_text())
+            found.append((np.load(tmp_path / f"{name}_{run}.npy"), state))
+    return found
+
+
+@pytest.mark.slow
+def test_a_backup_and_restore_resume_is_judged_against_fresh_process_runs_and_its_fix_too(tmp_path):
+    script = tmp_path / "resumable.py"
+    script.write_text(RESUMABLE)
+    (whole, whole_state), (resumed, resumed_state) = _ground_truth(script, tmp_path, "original")
+    # Ground truth: the resumed run ends elsewhere; where epoch 3 begins its dropout generator is another, the
+    # optimizer's iteration count the same (BackupAndRestore saves the optimizer).
+    assert not np.array_equal(whole, resumed)
+    assert whole_state["dropout"] != resumed_state["dropout"] and whole_state["iteration"] == resumed_state["iteration"]
+    result = run_program("harness.doctor", f"--output_dir={tmp_path / 'out'}", "--resume_at=2", "--verify", str(script))
+    assert result.returncode == 0, result.stderr
+    document = json.loads((tmp_path / "out" / "doctor.json").read_text())
+    assert schema_errors(document) == []
+    found = document["resume"]
+    assert (found["replays"], found["resumed_by"]) == (False, "BackupAndRestore")
+    assert found["missed"] == ["the random generator state of layer `dropout` (its SeedGenerator: the masks it draws)"]
+    assert ("Interrupted at the end of epoch 2 and resumed in a fresh process by the script's BackupAndRestore, the "
+            "run does NOT replay the uninterrupted one: its final weights differ; the runs part at step 1 of epoch 3; "
+            "where it begins, the resumed run lacks the random generator state of layer `dropout`") in result.stdout
+    assert ("at resumable.py:29, ReplayingBackupAndRestore( in place of keras.callbacks.BackupAndRestore("
+            in found["fix"])
+    assert found["verified"] is True
+    # The fix checked as the user would run it: the fixed copy interrupted and resumed ends at the whole run's bits.
+    (fixed_whole, _), (fixed_resumed, fixed_state) = _ground_truth(tmp_path / "out" / "resumable.resume_fixed.py",
+                                                                   tmp_path, "fixed")
+    assert np.array_equal(fixed_whole, whole) and np.array_equal(fixed_resumed, whole)
+    assert fixed_state == whole_state
+
+
+@pytest.mark.slow
+def test_resume_at_the_last_epoch_or_later_is_one_sentence(tmp_path):
+    script = tmp_path / "resumable.py"
+    script.write_text(RESUMABLE)
+    result = run_program("harness.doctor", f"--output_dir={tmp_path / 'out'}", "--resume_at=4", str(script))
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: --resume_at=4 is not before the last epoch of the first fit of {script} (at resumable.py:28: 4 "
+        "epochs), so there is nothing to resume: give an epoch from 1 to 3.")
